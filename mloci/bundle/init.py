@@ -1,0 +1,73 @@
+"""``mloci init``: a starter manifest.json, guessing framework and format from the files present."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from mloci.bundle.files import scan
+from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest
+from mloci.bundle.pack import manifest_document
+from mloci.errors import ConflictError, UsageError
+
+# File suffix → framework, most specific first; the first match in path order wins.
+_FRAMEWORKS = (
+    (".onnx", "onnx"),
+    (".ort", "onnxruntime"),
+    (".safetensors", "safetensors"),
+    (".gguf", "gguf"),
+    (".pt", "pytorch"),
+    (".pth", "pytorch"),
+    (".keras", "keras"),
+    (".h5", "keras"),
+    (".tflite", "tflite"),
+    (".pb", "tensorflow"),
+    (".xgb", "xgboost"),
+    (".ubj", "xgboost"),
+    (".lgb", "lightgbm"),
+    (".cbm", "catboost"),
+    (".joblib", "scikit-learn"),
+    (".pkl", "scikit-learn"),
+    (".mlmodel", "coreml"),
+)
+
+
+def guess_framework(root: Path) -> str | None:
+    files, _ = scan(root)
+    suffixes = {Path(f.path).suffix.lower() for f in files}
+    for suffix, framework in _FRAMEWORKS:
+        if suffix in suffixes:
+            return framework
+    return None
+
+
+def _name_from(root: Path) -> str:
+    name = re.sub(r"[^a-z0-9]+", "-", root.resolve().name.lower()).strip("-")
+    return name or "model"
+
+
+def init_bundle(root: Path, *, name: str | None = None, version: str = "0.1.0", force: bool = False) -> Path:
+    """Write ``root/manifest.json`` with name, version and a guessed framework; return its path."""
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory")
+    path = root / MANIFEST_FILENAME
+    if path.exists() and not force:
+        raise ConflictError(f"{path} already exists", hint="edit it, or pass --force to start over")
+    document = {"name": name or _name_from(root), "version": version}
+    framework = guess_framework(root)
+    if framework:
+        document["framework"] = framework
+    try:
+        manifest = BundleManifest.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise UsageError(
+            f"cannot start a manifest: {field}: {first['msg'].removeprefix('Value error, ')}"
+        ) from None
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(manifest_document(manifest))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,167 @@
+"""Packing a bundle into a ModelPack-compatible OCI artifact, deterministically.
+
+Nothing in the output depends on the clock, file mtimes, owners or dict order: the
+same bundle content gives the same manifest digest on any machine. ``docs/format.md``
+describes the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mloci.bundle.files import hash_file, layer_kind
+from mloci.bundle.git import GitState
+from mloci.bundle.load import Bundle
+from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest
+from mloci.errors import UsageError
+from mloci.types import annotations as ann
+from mloci.types import mediatype
+from mloci.types.blob import Blob
+from mloci.types.digest import Digest
+from mloci.types.manifest import Descriptor, Manifest, canonical_json
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PackedArtifact:
+    """An artifact ready to push: the manifest's exact bytes and every blob it references."""
+
+    manifest: Manifest
+    manifest_bytes: bytes
+    config: Blob
+    layers: tuple[Blob, ...]
+    bundle_manifest: BundleManifest
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.of(self.manifest_bytes)
+
+    @property
+    def blobs(self) -> tuple[Blob, ...]:
+        return (self.config, *self.layers)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """``<version>`` and ``<version>-<git_sha[:7]>`` ('+' becomes '_', as tags cannot hold it)."""
+        version = version_tag(self.bundle_manifest.version)
+        sha = self.bundle_manifest.git_sha
+        return (version, f"{version}-{sha[:7]}") if sha else (version,)
+
+
+def version_tag(version: str) -> str:
+    return version.replace("+", "_")
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def source_date(manifest: BundleManifest) -> datetime:
+    """The artifact's creation time, from content only: SOURCE_DATE_EPOCH, else train_time, else 1970."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        try:
+            return datetime.fromtimestamp(int(epoch), tz=UTC)
+        except ValueError:
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds") from None
+    return manifest.train_time or EPOCH
+
+
+def with_git(bundle: Bundle, state: GitState | None) -> Bundle:
+    """The bundle with git_sha/git_dirty filled from ``state`` where the manifest left them unset."""
+    if state is None or bundle.manifest.git_sha is not None:
+        return bundle
+    manifest = bundle.manifest.model_copy(update={"git_sha": state.sha, "git_dirty": state.dirty})
+    return Bundle(root=bundle.root, manifest=manifest, files=bundle.files)
+
+
+def manifest_document(manifest: BundleManifest) -> bytes:
+    """manifest.json as packed: sorted keys, 2-space indent, so pulled bundles read well and re-pack identically."""
+    text = json.dumps(manifest.to_document(), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode()
+
+
+def _config(manifest: BundleManifest, created: str, diff_ids: list[str]) -> dict[str, Any]:
+    descriptor: dict[str, Any] = {"name": manifest.name, "version": manifest.version, "createdAt": created}
+    if manifest.git_sha:
+        descriptor["revision"] = manifest.git_sha
+    if manifest.license:
+        descriptor["licenses"] = [manifest.license]
+    if manifest.authors:
+        descriptor["authors"] = list(manifest.authors)
+    if manifest.description:
+        descriptor["description"] = manifest.description
+    model_config: dict[str, Any] = {}
+    if manifest.framework_name:
+        model_config["format"] = manifest.framework_name
+    return {
+        "descriptor": descriptor,
+        "config": model_config,
+        "modelfs": {"type": "layers", "diffIds": diff_ids},
+    }
+
+
+def _manifest_annotations(manifest: BundleManifest, created: str) -> dict[str, str]:
+    values = {
+        ann.TITLE: manifest.name,
+        ann.NAME: manifest.name,
+        ann.VERSION: manifest.version,
+        ann.CREATED: created,
+        ann.REVISION: manifest.git_sha,
+        ann.DESCRIPTION: manifest.description,
+        ann.LICENSES: manifest.license,
+        ann.AUTHORS: ", ".join(manifest.authors) or None,
+        ann.FRAMEWORK: manifest.framework,
+        ann.METRICS: canonical_json(manifest.metrics).decode() if manifest.metrics else None,
+        ann.GIT_DIRTY: None if manifest.git_dirty is None else str(manifest.git_dirty).lower(),
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def pack(bundle: Bundle) -> PackedArtifact:
+    """Hash every file once and build the artifact's config and manifest."""
+    manifest = bundle.manifest
+    created = rfc3339(source_date(manifest))
+    layers: list[Blob] = []
+    for entry in bundle.files:
+        layer_annotations = {ann.MODEL_FILEPATH: entry.path, ann.TITLE: entry.path}
+        if entry.path == MANIFEST_FILENAME:
+            # Packed from the validated model (git fields filled in), not copied from disk.
+            data = manifest_document(manifest)
+            layer_annotations[ann.ROLE] = ann.ROLE_BUNDLE_MANIFEST
+            descriptor = Descriptor.of_bytes(
+                mediatype.model_layer("doc"), data, annotations=layer_annotations
+            )
+            layers.append(Blob(descriptor, data=data))
+            continue
+        digest, size = hash_file(entry.source)
+        descriptor = Descriptor(
+            media_type=mediatype.model_layer(layer_kind(entry.path)),
+            digest=digest,
+            size=size,
+            annotations=layer_annotations,
+        )
+        layers.append(Blob(descriptor, path=entry.source))
+
+    # Raw layers are uncompressed, so each diffId is the layer digest itself.
+    config_data = canonical_json(_config(manifest, created, [str(b.descriptor.digest) for b in layers]))
+    config = Blob.of_bytes(mediatype.MODEL_CONFIG, config_data)
+    oci_manifest = Manifest(
+        media_type=mediatype.OCI_MANIFEST,
+        artifact_type=mediatype.MODEL_ARTIFACT,
+        config=config.descriptor,
+        layers=[b.descriptor for b in layers],
+        annotations=_manifest_annotations(manifest, created),
+    )
+    return PackedArtifact(
+        manifest=oci_manifest,
+        manifest_bytes=oci_manifest.to_json(),
+        config=config,
+        layers=tuple(layers),
+        bundle_manifest=manifest,
+    )

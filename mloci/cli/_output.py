@@ -1,0 +1,90 @@
+"""Rendering for the CLI: JSON on stdout, human text, and progress bars on a TTY."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from mloci.ops.progress import Silent, TransferListener
+from mloci.types.manifest import Descriptor
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False))
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+class _Bars:
+    """Per-blob bars plus a total, drawn on stderr; thread-safe as rich's Progress is."""
+
+    def __init__(self, verb: str) -> None:
+        self._verb = verb
+        self._progress = Progress(
+            TextColumn("{task.description}", justify="left"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._total: TaskID | None = None
+        self._lock = threading.Lock()
+
+    def begin(self, total_bytes: int, blobs: int) -> None:
+        self._progress.start()
+        self._total = self._progress.add_task(f"{self._verb} {blobs} blobs", total=total_bytes)
+
+    def blob_started(self, descriptor: Descriptor, label: str) -> None:
+        with self._lock:
+            self._tasks[str(descriptor.digest)] = self._progress.add_task(f"  {label}", total=descriptor.size)
+
+    def advance(self, descriptor: Descriptor, n: int) -> None:
+        task = self._tasks.get(str(descriptor.digest))
+        if task is not None:
+            self._progress.advance(task, n)
+        if self._total is not None:
+            self._progress.advance(self._total, n)
+
+    def blob_finished(self, descriptor: Descriptor, *, skipped: bool) -> None:
+        task = self._tasks.get(str(descriptor.digest))
+        if task is None:
+            return
+        if skipped:
+            self._progress.update(task, description=self._progress.tasks[task].description + " (exists)")
+            self._progress.update(task, completed=descriptor.size)
+            if self._total is not None:
+                self._progress.advance(self._total, descriptor.size)
+        self._progress.update(task, visible=False)
+
+    def end(self) -> None:
+        self._progress.stop()
+
+
+def listener(verb: str, *, quiet: bool) -> TransferListener:
+    """Progress bars when a person watches stderr; silence otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return Silent()
+    return _Bars(verb)

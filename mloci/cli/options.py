@@ -1,0 +1,64 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from mloci.store import StoreOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def registry_options(func: F) -> F:
+    """--plain-http / --insecure / --ca-file / --concurrency, collected into a StoreOptions."""
+    decorators = [
+        click.option(
+            "--plain-http/--https",
+            "plain_http",
+            default=None,
+            help="Force plain HTTP or HTTPS. Default: HTTPS, except loopback registries that only speak HTTP.",
+        ),
+        click.option(
+            "--insecure",
+            is_flag=True,
+            envvar="MLOCI_INSECURE",
+            help="Do not verify the registry's TLS certificate (a warning is printed).",
+        ),
+        click.option(
+            "--ca-file",
+            type=click.Path(exists=True, dir_okay=False),
+            envvar="MLOCI_CA_FILE",
+            help="PEM bundle of CAs to trust for the registry [env: MLOCI_CA_FILE].",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 64),
+            default=4,
+            show_default=True,
+            envvar="MLOCI_CONCURRENCY",
+            help="Blobs transferred at once.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def store_options(kwargs: dict[str, Any]) -> StoreOptions:
+    """Pop the registry options out of a command's kwargs."""
+    insecure = bool(kwargs.pop("insecure"))
+    if insecure:
+        click.echo("mloci: warning: TLS certificate verification is disabled (--insecure)", err=True)
+    return StoreOptions(
+        plain_http=kwargs.pop("plain_http"),
+        insecure=insecure,
+        ca_file=kwargs.pop("ca_file"),
+        concurrency=kwargs.pop("concurrency"),
+    )
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars.")

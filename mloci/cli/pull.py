@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mloci.cli._output import emit_json, human_size, listener
+from mloci.cli.app import cli
+from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.ops.pull import pull
+from mloci.ops.refs import parse_reference
+
+
+@cli.command("pull")
+@click.argument("reference")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write the files into (default: ./<name>).",
+)
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    help="Pull only files matching a glob ('*.onnx') or a layer kind (weight, weight.config, doc, code, dataset).",
+)
+@click.option("--force", is_flag=True, help="Replace the contents of a non-empty output directory.")
+@registry_options
+@json_option
+@quiet_option
+def pull_command(
+    reference: str,
+    output: Path | None,
+    filters: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+    **kw: Any,
+) -> None:
+    """Fetch the artifact REFERENCE into a directory, verifying every byte first.
+
+    Files appear only after every blob matched its digest; a failed pull leaves nothing.
+    Pulling the digest a directory already holds does nothing (safe for init containers).
+    """
+    ref = parse_reference(reference)
+    target = output or Path(ref.repository.rsplit("/", 1)[-1])
+    result = pull(
+        ref,
+        target,
+        options=store_options(kw),
+        filters=filters,
+        force=force,
+        listener=listener("pulling", quiet=quiet or as_json),
+    )
+    if as_json:
+        emit_json(result.to_json())
+        return
+    if not quiet:
+        if result.unchanged:
+            click.echo(f"unchanged: {target} already holds {result.digest}", err=True)
+        else:
+            click.echo(
+                f"pulled {len(result.files)} files ({human_size(result.bytes_downloaded)}) into {target}",
+                err=True,
+            )
+    click.echo(str(result.reference))

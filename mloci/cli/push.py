@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mloci.cli._output import emit_json, human_size, listener
+from mloci.cli.app import cli
+from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.ops.push import push_bundle
+
+
+@cli.command("push")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("target", required=False)
+@click.option("-t", "--tag", "tags", multiple=True, help="Extra tag to set (repeatable).")
+@click.option(
+    "--force", is_flag=True, help="Overwrite a version tag that names different content. Use with care."
+)
+@registry_options
+@json_option
+@quiet_option
+def push_command(
+    bundle: Path,
+    target: str | None,
+    tags: tuple[str, ...],
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+    **kw: Any,
+) -> None:
+    """Pack BUNDLE into an OCI artifact and push it to TARGET.
+
+    TARGET is a repository such as registry.example.com/ml/churn-model (a tag in it is
+    added to the tags). Without TARGET the bundle's name goes to $MLOCI_REGISTRY, or to
+    the local store when that is unset. Tags set: <version> and <version>-<git sha>.
+    """
+    result = push_bundle(
+        bundle,
+        target,
+        options=store_options(kw),
+        extra_tags=tags,
+        force=force,
+        listener=listener("pushing", quiet=quiet or as_json),
+    )
+    if as_json:
+        emit_json(result.to_json())
+        return
+    if not quiet:
+        if result.unchanged:
+            click.echo("unchanged: this exact artifact is already published", err=True)
+        else:
+            click.echo(
+                f"uploaded {result.blobs_uploaded} blobs ({human_size(result.bytes_uploaded)}), "
+                f"{result.blobs_skipped} already present; tags: {', '.join(result.tags)}",
+                err=True,
+            )
+    click.echo(str(result.reference))

@@ -1,0 +1,1 @@
+"""Use cases over a Store and a Reference: push, pull, inspect, and what later builds on them."""

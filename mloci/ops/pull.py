@@ -1,0 +1,315 @@
+"""Pull: fetch an artifact's files into a directory, verified, all-or-nothing, idempotent.
+
+Every blob is hashed while it streams into a staging directory on the target's
+filesystem; only when all of them verified are they renamed into place, and the
+marker ``.mloci/pull.json`` is written last. A failed or interrupted pull leaves the
+target as it was. Pulling the digest a directory already holds is a no-op, so init
+containers can restart freely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
+from mloci.ops.progress import Silent, TransferListener
+from mloci.store import Store, StoreOptions, open_store
+from mloci.types import annotations as ann
+from mloci.types import mediatype
+from mloci.types.digest import Digest
+from mloci.types.manifest import Descriptor, Manifest
+from mloci.types.reference import Reference
+
+MARKER_DIR = ".mloci"
+MARKER = f"{MARKER_DIR}/pull.json"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer of the artifact, with the path it unpacks to and its ModelPack kind."""
+
+    path: str
+    kind: str  # weight, weight.config, doc, code, dataset, or "file" for non-ModelPack layers
+    packing: str  # raw, tar, tar+gzip
+    descriptor: Descriptor
+
+
+@dataclass(frozen=True)
+class PullResult:
+    reference: Reference
+    digest: Digest
+    output: Path
+    files: tuple[Layer, ...]
+    bytes_downloaded: int
+    unchanged: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": str(self.reference),
+            "digest": str(self.digest),
+            "output": str(self.output),
+            "files": [
+                {
+                    "path": f.path,
+                    "kind": f.kind,
+                    "digest": str(f.descriptor.digest),
+                    "size": f.descriptor.size,
+                }
+                for f in self.files
+            ],
+            "bytesDownloaded": self.bytes_downloaded,
+            "unchanged": self.unchanged,
+        }
+
+
+def safe_path(path: str) -> str:
+    """``path`` if it stays inside the target directory; IntegrityError otherwise."""
+    parts = path.split("/")
+    if (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or "\0" in path
+        or any(p in ("", ".", "..") for p in parts)
+        or parts[0] == MARKER_DIR
+        or (len(path) > 1 and path[1] == ":")
+    ):
+        raise IntegrityError(
+            f"refusing unsafe file path {path!r} in the artifact (absolute, '..', or reserved)"
+        )
+    return path
+
+
+def layers_of(manifest: Manifest) -> list[Layer]:
+    """Every file-bearing layer with a validated path; unsafe or clashing paths are refused."""
+    layers: list[Layer] = []
+    seen: set[str] = set()
+    for descriptor in manifest.layers:
+        path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
+        if path is None:
+            raise IntegrityError(
+                f"layer {descriptor.digest} has no file path annotation ({ann.MODEL_FILEPATH} or {ann.TITLE})"
+            )
+        parsed = mediatype.parse_model_layer(descriptor.media_type)
+        if parsed is not None:
+            kind, packing = parsed
+        elif descriptor.media_type in (mediatype.OCI_LAYER_TAR, mediatype.OCI_LAYER_TAR_GZIP):
+            kind, packing = "file", "tar" if descriptor.media_type.endswith("tar") else "tar+gzip"
+        else:
+            kind, packing = "file", "raw"
+        if packing not in ("raw", "tar", "tar+gzip"):
+            raise MlociError(f"layer {path!r} is packed as {packing!r}, which mloci cannot unpack yet")
+        path = safe_path(path)
+        if path in seen:
+            raise IntegrityError(f"the artifact holds {path!r} twice")
+        seen.add(path)
+        layers.append(Layer(path=path, kind=kind, packing=packing, descriptor=descriptor))
+    for path in seen:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in seen:
+                raise IntegrityError(f"the artifact holds {parent!r} both as a file and as a directory")
+            parent = parent.rpartition("/")[0]
+    return layers
+
+
+def select(layers: Sequence[Layer], filters: Sequence[str]) -> list[Layer]:
+    """Layers matching any filter: a glob on the path (or file name), or a layer kind such as 'weight'."""
+    if not filters:
+        return list(layers)
+    chosen = [
+        layer
+        for layer in layers
+        if any(
+            f == layer.kind
+            or fnmatch.fnmatchcase(layer.path, f)
+            or fnmatch.fnmatchcase(layer.path.rsplit("/")[-1], f)
+            for f in filters
+        )
+    ]
+    if not chosen:
+        raise UsageError(f"--filter {' '.join(filters)} matches no file in the artifact")
+    return chosen
+
+
+def _read_marker(output: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((output / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _already_there(output: Path, digest: Digest, layers: Sequence[Layer]) -> bool:
+    marker = _read_marker(output)
+    if not marker or marker.get("digest") != str(digest):
+        return False
+    if sorted(marker.get("layers", [])) != sorted(str(layer.descriptor.digest) for layer in layers):
+        return False
+    for layer in layers:
+        if layer.packing != "raw":
+            continue
+        target = output / layer.path
+        if target.is_symlink() or not target.is_file() or target.stat().st_size != layer.descriptor.size:
+            return False
+    return True
+
+
+def _write_blob(
+    store: Store, repository: str, layer: Layer, staging: Path, listener: TransferListener
+) -> list[str]:
+    """Stream one layer into ``staging``; return the paths it created (relative)."""
+    descriptor = layer.descriptor
+    listener.blob_started(descriptor, layer.path)
+    target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as handle, store.open_blob(repository, descriptor) as chunks:
+        for chunk in chunks:
+            handle.write(chunk)
+            listener.advance(descriptor, len(chunk))
+    listener.blob_finished(descriptor, skipped=False)
+    if layer.packing == "raw":
+        return [layer.path]
+    try:
+        return _untar(target, staging)
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def _untar(archive: Path, staging: Path) -> list[str]:
+    """Extract a verified tar layer with the 'data' filter: no absolute paths, '..', device files or outside links."""
+    created: list[str] = []
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            for member in tar.getmembers():
+                name = member.name.lstrip("./") if member.name.startswith("./") else member.name
+                if name and not member.isdir():
+                    created.append(safe_path(name))
+            tar.extractall(staging, filter="data")
+    except tarfile.FilterError as exc:
+        raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
+    except tarfile.TarError as exc:
+        raise IntegrityError(f"corrupt tar layer: {exc}") from None
+    return created
+
+
+@contextlib.contextmanager
+def _staging(output: Path) -> Iterator[Path]:
+    """A private directory on the target's filesystem, removed whatever happens."""
+    if output.exists():
+        path = Path(tempfile.mkdtemp(prefix=".mloci-staging-", dir=output))
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f".{output.name}.mloci-", dir=output.parent))
+        # mkdtemp makes 0700; the published directory should look like any other one.
+        path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _replaceable(output: Path, *, force: bool) -> list[Path]:
+    """What to remove from an existing ``output`` before moving new files in; refuse foreign content."""
+    present = [p for p in output.iterdir() if not p.name.startswith(".mloci-staging-")]
+    if not present or force:
+        return present
+    marker = _read_marker(output)
+    if marker is None:
+        raise ConflictError(
+            f"{output} is not empty and was not written by 'mloci pull'",
+            hint="choose an empty directory, or pass --force to replace its contents",
+        )
+    owned = {str(p).split("/")[0] for p in marker.get("files", [])} | {MARKER_DIR}
+    return [p for p in present if p.name in owned]
+
+
+def pull(
+    reference: Reference,
+    output: Path,
+    *,
+    options: StoreOptions | None = None,
+    filters: Sequence[str] = (),
+    force: bool = False,
+    listener: TransferListener | None = None,
+) -> PullResult:
+    """Fetch ``reference`` into ``output``; see the module docstring for the guarantees."""
+    options = options or StoreOptions()
+    listener = listener or Silent()
+    store = open_store(reference, options)
+    try:
+        descriptor, data = store.fetch_manifest(reference)
+        if descriptor.media_type in mediatype.INDEX_TYPES:
+            raise UsageError(f"{reference} is an image index; pull one of its manifests by digest")
+        manifest = Manifest.from_json(data)
+        layers = select(layers_of(manifest), filters)
+        pinned = reference.pinned(descriptor.digest)
+        if output.is_dir() and _already_there(output, descriptor.digest, layers):
+            return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True)
+        if output.exists() and not output.is_dir():
+            raise ConflictError(f"{output} exists and is not a directory")
+        # Decide before downloading anything whether the target may be replaced.
+        old = _replaceable(output, force=force) if output.is_dir() else []
+
+        with _staging(output) as staging:
+            listener.begin(sum(layer.descriptor.size for layer in layers), len(layers))
+            try:
+                with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
+                    futures = [
+                        pool.submit(_write_blob, store, reference.repository, layer, staging, listener)
+                        for layer in layers
+                    ]
+                    created = sorted({p for f in futures for p in f.result()})
+            finally:
+                listener.end()
+            marker = {
+                "reference": str(pinned),
+                "digest": str(descriptor.digest),
+                "layers": sorted(str(layer.descriptor.digest) for layer in layers),
+                "files": created,
+            }
+            (staging / MARKER_DIR).mkdir()
+            (staging / MARKER).write_text(
+                json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
+            _move_into_place(staging, output, old)
+        return PullResult(
+            pinned,
+            descriptor.digest,
+            output,
+            tuple(layers),
+            sum(layer.descriptor.size for layer in layers),
+            False,
+        )
+    finally:
+        store.close()
+
+
+def _move_into_place(staging: Path, output: Path, old: Sequence[Path]) -> None:
+    if staging.parent != output:
+        # The target did not exist: one atomic rename publishes everything.
+        staging.rename(output)
+        return
+    # The target exists (perhaps a mount point that cannot be replaced): swap its entries,
+    # dropping the marker first and writing it last so a crash never leaves a false marker.
+    (output / MARKER).unlink(missing_ok=True)
+    for path in old:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    for entry in sorted(staging.iterdir(), key=lambda p: p.name == MARKER_DIR):
+        entry.rename(output / entry.name)

@@ -1,0 +1,40 @@
+"""Where artifacts live: one :class:`Store` protocol, a local OCI layout and a remote registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mloci import settings
+from mloci.store.base import Store
+from mloci.store.layout import LayoutStore
+from mloci.store.registry import RegistryStore
+from mloci.store.registry.auth import env_credentials
+from mloci.types.reference import Reference
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """How to reach registries; the CLI fills this from flags and environment."""
+
+    plain_http: bool | None = None  # None: HTTPS, except loopback registries that only speak HTTP
+    insecure: bool = False
+    ca_file: str | None = None
+    concurrency: int = 4
+
+
+def open_store(ref: Reference, options: StoreOptions | None = None) -> Store:
+    """The store ``ref`` lives in: the local OCI layout when it names no registry, else that registry."""
+    if ref.registry is None:
+        return LayoutStore(settings.home())
+    options = options or StoreOptions()
+    return RegistryStore(
+        ref.registry,
+        plain_http=options.plain_http,
+        insecure=options.insecure,
+        ca_file=options.ca_file,
+        credentials=env_credentials(),
+        concurrency=options.concurrency,
+    )
+
+
+__all__ = ["LayoutStore", "RegistryStore", "Store", "StoreOptions", "open_store"]

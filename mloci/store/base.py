@@ -1,0 +1,82 @@
+"""The one storage interface every backend implements, and the digest check they all share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from mloci.errors import IntegrityError
+from mloci.types.blob import Blob
+from mloci.types.digest import Digest
+from mloci.types.manifest import Descriptor
+from mloci.types.reference import Reference
+
+# Called with the number of bytes just transferred; progress bars hang off this.
+Progress = Callable[[int], None]
+
+# Manifests are small by spec (registries cap them at 4 MiB); anything larger is refused unread.
+MAX_MANIFEST_SIZE = 4 << 20
+
+
+class Store(Protocol):
+    """A place that holds OCI content, addressed by repository: a registry or a local OCI layout."""
+
+    @property
+    def location(self) -> str:
+        """Human-readable name of the store, for messages."""
+        ...
+
+    def resolve(self, ref: Reference) -> Descriptor:
+        """The descriptor (media type, digest, size) of the manifest ``ref`` names."""
+        ...
+
+    def fetch_manifest(self, ref: Reference) -> tuple[Descriptor, bytes]:
+        """The manifest's exact bytes, verified against the digest when ``ref`` is pinned."""
+        ...
+
+    def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
+        """Store ``data`` as a manifest under ``ref``'s tag (or just by digest when it has none)."""
+        ...
+
+    def has_blob(self, repository: str, digest: Digest) -> bool: ...
+
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None: ...
+
+    def open_blob(self, repository: str, descriptor: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
+        """Chunks of the blob, verified: the iterator raises IntegrityError instead of ending on bad content."""
+        ...
+
+    def list_tags(self, repository: str) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def verify_bytes(data: bytes, expected: Descriptor | Digest, what: str) -> None:
+    digest = expected.digest if isinstance(expected, Descriptor) else expected
+    if isinstance(expected, Descriptor) and len(data) != expected.size:
+        raise IntegrityError(f"{what}: size {len(data)} differs from the expected {expected.size}")
+    hasher = digest.hasher()
+    hasher.update(data)
+    if hasher.hexdigest() != digest.encoded:
+        raise IntegrityError(f"{what}: content does not match digest {digest}")
+
+
+def verified(chunks: Iterable[bytes], descriptor: Descriptor, what: str) -> Iterator[bytes]:
+    """Pass ``chunks`` through, hashing as they go; raise before the end if size or digest is wrong.
+
+    Consumers must treat data as provisional until the iterator is exhausted: the last
+    step is the check, and a mismatch raises instead of finishing.
+    """
+    hasher = descriptor.digest.hasher()
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if seen > descriptor.size:
+            raise IntegrityError(f"{what}: more than the expected {descriptor.size} bytes")
+        hasher.update(chunk)
+        yield chunk
+    if seen != descriptor.size:
+        raise IntegrityError(f"{what}: {seen} bytes instead of the expected {descriptor.size}")
+    if hasher.hexdigest() != descriptor.digest.encoded:
+        raise IntegrityError(f"{what}: content does not match digest {descriptor.digest}")

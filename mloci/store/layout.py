@@ -1,0 +1,249 @@
+"""The embedded local store: one OCI image-layout directory under ``$MLOCI_HOME/oci``.
+
+All repositories share one blob pool. Tagged manifests are ``index.json`` entries whose
+``org.opencontainers.image.ref.name`` is ``<repository>:<tag>``, so other tools read
+them directly (``skopeo inspect oci:$MLOCI_HOME/oci:churn-model:1.0.0``). Untagged
+manifests stay listed, marked with their repository, so they are never orphaned.
+
+Writes go to a temporary file under ``$MLOCI_HOME/tmp`` (same filesystem) and are
+renamed into place once verified; ``index.json`` is rewritten under a file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
+from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
+from mloci.types import annotations as ann
+from mloci.types import mediatype
+from mloci.types.blob import Blob
+from mloci.types.digest import Digest
+from mloci.types.manifest import Descriptor, Index, canonical_json
+from mloci.types.reference import Reference
+
+_CHUNK = 1 << 20
+LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+def _media_type_of(data: bytes) -> str:
+    try:
+        value = json.loads(data).get("mediaType")
+    except (ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, str) else mediatype.OCI_MANIFEST
+
+
+class LayoutStore:
+    """A :class:`~mloci.store.Store` over an OCI image-layout directory."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.root = home / "oci"
+        self._tmp = home / "tmp"
+        self._lock_path = home / "locks" / "index.lock"
+
+    @property
+    def location(self) -> str:
+        return f"local store {self.root}"
+
+    # -- layout plumbing -------------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        try:
+            for directory in (self.root / "blobs" / "sha256", self._tmp, self._lock_path.parent):
+                directory.mkdir(parents=True, exist_ok=True)
+            if not (self.root / "oci-layout").exists():
+                self._write_atomic(self.root / "oci-layout", LAYOUT_VERSION)
+            if not (self.root / "index.json").exists():
+                self._write_atomic(self.root / "index.json", Index(manifests=[]).to_json())
+        except OSError as exc:
+            raise MlociError(f"cannot write the local store at {self.root}: {exc.strerror or exc}") from exc
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def blob_path(self, digest: Digest) -> Path:
+        return self.root / "blobs" / digest.algorithm / digest.encoded
+
+    def _read_index(self) -> list[dict[str, Any]]:
+        path = self.root / "index.json"
+        if not path.exists():
+            return []
+        try:
+            manifests = json.loads(path.read_bytes()).get("manifests", [])
+        except (ValueError, AttributeError) as exc:
+            raise MlociError(f"the local store's index {path} is corrupt: {exc}") from exc
+        return [m for m in manifests if isinstance(m, dict)]
+
+    @contextlib.contextmanager
+    def _locked_index(self) -> Iterator[list[dict[str, Any]]]:
+        """Read-modify-write of index.json, serialized across processes."""
+        self._ensure()
+        with self._lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                entries = self._read_index()
+                yield entries
+                document = {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": entries}
+                self._write_atomic(self.root / "index.json", canonical_json(document))
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- Store protocol --------------------------------------------------------------------------
+
+    def _entry_for(self, ref: Reference) -> dict[str, Any] | None:
+        want = f"{ref.repository}:{ref.tag}"
+        for entry in self._read_index():
+            if (entry.get("annotations") or {}).get(ann.REF_NAME) == want:
+                return entry
+        return None
+
+    def resolve(self, ref: Reference) -> Descriptor:
+        if ref.digest is not None:
+            path = self.blob_path(ref.digest)
+            if not path.is_file():
+                raise NotFoundError(f"{ref} not found in the {self.location}")
+            for entry in self._read_index():
+                if entry.get("digest") == str(ref.digest):
+                    return Descriptor.model_validate(entry).model_copy(update={"annotations": None})
+            size = path.stat().st_size
+            if size > MAX_MANIFEST_SIZE:
+                raise IntegrityError(f"{ref} is not a manifest ({size} bytes)")
+            return Descriptor(media_type=_media_type_of(path.read_bytes()), digest=ref.digest, size=size)
+        if ref.tag is None:
+            raise UsageError(f"{ref} names no tag or digest")
+        tagged = self._entry_for(ref)
+        if tagged is None:
+            raise NotFoundError(f"{ref} not found in the {self.location}")
+        return Descriptor.model_validate(tagged).model_copy(update={"annotations": None})
+
+    def fetch_manifest(self, ref: Reference) -> tuple[Descriptor, bytes]:
+        descriptor = self.resolve(ref)
+        if descriptor.size > MAX_MANIFEST_SIZE:
+            raise IntegrityError(f"manifest {descriptor.digest} is larger than {MAX_MANIFEST_SIZE} bytes")
+        try:
+            data = self.blob_path(descriptor.digest).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"manifest {descriptor.digest} is missing from the {self.location}") from exc
+        verify_bytes(data, descriptor, f"manifest {descriptor.digest}")
+        return descriptor, data
+
+    def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
+        descriptor = Descriptor.of_bytes(media_type, data)
+        if ref.digest is not None and ref.digest != descriptor.digest:
+            raise IntegrityError(f"manifest digest {descriptor.digest} does not match {ref.digest}")
+        self._ensure()
+        path = self.blob_path(descriptor.digest)
+        if not path.exists():
+            self._write_atomic(path, data)
+        artifact_type = None
+        with contextlib.suppress(ValueError, AttributeError):
+            artifact_type = json.loads(data).get("artifactType")
+        entry = descriptor.to_dict()
+        if isinstance(artifact_type, str):
+            entry["artifactType"] = artifact_type
+        with self._locked_index() as entries:
+            if ref.tag is not None:
+                name = f"{ref.repository}:{ref.tag}"
+                entries[:] = [e for e in entries if (e.get("annotations") or {}).get(ann.REF_NAME) != name]
+                entries.append({**entry, "annotations": {ann.REF_NAME: name}})
+            # Drop the untagged marker once tagged, or add it when the manifest is not yet listed.
+            untagged = {**entry, "annotations": {ann.REPOSITORY: ref.repository}}
+            entries[:] = [e for e in entries if e != untagged]
+            listed = any(
+                e.get("digest") == entry["digest"] and self._repository_of(e) == ref.repository
+                for e in entries
+            )
+            if not listed:
+                entries.append(untagged)
+        return descriptor
+
+    @staticmethod
+    def _repository_of(entry: dict[str, Any]) -> str | None:
+        annotations = entry.get("annotations") or {}
+        if ann.REF_NAME in annotations:
+            return str(annotations[ann.REF_NAME]).rpartition(":")[0]
+        value = annotations.get(ann.REPOSITORY)
+        return str(value) if value is not None else None
+
+    def has_blob(self, repository: str, digest: Digest) -> bool:
+        return self.blob_path(digest).is_file()
+
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
+        descriptor = blob.descriptor
+        target = self.blob_path(descriptor.digest)
+        if target.is_file():
+            return
+        self._ensure()
+
+        def chunks() -> Iterator[bytes]:
+            with blob.open() as source:
+                while chunk := source.read(_CHUNK):
+                    yield chunk
+
+        self._store_verified(target, verified(chunks(), descriptor, f"blob {descriptor.digest}"), progress)
+
+    def _store_verified(self, target: Path, chunks: Iterator[bytes], progress: Progress | None) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @contextlib.contextmanager
+    def open_blob(self, repository: str, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
+        path = self.blob_path(descriptor.digest)
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {descriptor.digest} is missing from the {self.location}") from None
+        with handle:
+
+            def chunks() -> Iterator[bytes]:
+                while chunk := handle.read(_CHUNK):
+                    yield chunk
+
+            yield verified(chunks(), descriptor, f"blob {descriptor.digest}")
+
+    def list_tags(self, repository: str) -> list[str]:
+        prefix = f"{repository}:"
+        tags = []
+        for entry in self._read_index():
+            name = (entry.get("annotations") or {}).get(ann.REF_NAME, "")
+            if name.startswith(prefix) and "/" not in name[len(prefix) :]:
+                tags.append(name[len(prefix) :])
+        if not tags and not any(self._repository_of(e) == repository for e in self._read_index()):
+            raise NotFoundError(f"repository {repository!r} not found in the {self.location}")
+        return sorted(tags)
+
+    def repositories(self) -> list[str]:
+        return sorted({r for e in self._read_index() if (r := self._repository_of(e))})
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,146 @@
+"""Registry authentication: ``WWW-Authenticate`` challenges, Basic, and the distribution token flow.
+
+Secrets stay inside :class:`Credentials` and the ``Authorization`` header; neither is
+ever part of a message, an exception or a repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from mloci.errors import AuthError
+
+_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.username or self.identity_token)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # lower-case: "basic" or "bearer"
+    params: dict[str, str]
+
+    @classmethod
+    def parse(cls, header: str) -> Challenge | None:
+        scheme, _, rest = header.strip().partition(" ")
+        if not scheme:
+            return None
+        params = {
+            m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+            for m in _PARAM.finditer(rest)
+        }
+        params = {k: v.replace('\\"', '"') for k, v in params.items()}
+        return cls(scheme=scheme.lower(), params=params)
+
+
+def env_credentials() -> Credentials | None:
+    username = os.environ.get("MLOCI_USERNAME", "")
+    password = os.environ.get("MLOCI_PASSWORD", "")
+    return Credentials(username, password) if username else None
+
+
+def scope_for(repository: str, actions: str) -> str:
+    return f"repository:{repository}:{actions}"
+
+
+# fetch(url, headers) -> (status, body): the transport does the HTTP so TLS settings apply to the realm too.
+TokenFetcher = Callable[[str, dict[str, str]], tuple[int, bytes]]
+
+
+class Authenticator:
+    """Turns a challenge plus a scope into an ``Authorization`` header, caching tokens per scope."""
+
+    def __init__(self, credentials: Credentials | None) -> None:
+        self._credentials = credentials
+        self._challenge: Challenge | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def has_challenge(self) -> bool:
+        return self._challenge is not None
+
+    def learn(self, header: str) -> None:
+        challenge = Challenge.parse(header)
+        if challenge is None or challenge.scheme not in ("basic", "bearer"):
+            raise AuthError(f"the registry asks for unsupported authentication {header.split(' ', 1)[0]!r}")
+        self._challenge = challenge
+
+    def forget(self, scope: str) -> None:
+        with self._lock:
+            self._tokens.pop(scope, None)
+
+    def header(self, scope: str, fetch: TokenFetcher) -> str | None:
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            creds = self._credentials
+            if not creds or not creds.username:
+                raise AuthError(
+                    "the registry requires a login",
+                    hint="run 'mloci login' or set MLOCI_USERNAME/MLOCI_PASSWORD",
+                )
+            raw = f"{creds.username}:{creds.password}".encode()
+            return "Basic " + base64.b64encode(raw).decode()
+        with self._lock:
+            cached = self._tokens.get(scope)
+            if cached and cached[1] > time.monotonic():
+                return f"Bearer {cached[0]}"
+        token, lifetime = self._fetch_token(challenge, scope, fetch)
+        with self._lock:
+            # Renew a little early so a token never expires between check and use.
+            self._tokens[scope] = (token, time.monotonic() + max(lifetime - 10, 1))
+        return f"Bearer {token}"
+
+    def _fetch_token(self, challenge: Challenge, scope: str, fetch: TokenFetcher) -> tuple[str, float]:
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise AuthError("the registry's token challenge names no realm")
+        query = {"service": challenge.params["service"]} if "service" in challenge.params else {}
+        headers: dict[str, str] = {}
+        creds = self._credentials
+        if creds and creds.identity_token:
+            raise AuthError(
+                "identity-token login is not supported yet", hint="use a username and password or token"
+            )
+        if creds:
+            raw = f"{creds.username}:{creds.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+            query["account"] = creds.username
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query) + (f"&scope={scope}" if scope else "")
+        status, body = fetch(url, headers)
+        if status in (401, 403):
+            raise AuthError(
+                "the token service rejected the credentials" if creds else "the registry requires a login",
+                hint="check them with 'mloci login'"
+                if creds
+                else "run 'mloci login' or set MLOCI_USERNAME/MLOCI_PASSWORD",
+            )
+        if status != 200:
+            raise AuthError(f"the token service answered HTTP {status}")
+        try:
+            document = json.loads(body)
+            token = document.get("token") or document.get("access_token")
+            lifetime = float(document.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            raise AuthError("the token service answered with something that is not a token") from None
+        if not isinstance(token, str) or not token:
+            raise AuthError("the token service answered without a token")
+        return token, lifetime

@@ -1,0 +1,232 @@
+"""HTTP to one registry: scheme and TLS choice, connection reuse, auth retries and error mapping.
+
+Every response the caller does not expect becomes a typed mloci error carrying the
+method, the URL without its query (upload URLs carry session state) and the
+registry's OCI error codes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import ssl
+from collections.abc import Collection, Mapping
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    SSLError,
+    TimeoutError,
+)
+
+from mloci import __version__
+from mloci.errors import AuthError, MlociError, NotFoundError, RegistryError, UnavailableError
+from mloci.store.registry.auth import Authenticator, Credentials
+
+USER_AGENT = f"mloci/{__version__}"
+# Large socket buffers: the default 16 KiB send blocks cost measurable CPU on multi-GB uploads.
+BLOCK_SIZE = 1 << 20
+_DOCKER_HUB = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+
+
+def is_loopback(host: str) -> bool:
+    name = urlsplit(f"//{host}").hostname or host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _oci_errors(body: bytes) -> tuple[list[str], str]:
+    try:
+        errors = json.loads(body).get("errors") or []
+        codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
+        messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict) and e.get("message")]
+    except (ValueError, AttributeError):
+        return [], ""
+    return codes, "; ".join(messages)
+
+
+class Transport:
+    """Connection pool and request logic for one registry host."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        plain_http: bool | None = None,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        credentials: Credentials | None = None,
+        concurrency: int = 4,
+        timeout: float = 60.0,
+    ) -> None:
+        self.registry = registry
+        self.host = _DOCKER_HUB.get(registry, registry)
+        # Like Docker: loopback registries may speak plain HTTP; everything else must be HTTPS.
+        self._plain_http = plain_http
+        self._scheme: str | None = "http" if plain_http else ("https" if plain_http is False else None)
+        if self._scheme is None and not is_loopback(self.host):
+            self._scheme = "https"
+        self.auth = Authenticator(credentials)
+        pool_kw: dict[str, Any] = {
+            "maxsize": max(concurrency, 1) + 2,
+            "block": False,
+            "timeout": urllib3.Timeout(connect=10.0, read=timeout),
+            "retries": urllib3.Retry(
+                total=None, connect=2, read=0, status=0, other=0, redirect=5, backoff_factor=0.2
+            ),
+            "blocksize": BLOCK_SIZE,
+            "headers": {"User-Agent": USER_AGENT},
+        }
+        if insecure:
+            pool_kw.update(cert_reqs=ssl.CERT_NONE, assert_hostname=False)
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        else:
+            pool_kw["cert_reqs"] = ssl.CERT_REQUIRED
+            if ca_file:
+                pool_kw["ca_certs"] = ca_file
+        self._pool = urllib3.PoolManager(num_pools=4, **pool_kw)
+
+    # -- URLs -----------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"{self._resolve_scheme()}://{self.host}"
+
+    def url(self, path_or_url: str) -> str:
+        return urljoin(self.base_url + "/", path_or_url)
+
+    def _resolve_scheme(self) -> str:
+        if self._scheme is None:
+            # Loopback without an explicit choice: use HTTPS when the registry speaks it, else HTTP.
+            try:
+                self._pool.request("GET", f"https://{self.host}/v2/", retries=False, timeout=5.0)
+                self._scheme = "https"
+            except SSLError as exc:
+                text = str(exc).lower()
+                plain = "wrong version number" in text or "record layer" in text or "packet length" in text
+                self._scheme = "http" if plain else "https"
+            except (NewConnectionError, ProtocolError, HTTPError):
+                self._scheme = "http"
+        return self._scheme
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _raw(
+        self, method: str, url: str, headers: Mapping[str, str], body: Any, stream: bool
+    ) -> urllib3.BaseHTTPResponse:
+        try:
+            return self._pool.request(
+                method,
+                url,
+                headers=dict(headers),
+                body=body,
+                preload_content=not stream,
+                decode_content=False,
+            )
+        except MaxRetryError as exc:
+            raise self._unavailable(exc.reason or exc, url) from None
+        except (HTTPError, OSError) as exc:
+            raise self._unavailable(exc, url) from None
+
+    def _unavailable(self, exc: BaseException, url: str) -> MlociError:
+        where = redact(url)
+        if isinstance(exc, NameResolutionError):
+            return UnavailableError(
+                f"cannot resolve registry host {self.host}", hint="check the reference and DNS"
+            )
+        if isinstance(exc, SSLError):
+            return UnavailableError(
+                f"TLS with {self.host} failed: {exc}",
+                hint="use --ca-file for a private CA, or --insecure to skip checks",
+            )
+        if isinstance(exc, NewConnectionError | ConnectionRefusedError):
+            return UnavailableError(f"cannot connect to registry {self.host} ({where}): connection refused")
+        if isinstance(exc, TimeoutError):
+            return UnavailableError(f"registry {self.host} timed out ({where})")
+        return UnavailableError(f"connection to registry {self.host} failed ({where}): {type(exc).__name__}")
+
+    def fetch_token(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        response = self._raw("GET", url, headers, None, stream=False)
+        return response.status, response.data
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scope: str,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        expect: Collection[int] = (200,),
+        stream: bool = False,
+        rewind: Any = None,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send a request; answer 401 challenges once (re-sending a rewindable body), map errors.
+
+        ``rewind`` is called before a resend when the body is a stream that was partly consumed.
+        """
+        url = self.url(path_or_url)
+        all_headers = dict(headers or {})
+        for attempt in range(2):
+            auth = self.auth.header(scope, self.fetch_token) if self.auth.has_challenge else None
+            if auth:
+                all_headers["Authorization"] = auth
+            response = self._raw(method, url, all_headers, body, stream)
+            if response.status in expect:
+                return response
+            if response.status == 401 and attempt == 0:
+                challenge = response.headers.get("WWW-Authenticate", "")
+                response.drain_conn()
+                response.release_conn()
+                if not challenge:
+                    break
+                self.auth.forget(scope)
+                self.auth.learn(challenge)
+                if rewind is not None:
+                    rewind()
+                continue
+            break
+        raise self.error(method, url, response)
+
+    def error(self, method: str, url: str, response: urllib3.BaseHTTPResponse) -> MlociError:
+        body = response.data if response.status != 304 else b""
+        response.release_conn()
+        codes, detail = _oci_errors(body[:65536])
+        status = response.status
+        what = f"{method} {redact(url)}"
+        detail = f": {detail}" if detail else ""
+        if status == 401:
+            return AuthError(
+                f"not authorized by {self.host}{detail}", hint="run 'mloci login' or check credentials"
+            )
+        if status == 403:
+            return AuthError(
+                f"access denied by {self.host} for {what}{detail}", hint="the credentials lack this scope"
+            )
+        if status == 404:
+            return NotFoundError(f"not found: {what}{detail}")
+        return RegistryError(
+            f"registry {self.host} answered HTTP {status} to {what}{detail}",
+            method=method,
+            url=redact(url),
+            status=status,
+            codes=codes,
+        )
+
+    def close(self) -> None:
+        self._pool.clear()

@@ -1,0 +1,27 @@
+"""Annotation keys: the OCI pre-defined ones, ModelPack's, and mloci's own (``dev.mloci.*``)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+TITLE: Final = "org.opencontainers.image.title"
+VERSION: Final = "org.opencontainers.image.version"
+REVISION: Final = "org.opencontainers.image.revision"
+CREATED: Final = "org.opencontainers.image.created"
+DESCRIPTION: Final = "org.opencontainers.image.description"
+LICENSES: Final = "org.opencontainers.image.licenses"
+AUTHORS: Final = "org.opencontainers.image.authors"
+SOURCE: Final = "org.opencontainers.image.source"
+REF_NAME: Final = "org.opencontainers.image.ref.name"
+
+MODEL_FILEPATH: Final = "org.cncf.model.filepath"
+MODEL_FILE_METADATA: Final = "org.cncf.model.file.metadata+json"
+
+NAME: Final = "dev.mloci.name"
+FRAMEWORK: Final = "dev.mloci.framework"
+METRICS: Final = "dev.mloci.metrics"
+GIT_DIRTY: Final = "dev.mloci.git.dirty"
+ROLE: Final = "dev.mloci.role"
+ROLE_BUNDLE_MANIFEST: Final = "bundle-manifest"
+# Which repository an untagged manifest in the local OCI layout belongs to.
+REPOSITORY: Final = "dev.mloci.repository"
