@@ -16,7 +16,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; the one place mloci errors become messages and exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="mloci", standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="mloci", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
@@ -43,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"mloci: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)", err=True
         )
         return 1
-    return 0
 
 
 def entry() -> None:
