@@ -104,8 +104,9 @@ def layers_of(manifest: Manifest) -> list[Layer]:
         parsed = mediatype.parse_model_layer(descriptor.media_type)
         if parsed is not None:
             kind, packing = parsed
-        elif descriptor.media_type in (mediatype.OCI_LAYER_TAR, mediatype.OCI_LAYER_TAR_GZIP):
-            kind, packing = "file", "tar" if descriptor.media_type.endswith("tar") else "tar+gzip"
+        elif descriptor.annotation(ann.ORAS_UNPACK) == "true":
+            # ORAS marks tarred directories; its plain files carry tar media types but are raw.
+            kind, packing = "file", "tar+gzip" if descriptor.media_type.endswith("gzip") else "tar"
         else:
             kind, packing = "file", "raw"
         if packing not in ("raw", "tar", "tar+gzip"):
@@ -195,14 +196,14 @@ def _untar(archive: Path, staging: Path) -> list[str]:
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar.getmembers():
-                name = member.name.lstrip("./") if member.name.startswith("./") else member.name
+                name = member.name.removeprefix("./")
                 if name and not member.isdir():
                     created.append(safe_path(name))
             tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
     except tarfile.TarError as exc:
-        raise IntegrityError(f"corrupt tar layer: {exc}") from None
+        raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
     return created
 
 

@@ -25,3 +25,6 @@ ROLE: Final = "dev.mloci.role"
 ROLE_BUNDLE_MANIFEST: Final = "bundle-manifest"
 # Which repository an untagged manifest in the local OCI layout belongs to.
 REPOSITORY: Final = "dev.mloci.repository"
+
+# ORAS: the layer is a tarred directory to unpack (its plain files are raw despite tar media types).
+ORAS_UNPACK: Final = "io.deis.oras.content.unpack"
