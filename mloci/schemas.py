@@ -50,4 +50,4 @@ def write(directory: Path) -> list[Path]:
 if __name__ == "__main__":
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "schemas"
     for path in write(target):
-        print(path)  # noqa: T201
+        print(path)

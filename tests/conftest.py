@@ -11,6 +11,7 @@ from helpers import EXAMPLE, REGISTRY_BIN, Registry, Result, Runner
 
 from mloci.cli import main
 
+
 @pytest.fixture
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     if REGISTRY_BIN is None:
@@ -28,8 +29,15 @@ def mloci_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     """Every test gets its own MLOCI_HOME and no ambient registry or credentials."""
     home = tmp_path_factory.mktemp("mloci-home")
     monkeypatch.setenv("MLOCI_HOME", str(home))
-    for name in ("MLOCI_REGISTRY", "MLOCI_USERNAME", "MLOCI_PASSWORD", "MLOCI_INSECURE", "MLOCI_CA_FILE",
-                 "SOURCE_DATE_EPOCH", "DOCKER_CONFIG"):
+    for name in (
+        "MLOCI_REGISTRY",
+        "MLOCI_USERNAME",
+        "MLOCI_PASSWORD",
+        "MLOCI_INSECURE",
+        "MLOCI_CA_FILE",
+        "SOURCE_DATE_EPOCH",
+        "DOCKER_CONFIG",
+    ):
         monkeypatch.delenv(name, raising=False)
     return home
 

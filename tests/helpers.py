@@ -53,7 +53,9 @@ class Registry:
         env = {**os.environ, "REGISTRY_HTTP_ADDR": f"127.0.0.1:{port or 0}"}
         assert REGISTRY_BIN is not None
         with self.log.open("ab") as log:
-            self._proc = subprocess.Popen([REGISTRY_BIN, "serve", str(self.config)], stdout=log, stderr=log, env=env)
+            self._proc = subprocess.Popen(
+                [REGISTRY_BIN, "serve", str(self.config)], stdout=log, stderr=log, env=env
+            )
         deadline = time.monotonic() + 10
         pattern = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
         while time.monotonic() < deadline:

@@ -45,7 +45,14 @@ def test_every_problem_is_reported_in_one_pass_with_its_field_path(bundle: Path)
     )
     _, problems = inspect_bundle(bundle)
     paths = {p.path for p in problems}
-    assert {"version", "framwork", "license", "runtime", "inputs[0].dtype", "dependencies.requirements"} <= paths
+    assert {
+        "version",
+        "framwork",
+        "license",
+        "runtime",
+        "inputs[0].dtype",
+        "dependencies.requirements",
+    } <= paths
     assert any("extensions" in p.message for p in problems if p.path == "framwork")
     assert any("not pinned" in p.message for p in problems)
 

@@ -56,8 +56,11 @@ def test_local_store_is_an_oci_layout_skopeo_reads_and_copies(
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
     # skopeo copies the layout into the registry byte for byte; mloci then pulls it from there.
     skopeo(
-        "copy", "--preserve-digests", "--dest-tls-verify=false",
-        f"oci:{layout}:churn-model:1.0.0", f"docker://{registry.host}/copied/churn-model:1.0.0",
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        f"oci:{layout}:churn-model:1.0.0",
+        f"docker://{registry.host}/copied/churn-model:1.0.0",
     )
     out = tmp_path / "out"
     result = mloci("pull", f"{registry.host}/copied/churn-model@{digest}", "-o", out)
@@ -85,7 +88,9 @@ def test_mloci_pulls_what_the_oras_sdk_pushed(mloci: Runner, registry: Registry,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         client = oras_client.OrasClient(hostname=registry.host, insecure=True)
-        client.push(target=f"{registry.host}/oras/thing:v1", files=[str(source)], disable_path_validation=True)
+        client.push(
+            target=f"{registry.host}/oras/thing:v1", files=[str(source)], disable_path_validation=True
+        )
     out = tmp_path / "out"
     result = mloci("pull", f"{registry.host}/oras/thing:v1", "-o", out)
     assert result.exit_code == 0, result.stderr

@@ -11,8 +11,7 @@ import pytest
 from helpers import Registry, Runner
 
 from mloci.store import RegistryStore
-from mloci.types import Descriptor, Manifest, Reference
-from mloci.types import mediatype
+from mloci.types import Descriptor, Manifest, Reference, mediatype
 from mloci.types.blob import Blob
 
 
@@ -28,7 +27,9 @@ def push_json(mloci: Runner, *args: object) -> dict[str, object]:
     return value
 
 
-def test_push_pull_round_trip_by_digest(mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path) -> None:
+def test_push_pull_round_trip_by_digest(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
     repo = f"{registry.host}/ml/churn-model"
     pushed = push_json(mloci, bundle, repo)
     digest = pushed["digest"]
@@ -47,7 +48,9 @@ def test_push_pull_round_trip_by_digest(mloci: Runner, registry: Registry, bundl
     assert push_json(mloci, out, repo)["digest"] == digest
 
 
-def test_repull_of_the_same_digest_is_a_no_op(mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path) -> None:
+def test_repull_of_the_same_digest_is_a_no_op(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
     repo = f"{registry.host}/ml/churn-model"
     digest = push_json(mloci, bundle, repo)["digest"]
     out = tmp_path / "model"
@@ -147,7 +150,9 @@ def test_filter_pulls_a_subset(mloci: Runner, registry: Registry, bundle: Path, 
     assert none.exit_code == 2 and not (tmp_path / "none").exists()
 
 
-def test_inspect_shows_metadata_without_downloading_weights(mloci: Runner, registry: Registry, bundle: Path) -> None:
+def test_inspect_shows_metadata_without_downloading_weights(
+    mloci: Runner, registry: Registry, bundle: Path
+) -> None:
     repo = f"{registry.host}/ml/churn-model"
     pushed = push_json(mloci, bundle, repo)
     weights_digest = "sha256:" + sha256(bundle / "model.onnx")
@@ -182,7 +187,9 @@ def test_corrupted_blob_in_registry_storage_fails_the_pull_and_leaves_nothing(
     assert list(parent.iterdir()) == []  # neither the target nor a staging directory
 
 
-def test_truncated_blob_fails_the_pull(mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path) -> None:
+def test_truncated_blob_fails_the_pull(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
     repo = f"{registry.host}/ml/churn-model"
     digest = push_json(mloci, bundle, repo)["digest"]
     data = registry.blob_data_path("sha256:" + sha256(bundle / "train.py"))
@@ -206,14 +213,24 @@ def craft(registry: Registry, paths: list[str], tag: str) -> str:
         store.push_blob(repo.repository, blob)
         layers.append(blob.descriptor.model_copy(update={"annotations": {"org.cncf.model.filepath": path}}))
     manifest = Manifest(artifact_type=mediatype.MODEL_ARTIFACT, config=config.descriptor, layers=layers)
-    descriptor: Descriptor = store.push_manifest(repo.with_tag(tag), manifest.to_json(), mediatype.OCI_MANIFEST)
+    descriptor: Descriptor = store.push_manifest(
+        repo.with_tag(tag), manifest.to_json(), mediatype.OCI_MANIFEST
+    )
     store.close()
     return f"{repo.name}@{descriptor.digest}"
 
 
 @pytest.mark.parametrize(
     "paths",
-    [["../escape.txt"], ["/etc/evil"], ["ok/../../up"], ["a", "a/b"], ["dup", "dup"], [".mloci/pull.json"], ["a\\b"]],
+    [
+        ["../escape.txt"],
+        ["/etc/evil"],
+        ["ok/../../up"],
+        ["a", "a/b"],
+        ["dup", "dup"],
+        [".mloci/pull.json"],
+        ["a\\b"],
+    ],
 )
 def test_unsafe_paths_in_a_manifest_are_refused(
     mloci: Runner, registry: Registry, tmp_path: Path, paths: list[str]

@@ -10,8 +10,7 @@ from helpers import Registry
 
 from mloci.errors import IntegrityError, NotFoundError
 from mloci.store import LayoutStore, RegistryStore, Store
-from mloci.types import Descriptor, Digest, Manifest, Reference
-from mloci.types import mediatype
+from mloci.types import Descriptor, Digest, Manifest, Reference, mediatype
 from mloci.types.blob import Blob
 
 
@@ -41,8 +40,12 @@ def test_blob_round_trip_and_existence(store_and_ref: tuple[Store, Reference], t
     store, ref = store_and_ref
     source = tmp_path / "weights.bin"
     source.write_bytes(b"w" * 3_000_000)
-    blob = Blob(Descriptor(media_type="application/octet-stream", digest=Digest.of(source.read_bytes()),
-                           size=3_000_000), path=source)
+    blob = Blob(
+        Descriptor(
+            media_type="application/octet-stream", digest=Digest.of(source.read_bytes()), size=3_000_000
+        ),
+        path=source,
+    )
     assert not store.has_blob(ref.repository, blob.descriptor.digest)
     seen: list[int] = []
     store.push_blob(ref.repository, blob, progress=seen.append)
@@ -59,7 +62,11 @@ def test_manifest_bytes_are_kept_exactly(store_and_ref: tuple[Store, Reference])
     pushed = store.push_manifest(ref.with_tag("v1"), data, mediatype.OCI_MANIFEST)
     assert pushed.digest == Digest.of(data)
     resolved = store.resolve(ref.with_tag("v1"))
-    assert (resolved.digest, resolved.size, resolved.media_type) == (pushed.digest, len(data), mediatype.OCI_MANIFEST)
+    assert (resolved.digest, resolved.size, resolved.media_type) == (
+        pushed.digest,
+        len(data),
+        mediatype.OCI_MANIFEST,
+    )
     _, by_tag = store.fetch_manifest(ref.with_tag("v1"))
     _, by_digest = store.fetch_manifest(ref.with_digest(pushed.digest))
     assert by_tag == by_digest == data
@@ -77,7 +84,9 @@ def test_missing_things_are_not_found(store_and_ref: tuple[Store, Reference]) ->
         b"".join(chunks)
 
 
-def test_reading_a_blob_under_a_wrong_descriptor_fails_integrity(store_and_ref: tuple[Store, Reference]) -> None:
+def test_reading_a_blob_under_a_wrong_descriptor_fails_integrity(
+    store_and_ref: tuple[Store, Reference],
+) -> None:
     store, ref = store_and_ref
     blob = Blob.of_bytes("application/octet-stream", b"genuine")
     store.push_blob(ref.repository, blob)
@@ -91,7 +100,6 @@ def test_a_pushed_blob_must_match_its_digest(store_and_ref: tuple[Store, Referen
     real = Blob.of_bytes("application/octet-stream", b"one")
     forged = Blob(Descriptor.of_bytes("application/octet-stream", b"two"), data=b"one")
     store.push_blob(ref.repository, real)
-    with pytest.raises(Exception) as caught:  # noqa: PT011  (layout: IntegrityError; registry: its 400)
+    with pytest.raises(IntegrityError):
         store.push_blob(ref.repository, forged)
-    assert "digest" in str(caught.value).lower()
     assert not store.has_blob(ref.repository, forged.descriptor.digest)

@@ -17,19 +17,83 @@ IGNORE_FILENAME = ".mlociignore"
 _READ_SIZE = 1 << 20
 
 _WEIGHT_SUFFIXES = frozenset(
-    [".onnx", ".ort", ".pt", ".pth", ".bin", ".safetensors", ".gguf", ".ggml", ".pkl", ".pickle", ".joblib", ".h5", ".hdf5", ".keras", ".pb", ".tflite", ".ckpt", ".npz", ".npy", ".msgpack", ".mlmodel", ".xgb", ".ubj", ".lgb", ".cbm", ".params", ".pdparams", ".engine", ".plan", ".tar", ".zip"]
+    [
+        ".onnx",
+        ".ort",
+        ".pt",
+        ".pth",
+        ".bin",
+        ".safetensors",
+        ".gguf",
+        ".ggml",
+        ".pkl",
+        ".pickle",
+        ".joblib",
+        ".h5",
+        ".hdf5",
+        ".keras",
+        ".pb",
+        ".tflite",
+        ".ckpt",
+        ".npz",
+        ".npy",
+        ".msgpack",
+        ".mlmodel",
+        ".xgb",
+        ".ubj",
+        ".lgb",
+        ".cbm",
+        ".params",
+        ".pdparams",
+        ".engine",
+        ".plan",
+        ".tar",
+        ".zip",
+    ]
 )
 _CONFIG_NAMES = frozenset(
-    ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model"]
+    [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "preprocessor_config.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer.model",
+    ]
 )
 _CONFIG_SUFFIXES = frozenset([".json", ".yaml", ".yml", ".toml", ".cfg", ".ini"])
 _DOC_SUFFIXES = frozenset([".md", ".rst", ".txt", ".pdf", ".html", ".adoc"])
 _DOC_STEMS = frozenset(["readme", "license", "licence", "notice", "changelog", "model_card", "modelcard"])
-_CODE_SUFFIXES = frozenset([".py", ".ipynb", ".sh", ".r", ".jl", ".js", ".ts", ".go", ".rs", ".java", ".scala", ".c", ".cc", ".cpp", ".h", ".sql"])
+_CODE_SUFFIXES = frozenset(
+    [
+        ".py",
+        ".ipynb",
+        ".sh",
+        ".r",
+        ".jl",
+        ".js",
+        ".ts",
+        ".go",
+        ".rs",
+        ".java",
+        ".scala",
+        ".c",
+        ".cc",
+        ".cpp",
+        ".h",
+        ".sql",
+    ]
+)
 _CODE_NAMES = frozenset(
     ["dockerfile", "makefile", "requirements.txt", "pyproject.toml", "setup.cfg", "environment.yml"]
 )
-_DATASET_SUFFIXES = frozenset([".csv", ".tsv", ".parquet", ".jsonl", ".arrow", ".feather", ".tfrecord", ".avro", ".orc"])
+_DATASET_SUFFIXES = frozenset(
+    [".csv", ".tsv", ".parquet", ".jsonl", ".arrow", ".feather", ".tfrecord", ".avro", ".orc"]
+)
 
 
 def layer_kind(path: str) -> str:

@@ -17,7 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name="mloci", standalone_mode=False)
+        code = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="mloci", standalone_mode=False
+        )
         return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)

@@ -26,7 +26,7 @@ from urllib3.exceptions import (
 )
 
 from mloci import __version__
-from mloci.errors import AuthError, MlociError, NotFoundError, RegistryError, UnavailableError
+from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
 from mloci.store.registry.auth import Authenticator, Credentials
 
 USER_AGENT = f"mloci/{__version__}"
@@ -220,6 +220,8 @@ class Transport:
             )
         if status == 404:
             return NotFoundError(f"not found: {what}{detail}")
+        if {"DIGEST_INVALID", "SIZE_INVALID"} & set(codes):
+            return IntegrityError(f"registry {self.host} rejected the content of {what}{detail}")
         return RegistryError(
             f"registry {self.host} answered HTTP {status} to {what}{detail}",
             method=method,
