@@ -17,12 +17,12 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
+from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
@@ -168,7 +168,7 @@ def _already_there(output: Path, digest: Digest, layers: Sequence[Layer]) -> boo
 
 
 def _write_blob(
-    store: Store, repository: str, layer: Layer, staging: Path, listener: TransferListener
+    store: Store, repository: str, layer: Layer, staging: Path, listener: TransferListener, token: CancelToken
 ) -> list[str]:
     """Stream one layer into ``staging``; return the paths it created (relative)."""
     descriptor = layer.descriptor
@@ -179,6 +179,7 @@ def _write_blob(
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "wb") as handle, store.open_blob(repository, descriptor) as chunks:
         for chunk in chunks:
+            token.check()
             handle.write(chunk)
             listener.advance(descriptor, len(chunk))
     listener.blob_finished(descriptor, skipped=False)
@@ -265,28 +266,37 @@ def pull(
         # Decide before downloading anything whether the target may be replaced.
         old = _replaceable(output, force=force) if output.is_dir() else []
 
-        with _staging(output) as staging:
-            listener.begin(sum(layer.descriptor.size for layer in layers), len(layers))
-            try:
-                with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
-                    futures = [
-                        pool.submit(_write_blob, store, reference.repository, layer, staging, listener)
-                        for layer in layers
-                    ]
-                    created = sorted({p for f in futures for p in f.result()})
-            finally:
-                listener.end()
-            marker = {
-                "reference": str(pinned),
-                "digest": str(descriptor.digest),
-                "layers": sorted(str(layer.descriptor.digest) for layer in layers),
-                "files": created,
-            }
-            (staging / MARKER_DIR).mkdir()
-            (staging / MARKER).write_text(
-                json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
-            _move_into_place(staging, output, old)
+        try:
+            with _staging(output) as staging:
+                listener.begin(sum(layer.descriptor.size for layer in layers), len(layers))
+                try:
+                    created_per_layer = run_all(
+                        lambda layer, token: _write_blob(
+                            store, reference.repository, layer, staging, listener, token
+                        ),
+                        layers,
+                        options.concurrency,
+                    )
+                finally:
+                    listener.end()
+                created = sorted({p for paths in created_per_layer for p in paths})
+                marker = {
+                    "reference": str(pinned),
+                    "digest": str(descriptor.digest),
+                    "layers": sorted(str(layer.descriptor.digest) for layer in layers),
+                    "files": created,
+                }
+                (staging / MARKER_DIR).mkdir()
+                (staging / MARKER).write_text(
+                    json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+                )
+                _move_into_place(staging, output, old)
+        except OSError as exc:
+            # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
+            reason = exc.strerror or type(exc).__name__
+            raise MlociError(
+                f"cannot write into {output}: {reason}", hint="nothing was changed there"
+            ) from exc
         return PullResult(
             pinned,
             descriptor.digest,

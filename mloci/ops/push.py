@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.pack import PackedArtifact, pack, with_git
 from mloci.errors import ConflictError, NotFoundError, UsageError
+from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import mediatype
@@ -81,23 +81,24 @@ def upload_blobs(
     unique = list({b.descriptor.digest: b for b in blobs}.values())
     listener.begin(sum(b.descriptor.size for b in unique), len(unique))
 
-    def one(blob: Blob) -> bool:
+    def one(blob: Blob, token: CancelToken) -> bool:
         descriptor = blob.descriptor
         label = descriptor.annotation("org.opencontainers.image.title") or descriptor.digest.short
         listener.blob_started(descriptor, label)
         if store.has_blob(repository, descriptor.digest):
             listener.blob_finished(descriptor, skipped=True)
             return False
-        store.push_blob(repository, blob, progress=lambda n: listener.advance(descriptor, n))
+
+        def progress(n: int) -> None:
+            token.check()
+            listener.advance(descriptor, n)
+
+        store.push_blob(repository, blob, progress=progress)
         listener.blob_finished(descriptor, skipped=False)
         return True
 
     try:
-        if concurrency <= 1 or len(unique) <= 1:
-            done = [one(b) for b in unique]
-        else:
-            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="mloci-push") as pool:
-                done = list(pool.map(one, unique))
+        done = run_all(one, unique, concurrency)
     finally:
         listener.end()
     sent = [b.descriptor.size for b, ok in zip(unique, done, strict=True) if ok]

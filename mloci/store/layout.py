@@ -212,8 +212,10 @@ class LayoutStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             Path(tmp).replace(target)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise MlociError(f"cannot write to the {self.location}: {exc.strerror or exc}") from exc
             raise
 
     @contextlib.contextmanager

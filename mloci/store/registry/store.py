@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mloci.errors import IntegrityError, NotFoundError, RegistryError
+from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
 from mloci.store.registry.transport import Transport
@@ -164,22 +164,35 @@ class RegistryStore:
         location = start.headers.get("Location")
         if not location:
             raise RegistryError(f"registry {self.registry} started an upload without a Location header")
-        url = _with_query(self.transport.url(location), digest=str(descriptor.digest))
-        with blob.open() as handle:
-            body = _CountingReader(handle, progress)
-            done = self.transport.request(
-                "PUT",
-                url,
-                scope=scope,
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(descriptor.size)},
-                body=body,
-                expect=(201, 204),
-                rewind=lambda: handle.seek(0),
-            )
+        session = self.transport.url(location)
+        try:
+            with blob.open() as handle:
+                done = self.transport.request(
+                    "PUT",
+                    _with_query(session, digest=str(descriptor.digest)),
+                    scope=scope,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(descriptor.size),
+                    },
+                    body=_CountingReader(handle, progress),
+                    expect=(201, 204),
+                    rewind=lambda: handle.seek(0),
+                )
+        except BaseException:
+            # Interrupted or failed: tell the registry to drop the half-written upload.
+            self._cancel_upload(session, scope)
+            raise
         done.release_conn()
         header = done.headers.get("Docker-Content-Digest")
         if header and header != str(descriptor.digest):
             raise IntegrityError(f"registry stored blob as {header}, expected {descriptor.digest}")
+
+    def _cancel_upload(self, session: str, scope: str) -> None:
+        with contextlib.suppress(MlociError):
+            self.transport.request(
+                "DELETE", session, scope=scope, expect=(204, 200, 404), timeout=5.0
+            ).release_conn()
 
     @contextlib.contextmanager
     def open_blob(self, repository: str, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:

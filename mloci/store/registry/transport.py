@@ -127,8 +127,15 @@ class Transport:
     # -- requests -------------------------------------------------------------------------------
 
     def _raw(
-        self, method: str, url: str, headers: Mapping[str, str], body: Any, stream: bool
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Any,
+        stream: bool,
+        timeout: float | None = None,
     ) -> urllib3.BaseHTTPResponse:
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         try:
             return self._pool.request(
                 method,
@@ -137,6 +144,7 @@ class Transport:
                 body=body,
                 preload_content=not stream,
                 decode_content=False,
+                **extra,
             )
         except MaxRetryError as exc:
             raise self._unavailable(exc.reason or exc, url) from None
@@ -175,6 +183,7 @@ class Transport:
         expect: Collection[int] = (200,),
         stream: bool = False,
         rewind: Any = None,
+        timeout: float | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """Send a request; answer 401 challenges once (re-sending a rewindable body), map errors.
 
@@ -186,7 +195,7 @@ class Transport:
             auth = self.auth.header(scope, self.fetch_token) if self.auth.has_challenge else None
             if auth:
                 all_headers["Authorization"] = auth
-            response = self._raw(method, url, all_headers, body, stream)
+            response = self._raw(method, url, all_headers, body, stream, timeout)
             if response.status in expect:
                 return response
             if response.status == 401 and attempt == 0:
