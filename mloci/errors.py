@@ -24,14 +24,19 @@ from dataclasses import dataclass
 
 
 class MlociError(Exception):
-    """Root of every mloci error. ``str(err)`` is one line a user can act on."""
+    """Root of every mloci error. ``str(err)`` is one line a user can act on.
+
+    ``temporary`` says whether the same request may succeed if sent again (a dropped
+    connection, a 503); transports retry only those.
+    """
 
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, temporary: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.temporary = temporary
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -98,8 +103,9 @@ class RegistryError(MlociError):
         status: int | None = None,
         codes: Sequence[str] = (),
         hint: str | None = None,
+        temporary: bool = False,
     ) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint, temporary=temporary)
         self.method = method
         self.url = url
         self.status = status

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from mloci import settings
 from mloci.store.base import Store
 from mloci.store.layout import LayoutStore
-from mloci.store.registry import RegistryStore
-from mloci.store.registry.auth import env_credentials
+from mloci.store.registry import RegistryStore, credentials
 from mloci.types.reference import Reference
 
 
@@ -27,12 +26,13 @@ def open_store(ref: Reference, options: StoreOptions | None = None) -> Store:
     if ref.registry is None:
         return LayoutStore(settings.home())
     options = options or StoreOptions()
+    registry = ref.registry
     return RegistryStore(
-        ref.registry,
+        registry,
         plain_http=options.plain_http,
         insecure=options.insecure,
         ca_file=options.ca_file,
-        credentials=env_credentials(),
+        credentials=lambda: credentials.lookup(registry),
         concurrency=options.concurrency,
     )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import threading
 import time
@@ -49,25 +48,24 @@ class Challenge:
         return cls(scheme=scheme.lower(), params=params)
 
 
-def env_credentials() -> Credentials | None:
-    username = os.environ.get("MLOCI_USERNAME", "")
-    password = os.environ.get("MLOCI_PASSWORD", "")
-    return Credentials(username, password) if username else None
+def scope_for(repository: str, actions: str, *also: str) -> str:
+    """A token scope; several are joined by spaces (a cross-repository mount needs two)."""
+    return " ".join([f"repository:{repository}:{actions}", *also])
 
 
-def scope_for(repository: str, actions: str) -> str:
-    return f"repository:{repository}:{actions}"
-
-
-# fetch(url, headers) -> (status, body): the transport does the HTTP so TLS settings apply to the realm too.
-TokenFetcher = Callable[[str, dict[str, str]], tuple[int, bytes]]
+# fetch(url, headers, form body or None) -> (status, body): the transport does the HTTP (GET, or POST
+# with a body), so the registry's TLS settings apply to the token realm too.
+TokenFetcher = Callable[[str, dict[str, str], str | None], tuple[int, bytes]]
 
 
 class Authenticator:
     """Turns a challenge plus a scope into an ``Authorization`` header, caching tokens per scope."""
 
-    def __init__(self, credentials: Credentials | None) -> None:
-        self._credentials = credentials
+    def __init__(self, credentials: Credentials | Callable[[], Credentials | None] | None) -> None:
+        # A loader is called only when the registry first challenges: anonymous registries never
+        # run credential helpers.
+        self._loader = credentials if callable(credentials) else None
+        self._credentials = None if callable(credentials) else credentials
         self._challenge: Challenge | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
@@ -77,6 +75,8 @@ class Authenticator:
         return self._challenge is not None
 
     def learn(self, header: str) -> None:
+        if self._loader is not None:
+            self._credentials, self._loader = self._loader(), None
         challenge = Challenge.parse(header)
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
             raise AuthError(f"the registry asks for unsupported authentication {header.split(' ', 1)[0]!r}")
@@ -113,19 +113,29 @@ class Authenticator:
         realm = challenge.params.get("realm")
         if not realm:
             raise AuthError("the registry's token challenge names no realm")
-        query = {"service": challenge.params["service"]} if "service" in challenge.params else {}
-        headers: dict[str, str] = {}
+        service = challenge.params.get("service")
+        scopes = [("scope", s) for s in scope.split(" ") if s]
         creds = self._credentials
         if creds and creds.identity_token:
-            raise AuthError(
-                "identity-token login is not supported yet", hint="use a username and password or token"
+            # An identity token is an OAuth2 refresh token: exchange it with a POST, as docker does.
+            form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", creds.identity_token),
+                ("client_id", "mloci"),
+            ]
+            form += [("service", service)] if service else []
+            status, body = fetch(
+                realm, {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(form + scopes)
             )
-        if creds:
-            raw = f"{creds.username}:{creds.password}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-            query["account"] = creds.username
-        url = realm + ("&" if "?" in realm else "?") + urlencode(query) + (f"&scope={scope}" if scope else "")
-        status, body = fetch(url, headers)
+        else:
+            query: list[tuple[str, str]] = [("service", service)] if service else []
+            headers: dict[str, str] = {}
+            if creds:
+                raw = f"{creds.username}:{creds.password}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+                query.append(("account", creds.username))
+            url = realm + ("&" if "?" in realm else "?") + urlencode(query + scopes)
+            status, body = fetch(url, headers, None)
         if status in (401, 403):
             raise AuthError(
                 "the token service rejected the credentials" if creds else "the registry requires a login",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError
+import urllib3
+from urllib3.exceptions import HTTPError
+
+from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
 from mloci.store.registry.transport import Transport
@@ -22,18 +25,35 @@ _ACCEPT = ", ".join(mediatype.MANIFEST_TYPES)
 _CHUNK = 1 << 20
 
 
-class _CountingReader:
-    """A file wrapper that reports bytes read, so uploads drive progress bars."""
+# Statuses with which registries refuse PATCH uploads (GHCR: 416 on large chunks; GAR: no PATCH).
+_CHUNKS_REFUSED = frozenset({400, 405, 413, 416, 501})
 
-    def __init__(self, handle: BinaryIO, progress: Progress | None) -> None:
+
+class _Window:
+    """``length`` bytes of a file from ``start``, read in blocks, reporting progress as they go."""
+
+    def __init__(self, handle: BinaryIO, start: int, length: int, progress: Progress | None) -> None:
+        handle.seek(start)
         self._handle = handle
+        self._left = length
         self._progress = progress
 
     def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
+        if self._left <= 0:
+            return b""
+        data = self._handle.read(self._left if size < 0 else min(size, self._left))
+        self._left -= len(data)
         if self._progress and data:
             self._progress(len(data))
         return data
+
+
+def _discard(response: urllib3.BaseHTTPResponse, count: int) -> None:
+    while count > 0:
+        data = response.read(min(count, _CHUNK), decode_content=False)
+        if not data:
+            raise UnavailableError("the registry ended a resumed download early", temporary=True)
+        count -= len(data)
 
 
 def _with_query(url: str, **params: str) -> str:
@@ -50,10 +70,14 @@ class RegistryStore:
         plain_http: bool | None = None,
         insecure: bool = False,
         ca_file: str | None = None,
-        credentials: Credentials | None = None,
+        credentials: Credentials | Callable[[], Credentials | None] | None = None,
         concurrency: int = 4,
+        chunk_size: int | None = None,
     ) -> None:
         self.registry = registry
+        self.chunk_size = chunk_size
+        self._chunk_min = 0
+        self._monolithic = False
         self.transport = Transport(
             registry,
             plain_http=plain_http,
@@ -152,68 +176,187 @@ class RegistryStore:
         response.release_conn()
         return True
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
-        scope = scope_for(repository, "pull,push")
+    def push_blob(
+        self, repository: str, blob: Blob, progress: Progress | None = None, *, mount_from: str | None = None
+    ) -> None:
+        """Upload ``blob``, resuming from the registry's offset after a dropped connection.
+
+        The default is one streamed PATCH (or ``chunk_size`` PATCHes) then a PUT with the
+        digest; a registry that rejects PATCH gets a monolithic PUT instead, remembered for
+        the rest of this store's life. With ``mount_from`` the registry is first asked to
+        mount the blob from that repository, which transfers nothing.
+        """
+        also = [f"repository:{mount_from}:pull"] if mount_from else []
+        scope = scope_for(repository, "pull,push", *also)
         descriptor = blob.descriptor
-        start = self.transport.request(
-            "POST", f"/v2/{repository}/blobs/uploads/", scope=scope, expect=(202, 201)
-        )
-        start.release_conn()
-        if start.status == 201:
-            return
-        location = start.headers.get("Location")
-        if not location:
-            raise RegistryError(f"registry {self.registry} started an upload without a Location header")
-        session = self.transport.url(location)
-        try:
-            with blob.open() as handle:
-                done = self.transport.request(
-                    "PUT",
-                    _with_query(session, digest=str(descriptor.digest)),
-                    scope=scope,
-                    headers={
-                        "Content-Type": "application/octet-stream",
-                        "Content-Length": str(descriptor.size),
-                    },
-                    body=_CountingReader(handle, progress),
-                    expect=(201, 204),
-                    rewind=lambda: handle.seek(0),
-                )
-        except BaseException:
-            # Interrupted or failed: tell the registry to drop the half-written upload.
-            self._cancel_upload(session, scope)
-            raise
-        done.release_conn()
+        session = self._start_upload(repository, scope, descriptor.digest, mount_from)
+        if session is None:
+            return  # mounted
+        failures = 0
+        offset = 0
+        with blob.open() as handle:
+            try:
+                while True:
+                    try:
+                        done = self._send(session, scope, handle, descriptor, offset, progress)
+                        break
+                    except RegistryError as exc:
+                        if self._monolithic or exc.status not in _CHUNKS_REFUSED:
+                            raise
+                        # This registry does not take PATCH uploads: start over, monolithic.
+                        self._monolithic = True
+                        self._cancel_upload(session, scope)
+                        session = self._start_upload(repository, scope, descriptor.digest, None) or session
+                        offset = 0
+                    except MlociError as exc:
+                        if not exc.temporary or failures >= self.transport.max_retries:
+                            raise
+                        failures += 1
+                        self.transport.pause(failures, None)
+                        session, offset = self._resume_point(repository, scope, session, descriptor)
+            except BaseException:
+                # Interrupted or failed: tell the registry to drop the half-written upload.
+                self._cancel_upload(session, scope)
+                raise
         header = done.headers.get("Docker-Content-Digest")
         if header and header != str(descriptor.digest):
             raise IntegrityError(f"registry stored blob as {header}, expected {descriptor.digest}")
 
+    def _start_upload(
+        self, repository: str, scope: str, digest: Digest, mount_from: str | None
+    ) -> str | None:
+        """A new upload session URL, or None when a cross-repository mount made the upload unnecessary."""
+        path = f"/v2/{repository}/blobs/uploads/"
+        if mount_from:
+            path += "?" + urlencode({"mount": str(digest), "from": mount_from})
+        start = self.transport.request("POST", path, scope=scope, expect=(202, 201))
+        start.release_conn()
+        if start.status == 201 and mount_from:
+            return None
+        location = start.headers.get("Location")
+        if start.status != 202 or not location:
+            raise RegistryError(f"registry {self.registry} started an upload without a Location header")
+        minimum = start.headers.get("OCI-Chunk-Min-Length")
+        if minimum and minimum.isdigit():
+            self._chunk_min = int(minimum)
+        return self.transport.url(location)
+
+    def _send(
+        self,
+        session: str,
+        scope: str,
+        handle: BinaryIO,
+        descriptor: Descriptor,
+        offset: int,
+        progress: Progress | None,
+    ) -> urllib3.BaseHTTPResponse:
+        size = descriptor.size
+        digest_url = _with_query(session, digest=str(descriptor.digest))
+        if self._monolithic:
+            return self.transport.request(
+                "PUT",
+                digest_url,
+                scope=scope,
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                body=_Window(handle, 0, size, progress),
+                expect=(201, 204),
+                retry=False,
+            )
+        chunk = size - offset
+        if self.chunk_size:
+            chunk = max(self.chunk_size, self._chunk_min)
+        while offset < size:
+            length = min(chunk, size - offset)
+            patched = self.transport.request(
+                "PATCH",
+                session,
+                scope=scope,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(length),
+                    "Content-Range": f"{offset}-{offset + length - 1}",
+                },
+                body=_Window(handle, offset, length, progress),
+                # ECR answers 201 to a chunk; others 202.
+                expect=(202, 201, 204),
+                retry=False,
+            )
+            patched.release_conn()
+            session = self.transport.url(patched.headers.get("Location") or session)
+            digest_url = _with_query(session, digest=str(descriptor.digest))
+            offset += length
+        return self.transport.request(
+            "PUT", digest_url, scope=scope, headers={"Content-Length": "0"}, expect=(201, 204)
+        )
+
+    def _resume_point(
+        self, repository: str, scope: str, session: str, descriptor: Descriptor
+    ) -> tuple[str, int]:
+        """Where an interrupted upload stands, from the registry (GET on the session → Range)."""
+        if self._monolithic:
+            self._cancel_upload(session, scope)
+            return self._start_upload(repository, scope, descriptor.digest, None) or session, 0
+        try:
+            status = self.transport.request("GET", session, scope=scope, expect=(204, 200))
+        except NotFoundError:
+            return self._start_upload(repository, scope, descriptor.digest, None) or session, 0
+        status.release_conn()
+        session = self.transport.url(status.headers.get("Location") or session)
+        ranged = status.headers.get("Range", "")
+        _, _, end = ranged.partition("-")
+        return session, int(end) + 1 if end.isdigit() else 0
+
     def _cancel_upload(self, session: str, scope: str) -> None:
         with contextlib.suppress(MlociError):
             self.transport.request(
-                "DELETE", session, scope=scope, expect=(204, 200, 404), timeout=5.0
+                "DELETE", session, scope=scope, expect=(204, 200, 202, 404), timeout=5.0, retry=False
             ).release_conn()
 
     @contextlib.contextmanager
     def open_blob(self, repository: str, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:
-        response = self.transport.request(
-            "GET",
-            f"/v2/{repository}/blobs/{descriptor.digest}",
-            scope=scope_for(repository, "pull"),
-            stream=True,
-        )
+        """Stream a blob, resuming with ``Range`` requests after a dropped connection, verified end to end."""
+        path = f"/v2/{repository}/blobs/{descriptor.digest}"
+        scope = scope_for(repository, "pull")
+        current = [self.transport.request("GET", path, scope=scope, stream=True)]
 
         def chunks() -> Iterator[bytes]:
-            while chunk := response.read(_CHUNK, decode_content=False):
-                yield chunk
+            offset = 0
+            failures = 0
+            while True:
+                response = current[0]
+                try:
+                    while chunk := response.read(_CHUNK, decode_content=False):
+                        offset += len(chunk)
+                        yield chunk
+                    return
+                except (HTTPError, OSError):
+                    response.close()
+                    if failures >= self.transport.max_retries:
+                        raise UnavailableError(
+                            f"download of {descriptor.digest} from {self.registry} kept breaking at byte {offset}"
+                        ) from None
+                failures += 1
+                self.transport.pause(failures, None)
+                resumed = self.transport.request(
+                    "GET",
+                    path,
+                    scope=scope,
+                    stream=True,
+                    headers={"Range": f"bytes={offset}-"},
+                    expect=(206, 200),
+                )
+                current[0] = resumed
+                if resumed.status == 200:
+                    # The server ignored the range: skip what was already received.
+                    _discard(resumed, offset)
 
         try:
             yield verified(chunks(), descriptor, f"blob {descriptor.digest}")
         except BaseException:
             # Unread bytes would poison a pooled connection: drop this one.
-            response.close()
+            current[0].close()
             raise
-        response.release_conn()
+        current[0].release_conn()
 
     def list_tags(self, repository: str) -> list[str]:
         tags: list[str] = []

@@ -7,10 +7,14 @@ registry's OCI error codes.
 
 from __future__ import annotations
 
+import email.utils
 import ipaddress
 import json
+import random
 import ssl
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -30,6 +34,9 @@ from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, R
 from mloci.store.registry.auth import Authenticator, Credentials
 
 USER_AGENT = f"mloci/{__version__}"
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+BACKOFF_CAP = 8.0
+MAX_RETRY_AFTER = 60.0
 # Large socket buffers: the default 16 KiB send blocks cost measurable CPU on multi-GB uploads.
 BLOCK_SIZE = 1 << 20
 _DOCKER_HUB = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
@@ -48,6 +55,21 @@ def is_loopback(host: str) -> bool:
 def redact(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _oci_errors(body: bytes) -> tuple[list[str], str]:
@@ -70,11 +92,15 @@ class Transport:
         plain_http: bool | None = None,
         insecure: bool = False,
         ca_file: str | None = None,
-        credentials: Credentials | None = None,
+        credentials: Credentials | Callable[[], Credentials | None] | None = None,
         concurrency: int = 4,
         timeout: float = 60.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
     ) -> None:
         self.registry = registry
+        self.max_retries = max_retries
+        self.backoff = backoff
         self.host = _DOCKER_HUB.get(registry, registry)
         # Like Docker: loopback registries may speak plain HTTP; everything else must be HTTPS.
         self._plain_http = plain_http
@@ -159,17 +185,20 @@ class Transport:
             )
         if isinstance(exc, SSLError):
             return UnavailableError(
-                f"TLS with {self.host} failed: {exc}",
+                f"TLS with {self.host} failed: {str(exc).splitlines()[0]}",
                 hint="use --ca-file for a private CA, or --insecure to skip checks",
             )
         if isinstance(exc, NewConnectionError | ConnectionRefusedError):
             return UnavailableError(f"cannot connect to registry {self.host} ({where}): connection refused")
         if isinstance(exc, TimeoutError):
-            return UnavailableError(f"registry {self.host} timed out ({where})")
-        return UnavailableError(f"connection to registry {self.host} failed ({where}): {type(exc).__name__}")
+            return UnavailableError(f"registry {self.host} timed out ({where})", temporary=True)
+        # Resets and drops mid-request: the next attempt may well succeed.
+        return UnavailableError(
+            f"connection to registry {self.host} broke ({where}): {type(exc).__name__}", temporary=True
+        )
 
-    def fetch_token(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        response = self._raw("GET", url, headers, None, stream=False)
+    def fetch_token(self, url: str, headers: dict[str, str], form: str | None) -> tuple[int, bytes]:
+        response = self._raw("POST" if form else "GET", url, headers, form, stream=False)
         return response.status, response.data
 
     def request(
@@ -182,35 +211,72 @@ class Transport:
         body: Any = None,
         expect: Collection[int] = (200,),
         stream: bool = False,
-        rewind: Any = None,
+        rewind: Callable[[], object] | None = None,
         timeout: float | None = None,
+        retry: bool = True,
     ) -> urllib3.BaseHTTPResponse:
-        """Send a request; answer 401 challenges once (re-sending a rewindable body), map errors.
+        """Send a request; answer auth challenges, retry what is retryable, map the rest to errors.
 
-        ``rewind`` is called before a resend when the body is a stream that was partly consumed.
+        A body that is a stream is only re-sent when ``rewind`` can reset it; ``retry=False`` leaves
+        recovery to the caller (uploads resume from the registry's offset instead).
         """
         url = self.url(path_or_url)
         all_headers = dict(headers or {})
-        for attempt in range(2):
+        resendable = body is None or isinstance(body, bytes | str) or rewind is not None
+        retries = 0
+        challenges = 0
+        while True:
             auth = self.auth.header(scope, self.fetch_token) if self.auth.has_challenge else None
             if auth:
                 all_headers["Authorization"] = auth
-            response = self._raw(method, url, all_headers, body, stream, timeout)
+            try:
+                response = self._raw(method, url, all_headers, body, stream, timeout)
+            except MlociError as exc:
+                if not (exc.temporary and retry and resendable and retries < self.max_retries):
+                    raise
+                retries += 1
+                self.pause(retries, None)
+                if rewind is not None:
+                    rewind()
+                continue
             if response.status in expect:
                 return response
-            if response.status == 401 and attempt == 0:
+            status = response.status
+            if status == 401 and challenges < 2:
                 challenge = response.headers.get("WWW-Authenticate", "")
                 response.drain_conn()
                 response.release_conn()
                 if not challenge:
-                    break
+                    raise AuthError(f"{self.host} refused the request without saying how to authenticate")
+                if auth and "insufficient_scope" in challenge:
+                    raise AuthError(
+                        f"the credentials for {self.host} do not grant {scope or 'access'}",
+                        hint="ask for push/pull rights on this repository",
+                    )
+                # First 401: learn the scheme. A later one: the token expired; fetch a fresh one.
+                challenges += 1
                 self.auth.forget(scope)
                 self.auth.learn(challenge)
                 if rewind is not None:
                     rewind()
                 continue
-            break
-        raise self.error(method, url, response)
+            if status in RETRYABLE_STATUS and retry and resendable and retries < self.max_retries:
+                retries += 1
+                delay = _retry_after(response.headers.get("Retry-After"))
+                response.drain_conn()
+                response.release_conn()
+                self.pause(retries, delay)
+                if rewind is not None:
+                    rewind()
+                continue
+            raise self.error(method, url, response)
+
+    def pause(self, attempt: int, suggested: float | None) -> None:
+        """Capped exponential backoff with full jitter, or the registry's Retry-After (capped)."""
+        if suggested is not None:
+            time.sleep(min(suggested, MAX_RETRY_AFTER))
+            return
+        time.sleep(random.uniform(0, min(BACKOFF_CAP, self.backoff * 2 ** (attempt - 1))))  # noqa: S311
 
     def error(self, method: str, url: str, response: urllib3.BaseHTTPResponse) -> MlociError:
         body = response.data if response.status != 304 else b""
