@@ -7,7 +7,9 @@ Run from the repository root (the venv must hold mloci and, for the oras rows, t
 
 What it does: writes a bundle with one incompressible ``model.bin`` of ``--size`` bytes, starts its
 own ``docker-registry`` (CNCF distribution) on 127.0.0.1 and a free port, warms the page cache, then
-times every operation in a child process: wall time, and that child's peak RSS from ``os.wait4``.
+times every operation in a child process: wall time, and that child's peak RSS from ``os.wait4``
+(taken through GNU ``/usr/bin/time`` when installed, so the copy of this Python process the child
+starts as is not counted -- see ``run_child``).
 Floors are ``sha256sum``, ``cat``, and a monolithic ``curl`` upload and download of the same blob.
 Every push goes to a fresh repository, every pull into a fresh directory, every mloci run gets a
 fresh ``$MLOCI_HOME`` (the re-push reuses its push's), so nothing is skipped by accident. With
@@ -28,6 +30,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +53,7 @@ VENV_BIN = Path(sys.executable).parent
 MODEL_NAME = "bench-model"
 MODEL_VERSION = "1.0.0"
 LAYOUT_REF = f"{MODEL_NAME}:{MODEL_VERSION}"
+GNU_TIME = Path("/usr/bin/time")
 ORAS_CHUNK = 16 * MIB  # oras.defaults.default_chunksize
 
 ORAS_SCRIPT = """
@@ -202,28 +206,71 @@ def default_work_parent() -> Path:
 
 
 def run_child(step: Step) -> Run:
-    """Run ``step`` to completion; wall time and the child's own peak RSS (``wait4``)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        stdout = subprocess.DEVNULL if step.discard_stdout else out
-        start = time.perf_counter()
-        proc = subprocess.Popen(step.argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=err, env=step.env)
-        watchdog = threading.Timer(CHILD_TIMEOUT_S, proc.kill)
-        watchdog.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            watchdog.cancel()
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
+    """Run ``step`` to completion: wall time and that command's own peak RSS.
+
+    ``os.wait4`` on a direct child also counts the image it had before ``exec`` -- a copy of this
+    Python process (tens of MiB) -- so when GNU time is present the command runs under it and its
+    ``%M`` (``wait4``'s ``ru_maxrss`` seen from a ~1 MiB launcher) is taken instead.
+    """
+    with tempfile.TemporaryDirectory(prefix="mloci-bench-run-") as tmp:
+        rss_file = Path(tmp) / "rss"
+        wrapper = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file)] if GNU_TIME.exists() else []
+        with (Path(tmp) / "out").open("w+b") as out, (Path(tmp) / "err").open("w+b") as err:
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                [*wrapper, *step.argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if step.discard_stdout else out,
+                stderr=err,
+                env=step.env,
+                start_new_session=True,
+            )
+            status, wait4_rss, timed_out = wait_with_timeout(proc)
+            seconds = time.perf_counter() - start
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        if timed_out:
+            stderr = f"timed out after {CHILD_TIMEOUT_S:.0f} s\n{stderr}"
         return Run(
             seconds=seconds,
-            peak_rss_kib=usage.ru_maxrss,
-            returncode=proc.returncode,
-            stdout=out.read().decode(errors="replace"),
-            stderr=err.read().decode(errors="replace"),
+            peak_rss_kib=read_time_rss(rss_file) or wait4_rss,
+            returncode=status,
+            stdout=stdout,
+            stderr=stderr,
         )
+
+
+def wait_with_timeout(proc: subprocess.Popen[bytes]) -> tuple[int, int, bool]:
+    """Reap ``proc`` with ``os.wait4``: (exit code, ru_maxrss KiB, killed by the watchdog)."""
+    lock = threading.Lock()
+    state = {"done": False, "killed": False}
+
+    def kill() -> None:
+        with lock:
+            if not state["done"]:
+                state["killed"] = True
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(CHILD_TIMEOUT_S, kill)
+    watchdog.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        with lock:
+            state["done"] = True
+        watchdog.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss, state["killed"]
+
+
+def read_time_rss(path: Path) -> int | None:
+    """GNU time's ``%M`` (KiB): the last line of its output file ("Command exited..." may precede it)."""
+    try:
+        lines = path.read_text().split()
+    except OSError:
+        return None
+    return int(lines[-1]) if lines and lines[-1].isdigit() else None
 
 
 def failure_line(run: Run) -> str:
@@ -704,6 +751,10 @@ def machine_facts(size: int, repeat: int) -> list[tuple[str, str]]:
         ("CPUs", f"{os.cpu_count()} x {cpu_model()}"),
         ("OS", f"{platform.system()} {platform.release()} ({platform.machine()})"),
         ("Python", sys.version.split()[0]),
+        (
+            "peak RSS from",
+            "GNU time %M (wait4 of the command)" if GNU_TIME.exists() else "os.wait4 of the child",
+        ),
         ("mloci", first_line([mloci_bin(), "--version"])),
         ("oras SDK", oras_version),
         ("skopeo", first_line(["skopeo", "--version"])),

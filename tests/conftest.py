@@ -11,6 +11,8 @@ from helpers import EXAMPLE, REGISTRY_BIN, Registry, Result, Runner
 
 from mloci.cli import main
 
+pytest_plugins = ["auth_fixtures"]
+
 
 @pytest.fixture
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:

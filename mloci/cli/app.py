@@ -31,7 +31,7 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from mloci.cli import init, inspect, pull, push, validate  # noqa: F401  (commands register themselves)
+    from mloci.cli import init, inspect, login, pull, push, validate  # noqa: F401  (commands register themselves)
 
 
 _register()

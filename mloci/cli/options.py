@@ -41,6 +41,13 @@ def registry_options(func: F) -> F:
             envvar="MLOCI_CONCURRENCY",
             help="Blobs transferred at once.",
         ),
+        click.option(
+            "--chunk-size",
+            type=click.IntRange(min=1),
+            default=None,
+            envvar="MLOCI_CHUNK_SIZE",
+            help="Upload in PATCH chunks of this many bytes (default: one streamed PATCH per blob).",
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -57,6 +64,7 @@ def store_options(kwargs: dict[str, Any]) -> StoreOptions:
         insecure=insecure,
         ca_file=kwargs.pop("ca_file"),
         concurrency=kwargs.pop("concurrency"),
+        chunk_size=kwargs.pop("chunk_size"),
     )
 
 

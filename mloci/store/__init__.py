@@ -19,6 +19,7 @@ class StoreOptions:
     insecure: bool = False
     ca_file: str | None = None
     concurrency: int = 4
+    chunk_size: int | None = None  # None: one streamed PATCH per blob
 
 
 def open_store(ref: Reference, options: StoreOptions | None = None) -> Store:
@@ -34,6 +35,7 @@ def open_store(ref: Reference, options: StoreOptions | None = None) -> Store:
         ca_file=options.ca_file,
         credentials=lambda: credentials.lookup(registry),
         concurrency=options.concurrency,
+        chunk_size=options.chunk_size,
     )
 
 

@@ -91,6 +91,12 @@ class RegistryStore:
     def location(self) -> str:
         return f"registry {self.registry}"
 
+    def ping(self) -> urllib3.BaseHTTPResponse:
+        """``GET /v2/``, authenticating if challenged: proves reachability, TLS and credentials."""
+        response = self.transport.request("GET", "/v2/", scope="")
+        response.release_conn()
+        return response
+
     def _manifest_path(self, ref: Reference) -> str:
         identifier = ref.identifier
         if identifier is None:
