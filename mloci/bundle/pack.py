@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from mloci.bundle.files import hash_file, layer_kind
@@ -123,8 +125,12 @@ def _manifest_annotations(manifest: BundleManifest, created: str) -> dict[str, s
     return {key: value for key, value in values.items() if value is not None}
 
 
-def pack(bundle: Bundle) -> PackedArtifact:
-    """Hash every file once and build the artifact's config and manifest."""
+def pack(bundle: Bundle, *, hasher: Callable[[Path], tuple[Digest, int]] = hash_file) -> PackedArtifact:
+    """Hash every file once and build the artifact's config and manifest.
+
+    ``hasher`` may be cached or may copy the file somewhere while hashing it (the local
+    store ingests files that way, reading them once).
+    """
     manifest = bundle.manifest
     created = rfc3339(source_date(manifest))
     layers: list[Blob] = []
@@ -139,7 +145,7 @@ def pack(bundle: Bundle) -> PackedArtifact:
             )
             layers.append(Blob(descriptor, data=data))
             continue
-        digest, size = hash_file(entry.source)
+        digest, size = hasher(entry.source)
         descriptor = Descriptor(
             media_type=mediatype.model_layer(layer_kind(entry.path)),
             digest=digest,

@@ -8,16 +8,6 @@ import threading
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from mloci.ops.progress import Silent, TransferListener
 from mloci.types.manifest import Descriptor
@@ -39,6 +29,17 @@ class _Bars:
     """Per-blob bars plus a total, drawn on stderr; thread-safe as rich's Progress is."""
 
     def __init__(self, verb: str) -> None:
+        # rich costs ~50 ms to import: only pay for it when bars are drawn.
+        from rich.console import Console  # noqa: PLC0415
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self._verb = verb
         self._progress = Progress(
             TextColumn("{task.description}", justify="left"),
@@ -49,8 +50,8 @@ class _Bars:
             console=Console(stderr=True),
             transient=False,
         )
-        self._tasks: dict[str, TaskID] = {}
-        self._total: TaskID | None = None
+        self._tasks: dict[str, Any] = {}
+        self._total: Any = None
         self._lock = threading.Lock()
 
     def begin(self, total_bytes: int, blobs: int) -> None:

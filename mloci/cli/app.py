@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from mloci import __version__
@@ -21,17 +23,37 @@ $MLOCI_REGISTRY when set, else to the local store in $MLOCI_HOME.
 """
 
 
+# Command name → "module:function". Modules load only when their command runs (or --help lists
+# them), so `mloci pull` does not pay for importing what `mloci push` needs.
+COMMANDS = {
+    "init": "mloci.cli.init:init_command",
+    "validate": "mloci.cli.validate:validate_command",
+    "push": "mloci.cli.push:push_command",
+    "pull": "mloci.cli.pull:pull_command",
+    "inspect": "mloci.cli.inspect:inspect_command",
+    "login": "mloci.cli.login:login_command",
+    "logout": "mloci.cli.login:logout_command",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module, _, attr = COMMANDS[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
 @click.group(
-    epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+    cls=LazyGroup,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="mloci")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def cli(debug: bool) -> None:
     """mloci: package ML models as OCI artifacts; push, pull and inspect them in any OCI registry."""
-
-
-def _register() -> None:
-    from mloci.cli import init, inspect, login, pull, push, validate  # noqa: F401  (commands register themselves)
-
-
-_register()

@@ -6,11 +6,10 @@ import click
 
 from mloci.bundle.init import init_bundle
 from mloci.cli._output import emit_json
-from mloci.cli.app import cli
 from mloci.cli.options import json_option
 
 
-@cli.command("init")
+@click.command("init")
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Model name (default: the directory name).")
 @click.option("--version", "version", default="0.1.0", show_default=True, help="SemVer version.")

@@ -5,13 +5,12 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size
-from mloci.cli.app import cli
 from mloci.cli.options import json_option, registry_options, store_options
 from mloci.ops.inspect import inspect
 from mloci.ops.refs import parse_reference
 
 
-@cli.command("inspect")
+@click.command("inspect")
 @click.argument("reference")
 @registry_options
 @json_option

@@ -5,13 +5,12 @@ from typing import Any
 
 import click
 
-from mloci.cli.app import cli
 from mloci.cli.options import registry_options, store_options
 from mloci.errors import UsageError
 from mloci.ops.login import login, logout
 
 
-@cli.command("login")
+@click.command("login")
 @click.argument("registry")
 @click.option("-u", "--username", help="User name (prompted for when omitted on a terminal).")
 @click.option("--password-stdin", is_flag=True, help="Read the password or token from standard input.")
@@ -36,7 +35,7 @@ def login_command(registry: str, username: str | None, password_stdin: bool, **k
     click.echo(f"Login succeeded; credentials stored in {where}")
 
 
-@cli.command("logout")
+@click.command("logout")
 @click.argument("registry")
 def logout_command(registry: str) -> None:
     """Remove the stored credentials for REGISTRY."""

@@ -6,13 +6,12 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.app import cli
 from mloci.cli.options import json_option, quiet_option, registry_options, store_options
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 
 
-@cli.command("pull")
+@click.command("pull")
 @click.argument("reference")
 @click.option(
     "-o",

@@ -6,12 +6,11 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.app import cli
 from mloci.cli.options import json_option, quiet_option, registry_options, store_options
 from mloci.ops.push import push_bundle
 
 
-@cli.command("push")
+@click.command("push")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("target", required=False)
 @click.option("-t", "--tag", "tags", multiple=True, help="Extra tag to set (repeatable).")

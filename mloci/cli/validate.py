@@ -6,12 +6,11 @@ import click
 
 from mloci.bundle.load import inspect_bundle
 from mloci.cli._output import emit_json
-from mloci.cli.app import cli
 from mloci.cli.options import json_option
 from mloci.errors import BundleInvalidError
 
 
-@cli.command("validate")
+@click.command("validate")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @json_option
 def validate_command(bundle: Path, as_json: bool) -> None:

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from mloci import settings
+from mloci.bundle.digests import default_cache
+from mloci.bundle.files import hash_file
 from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.pack import PackedArtifact, pack, with_git
 from mloci.errors import ConflictError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import LayoutStore, Store, StoreOptions, open_store
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -154,13 +156,17 @@ def push_bundle(
     """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY."""
     options = options or StoreOptions()
     bundle = with_git(load_bundle(path), git_state(path))
-    packed = pack(bundle)
     ref, target_tags = target_for(bundle.manifest.name, target)
     for tag in extra_tags:
         if not is_valid_tag(tag):
             raise UsageError(f"invalid tag {tag!r}")
     store = open_store(ref, options)
+    cache = default_cache(settings.home())
     try:
+        # Unchanged files are not re-read (digest cache); the local store copies each file while
+        # hashing it, so a local push reads every byte once.
+        hasher = cache.hasher(store.ingest_file if isinstance(store, LayoutStore) else hash_file)
+        packed = pack(bundle, hasher=hasher)
         return push_packed(
             packed,
             ref,
@@ -171,4 +177,5 @@ def push_bundle(
             listener=listener,
         )
     finally:
+        cache.close()
         store.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -200,6 +201,35 @@ class LayoutStore:
                     yield chunk
 
         self._store_verified(target, verified(chunks(), descriptor, f"blob {descriptor.digest}"), progress)
+
+    def ingest_file(self, path: Path) -> tuple[Digest, int]:
+        """Copy a file into the blob pool while hashing it: one read gives both the digest and the blob."""
+        self._ensure()
+        hasher = hashlib.sha256()
+        size = 0
+        buffer = bytearray(_CHUNK * 4)
+        view = memoryview(buffer)
+        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="ingest-")
+        try:
+            with path.open("rb", buffering=0) as source, os.fdopen(fd, "wb", buffering=0) as sink:
+                while n := source.readinto(buffer):
+                    hasher.update(view[:n])
+                    sink.write(view[:n])
+                    size += n
+            digest = Digest("sha256", hasher.hexdigest())
+            target = self.blob_path(digest)
+            if target.exists():
+                Path(tmp).unlink()
+            else:
+                Path(tmp).replace(target)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise MlociError(
+                    f"cannot copy {path} into the {self.location}: {exc.strerror or exc}"
+                ) from exc
+            raise
+        return digest, size
 
     def _store_verified(self, target: Path, chunks: Iterator[bytes], progress: Progress | None) -> None:
         fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="blob-")

@@ -1,0 +1,109 @@
+"""A cache of file digests keyed by what ``stat`` says, so unchanged multi-GB files are not re-hashed.
+
+The key is (path, device, inode, size, mtime_ns, ctime_ns) — the same evidence git's index
+trusts. ctime cannot be set from user space, so any write to the file invalidates the entry.
+The cache is an optimisation only: any problem with it means "hash the file".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from mloci.bundle.files import hash_file
+from mloci.types.digest import Digest
+
+Hasher = Callable[[Path], tuple[Digest, int]]
+
+# Below this size hashing is cheaper than a cache lookup is worth.
+MIN_CACHED_SIZE = 1 << 20
+
+
+class DigestCache:
+    def __init__(self, path: Path | None) -> None:
+        self._path = path  # None: disabled
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._db is None and self._path is not None:
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self._path, timeout=5, check_same_thread=False, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS digests (path TEXT, dev INT, ino INT, size INT, mtime INT, ctime INT,"
+                    " digest TEXT, PRIMARY KEY (path, dev, ino))"
+                )
+            except (OSError, sqlite3.Error):
+                return None
+            self._db = db
+        return self._db
+
+    @staticmethod
+    def _key(path: Path) -> tuple[str, int, int, int, int, int]:
+        info = path.stat()
+        return (
+            str(path.resolve()),
+            info.st_dev,
+            info.st_ino,
+            info.st_size,
+            info.st_mtime_ns,
+            info.st_ctime_ns,
+        )
+
+    def get(self, key: tuple[str, int, int, int, int, int]) -> tuple[Digest, int] | None:
+        with self._lock, contextlib.suppress(OSError, sqlite3.Error, ValueError):
+            db = self._connect()
+            if db is None:
+                return None
+            row = db.execute(
+                "SELECT digest FROM digests WHERE path=? AND dev=? AND ino=? AND size=? AND mtime=? AND ctime=?",
+                key,
+            ).fetchone()
+            if row:
+                return Digest.parse(row[0]), key[3]
+        return None
+
+    def put(self, key: tuple[str, int, int, int, int, int], digest: Digest) -> None:
+        with self._lock, contextlib.suppress(OSError, sqlite3.Error):
+            db = self._connect()
+            if db is not None:
+                db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, str(digest)))
+
+    def hasher(self, inner: Hasher = hash_file) -> Hasher:
+        """``inner`` (hash or ingest a file), skipped when the cache already knows the file."""
+
+        def digest_of(path: Path) -> tuple[Digest, int]:
+            try:
+                if path.stat().st_size < MIN_CACHED_SIZE:
+                    return inner(path)
+                key = self._key(path)
+            except OSError:
+                return inner(path)
+            cached = self.get(key)
+            if cached is not None:
+                return cached
+            digest, size = inner(path)
+            # Only remember the digest if the file did not change while it was read.
+            with contextlib.suppress(OSError):
+                if self._key(path) == key:
+                    self.put(key, digest)
+            return digest, size
+
+        return digest_of
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def default_cache(home: Path) -> DigestCache:
+    if os.environ.get("MLOCI_NO_DIGEST_CACHE"):
+        return DigestCache(None)
+    return DigestCache(home / "cache" / "digests.sqlite")
