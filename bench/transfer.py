@@ -77,6 +77,7 @@ else:
 
 # Row names, shared by the table and the ratios.
 SHA256SUM = "sha256sum (floor)"
+HASHLIB = "python hashlib sha256 (floor)"
 CAT = "cat > /dev/null (floor)"
 CURL_PUT = "curl PUT monolithic (floor)"
 CURL_GET = "curl GET (floor)"
@@ -95,6 +96,18 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
     ("mloci pull / curl GET", MLOCI_PULL, CURL_GET),
     ("mloci pull / skopeo pull", MLOCI_PULL, SKOPEO_PULL),
     ("mloci local push / sha256sum", MLOCI_LOCAL, SHA256SUM),
+    # coreutils' sha256sum lacks SHA-NI; OpenSSL (Python's hashlib) is the real hashing floor.
+    ("mloci local push / hashlib", MLOCI_LOCAL, HASHLIB),
+    ("mloci pull / hashlib", MLOCI_PULL, HASHLIB),
+)
+
+HASHLIB_SCRIPT = (
+    "import hashlib, sys\n"
+    "h = hashlib.sha256(); buf = bytearray(1 << 20); view = memoryview(buf)\n"
+    "with open(sys.argv[1], 'rb', buffering=0) as f:\n"
+    "    while n := f.readinto(buf):\n"
+    "        h.update(view[:n])\n"
+    "print(h.hexdigest())\n"
 )
 
 
@@ -464,6 +477,12 @@ def curl_base() -> list[str]:
 
 def measure_floors(ctx: Context) -> None:
     measure(ctx, SHA256SUM, lambda: Step(["sha256sum", str(ctx.model)], ctx.env), nbytes=ctx.size)
+    measure(
+        ctx,
+        HASHLIB,
+        lambda: Step([sys.executable, "-c", HASHLIB_SCRIPT, str(ctx.model)], ctx.env),
+        nbytes=ctx.size,
+    )
     measure(ctx, CAT, lambda: Step(["cat", str(ctx.model)], ctx.env, discard_stdout=True), nbytes=ctx.size)
     curl_repo = ""
 

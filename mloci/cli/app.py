@@ -33,6 +33,7 @@ COMMANDS = {
     "inspect": "mloci.cli.inspect:inspect_command",
     "login": "mloci.cli.login:login_command",
     "logout": "mloci.cli.login:logout_command",
+    "doctor": "mloci.cli.doctor:doctor_command",
 }
 
 

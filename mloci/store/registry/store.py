@@ -312,6 +312,36 @@ class RegistryStore:
         _, _, end = ranged.partition("-")
         return session, int(end) + 1 if end.isdigit() else 0
 
+    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        """Ask the registry to mount a blob from another repository; False when it will not."""
+        scope = scope_for(repository, "pull,push", f"repository:{from_repository}:pull")
+        session = self._start_upload(repository, scope, digest, from_repository)
+        if session is None:
+            return True
+        self._cancel_upload(session, scope)
+        return False
+
+    @property
+    def upload_mode(self) -> str:
+        """How blobs are being uploaded: 'patch' (streamed PATCH) or 'monolithic' (registry refused PATCH)."""
+        return "monolithic" if self._monolithic else "patch"
+
+    @property
+    def chunk_min_length(self) -> int:
+        """The registry's OCI-Chunk-Min-Length, 0 when it announced none."""
+        return self._chunk_min
+
+    def delete_manifest(self, repository: str, digest: Digest) -> bool:
+        """Delete a manifest by digest; False when the registry does not allow deletes (405)."""
+        response = self.transport.request(
+            "DELETE",
+            f"/v2/{repository}/manifests/{digest}",
+            scope=scope_for(repository, "delete"),
+            expect=(202, 200, 405),
+        )
+        response.release_conn()
+        return response.status != 405
+
     def _cancel_upload(self, session: str, scope: str) -> None:
         with contextlib.suppress(MlociError):
             self.transport.request(
