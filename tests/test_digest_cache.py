@@ -11,7 +11,7 @@ from helpers import Registry, Runner
 
 import mloci.ops.push
 from mloci.bundle.digests import DigestCache
-from mloci.bundle.files import hash_file
+from mloci.types.digest import hash_file
 
 
 @pytest.fixture

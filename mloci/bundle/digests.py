@@ -14,8 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from mloci.bundle.files import hash_file
-from mloci.types.digest import Digest
+from mloci.types.digest import Digest, hash_file
 
 Hasher = Callable[[Path], tuple[Digest, int]]
 

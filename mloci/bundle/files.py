@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -11,10 +10,8 @@ from pathlib import Path, PurePosixPath
 
 from mloci.bundle.manifest import MANIFEST_FILENAME, METRICS_FILENAME
 from mloci.errors import Problem
-from mloci.types.digest import Digest
 
 IGNORE_FILENAME = ".mlociignore"
-_READ_SIZE = 1 << 20
 
 _WEIGHT_SUFFIXES = frozenset(
     [
@@ -184,16 +181,3 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
             entries.append(FileEntry(path=rel, source=source, size=info.st_size))
     entries.sort(key=lambda e: e.path.encode())
     return entries, problems
-
-
-def hash_file(path: Path) -> tuple[Digest, int]:
-    """sha256 and size of a file, read once in large blocks."""
-    hasher = hashlib.sha256()
-    size = 0
-    buffer = bytearray(_READ_SIZE)
-    view = memoryview(buffer)
-    with path.open("rb", buffering=0) as handle:
-        while n := handle.readinto(buffer):
-            hasher.update(view[:n])
-            size += n
-    return Digest("sha256", hasher.hexdigest()), size

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mloci.bundle.files import hash_file, layer_kind
+from mloci.bundle.files import layer_kind
 from mloci.bundle.git import GitState
 from mloci.bundle.load import Bundle
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest
@@ -23,7 +23,7 @@ from mloci.errors import UsageError
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
-from mloci.types.digest import Digest
+from mloci.types.digest import Digest, hash_file
 from mloci.types.manifest import Descriptor, Manifest, canonical_json
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

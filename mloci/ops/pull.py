@@ -10,6 +10,7 @@ containers can restart freely.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import json
 import os
@@ -177,6 +178,7 @@ def _write_blob(
     target.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    _preallocate(fd, descriptor.size)
     with os.fdopen(fd, "wb") as handle, store.open_blob(repository, descriptor) as chunks:
         for chunk in chunks:
             token.check()
@@ -189,6 +191,19 @@ def _write_blob(
         return _untar(target, staging)
     finally:
         target.unlink(missing_ok=True)
+
+
+def _preallocate(fd: int, size: int) -> None:
+    """Reserve the blob's space up front: a full disk fails before any byte is fetched, and
+    the filesystem allocates one extent instead of growing the file a block at a time."""
+    if size <= 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return  # the filesystem cannot preallocate; writing still works
+        raise
 
 
 def _untar(archive: Path, staging: Path) -> list[str]:

@@ -9,7 +9,6 @@ from typing import Any
 
 from mloci import settings
 from mloci.bundle.digests import default_cache
-from mloci.bundle.files import hash_file
 from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.pack import PackedArtifact, pack, with_git
@@ -19,7 +18,7 @@ from mloci.ops.progress import Silent, TransferListener
 from mloci.store import LayoutStore, Store, StoreOptions, open_store
 from mloci.types import mediatype
 from mloci.types.blob import Blob
-from mloci.types.digest import Digest
+from mloci.types.digest import Digest, hash_file
 from mloci.types.reference import Reference, is_valid_tag
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler
@@ -66,3 +67,16 @@ class Digest:
             ),
             serialization=core_schema.plain_serializer_function_ser_schema(str),
         )
+
+
+def hash_file(path: Path) -> tuple[Digest, int]:
+    """sha256 and size of a file, read once in 1 MiB blocks (OpenSSL's SHA-NI path runs at GB/s)."""
+    hasher = hashlib.sha256()
+    size = 0
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            hasher.update(view[:n])
+            size += n
+    return Digest("sha256", hasher.hexdigest()), size

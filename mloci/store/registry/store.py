@@ -12,6 +12,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
+from mloci.store._prefetch import prefetch
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
 from mloci.store.registry.transport import Transport
@@ -387,7 +388,7 @@ class RegistryStore:
                     _discard(resumed, offset)
 
         try:
-            yield verified(chunks(), descriptor, f"blob {descriptor.digest}")
+            yield verified(prefetch(chunks()), descriptor, f"blob {descriptor.digest}")
         except BaseException:
             # Unread bytes would poison a pooled connection: drop this one.
             current[0].close()
