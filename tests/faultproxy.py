@@ -49,7 +49,7 @@ class FaultProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.faults: list[Fault] = []
-        self.log: list[tuple[str, str, int]] = []  # (method, path, status or -1 for a cut)
+        self.log: list[tuple[str, str]] = []  # (method, path) of every request, as it arrives
         self._lock = threading.Lock()
         proxy = self
 
@@ -87,10 +87,11 @@ class FaultProxy:
         return None
 
     def count(self, method: str, path: str) -> int:
-        return sum(1 for m, p, _ in self.log if m == method and re.search(path, p))
+        return sum(1 for m, p in self.log if m == method and re.search(path, p))
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         method, path = request.command, request.path
+        self.log.append((method, path))
         fault = self._match(method, path)
         length = int(request.headers.get("Content-Length") or 0)
         if fault and fault.status is not None:
@@ -103,7 +104,6 @@ class FaultProxy:
             request.send_header("Content-Length", str(len(body)))
             request.end_headers()
             request.wfile.write(body)
-            self.log.append((method, path, fault.status))
             return
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
@@ -127,7 +127,6 @@ class FaultProxy:
                 upstream.sock.shutdown(socket.SHUT_RDWR) if upstream.sock else None
                 request.close_connection = True
                 request.connection.shutdown(socket.SHUT_RDWR)
-                self.log.append((method, path, -1))
                 time.sleep(0.2)  # let the registry notice the disconnect before the client retries
                 return
             response = upstream.getresponse()
@@ -147,13 +146,11 @@ class FaultProxy:
                     request.wfile.flush()
                     request.close_connection = True
                     request.connection.shutdown(socket.SHUT_RDWR)
-                    self.log.append((method, path, -1))
                     return
                 request.wfile.write(block)
                 written += len(block)
                 if fault and fault.delay_per_mib:
                     time.sleep(fault.delay_per_mib * len(block) / (1 << 20))
-            self.log.append((method, path, response.status))
         except OSError:
             request.close_connection = True
         finally:

@@ -72,5 +72,42 @@ def test_a_broken_cache_never_breaks_a_push(tmp_path: Path) -> None:
     cache = DigestCache(path)
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * (2 << 20))
-    assert cache.hasher()(big) == hash_file(big)
+    assert cache.hasher()(big, "big.bin") == hash_file(big)
     cache.close()
+
+
+@pytest.fixture
+def eager_bundle(tmp_path: Path) -> Path:
+    bundle = tmp_path / "eager"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text('{"name": "eager", "version": "1.0.0"}')
+    (bundle / "weights.bin").write_bytes(os.urandom(40 << 20))
+    return bundle
+
+
+def test_large_new_files_upload_while_hashing(
+    mloci: Runner, registry: Registry, eager_bundle: Path, tmp_path: Path
+) -> None:
+    repo = f"{registry.host}/ml/eager"
+    pushed = mloci("push", eager_bundle, repo, "--json")
+    assert pushed.exit_code == 0, pushed.stderr
+    result = json.loads(pushed.stdout)
+    assert result["blobsUploaded"] == 3 and result["bytesUploaded"] > 40 << 20
+    out = tmp_path / "out"
+    assert mloci("pull", f"{repo}@{result['digest']}", "-o", out).exit_code == 0
+    assert (out / "weights.bin").read_bytes() == (eager_bundle / "weights.bin").read_bytes()
+
+
+def test_eager_upload_is_abandoned_when_the_registry_has_the_blob(
+    mloci: Runner, registry: Registry, eager_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = f"{registry.host}/ml/eager"
+    assert mloci("push", eager_bundle, repo).exit_code == 0
+    manifest = eager_bundle / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("1.0.0", "1.0.1"))
+    monkeypatch.setenv("MLOCI_NO_DIGEST_CACHE", "1")  # as on a fresh CI machine
+    second = mloci("push", eager_bundle, repo, "--json")
+    assert second.exit_code == 0, second.stderr
+    result = json.loads(second.stdout)
+    assert result["blobsSkipped"] == 1  # the weights
+    assert registry.requests_matching(r'"DELETE /v2/ml/eager/blobs/uploads/') == 1

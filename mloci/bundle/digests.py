@@ -16,7 +16,8 @@ from pathlib import Path
 
 from mloci.types.digest import Digest, hash_file
 
-Hasher = Callable[[Path], tuple[Digest, int]]
+# (file, its path in the bundle) -> (digest, size)
+Hasher = Callable[[Path, str], tuple[Digest, int]]
 
 # Below this size hashing is cheaper than a cache lookup is worth.
 MIN_CACHED_SIZE = 1 << 20
@@ -74,20 +75,22 @@ class DigestCache:
             if db is not None:
                 db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, str(digest)))
 
-    def hasher(self, inner: Hasher = hash_file) -> Hasher:
+    def hasher(self, inner: Hasher | None = None) -> Hasher:
         """``inner`` (hash or ingest a file), skipped when the cache already knows the file."""
 
-        def digest_of(path: Path) -> tuple[Digest, int]:
+        compute = inner or (lambda path, _: hash_file(path))
+
+        def digest_of(path: Path, label: str) -> tuple[Digest, int]:
             try:
                 if path.stat().st_size < MIN_CACHED_SIZE:
-                    return inner(path)
+                    return compute(path, label)
                 key = self._key(path)
             except OSError:
-                return inner(path)
+                return compute(path, label)
             cached = self.get(key)
             if cached is not None:
                 return cached
-            digest, size = inner(path)
+            digest, size = compute(path, label)
             # Only remember the digest if the file did not change while it was read.
             with contextlib.suppress(OSError):
                 if self._key(path) == key:

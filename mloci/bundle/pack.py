@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from mloci.bundle.files import layer_kind
@@ -125,12 +124,14 @@ def _manifest_annotations(manifest: BundleManifest, created: str) -> dict[str, s
     return {key: value for key, value in values.items() if value is not None}
 
 
-def pack(bundle: Bundle, *, hasher: Callable[[Path], tuple[Digest, int]] = hash_file) -> PackedArtifact:
-    """Hash every file once and build the artifact's config and manifest.
+def pack(bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = None) -> PackedArtifact:
+    """Build the artifact's config and manifest.
 
-    ``hasher`` may be cached or may copy the file somewhere while hashing it (the local
-    store ingests files that way, reading them once).
+    ``digests`` maps bundle paths to (digest, size) already computed by the caller (who may
+    have cached them, or copied or uploaded each file while hashing it); files missing from
+    it are hashed here.
     """
+    digests = digests or {}
     manifest = bundle.manifest
     created = rfc3339(source_date(manifest))
     layers: list[Blob] = []
@@ -145,7 +146,7 @@ def pack(bundle: Bundle, *, hasher: Callable[[Path], tuple[Digest, int]] = hash_
             )
             layers.append(Blob(descriptor, data=data))
             continue
-        digest, size = hasher(entry.source)
+        digest, size = digests.get(entry.path) or hash_file(entry.source)
         descriptor = Descriptor(
             media_type=mediatype.model_layer(layer_kind(entry.path)),
             digest=digest,

@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from mloci.ops.progress import Silent, TransferListener
-from mloci.types.manifest import Descriptor
 
 
 def emit_json(value: Any) -> None:
@@ -51,33 +50,32 @@ class _Bars:
             transient=False,
         )
         self._tasks: dict[str, Any] = {}
+        self._sizes: dict[str, int] = {}
         self._total: Any = None
         self._lock = threading.Lock()
 
-    def begin(self, total_bytes: int, blobs: int) -> None:
+    def begin(self, total_bytes: int, items: int) -> None:
         self._progress.start()
-        self._total = self._progress.add_task(f"{self._verb} {blobs} blobs", total=total_bytes)
+        self._total = self._progress.add_task(f"{self._verb} {items} files", total=total_bytes)
 
-    def blob_started(self, descriptor: Descriptor, label: str) -> None:
+    def started(self, key: str, label: str, size: int) -> None:
         with self._lock:
-            self._tasks[str(descriptor.digest)] = self._progress.add_task(f"  {label}", total=descriptor.size)
+            self._sizes[key] = size
+            self._tasks[key] = self._progress.add_task(f"  {label}", total=size)
 
-    def advance(self, descriptor: Descriptor, n: int) -> None:
-        task = self._tasks.get(str(descriptor.digest))
+    def advance(self, key: str, n: int) -> None:
+        task = self._tasks.get(key)
         if task is not None:
             self._progress.advance(task, n)
         if self._total is not None:
             self._progress.advance(self._total, n)
 
-    def blob_finished(self, descriptor: Descriptor, *, skipped: bool) -> None:
-        task = self._tasks.get(str(descriptor.digest))
+    def finished(self, key: str, *, skipped: bool) -> None:
+        task = self._tasks.get(key)
         if task is None:
             return
-        if skipped:
-            self._progress.update(task, description=self._progress.tasks[task].description + " (exists)")
-            self._progress.update(task, completed=descriptor.size)
-            if self._total is not None:
-                self._progress.advance(self._total, descriptor.size)
+        if skipped and self._total is not None:
+            self._progress.advance(self._total, self._sizes.get(key, 0))
         self._progress.update(task, visible=False)
 
     def end(self) -> None:

@@ -29,13 +29,18 @@ class CancelToken:
             raise Cancelled("transfer cancelled")
 
 
-def run_all(work: Callable[[T, CancelToken], R], items: Sequence[T], concurrency: int) -> list[R]:
+def run_all(
+    work: Callable[[T, CancelToken], R],
+    items: Sequence[T],
+    concurrency: int,
+    token: CancelToken | None = None,
+) -> list[R]:
     """``work(item, token)`` for every item, at most ``concurrency`` at once, results in order.
 
     Workers call ``token.check()`` between chunks; on the first failure (or KeyboardInterrupt in
     the caller) the token is cancelled so the others stop instead of finishing multi-GB transfers.
     """
-    token = CancelToken()
+    token = token or CancelToken()
     if concurrency <= 1 or len(items) <= 1:
         return [work(item, token) for item in items]
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="mloci-transfer")

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from mloci.types.manifest import Descriptor
-
 
 class TransferListener(Protocol):
-    """Receives transfer events; called from worker threads, so implementations must be thread-safe."""
+    """Receives transfer events keyed by a string (a digest or a file path).
 
-    def begin(self, total_bytes: int, blobs: int) -> None: ...
+    Called from worker threads, so implementations must be thread-safe.
+    """
 
-    def blob_started(self, descriptor: Descriptor, label: str) -> None: ...
+    def begin(self, total_bytes: int, items: int) -> None: ...
 
-    def advance(self, descriptor: Descriptor, n: int) -> None: ...
+    def started(self, key: str, label: str, size: int) -> None: ...
 
-    def blob_finished(self, descriptor: Descriptor, *, skipped: bool) -> None: ...
+    def advance(self, key: str, n: int) -> None: ...
+
+    def finished(self, key: str, *, skipped: bool) -> None: ...
 
     def end(self) -> None: ...
 
@@ -24,16 +25,16 @@ class TransferListener(Protocol):
 class Silent:
     """The listener used when nobody watches (JSON output, no TTY, -q)."""
 
-    def begin(self, total_bytes: int, blobs: int) -> None:
+    def begin(self, total_bytes: int, items: int) -> None:
         return None
 
-    def blob_started(self, descriptor: Descriptor, label: str) -> None:
+    def started(self, key: str, label: str, size: int) -> None:
         return None
 
-    def advance(self, descriptor: Descriptor, n: int) -> None:
+    def advance(self, key: str, n: int) -> None:
         return None
 
-    def blob_finished(self, descriptor: Descriptor, *, skipped: bool) -> None:
+    def finished(self, key: str, *, skipped: bool) -> None:
         return None
 
     def end(self) -> None:

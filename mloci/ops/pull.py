@@ -173,7 +173,8 @@ def _write_blob(
 ) -> list[str]:
     """Stream one layer into ``staging``; return the paths it created (relative)."""
     descriptor = layer.descriptor
-    listener.blob_started(descriptor, layer.path)
+    key = str(descriptor.digest)
+    listener.started(key, layer.path, descriptor.size)
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     target.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
@@ -183,8 +184,8 @@ def _write_blob(
         for chunk in chunks:
             token.check()
             handle.write(chunk)
-            listener.advance(descriptor, len(chunk))
-    listener.blob_finished(descriptor, skipped=False)
+            listener.advance(key, len(chunk))
+    listener.finished(key, skipped=False)
     if layer.packing == "raw":
         return [layer.path]
     try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,13 @@ from typing import Any
 from mloci import settings
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
-from mloci.bundle.load import load_bundle
-from mloci.bundle.pack import PackedArtifact, pack, with_git
+from mloci.bundle.load import Bundle, load_bundle
+from mloci.bundle.manifest import MANIFEST_FILENAME
+from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
 from mloci.errors import ConflictError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import LayoutStore, Store, StoreOptions, open_store
+from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_store
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
@@ -76,34 +78,110 @@ def upload_blobs(
     *,
     concurrency: int = 4,
     listener: TransferListener | None = None,
+    already_sent: Collection[Digest] = (),
 ) -> tuple[int, int, int]:
-    """Upload every blob the store lacks (checked with HEAD first); return (uploaded, skipped, bytes)."""
+    """Upload every blob the store lacks (checked with HEAD first); return (uploaded, skipped, bytes).
+
+    ``already_sent`` are blobs this push uploaded while hashing them; they count as uploaded.
+    """
     listener = listener or Silent()
     unique = list({b.descriptor.digest: b for b in blobs}.values())
-    listener.begin(sum(b.descriptor.size for b in unique), len(unique))
 
     def one(blob: Blob, token: CancelToken) -> bool:
         descriptor = blob.descriptor
+        if descriptor.digest in already_sent:
+            return True
+        key = str(descriptor.digest)
         label = descriptor.annotation("org.opencontainers.image.title") or descriptor.digest.short
-        listener.blob_started(descriptor, label)
+        listener.started(key, label, descriptor.size)
         if store.has_blob(repository, descriptor.digest):
-            listener.blob_finished(descriptor, skipped=True)
+            listener.finished(key, skipped=True)
             return False
 
         def progress(n: int) -> None:
             token.check()
-            listener.advance(descriptor, n)
+            listener.advance(key, n)
 
         store.push_blob(repository, blob, progress=progress)
-        listener.blob_finished(descriptor, skipped=False)
+        listener.finished(key, skipped=False)
         return True
 
-    try:
-        done = run_all(one, unique, concurrency)
-    finally:
-        listener.end()
+    done = run_all(one, unique, concurrency)
     sent = [b.descriptor.size for b, ok in zip(unique, done, strict=True) if ok]
     return len(sent), len(unique) - len(sent), sum(sent)
+
+
+class EagerUploader:
+    """Hashes a large file while already uploading it, so a first push costs one pass, not two.
+
+    When the hash is done the registry is asked whether it has the blob: if so the upload is
+    abandoned (re-pushes from a fresh CI machine still skip existing blobs); if not, the upload
+    is committed under the digest, which the registry verifies.
+    """
+
+    MIN_SIZE = 32 << 20  # below this, hashing first costs less than an extra upload session
+
+    def __init__(
+        self, store: RegistryStore, repository: str, listener: TransferListener, token: CancelToken
+    ) -> None:
+        self.store = store
+        self.repository = repository
+        self.listener = listener
+        self.token = token
+        self.sent: set[Digest] = set()
+
+    def __call__(self, path: Path, label: str) -> tuple[Digest, int]:
+        size = path.stat().st_size
+        upload = self.store.begin_stream(self.repository) if size >= self.MIN_SIZE else None
+        if upload is None:
+            return hash_file(path)
+        key = f"eager:{path}"
+        self.listener.started(key, label, size)
+        stop = CancelToken()
+        failure: list[BaseException] = []
+
+        def progress(n: int) -> None:
+            stop.check()
+            self.token.check()
+            self.listener.advance(key, n)
+
+        def send() -> None:
+            try:
+                upload.send(path, size, progress)
+            except BaseException as exc:
+                failure.append(exc)
+
+        sender = threading.Thread(target=send, name="mloci-eager-upload")
+        sender.start()
+        try:
+            digest, hashed = hash_file(path)
+            exists = self.store.has_blob(self.repository, digest)
+            if exists:
+                stop.cancel()
+        except BaseException:
+            stop.cancel()
+            sender.join()
+            upload.abort()
+            raise
+        sender.join()
+        if exists or failure:
+            # Present already, or the stream broke: the regular upload path (with resume) decides.
+            upload.abort()
+            self.listener.finished(key, skipped=exists)
+            return digest, hashed
+        upload.finish(digest)
+        self.sent.add(digest)
+        self.listener.finished(key, skipped=False)
+        return digest, hashed
+
+
+def file_digests(
+    bundle: Bundle, hasher: Callable[[Path, str], tuple[Digest, int]], concurrency: int, token: CancelToken
+) -> dict[str, tuple[Digest, int]]:
+    """(digest, size) of every file, computed ``concurrency`` at a time."""
+    files = [f for f in bundle.files if f.path != MANIFEST_FILENAME]
+    results = run_all(lambda f, _: hasher(f.source, f.path), files, concurrency, token)
+    return {f.path: result for f, result in zip(files, results, strict=True)}
 
 
 def push_packed(
@@ -115,6 +193,7 @@ def push_packed(
     force: bool = False,
     concurrency: int = 4,
     listener: TransferListener | None = None,
+    already_sent: Collection[Digest] = (),
 ) -> PushResult:
     tags = list(dict.fromkeys([*packed.tags, *extra_tags]))
     digest = packed.digest
@@ -124,7 +203,12 @@ def push_packed(
     if not pending:
         return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
     uploaded, skipped, nbytes = upload_blobs(
-        store, target.repository, packed.blobs, concurrency=concurrency, listener=listener
+        store,
+        target.repository,
+        packed.blobs,
+        concurrency=concurrency,
+        listener=listener,
+        already_sent=already_sent,
     )
     for tag in pending:
         store.push_manifest(
@@ -161,20 +245,46 @@ def push_bundle(
             raise UsageError(f"invalid tag {tag!r}")
     store = open_store(ref, options)
     cache = default_cache(settings.home())
+    listener = listener or Silent()
+    token = CancelToken()
     try:
-        # Unchanged files are not re-read (digest cache); the local store copies each file while
-        # hashing it, so a local push reads every byte once.
-        hasher = cache.hasher(store.ingest_file if isinstance(store, LayoutStore) else hash_file)
-        packed = pack(bundle, hasher=hasher)
-        return push_packed(
-            packed,
-            ref,
-            store=store,
-            extra_tags=[*target_tags, *extra_tags],
-            force=force,
-            concurrency=options.concurrency,
-            listener=listener,
-        )
+        # Unchanged files are not re-read (digest cache). The local store copies each file while
+        # hashing it; a registry receives large new files while they are hashed. Either way a
+        # push reads every byte once.
+        eager: EagerUploader | None = None
+        inner: Callable[[Path, str], tuple[Digest, int]]
+        if isinstance(store, LayoutStore):
+            inner = lambda path, _: store.ingest_file(path)  # noqa: E731
+        elif isinstance(store, RegistryStore) and not _version_exists(store, ref, bundle):
+            eager = EagerUploader(store, ref.repository, listener, token)
+            inner = eager
+        else:
+            inner = lambda path, _: hash_file(path)  # noqa: E731
+        listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
+        try:
+            digests = file_digests(bundle, cache.hasher(inner), options.concurrency, token)
+            packed = pack(bundle, digests=digests)
+            return push_packed(
+                packed,
+                ref,
+                store=store,
+                extra_tags=[*target_tags, *extra_tags],
+                force=force,
+                concurrency=options.concurrency,
+                listener=listener,
+                already_sent=eager.sent if eager else (),
+            )
+        finally:
+            listener.end()
     finally:
         cache.close()
         store.close()
+
+
+def _version_exists(store: Store, ref: Reference, bundle: Bundle) -> bool:
+    """Whether the version tag is taken: then this push is a no-op or a conflict, so nothing is sent early."""
+    try:
+        store.resolve(ref.with_tag(version_tag(bundle.manifest.version)))
+    except NotFoundError:
+        return False
+    return True

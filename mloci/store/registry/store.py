@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -61,6 +62,30 @@ def _with_query(url: str, **params: str) -> str:
     parts = urlsplit(url)
     query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class StreamUpload:
+    """An upload whose digest is supplied only at the end: send the bytes, then finish or abort."""
+
+    def __init__(self, store: RegistryStore, session: str, scope: str) -> None:
+        self._store = store
+        self._session = session
+        self._scope = scope
+
+    def send(self, path: Path, size: int, progress: Progress | None) -> None:
+        with path.open("rb") as handle:
+            self._session = self._store._patch(self._session, self._scope, handle, size, 0, progress)
+
+    def finish(self, digest: Digest) -> None:
+        """Commit under ``digest``; the registry verifies it (IntegrityError when the bytes differ)."""
+        done = self._store._finish(self._session, self._scope, digest)
+        done.release_conn()
+        header = done.headers.get("Docker-Content-Digest")
+        if header and header != str(digest):
+            raise IntegrityError(f"registry stored blob as {header}, expected {digest}")
+
+    def abort(self) -> None:
+        self._store._cancel_upload(self._session, self._scope)
 
 
 class RegistryStore:
@@ -269,6 +294,13 @@ class RegistryStore:
                 expect=(201, 204),
                 retry=False,
             )
+        session = self._patch(session, scope, handle, size, offset, progress)
+        return self._finish(session, scope, descriptor.digest)
+
+    def _patch(
+        self, session: str, scope: str, handle: BinaryIO, size: int, offset: int, progress: Progress | None
+    ) -> str:
+        """Send bytes ``offset..size`` of ``handle`` with PATCH (one request, or ``chunk_size`` ones)."""
         chunk = size - offset
         if self.chunk_size:
             chunk = max(self.chunk_size, self._chunk_min)
@@ -290,11 +322,33 @@ class RegistryStore:
             )
             patched.release_conn()
             session = self.transport.url(patched.headers.get("Location") or session)
-            digest_url = _with_query(session, digest=str(descriptor.digest))
             offset += length
+        return session
+
+    def _finish(self, session: str, scope: str, digest: Digest) -> urllib3.BaseHTTPResponse:
         return self.transport.request(
-            "PUT", digest_url, scope=scope, headers={"Content-Length": "0"}, expect=(201, 204)
+            "PUT",
+            _with_query(session, digest=str(digest)),
+            scope=scope,
+            headers={"Content-Length": "0"},
+            expect=(201, 204),
         )
+
+    # -- uploads whose digest is not known yet (hashing and sending overlap) ----------------------
+
+    def begin_stream(self, repository: str) -> StreamUpload | None:
+        """Start an upload before the blob's digest is known; None when this registry needs it up front."""
+        if self._monolithic:
+            return None
+        scope = scope_for(repository, "pull,push")
+        response = self.transport.request(
+            "POST", f"/v2/{repository}/blobs/uploads/", scope=scope, expect=(202,)
+        )
+        response.release_conn()
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.registry} started an upload without a Location header")
+        return StreamUpload(self, self.transport.url(location), scope)
 
     def _resume_point(
         self, repository: str, scope: str, session: str, descriptor: Descriptor
