@@ -264,3 +264,19 @@ def test_errors_are_one_line_with_distinct_exit_codes(
     (broken / "manifest.json").write_text("{}")
     invalid = mloci("push", broken, repo)
     assert invalid.exit_code == 3 and "invalid bundle" in invalid.stderr
+
+
+def test_pushing_to_another_repository_mounts_known_blobs(
+    mloci: Runner, registry: Registry, bundle: Path
+) -> None:
+    first = push_json(mloci, bundle, f"{registry.host}/team-a/churn")
+    patches = registry.requests_matching(r'"PATCH /v2/')
+    second = push_json(mloci, bundle, f"{registry.host}/team-b/churn")
+    assert second["digest"] == first["digest"]
+    assert (
+        registry.requests_matching(
+            r'"POST /v2/team-b/churn/blobs/uploads/\?mount=sha256%3A[0-9a-f]+&from=team-a'
+        )
+        >= 1
+    )
+    assert registry.requests_matching(r'"PATCH /v2/') == patches  # no byte was uploaded again

@@ -8,6 +8,7 @@ from mloci import settings
 from mloci.store.base import Store
 from mloci.store.layout import LayoutStore
 from mloci.store.registry import RegistryStore, credentials
+from mloci.store.registry.locations import BlobLocations
 from mloci.types.reference import Reference
 
 
@@ -36,6 +37,7 @@ def open_store(ref: Reference, options: StoreOptions | None = None) -> Store:
         credentials=lambda: credentials.lookup(registry),
         concurrency=options.concurrency,
         chunk_size=options.chunk_size,
+        locations=BlobLocations(settings.home() / "cache" / "blob-locations.sqlite"),
     )
 
 

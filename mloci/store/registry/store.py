@@ -16,6 +16,7 @@ from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryErro
 from mloci.store._prefetch import prefetch
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
+from mloci.store.registry.locations import BlobLocations
 from mloci.store.registry.transport import Transport
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -67,10 +68,11 @@ def _with_query(url: str, **params: str) -> str:
 class StreamUpload:
     """An upload whose digest is supplied only at the end: send the bytes, then finish or abort."""
 
-    def __init__(self, store: RegistryStore, session: str, scope: str) -> None:
+    def __init__(self, store: RegistryStore, session: str, scope: str, repository: str) -> None:
         self._store = store
         self._session = session
         self._scope = scope
+        self._repository = repository
 
     def send(self, path: Path, size: int, progress: Progress | None) -> None:
         with path.open("rb") as handle:
@@ -83,6 +85,7 @@ class StreamUpload:
         header = done.headers.get("Docker-Content-Digest")
         if header and header != str(digest):
             raise IntegrityError(f"registry stored blob as {header}, expected {digest}")
+        self._store.locations.note(self._store.registry, self._repository, digest)
 
     def abort(self) -> None:
         self._store._cancel_upload(self._session, self._scope)
@@ -99,8 +102,10 @@ class RegistryStore:
         credentials: Credentials | Callable[[], Credentials | None] | None = None,
         concurrency: int = 4,
         chunk_size: int | None = None,
+        locations: BlobLocations | None = None,
     ) -> None:
         self.registry = registry
+        self.locations = locations or BlobLocations(None)
         self.chunk_size = chunk_size
         self._chunk_min = 0
         self._monolithic = False
@@ -206,6 +211,7 @@ class RegistryStore:
         except NotFoundError:
             return False
         response.release_conn()
+        self.locations.note(self.registry, repository, digest)
         return True
 
     def push_blob(
@@ -218,11 +224,17 @@ class RegistryStore:
         the rest of this store's life. With ``mount_from`` the registry is first asked to
         mount the blob from that repository, which transfers nothing.
         """
+        descriptor = blob.descriptor
+        if mount_from is None:
+            for source in self.locations.candidates(self.registry, repository, descriptor.digest):
+                if self.mount_blob(repository, descriptor.digest, source):
+                    return
+                self.locations.forget(self.registry, source, descriptor.digest)
         also = [f"repository:{mount_from}:pull"] if mount_from else []
         scope = scope_for(repository, "pull,push", *also)
-        descriptor = blob.descriptor
         session = self._start_upload(repository, scope, descriptor.digest, mount_from)
         if session is None:
+            self.locations.note(self.registry, repository, descriptor.digest)
             return  # mounted
         failures = 0
         offset = 0
@@ -253,6 +265,7 @@ class RegistryStore:
         header = done.headers.get("Docker-Content-Digest")
         if header and header != str(descriptor.digest):
             raise IntegrityError(f"registry stored blob as {header}, expected {descriptor.digest}")
+        self.locations.note(self.registry, repository, descriptor.digest)
 
     def _start_upload(
         self, repository: str, scope: str, digest: Digest, mount_from: str | None
@@ -348,7 +361,7 @@ class RegistryStore:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(f"registry {self.registry} started an upload without a Location header")
-        return StreamUpload(self, self.transport.url(location), scope)
+        return StreamUpload(self, self.transport.url(location), scope, repository)
 
     def _resume_point(
         self, repository: str, scope: str, session: str, descriptor: Descriptor
@@ -372,6 +385,7 @@ class RegistryStore:
         scope = scope_for(repository, "pull,push", f"repository:{from_repository}:pull")
         session = self._start_upload(repository, scope, digest, from_repository)
         if session is None:
+            self.locations.note(self.registry, repository, digest)
             return True
         self._cancel_upload(session, scope)
         return False
@@ -464,3 +478,4 @@ class RegistryStore:
 
     def close(self) -> None:
         self.transport.close()
+        self.locations.close()
