@@ -81,6 +81,7 @@ HASHLIB = "python hashlib sha256 (floor)"
 CAT = "cat > /dev/null (floor)"
 CURL_PUT = "curl PUT monolithic (floor)"
 CURL_GET = "curl GET (floor)"
+CURL_GET_FILE = "curl GET to a file (floor)"
 MLOCI_PUSH = "mloci push"
 MLOCI_REPUSH = "mloci re-push unchanged"
 MLOCI_PULL = "mloci pull"
@@ -94,6 +95,8 @@ ORAS_PULL = "oras pull"
 RATIOS: tuple[tuple[str, str, str], ...] = (
     ("mloci push / skopeo push", MLOCI_PUSH, SKOPEO_PUSH),
     ("mloci pull / curl GET", MLOCI_PULL, CURL_GET),
+    # A pull writes to disk; curl writing the same bytes to a file is the physical floor for that.
+    ("mloci pull / curl GET to a file", MLOCI_PULL, CURL_GET_FILE),
     ("mloci pull / skopeo pull", MLOCI_PULL, SKOPEO_PULL),
     ("mloci local push / sha256sum", MLOCI_LOCAL, SHA256SUM),
     # coreutils' sha256sum lacks SHA-NI; OpenSSL (Python's hashlib) is the real hashing floor.
@@ -508,6 +511,14 @@ def measure_floors(ctx: Context) -> None:
         lambda: Step([*curl_base(), "-L", "-o", "/dev/null", blob_url], ctx.env),
         nbytes=ctx.size,
     )
+    download = ctx.workdir / "curl-download.bin"
+    measure(
+        ctx,
+        CURL_GET_FILE,
+        lambda: Step([*curl_base(), "-L", "-o", str(download), blob_url], ctx.env),
+        nbytes=ctx.size,
+    )
+    download.unlink(missing_ok=True)
 
 
 def mloci_bin() -> str:
