@@ -626,6 +626,18 @@ def skopeo_policy(ctx: Context) -> Path:
     return policy
 
 
+SKOPEO_BLOB_CACHES = (
+    Path("/var/lib/containers/cache"),
+    Path.home() / ".local" / "share" / "containers" / "cache",
+)
+
+
+def clear_skopeo_blob_cache() -> None:
+    for directory in SKOPEO_BLOB_CACHES:
+        for cache in directory.glob("blob-info-cache-v1.*"):
+            cache.unlink(missing_ok=True)
+
+
 def measure_skopeo(ctx: Context) -> None:
     if shutil.which("skopeo") is None:
         skip(ctx, SKOPEO_PUSH, "skopeo not on PATH")
@@ -642,6 +654,9 @@ def measure_skopeo(ctx: Context) -> None:
 
     def push() -> Step:
         nonlocal pushed
+        # skopeo remembers where it saw each blob and would mount it from the previous run's
+        # repository instead of uploading: forget that, so every run measures an upload.
+        clear_skopeo_blob_cache()
         pushed = f"docker://{ctx.host}/{ctx.fresh_repo('skopeo')}:{MODEL_VERSION}"
         argv = [*skopeo, "--dest-tls-verify=false", f"oci:{layout}:{LAYOUT_REF}", pushed]
         return Step(argv, ctx.env)

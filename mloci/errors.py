@@ -10,7 +10,9 @@ The tree, with the process exit code the CLI maps each branch to::
     ├── IntegrityError              6  digest or size mismatch, unsafe content
     ├── ConflictError               7  immutability: the tag already names other content
     ├── UnavailableError            8  registry unreachable, DNS, refused, timed out
-    └── RegistryError               9  the registry answered, but not as the spec says
+    ├── RegistryError               9  the registry answered, but not as the spec says
+    ├── UnsupportedError           10  the registry cannot do this (deletes disabled, …)
+    └── PolicyError                11  a policy gate refused (promotion, pull with verification)
 
 Only the CLI entry point turns these into a message and an exit code; library
 callers catch :class:`MlociError` (or a branch of it). Foreign exceptions are
@@ -112,6 +114,14 @@ class RegistryError(MlociError):
         self.codes = tuple(codes)
 
 
+class UnsupportedError(MlociError):
+    exit_code = 10
+
+
+class PolicyError(MlociError):
+    exit_code = 11
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -124,6 +134,8 @@ EXIT_CODES: dict[str, int] = {
         ConflictError,
         UnavailableError,
         RegistryError,
+        UnsupportedError,
+        PolicyError,
     )
 }
 EXIT_INTERRUPTED = 130

@@ -27,16 +27,11 @@ from pydantic import (
 )
 
 from mloci.types.digest import Digest
+from mloci.types.semver import SEMVER
 
 MANIFEST_FILENAME = "manifest.json"
 METRICS_FILENAME = "metrics.json"
 
-# semver.org's recommended regular expression for SemVer 2.0.0.
-SEMVER = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
-)
 _NAME = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"
 # An SPDX license expression: identifiers (LicenseRef- included) joined by AND/OR/WITH, with parentheses.
 _SPDX_ID = r"(?:LicenseRef-[A-Za-z0-9.-]+|[A-Za-z0-9][A-Za-z0-9.+-]*)"

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mloci.errors import MlociError
+from mloci.errors import MlociError, UnsupportedError
 from mloci.store import StoreOptions
 from mloci.store.registry import RegistryStore, credentials
-from mloci.store.registry.auth import Challenge, scope_for
+from mloci.store.registry.auth import Challenge
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -104,14 +104,7 @@ class _Doctor:
         return True, "artifactType and subject stored byte for byte"
 
     def referrers(self) -> tuple[bool, str]:
-        response = self.store.transport.request(
-            "GET",
-            f"/v2/{self.repository}/referrers/{self.subject.digest}",
-            scope=scope_for(self.repository, "pull"),
-            expect=(200, 404),
-        )
-        response.release_conn()
-        if response.status == 200 and mediatype.OCI_INDEX in response.headers.get("Content-Type", ""):
+        if self.store.referrers(self.repository, self.subject.digest) is not None:
             return True, "GET /v2/<name>/referrers/<digest>"
         return False, "absent; mloci falls back to the referrers tag schema (sha256-<hex> tags)"
 
@@ -125,7 +118,9 @@ class _Doctor:
         )
 
     def deletes(self) -> tuple[bool, str]:
-        if not self.store.delete_manifest(self.repository, self.referrer.digest):
+        try:
+            self.store.delete_manifest(self.repository, self.referrer.digest)
+        except UnsupportedError:
             return False, "manifest DELETE answered 405 (deletes disabled); scratch content left in place"
         self.store.delete_manifest(self.repository, self.subject.digest)
         return True, "manifest DELETE accepted; scratch manifests removed"

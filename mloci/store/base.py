@@ -49,6 +49,16 @@ class Store(Protocol):
 
     def list_tags(self, repository: str) -> list[str]: ...
 
+    def delete_manifest(self, repository: str, digest: Digest) -> None:
+        """Delete a manifest (and so every tag naming it); UnsupportedError where deletes are disabled."""
+        ...
+
+    def referrers(
+        self, repository: str, digest: Digest, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        """Manifests whose ``subject`` is ``digest``, from the referrers API; None where there is none."""
+        ...
+
     def close(self) -> None: ...
 
 

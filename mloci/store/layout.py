@@ -296,6 +296,56 @@ class LayoutStore:
             raise NotFoundError(f"repository {repository!r} not found in the {self.location}")
         return sorted(tags)
 
+    def delete_manifest(self, repository: str, digest: Digest) -> None:
+        """Drop every index entry of ``digest`` in ``repository``; blobs go with :meth:`collect_garbage`."""
+        with self._locked_index() as entries:
+            before = len(entries)
+            entries[:] = [
+                e
+                for e in entries
+                if not (e.get("digest") == str(digest) and self._repository_of(e) == repository)
+            ]
+            if len(entries) == before:
+                raise NotFoundError(f"{repository}@{digest} not found in the {self.location}")
+
+    def referrers(
+        self, repository: str, digest: Digest, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        return None  # the layout keeps referrers with the tag schema, like registries without the API
+
+    def collect_garbage(self) -> int:
+        """Delete blobs no listed manifest reaches; return how many. Runs under the index lock."""
+        removed = 0
+        with self._locked_index() as entries:
+            live: set[str] = set()
+            manifests = [str(e.get("digest")) for e in entries]
+            while manifests:
+                digest = manifests.pop()
+                if digest in live:
+                    continue
+                live.add(digest)
+                try:
+                    path = self.blob_path(Digest.parse(digest))
+                    if path.stat().st_size > MAX_MANIFEST_SIZE:
+                        continue
+                    document = json.loads(path.read_bytes())
+                except (OSError, ValueError, MlociError):
+                    continue
+                if not isinstance(document, dict):
+                    continue
+                # Manifests reach blobs (config, layers) and, through an index, more manifests.
+                for item in [document.get("config"), *(document.get("layers") or [])]:
+                    if isinstance(item, dict) and isinstance(item.get("digest"), str):
+                        live.add(item["digest"])
+                for item in [document.get("subject"), *(document.get("manifests") or [])]:
+                    if isinstance(item, dict) and isinstance(item.get("digest"), str):
+                        manifests.append(item["digest"])
+            for path in (self.root / "blobs" / "sha256").iterdir():
+                if f"sha256:{path.name}" not in live:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def repositories(self) -> list[str]:
         return sorted({r for e in self._read_index() if (r := self._repository_of(e))})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -12,9 +13,12 @@ from mloci.types.manifest import Descriptor
 
 @dataclass(frozen=True)
 class Blob:
+    """Exactly one of ``path``, ``data`` or ``opener`` (a stream, e.g. from another store) gives the bytes."""
+
     descriptor: Descriptor
     path: Path | None = None
     data: bytes | None = None
+    opener: Callable[[], BinaryIO] | None = None
 
     @classmethod
     def of_bytes(cls, media_type: str, data: bytes) -> Blob:
@@ -23,6 +27,8 @@ class Blob:
     def open(self) -> BinaryIO:
         if self.data is not None:
             return io.BytesIO(self.data)
+        if self.opener is not None:
+            return self.opener()
         if self.path is None:
             raise ValueError("blob has neither a path nor data")
         return self.path.open("rb")

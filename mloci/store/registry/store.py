@@ -12,7 +12,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
+from mloci.errors import (
+    IntegrityError,
+    MlociError,
+    NotFoundError,
+    RegistryError,
+    UnavailableError,
+    UnsupportedError,
+)
 from mloci.store._prefetch import prefetch
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
@@ -21,7 +28,7 @@ from mloci.store.registry.transport import Transport
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor
+from mloci.types.manifest import Descriptor, Index
 from mloci.types.reference import Reference
 
 _ACCEPT = ", ".join(mediatype.MANIFEST_TYPES)
@@ -109,6 +116,7 @@ class RegistryStore:
         self.chunk_size = chunk_size
         self._chunk_min = 0
         self._monolithic = False
+        self._referrers_api: bool | None = None  # learnt on first use
         self.transport = Transport(
             registry,
             plain_http=plain_http,
@@ -400,8 +408,7 @@ class RegistryStore:
         """The registry's OCI-Chunk-Min-Length, 0 when it announced none."""
         return self._chunk_min
 
-    def delete_manifest(self, repository: str, digest: Digest) -> bool:
-        """Delete a manifest by digest; False when the registry does not allow deletes (405)."""
+    def delete_manifest(self, repository: str, digest: Digest) -> None:
         response = self.transport.request(
             "DELETE",
             f"/v2/{repository}/manifests/{digest}",
@@ -409,7 +416,38 @@ class RegistryStore:
             expect=(202, 200, 405),
         )
         response.release_conn()
-        return response.status != 405
+        if response.status == 405:
+            raise UnsupportedError(
+                f"registry {self.registry} does not allow deletes",
+                hint="its operator must enable them (distribution: storage.delete.enabled)",
+            )
+
+    def referrers(
+        self, repository: str, digest: Digest, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        if self._referrers_api is False:
+            return None
+        path = f"/v2/{repository}/referrers/{digest}"
+        if artifact_type:
+            path += "?" + urlencode({"artifactType": artifact_type})
+        response = self.transport.request(
+            "GET",
+            path,
+            scope=scope_for(repository, "pull"),
+            headers={"Accept": mediatype.OCI_INDEX},
+            expect=(200, 404),
+        )
+        content_type = response.headers.get("Content-Type", "")
+        body = response.data
+        response.release_conn()
+        if response.status == 404 or mediatype.OCI_INDEX not in content_type:
+            self._referrers_api = False
+            return None
+        self._referrers_api = True
+        found = Index.from_json(body).manifests
+        if artifact_type:
+            found = [d for d in found if d.artifact_type == artifact_type]
+        return found
 
     def _cancel_upload(self, session: str, scope: str) -> None:
         with contextlib.suppress(MlociError):

@@ -1,0 +1,347 @@
+"""Promotion: move an environment's alias tag to an exact manifest digest, and keep the audit trail.
+
+Nothing is rebuilt or re-serialized: within a repository the alias is the same manifest bytes
+under another tag; into another repository or registry the artifact is copied by digest first
+(blob mounts where possible). Every promotion writes an immutable *promotion record* into the
+registry itself: an OCI artifact whose ``subject`` is the promoted manifest, additionally
+tagged ``mloci-promotion-<env>-<time>-<random>`` so that racing promotions can never drop each
+other's record (every record has a tag of its own). ``history`` reads those records back from
+the registry alone. ``docs/promotion.md`` describes the format and the guarantees.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
+from mloci.ops.copy import Copier
+from mloci.ops.referrers import attach
+from mloci.project import ProjectConfig
+from mloci.store import Store, StoreOptions, open_store
+from mloci.types import annotations as ann
+from mloci.types import mediatype
+from mloci.types.blob import Blob
+from mloci.types.digest import Digest
+from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.reference import Reference, is_valid_tag
+from mloci.types.semver import is_version_tag
+
+PROMOTION_TYPE = "application/vnd.mloci.promotion.v1+json"
+RECORD_TAG_PREFIX = "mloci-promotion-"
+ENVIRONMENT = "dev.mloci.promotion.environment"
+PREVIOUS = "dev.mloci.promotion.previous"
+ACTOR = "dev.mloci.promotion.actor"
+
+# Called with the pinned reference and its manifest descriptor before the alias moves;
+# raises PolicyError to refuse. The trust features plug their policy engine in here.
+Gate = Callable[[Reference, Descriptor], None]
+
+
+class PromotionRecord(BaseModel):
+    """What one promotion did, by whom, when and why. Source of ``schemas/promotion-record.schema.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_version: Literal[1] = Field(default=1, alias="schemaVersion")
+    environment: str
+    repository: str = Field(description="registry/repository the alias lives in")
+    alias: str = Field(description="the tag that was moved")
+    digest: Digest = Field(description="manifest digest the alias now names")
+    previous: Digest | None = Field(
+        default=None, description="what the alias named before (null: first promotion)"
+    )
+    source: str | None = Field(default=None, description="the reference the artifact was promoted from")
+    actor: str
+    timestamp: AwareDatetime
+    reason: str | None = None
+    ci_run_url: str | None = Field(default=None, alias="ciRunUrl")
+    rollback_of: Digest | None = Field(
+        default=None, alias="rollbackOf", description="set when this is a rollback"
+    )
+
+    def to_json(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    reference: Reference  # repository:alias@digest
+    digest: Digest
+    environment: str
+    previous: Digest | None
+    record: Digest | None  # None when nothing changed
+    copied: bool
+
+    @property
+    def unchanged(self) -> bool:
+        return self.record is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": str(self.reference),
+            "digest": str(self.digest),
+            "environment": self.environment,
+            "previous": str(self.previous) if self.previous else None,
+            "record": str(self.record) if self.record else None,
+            "copied": self.copied,
+            "unchanged": self.unchanged,
+        }
+
+
+def actor() -> str:
+    """Who is promoting: $MLOCI_ACTOR, else the CI system's user, else user@host."""
+    for name in (
+        "MLOCI_ACTOR",
+        "GITHUB_ACTOR",
+        "GITLAB_USER_LOGIN",
+        "BUILDKITE_BUILD_CREATOR",
+        "BUILD_USER_ID",
+    ):
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def ci_run_url() -> str | None:
+    if os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_REPOSITORY"):
+        server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{os.environ['GITHUB_REPOSITORY']}/actions/runs/{os.environ['GITHUB_RUN_ID']}"
+    for name in ("CI_JOB_URL", "BUILDKITE_BUILD_URL", "BUILD_URL"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an environment lives: repository and alias tag."""
+
+    name: str
+    repository: Reference
+    alias: str
+
+
+def environment_target(
+    name: str, *, project: ProjectConfig | None, default_repository: Reference | None
+) -> Target:
+    if project is not None and project.environments:
+        env = project.environment(name)
+        if env is None:
+            known = ", ".join(e.name for e in project.environments)
+            raise UsageError(f"unknown environment {name!r}", hint=f"the project defines: {known}")
+        return Target(name, env.reference, env.tag)
+    if default_repository is None:
+        raise UsageError(f"no project configuration defines environment {name!r}; name the repository")
+    if not is_valid_tag(name):
+        raise UsageError(f"{name!r} cannot be an environment alias (not a valid tag)")
+    return Target(name, default_repository.with_tag(None).with_digest(None), name)
+
+
+def _record_tag(environment: str, moment: datetime) -> str:
+    stamp = moment.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{RECORD_TAG_PREFIX}{environment}-{stamp}-{secrets.token_hex(4)}"[:128]
+
+
+def _write_record(store: Store, repo: Reference, subject: Descriptor, record: PromotionRecord) -> Digest:
+    empty = Blob.of_bytes(mediatype.OCI_EMPTY, b"{}")
+    layer = Blob.of_bytes(PROMOTION_TYPE, record.to_json())
+    for blob in (empty, layer):
+        store.push_blob(repo.repository, blob)
+    annotations = {
+        ENVIRONMENT: record.environment,
+        ACTOR: record.actor,
+        ann.CREATED: record.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if record.previous:
+        annotations[PREVIOUS] = str(record.previous)
+    manifest = Manifest(
+        artifact_type=PROMOTION_TYPE,
+        config=empty.descriptor,
+        layers=[layer.descriptor],
+        subject=subject.model_copy(update={"annotations": None, "artifact_type": None}),
+        annotations=annotations,
+    )
+    entry = attach(store, repo, manifest)
+    # A tag of its own per record: concurrent promotions cannot overwrite each other's.
+    store.push_manifest(
+        repo.with_tag(_record_tag(record.environment, record.timestamp)),
+        manifest.to_json(),
+        mediatype.OCI_MANIFEST,
+    )
+    return entry.digest
+
+
+def promote(
+    reference: Reference,
+    environment: str,
+    *,
+    project: ProjectConfig | None = None,
+    reason: str | None = None,
+    options: StoreOptions | None = None,
+    gate: Gate | None = None,
+    rollback_of: Digest | None = None,
+    ci_url: str | None = None,
+) -> PromotionResult:
+    """Point ``environment``'s alias at the manifest ``reference`` names, recording who, when and why."""
+    options = options or StoreOptions()
+    target = environment_target(environment, project=project, default_repository=reference)
+    if is_version_tag(target.alias):
+        raise UsageError(
+            f"alias {target.alias!r} looks like a version; version tags are immutable and never move"
+        )
+    source_store = open_store(reference, options)
+    target_store = (
+        source_store
+        if target.repository.registry == reference.registry
+        else open_store(target.repository, options)
+    )
+    try:
+        try:
+            descriptor = source_store.resolve(reference)
+        except NotFoundError:
+            raise NotFoundError(f"{reference} does not exist; nothing to promote") from None
+        pinned = reference.pinned(descriptor.digest)
+        if gate is not None:
+            gate(pinned, descriptor)
+        dst = target.repository
+        copied = dst.name != reference.name
+        if copied:
+            copier = Copier(source_store, reference, target_store, dst, concurrency=options.concurrency)
+            copier.manifest(descriptor.digest)
+            copier.referrers(descriptor.digest)
+        alias_ref = dst.with_tag(target.alias)
+        try:
+            previous: Digest | None = target_store.resolve(alias_ref).digest
+        except NotFoundError:
+            previous = None
+        result_ref = alias_ref.pinned(descriptor.digest)
+        if previous == descriptor.digest and rollback_of is None:
+            return PromotionResult(result_ref, descriptor.digest, environment, previous, None, copied)
+        record = PromotionRecord(
+            environment=environment,
+            repository=dst.name,
+            alias=target.alias,
+            digest=descriptor.digest,
+            previous=previous,
+            source=str(pinned),
+            actor=actor(),
+            timestamp=datetime.now(UTC),
+            reason=reason,
+            ci_run_url=ci_url or ci_run_url(),
+            rollback_of=rollback_of,
+        )
+        # The record goes first: an alias never moves without its audit entry.
+        record_digest = _write_record(target_store, dst, descriptor, record)
+        _, data = target_store.fetch_manifest(dst.with_digest(descriptor.digest))
+        target_store.push_manifest(alias_ref, data, descriptor.media_type)
+        return PromotionResult(result_ref, descriptor.digest, environment, previous, record_digest, copied)
+    finally:
+        source_store.close()
+        if target_store is not source_store:
+            target_store.close()
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    record: PromotionRecord
+    manifest: Digest  # the record artifact's own digest
+
+    def to_json(self) -> dict[str, Any]:
+        document = self.record.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return {**document, "record": str(self.manifest)}
+
+
+def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None:
+    try:
+        descriptor, data = store.fetch_manifest(repo.with_tag(tag))
+        manifest = Manifest.from_json(data)
+        if manifest.artifact_type != PROMOTION_TYPE or not manifest.layers:
+            return None
+        with store.open_blob(repo.repository, manifest.layers[0]) as chunks:
+            payload = b"".join(chunks)
+        record = PromotionRecord.model_validate_json(payload)
+    except (ValidationError, IntegrityError, NotFoundError):
+        return None
+    if manifest.subject is None or manifest.subject.digest != record.digest:
+        return None  # a record must bind the digest it describes
+    return HistoryEntry(record, descriptor.digest)
+
+
+def history(
+    repository: Reference,
+    environment: str | None = None,
+    *,
+    options: StoreOptions | None = None,
+) -> list[HistoryEntry]:
+    """Every promotion recorded in ``repository`` (for one environment), newest first."""
+    options = options or StoreOptions()
+    store = open_store(repository, options)
+    repo = repository.with_tag(None).with_digest(None)
+    try:
+        try:
+            tags = store.list_tags(repo.repository)
+        except NotFoundError:
+            return []
+        prefix = RECORD_TAG_PREFIX + (f"{environment}-" if environment else "")
+        wanted = [t for t in tags if t.startswith(prefix)]
+        with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
+            entries = [e for e in pool.map(lambda t: _read_record(store, repo, t), wanted) if e is not None]
+    finally:
+        store.close()
+    if environment:
+        entries = [e for e in entries if e.record.environment == environment]
+    return sorted(entries, key=lambda e: e.record.timestamp, reverse=True)
+
+
+def rollback(
+    repository: Reference,
+    environment: str,
+    *,
+    project: ProjectConfig | None = None,
+    reason: str | None = None,
+    options: StoreOptions | None = None,
+) -> PromotionResult:
+    """Point the alias back at what it named before its current digest was promoted."""
+    target = environment_target(environment, project=project, default_repository=repository)
+    store = open_store(target.repository, options)
+    try:
+        try:
+            current = store.resolve(target.repository.with_tag(target.alias)).digest
+        except NotFoundError:
+            raise NotFoundError(
+                f"{target.repository.name}:{target.alias} does not exist; nothing to roll back"
+            ) from None
+    finally:
+        store.close()
+    entries = history(target.repository, environment, options=options)
+    latest = next((e.record for e in entries if e.record.digest == current), None)
+    if latest is None:
+        raise MlociError(
+            f"no promotion record explains {target.alias} = {current}; cannot tell what came before"
+        )
+    if latest.previous is None:
+        raise MlociError(
+            f"{current} was the first promotion to {environment}; there is nothing to roll back to"
+        )
+    return promote(
+        target.repository.with_digest(latest.previous),
+        environment,
+        project=project,
+        reason=reason or f"rollback of {current}",
+        options=options,
+        rollback_of=current,
+    )
