@@ -14,10 +14,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from mloci.bundle.manifest import BundleManifest
+from mloci.ops.policy import Policy
+from mloci.ops.promote import PromotionRecord
+from mloci.project import ProjectConfig
 
 SCHEMA_BASE = "https://mloci.dev/schemas/"
 MODELS: dict[str, type[BaseModel]] = {
     "bundle-manifest.schema.json": BundleManifest,
+    "policy.schema.json": Policy,
+    "project-config.schema.json": ProjectConfig,
+    "promotion-record.schema.json": PromotionRecord,
 }
 
 

@@ -15,7 +15,8 @@ Exit codes:
   2  usage                7  conflict (immutable version exists)
   3  invalid bundle       8  registry unreachable
   4  not found            9  registry protocol error
-130  interrupted
+                        10  not supported by the registry
+130  interrupted        11  refused by a policy
 
 \b
 References: [registry/]repository[:tag][@sha256:…]. Without a registry, names go to
@@ -34,6 +35,15 @@ COMMANDS = {
     "login": "mloci.cli.login:login_command",
     "logout": "mloci.cli.login:logout_command",
     "doctor": "mloci.cli.doctor:doctor_command",
+    "tag": "mloci.cli.lifecycle:tag_command",
+    "promote": "mloci.cli.lifecycle:promote_command",
+    "history": "mloci.cli.lifecycle:history_command",
+    "rollback": "mloci.cli.lifecycle:rollback_command",
+    "copy": "mloci.cli.lifecycle:copy_command",
+    "ls": "mloci.cli.lifecycle:ls_command",
+    "diff": "mloci.cli.lifecycle:diff_command",
+    "gc": "mloci.cli.lifecycle:gc_command",
+    "policy": "mloci.cli.policy:policy_group",
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, cast
 
 from mloci.errors import NotFoundError
 from mloci.ops._parallel import run_all
-from mloci.ops.referrers import list_referrers, register
+from mloci.ops.referrers import COSIGN_SUFFIXES, list_referrers, register
 from mloci.store import RegistryStore, Store, StoreOptions, open_store
 from mloci.store.stream import ChunkReader
 from mloci.types import mediatype
@@ -23,8 +23,6 @@ from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
-
-COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
 
 
 @dataclass

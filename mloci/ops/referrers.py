@@ -22,6 +22,9 @@ from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Index, Manifest
 from mloci.types.reference import Reference
 
+# cosign keeps signatures, attestations and SBOMs under these tag suffixes, not as referrers.
+COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+
 # Pauses before each re-read of the fallback index (seconds); the writer merges again if needed.
 _VERIFY_PAUSES = (0.05, 0.25)
 _MAX_ROUNDS = 10

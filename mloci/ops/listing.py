@@ -1,0 +1,89 @@
+"""``ls``: the versions in a repository with what identifies them, and which environments hold them."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from mloci.errors import IntegrityError, NotFoundError, RegistryError
+from mloci.ops.promote import RECORD_TAG_PREFIX
+from mloci.ops.referrers import COSIGN_SUFFIXES, is_fallback_tag
+from mloci.store import Store, StoreOptions, open_store
+from mloci.types import annotations as ann
+from mloci.types import mediatype
+from mloci.types.digest import Digest
+from mloci.types.manifest import Manifest
+from mloci.types.reference import Reference
+from mloci.types.semver import is_version_tag, sort_key
+
+
+def is_internal_tag(tag: str) -> bool:
+    """Tags that index attachments (referrers fallback, cosign, promotion records), not versions."""
+    return is_fallback_tag(tag) or tag.startswith(RECORD_TAG_PREFIX) or tag.endswith(COSIGN_SUFFIXES)
+
+
+@dataclass
+class Version:
+    digest: Digest
+    tags: list[str] = field(default_factory=list)  # immutable version tags
+    aliases: list[str] = field(default_factory=list)  # moving tags: environments, latest…
+    version: str | None = None
+    revision: str | None = None
+    created: str | None = None
+    artifact_type: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": str(self.digest),
+            "version": self.version,
+            "tags": self.tags,
+            "aliases": self.aliases,
+            "revision": self.revision,
+            "created": self.created,
+            "artifactType": self.artifact_type,
+            "metrics": self.metrics,
+        }
+
+
+def _describe(store: Store, repo: Reference, version: Version) -> None:
+    try:
+        descriptor, data = store.fetch_manifest(repo.with_digest(version.digest))
+    except (NotFoundError, IntegrityError, RegistryError):
+        return
+    if descriptor.media_type in mediatype.INDEX_TYPES:
+        version.artifact_type = json.loads(data).get("artifactType") or descriptor.media_type
+        return
+    manifest = Manifest.from_json(data)
+    version.artifact_type = manifest.kind
+    version.version = manifest.annotation(ann.VERSION)
+    version.revision = manifest.annotation(ann.REVISION)
+    version.created = manifest.annotation(ann.CREATED)
+    raw = manifest.annotation(ann.METRICS)
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = {}
+        version.metrics = parsed if isinstance(parsed, dict) else {}
+
+
+def list_versions(repository: Reference, *, options: StoreOptions | None = None) -> list[Version]:
+    """Every artifact a tag names in ``repository``, newest version first."""
+    options = options or StoreOptions()
+    store = open_store(repository, options)
+    repo = repository.with_tag(None).with_digest(None)
+    try:
+        tags = [t for t in store.list_tags(repo.repository) if not is_internal_tag(t)]
+        with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
+            digests = list(pool.map(lambda t: store.resolve(repo.with_tag(t)).digest, tags))
+            versions: dict[Digest, Version] = {}
+            for name, digest in zip(tags, digests, strict=True):
+                entry = versions.setdefault(digest, Version(digest))
+                (entry.tags if is_version_tag(name) else entry.aliases).append(name)
+            list(pool.map(lambda v: _describe(store, repo, v), versions.values()))
+    finally:
+        store.close()
+    return sorted(versions.values(), key=lambda v: (sort_key(v.version or ""), v.created or ""), reverse=True)

@@ -1,0 +1,290 @@
+"""Policy gates: what an artifact must prove before it may enter an environment.
+
+A policy is a YAML file validated (with jsonschema) against ``schemas/policy.schema.json``,
+which is generated from :class:`Policy`. Every rule is evaluated and explained, pass or fail;
+``promote --policy`` refuses to move an alias when any rule fails and names each one::
+
+    signatures: {keys: [keys/mloci.pub], minimum: 1}
+    require: [sbom, provenance]          # referrers that must be attached
+    metrics: ["auc >= 0.80", "latency_p99_ms <= 50"]
+    fields: [git_sha, license, governance.owners]
+    licenses: [Apache-2.0, MIT]
+    max_age: 30d
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from mloci.errors import MlociError, PolicyError, UsageError
+from mloci.ops.inspect import InspectResult, inspect
+from mloci.ops.referrers import list_referrers
+from mloci.store import StoreOptions, open_store
+from mloci.types.manifest import Descriptor
+from mloci.types.reference import Reference
+
+_METRIC_RULE = (
+    r"^\s*([A-Za-z0-9_.:/-]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*$"
+)
+_AGE = r"^([0-9]+)\s*([smhdw])$|^P([0-9]+)D$"
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+}  # fmt: skip
+
+# What `require:` names mean, as referrer artifact types (any one matches).
+REQUIREMENT_TYPES: dict[str, tuple[str, ...]] = {
+    "sbom": ("application/vnd.cyclonedx+json", "application/spdx+json", "text/spdx+json"),
+    "provenance": ("application/vnd.in-toto+json", "application/vnd.dsse.envelope.v1+json"),
+    "scan": (
+        "application/sarif+json",
+        "application/vnd.mloci.scan.v1+json",
+        "application/vnd.trivy.report+json",
+    ),
+    "evaluation": ("application/vnd.mloci.evaluation.v1+json",),
+    "test-results": ("application/vnd.mloci.test-results.v1+json", "application/junit+xml"),
+}
+
+
+class SignatureRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: list[str] = Field(min_length=1, description="Public key files (PEM); relative to the policy file.")
+    minimum: int = Field(default=1, ge=1, description="How many distinct keys must have signed.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations each signature must carry."
+    )
+
+
+class Policy(BaseModel):
+    """A promotion/pull policy. Source of ``schemas/policy.schema.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    signatures: SignatureRule | None = None
+    require: list[str] = Field(
+        default_factory=list,
+        description="Attachments that must exist: sbom, provenance, scan, evaluation, test-results, or a media type.",
+    )
+    metrics: list[str] = Field(default_factory=list, description="Thresholds such as 'auc >= 0.80'.")
+    fields: list[str] = Field(
+        default_factory=list, description="Bundle manifest fields that must be set (dotted)."
+    )
+    licenses: list[str] = Field(default_factory=list, description="Allowed license expressions (empty: any).")
+    max_age: str | None = Field(
+        default=None, pattern=_AGE, description="e.g. '30d', '12h' or 'P30D', measured from train_time."
+    )
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    passed: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class PolicyReport:
+    reference: str
+    results: tuple[RuleResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def failures(self) -> list[RuleResult]:
+        return [r for r in self.results if not r.passed]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "passed": self.passed,
+            "rules": [r.to_json() for r in self.results],
+        }
+
+
+def policy_schema() -> dict[str, Any]:
+    return Policy.model_json_schema(by_alias=True, mode="validation")
+
+
+def load_policy(path: Path) -> tuple[Policy, Path]:
+    """The policy in ``path`` (YAML), schema-checked; returns it with the directory keys are relative to."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read policy {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"policy {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    document = document or {}
+    validator = jsonschema.Draft202012Validator(policy_schema())
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UsageError(f"policy {path}: {where}: {first.message}{more}")
+    return Policy.model_validate(document), path.parent
+
+
+def _field(document: dict[str, Any], dotted: str) -> Any:
+    value: Any = document
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _age_limit(text: str) -> timedelta:
+    match = re.fullmatch(_AGE, text)
+    if match is None:  # the schema has already checked this
+        raise UsageError(f"invalid max_age {text!r}")
+    if match.group(3):
+        return timedelta(days=int(match.group(3)))
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+def _check_metrics(policy: Policy, info: InspectResult) -> list[RuleResult]:
+    results = []
+    for rule in policy.metrics:
+        match = re.fullmatch(_METRIC_RULE, rule)
+        if match is None:
+            results.append(RuleResult(f"metrics: {rule}", False, "not of the form 'name >= number'"))
+            continue
+        name, op, threshold = match.group(1), match.group(2), float(match.group(3))
+        value = info.metrics.get(name)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            results.append(RuleResult(f"metrics: {rule}", False, f"metric {name!r} is not recorded"))
+            continue
+        passed = _OPERATORS[op](float(value), threshold)
+        results.append(RuleResult(f"metrics: {rule}", passed, f"{name} = {value}"))
+    return results
+
+
+def _check_fields(policy: Policy, info: InspectResult) -> list[RuleResult]:
+    document = info.bundle or {}
+    results = []
+    for name in policy.fields:
+        value = _field(document, name)
+        present = value not in (None, "", [], {})
+        results.append(
+            RuleResult(f"fields: {name}", present, "set" if present else "missing from the manifest")
+        )
+    return results
+
+
+def _check_license(policy: Policy, info: InspectResult) -> list[RuleResult]:
+    if not policy.licenses:
+        return []
+    license_ = (info.bundle or {}).get("license") or info.annotations.get("org.opencontainers.image.licenses")
+    allowed = license_ in policy.licenses
+    detail = f"{license_} is {'allowed' if allowed else 'not allowed'}" if license_ else "no license declared"
+    return [RuleResult("licenses", bool(license_) and allowed, detail)]
+
+
+def _check_age(policy: Policy, info: InspectResult, now: datetime) -> list[RuleResult]:
+    if policy.max_age is None:
+        return []
+    stamp = (info.bundle or {}).get("train_time")
+    if not stamp:
+        return [RuleResult(f"max_age: {policy.max_age}", False, "train_time is not recorded")]
+    trained = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    age = now - trained
+    limit = _age_limit(policy.max_age)
+    return [RuleResult(f"max_age: {policy.max_age}", age <= limit, f"trained {age.days} days ago")]
+
+
+def _check_required(policy: Policy, referrers: list[Descriptor]) -> list[RuleResult]:
+    present = {d.artifact_type for d in referrers if d.artifact_type}
+    results = []
+    for name in policy.require:
+        accepted = REQUIREMENT_TYPES.get(name, (name,))
+        found = sorted(present & set(accepted))
+        detail = f"attached ({', '.join(found)})" if found else f"no referrer of type {' or '.join(accepted)}"
+        results.append(RuleResult(f"require: {name}", bool(found), detail))
+    return results
+
+
+def _check_signatures(
+    policy: Policy, base: Path, reference: Reference, options: StoreOptions | None
+) -> list[RuleResult]:
+    rule = policy.signatures
+    if rule is None:
+        return []
+    from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography loads only when signatures matter)
+
+    good = []
+    reasons = []
+    for key in rule.keys:
+        path = Path(key) if Path(key).is_absolute() else base / key
+        try:
+            verify(reference, path, required_annotations=rule.annotations, options=options)
+            good.append(path.name)
+        except MlociError as exc:
+            reasons.append(f"{path.name}: {exc.message}")
+    passed = len(good) >= rule.minimum
+    detail = f"{len(good)} of {rule.minimum} required keys verified" + (
+        f" ({'; '.join(reasons)})" if reasons else ""
+    )
+    return [RuleResult(f"signatures: {rule.minimum} of {len(rule.keys)} keys", passed, detail)]
+
+
+def evaluate(
+    policy: Policy,
+    reference: Reference,
+    *,
+    base: Path = Path(),
+    options: StoreOptions | None = None,
+    now: datetime | None = None,
+) -> PolicyReport:
+    """Evaluate every rule of ``policy`` against the artifact ``reference`` names."""
+    info = inspect(reference, options=options)
+    pinned = info.reference
+    referrers: list[Descriptor] = []
+    if policy.require:
+        store = open_store(pinned, options)
+        try:
+            referrers = list_referrers(store, pinned, info.digest)
+        finally:
+            store.close()
+    results = [
+        *_check_signatures(policy, base, pinned, options),
+        *_check_required(policy, referrers),
+        *_check_metrics(policy, info),
+        *_check_fields(policy, info),
+        *_check_license(policy, info),
+        *_check_age(policy, info, now or datetime.now(UTC)),
+    ]
+    return PolicyReport(str(pinned), tuple(results))
+
+
+def check(path: Path, reference: Reference, *, options: StoreOptions | None = None) -> PolicyReport:
+    policy, base = load_policy(path)
+    return evaluate(policy, reference, base=base, options=options)
+
+
+def gate_from_file(
+    path: Path, options: StoreOptions | None = None
+) -> Callable[[Reference, Descriptor], None]:
+    """A promotion gate: raises PolicyError naming every failed rule."""
+    policy, base = load_policy(path)
+
+    def gate(reference: Reference, descriptor: Descriptor) -> None:
+        report = evaluate(policy, reference.pinned(descriptor.digest), base=base, options=options)
+        if not report.passed:
+            failed = "; ".join(f"{r.rule} ({r.detail})" for r in report.failures)
+            raise PolicyError(f"policy {path.name} refused {reference}: {failed}")
+
+    return gate
