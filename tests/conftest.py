@@ -38,6 +38,8 @@ def mloci_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
         "MLOCI_INSECURE",
         "MLOCI_CA_FILE",
         "SOURCE_DATE_EPOCH",
+        "MLOCI_KEY_PASSWORD",
+        "MLOCI_ACTOR",
         "DOCKER_CONFIG",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -44,6 +44,10 @@ COMMANDS = {
     "diff": "mloci.cli.lifecycle:diff_command",
     "gc": "mloci.cli.lifecycle:gc_command",
     "policy": "mloci.cli.policy:policy_group",
+    "image": "mloci.cli.image:image_group",
+    "keygen": "mloci.cli.trust:keygen_command",
+    "sign": "mloci.cli.trust:sign_command",
+    "verify": "mloci.cli.trust:verify_command",
 }
 
 
