@@ -1,0 +1,1 @@
+"""Container images: reproducible layers for models and apps on top of a base image."""
