@@ -30,8 +30,8 @@ def inspect_command(reference: str, as_json: bool, **kw: Any) -> None:
             click.echo(f"  {key}: {value}")
     if result.files:
         click.echo(f"Files ({human_size(sum(f['size'] for f in result.files))}):")
-        width = max(len(f["path"]) for f in result.files)
+        width = max(len(f["path"] or "-") for f in result.files)
         for f in result.files:
             click.echo(
-                f"  {f['path']:<{width}}  {f['kind']:<13} {human_size(f['size']):>10}  {f['digest'][:19]}"
+                f"  {f['path'] or '-':<{width}}  {f['kind']:<13} {human_size(f['size']):>10}  {f['digest'][:19]}"
             )

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mloci.errors import IntegrityError
-from mloci.ops.pull import layers_of
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -61,6 +60,18 @@ class InspectResult:
         }
 
 
+def _describe_layer(layer: Descriptor) -> dict[str, Any]:
+    """A layer as a file entry; image layers (tars without a file path) are listed by kind only."""
+    parsed = mediatype.parse_model_layer(layer.media_type)
+    return {
+        "path": layer.annotation(ann.MODEL_FILEPATH) or layer.annotation(ann.TITLE),
+        "kind": parsed[0] if parsed else ("layer" if "image.layer" in layer.media_type else "file"),
+        "mediaType": layer.media_type,
+        "digest": str(layer.digest),
+        "size": layer.size,
+    }
+
+
 def _small_json(store: Store, repository: str, descriptor: Descriptor) -> dict[str, Any] | None:
     if descriptor.size > _MAX_METADATA:
         return None
@@ -92,16 +103,7 @@ def inspect(reference: Reference, *, options: StoreOptions | None = None) -> Ins
             if layer.annotation(ann.ROLE) == ann.ROLE_BUNDLE_MANIFEST:
                 bundle = _small_json(store, reference.repository, layer)
                 break
-        files = [
-            {
-                "path": layer.path,
-                "kind": layer.kind,
-                "mediaType": layer.descriptor.media_type,
-                "digest": str(layer.descriptor.digest),
-                "size": layer.descriptor.size,
-            }
-            for layer in layers_of(manifest)
-        ]
+        files = [_describe_layer(layer) for layer in manifest.layers]
         return InspectResult(pinned, descriptor.digest, descriptor.media_type, raw, config, bundle, files)
     finally:
         store.close()
