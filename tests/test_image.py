@@ -235,3 +235,44 @@ def test_docker_engine_path_without_a_daemon_is_a_clear_error(
 
 def test_descriptor_types_are_exported() -> None:
     assert Descriptor.of_bytes("x", b"").size == 0
+
+
+def test_image_volume_format_is_a_mountable_reproducible_image(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
+    repo = f"{registry.host}/ml/churn-volume"
+    first = json.loads(mloci("push", bundle, repo, "--format", "image-volume", "--json").stdout)
+    assert first["tags"] == ["1.0.0-image"]
+    again = json.loads(mloci("push", bundle, repo, "--format", "image-volume", "--json").stdout)
+    assert again["digest"] == first["digest"] and again["unchanged"] is True
+    index = json.loads(mloci("inspect", f"{repo}:1.0.0-image", "--json").stdout)["manifest"]
+    assert [m["platform"]["architecture"] for m in index["manifests"]] == ["amd64", "arm64"]
+    if shutil.which("umoci") is None or shutil.which("skopeo") is None:
+        pytest.skip("umoci/skopeo not installed")
+    layout = tmp_path / "layout"
+    run(
+        [
+            "skopeo",
+            "copy",
+            "--src-tls-verify=false",
+            "--override-arch",
+            "amd64",
+            f"docker://{repo}@{first['digest']}",
+            f"oci:{layout}:img",
+        ]
+    )
+    unpacked = tmp_path / "unpacked"
+    run(["umoci", "raw", "unpack", "--image", f"{layout}:img", str(unpacked)])
+    served = unpacked / "models" / "churn-model" / "model.onnx"
+    assert served.read_bytes() == (bundle / "model.onnx").read_bytes()
+
+
+def test_pull_writes_the_resolved_digest_for_the_serving_container(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
+    repo = f"{registry.host}/ml/churn"
+    digest = json.loads(mloci("push", bundle, repo, "--json").stdout)["digest"]
+    digest_file = tmp_path / "digest"
+    result = mloci("pull", f"{repo}:1.0.0", "-o", tmp_path / "models", "--digest-file", digest_file)
+    assert result.exit_code == 0, result.stderr
+    assert digest_file.read_text() == f"{digest}\n"

@@ -11,6 +11,12 @@ from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 
 
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 @click.command("pull")
 @click.argument("reference")
 @click.option(
@@ -27,6 +33,11 @@ from mloci.ops.refs import parse_reference
     help="Pull only files matching a glob ('*.onnx') or a layer kind (weight, weight.config, doc, code, dataset).",
 )
 @click.option("--force", is_flag=True, help="Replace the contents of a non-empty output directory.")
+@click.option(
+    "--digest-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the resolved manifest digest to this file (for the serving container).",
+)
 @registry_options
 @json_option
 @quiet_option
@@ -35,6 +46,7 @@ def pull_command(
     output: Path | None,
     filters: tuple[str, ...],
     force: bool,
+    digest_file: Path | None,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -54,6 +66,8 @@ def pull_command(
         force=force,
         listener=listener("pulling", quiet=quiet or as_json),
     )
+    if digest_file is not None:
+        write_atomically(digest_file, f"{result.digest}\n")
     if as_json:
         emit_json(result.to_json())
         return

@@ -17,6 +17,15 @@ from mloci.ops.push import push_bundle
 @click.option(
     "--force", is_flag=True, help="Overwrite a version tag that names different content. Use with care."
 )
+@click.option(
+    "--format",
+    "layout",
+    type=click.Choice(["modelpack", "image-volume"]),
+    default="modelpack",
+    show_default=True,
+    help="modelpack: one raw layer per file. image-volume: an image with the files under /models/<name>, "
+    "mountable as a Kubernetes image volume or KServe modelcar (tags <version>-image).",
+)
 @registry_options
 @json_option
 @quiet_option
@@ -25,6 +34,7 @@ def push_command(
     target: str | None,
     tags: tuple[str, ...],
     force: bool,
+    layout: str,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -35,14 +45,19 @@ def push_command(
     added to the tags). Without TARGET the bundle's name goes to $MLOCI_REGISTRY, or to
     the local store when that is unset. Tags set: <version> and <version>-<git sha>.
     """
-    result = push_bundle(
-        bundle,
-        target,
-        options=store_options(kw),
-        extra_tags=tags,
-        force=force,
-        listener=listener("pushing", quiet=quiet or as_json),
-    )
+    if layout == "image-volume":
+        from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415
+
+        result = push_image_volume(bundle, target, options=store_options(kw), force=force)
+    else:
+        result = push_bundle(
+            bundle,
+            target,
+            options=store_options(kw),
+            extra_tags=tags,
+            force=force,
+            listener=listener("pushing", quiet=quiet or as_json),
+        )
     if as_json:
         emit_json(result.to_json())
         return
