@@ -7,6 +7,7 @@ and the pushed digest is reported. The daemonless builder remains the reproducib
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -44,10 +45,19 @@ def _client() -> Any:
         raise UsageError(
             "the Docker engine path needs the docker SDK", hint="pip install 'mloci[docker]'"
         ) from None
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        # Checked here: the SDK leaks its socket when connecting to a missing path.
+        raise UnavailableError(
+            f"no Docker daemon is reachable ({host} does not exist)", hint="start dockerd or set DOCKER_HOST"
+        )
+    client = None
     try:
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # the SDK raises several unrelated types for "no daemon"
+        if client is not None:
+            client.close()
         raise UnavailableError(
             f"no Docker daemon is reachable ({type(exc).__name__})", hint="start dockerd or set DOCKER_HOST"
         ) from None
@@ -71,9 +81,29 @@ def docker_build(
         raise UsageError("the Docker path pushes to a registry: name one in --repo")
     target = f"{repository.name}:{tag}"
     client = _client()
+    try:
+        return _build_and_push(
+            client, bundle.root, manifest, target, tag, repository, dockerfile, push, build_args, model_digest
+        )
+    finally:
+        client.close()
+
+
+def _build_and_push(
+    client: Any,
+    root_dir: Path,
+    manifest: Any,
+    target: str,
+    tag: str,
+    repository: Reference,
+    dockerfile: Path,
+    push: bool,
+    build_args: dict[str, str] | None,
+    model_digest: Digest,
+) -> DockerBuildResult:
     with tempfile.TemporaryDirectory(prefix="mloci-docker-") as context:
         root = Path(context)
-        shutil.copytree(bundle.root, root / "model", ignore=shutil.ignore_patterns(".*", "__pycache__"))
+        shutil.copytree(root_dir, root / "model", ignore=shutil.ignore_patterns(".*", "__pycache__"))
         shutil.copy2(dockerfile, root / "Dockerfile")
         args = {
             "MODEL_NAME": manifest.name,
