@@ -48,6 +48,8 @@ COMMANDS = {
     "keygen": "mloci.cli.trust:keygen_command",
     "sign": "mloci.cli.trust:sign_command",
     "verify": "mloci.cli.trust:verify_command",
+    "wheel": "mloci.cli.wheel:wheel_group",
+    "index": "mloci.cli.index:index_group",
 }
 
 

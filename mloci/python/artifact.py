@@ -64,7 +64,7 @@ class Release:
     version: str  # normalized PEP 440
     files: tuple[ReleaseFile, ...]
     manifest: Manifest
-    digest: Digest | None = None
+    digest: Digest
     yanked: str | None = None
     extra_layers: tuple[Descriptor, ...] = field(default=())
 
@@ -72,9 +72,9 @@ class Release:
         return next((f for f in self.files if f.filename == filename), None)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, digest: Digest | None = None) -> Release:
-        """Read a release manifest; RegistryError when it is some other artifact or malformed."""
-        where = f"manifest {digest}" if digest else "manifest"
+    def from_manifest(cls, manifest: Manifest, digest: Digest) -> Release:
+        """Read the release manifest ``digest``; RegistryError when it is some other artifact or malformed."""
+        where = f"manifest {digest}"
         if manifest.artifact_type != ARTIFACT_TYPE:
             raise RegistryError(f"{where} is not a Python package release (artifactType {manifest.kind})")
         project = manifest.annotation(ann.TITLE)
@@ -82,7 +82,9 @@ class Release:
         if not project or not version:
             raise RegistryError(f"{where} lacks the {ann.TITLE} or {ann.VERSION} annotation")
         metadata_layers = {
-            layer.annotation(METADATA_FOR): layer for layer in manifest.layers if layer.media_type == METADATA_LAYER
+            layer.annotation(METADATA_FOR): layer
+            for layer in manifest.layers
+            if layer.media_type == METADATA_LAYER
         }
         files: list[ReleaseFile] = []
         extra: list[Descriptor] = []
@@ -122,7 +124,10 @@ def _file_layers(dist: Distribution, git: GitState | None) -> tuple[list[Descrip
     if git is not None:
         notes[ann.REVISION] = git.sha
     layer = Descriptor(
-        media_type=LAYER_TYPES[dist.kind], digest=dist.digest, size=dist.size, annotations=dict(sorted(notes.items()))
+        media_type=LAYER_TYPES[dist.kind],
+        digest=dist.digest,
+        size=dist.size,
+        annotations=dict(sorted(notes.items())),
     )
     blobs = [Blob(layer, opener=dist.opener)]
     layers = [layer]
@@ -181,7 +186,9 @@ def merge(current: Release | None, dists: Sequence[Distribution], git: GitState 
     present: list[str] = []
     if current is not None:
         for published in current.files:
-            groups[published.filename] = [published.layer] + ([published.metadata] if published.metadata else [])
+            groups[published.filename] = [published.layer] + (
+                [published.metadata] if published.metadata else []
+            )
     blobs: list[Blob] = []
     added: list[str] = []
     for filename, dist in sorted(unique.items()):

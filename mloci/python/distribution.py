@@ -102,7 +102,9 @@ def hash_stream(handle: BinaryIO) -> Hashes:
     return Hashes(sha256.hexdigest(), blake2.hexdigest(), md5.hexdigest(), size)
 
 
-def read_upload(filename: str, handle: BinaryIO, hashes: Hashes, opener: Callable[[], BinaryIO]) -> Distribution:
+def read_upload(
+    filename: str, handle: BinaryIO, hashes: Hashes, opener: Callable[[], BinaryIO]
+) -> Distribution:
     """Inspect an uploaded file held in the seekable ``handle`` (whose ``hashes`` are known)."""
     name = parse_filename(filename)
     metadata = _read_metadata(name, handle)

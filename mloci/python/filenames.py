@@ -21,6 +21,9 @@ from mloci.errors import UsageError
 # The name-normalization spec: ASCII letters and digits, with '.', '_', '-' inside.
 _PROJECT_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
 _MAX_FILENAME = 255
+# Every character a valid wheel or sdist name can hold; nothing that needs quoting in a URL path
+# segment or an HTTP header (the index serves files under these names).
+_FILENAME_CHARS = re.compile(r"[A-Za-z0-9._+!-]+")
 
 
 class DistKind(StrEnum):
@@ -85,15 +88,7 @@ class DistFilename:
 
 def parse_filename(filename: str) -> DistFilename:
     """Parse a wheel (``.whl``) or sdist (``.tar.gz``) file name; UsageError for anything else."""
-    if (
-        not filename
-        or "/" in filename
-        or "\\" in filename
-        or filename.startswith(".")
-        or len(filename) > _MAX_FILENAME
-        or not filename.isascii()
-        or not filename.isprintable()
-    ):
+    if not _FILENAME_CHARS.fullmatch(filename) or filename.startswith(".") or len(filename) > _MAX_FILENAME:
         raise UsageError(f"{filename!r} is not a distribution file name")
     try:
         if filename.endswith(".whl"):

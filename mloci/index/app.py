@@ -1,0 +1,470 @@
+"""The package index as an ASGI application (Starlette), and :func:`serve` to run it with uvicorn.
+
+Registry I/O is blocking, so handlers are plain functions that Starlette runs in its thread pool;
+downloads are generators iterated there too, one verified chunk at a time, so a file is never
+held whole in memory nor copied to disk. Uploads are parsed by Starlette's multipart parser, which
+spools each file (in memory up to 1 MiB, else in a temporary file) so it can be checked before
+anything reaches the registry.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import importlib.util
+import io
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, BinaryIO, Final
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from mloci.errors import (
+    AuthError,
+    ConflictError,
+    IntegrityError,
+    MlociError,
+    NotFoundError,
+    UnavailableError,
+    UsageError,
+)
+from mloci.index import negotiation, pages
+from mloci.ops.wheel import (
+    ReleasePushResult,
+    list_projects,
+    list_releases,
+    project_repository,
+    publish,
+    read_release,
+)
+from mloci.python.distribution import hash_stream, read_upload
+from mloci.python.filenames import is_project_name, normalize_name, parse_version
+from mloci.store import RegistryStore, StoreOptions
+from mloci.store.registry import credentials as credential_sources
+from mloci.store.registry.auth import Credentials
+from mloci.store.registry.locations import BlobLocations
+from mloci.types.manifest import Descriptor
+from mloci.types.reference import Reference
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+log = logging.getLogger("mloci.index")
+
+_REALM: Final = 'Basic realm="mloci index", charset="UTF-8"'
+_MAX_CLIENT_STORES: Final = 64
+_MAX_FORM_FIELDS: Final = 1000
+_MAX_FIELD_SIZE: Final = 4 << 20  # long descriptions travel as a form field
+_UPLOAD_DIGESTS: Final = (
+    ("sha256_digest", "sha256"),
+    ("blake2_256_digest", "blake2_256"),
+    ("md5_digest", "md5"),
+)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """What the server serves: the projects under ``namespace`` in ``registry``."""
+
+    registry: str
+    namespace: str = ""
+    options: StoreOptions = field(default_factory=StoreOptions)
+    read_only: bool = False
+
+    @property
+    def base(self) -> str:
+        namespace = self.namespace.strip("/")
+        return f"{self.registry}/{namespace}" if namespace else self.registry
+
+    def repository(self, project: str) -> Reference:
+        return project_repository(self.base, project)
+
+    def check(self) -> None:
+        """UsageError unless ``registry`` is a registry host and ``namespace`` a repository path."""
+        probe = Reference.parse(f"{self.registry}/probe")
+        if probe.registry != self.registry:
+            raise UsageError(
+                f"{self.registry!r} is not a registry host",
+                hint="give host[:port], e.g. registry.example.com",
+            )
+        if self.namespace.strip("/"):
+            self.repository("probe")
+
+
+class StorePool:
+    """One registry store per set of client credentials, plus the server's own for anonymous clients.
+
+    A client's ``Authorization: Basic`` credentials are used for the registry as they are (Basic,
+    or to fetch tokens); clients that send none get the server's credentials (``mloci login``,
+    the docker config, ``MLOCI_USERNAME``/``MLOCI_PASSWORD``), if any.
+    """
+
+    def __init__(self, config: IndexConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._own: RegistryStore | None = None
+        self._clients: OrderedDict[str, RegistryStore] = OrderedDict()
+
+    def _make(self, creds: Credentials | None) -> RegistryStore:
+        options = self._config.options
+        registry = self._config.registry
+        return RegistryStore(
+            registry,
+            plain_http=options.plain_http,
+            insecure=options.insecure,
+            ca_file=options.ca_file,
+            credentials=creds if creds is not None else (lambda: credential_sources.lookup(registry)),
+            # Each download holds a connection for its duration: size the pool for many at once.
+            concurrency=max(options.concurrency, 16),
+            chunk_size=options.chunk_size,
+            locations=BlobLocations(None),
+        )
+
+    def get(self, creds: Credentials | None) -> RegistryStore:
+        with self._lock:
+            if creds is None:
+                if self._own is None:
+                    self._own = self._make(None)
+                return self._own
+            key = hashlib.sha256(f"{creds.username}\0{creds.password}".encode()).hexdigest()
+            store = self._clients.get(key)
+            if store is None:
+                store = self._clients[key] = self._make(creds)
+                if len(self._clients) > _MAX_CLIENT_STORES:
+                    # Dropped, not closed: a request may still be streaming through it; its
+                    # connections close when it is collected.
+                    self._clients.popitem(last=False)
+            else:
+                self._clients.move_to_end(key)
+            return store
+
+    def close(self) -> None:
+        with self._lock:
+            stores = [*self._clients.values(), *([self._own] if self._own else [])]
+            self._clients.clear()
+            self._own = None
+        for store in stores:
+            store.close()
+
+
+def client_credentials(request: Request) -> Credentials | None:
+    """The Basic credentials pip or twine sent, or None; UsageError for a malformed header."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise UsageError("only Basic credentials are accepted")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise UsageError("malformed Basic credentials") from None
+    username, _, password = decoded.partition(":")
+    return Credentials(username=username, password=password) if username else None
+
+
+def _text(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(message + "\n", status_code=status, headers=headers)
+
+
+def error_response(exc: MlociError, *, upload: bool = False) -> Response:
+    """The HTTP answer for an mloci error: the one-line message as the body."""
+    message = str(exc)
+    if isinstance(exc, AuthError):
+        return _text(message, 401, {"WWW-Authenticate": _REALM})
+    if isinstance(exc, NotFoundError):
+        return _text(message, 404)
+    if isinstance(exc, ConflictError):
+        return _text(message, 409)
+    if isinstance(exc, UsageError) or (upload and isinstance(exc, IntegrityError)):
+        return _text(message, 400)
+    if isinstance(exc, UnavailableError):
+        log.warning("registry unavailable: %s", message)
+        return _text(message, 503)
+    log.warning("registry error: %s", message)
+    return _text(message, 502)
+
+
+class _Borrowed(io.RawIOBase):
+    """A read-only view of a seekable file that leaves it open when closed (an upload is read twice)."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        super().__init__()
+        self._inner = inner
+        inner.seek(0)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._inner.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+
+def _reopen(inner: IO[bytes]) -> BinaryIO:
+    return io.BufferedReader(_Borrowed(inner), buffer_size=1 << 20)
+
+
+def _field(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+class DownloadAborted(Exception):
+    """A download failed after its response started; the server drops the connection."""
+
+
+def _negotiate(request: Request) -> str | None:
+    # A '+' typed into a browser's address bar arrives as a space; media types hold no spaces.
+    format_param = request.query_params.get("format")
+    return negotiation.choose(
+        request.headers.get("accept"), format_param.replace(" ", "+") if format_param else None
+    )
+
+
+def _verified_stream(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Hold back the last chunk until the whole blob verified.
+
+    The store's iterator raises after its last chunk when the digest does not match; holding that
+    chunk back means a client never receives a complete file that failed verification: it sees
+    the connection end short of Content-Length instead.
+    """
+    previous: bytes | None = None
+    for chunk in chunks:
+        if previous is not None:
+            yield previous
+        previous = chunk
+    if previous is not None:
+        yield previous
+
+
+def _blob_body(store: RegistryStore, repository: str, descriptor: Descriptor) -> Iterator[bytes]:
+    """Start the download now, so a missing blob or refused credentials still get a proper status;
+    the body then streams as the response is sent."""
+    stack = contextlib.ExitStack()
+    chunks = stack.enter_context(store.open_blob(repository, descriptor))
+
+    def body() -> Iterator[bytes]:
+        with stack:
+            try:
+                yield from _verified_stream(chunks)
+            except MlociError as exc:
+                # Too late for an error status: end the connection short of Content-Length instead.
+                log.error("download of %s aborted: %s", descriptor.digest, exc)
+                raise DownloadAborted(str(exc)) from None
+
+    return body()
+
+
+class Index:
+    """The request handlers over one :class:`IndexConfig`."""
+
+    def __init__(self, config: IndexConfig) -> None:
+        self.config = config
+        self.stores = StorePool(config)
+
+    def store(self, request: Request) -> RegistryStore:
+        return self.stores.get(client_credentials(request))
+
+    # -- simple API ------------------------------------------------------------------------------
+
+    def root(self, request: Request) -> Response:
+        return _text("mloci package index: the simple API is at /simple/; uploads go to this URL", 200)
+
+    def project_list(self, request: Request) -> Response:
+        chosen = _negotiate(request)
+        if chosen is None:
+            return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
+        projects = list_projects(self.store(request), self.config.namespace)
+        if chosen == negotiation.JSON_V1:
+            return self._page(pages.project_list_json(projects), chosen)
+        return self._page(pages.project_list_html(projects).encode(), chosen)
+
+    def project_page(self, request: Request) -> Response:
+        raw = request.path_params["project"]
+        if not is_project_name(raw):
+            return _text(f"no project named {raw!r}", 404)
+        name = normalize_name(raw)
+        if name != raw:
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(f"../{name}/{query}", status_code=301)
+        chosen = _negotiate(request)
+        if chosen is None:
+            return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
+        repository = self.config.repository(name)
+        try:
+            releases = list_releases(self.store(request), repository)
+        except NotFoundError:
+            releases = []
+        if not releases:
+            return _text(f"no project named {name!r} in {self.config.base}", 404)
+        links = pages.links(name, releases)
+        if chosen == negotiation.JSON_V1:
+            return self._page(pages.project_json(name, releases, links), chosen)
+        return self._page(pages.project_html(name, links).encode(), chosen)
+
+    @staticmethod
+    def _page(body: bytes, content_type: str) -> Response:
+        media_type = (
+            f"{content_type}; charset=utf-8" if content_type == negotiation.TEXT_HTML else content_type
+        )
+        # Pages change with every upload or yank: clients must revalidate (files themselves never change).
+        headers = {"Vary": "Accept", "Cache-Control": "no-cache"}
+        return Response(body, media_type=media_type, headers=headers)
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def download(self, request: Request) -> Response:
+        project = request.path_params["project"]
+        version = request.path_params["version"]
+        filename = request.path_params["filename"]
+        if not is_project_name(project) or normalize_name(project) != project:
+            return _text(f"no project named {project!r}", 404)
+        store = self.store(request)
+        repository = self.config.repository(project)
+        try:
+            parsed = parse_version(version)
+        except UsageError:
+            return _text(f"no version {version!r} of {project}", 404)
+        release = read_release(store, repository, parsed)
+        is_metadata = filename.endswith(".metadata")
+        file = (
+            release.file(filename.removesuffix(".metadata") if is_metadata else filename) if release else None
+        )
+        descriptor = (file.metadata if is_metadata else file.layer) if file else None
+        if descriptor is None:
+            return _text(f"no file {filename} in {project} {version}", 404)
+        headers = {
+            "Content-Length": str(descriptor.size),
+            "ETag": f'"{descriptor.digest}"',
+            # A published file never changes (docs/wheels.md): caches may keep it for good.
+            "Cache-Control": "public, max-age=31536000, immutable",
+        }
+        media_type = "text/plain; charset=utf-8" if is_metadata else "application/octet-stream"
+        if not is_metadata:
+            headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        if request.method == "HEAD":
+            return Response(None, media_type=media_type, headers=headers)
+        body = _blob_body(store, repository.repository, descriptor)
+        return StreamingResponse(body, media_type=media_type, headers=headers)
+
+    # -- uploads (the legacy API twine speaks) ---------------------------------------------------
+
+    async def upload(self, request: Request) -> Response:
+        if self.config.read_only:
+            return _text("this index is read-only", 403)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return _text("uploads are multipart/form-data POSTs with :action=file_upload (use twine)", 400)
+        try:
+            creds = client_credentials(request)
+            async with request.form(
+                max_files=1, max_fields=_MAX_FORM_FIELDS, max_part_size=_MAX_FIELD_SIZE
+            ) as form:
+                action = _field(form, ":action")
+                if action != "file_upload":
+                    return _text(f"unsupported :action {action!r}; only file_upload is", 400)
+                content = form.get("content")
+                if not isinstance(content, UploadFile) or not content.filename:
+                    return _text("the upload has no 'content' file", 400)
+                result = await run_in_threadpool(self._store_upload, creds, form, content)
+        except MlociError as exc:
+            return error_response(exc, upload=True)
+        verb = "already published" if result.unchanged else "published"
+        return _text(f"{verb}: {content.filename} in {result.reference}", 200)
+
+    def _store_upload(
+        self, creds: Credentials | None, form: FormData, content: UploadFile
+    ) -> ReleasePushResult:
+        filename = content.filename or ""
+        handle = content.file
+        hashes = hash_stream(handle)
+        for field_name, attribute in _UPLOAD_DIGESTS:
+            sent = _field(form, field_name)
+            actual = str(getattr(hashes, attribute))
+            if sent is not None and sent.lower() != actual:
+                raise IntegrityError(
+                    f"{filename}: {field_name} {sent} does not match the uploaded bytes ({actual})"
+                )
+        dist = read_upload(filename, handle, hashes, opener=lambda: _reopen(handle))
+        name, version, filetype = _field(form, "name"), _field(form, "version"), _field(form, "filetype")
+        if name is not None and (not is_project_name(name) or normalize_name(name) != dist.project):
+            raise UsageError(
+                f"{filename} is a file of {dist.metadata.name}, but the upload names project {name!r}"
+            )
+        if version is not None and parse_version(version) != parse_version(dist.version):
+            raise UsageError(
+                f"{filename} is version {dist.version}, but the upload names version {version!r}"
+            )
+        if filetype is not None and filetype != dist.kind.value:
+            raise UsageError(f"{filename} is a {dist.kind.value}, but the upload says {filetype!r}")
+        store = self.stores.get(creds)
+        return publish(
+            store,
+            self.config.repository(dist.project),
+            [dist],
+            git=None,
+            concurrency=self.config.options.concurrency,
+        )
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, MlociError):
+        return error_response(exc)
+    raise exc
+
+
+def create_app(config: IndexConfig) -> Starlette:
+    """The ASGI application serving ``config``; its registry stores close when the app shuts down."""
+    config.check()
+    if importlib.util.find_spec("python_multipart") is None:
+        raise UsageError(
+            "the index server needs python-multipart to take uploads", hint="pip install 'mloci[index]'"
+        )
+    index = Index(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            index.stores.close()
+
+    routes = [
+        Route("/", index.root, methods=["GET"]),
+        Route("/", index.upload, methods=["POST"]),
+        Route("/legacy/", index.upload, methods=["POST"]),
+        Route("/simple/", index.project_list, methods=["GET"]),
+        Route("/simple/{project}/", index.project_page, methods=["GET"]),
+        Route("/packages/{project}/{version}/{filename}", index.download, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={MlociError: _on_error}, lifespan=lifespan)
+    app.state.index = index
+    return app
+
+
+def serve(config: IndexConfig, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
+    """Run the index until interrupted (uvicorn handles SIGINT/SIGTERM with a graceful shutdown)."""
+    import uvicorn  # noqa: PLC0415  (only the server needs it)
+
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, server_header=False)
