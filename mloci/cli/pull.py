@@ -38,6 +38,11 @@ def write_atomically(path: Path, text: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the resolved manifest digest to this file (for the serving container).",
 )
+@click.option(
+    "--verify-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Public key (PEM): pull only when a signature by it binds the digest; else exit 6, nothing written.",
+)
 @registry_options
 @json_option
 @quiet_option
@@ -47,6 +52,7 @@ def pull_command(
     filters: tuple[str, ...],
     force: bool,
     digest_file: Path | None,
+    verify_key: Path | None,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -55,23 +61,31 @@ def pull_command(
 
     Files appear only after every blob matched its digest; a failed pull leaves nothing.
     Pulling the digest a directory already holds does nothing (safe for init containers).
+    With --verify-key the cosign signature is checked before anything is downloaded, and
+    exactly the digest it binds is pulled.
     """
     ref = parse_reference(reference)
     target = output or Path(ref.repository.rsplit("/", 1)[-1])
-    result = pull(
-        ref,
-        target,
-        options=store_options(kw),
-        filters=filters,
-        force=force,
-        listener=listener("pulling", quiet=quiet or as_json),
-    )
+    options = store_options(kw)
+    progress = listener("pulling", quiet=quiet or as_json)
+    verification: dict[str, Any] | None = None
+    if verify_key is not None:
+        from mloci.ops.verified_pull import pull_verified  # noqa: PLC0415  (cryptography only when verifying)
+
+        verified = pull_verified(
+            ref, target, verify_key, options=options, filters=filters, force=force, listener=progress
+        )
+        result, verification = verified.pulled, verified.verification.to_json()
+    else:
+        result = pull(ref, target, options=options, filters=filters, force=force, listener=progress)
     if digest_file is not None:
         write_atomically(digest_file, f"{result.digest}\n")
     if as_json:
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), **({"verification": verification} if verification else {})})
         return
     if not quiet:
+        if verify_key is not None:
+            click.echo(f"verified: signed by the key in {verify_key.name}", err=True)
         if result.unchanged:
             click.echo(f"unchanged: {target} already holds {result.digest}", err=True)
         else:

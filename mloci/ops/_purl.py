@@ -12,14 +12,19 @@ from mloci.types.reference import Reference
 def oci_purl(name: str, digest: Digest, reference: Reference | None = None) -> str:
     """``pkg:oci/<name>@<digest>[?repository_url=<registry>/<repository>]`` (purl-spec, type ``oci``).
 
-    The local store has no URL, so an artifact there (or a bundle not pushed yet) gets no
+    The purl name is the last component of the repository (``name`` for a bundle not pushed
+    yet). The local store has no URL, so an artifact there (or a bundle not pushed yet) gets no
     ``repository_url``; the digest alone identifies it.
     """
     qualifiers: dict[str, str] = {}
-    if reference is not None and reference.registry is not None:
-        qualifiers["repository_url"] = reference.name
+    if reference is not None:
+        name = reference.repository
+        if reference.registry is not None:
+            qualifiers["repository_url"] = reference.name
     return str(
-        PackageURL(type="oci", name=name.rsplit("/", 1)[-1].lower(), version=str(digest), qualifiers=qualifiers)
+        PackageURL(
+            type="oci", name=name.rsplit("/", 1)[-1].lower(), version=str(digest), qualifiers=qualifiers
+        )
     )
 
 
