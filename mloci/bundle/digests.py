@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from mloci._sqlite import open_cache
 from mloci.types.digest import Digest, hash_file
 
 # (file, its path in the bundle) -> (digest, size)
@@ -31,17 +32,13 @@ class DigestCache:
 
     def _connect(self) -> sqlite3.Connection | None:
         if self._db is None and self._path is not None:
-            try:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self._path, timeout=5, check_same_thread=False, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS digests (path TEXT, dev INT, ino INT, size INT, mtime INT, ctime INT,"
-                    " digest TEXT, PRIMARY KEY (path, dev, ino))"
-                )
-            except (OSError, sqlite3.Error):
-                return None
-            self._db = db
+            self._db = open_cache(
+                self._path,
+                "CREATE TABLE IF NOT EXISTS digests (path TEXT, dev INT, ino INT, size INT, mtime INT, ctime INT,"
+                " digest TEXT, PRIMARY KEY (path, dev, ino))",
+            )
+            if self._db is None:
+                self._path = None  # unusable: stop trying, just hash
         return self._db
 
     @staticmethod

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli.options import json_option, parse_pairs, registry_options, store_options
 from mloci.cli.trust import _passphrase
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
@@ -176,16 +176,6 @@ def verify_attestation_command(
     click.echo(str(result.reference))
 
 
-def _annotations(pairs: tuple[str, ...]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"invalid annotation {pair!r}", hint="use -a key=value")
-        parsed[key] = value
-    return parsed
-
-
 @click.command("attach")
 @click.argument("reference")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
@@ -222,7 +212,7 @@ def attach_command(
         file,
         artifact_type=artifact_type,
         media_type=media_type,
-        annotations=_annotations(annotations),
+        annotations=parse_pairs(annotations, "annotation"),
         options=store_options(kw),
     )
     if as_json:

@@ -6,20 +6,10 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli.options import json_option, parse_pairs, registry_options, store_options
 from mloci.errors import UsageError
 from mloci.ops.image import ImageSpec, build_image, split_command
 from mloci.ops.refs import parse_reference
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        key, sep, item = value.partition("=")
-        if not sep or not key:
-            raise UsageError(f"{what} {value!r} is not KEY=VALUE")
-        pairs[key] = item
-    return pairs
 
 
 @click.group("image")
@@ -105,9 +95,9 @@ def build_command(
         app=app,
         app_path=app_path,
         model_root=model_root,
-        env=_pairs(env, "--env"),
+        env=parse_pairs(env, "--env"),
         ports=ports,
-        labels=_pairs(labels, "--label"),
+        labels=parse_pairs(labels, "--label"),
         source_url=source_url,
     )
     result = build_image(source, spec, options=options, push=push)

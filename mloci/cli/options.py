@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
+from mloci.errors import UsageError
 from mloci.store import StoreOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +67,17 @@ def store_options(kwargs: dict[str, Any]) -> StoreOptions:
         concurrency=kwargs.pop("concurrency"),
         chunk_size=kwargs.pop("chunk_size"),
     )
+
+
+def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (annotations, labels, env) as a dict; a malformed one is a usage error."""
+    parsed: dict[str, str] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"invalid {what} {value!r}", hint="use KEY=VALUE")
+        parsed[key] = item
+    return parsed
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")

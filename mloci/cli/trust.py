@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli.options import json_option, parse_pairs, registry_options, store_options
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
 from mloci.ops.sign import generate_keypair, is_encrypted, sign, verify
@@ -29,16 +29,6 @@ def _passphrase(*, confirm: bool) -> bytes:
         "Passphrase for the private key", hide_input=True, confirmation_prompt=confirm, err=True
     )
     return os.fsencode(entered)
-
-
-def _annotations(pairs: tuple[str, ...]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"invalid annotation {pair!r}", hint="use -a key=value")
-        parsed[key] = value
-    return parsed
 
 
 annotation_option = click.option(
@@ -96,7 +86,7 @@ def sign_command(reference: str, key: Path, annotations: tuple[str, ...], as_jso
 
     The passphrase comes from $MLOCI_KEY_PASSWORD, else it is asked for on the terminal.
     """
-    claims = _annotations(annotations)
+    claims = parse_pairs(annotations, "annotation")
     ref = parse_reference(reference)
     password = _passphrase(confirm=False) if is_encrypted(key) else None
     result = sign(ref, key, password, annotations=claims, options=store_options(kw))
@@ -128,7 +118,7 @@ def verify_command(reference: str, key: Path, annotations: tuple[str, ...], as_j
     result = verify(
         parse_reference(reference),
         key,
-        required_annotations=_annotations(annotations),
+        required_annotations=parse_pairs(annotations, "annotation"),
         options=store_options(kw),
     )
     if as_json:

@@ -55,7 +55,7 @@ from mloci.ops.attach import DSSE_ENVELOPE, AttachResult, attach_blob
 from mloci.ops.inspect import InspectResult, inspect
 from mloci.ops.promote import ci_run_url
 from mloci.ops.referrers import list_referrers
-from mloci.ops.sign import load_private_key, load_public_key
+from mloci.ops.sign import Rejected, load_private_key, load_public_key
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
@@ -474,39 +474,28 @@ class AttestationVerifyResult:
         }
 
 
-class _Rejected(Exception):
-    """One attestation that does not count; ``rank`` orders reasons by how far the check got."""
-
-    def __init__(self, reason: str, rank: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.rank = rank
-
-
 def _fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
     try:
         _, data = store.fetch_manifest(repo.with_tag(None).with_digest(entry.digest))
         manifest = Manifest.from_json(data)
     except NotFoundError:
-        raise _Rejected(f"attestation {entry.digest.short} is listed but missing", 0) from None
+        raise Rejected(f"attestation {entry.digest.short} is listed but missing", 0) from None
     except RegistryError:
-        raise _Rejected(f"attestation {entry.digest.short} is not an image manifest", 0) from None
+        raise Rejected(f"attestation {entry.digest.short} is not an image manifest", 0) from None
     if manifest.subject is None or manifest.subject.digest != subject:
-        raise _Rejected(f"attestation {entry.digest.short} is attached to another artifact", 0)
+        raise Rejected(f"attestation {entry.digest.short} is attached to another artifact", 0)
     layers = [layer for layer in manifest.layers if layer.media_type == DSSE_ENVELOPE]
     if len(layers) != 1:
-        raise _Rejected(f"attestation {entry.digest.short} holds {len(layers)} DSSE envelopes, not one", 0)
+        raise Rejected(f"attestation {entry.digest.short} holds {len(layers)} DSSE envelopes, not one", 0)
     if layers[0].size > _MAX_ENVELOPE:
-        raise _Rejected(f"attestation {entry.digest.short} is larger than {_MAX_ENVELOPE} bytes", 0)
+        raise Rejected(f"attestation {entry.digest.short} is larger than {_MAX_ENVELOPE} bytes", 0)
     try:
         with store.open_blob(repo.repository, layers[0]) as chunks:
             return b"".join(chunks)
     except IntegrityError:
-        raise _Rejected(
-            f"envelope {layers[0].digest.short} does not match its digest (tampered)", 1
-        ) from None
+        raise Rejected(f"envelope {layers[0].digest.short} does not match its digest (tampered)", 1) from None
     except NotFoundError:
-        raise _Rejected(f"envelope {layers[0].digest.short} is missing", 0) from None
+        raise Rejected(f"envelope {layers[0].digest.short} is missing", 0) from None
 
 
 def _check_statement(
@@ -515,21 +504,21 @@ def _check_statement(
     try:
         envelope = Envelope.from_json(data)
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise _Rejected(f"not a DSSE envelope ({exc})", 1) from None
+        raise Rejected(f"not a DSSE envelope ({exc})", 1) from None
     if not signed_by(envelope, key):
-        raise _Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
+        raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
     # Only bytes vouched for by the key are parsed from here on.
     if envelope.payload_type != IN_TOTO_PAYLOAD:
-        raise _Rejected(f"payload type is {envelope.payload_type!r}, not {IN_TOTO_PAYLOAD!r}", 3)
+        raise Rejected(f"payload type is {envelope.payload_type!r}, not {IN_TOTO_PAYLOAD!r}", 3)
     try:
         statement = json.loads(envelope.payload)
     except (ValueError, UnicodeDecodeError):
-        raise _Rejected("the signed payload is not JSON", 3) from None
+        raise Rejected("the signed payload is not JSON", 3) from None
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
-        raise _Rejected(f"the signed payload is not an in-toto Statement v1 ({STATEMENT_TYPE})", 3)
+        raise Rejected(f"the signed payload is not an in-toto Statement v1 ({STATEMENT_TYPE})", 3)
     kind = statement.get("predicateType")
     if not isinstance(kind, str) or (predicate_type is not None and kind != predicate_type):
-        raise _Rejected(f"predicate type is {kind!r}, not {predicate_type!r}", 4)
+        raise Rejected(f"predicate type is {kind!r}, not {predicate_type!r}", 4)
     subjects = statement.get("subject")
     bound = [
         s.get("digest", {}).get(digest.algorithm)
@@ -538,7 +527,7 @@ def _check_statement(
     ]
     if digest.encoded not in bound:
         names = ", ".join(f"{digest.algorithm}:{str(b)[:12]}…" for b in bound if b) or "nothing"
-        raise _Rejected(f"the statement's subject is {names}, not this artifact", 5)
+        raise Rejected(f"the statement's subject is {names}, not this artifact", 5)
     return kind, statement
 
 
@@ -567,12 +556,12 @@ def verify_attestation(
         if not entries:
             raise IntegrityError(f"{reference.name}@{digest} has no attestation")
         valid: list[VerifiedAttestation] = []
-        closest: _Rejected | None = None
+        closest: Rejected | None = None
         for entry in entries:
             try:
                 data = _fetch_envelope(store, repo, digest, entry)
                 kind, statement = _check_statement(data, key, digest, predicate_type)
-            except _Rejected as rejected:
+            except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
                 continue

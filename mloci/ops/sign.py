@@ -463,8 +463,8 @@ class VerifyResult:
         }
 
 
-class _Rejected(Exception):
-    """One signature layer that does not verify; ``rank`` orders reasons by how far the check got."""
+class Rejected(Exception):
+    """One signature or attestation that does not count; ``rank`` orders reasons by how far the check got."""
 
     def __init__(self, reason: str, rank: int) -> None:
         super().__init__(reason)
@@ -488,23 +488,23 @@ def _reject_constant(name: str) -> None:
 def _field(obj: Any, name: str) -> Any:
     """``obj[name]`` matched case-insensitively, as Go's encoding/json does; ambiguity is refused."""
     if not isinstance(obj, dict):
-        raise _Rejected(f"the signed payload is not a simple-signing document (at {name!r})", 1)
+        raise Rejected(f"the signed payload is not a simple-signing document (at {name!r})", 1)
     matches = [key for key in obj if key.casefold() == name.casefold()]
     if len(matches) > 1:
-        raise _Rejected(f"the signed payload is ambiguous: {len(matches)} keys spell {name!r}", 1)
+        raise Rejected(f"the signed payload is ambiguous: {len(matches)} keys spell {name!r}", 1)
     return obj[matches[0]] if matches else None
 
 
 def _fetch_payload(store: Store, repository: str, layer: Descriptor) -> bytes:
     if layer.size > _MAX_PAYLOAD:
-        raise _Rejected(f"payload {layer.digest} is larger than {_MAX_PAYLOAD} bytes", 1)
+        raise Rejected(f"payload {layer.digest} is larger than {_MAX_PAYLOAD} bytes", 1)
     try:
         with store.open_blob(repository, layer) as chunks:
             return b"".join(chunks)
     except IntegrityError:
-        raise _Rejected(f"payload blob {layer.digest} does not match its digest (tampered)", 1) from None
+        raise Rejected(f"payload blob {layer.digest} does not match its digest (tampered)", 1) from None
     except NotFoundError:
-        raise _Rejected(f"payload blob {layer.digest} is missing", 1) from None
+        raise Rejected(f"payload blob {layer.digest} is missing", 1) from None
 
 
 def _check_layer(
@@ -518,38 +518,38 @@ def _check_layer(
 ) -> VerifiedSignature:
     encoded = layer.annotation(SIGNATURE_ANNOTATION)
     if not encoded:
-        raise _Rejected(f"layer {layer.digest.short} has no {SIGNATURE_ANNOTATION} annotation", 0)
+        raise Rejected(f"layer {layer.digest.short} has no {SIGNATURE_ANNOTATION} annotation", 0)
     try:
         signature = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise _Rejected("the signature annotation is not base64", 0) from None
+        raise Rejected("the signature annotation is not base64", 0) from None
     if layer.digest not in payloads:
         payloads[layer.digest] = _fetch_payload(store, repository, layer)
     payload = payloads[layer.digest]
     try:
         key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        raise _Rejected("signature does not match", 0) from None
+        raise Rejected("signature does not match", 0) from None
     # Only now, with the bytes vouched for by the key, is the payload parsed.
     try:
         document = json.loads(payload, object_pairs_hook=_strict_object, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _Rejected(f"the signed payload is not valid JSON ({exc})", 1) from None
+        raise Rejected(f"the signed payload is not valid JSON ({exc})", 1) from None
     critical = _field(document, "critical")
     kind = _field(critical, "type")
     if kind != COSIGN_SIGNATURE_TYPE:
-        raise _Rejected(f"the signed payload is of type {kind!r}, not {COSIGN_SIGNATURE_TYPE!r}", 2)
+        raise Rejected(f"the signed payload is of type {kind!r}, not {COSIGN_SIGNATURE_TYPE!r}", 2)
     bound = _field(_field(critical, "image"), "docker-manifest-digest")
     if bound != str(digest):
-        raise _Rejected(f"the signed payload signs {bound}, not this artifact", 3)
+        raise Rejected(f"the signed payload signs {bound}, not this artifact", 3)
     identity = _field(_field(critical, "identity"), "docker-reference")
     optional = _field(document, "optional")
     if optional is not None and not isinstance(optional, dict):
-        raise _Rejected("the signed payload's optional section is not an object", 2)
+        raise Rejected("the signed payload's optional section is not an object", 2)
     claims: dict[str, Any] = optional or {}
     for name, value in required.items():
         if claims.get(name) != value:
-            raise _Rejected(f"the signed payload lacks annotation {name}={value}", 4)
+            raise Rejected(f"the signed payload lacks annotation {name}={value}", 4)
     return VerifiedSignature(
         payload_digest=layer.digest,
         signature=encoded,
@@ -594,14 +594,14 @@ def verify(
                 f"{reference.name}@{digest} is not signed ({sig_ref.tag} holds no signature)"
             )
         valid: list[VerifiedSignature] = []
-        closest: _Rejected | None = None
+        closest: Rejected | None = None
         payloads: dict[Digest, bytes] = {}
         for layer in layers:
             try:
                 valid.append(
                     _check_layer(store, reference.repository, layer, key, digest, required, payloads)
                 )
-            except _Rejected as rejected:
+            except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
         if not valid:

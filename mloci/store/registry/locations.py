@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from mloci._sqlite import open_cache
 from mloci.types.digest import Digest
 
 
@@ -23,18 +24,13 @@ class BlobLocations:
 
     def _connect(self) -> sqlite3.Connection | None:
         if self._db is None and self._path is not None:
-            try:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self._path, timeout=5, check_same_thread=False, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS blob_locations (registry TEXT, digest TEXT, repository TEXT,"
-                    " PRIMARY KEY (registry, digest, repository))"
-                )
-            except (OSError, sqlite3.Error):
+            self._db = open_cache(
+                self._path,
+                "CREATE TABLE IF NOT EXISTS blob_locations (registry TEXT, digest TEXT, repository TEXT,"
+                " PRIMARY KEY (registry, digest, repository))",
+            )
+            if self._db is None:
                 self._path = None
-                return None
-            self._db = db
         return self._db
 
     def note(self, registry: str, repository: str, digest: Digest) -> None:
