@@ -10,6 +10,9 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -276,3 +279,101 @@ def test_pull_writes_the_resolved_digest_for_the_serving_container(
     result = mloci("pull", f"{repo}:1.0.0", "-o", tmp_path / "models", "--digest-file", digest_file)
     assert result.exit_code == 0, result.stderr
     assert digest_file.read_text() == f"{digest}\n"
+
+
+@pytest.fixture
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """dockerd as a plain process (vfs, no bridge, no iptables), or a skip saying why not."""
+    binary = shutil.which("dockerd")
+    if binary is None:
+        pytest.skip("dockerd is not installed (apt-get install docker.io)")
+    if os.geteuid() != 0:
+        pytest.skip("dockerd needs root here")
+    # A short path: unix sockets are limited to ~100 bytes.
+    root = Path(tempfile.mkdtemp(prefix="mlocid-", dir="/tmp"))
+    socket = root / "docker.sock"
+    config = root / "daemon.json"
+    config.write_text(
+        json.dumps(
+            {
+                "default-ulimits": {
+                    "nofile": {"Name": "nofile", "Hard": 20000, "Soft": 20000},
+                    "nproc": {"Name": "nproc", "Hard": 4000, "Soft": 4000},
+                }
+            }
+        )
+    )
+    log = (root / "dockerd.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--config-file",
+            str(config),
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "-H",
+            f"unix://{socket}",
+            "--pidfile",
+            str(root / "docker.pid"),
+            "--storage-driver",
+            "vfs",
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--containerd-namespace",
+            "mloci-test",
+            "--insecure-registry",
+            "127.0.0.0/8",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not socket.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not socket.exists():
+            pytest.skip(f"dockerd did not start: {(root / 'dockerd.log').read_text(errors='replace')[-300:]}")
+        yield f"unix://{socket}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_docker_engine_path_builds_tags_and_pushes(
+    mloci: Runner,
+    registry: Registry,
+    bundle: Path,
+    tmp_path: Path,
+    dockerd: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("docker")
+    monkeypatch.setenv("DOCKER_HOST", dockerd)
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM scratch\nARG MODEL_NAME\nCOPY model/ /models/churn-model/\n")
+    result = build(
+        mloci,
+        bundle,
+        "--repo",
+        f"{registry.host}/ml/churn-docker",
+        "--engine",
+        "docker",
+        "--dockerfile",
+        dockerfile,
+    )
+    assert str(result["reference"]).startswith(f"{registry.host}/ml/churn-docker:1.0.0@sha256:")
+    model = json.loads(mloci("push", bundle, "--json").stdout)["digest"]
+    assert result["model"] == model
+    pushed = f"{registry.host}/ml/churn-docker@{result['digest']}"
+    config = json.loads(mloci("inspect", pushed, "--json").stdout)["config"]
+    assert config["config"]["Labels"]["dev.mloci.model.digest"] == model

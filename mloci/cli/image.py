@@ -19,7 +19,9 @@ def image_group() -> None:
 
 @image_group.command("build")
 @click.argument("source")
-@click.option("--base", required=True, help="Base image, ideally pinned: REGISTRY/python:3.12-slim@sha256:…")
+@click.option(
+    "--base", help="Base image, ideally pinned: REGISTRY/python:3.12-slim@sha256:… (daemonless engine)."
+)
 @click.option(
     "--repo", "repository", required=True, help="Where the image goes, e.g. REGISTRY/ml/churn-infer."
 )
@@ -87,6 +89,8 @@ def build_command(
         else:
             click.echo(str(docker_result.reference))
         return
+    if base is None:
+        raise UsageError("--base is required (the image to build on)")
     spec = ImageSpec(
         base=parse_reference(base),
         repository=parse_reference(repository),
