@@ -53,7 +53,7 @@ def image_group() -> None:
 @json_option
 def build_command(
     source: str,
-    base: str,
+    base: str | None,
     repository: str,
     cmd: str | None,
     entrypoint: str | None,
