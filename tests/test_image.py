@@ -377,3 +377,17 @@ def test_docker_engine_path_builds_tags_and_pushes(
     pushed = f"{registry.host}/ml/churn-docker@{result['digest']}"
     config = json.loads(mloci("inspect", pushed, "--json").stdout)["config"]
     assert config["config"]["Labels"]["dev.mloci.model.digest"] == model
+
+
+def test_images_promote_like_models(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = push_base(registry, multi_platform=True)
+    repo = f"{registry.host}/ml/churn-infer"
+    built = build(mloci, bundle, "--base", base, "--repo", repo)
+    promoted = json.loads(mloci("promote", f"{repo}@{built['digest']}", "--to", "prod", "--json").stdout)
+    assert promoted["digest"] == built["digest"]
+    assert json.loads(mloci("inspect", f"{repo}:prod", "--json").stdout)["digest"] == built["digest"]
+    copied = json.loads(mloci("copy", f"{repo}:prod", f"{registry.host}/prod/churn-infer", "--json").stdout)
+    assert copied["digest"] == built["digest"] and copied["manifests"] == 3  # the index and both platforms
