@@ -172,3 +172,16 @@ def test_ctrl_c_mid_upload_cancels_the_session(
     _, err = child.communicate(timeout=30)
     assert child.returncode == 130, err
     assert proxy.count("DELETE", r"/blobs/uploads/") >= 1
+
+
+def test_a_registry_refusing_patch_gets_a_monolithic_put(
+    mloci: Runner, registry: Registry, proxy: FaultProxy, bundle: Path, tmp_path: Path
+) -> None:
+    """GHCR answers 416 to large chunks and GAR has no PATCH: mloci falls back to one PUT per blob."""
+    proxy.add(Fault("PATCH", r"/blobs/uploads/", status=416, times=1000))
+    digest = pushed_digest(mloci, bundle, f"{proxy.host}/ml/churn")
+    # Learnt from the first refusals (at most one per concurrent upload), then monolithic for every blob.
+    assert proxy.count("PATCH", r"/blobs/uploads/") <= 4
+    out = tmp_path / "out"
+    assert mloci("pull", f"{registry.host}/ml/churn@{digest}", "-o", out).exit_code == 0
+    assert (out / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()

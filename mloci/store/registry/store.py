@@ -249,11 +249,15 @@ class RegistryStore:
         with blob.open() as handle:
             try:
                 while True:
+                    # Decided per attempt: a concurrent upload may switch the store to monolithic.
+                    patching = not self._monolithic
                     try:
-                        done = self._send(session, scope, handle, descriptor, offset, progress)
+                        done = self._send(
+                            session, scope, handle, descriptor, offset, progress, monolithic=not patching
+                        )
                         break
                     except RegistryError as exc:
-                        if self._monolithic or exc.status not in _CHUNKS_REFUSED:
+                        if not patching or exc.status not in _CHUNKS_REFUSED:
                             raise
                         # This registry does not take PATCH uploads: start over, monolithic.
                         self._monolithic = True
@@ -302,10 +306,12 @@ class RegistryStore:
         descriptor: Descriptor,
         offset: int,
         progress: Progress | None,
+        *,
+        monolithic: bool = False,
     ) -> urllib3.BaseHTTPResponse:
         size = descriptor.size
         digest_url = _with_query(session, digest=str(descriptor.digest))
-        if self._monolithic:
+        if monolithic:
             return self.transport.request(
                 "PUT",
                 digest_url,
