@@ -185,3 +185,13 @@ def test_a_registry_refusing_patch_gets_a_monolithic_put(
     out = tmp_path / "out"
     assert mloci("pull", f"{registry.host}/ml/churn@{digest}", "-o", out).exit_code == 0
     assert (out / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()
+
+
+def test_a_proxy_error_mid_upload_resumes_instead_of_failing(
+    mloci: Runner, registry: Registry, proxy: FaultProxy, big_bundle: Path, tmp_path: Path
+) -> None:
+    proxy.add(Fault("PATCH", r"/blobs/uploads/", status=502))
+    digest = pushed_digest(mloci, big_bundle, f"{proxy.host}/ml/big")
+    out = tmp_path / "out"
+    assert mloci("pull", f"{registry.host}/ml/big@{digest}", "-o", out).exit_code == 0
+    assert (out / "model.onnx").read_bytes() == (big_bundle / "model.onnx").read_bytes()

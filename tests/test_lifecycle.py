@@ -254,7 +254,9 @@ def test_gc_in_the_local_store_reclaims_blobs(
     push(mloci, bundle, "churn", version="1.1.0")
     blobs = mloci_home / "oci" / "blobs" / "sha256"
     before = len(list(blobs.iterdir()))
-    result = run_json(mloci, "gc", "churn", "--keep-last", "1")
+    young = run_json(mloci, "gc", "churn", "--keep-last", "1", "--dry-run")
+    assert [v["version"] for v in young["delete"]] == ["1.0.0"]
+    result = run_json(mloci, "gc", "churn", "--keep-last", "1", "--grace-seconds", "0")
     assert [v["version"] for v in result["delete"]] == ["1.0.0"]
     assert result["blobsRemoved"] >= 2 and len(list(blobs.iterdir())) == before - int(result["blobsRemoved"])
     assert run_json(mloci, "pull", "churn:1.1.0", "-o", in_tmp / "m")["digest"]

@@ -280,3 +280,25 @@ def test_pushing_to_another_repository_mounts_known_blobs(
         >= 1
     )
     assert registry.requests_matching(r'"PATCH /v2/') == patches  # no byte was uploaded again
+
+
+def test_pull_never_overwrites_a_file_the_previous_pull_did_not_write(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
+    repo = f"{registry.host}/ml/churn"
+    first = push_json(mloci, bundle, repo)["digest"]
+    out = tmp_path / "model"
+    assert mloci("pull", f"{repo}@{first}", "-o", out).exit_code == 0
+    (bundle / "NOTES.md").write_text("new in 1.1.0")
+    manifest = bundle / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"1.0.0"', '"1.1.0"'))
+    second = push_json(mloci, bundle, repo)["digest"]
+    (out / "NOTES.md").write_text("my own notes")  # the user's file, with the same name
+    refused = mloci("pull", f"{repo}@{second}", "-o", out)
+    assert refused.exit_code == 7 and "NOTES.md" in refused.stderr
+    assert (out / "NOTES.md").read_text() == "my own notes"
+    assert json.loads((out / ".mloci" / "pull.json").read_text())["digest"] == first
+    (out / "NOTES.md").unlink()
+    upgraded = mloci("pull", f"{repo}@{second}", "-o", out)
+    assert upgraded.exit_code == 0, upgraded.stderr
+    assert (out / "NOTES.md").read_text() == "new in 1.1.0"

@@ -242,14 +242,29 @@ def diff_command(left: str, right: str, as_json: bool, **kw: Any) -> None:
     "--keep-last", type=click.IntRange(min=0), required=True, help="Versions to keep, newest first."
 )
 @click.option("--dry-run", is_flag=True, help="Show the plan; delete nothing.")
+@click.option(
+    "--grace-seconds",
+    type=click.FloatRange(min=0),
+    default=600,
+    show_default=True,
+    help="Local store: keep unreferenced blobs younger than this (a push may still be writing them).",
+)
 @registry_options
 @json_option
-def gc_command(repository: str, keep_last: int, dry_run: bool, as_json: bool, **kw: Any) -> None:
+def gc_command(
+    repository: str, keep_last: int, dry_run: bool, grace_seconds: float, as_json: bool, **kw: Any
+) -> None:
     """Delete old versions of REPOSITORY that no environment alias holds, with their referrers.
 
     The registry reclaims blob space with its own garbage collection afterwards.
     """
-    plan = gc(parse_reference(repository), keep_last=keep_last, dry_run=dry_run, options=store_options(kw))
+    plan = gc(
+        parse_reference(repository),
+        keep_last=keep_last,
+        dry_run=dry_run,
+        options=store_options(kw),
+        grace_seconds=grace_seconds,
+    )
     if as_json:
         emit_json(plan.to_json())
         return

@@ -13,6 +13,7 @@ from mloci.errors import NotFoundError, UsageError
 from mloci.ops.listing import Version, list_versions
 from mloci.ops.referrers import COSIGN_SUFFIXES, fallback_tag, list_referrers
 from mloci.store import LayoutStore, Store, StoreOptions, open_store
+from mloci.store.layout import GC_GRACE_SECONDS
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference
 
@@ -65,7 +66,12 @@ def plan_gc(repository: Reference, *, keep_last: int, options: StoreOptions | No
 
 
 def gc(
-    repository: Reference, *, keep_last: int, dry_run: bool = True, options: StoreOptions | None = None
+    repository: Reference,
+    *,
+    keep_last: int,
+    dry_run: bool = True,
+    options: StoreOptions | None = None,
+    grace_seconds: float = GC_GRACE_SECONDS,
 ) -> GcPlan:
     plan = plan_gc(repository, keep_last=keep_last, options=options)
     store = open_store(repository, options)
@@ -87,7 +93,7 @@ def gc(
                     continue
         plan.executed = True
         if isinstance(store, LayoutStore):
-            plan.blobs_removed = store.collect_garbage()
+            plan.blobs_removed = store.collect_garbage(grace_seconds=grace_seconds)
         return plan
     finally:
         store.close()

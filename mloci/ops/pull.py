@@ -157,7 +157,10 @@ def _already_there(output: Path, digest: Digest, layers: Sequence[Layer]) -> boo
     marker = _read_marker(output)
     if not marker or marker.get("digest") != str(digest):
         return False
-    if sorted(marker.get("layers", [])) != sorted(str(layer.descriptor.digest) for layer in layers):
+    recorded = marker.get("layers")
+    if not isinstance(recorded, list) or not all(isinstance(d, str) for d in recorded):
+        return False
+    if sorted(recorded) != sorted(str(layer.descriptor.digest) for layer in layers):
         return False
     for layer in layers:
         if layer.packing != "raw":
@@ -240,8 +243,12 @@ def _staging(output: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _replaceable(output: Path, *, force: bool) -> list[Path]:
-    """What to remove from an existing ``output`` before moving new files in; refuse foreign content."""
+def _replaceable(output: Path, incoming: set[str], *, force: bool) -> list[Path]:
+    """What to remove from an existing ``output`` before moving new files in; refuse foreign content.
+
+    ``incoming`` are the top-level names the pull will create. A name the previous pull did not
+    write is never overwritten without ``force``.
+    """
     present = [p for p in output.iterdir() if not p.name.startswith(".mloci-staging-")]
     if not present or force:
         return present
@@ -251,7 +258,15 @@ def _replaceable(output: Path, *, force: bool) -> list[Path]:
             f"{output} is not empty and was not written by 'mloci pull'",
             hint="choose an empty directory, or pass --force to replace its contents",
         )
-    owned = {str(p).split("/")[0] for p in marker.get("files", [])} | {MARKER_DIR}
+    files = marker.get("files")
+    owned = {str(p).split("/")[0] for p in files if isinstance(p, str)} if isinstance(files, list) else set()
+    owned.add(MARKER_DIR)
+    foreign = sorted(p.name for p in present if p.name not in owned and p.name in incoming)
+    if foreign:
+        raise ConflictError(
+            f"{output} holds {', '.join(foreign)}, which the previous pull did not write and this one would replace",
+            hint="move them away, or pass --force",
+        )
     return [p for p in present if p.name in owned]
 
 
@@ -280,7 +295,8 @@ def pull(
         if output.exists() and not output.is_dir():
             raise ConflictError(f"{output} exists and is not a directory")
         # Decide before downloading anything whether the target may be replaced.
-        old = _replaceable(output, force=force) if output.is_dir() else []
+        incoming = {layer.path.split("/")[0] for layer in layers} | {MARKER_DIR}
+        old = _replaceable(output, incoming, force=force) if output.is_dir() else []
 
         try:
             with _staging(output) as staging:
@@ -321,6 +337,11 @@ def pull(
             sum(layer.descriptor.size for layer in layers),
             False,
         )
+    except OSError as exc:
+        # An unreadable or unwritable target, found before anything was written.
+        raise MlociError(
+            f"cannot use {output}: {exc.strerror or exc}", hint="nothing was changed there"
+        ) from exc
     finally:
         store.close()
 
@@ -332,11 +353,19 @@ def _move_into_place(staging: Path, output: Path, old: Sequence[Path]) -> None:
         return
     # The target exists (perhaps a mount point that cannot be replaced): swap its entries,
     # dropping the marker first and writing it last so a crash never leaves a false marker.
+    entries = sorted(staging.iterdir(), key=lambda p: (p.name == MARKER_DIR, p.name))
+    leaving = {p.name for p in old}
+    blocked = sorted(e.name for e in entries if (output / e.name).exists() and e.name not in leaving)
+    if blocked:
+        # Checked before anything is removed: tar layers can name entries the plan did not know.
+        raise ConflictError(
+            f"{output} already holds {', '.join(blocked)}", hint="move them away, or pass --force"
+        )
     (output / MARKER).unlink(missing_ok=True)
     for path in old:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:
-            path.unlink()
-    for entry in sorted(staging.iterdir(), key=lambda p: p.name == MARKER_DIR):
+            path.unlink(missing_ok=True)
+    for entry in entries:
         entry.rename(output / entry.name)

@@ -14,7 +14,7 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import Bundle, load_bundle
 from mloci.bundle.manifest import MANIFEST_FILENAME
 from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
-from mloci.errors import ConflictError, NotFoundError, UsageError
+from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_store
@@ -169,7 +169,13 @@ class EagerUploader:
             upload.abort()
             self.listener.finished(key, skipped=exists)
             return digest, hashed
-        upload.finish(digest)
+        try:
+            upload.finish(digest)
+        except MlociError:
+            # E.g. the file changed while it was read twice: the regular upload decides (and verifies).
+            upload.abort()
+            self.listener.finished(key, skipped=False)
+            return digest, hashed
         self.sent.add(digest)
         self.listener.finished(key, skipped=False)
         return digest, hashed

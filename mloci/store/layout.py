@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from mloci.types.reference import Reference
 
 _CHUNK = 1 << 20
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
+GC_GRACE_SECONDS = 600
 
 
 def _media_type_of(data: bytes) -> str:
@@ -313,7 +315,7 @@ class LayoutStore:
     ) -> list[Descriptor] | None:
         return None  # the layout keeps referrers with the tag schema, like registries without the API
 
-    def collect_garbage(self) -> int:
+    def collect_garbage(self, *, grace_seconds: float = GC_GRACE_SECONDS) -> int:
         """Delete blobs no listed manifest reaches; return how many. Runs under the index lock."""
         removed = 0
         with self._locked_index() as entries:
@@ -340,8 +342,10 @@ class LayoutStore:
                 for item in [document.get("subject"), *(document.get("manifests") or [])]:
                     if isinstance(item, dict) and isinstance(item.get("digest"), str):
                         manifests.append(item["digest"])
+            # Blobs of a push still in progress are not listed yet: spare anything recent.
+            cutoff = time.time() - grace_seconds
             for path in (self.root / "blobs" / "sha256").iterdir():
-                if f"sha256:{path.name}" not in live:
+                if f"sha256:{path.name}" not in live and path.stat().st_mtime < cutoff:
                     path.unlink(missing_ok=True)
                     removed += 1
         return removed

@@ -257,6 +257,12 @@ class RegistryStore:
                         )
                         break
                     except RegistryError as exc:
+                        if exc.temporary and failures < self.transport.max_retries:
+                            # A 5xx from a proxy mid-PATCH: resume from the registry's offset.
+                            failures += 1
+                            self.transport.pause(failures, None)
+                            session, offset = self._resume_point(repository, scope, session, descriptor)
+                            continue
                         if not patching or exc.status not in _CHUNKS_REFUSED:
                             raise
                         # This registry does not take PATCH uploads: start over, monolithic.
@@ -392,7 +398,11 @@ class RegistryStore:
         session = self.transport.url(status.headers.get("Location") or session)
         ranged = status.headers.get("Range", "")
         _, _, end = ranged.partition("-")
-        return session, int(end) + 1 if end.isdigit() else 0
+        if not end.isdigit() or int(end) == 0:
+            # distribution answers "0-0" for both 0 and 1 byte received: start this blob over.
+            self._cancel_upload(session, scope)
+            return self._start_upload(repository, scope, descriptor.digest, None) or session, 0
+        return session, int(end) + 1
 
     def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
         """Ask the registry to mount a blob from another repository; False when it will not."""

@@ -257,6 +257,9 @@ class Transport:
                 challenges += 1
                 self.auth.forget(scope)
                 self.auth.learn(challenge)
+                if not resendable:
+                    # The streamed body is spent: the caller (an upload) resumes with the new token.
+                    raise AuthError(f"{self.host} asked to authenticate again mid-transfer", temporary=True)
                 if rewind is not None:
                     rewind()
                 continue
@@ -303,6 +306,7 @@ class Transport:
             url=redact(url),
             status=status,
             codes=codes,
+            temporary=status in RETRYABLE_STATUS,
         )
 
     def close(self) -> None:
