@@ -12,21 +12,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, parse_pairs, registry_options, store_options
+from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, store_options
 from mloci.cli.trust import _passphrase
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
 
 if TYPE_CHECKING:
     from mloci.ops.attach import Node
-
-key_option = click.option(
-    "--key",
-    "key",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private key (PEM, from mloci keygen).",
-)
 
 
 def _short(digest: object) -> str:
@@ -93,7 +85,7 @@ def _time(text: str) -> datetime:
 
 @click.command("attest")
 @click.argument("reference")
-@key_option
+@key_option("Private key (PEM, from mloci keygen).")
 @click.option("--builder-id", help="SLSA builder.id (default: $MLOCI_BUILDER_ID, the CI runner, or local).")
 @click.option(
     "--started-on", metavar="TIME", help="When the build started, RFC 3339 with an offset (default: now)."
@@ -139,13 +131,7 @@ def attest_command(
 
 @click.command("verify-attestation")
 @click.argument("reference")
-@click.option(
-    "--key",
-    "key",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Public key (PEM) the attestation must be signed with.",
-)
+@key_option("Public key (PEM) the attestation must be signed with.")
 @click.option(
     "--type",
     "predicate_type",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -78,6 +79,13 @@ def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
             raise UsageError(f"invalid {what} {value!r}", hint="use KEY=VALUE")
         parsed[key] = item
     return parsed
+
+
+def key_option(help: str) -> Callable[[F], F]:
+    """``--key PATH``: a signing key (private for sign/attest, public for verify)."""
+    return click.option(
+        "--key", "key", required=True, type=click.Path(dir_okay=False, path_type=Path), help=help
+    )
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")

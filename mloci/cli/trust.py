@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, parse_pairs, registry_options, store_options
+from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, store_options
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
 from mloci.ops.sign import generate_keypair, is_encrypted, sign, verify
@@ -71,13 +71,7 @@ def keygen_command(output_key_prefix: str, allow_unencrypted: bool, as_json: boo
 
 @click.command("sign")
 @click.argument("reference")
-@click.option(
-    "--key",
-    "key",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private key (PEM, from mloci keygen).",
-)
+@key_option("Private key (PEM, from mloci keygen).")
 @annotation_option
 @registry_options
 @json_option
@@ -100,13 +94,7 @@ def sign_command(reference: str, key: Path, annotations: tuple[str, ...], as_jso
 
 @click.command("verify")
 @click.argument("reference")
-@click.option(
-    "--key",
-    "key",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Public key (PEM) the signature must verify with.",
-)
+@key_option("Public key (PEM) the signature must verify with.")
 @annotation_option
 @registry_options
 @json_option
