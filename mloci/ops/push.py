@@ -134,7 +134,7 @@ class EagerUploader:
         size = path.stat().st_size
         upload = self.store.begin_stream(self.repository) if size >= self.MIN_SIZE else None
         if upload is None:
-            return hash_file(path)
+            return hash_file(path, self.token.check)
         key = f"eager:{path}"
         self.listener.started(key, label, size)
         stop = CancelToken()
@@ -154,7 +154,7 @@ class EagerUploader:
         sender = threading.Thread(target=send, name="mloci-eager-upload")
         sender.start()
         try:
-            digest, hashed = hash_file(path)
+            digest, hashed = hash_file(path, self.token.check)
             exists = self.store.has_blob(self.repository, digest)
             if exists:
                 stop.cancel()
@@ -260,12 +260,12 @@ def push_bundle(
         eager: EagerUploader | None = None
         inner: Callable[[Path, str], tuple[Digest, int]]
         if isinstance(store, LayoutStore):
-            inner = lambda path, _: store.ingest_file(path)  # noqa: E731
+            inner = lambda path, _: store.ingest_file(path, token.check)  # noqa: E731
         elif isinstance(store, RegistryStore) and not _version_exists(store, ref, bundle):
             eager = EagerUploader(store, ref.repository, listener, token)
             inner = eager
         else:
-            inner = lambda path, _: hash_file(path)  # noqa: E731
+            inner = lambda path, _: hash_file(path, token.check)  # noqa: E731
         listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
         try:
             digests = file_digests(bundle, cache.hasher(inner), options.concurrency, token)

@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +205,7 @@ class LayoutStore:
 
         self._store_verified(target, verified(chunks(), descriptor, f"blob {descriptor.digest}"), progress)
 
-    def ingest_file(self, path: Path) -> tuple[Digest, int]:
+    def ingest_file(self, path: Path, check: Callable[[], None] | None = None) -> tuple[Digest, int]:
         """Copy a file into the blob pool while hashing it, in parallel.
 
         The kernel copies (a reflink, or ``copy_file_range``: no bytes through Python) while this thread hashes from
@@ -229,7 +229,7 @@ class LayoutStore:
         worker.start()
         try:
             try:
-                digest, size = hash_file(path)
+                digest, size = hash_file(path, check)
             finally:
                 worker.join()
             if copy_error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,19 @@ class Digest:
         )
 
 
-def hash_file(path: Path) -> tuple[Digest, int]:
-    """sha256 and size of a file, read once in 1 MiB blocks (OpenSSL's SHA-NI path runs at GB/s)."""
+def hash_file(path: Path, check: Callable[[], None] | None = None) -> tuple[Digest, int]:
+    """sha256 and size of a file, read once in 1 MiB blocks (OpenSSL's SHA-NI path runs at GB/s).
+
+    ``check`` is called between blocks; it raises to abandon a long hash (Ctrl-C, a failed sibling).
+    """
     hasher = hashlib.sha256()
     size = 0
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
     with path.open("rb", buffering=0) as handle:
         while n := handle.readinto(buffer):
+            if check is not None:
+                check()
             hasher.update(view[:n])
             size += n
     return Digest("sha256", hasher.hexdigest()), size
