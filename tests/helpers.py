@@ -27,6 +27,15 @@ class Result:
 Runner = Callable[..., Result]
 
 
+def random_bundle(parent: Path, name: str, filename: str, size: int) -> Path:
+    """A minimal bundle ``parent/name`` with one file of ``size`` incompressible bytes."""
+    bundle = parent / name
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(f'{{"name": "{name}", "version": "1.0.0"}}')
+    (bundle / filename).write_bytes(os.urandom(size))
+    return bundle
+
+
 class Registry:
     """CNCF distribution (Debian's docker-registry) as a plain process on 127.0.0.1 and a free port."""
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import Registry, Runner
+from helpers import Registry, Runner, random_bundle
 
 import mloci.ops.push
 from mloci.bundle.digests import DigestCache
@@ -16,11 +16,7 @@ from mloci.types.digest import hash_file
 
 @pytest.fixture
 def large_bundle(tmp_path: Path) -> Path:
-    bundle = tmp_path / "large"
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text('{"name": "large", "version": "1.0.0"}')
-    (bundle / "weights.bin").write_bytes(os.urandom(3 << 20))
-    return bundle
+    return random_bundle(tmp_path, "large", "weights.bin", 3 << 20)
 
 
 def forbid_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,11 +74,7 @@ def test_a_broken_cache_never_breaks_a_push(tmp_path: Path) -> None:
 
 @pytest.fixture
 def eager_bundle(tmp_path: Path) -> Path:
-    bundle = tmp_path / "eager"
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text('{"name": "eager", "version": "1.0.0"}')
-    (bundle / "weights.bin").write_bytes(os.urandom(40 << 20))
-    return bundle
+    return random_bundle(tmp_path, "eager", "weights.bin", 40 << 20)
 
 
 def test_large_new_files_upload_while_hashing(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from faultproxy import Fault, FaultProxy
-from helpers import Registry, Runner
+from helpers import Registry, Runner, random_bundle
 
 
 @pytest.fixture
@@ -25,11 +25,7 @@ def proxy(registry: Registry) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def big_bundle(tmp_path: Path) -> Path:
-    bundle = tmp_path / "big"
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text('{"name": "big-model", "version": "1.0.0", "framework": "onnx"}')
-    (bundle / "model.onnx").write_bytes(os.urandom(6 << 20))
-    return bundle
+    return random_bundle(tmp_path, "big", "model.onnx", 6 << 20)
 
 
 def pushed_digest(mloci: Runner, bundle: Path, repo: str) -> str:
