@@ -122,3 +122,136 @@ def test_a_full_disk_fails_cleanly(registry: Registry, tmp_path: Path, mloci_hom
     assert "cannot write into" in done.stderr and "File too large" in done.stderr
     assert done.stderr.count("\n") == 1
     assert list(parent.iterdir()) == []
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every entry below ``root`` with what it is: file content, link target, or 'dir'."""
+    entries: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            entries[rel] = f"-> {path.readlink()}"
+        elif path.is_dir():
+            entries[rel] = "dir"
+        else:
+            entries[rel] = path.read_text()
+    return entries
+
+
+def _crowded_home(root: Path, outside: Path) -> dict[str, str]:
+    """A directory like a home: files, directories, hidden files, links in and out; returns its tree."""
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    (root / ".bashrc").write_text("export A=1")
+    (root / ".ssh").mkdir()
+    (root / ".ssh" / "id_ed25519").write_text("secret")
+    (root / "projects" / "deep").mkdir(parents=True)
+    (root / "projects" / "deep" / "x.py").write_text("print(1)")
+    (root / "weights").mkdir()
+    (root / "weights" / "user.bin").write_text("user weights")
+    (root / "link-in").symlink_to("notes.txt")
+    (root / "link-out").symlink_to(outside)
+    (root / "dangling").symlink_to("nowhere")
+    return _tree(root)
+
+
+def test_force_pull_leaves_every_unrelated_entry(mloci: Runner, registry: Registry, tmp_path: Path) -> None:
+    """Regression: `pull --force` used to delete every entry of the target (a wiped home directory)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("outside")
+    home = tmp_path / "home"
+    before = _crowded_home(home, outside)
+    archive = tar_bytes([member("weights", tarfile.DIRTYPE), member("weights/a.bin")])
+    ref = push_layers(
+        registry,
+        [
+            (mediatype.model_layer("weight"), "model.bin", b"model"),
+            (mediatype.model_layer("weight", "tar"), "weights", archive),
+        ],
+    )
+    refused = mloci("pull", ref, "-o", home)
+    assert refused.exit_code == 7 and "--force" in refused.stderr
+    assert _tree(home) == before
+
+    forced = mloci("pull", ref, "-o", home, "--force", "--json")
+    assert forced.exit_code == 0, forced.stderr
+    after = _tree(home)
+    for name, what in before.items():
+        assert after[name] == what, name
+    assert after["model.bin"] == "model" and after["weights/a.bin"] == "data"
+    assert json.loads(forced.stdout)["replaced"] == []
+    assert (outside / "keep.txt").read_text() == "outside"
+
+
+def test_force_replaces_only_same_named_files_and_says_so(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.bin").write_text("old user file")
+    (out / "other.txt").write_text("stays")
+    ref = push_layers(registry, [(mediatype.model_layer("weight"), "model.bin", b"model")])
+    refused = mloci("pull", ref, "-o", out)
+    assert refused.exit_code == 7
+    forced = mloci("pull", ref, "-o", out, "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert "replaced 1 entries" in forced.stderr and "model.bin" in forced.stderr
+    assert (out / "model.bin").read_bytes() == b"model"
+    assert (out / "other.txt").read_text() == "stays"
+
+
+def test_force_never_replaces_a_directory(mloci: Runner, registry: Registry, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "model.bin").mkdir(parents=True)
+    (out / "model.bin" / "inner.txt").write_text("stays")
+    ref = push_layers(registry, [(mediatype.model_layer("weight"), "model.bin", b"model")])
+    refused = mloci("pull", ref, "-o", out, "--force")
+    assert refused.exit_code == 7 and "directories model.bin" in refused.stderr
+    assert (out / "model.bin" / "inner.txt").read_text() == "stays"
+
+
+def test_a_new_version_replaces_only_what_the_previous_pull_wrote(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = push_layers(
+        registry,
+        [
+            (mediatype.model_layer("weight"), "sub/old.bin", b"old"),
+            (mediatype.model_layer("weight"), "model.bin", b"v1"),
+        ],
+    )
+    assert mloci("pull", first, "-o", out).exit_code == 0
+    (out / "sub" / "mine.txt").write_text("added by the user")
+    (out / "extra.txt").write_text("also mine")
+    second = push_layers(registry, [(mediatype.model_layer("weight"), "model.bin", b"v2")])
+    result = mloci("pull", second, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert (out / "model.bin").read_bytes() == b"v2"
+    assert not (out / "sub" / "old.bin").exists()
+    assert (out / "sub" / "mine.txt").read_text() == "added by the user"
+    assert (out / "extra.txt").read_text() == "also mine"
+    marker = json.loads((out / ".mloci" / "pull.json").read_text())
+    assert marker["files"] == ["model.bin"]
+
+
+def test_a_hand_edited_marker_cannot_make_pull_delete_outside(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("outside the target")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.txt").write_text("behind a link")
+    out = tmp_path / "out"
+    (out / ".mloci").mkdir(parents=True)
+    (out / "link").symlink_to(elsewhere)
+    (out / ".mloci" / "pull.json").write_text(
+        json.dumps({"digest": "sha256:" + "0" * 64, "files": ["../victim.txt", str(victim), "link/x.txt"]})
+    )
+    ref = push_layers(registry, [(mediatype.model_layer("weight"), "model.bin", b"model")])
+    assert mloci("pull", ref, "-o", out).exit_code == 0
+    assert victim.read_text() == "outside the target"
+    assert (elsewhere / "x.txt").read_text() == "behind a link"
+    assert (out / "link").is_symlink()

@@ -85,7 +85,8 @@ def test_pull_refuses_a_foreign_non_empty_directory(
     assert refused.exit_code == 7 and "not empty" in refused.stderr
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
     assert mloci("pull", f"{repo}@{digest}", "-o", out, "--force").exit_code == 0
-    assert not (out / "precious.txt").exists()
+    assert (out / "precious.txt").read_text() == "keep me"  # --force never deletes unrelated entries
+    assert (out / "model.onnx").is_file()
 
 
 def test_repush_is_a_no_op_and_other_content_under_a_version_is_refused(

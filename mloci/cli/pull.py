@@ -32,7 +32,11 @@ def write_atomically(path: Path, text: str) -> None:
     multiple=True,
     help="Pull only files matching a glob ('*.onnx') or a layer kind (weight, weight.config, doc, code, dataset).",
 )
-@click.option("--force", is_flag=True, help="Replace the contents of a non-empty output directory.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Pull into a non-empty directory: replace files with the artifact's names; everything else stays.",
+)
 @click.option(
     "--digest-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -91,6 +95,11 @@ def pull_command(
         else:
             click.echo(
                 f"pulled {len(result.files)} files ({human_size(result.bytes_downloaded)}) into {target}",
+                err=True,
+            )
+        if result.replaced:
+            click.echo(
+                f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}",
                 err=True,
             )
     click.echo(str(result.reference))

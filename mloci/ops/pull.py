@@ -15,6 +15,7 @@ import fnmatch
 import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,7 @@ from mloci.types.reference import Reference
 
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
+STAGING_PREFIX = ".mloci-staging-"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class PullResult:
     files: tuple[Layer, ...]
     bytes_downloaded: int
     unchanged: bool
+    replaced: tuple[str, ...] = ()
+    """Entries a previous pull had not written that ``force`` replaced (files and links, never directories)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,7 @@ class PullResult:
             ],
             "bytesDownloaded": self.bytes_downloaded,
             "unchanged": self.unchanged,
+            "replaced": list(self.replaced),
         }
 
 
@@ -231,7 +236,7 @@ def _untar(archive: Path, staging: Path) -> list[str]:
 def _staging(output: Path) -> Iterator[Path]:
     """A private directory on the target's filesystem, removed whatever happens."""
     if output.exists():
-        path = Path(tempfile.mkdtemp(prefix=".mloci-staging-", dir=output))
+        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output))
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix=f".{output.name}.mloci-", dir=output.parent))
@@ -243,31 +248,100 @@ def _staging(output: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _replaceable(output: Path, incoming: set[str], *, force: bool) -> list[Path]:
-    """What to remove from an existing ``output`` before moving new files in; refuse foreign content.
-
-    ``incoming`` are the top-level names the pull will create. A name the previous pull did not
-    write is never overwritten without ``force``.
-    """
-    present = [p for p in output.iterdir() if not p.name.startswith(".mloci-staging-")]
-    if not present or force:
-        return present
+def _owned_files(output: Path) -> set[str]:
+    """The files a previous pull recorded in its marker; anything unsafe in a (hand-edited) marker is ignored."""
     marker = _read_marker(output)
-    if marker is None:
+    files = marker.get("files") if marker else None
+    owned: set[str] = set()
+    for path in files if isinstance(files, list) else []:
+        if not isinstance(path, str):
+            continue
+        try:
+            owned.add(safe_path(path))
+        except IntegrityError:
+            continue
+    return owned
+
+
+def _inside(output: Path, path: str) -> bool:
+    """Whether every directory above ``output/path`` is a real directory, so acting on it stays in the tree."""
+    current = output
+    for part in path.split("/")[:-1]:
+        current = current / part
+        try:
+            if not stat.S_ISDIR(current.lstat().st_mode):
+                return False
+        except FileNotFoundError:
+            return True
+    return True
+
+
+def _clashes(output: Path, incoming: set[str], owned: set[str]) -> tuple[list[str], list[str]]:
+    """What stands where the pull will write: (entries --force may replace, directories nothing replaces).
+
+    Only the incoming file paths and the directories above them are looked at; an entry the
+    previous pull wrote is not a clash. Directories are never replaced, with or without --force.
+    """
+    replaceable: set[str] = set()
+    directories: set[str] = set()
+    for path in incoming:
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            name = "/".join(parts[:depth])
+            try:
+                mode = (output / name).lstat().st_mode
+            except FileNotFoundError:
+                break
+            if stat.S_ISDIR(mode):
+                if depth == len(parts) and not _only_owned(output, name, owned):
+                    directories.add(name)
+                continue
+            if name not in owned:
+                replaceable.add(name)
+            break
+    return sorted(replaceable), sorted(directories)
+
+
+def _only_owned(output: Path, directory: str, owned: set[str]) -> bool:
+    """Whether everything below ``output/directory`` was written by the previous pull."""
+    for root, dirs, files in os.walk(output / directory):
+        base = Path(root).relative_to(output).as_posix()
+        links = [name for name in dirs if Path(root, name).is_symlink()]
+        if any(f"{base}/{name}" not in owned for name in files + links):
+            return False
+    return True
+
+
+def _check_target(output: Path, incoming: set[str], *, force: bool) -> list[str]:
+    """Refuse, before anything is downloaded, to write over what mloci did not write; return what --force replaces.
+
+    ``incoming`` are the file paths the pull will create. Nothing outside them is ever touched.
+    """
+    present = [p for p in output.iterdir() if not p.name.startswith(STAGING_PREFIX)]
+    if not present:
+        return []
+    marker = _read_marker(output)
+    if marker is None and not force:
         raise ConflictError(
             f"{output} is not empty and was not written by 'mloci pull'",
-            hint="choose an empty directory, or pass --force to replace its contents",
+            hint="choose an empty directory, or pass --force to add the files beside what is there "
+            "(only entries with the same names are replaced)",
         )
-    files = marker.get("files")
-    owned = {str(p).split("/")[0] for p in files if isinstance(p, str)} if isinstance(files, list) else set()
-    owned.add(MARKER_DIR)
-    foreign = sorted(p.name for p in present if p.name not in owned and p.name in incoming)
-    if foreign:
+    marker_dir = output / MARKER_DIR
+    if marker_dir.is_symlink() or (marker_dir.exists() and not marker_dir.is_dir()):
+        raise ConflictError(f"{marker_dir} exists and is not mloci's marker directory", hint="move it away")
+    replaceable, directories = _clashes(output, incoming, _owned_files(output))
+    if directories:
         raise ConflictError(
-            f"{output} holds {', '.join(foreign)}, which the previous pull did not write and this one would replace",
+            f"{output} holds the directories {', '.join(directories)} where the artifact has files",
+            hint="move them away; mloci never replaces a directory",
+        )
+    if replaceable and not force:
+        raise ConflictError(
+            f"{output} holds {', '.join(replaceable)}, which the previous pull did not write and this one would replace",
             hint="move them away, or pass --force",
         )
-    return [p for p in present if p.name in owned]
+    return replaceable
 
 
 def pull(
@@ -291,12 +365,13 @@ def pull(
         layers = select(layers_of(manifest), filters)
         pinned = reference.pinned(descriptor.digest)
         if output.is_dir() and _already_there(output, descriptor.digest, layers):
-            return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True)
+            return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True, ())
         if output.exists() and not output.is_dir():
             raise ConflictError(f"{output} exists and is not a directory")
-        # Decide before downloading anything whether the target may be replaced.
-        incoming = {layer.path.split("/")[0] for layer in layers} | {MARKER_DIR}
-        old = _replaceable(output, incoming, force=force) if output.is_dir() else []
+        # Decide before downloading anything whether the target may be written; tar layers'
+        # files are known only after extraction and are checked again before anything moves.
+        incoming = {layer.path for layer in layers if layer.packing == "raw"}
+        replaced = _check_target(output, incoming, force=force) if output.is_dir() else []
 
         try:
             with _staging(output) as staging:
@@ -318,11 +393,7 @@ def pull(
                     "layers": sorted(str(layer.descriptor.digest) for layer in layers),
                     "files": created,
                 }
-                (staging / MARKER_DIR).mkdir()
-                (staging / MARKER).write_text(
-                    json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-                )
-                _move_into_place(staging, output, old)
+                replaced = _move_into_place(staging, output, created, marker, force=force)
         except OSError as exc:
             # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
             reason = exc.strerror or type(exc).__name__
@@ -336,6 +407,7 @@ def pull(
             tuple(layers),
             sum(layer.descriptor.size for layer in layers),
             False,
+            tuple(replaced),
         )
     except OSError as exc:
         # An unreadable or unwritable target, found before anything was written.
@@ -346,26 +418,51 @@ def pull(
         store.close()
 
 
-def _move_into_place(staging: Path, output: Path, old: Sequence[Path]) -> None:
+def _write_marker(directory: Path, marker: dict[str, Any]) -> None:
+    (directory / MARKER_DIR).mkdir(exist_ok=True)
+    tmp = directory / f"{MARKER}.tmp"
+    tmp.write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(directory / MARKER)
+
+
+def _move_into_place(
+    staging: Path, output: Path, created: Sequence[str], marker: dict[str, Any], *, force: bool
+) -> list[str]:
+    """Publish the staged files; return the entries mloci had not written that --force replaced."""
     if staging.parent != output:
         # The target did not exist: one atomic rename publishes everything.
+        _write_marker(staging, marker)
         staging.rename(output)
-        return
-    # The target exists (perhaps a mount point that cannot be replaced): swap its entries,
-    # dropping the marker first and writing it last so a crash never leaves a false marker.
-    entries = sorted(staging.iterdir(), key=lambda p: (p.name == MARKER_DIR, p.name))
-    leaving = {p.name for p in old}
-    blocked = sorted(e.name for e in entries if (output / e.name).exists() and e.name not in leaving)
-    if blocked:
-        # Checked before anything is removed: tar layers can name entries the plan did not know.
-        raise ConflictError(
-            f"{output} already holds {', '.join(blocked)}", hint="move them away, or pass --force"
-        )
-    (output / MARKER).unlink(missing_ok=True)
-    for path in old:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    for entry in entries:
-        entry.rename(output / entry.name)
+        return []
+    # The target exists (perhaps a mount point that cannot be replaced): move file by file.
+    # Only the files this pull writes and the files the previous pull recorded are touched.
+    new = set(created)
+    replaced = _check_target(output, new, force=force)
+    owned = _owned_files(output)
+    # A crash from here on leaves a marker that owns both generations, so the next pull can finish.
+    _write_marker(output, {"digest": None, "files": sorted(owned | new), "incomplete": True})
+    for path in sorted(owned - new):
+        target = output / path
+        if _inside(output, path) and (target.is_symlink() or target.is_file()):
+            target.unlink()
+            _prune_empty_parents(output, path)
+    for path in sorted(new):
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            parent = output.joinpath(*parts[:depth])
+            if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
+                parent.unlink()  # a file or link the checks above allowed to go
+        (output / path).parent.mkdir(parents=True, exist_ok=True)
+        (staging / path).replace(output / path)
+    _write_marker(output, marker)
+    return replaced
+
+
+def _prune_empty_parents(output: Path, path: str) -> None:
+    parent = (output / path).parent
+    while parent != output:
+        try:
+            parent.rmdir()
+        except OSError:
+            return  # not empty (or not ours to remove): stop
+        parent = parent.parent
