@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -82,33 +81,6 @@ def test_manifest_json_layer_carries_the_normalized_manifest(bundle: Path) -> No
     document = json.loads(layer.data or b"")
     assert document["name"] == "churn-model"
     assert document["metrics"]["auc"] == 0.8683  # merged from metrics.json
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def test_git_head_and_dirtiness_are_recorded_when_the_manifest_has_no_sha(bundle: Path) -> None:
-    git(bundle, "init", "-q")
-    git(bundle, "add", "-A")
-    git(bundle, "commit", "-qm", "model")
-    head = git(bundle, "rev-parse", "HEAD")
-    packed = pack(with_git(load_bundle(bundle), git_state(bundle)))
-    assert packed.manifest.annotation(ann.REVISION) == head
-    assert packed.manifest.annotation(ann.GIT_DIRTY) == "false"
-    assert packed.tags == ("1.0.0", f"1.0.0-{head[:7]}")
-    (bundle / "notes.md").write_text("uncommitted")
-    dirty = pack(with_git(load_bundle(bundle), git_state(bundle)))
-    assert dirty.manifest.annotation(ann.GIT_DIRTY) == "true"
 
 
 def test_build_metadata_becomes_a_valid_tag(bundle: Path) -> None:

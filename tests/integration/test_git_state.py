@@ -1,0 +1,39 @@
+"""The bundle records the git commit it was built from and whether the work tree was dirty (runs git)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from mloci.bundle import load_bundle, pack
+from mloci.bundle.git import git_state
+from mloci.bundle.pack import with_git
+from mloci.types import annotations as ann
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_git_head_and_dirtiness_are_recorded_when_the_manifest_has_no_sha(bundle: Path) -> None:
+    git(bundle, "init", "-q")
+    git(bundle, "add", "-A")
+    git(bundle, "commit", "-qm", "model")
+    head = git(bundle, "rev-parse", "HEAD")
+    packed = pack(with_git(load_bundle(bundle), git_state(bundle)))
+    assert packed.manifest.annotation(ann.REVISION) == head
+    assert packed.manifest.annotation(ann.GIT_DIRTY) == "false"
+    assert packed.tags == ("1.0.0", f"1.0.0-{head[:7]}")
+    (bundle / "notes.md").write_text("uncommitted")
+    dirty = pack(with_git(load_bundle(bundle), git_state(bundle)))
+    assert dirty.manifest.annotation(ann.GIT_DIRTY) == "true"
