@@ -44,7 +44,7 @@ def serve_command(
     reach the server acts with those: keep the default 127.0.0.1, or use --read-only.
     """
     try:
-        from mloci.index.app import IndexConfig, serve  # noqa: PLC0415  (optional dependencies)
+        from mloci.pyindex.app import IndexConfig, serve  # noqa: PLC0415  (optional dependencies)
     except ImportError as exc:
         raise UsageError(
             f"the index server needs {exc.name or 'starlette and uvicorn'}", hint="pip install 'mloci[index]'"

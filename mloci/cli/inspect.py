@@ -6,7 +6,7 @@ import click
 
 from mloci.cli._output import emit_json, human_size
 from mloci.cli.options import json_option, registry_options, store_options
-from mloci.ops.inspect import inspect
+from mloci.ops.inspection import inspect
 from mloci.ops.refs import parse_reference
 
 

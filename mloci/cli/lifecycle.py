@@ -10,13 +10,13 @@ import click
 from mloci.cli._output import emit_json, human_size
 from mloci.cli.options import json_option, registry_options, store_options
 from mloci.errors import UsageError
-from mloci.ops.copy import copy
 from mloci.ops.diff import diff
 from mloci.ops.gc import gc
 from mloci.ops.listing import list_versions
 from mloci.ops.promote import Gate, history, promote, rollback
 from mloci.ops.refs import parse_reference
 from mloci.ops.tag import tag
+from mloci.ops.transfer import copy
 from mloci.project import ProjectConfig, load_project
 from mloci.store import StoreOptions
 from mloci.types.reference import Reference

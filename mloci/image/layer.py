@@ -38,7 +38,7 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class Layer:
+class ImageLayer:
     blob: Blob  # the compressed layer (a temporary file the caller removes)
     diff_id: Digest
 
@@ -107,7 +107,7 @@ class _FileReader(io.RawIOBase):
 
 def build_layer(
     entries: Iterable[Entry], *, workdir: Path, mtime: int = 0, compress: bool = True, level: int = 6
-) -> Layer:
+) -> ImageLayer:
     """Write a reproducible tar(+gzip) layer of ``entries`` under ``workdir``; return it with its digests."""
     files = sorted(entries, key=lambda e: e.path)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def build_layer(
             digest=Digest("sha256", compressed.hash.hexdigest()),
             size=compressed.size,
         )
-        return Layer(Blob(descriptor, path=target), Digest("sha256", plain.hash.hexdigest()))
+        return ImageLayer(Blob(descriptor, path=target), Digest("sha256", plain.hash.hexdigest()))
     except BaseException:
         target.unlink(missing_ok=True)
         raise

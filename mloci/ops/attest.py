@@ -52,7 +52,7 @@ from mloci.bundle.manifest import BundleManifest
 from mloci.errors import IntegrityError, NotFoundError, RegistryError, UsageError
 from mloci.ops._purl import oci_purl, pypi_purl
 from mloci.ops.attach import DSSE_ENVELOPE, AttachResult, attach_blob
-from mloci.ops.inspect import InspectResult, inspect
+from mloci.ops.inspection import InspectResult, inspect
 from mloci.ops.promote import ci_run_url
 from mloci.ops.referrers import list_referrers
 from mloci.ops.sign import Rejected, load_private_key, load_public_key

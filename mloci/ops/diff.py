@@ -7,7 +7,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from mloci.ops.inspect import InspectResult, inspect
+from mloci.ops.inspection import InspectResult, inspect
 from mloci.store import StoreOptions
 from mloci.types.reference import Reference
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mloci.errors import NotFoundError, UsageError
-from mloci.ops.listing import Version, list_versions
+from mloci.ops.listing import ModelVersion, list_versions
 from mloci.ops.referrers import COSIGN_SUFFIXES, fallback_tag, list_referrers
 from mloci.store import LayoutStore, Store, StoreOptions, open_store
 from mloci.store.layout import GC_GRACE_SECONDS
@@ -21,8 +21,8 @@ from mloci.types.reference import Reference
 @dataclass
 class GcPlan:
     repository: str
-    keep: list[Version] = field(default_factory=list)
-    delete: list[Version] = field(default_factory=list)
+    keep: list[ModelVersion] = field(default_factory=list)
+    delete: list[ModelVersion] = field(default_factory=list)
     attachments: dict[str, list[str]] = field(default_factory=dict)  # deleted digest -> its referrers
     executed: bool = False
     blobs_removed: int = 0

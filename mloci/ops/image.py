@@ -21,10 +21,10 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.pack import pack, rfc3339, source_date, version_tag, with_git
 from mloci.errors import MlociError, UsageError
-from mloci.image.layer import Entry, Layer, build_layer, iter_entries
-from mloci.ops.copy import Copier
+from mloci.image.layer import Entry, ImageLayer, build_layer, iter_entries
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
+from mloci.ops.transfer import Copier
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -74,7 +74,7 @@ class ImageResult:
 
 
 @dataclass(frozen=True)
-class _Model:
+class _ImageModel:
     name: str
     version: str
     revision: str | None
@@ -83,14 +83,14 @@ class _Model:
     created: datetime
 
 
-def _model_from_bundle(path: Path) -> _Model:
+def _model_from_bundle(path: Path) -> _ImageModel:
     bundle = with_git(load_bundle(path), git_state(path))
     packed = pack(bundle)
     m = bundle.manifest
-    return _Model(m.name, m.version, m.git_sha, packed.digest, bundle.root, source_date(m))
+    return _ImageModel(m.name, m.version, m.git_sha, packed.digest, bundle.root, source_date(m))
 
 
-def _model_from_reference(ref: Reference, workdir: Path, options: StoreOptions) -> _Model:
+def _model_from_reference(ref: Reference, workdir: Path, options: StoreOptions) -> _ImageModel:
     result = pull(ref, workdir / "model", options=options)
     manifest_file = result.output / "manifest.json"
     document = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
@@ -101,7 +101,7 @@ def _model_from_reference(ref: Reference, workdir: Path, options: StoreOptions) 
         if document.get("train_time")
         else datetime(1970, 1, 1, tzinfo=UTC)
     )
-    return _Model(name, version, document.get("git_sha"), result.digest, result.output, created)
+    return _ImageModel(name, version, document.get("git_sha"), result.digest, result.output, created)
 
 
 def _platform_manifests(
@@ -131,9 +131,9 @@ def _read_json(store: Store, repository: str, descriptor: Descriptor) -> dict[st
 def _new_config(
     config: dict[str, Any],
     spec: ImageSpec,
-    model: _Model,
+    model: _ImageModel,
     model_path: str,
-    layers: list[Layer],
+    layers: list[ImageLayer],
     labels: dict[str, str],
 ) -> dict[str, Any]:
     created = rfc3339(model.created)

@@ -25,7 +25,7 @@ def is_internal_tag(tag: str) -> bool:
 
 
 @dataclass
-class Version:
+class ModelVersion:
     digest: Digest
     tags: list[str] = field(default_factory=list)  # immutable version tags
     aliases: list[str] = field(default_factory=list)  # moving tags: environments, latest…
@@ -48,7 +48,7 @@ class Version:
         }
 
 
-def _describe(store: Store, repo: Reference, version: Version) -> None:
+def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
     try:
         descriptor, data = store.fetch_manifest(repo.with_digest(version.digest))
     except (NotFoundError, IntegrityError, RegistryError):
@@ -70,7 +70,7 @@ def _describe(store: Store, repo: Reference, version: Version) -> None:
         version.metrics = parsed if isinstance(parsed, dict) else {}
 
 
-def list_versions(repository: Reference, *, options: StoreOptions | None = None) -> list[Version]:
+def list_versions(repository: Reference, *, options: StoreOptions | None = None) -> list[ModelVersion]:
     """Every artifact a tag names in ``repository``, newest version first."""
     options = options or StoreOptions()
     store = open_store(repository, options)
@@ -79,9 +79,9 @@ def list_versions(repository: Reference, *, options: StoreOptions | None = None)
         tags = [t for t in store.list_tags(repo.repository) if not is_internal_tag(t)]
         with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
             digests = list(pool.map(lambda t: store.resolve(repo.with_tag(t)).digest, tags))
-            versions: dict[Digest, Version] = {}
+            versions: dict[Digest, ModelVersion] = {}
             for name, digest in zip(tags, digests, strict=True):
-                entry = versions.setdefault(digest, Version(digest))
+                entry = versions.setdefault(digest, ModelVersion(digest))
                 (entry.tags if is_version_tag(name) else entry.aliases).append(name)
             list(pool.map(lambda v: _describe(store, repo, v), versions.values()))
     finally:

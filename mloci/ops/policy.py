@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from mloci.errors import MlociError, PolicyError, UsageError
-from mloci.ops.inspect import InspectResult, inspect
+from mloci.ops.inspection import InspectResult, inspect
 from mloci.ops.referrers import list_referrers
 from mloci.store import StoreOptions, open_store
 from mloci.types.manifest import Descriptor

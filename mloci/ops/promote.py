@@ -24,8 +24,8 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
-from mloci.ops.copy import Copier
 from mloci.ops.referrers import attach
+from mloci.ops.transfer import Copier
 from mloci.project import ProjectConfig
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann

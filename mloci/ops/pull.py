@@ -39,7 +39,7 @@ STAGING_PREFIX = ".mloci-staging-"
 
 
 @dataclass(frozen=True)
-class Layer:
+class FileLayer:
     """A layer of the artifact, with the path it unpacks to and its ModelPack kind."""
 
     path: str
@@ -53,7 +53,7 @@ class PullResult:
     reference: Reference
     digest: Digest
     output: Path
-    files: tuple[Layer, ...]
+    files: tuple[FileLayer, ...]
     bytes_downloaded: int
     unchanged: bool
     replaced: tuple[str, ...] = ()
@@ -97,9 +97,9 @@ def safe_path(path: str) -> str:
     return path
 
 
-def layers_of(manifest: Manifest) -> list[Layer]:
+def layers_of(manifest: Manifest) -> list[FileLayer]:
     """Every file-bearing layer with a validated path; unsafe or clashing paths are refused."""
-    layers: list[Layer] = []
+    layers: list[FileLayer] = []
     seen: set[str] = set()
     for descriptor in manifest.layers:
         path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
@@ -121,7 +121,7 @@ def layers_of(manifest: Manifest) -> list[Layer]:
         if path in seen:
             raise IntegrityError(f"the artifact holds {path!r} twice")
         seen.add(path)
-        layers.append(Layer(path=path, kind=kind, packing=packing, descriptor=descriptor))
+        layers.append(FileLayer(path=path, kind=kind, packing=packing, descriptor=descriptor))
     for path in seen:
         parent = path.rpartition("/")[0]
         while parent:
@@ -131,7 +131,7 @@ def layers_of(manifest: Manifest) -> list[Layer]:
     return layers
 
 
-def select(layers: Sequence[Layer], filters: Sequence[str]) -> list[Layer]:
+def select(layers: Sequence[FileLayer], filters: Sequence[str]) -> list[FileLayer]:
     """Layers matching any filter: a glob on the path (or file name), or a layer kind such as 'weight'."""
     if not filters:
         return list(layers)
@@ -158,7 +158,7 @@ def _read_marker(output: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _already_there(output: Path, digest: Digest, layers: Sequence[Layer]) -> bool:
+def _already_there(output: Path, digest: Digest, layers: Sequence[FileLayer]) -> bool:
     marker = _read_marker(output)
     if not marker or marker.get("digest") != str(digest):
         return False
@@ -177,7 +177,12 @@ def _already_there(output: Path, digest: Digest, layers: Sequence[Layer]) -> boo
 
 
 def _write_blob(
-    store: Store, repository: str, layer: Layer, staging: Path, listener: TransferListener, token: CancelToken
+    store: Store,
+    repository: str,
+    layer: FileLayer,
+    staging: Path,
+    listener: TransferListener,
+    token: CancelToken,
 ) -> list[str]:
     """Stream one layer into ``staging``; return the paths it created (relative)."""
     descriptor = layer.descriptor

@@ -51,7 +51,7 @@ from mloci.errors import UsageError
 from mloci.ops._parallel import CancelToken
 from mloci.ops._purl import oci_purl, pypi_purl
 from mloci.ops.attach import CYCLONEDX_JSON, AttachResult, attach_blob
-from mloci.ops.inspect import inspect
+from mloci.ops.inspection import inspect
 from mloci.ops.push import file_digests
 from mloci.ops.refs import parse_reference
 from mloci.store import StoreOptions
@@ -76,7 +76,7 @@ class _File:
 
 
 @dataclass(frozen=True)
-class _Model:
+class _SbomSubject:
     """What an SBOM says, from a bundle directory or from an artifact in a store."""
 
     name: str
@@ -126,7 +126,7 @@ def _parse_time(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _from_directory(path: Path, *, concurrency: int = 4) -> _Model:
+def _from_directory(path: Path, *, concurrency: int = 4) -> _SbomSubject:
     bundle = with_git(load_bundle(path), git_state(path))
     cache = default_cache(settings.home())
     try:
@@ -146,7 +146,7 @@ def _from_directory(path: Path, *, concurrency: int = 4) -> _Model:
             )
         )
     manifest = packed.bundle_manifest
-    return _Model(
+    return _SbomSubject(
         name=manifest.name,
         version=manifest.version,
         digest=packed.digest,
@@ -159,7 +159,7 @@ def _from_directory(path: Path, *, concurrency: int = 4) -> _Model:
     )
 
 
-def _from_reference(reference: Reference, options: StoreOptions | None) -> _Model:
+def _from_reference(reference: Reference, options: StoreOptions | None) -> _SbomSubject:
     info = inspect(reference, options=options)
     if info.media_type in mediatype.INDEX_TYPES:
         raise UsageError(f"{reference} is an image index; describe one of its manifests by digest")
@@ -180,7 +180,7 @@ def _from_reference(reference: Reference, options: StoreOptions | None) -> _Mode
         _File(path=f["path"], kind=f["kind"], digest=Digest.parse(f["digest"]), size=f["size"])
         for f in info.files
     )
-    return _Model(
+    return _SbomSubject(
         name=name,
         version=(manifest.version if manifest else None) or annotations.get(ann.VERSION),
         digest=info.digest,
@@ -207,7 +207,7 @@ def _sha256(digest: Digest) -> list[HashType]:
     )
 
 
-def _properties(model: _Model) -> list[Property]:
+def _properties(model: _SbomSubject) -> list[Property]:
     values: dict[str, str | None] = {"mloci:manifest.digest": str(model.digest)}
     manifest = model.manifest
     if manifest is not None:
@@ -232,7 +232,7 @@ def _dataset_ref(uri: str) -> str:
     return f"dataset:{uri}"
 
 
-def _components(model: _Model) -> tuple[list[Component], list[Component]]:
+def _components(model: _SbomSubject) -> tuple[list[Component], list[Component]]:
     """(what the model depends on, every other component) — files, framework, libraries; datasets."""
     depends: list[Component] = [
         Component(
@@ -304,7 +304,7 @@ def _tensor(spec: Any) -> dict[str, str]:
     return {"format": text}
 
 
-def _model_card(model: _Model) -> dict[str, Any] | None:
+def _model_card(model: _SbomSubject) -> dict[str, Any] | None:
     """CycloneDX ``modelCard`` (1.5+) from the bundle manifest; None when there is nothing to say."""
     manifest = model.manifest
     if manifest is None:
@@ -354,7 +354,7 @@ def serial_number(digest: Digest) -> uuid.UUID:
     return uuid.uuid5(_SERIAL_NAMESPACE, str(digest))
 
 
-def render(model: _Model) -> tuple[bytes, int]:
+def render(model: _SbomSubject) -> tuple[bytes, int]:
     """The CycloneDX 1.6 JSON document for ``model`` and how many components it lists."""
     manifest = model.manifest
     licenses = [_license(model.license)] if model.license else []

@@ -28,9 +28,9 @@ from auth_fixtures import TokenRegistry
 from helpers import Registry
 from pydists import IndexServer, core_metadata, running_index, sha256_of, write_sdist, write_wheel
 
-from mloci.index.app import IndexConfig, create_app
-from mloci.index.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose
 from mloci.ops.wheel import push_distributions, read_release, yank
+from mloci.pyindex.app import IndexConfig, create_app
+from mloci.pyindex.negotiation import HTML_V1, JSON_V1, TEXT_HTML, choose
 from mloci.store import RegistryStore
 from mloci.store.registry.auth import Credentials
 from mloci.types import Reference

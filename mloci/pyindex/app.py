@@ -38,7 +38,6 @@ from mloci.errors import (
     UnavailableError,
     UsageError,
 )
-from mloci.index import negotiation, pages
 from mloci.ops.wheel import (
     ReleasePushResult,
     list_projects,
@@ -47,6 +46,7 @@ from mloci.ops.wheel import (
     publish,
     read_release,
 )
+from mloci.pyindex import negotiation, pages
 from mloci.python.distribution import hash_stream, read_upload
 from mloci.python.filenames import is_project_name, normalize_name, parse_version
 from mloci.store import RegistryStore, StoreOptions
@@ -59,7 +59,7 @@ from mloci.types.reference import Reference
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-log = logging.getLogger("mloci.index")
+log = logging.getLogger("mloci.pyindex")
 
 _REALM: Final = 'Basic realm="mloci index", charset="UTF-8"'
 _MAX_CLIENT_STORES: Final = 64
@@ -277,7 +277,7 @@ def _blob_body(store: RegistryStore, repository: str, descriptor: Descriptor) ->
     return body()
 
 
-class Index:
+class PackageIndex:
     """The request handlers over one :class:`IndexConfig`."""
 
     def __init__(self, config: IndexConfig) -> None:
@@ -441,7 +441,7 @@ def create_app(config: IndexConfig) -> Starlette:
         raise UsageError(
             "the index server needs python-multipart to take uploads", hint="pip install 'mloci[index]'"
         )
-    index = Index(config)
+    index = PackageIndex(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
