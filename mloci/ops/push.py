@@ -18,6 +18,7 @@ from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import IngestsFiles, Session, Store, StreamsUploads, scoped
+from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
@@ -92,7 +93,7 @@ def upload_blobs(
         if descriptor.digest in already_sent:
             return True
         key = str(descriptor.digest)
-        label = descriptor.annotation("org.opencontainers.image.title") or descriptor.digest.short
+        label = descriptor.annotation(ann.TITLE) or descriptor.digest.short
         listener.started(key, label, descriptor.size)
         if store.has_blob(repository, descriptor.digest):
             listener.finished(key, skipped=True)
