@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mloci import settings
 from mloci.bundle.digests import default_cache
@@ -238,6 +238,38 @@ def target_for(name: str, target: str | None) -> tuple[Reference, list[str]]:
     if ref.digest is not None:
         raise UsageError(f"cannot push to a digest ({target}); name a repository, optionally with a tag")
     return ref.with_tag(None), [ref.tag] if ref.tag else []
+
+
+Format = Literal["modelpack", "image-volume"]
+
+
+def push(
+    path: Path,
+    target: str | None = None,
+    *,
+    format: Format = "modelpack",
+    session: Session | None = None,
+    extra_tags: Sequence[str] = (),
+    force: bool = False,
+    listener: TransferListener | None = None,
+) -> PushResult:
+    """Validate, pack and push the bundle at ``path``.
+
+    ``format`` is ``modelpack`` (one layer per file, the default) or ``image-volume`` (an image
+    with the files under ``/models/<name>``, mountable as a Kubernetes image volume).
+    """
+    for name in extra_tags:
+        if not is_valid_tag(name):
+            raise UsageError(f"invalid tag {name!r}")
+    if format == "image-volume":
+        from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415  (imports this module)
+
+        return push_image_volume(
+            path, target, session=session, extra_tags=extra_tags, force=force, listener=listener
+        )
+    if format != "modelpack":
+        raise UsageError(f"unknown format {format!r}", hint="use modelpack or image-volume")
+    return push_bundle(path, target, session=session, extra_tags=extra_tags, force=force, listener=listener)
 
 
 def push_bundle(
