@@ -39,8 +39,12 @@ def train(workdir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repository", required=True, help="where to push, e.g. registry.example.com/ml/churn")
-    parser.add_argument("--key", required=True, type=Path, help="cosign-compatible private key (mloci keygen)")
+    parser.add_argument(
+        "--repository", required=True, help="where to push, e.g. registry.example.com/ml/churn"
+    )
+    parser.add_argument(
+        "--key", required=True, type=Path, help="cosign-compatible private key (mloci keygen)"
+    )
     parser.add_argument("--to", default="staging", help="environment to promote into")
     parser.add_argument("--workdir", type=Path, default=Path("build"), help="where the bundle is written")
     args = parser.parse_args(argv)
@@ -57,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             pushed = client.push(bundle, args.repository)
             signed = client.sign(pushed.reference, key=args.key)
             sbom = client.sbom(pushed.reference, attach=True)
-            promoted = client.promote(pushed.reference, to=args.to, reason="pipeline: trained, signed, SBOM attached")
+            promoted = client.promote(
+                pushed.reference, to=args.to, reason="pipeline: trained, signed, SBOM attached"
+            )
     except mloci.MlociError as err:
         print(f"pipeline failed: {err}", file=sys.stderr)
         return err.exit_code
