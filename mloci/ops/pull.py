@@ -18,6 +18,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from mloci.types import mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
+from mloci.types.text import has_control
 
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
@@ -86,13 +88,13 @@ def safe_path(path: str) -> str:
         not path
         or path.startswith("/")
         or "\\" in path
-        or "\0" in path
+        or has_control(path)
         or any(p in ("", ".", "..") for p in parts)
         or parts[0] == MARKER_DIR
         or (len(path) > 1 and path[1] == ":")
     ):
         raise IntegrityError(
-            f"refusing unsafe file path {path!r} in the artifact (absolute, '..', or reserved)"
+            f"refusing unsafe file path {path!r} in the artifact (absolute, '..', control characters, or reserved)"
         )
     return path
 
@@ -101,6 +103,7 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
     """Every file-bearing layer with a validated path; unsafe or clashing paths are refused."""
     layers: list[FileLayer] = []
     seen: set[str] = set()
+    normalized: set[str] = set()
     for descriptor in manifest.layers:
         path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
         if path is None:
@@ -118,9 +121,11 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
         if packing not in ("raw", "tar", "tar+gzip"):
             raise MlociError(f"layer {path!r} is packed as {packing!r}, which mloci cannot unpack yet")
         path = safe_path(path)
-        if path in seen:
-            raise IntegrityError(f"the artifact holds {path!r} twice")
+        # Names equal after NFC normalization are one file on macOS: treat them as a clash.
+        if path in seen or unicodedata.normalize("NFC", path) in normalized:
+            raise IntegrityError(f"the artifact holds {path!r} twice (or in two Unicode normalizations)")
         seen.add(path)
+        normalized.add(unicodedata.normalize("NFC", path))
         layers.append(FileLayer(path=path, kind=kind, packing=packing, descriptor=descriptor))
     for path in seen:
         parent = path.rpartition("/")[0]

@@ -74,6 +74,11 @@ class Reference:
             host, _, prefix = default_registry.strip("/").partition("/")
             registry = host
             text = f"{prefix}/{text}" if prefix else text
+        if len(text) > _MAX_NAME:
+            raise UsageError(
+                f"repository name in {original[:60]!r}… is {len(text)} characters long",
+                hint=f"registries accept at most {_MAX_NAME}",
+            )
         if not is_valid_repository(text):
             raise UsageError(
                 f"invalid repository name {text!r} in {original!r}",
