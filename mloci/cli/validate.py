@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from mloci.bundle.load import inspect_bundle
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, printable
 from mloci.cli.options import json_option
 from mloci.errors import BundleInvalidError
 
@@ -30,9 +30,9 @@ def validate_command(bundle: Path, as_json: bool) -> None:
         )
     elif result is not None:
         m = result.manifest
-        click.echo(f"{bundle}: valid — {m.name} {m.version}, {len(result.files)} files")
+        click.echo(printable(f"{bundle}: valid — {m.name} {m.version}, {len(result.files)} files"))
     else:
         for problem in problems:
-            click.echo(f"{bundle}: {problem}", err=True)
+            click.echo(printable(f"{bundle}: {problem}"), err=True)
     if result is None:
         raise click.exceptions.Exit(BundleInvalidError.exit_code)

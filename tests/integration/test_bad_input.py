@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
 from helpers import Registry, Runner, random_bundle
 
+from mloci.ops import referrers
 from mloci.ops.push import EagerUploader
 from mloci.store import RegistryStore
-from mloci.types import Manifest, Reference, mediatype
+from mloci.types import Descriptor, Manifest, Reference, mediatype
 from mloci.types.blob import Blob
 
 
@@ -86,7 +86,10 @@ def push_crafted(registry: Registry, paths: list[str], annotations: dict[str, st
         store.push_blob(repo.repository, blob)
         layers.append(blob.descriptor.model_copy(update={"annotations": {"org.cncf.model.filepath": path}}))
     manifest = Manifest(
-        artifact_type=mediatype.MODEL_ARTIFACT, config=config.descriptor, layers=layers, annotations=annotations
+        artifact_type=mediatype.MODEL_ARTIFACT,
+        config=config.descriptor,
+        layers=layers,
+        annotations=annotations,
     )
     pushed = store.push_manifest(repo.with_tag("1.0.0"), manifest.to_json(), mediatype.OCI_MANIFEST)
     store.close()
@@ -120,4 +123,89 @@ def test_file_names_with_control_characters_never_reach_the_registry(
     result = mloci("push", bundle, f"{registry.host}/ml/churn-model")
     assert result.exit_code == 3 and "a\\x1b[2Jb.bin: file name holds a control character" in result.stderr
     assert "\x1b" not in result.stderr
-    assert not os.path.exists(registry.storage / "docker" / "registry" / "v2" / "repositories" / "ml")
+    assert not (registry.storage / "docker" / "registry" / "v2" / "repositories" / "ml").exists()
+
+
+ESC = "\x1b]0;owned\x07\x1b[2J"  # set the window title, clear the screen
+UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def assert_escaped(text: str) -> None:
+    assert not any(c in text for c in UNSAFE), repr(text)
+
+
+def crafted_manifest(
+    registry: Registry, *, subject: Descriptor | None = None, artifact_type: str = ""
+) -> Descriptor:
+    """Push a manifest whose annotations and file paths hold terminal escapes, newlines and a bidi override."""
+    store = RegistryStore(registry.host)
+    repo = Reference(registry.host, "crafted/model")
+    config = Blob.of_bytes(mediatype.OCI_EMPTY, b"{}")
+    store.push_blob(repo.repository, config)
+    blob = Blob.of_bytes(mediatype.model_layer("weight"), b"weights")
+    store.push_blob(repo.repository, blob)
+    layer = blob.descriptor.model_copy(
+        update={"annotations": {"org.cncf.model.filepath": f"model{ESC}\n\u202efdp.exe"}}
+    )
+    annotations = {
+        "org.opencontainers.image.version": f"1.0.0{ESC}",
+        "org.opencontainers.image.description": f"line one\nline two{ESC}\x9b31m",
+        "dev.mloci.metrics": json.dumps({f"acc{ESC}": 0.9}),
+        f"evil{ESC}.key": "value",
+    }
+    manifest = Manifest(
+        artifact_type=artifact_type or mediatype.MODEL_ARTIFACT,
+        config=config.descriptor,
+        layers=[layer],
+        annotations=annotations,
+        subject=subject,
+    )
+    try:
+        if subject is not None:
+            return referrers.attach(store, repo, manifest)
+        return store.push_manifest(repo.with_tag("1.0.0"), manifest.to_json(), mediatype.OCI_MANIFEST)
+    finally:
+        store.close()
+
+
+def test_nothing_from_a_registry_reaches_the_terminal_unescaped(
+    mloci: Runner, registry: Registry, bundle: Path
+) -> None:
+    subject = crafted_manifest(registry)
+    crafted_manifest(registry, subject=subject, artifact_type=f"application/x-evil{ESC}")
+    ref = f"{registry.host}/crafted/model@{subject.digest}"
+    clean = f"{registry.host}/ml/churn-model"
+    assert mloci("push", bundle, clean).exit_code == 0
+
+    inspected = mloci("inspect", ref)
+    assert inspected.exit_code == 0, inspected.stderr
+    assert_escaped(inspected.stdout)
+    assert "model\\x1b]0;owned\\x07\\x1b[2J\\x0a\\u202efdp.exe" in inspected.stdout
+    assert "line one\\x0aline two" in inspected.stdout
+    # One line per annotation: no remote newline breaks the table.
+    assert len([line for line in inspected.stdout.splitlines() if "line two" in line]) == 1
+
+    for args in (
+        ("ls", f"{registry.host}/crafted/model"),
+        ("diff", f"{clean}:1.0.0", ref),
+        ("discover", ref),
+        ("inspect", ref, "--json"),
+        ("pull", ref, "-o", str(bundle.parent / "out")),  # refused: the error quotes the remote path
+    ):
+        result = mloci(*args)
+        assert_escaped(result.stdout + result.stderr)
+    assert "x-evil\\x1b]0;owned" in mloci("discover", ref).stdout
+    assert json.loads(mloci("inspect", ref, "--json").stdout)["annotations"][f"evil{ESC}.key"] == "value"
+
+
+def test_history_escapes_what_promotion_records_hold(
+    mloci: Runner, registry: Registry, bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = f"{registry.host}/ml/churn-model"
+    assert mloci("push", bundle, repo).exit_code == 0
+    monkeypatch.setenv("MLOCI_ACTOR", f"mallory{ESC}")
+    assert mloci("promote", f"{repo}:1.0.0", "--to", "prod", "--reason", f"why\n{ESC}").exit_code == 0
+    history = mloci("history", repo, "--env", "prod")
+    assert history.exit_code == 0, history.stderr
+    assert_escaped(history.stdout)
+    assert "mallory\\x1b]0;owned" in history.stdout and "why\\x0a" in history.stdout
