@@ -232,13 +232,16 @@ def _untar(archive: Path, staging: Path) -> list[str]:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
-                if name and not member.isdir():
-                    created.append(safe_path(name))
+                if not member.isdir():
+                    created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
             tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, KeyError) as exc:  # KeyError: tarfile's "linkname … not found"
         raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # Entries that clash (a file and a directory of one name): the layer is malformed, not the disk.
+        raise IntegrityError(f"tar layer entries clash at {Path(exc.filename or '').name!r}") from None
     return created
 
 
