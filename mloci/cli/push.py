@@ -65,8 +65,9 @@ def push_command(
         if result.unchanged:
             click.echo("unchanged: this exact artifact is already published", err=True)
         else:
+            mounted = f", {result.blobs_mounted} mounted" if result.blobs_mounted else ""
             click.echo(
-                f"uploaded {result.blobs_uploaded} blobs ({human_size(result.bytes_uploaded)}), "
+                f"uploaded {result.blobs_uploaded} blobs ({human_size(result.bytes_uploaded)}){mounted}, "
                 f"{result.blobs_skipped} already present; tags: {', '.join(result.tags)}",
                 err=True,
             )

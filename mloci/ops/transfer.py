@@ -91,9 +91,14 @@ class Copier:
             return cast(BinaryIO, ChunkReader(self.source.open_blob(self.src.repository, descriptor)))
 
         stream = Blob(descriptor, opener=open_source)
-        self.destination.push_blob(self.dst.repository, stream)
-        self.stats.blobs_copied += 1
-        self.stats.bytes_copied += descriptor.size
+        outcome = self.destination.push_blob(self.dst.repository, stream)
+        if outcome == "uploaded":
+            self.stats.blobs_copied += 1
+            self.stats.bytes_copied += descriptor.size
+        elif outcome == "mounted":  # the registry knew the blob from another repository
+            self.stats.blobs_mounted += 1
+        else:
+            self.stats.blobs_present += 1
 
     def manifest(self, digest: Digest, tag: str | None = None) -> Descriptor:
         """Copy the manifest ``digest`` (children and blobs first), tagging it ``tag`` at the destination."""

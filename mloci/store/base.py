@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Literal, Protocol
 
 from mloci.errors import IntegrityError
 from mloci.types.blob import Blob
@@ -14,6 +14,10 @@ from mloci.types.reference import Reference
 
 # Called with the number of bytes just transferred; progress bars hang off this.
 Progress = Callable[[int], None]
+
+# What push_blob did: sent the bytes, had the registry link them from another repository, or
+# found them already there. Transfer statistics count these, never guess.
+BlobOutcome = Literal["uploaded", "mounted", "present"]
 
 # Manifests are small by spec (registries cap them at 4 MiB); anything larger is refused unread.
 MAX_MANIFEST_SIZE = 4 << 20
@@ -41,7 +45,9 @@ class Store(Protocol):
 
     def has_blob(self, repository: str, digest: Digest) -> bool: ...
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None: ...
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
+        """Store ``blob`` unless it is there already; say what it took (see :data:`BlobOutcome`)."""
+        ...
 
     def open_blob(self, repository: str, descriptor: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
         """Chunks of the blob, verified: the iterator raises IntegrityError instead of ending on bad content."""

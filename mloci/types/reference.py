@@ -19,6 +19,8 @@ _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?")
 _MAX_NAME = 255
+# A reference to one artifact needs a tag or digest: there is no implicit ``latest`` (pushes tag versions).
+NO_VERSION_HINT = "add :<tag> or @sha256:<digest>; 'mloci ls REPOSITORY' lists the versions"
 
 
 def is_valid_tag(tag: str) -> bool:
@@ -27,6 +29,30 @@ def is_valid_tag(tag: str) -> bool:
 
 def is_valid_repository(name: str) -> bool:
     return _REPOSITORY.fullmatch(name) is not None and len(name) <= _MAX_NAME
+
+
+def check_registry_host(host: str, where: str) -> str:
+    """``host[:port]`` as a reference names a registry; UsageError naming ``where`` when it is not one."""
+    match = _DOMAIN.fullmatch(host)
+    port = host.rpartition(":")[2] if match and not host.endswith("]") and ":" in host else None
+    if match is None or (port is not None and not 0 < int(port) <= 65535):
+        raise UsageError(
+            f"invalid registry host {host!r} in {where}",
+            hint="expected host[:port] with a port from 1 to 65535, e.g. registry.example.com:5000",
+        )
+    return host
+
+
+def check_default_registry(value: str, where: str) -> str:
+    """``host[:port][/namespace]`` (the form of $MLOCI_REGISTRY), checked; UsageError naming ``where``."""
+    host, _, prefix = value.strip("/").partition("/")
+    check_registry_host(host, where)
+    if prefix and not is_valid_repository(prefix):
+        raise UsageError(
+            f"invalid namespace {prefix!r} in {where}",
+            hint="use lowercase letters, digits and separators '.', '_', '-', '/'",
+        )
+    return value
 
 
 def _looks_like_registry(component: str) -> bool:
@@ -67,9 +93,7 @@ class Reference:
         registry: str | None = None
         first, sep, rest = text.partition("/")
         if sep and _looks_like_registry(first):
-            if not _DOMAIN.fullmatch(first):
-                raise UsageError(f"invalid registry host {first!r} in {original!r}")
-            registry, text = first, rest
+            registry, text = check_registry_host(first, repr(original)), rest
         elif default_registry:
             host, _, prefix = default_registry.strip("/").partition("/")
             registry = host

@@ -108,6 +108,8 @@ class Transport:
         if self._scheme is None and not is_loopback(self.host):
             self._scheme = "https"
         self.auth = Authenticator(credentials)
+        self._is_registry: bool | None = None  # learnt from GET /v2/ on the first bare 404
+        self._probe_status = 0
         pool_kw: dict[str, Any] = {
             "maxsize": max(concurrency, 1) + 2,
             "block": False,
@@ -297,6 +299,15 @@ class Transport:
                 f"access denied by {self.host} for {what}{detail}", hint="the credentials lack this scope"
             )
         if status == 404:
+            if not codes and not self._speaks_distribution(url):
+                return RegistryError(
+                    f"{self.host} is not an OCI registry: GET {redact(self.url('/v2/'))} answered HTTP "
+                    f"{self._probe_status}",
+                    hint="check the registry host and port",
+                    method=method,
+                    url=redact(url),
+                    status=status,
+                )
             return NotFoundError(f"not found: {what}{detail}")
         if {"DIGEST_INVALID", "SIZE_INVALID"} & set(codes):
             return IntegrityError(f"registry {self.host} rejected the content of {what}{detail}")
@@ -308,6 +319,26 @@ class Transport:
             codes=codes,
             temporary=status in RETRYABLE_STATUS,
         )
+
+    def _speaks_distribution(self, url: str) -> bool:
+        """Whether the host answers the distribution API's base endpoint as a registry does (asked once).
+
+        A 404 that carries no OCI error code may be a registry's bare "no such manifest" (HEAD
+        has no body) or a web server that is no registry at all; ``GET /v2/`` tells them apart.
+        """
+        if self._is_registry is None:
+            if urlsplit(url).path == "/v2/":
+                self._probe_status, self._is_registry = 404, False
+                return False
+            try:
+                probe = self._raw("GET", self.url("/v2/"), {}, None, stream=False)
+            except MlociError:
+                return True  # cannot tell: keep the answer the registry gave
+            self._probe_status = probe.status
+            self._is_registry = probe.status in (200, 401) or bool(
+                probe.headers.get("Docker-Distribution-API-Version")
+            )
+        return self._is_registry
 
     def close(self) -> None:
         self._pool.clear()
