@@ -6,7 +6,14 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.cli.options import (
+    download_options,
+    json_option,
+    output_dir_option,
+    quiet_option,
+    registry_options,
+    store_options,
+)
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 
@@ -19,13 +26,7 @@ def write_atomically(path: Path, text: str) -> None:
 
 @click.command("pull")
 @click.argument("reference")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory to write the files into (default: ./<name>).",
-)
+@output_dir_option("output", default=None, help="Directory to write the files into (default: ./<name>).")
 @click.option(
     "--filter",
     "filters",
@@ -48,6 +49,7 @@ def write_atomically(path: Path, text: str) -> None:
     help="Public key (PEM): pull only when a signature by it binds the digest; else exit 6, nothing written.",
 )
 @registry_options
+@download_options
 @json_option
 @quiet_option
 def pull_command(

@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.cli.options import json_option, quiet_option, registry_options, store_options, upload_options
 from mloci.ops.push import push_bundle
 
 
@@ -27,6 +27,7 @@ from mloci.ops.push import push_bundle
     "mountable as a Kubernetes image volume or KServe modelcar (tags <version>-image).",
 )
 @registry_options
+@upload_options
 @json_option
 @quiet_option
 def push_command(

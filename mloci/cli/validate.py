@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from mloci.bundle.load import inspect_bundle
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, error_json
 from mloci.cli.options import json_option
 from mloci.errors import BundleInvalidError
 
@@ -19,6 +19,7 @@ def validate_command(bundle: Path, as_json: bool) -> None:
     Exits 0 when the bundle is valid and 3 when it is not, so CI can gate on it.
     """
     result, problems = inspect_bundle(bundle)
+    invalid = f"{bundle} is not a valid bundle"
     if as_json:
         emit_json(
             {
@@ -26,8 +27,12 @@ def validate_command(bundle: Path, as_json: bool) -> None:
                 "valid": result is not None,
                 "problems": [{"path": p.path, "message": p.message} for p in problems],
                 "files": [f.path for f in result.files] if result else [],
+                # The same "error" object every command prints with --json when it fails.
+                **(error_json(invalid, None, 3) if result is None else {}),
             }
         )
+        if result is None:
+            click.echo(f"mloci: error: {invalid}", err=True)
     elif result is not None:
         m = result.manifest
         click.echo(f"{bundle}: valid — {m.name} {m.version}, {len(result.files)} files")

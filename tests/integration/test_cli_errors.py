@@ -227,3 +227,47 @@ def test_copy_and_push_count_the_mounts_the_registry_did(
     assert copied["blobsCopied"] == 0 and copied["bytesCopied"] == 0
     text = mloci("copy", "churn-model:1.0.0", f"{registry.host}/ml/d")
     assert "mounted 6" in text.stderr
+
+
+# -- 5. a refusal carries the registry's own reason -----------------------------------------------
+
+
+@pytest.fixture
+def read_only_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    reg = Registry(tmp_path_factory.mktemp("read-only-registry"))
+    reg.config.write_text(
+        reg.config.read_text().replace(
+            "  maintenance:\n", "  maintenance:\n    readonly:\n      enabled: true\n"
+        )
+    )
+    reg.start()
+    try:
+        yield reg
+    finally:
+        reg.stop()
+
+
+def test_a_read_only_registry_says_why_it_refuses(
+    mloci: Runner, read_only_registry: Registry, bundle: Path
+) -> None:
+    result = mloci("push", bundle, f"{read_only_registry.host}/ml/churn")
+    assert result.exit_code == 9
+    line = one_clear_line(result.stderr)
+    assert "HTTP 405" in line and "Method not allowed" in line and "allowed: GET, HEAD" in line
+    assert "read-only" in line
+
+
+def test_plain_text_from_a_server_is_shown_without_control_characters(mloci: Runner) -> None:
+    server = _Server(
+        {
+            "/v2/": (200, {}, b"{}"),
+            "/v2/ml/churn/manifests/1.0.0": (418, {"Content-Type": "text/plain"}, b"teapot\x1b[31m\nhere"),
+        }
+    )
+    try:
+        result = mloci("inspect", f"{server.host}/ml/churn:1.0.0")
+    finally:
+        server.close()
+    assert result.exit_code == 9
+    line = one_clear_line(result.stderr)
+    assert "HTTP 418" in line and "teapot [31m here" in line and "\x1b" not in result.stderr

@@ -72,14 +72,23 @@ def _retry_after(value: str | None) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def _printable(text: str, limit: int = 300) -> str:
+    """Text from a registry made safe for one terminal line: no control characters, bounded length."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def _oci_errors(body: bytes) -> tuple[list[str], str]:
+    """The OCI error codes and messages of a response body; for a plain-text body, its text as the message."""
     try:
         errors = json.loads(body).get("errors") or []
         codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
         messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict) and e.get("message")]
-    except (ValueError, AttributeError):
-        return [], ""
-    return codes, "; ".join(messages)
+    except (ValueError, AttributeError, TypeError):
+        # Not OCI JSON: registries (and proxies in front of them) often explain in plain text.
+        text = body[:4096].decode("utf-8", "replace").strip()
+        return [], "" if text.startswith(("<", "{", "[")) else _printable(text)
+    return codes, _printable("; ".join(messages))
 
 
 class Transport:
@@ -311,8 +320,15 @@ class Transport:
             return NotFoundError(f"not found: {what}{detail}")
         if {"DIGEST_INVALID", "SIZE_INVALID"} & set(codes):
             return IntegrityError(f"registry {self.host} rejected the content of {what}{detail}")
+        hint = None
+        allowed = response.headers.get("Allow")
+        if status == 405 and allowed:
+            detail += f" (allowed: {_printable(allowed, 80)})"
+            if not {"PUT", "POST", "PATCH", "DELETE"} & {m.strip().upper() for m in allowed.split(",")}:
+                hint = "the registry is read-only here: maintenance mode, a mirror or a pull-through cache"
         return RegistryError(
             f"registry {self.host} answered HTTP {status} to {what}{detail}",
+            hint=hint,
             method=method,
             url=redact(url),
             status=status,
