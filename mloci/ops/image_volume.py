@@ -56,7 +56,14 @@ def push_image_volume(
             MODEL_DIGEST: str(model.digest),
             **({ann.REVISION: manifest.git_sha} if manifest.git_sha else {}),
         }
-        store.push_blob(ref.repository, layer.blob)
+        sent: dict[Digest, tuple[str, int]] = {}
+
+        def put(blob: Blob) -> None:
+            present = store.has_blob(ref.repository, blob.descriptor.digest)
+            outcome = "present" if present else store.push_blob(ref.repository, blob)
+            sent[blob.descriptor.digest] = (outcome, blob.descriptor.size)
+
+        put(layer.blob)
         children = []
         for arch in PLATFORMS:
             config = {
@@ -68,7 +75,7 @@ def push_image_volume(
                 "history": [{"created": rfc3339(created), "created_by": "mloci push --format image-volume"}],
             }
             config_blob = Blob.of_bytes(mediatype.OCI_CONFIG, canonical_json(config))
-            store.push_blob(ref.repository, config_blob)
+            put(config_blob)
             image = Manifest(
                 config=config_blob.descriptor, layers=[layer.blob.descriptor], annotations=labels
             )
@@ -87,16 +94,17 @@ def push_image_volume(
         pending = check_tags(store, ref, tags, digest, force=force)
         for tag in pending:
             store.push_manifest(ref.with_tag(tag), data, mediatype.OCI_INDEX)
-        blobs = 1 + len(PLATFORMS)
+        outcomes = [outcome for outcome, _ in sent.values()]
         return PushResult(
             ref.with_tag(tags[0]).pinned(digest),
             digest,
             tuple(tags),
-            blobs,
-            0,
-            layer.blob.descriptor.size,
+            outcomes.count("uploaded"),
+            outcomes.count("present"),
+            sum(size for outcome, size in sent.values() if outcome == "uploaded"),
             not pending,
             labels,
+            blobs_mounted=outcomes.count("mounted"),
         )
     finally:
         layer.remove()

@@ -271,3 +271,15 @@ def test_plain_text_from_a_server_is_shown_without_control_characters(mloci: Run
     assert result.exit_code == 9
     line = one_clear_line(result.stderr)
     assert "HTTP 418" in line and "teapot [31m here" in line and "\x1b" not in result.stderr
+
+
+def test_image_volume_push_counts_what_it_sent(mloci: Runner, registry: Registry, bundle: Path) -> None:
+    repo = f"{registry.host}/ml/churn-volume"
+    first = run_json(mloci, "push", bundle, repo, "--format", "image-volume")
+    blobs = first["blobsUploaded"]
+    assert isinstance(blobs, int) and blobs >= 2 and first["blobsSkipped"] == 0
+    assert registry.requests_matching(r'"PUT /v2/ml/churn-volume/blobs/uploads/') == blobs
+    again = run_json(mloci, "push", bundle, repo, "--format", "image-volume")
+    assert again["unchanged"] is True
+    assert again["blobsUploaded"] == 0 and again["bytesUploaded"] == 0 and again["blobsSkipped"] == blobs
+    assert registry.requests_matching(r'"PUT /v2/ml/churn-volume/blobs/uploads/') == blobs
