@@ -283,3 +283,19 @@ def test_image_volume_push_counts_what_it_sent(mloci: Runner, registry: Registry
     assert again["unchanged"] is True
     assert again["blobsUploaded"] == 0 and again["bytesUploaded"] == 0 and again["blobsSkipped"] == blobs
     assert registry.requests_matching(r'"PUT /v2/ml/churn-volume/blobs/uploads/') == blobs
+
+
+def test_a_failing_policy_check_is_an_error_line_and_a_json_error(
+    mloci: Runner, bundle: Path, tmp_path: Path
+) -> None:
+    assert mloci("push", bundle).exit_code == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('metrics: ["auc >= 0.99", "accuracy >= 0.5"]\n')
+    text = mloci("policy", "check", "churn-model:1.0.0", "--policy", policy)
+    assert text.exit_code == 11
+    assert "FAIL" in text.stdout and "fails 1 policy rule" in one_clear_line(text.stderr)
+    report = mloci("policy", "check", "churn-model:1.0.0", "--policy", policy, "--json")
+    assert report.exit_code == 11
+    value = json.loads(report.stdout)
+    assert value["error"]["exitCode"] == 11 and "fails 1 policy rule" in value["error"]["message"]
+    assert value["passed"] is False
