@@ -31,13 +31,13 @@ def is_valid_repository(name: str) -> bool:
     return _REPOSITORY.fullmatch(name) is not None and len(name) <= _MAX_NAME
 
 
-def check_registry_host(host: str, where: str) -> str:
-    """``host[:port]`` as a reference names a registry; UsageError naming ``where`` when it is not one."""
+def check_registry_host(host: str, where: str | None = None) -> str:
+    """``host[:port]`` as a reference names a registry; UsageError (naming ``where``) when it is not one."""
     match = _DOMAIN.fullmatch(host)
     port = host.rpartition(":")[2] if match and not host.endswith("]") and ":" in host else None
     if match is None or (port is not None and not 0 < int(port) <= 65535):
         raise UsageError(
-            f"invalid registry host {host!r} in {where}",
+            f"invalid registry host {host!r}" + (f" in {where}" if where else ""),
             hint="expected host[:port] with a port from 1 to 65535, e.g. registry.example.com:5000",
         )
     return host

@@ -152,9 +152,14 @@ def test_a_registry_still_says_not_found(mloci: Runner, registry: Registry, tmp_
 
 
 def test_a_port_out_of_range_is_a_usage_error(mloci: Runner, tmp_path: Path) -> None:
-    result = mloci("pull", "127.0.0.1:99999/ml/churn:1.0.0", "-o", tmp_path / "out")
-    assert result.exit_code == 2
-    assert "'127.0.0.1:99999'" in one_clear_line(result.stderr)
+    for args in (
+        ("pull", "127.0.0.1:99999/ml/churn:1.0.0", "-o", tmp_path / "out"),
+        ("doctor", "127.0.0.1:99999"),
+        ("doctor", "not a registry"),
+    ):
+        result = mloci(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert f"invalid registry host {str(args[1]).partition('/')[0]!r}" in one_clear_line(result.stderr)
 
 
 @pytest.mark.parametrize("value", ["not a registry", "localhost:70000", "registry.example.com/Team"])

@@ -32,6 +32,7 @@ from urllib3.exceptions import (
 from mloci import __version__
 from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
 from mloci.store.registry.auth import Authenticator, Credentials
+from mloci.types.reference import check_registry_host
 
 USER_AGENT = f"mloci/{__version__}"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -107,7 +108,8 @@ class Transport:
         max_retries: int = 4,
         backoff: float = 0.5,
     ) -> None:
-        self.registry = registry
+        # Every way in (references, doctor, index serve, login) ends here: never hand urllib3 a bad host.
+        self.registry = check_registry_host(registry)
         self.max_retries = max_retries
         self.backoff = backoff
         self.host = _DOCKER_HUB.get(registry, registry)
