@@ -47,7 +47,7 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.manifest import BundleManifest
 from mloci.bundle.pack import pack, source_date, with_git
-from mloci.errors import UsageError
+from mloci.errors import NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken
 from mloci.ops._purl import oci_purl, pypi_purl
 from mloci.ops.attach import CYCLONEDX_JSON, AttachResult, attach_blob
@@ -441,4 +441,6 @@ def sbom(target: str, *, attach: bool = False, options: StoreOptions | None = No
         return sbom_for_bundle(path, options=options)
     if path.exists():
         raise UsageError(f"{target} is a file; give a bundle directory or a reference")
+    if target.startswith(("/", "./", "../", "~")):
+        raise NotFoundError(f"no bundle directory {target}", hint="give a bundle directory or a reference")
     return sbom_for_reference(parse_reference(target), attach=attach, options=options)

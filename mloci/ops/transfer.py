@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from mloci.errors import NotFoundError
+from mloci.errors import NotFoundError, UsageError
 from mloci.ops._parallel import run_all
 from mloci.ops.referrers import COSIGN_SUFFIXES, list_referrers, register
 from mloci.store import RegistryStore, Store, StoreOptions, open_store
@@ -146,6 +146,12 @@ def copy(
     dst_store = open_store(destination, options)
     try:
         descriptor = src_store.resolve(source)
+        if destination.digest is not None and destination.digest != descriptor.digest:
+            # A copy never changes bytes, so a destination digest can only restate the source's.
+            raise UsageError(
+                f"{source} is {descriptor.digest}, not the {destination.digest} the destination names",
+                hint="name the destination without @digest",
+            )
         tag = destination.tag or source.tag
         copier = Copier(src_store, source, dst_store, destination, concurrency=options.concurrency)
         copier.manifest(descriptor.digest, tag=tag)

@@ -304,3 +304,18 @@ def test_a_failing_policy_check_is_an_error_line_and_a_json_error(
     value = json.loads(report.stdout)
     assert value["error"]["exitCode"] == 11 and "fails 1 policy rule" in value["error"]["message"]
     assert value["passed"] is False
+
+
+# -- the same classes elsewhere -------------------------------------------------------------------
+
+
+def test_inputs_that_were_silently_ignored_are_refused(mloci: Runner, bundle: Path) -> None:
+    digest = run_json(mloci, "push", bundle)["digest"]
+    wrong = "sha256:" + "0" * 64
+    copy = mloci("copy", "churn-model:1.0.0", f"other@{wrong}")
+    assert copy.exit_code == 2 and f"not the {wrong}" in one_clear_line(copy.stderr)
+    assert mloci("copy", "churn-model:1.0.0", f"other@{digest}").exit_code == 0
+    gc = mloci("gc", "churn-model:1.0.0", "--keep-last", "0", "--dry-run")
+    assert gc.exit_code == 2 and "takes a repository" in one_clear_line(gc.stderr)
+    sbom = mloci("sbom", "/nonexistent/bundle")
+    assert sbom.exit_code == 4 and "no bundle directory /nonexistent/bundle" in one_clear_line(sbom.stderr)
