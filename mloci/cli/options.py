@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from mloci.errors import UsageError
-from mloci.store import StoreOptions
+from mloci.store import Session, StoreOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,6 +107,11 @@ def output_dir_option(name: str, *, default: Path | None, help: str) -> Callable
         show_default=default is not None,
         help=help,
     )
+
+
+def session_from(kwargs: dict[str, Any]) -> Session:
+    """Pop the registry options into a session that lives as long as the command (click closes it)."""
+    return click.get_current_context().with_resource(Session(store_options(kwargs)))
 
 
 def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:

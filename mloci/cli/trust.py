@@ -15,7 +15,7 @@ from mloci.cli.options import (
     key_option,
     parse_pairs,
     registry_options,
-    store_options,
+    session_from,
     upload_options,
 )
 from mloci.errors import UsageError
@@ -91,7 +91,7 @@ def sign_command(reference: str, key: Path, annotations: tuple[str, ...], as_jso
     claims = parse_pairs(annotations, "annotation")
     ref = parse_reference(reference)
     password = _passphrase(confirm=False) if is_encrypted(key) else None
-    result = sign(ref, key, password, annotations=claims, options=store_options(kw))
+    result = sign(ref, key, password, annotations=claims, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
@@ -115,7 +115,7 @@ def verify_command(reference: str, key: Path, annotations: tuple[str, ...], as_j
         parse_reference(reference),
         key,
         required_annotations=parse_pairs(annotations, "annotation"),
-        options=store_options(kw),
+        session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())
