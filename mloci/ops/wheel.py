@@ -26,7 +26,15 @@ from packaging.version import Version
 
 from mloci import settings
 from mloci.bundle.git import GitState, git_state
-from mloci.errors import ConflictError, IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
+from mloci.errors import (
+    ConflictError,
+    IntegrityError,
+    MlociError,
+    NotFoundError,
+    RegistryError,
+    UnavailableError,
+    UsageError,
+)
 from mloci.ops.progress import Silent, TransferListener
 from mloci.ops.push import upload_blobs
 from mloci.python.artifact import Plan, Release, ReleaseFile, merge, with_yank
@@ -154,7 +162,8 @@ def list_projects(store: Store, namespace: str) -> list[str]:
     """Repositories directly under ``namespace`` (a repository path without registry), from the catalog.
 
     Registries without the catalog API (or that refuse it) yield an empty list: the simple index's
-    root page is informative, installers ask for project pages directly.
+    root page is informative, installers ask for project pages directly. An unreachable registry,
+    or one answering 5xx, raises (UnavailableError, RegistryError): that is not an empty list.
     """
     prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
     if isinstance(store, LayoutStore):
@@ -180,8 +189,12 @@ def _catalog(store: RegistryStore) -> list[str]:
             repositories.extend(str(r) for r in (document.get("repositories") or []))
             link = response.headers.get("Link", "")
             path = link.split(";")[0].strip().strip("<>") if 'rel="next"' in link else None
-    except MlociError:
+    except (UnavailableError, RegistryError) as exc:
+        if isinstance(exc, UnavailableError) or exc.temporary:
+            raise  # an unreachable or failing registry is not an empty one
         return repositories
+    except MlociError:
+        return repositories  # no catalog API, or not allowed to use it
     return repositories
 
 

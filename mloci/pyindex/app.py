@@ -12,15 +12,18 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hashlib
 import importlib.util
 import io
 import logging
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, BinaryIO, Final
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +50,8 @@ from mloci.ops.wheel import (
     read_release,
 )
 from mloci.pyindex import negotiation, pages
+from mloci.pyindex.upstream import Upstream, UpstreamError, UpstreamProject, versions_of
+from mloci.python.artifact import Release
 from mloci.python.distribution import hash_stream, read_upload
 from mloci.python.filenames import is_project_name, normalize_name, parse_version
 from mloci.store import RegistryStore, StoreOptions
@@ -80,6 +85,12 @@ class IndexConfig:
     namespace: str = ""
     options: StoreOptions = field(default_factory=StoreOptions)
     read_only: bool = False
+    # Simple index URLs serving every project the namespace does not hold, asked in this order.
+    upstreams: tuple[str, ...] = ()
+    upstream_timeout: float = 30.0  # seconds for an upstream page, or between two chunks of a file
+    upstream_cache_seconds: float = 60.0  # at most; less when the upstream's Cache-Control says so
+    redirect_upstream_files: bool = False  # True: send clients to the upstream's file URLs
+    require_auth: bool = False  # refuse requests without credentials (reads too)
 
     @property
     def base(self) -> str:
@@ -99,6 +110,32 @@ class IndexConfig:
             )
         if self.namespace.strip("/"):
             self.repository("probe")
+        if self.upstream_timeout <= 0:
+            raise UsageError("the upstream timeout must be positive")
+        for url in self.upstreams:
+            Upstream(url).close()  # UsageError for anything but an http(s) URL
+
+
+def registry_store(
+    config: IndexConfig, creds: Credentials | None, *, server_credentials: bool
+) -> RegistryStore:
+    """The one place the index opens a registry store: with a client's ``creds``, else the server's
+    own credentials when ``server_credentials``, else anonymous."""
+    options = config.options
+    registry = config.registry
+    return RegistryStore(
+        registry,
+        plain_http=options.plain_http,
+        insecure=options.insecure,
+        ca_file=options.ca_file,
+        credentials=creds
+        if creds is not None
+        else ((lambda: credential_sources.lookup(registry)) if server_credentials else None),
+        # Each download holds a connection for its duration: size the pool for many at once.
+        concurrency=max(options.concurrency, 16),
+        chunk_size=options.chunk_size,
+        locations=BlobLocations(None),
+    )
 
 
 class StorePool:
@@ -113,33 +150,25 @@ class StorePool:
         self._config = config
         self._lock = threading.Lock()
         self._own: RegistryStore | None = None
+        self._anonymous: RegistryStore | None = None
         self._clients: OrderedDict[str, RegistryStore] = OrderedDict()
 
-    def _make(self, creds: Credentials | None) -> RegistryStore:
-        options = self._config.options
-        registry = self._config.registry
-        return RegistryStore(
-            registry,
-            plain_http=options.plain_http,
-            insecure=options.insecure,
-            ca_file=options.ca_file,
-            credentials=creds if creds is not None else (lambda: credential_sources.lookup(registry)),
-            # Each download holds a connection for its duration: size the pool for many at once.
-            concurrency=max(options.concurrency, 16),
-            chunk_size=options.chunk_size,
-            locations=BlobLocations(None),
-        )
-
-    def get(self, creds: Credentials | None) -> RegistryStore:
+    def get(self, creds: Credentials | None, *, anonymous: bool = False) -> RegistryStore:
+        """The store for a client's ``creds``; without any, the server's own credentials, or none
+        at all when ``anonymous`` (uploads never borrow the server's credentials)."""
         with self._lock:
+            if creds is None and anonymous:
+                if self._anonymous is None:
+                    self._anonymous = registry_store(self._config, None, server_credentials=False)
+                return self._anonymous
             if creds is None:
                 if self._own is None:
-                    self._own = self._make(None)
+                    self._own = registry_store(self._config, None, server_credentials=True)
                 return self._own
             key = hashlib.sha256(f"{creds.username}\0{creds.password}".encode()).hexdigest()
             store = self._clients.get(key)
             if store is None:
-                store = self._clients[key] = self._make(creds)
+                store = self._clients[key] = registry_store(self._config, creds, server_credentials=False)
                 if len(self._clients) > _MAX_CLIENT_STORES:
                     # Dropped, not closed: a request may still be streaming through it; its
                     # connections close when it is collected.
@@ -150,9 +179,9 @@ class StorePool:
 
     def close(self) -> None:
         with self._lock:
-            stores = [*self._clients.values(), *([self._own] if self._own else [])]
+            stores = [*self._clients.values(), *(s for s in (self._own, self._anonymous) if s)]
             self._clients.clear()
-            self._own = None
+            self._own = self._anonymous = None
         for store in stores:
             store.close()
 
@@ -188,6 +217,9 @@ def error_response(exc: MlociError, *, upload: bool = False) -> Response:
         return _text(message, 409)
     if isinstance(exc, UsageError) or (upload and isinstance(exc, IntegrityError)):
         return _text(message, 400)
+    if isinstance(exc, UpstreamError):
+        log.warning("upstream failed: %s", message)
+        return _text(message, 502)
     if isinstance(exc, UnavailableError):
         log.warning("registry unavailable: %s", message)
         return _text(message, 503)
@@ -259,6 +291,15 @@ def _verified_stream(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield previous
 
 
+def _aborting(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """The verified stream of an upstream file; a mismatch or failure ends the connection short."""
+    try:
+        yield from _verified_stream(chunks)
+    except MlociError as exc:
+        log.error("download of %s aborted: %s", what, exc)
+        raise DownloadAborted(str(exc)) from None
+
+
 def _blob_body(store: RegistryStore, repository: str, descriptor: Descriptor) -> Iterator[bytes]:
     """Start the download now, so a missing blob or refused credentials still get a proper status;
     the body then streams as the response is sent."""
@@ -283,9 +324,41 @@ class PackageIndex:
     def __init__(self, config: IndexConfig) -> None:
         self.config = config
         self.stores = StorePool(config)
+        self.upstreams = [
+            Upstream(url, timeout=config.upstream_timeout, cache_seconds=config.upstream_cache_seconds)
+            for url in config.upstreams
+        ]
 
     def store(self, request: Request) -> RegistryStore:
-        return self.stores.get(client_credentials(request))
+        creds = client_credentials(request)
+        if creds is None and self.config.require_auth:
+            raise AuthError("this index requires credentials", hint="give pip or uv a user name and token")
+        return self.stores.get(creds)
+
+    def close(self) -> None:
+        self.stores.close()
+        for upstream in self.upstreams:
+            upstream.close()
+
+    def private_releases(self, store: RegistryStore, name: str) -> list[Release] | None:
+        """The releases of ``name`` when the namespace holds (or reserves) it, else None.
+
+        A name the registry holds is private: it is served only from the registry, even with no
+        file a client can use. Anything but "no such repository" (refused credentials, an
+        unreachable registry) is raised, so it can never fall through to an upstream.
+        """
+        try:
+            return list_releases(store, self.config.repository(name))
+        except NotFoundError:
+            return None
+
+    def upstream_project(self, name: str) -> UpstreamProject | None:
+        """The first upstream's page of ``name`` (an unreachable upstream before it is an error)."""
+        for upstream in self.upstreams:
+            project = upstream.project(name)
+            if project is not None:
+                return project
+        return None
 
     # -- simple API ------------------------------------------------------------------------------
 
@@ -297,6 +370,11 @@ class PackageIndex:
         if chosen is None:
             return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
         projects = list_projects(self.store(request), self.config.namespace)
+        if self.upstreams:
+            merged = set(projects)
+            for upstream in self.upstreams:
+                merged.update(upstream.project_names())
+            projects = sorted(merged)
         if chosen == negotiation.JSON_V1:
             return self._page(pages.project_list_json(projects), chosen)
         return self._page(pages.project_list_html(projects).encode(), chosen)
@@ -312,17 +390,41 @@ class PackageIndex:
         chosen = _negotiate(request)
         if chosen is None:
             return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
-        repository = self.config.repository(name)
-        try:
-            releases = list_releases(self.store(request), repository)
-        except NotFoundError:
-            releases = []
+        releases = self.private_releases(self.store(request), name)
+        if releases is None and self.upstreams:
+            project = self.upstream_project(name)
+            if project is not None:
+                return self._upstream_page(project, chosen)
         if not releases:
+            if releases is not None and self.upstreams:
+                # Never upstream: a private or reserved name is served from the registry alone.
+                return _text(f"{name} is a private project in {self.config.base} with no files", 404)
             return _text(f"no project named {name!r} in {self.config.base}", 404)
         links = pages.links(name, releases)
         if chosen == negotiation.JSON_V1:
             return self._page(pages.project_json(name, releases, links), chosen)
         return self._page(pages.project_html(name, links).encode(), chosen)
+
+    def _upstream_page(self, project: UpstreamProject, chosen: str) -> Response:
+        links = [
+            pages.FileLink(
+                filename=file.filename,
+                version="",
+                url=f"../../upstream/{quote(project.name, safe='')}/{quote(file.filename, safe='')}",
+                sha256=file.hashes.get("sha256"),
+                size=file.size,
+                requires_python=file.requires_python,
+                metadata_sha256=(file.core_metadata or {}).get("sha256"),
+                yanked=file.yanked,
+                other_hashes=tuple((k, v) for k, v in file.hashes.items() if k != "sha256"),
+                upload_time=file.upload_time,
+            )
+            for file in project.files
+        ]
+        if chosen == negotiation.JSON_V1:
+            body = pages.project_json(project.name, [], links, versions=versions_of(project))
+            return self._page(body, chosen)
+        return self._page(pages.project_html(project.name, links).encode(), chosen)
 
     @staticmethod
     def _page(body: bytes, content_type: str) -> Response:
@@ -368,6 +470,39 @@ class PackageIndex:
             return Response(None, media_type=media_type, headers=headers)
         body = _blob_body(store, repository.repository, descriptor)
         return StreamingResponse(body, media_type=media_type, headers=headers)
+
+    def upstream_download(self, request: Request) -> Response:
+        project = request.path_params["project"]
+        filename = request.path_params["filename"]
+        if not is_project_name(project) or normalize_name(project) != project:
+            return _text(f"no project named {project!r}", 404)
+        if self.private_releases(self.store(request), project) is not None:
+            return _text(f"{project} is a private project: its files are served only from the registry", 404)
+        found = self.upstream_project(project)
+        is_metadata = filename.endswith(".metadata")
+        file = found.file(filename.removesuffix(".metadata") if is_metadata else filename) if found else None
+        if found is None or file is None or (is_metadata and file.core_metadata is None):
+            return _text(f"no file {filename} in {project} upstream", 404)
+        url = f"{file.url}.metadata" if is_metadata else file.url
+        hashes = (file.core_metadata or {}) if is_metadata else file.hashes
+        if self.config.redirect_upstream_files:
+            return RedirectResponse(url, status_code=302)
+        upstream = next(u for u in self.upstreams if u.display == found.upstream)
+        what = f"{filename} of {project}"
+        response, chunks = upstream.open(url, hashes, what)
+        headers = {"Cache-Control": "public, max-age=31536000, immutable"} if hashes else {}
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and (is_metadata or file.size in (None, int(length))):
+            headers["Content-Length"] = length
+        if is_metadata:
+            media_type = "text/plain; charset=utf-8"
+        else:
+            media_type = "application/octet-stream"
+            headers["Content-Disposition"] = f'attachment; filename="{quote(filename)}"'
+        if request.method == "HEAD":
+            response.release_conn()
+            return Response(None, media_type=media_type, headers=headers)
+        return StreamingResponse(_aborting(chunks, what), media_type=media_type, headers=headers)
 
     # -- uploads (the legacy API twine speaks) ---------------------------------------------------
 
@@ -418,7 +553,7 @@ class PackageIndex:
             )
         if filetype is not None and filetype != dist.kind.value:
             raise UsageError(f"{filename} is a {dist.kind.value}, but the upload says {filetype!r}")
-        store = self.stores.get(creds)
+        store = self.stores.get(creds, anonymous=True)
         return publish(
             store,
             self.config.repository(dist.project),
@@ -448,7 +583,7 @@ def create_app(config: IndexConfig) -> Starlette:
         try:
             yield
         finally:
-            index.stores.close()
+            index.close()
 
     routes = [
         Route("/", index.root, methods=["GET"]),
@@ -457,14 +592,56 @@ def create_app(config: IndexConfig) -> Starlette:
         Route("/simple/", index.project_list, methods=["GET"]),
         Route("/simple/{project}/", index.project_page, methods=["GET"]),
         Route("/packages/{project}/{version}/{filename}", index.download, methods=["GET"]),
+        Route("/upstream/{project}/{filename}", index.upstream_download, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={MlociError: _on_error}, lifespan=lifespan)
     app.state.index = index
     return app
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening; UsageError naming the address when that fails.
+
+    Binding before uvicorn starts turns "address in use" or an unknown host name into one clear
+    line and exit code, instead of uvicorn's log lines and its own exit status.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(
+            f"cannot listen on {host!r}: {reason}",
+            hint="give --host an address of this machine, e.g. 127.0.0.1",
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        hint = (
+            "another process listens there; choose another --port"
+            if exc.errno == errno.EADDRINUSE
+            else "give --host an address of this machine and --port one you may use"
+        )
+        raise UsageError(f"cannot listen on {where}: {exc.strerror or exc}", hint=hint) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(config: IndexConfig, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
     """Run the index until interrupted (uvicorn handles SIGINT/SIGTERM with a graceful shutdown)."""
     import uvicorn  # noqa: PLC0415  (only the server needs it)
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, server_header=False)
+    app = create_app(config)
+    sock = listen(host, port)
+    try:
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False)
+        )
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
