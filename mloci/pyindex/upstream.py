@@ -105,6 +105,8 @@ def _check_hash(name: str, value: object, where: str) -> str:
 
 
 def _filename_of(url: str, where: str) -> str:
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise UpstreamError(f"{where}: file URL {url!r} is not http(s)")
     name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     if not name or name in (".", "..") or "/" in name or "\\" in name or not name.isprintable():
         raise UpstreamError(f"{where}: file URL {url!r} does not end in a file name")
@@ -215,8 +217,16 @@ def parse_json(project: str, page_url: str, data: bytes, upstream: str) -> Upstr
             raise UpstreamError(f"{at} is not an object")
         url = _str(raw.get("url"), "url", at, optional=False) or ""
         filename = _str(raw.get("filename"), "filename", at, optional=False) or ""
-        if filename != _filename_of(filename, at):
+        if (
+            not filename
+            or "/" in filename
+            or "\\" in filename
+            or filename in (".", "..")
+            or not filename.isprintable()
+        ):
             raise UpstreamError(f"{at}: malformed filename {filename!r}")
+        absolute = urljoin(page_url, url).partition("#")[0]
+        _filename_of(absolute, at)
         metadata_raw = raw.get("core-metadata", raw.get("dist-info-metadata"))
         metadata: Mapping[str, str] | None
         if metadata_raw is None or metadata_raw is False:
@@ -238,7 +248,7 @@ def parse_json(project: str, page_url: str, data: bytes, upstream: str) -> Upstr
         files.append(
             UpstreamFile(
                 filename=filename,
-                url=urljoin(page_url, url).partition("#")[0],
+                url=absolute,
                 hashes=_hash_map(raw.get("hashes", {}), "hashes", at),
                 requires_python=_str(raw.get("requires-python"), "requires-python", at) or None,
                 core_metadata=metadata,
@@ -415,7 +425,7 @@ class Upstream:
             raise UpstreamError(
                 f"upstream {self.display} answered HTTP {response.status} for the project page of {name}"
             )
-        page_url = response.geturl() or url
+        page_url = urljoin(url, response.geturl() or url)  # after redirects; may be a bare path
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type == JSON_V1:
             project = parse_json(name, page_url, data, self.display)

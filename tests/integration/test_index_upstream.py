@@ -1,0 +1,340 @@
+"""The index in front of an upstream: public projects pass through, private and reserved names never do.
+
+The upstream is a real third-party index, pypiserver, on 127.0.0.1 with packages the tests build;
+pip and uv are the real clients. Faults no real index produces on demand (a server that never
+answers, malformed pages) come from a tiny local HTTP server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urljoin
+
+import pytest
+import urllib3
+from helpers import Registry, Runner
+from pydists import (
+    IndexServer,
+    PypiServer,
+    running_index,
+    running_pypiserver,
+    sha256_of,
+    write_sdist,
+    write_wheel,
+)
+from test_index import JSON_ACCEPT, fresh_venv, imported, run, tool_env
+
+from mloci.ops.wheel import push_distributions
+from mloci.pyindex.app import IndexConfig, create_app
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pypi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PypiServer]:
+    with running_pypiserver(tmp_path_factory.mktemp("pypiserver")) as server:
+        yield server
+
+
+@pytest.fixture
+def proxy(registry: Registry, pypi: PypiServer) -> Iterator[IndexServer]:
+    config = IndexConfig(registry=registry.host, namespace="py", upstreams=(pypi.simple,), upstream_timeout=5)
+    with running_index(create_app(config)) as server:
+        yield server
+
+
+@pytest.fixture
+def http() -> Iterator[urllib3.PoolManager]:
+    pool = urllib3.PoolManager(retries=False, timeout=30.0)
+    try:
+        yield pool
+    finally:
+        pool.clear()
+
+
+def publish(registry: Registry, *paths: Path) -> None:
+    push_distributions(list(paths), f"{registry.host}/py")
+
+
+def pip_install(python: Path, index: str, env: dict[str, str], *args: str, check: bool = True) -> str:
+    done = run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--index-url", index, *args],
+        env,
+        check=check,
+    )
+    return done.stdout + done.stderr
+
+
+# -- dependency confusion ----------------------------------------------------------------------------
+
+
+def test_a_private_project_wins_over_a_higher_public_version_with_pip_and_uv(
+    registry: Registry, pypi: PypiServer, proxy: IndexServer, tmp_path: Path
+) -> None:
+    write_wheel(pypi.packages, version="99.0", value=666)  # the attacker's featurekit on the public index
+    publish(registry, write_wheel(tmp_path / "dist", version="0.1.3"))
+    env = tool_env(tmp_path)
+    python = fresh_venv(tmp_path / "venv", env, with_pip=False)
+    pip_install(python, proxy.simple, env, "featurekit")
+    assert imported(python, env) == "0.1.3 42"
+
+    import uv
+
+    uv_python = fresh_venv(tmp_path / "uv-venv", env, with_pip=False)
+    uv_args = [uv.find_uv_bin(), "pip", "install", "--python", str(uv_python), "--index-url", proxy.simple]
+    run([*uv_args, "featurekit"], env)
+    assert imported(uv_python, env) == "0.1.3 42"
+    assert pypi.requests("/featurekit") == 0  # upstream was never even asked about the name
+    assert not any(p.startswith("/upstream/") for p in proxy.paths())
+
+
+def test_a_private_name_without_a_compatible_file_never_falls_back_to_upstream(
+    registry: Registry, pypi: PypiServer, proxy: IndexServer, tmp_path: Path
+) -> None:
+    write_wheel(pypi.packages, version="99.0")
+    publish(registry, write_wheel(tmp_path / "dist", version="0.1.3", requires_python=">=9"))
+    env = tool_env(tmp_path)
+    python = fresh_venv(tmp_path / "venv", env, with_pip=False)
+    output = pip_install(python, proxy.simple, env, "featurekit", check=False)
+    assert "No matching distribution found for featurekit" in output
+    assert pypi.requests("/featurekit") == 0
+
+
+def test_a_reserved_name_is_never_served_from_upstream(
+    registry: Registry,
+    pypi: PypiServer,
+    proxy: IndexServer,
+    http: urllib3.PoolManager,
+    mloci: Runner,
+    tmp_path: Path,
+) -> None:
+    write_wheel(pypi.packages, "secret-kit", "1.0")
+    write_wheel(pypi.packages, "publickit", "1.0")
+    reserved = mloci("index", "reserve", f"{registry.host}/py", "Secret_Kit", "--json")
+    assert reserved.exit_code == 0, reserved.stderr
+    assert json.loads(reserved.stdout)["reserved"][0]["project"] == "secret-kit"
+    again = mloci("index", "reserve", f"{registry.host}/py", "secret.kit")
+    assert again.exit_code == 0 and "already reserved: secret-kit" in again.stdout
+
+    env = tool_env(tmp_path)
+    python = fresh_venv(tmp_path / "venv", env, with_pip=False)
+    output = pip_install(python, proxy.simple, env, "Secret.Kit", check=False)
+    assert "No matching distribution found for Secret.Kit" in output
+    page = http.request("GET", f"{proxy.simple}secret-kit/", headers={"Accept": JSON_ACCEPT})
+    assert page.status == 404 and b"private" in page.data
+    # Not through the file URL either.
+    refused = http.request("GET", f"{proxy.url}/upstream/secret-kit/secret_kit-1.0-py3-none-any.whl")
+    assert refused.status == 404
+    assert pypi.requests("/secret") == 0
+    # Other names still come from upstream.
+    pip_install(python, proxy.simple, env, "publickit")
+    bad = mloci("index", "reserve", f"{registry.host}/py", "no such name")
+    assert bad.exit_code == 2 and "not a valid Python project name" in bad.stderr
+
+
+def test_one_pip_install_resolves_a_private_package_with_a_public_dependency(
+    registry: Registry, pypi: PypiServer, proxy: IndexServer, tmp_path: Path
+) -> None:
+    write_wheel(pypi.packages, "publicdep", "2.0")
+    write_sdist(pypi.packages, "publicdep", "2.0")
+    publish(registry, write_wheel(tmp_path / "dist", "appkit", "1.0", requires=("publicdep>=2",)))
+    env = tool_env(tmp_path)
+    python = fresh_venv(tmp_path / "venv", env, with_pip=False)
+    output = pip_install(python, proxy.simple, env, "appkit")
+    assert "Successfully installed appkit-1.0 publicdep-2.0" in output
+    assert "/packages/appkit/1.0/appkit-1.0-py3-none-any.whl" in proxy.paths()
+    assert "/upstream/publicdep/publicdep-2.0-py3-none-any.whl" in proxy.paths()
+
+
+# -- pages and files from upstream -------------------------------------------------------------------
+
+
+def test_upstream_pages_keep_hashes_in_both_forms_and_files_stream_verified(
+    pypi: PypiServer, proxy: IndexServer, http: urllib3.PoolManager
+) -> None:
+    wheel = write_wheel(pypi.packages, "publickit", "1.0", requires_python=">=3.9")
+    sdist = write_sdist(pypi.packages, "publickit", "1.1")
+    page = f"{proxy.simple}publickit/"
+    response = http.request("GET", page, headers={"Accept": JSON_ACCEPT})
+    assert response.status == 200, response.data
+    document = json.loads(response.data)
+    assert document["name"] == "publickit" and document["versions"] == ["1.0", "1.1"]
+    assert document["meta"]["api-version"] == "1.0"  # pypiserver's HTML gives no sizes
+    files = {f["filename"]: f for f in document["files"]}
+    assert files[wheel.name]["hashes"] == {"sha256": sha256_of(wheel)}
+    assert files[sdist.name]["hashes"] == {"sha256": sha256_of(sdist)}
+    for path in (wheel, sdist):
+        fetched = http.request("GET", urljoin(page, files[path.name]["url"]))
+        assert fetched.status == 200 and hashlib.sha256(fetched.data).hexdigest() == sha256_of(path)
+    html = http.request("GET", page, headers={"Accept": "text/html"}).data.decode()
+    assert f"{wheel.name}#sha256={sha256_of(wheel)}" in html
+    assert "../../upstream/publickit/" in html and "127.0.0.1" not in html
+    assert http.request("GET", f"{proxy.simple}nosuchproject/").status == 404
+    listing = json.loads(http.request("GET", proxy.simple, headers={"Accept": JSON_ACCEPT}).data)
+    assert {"name": "publickit"} in listing["projects"]
+
+
+def test_upstream_pages_are_cached_briefly(
+    registry: Registry, pypi: PypiServer, http: urllib3.PoolManager
+) -> None:
+    write_wheel(pypi.packages, "publickit", "1.0")
+    config = IndexConfig(
+        registry=registry.host, namespace="py", upstreams=(pypi.simple,), upstream_cache_seconds=1
+    )
+    with running_index(create_app(config)) as server:
+        for _ in range(3):
+            assert http.request("GET", f"{server.simple}publickit/").status == 200
+        assert pypi.requests("GET /simple/publickit/") == 1
+        time.sleep(1.2)
+        assert http.request("GET", f"{server.simple}publickit/").status == 200
+        assert pypi.requests("GET /simple/publickit/") == 2
+
+
+def test_an_upstream_file_that_does_not_match_its_page_is_refused(
+    pypi: PypiServer, proxy: IndexServer, http: urllib3.PoolManager, tmp_path: Path
+) -> None:
+    wheel = write_wheel(pypi.packages, "publickit", "1.0")
+    page = json.loads(http.request("GET", f"{proxy.simple}publickit/", headers={"Accept": JSON_ACCEPT}).data)
+    url = urljoin(f"{proxy.simple}publickit/", page["files"][0]["url"])
+    write_wheel(tmp_path / "evil", "publickit", "1.0", value=666).replace(wheel)  # same name, other bytes
+    with pytest.raises(urllib3.exceptions.ProtocolError):
+        http.request("GET", url)  # the connection ends short: never the whole, unverified file
+    env = tool_env(tmp_path)
+    python = fresh_venv(tmp_path / "venv", env, with_pip=False)
+    pip_install(python, proxy.simple, env, "publickit", check=False)
+    done = run([str(python), "-c", "import publickit"], env, check=False)
+    assert done.returncode != 0  # nothing was installed
+
+
+def test_redirect_mode_sends_clients_to_the_upstream_file(
+    registry: Registry, pypi: PypiServer, http: urllib3.PoolManager
+) -> None:
+    wheel = write_wheel(pypi.packages, "publickit", "1.0")
+    config = IndexConfig(
+        registry=registry.host, namespace="py", upstreams=(pypi.simple,), redirect_upstream_files=True
+    )
+    with running_index(create_app(config)) as server:
+        moved = http.request("GET", f"{server.url}/upstream/publickit/{wheel.name}", redirect=False)
+    assert moved.status == 302 and moved.headers["Location"] == f"{pypi.url}/packages/{wheel.name}"
+
+
+# -- an upstream that fails -------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_upstream_is_a_502_with_the_reason(
+    registry: Registry, http: urllib3.PoolManager
+) -> None:
+    upstream = f"http://user:s3cret@127.0.0.1:{closed_port()}/simple/"
+    config = IndexConfig(registry=registry.host, namespace="py", upstreams=(upstream,))
+    with running_index(create_app(config)) as server:
+        response = http.request("GET", f"{server.simple}publickit/")
+        listing = http.request("GET", server.simple)
+    body = response.data.decode()
+    assert response.status == 502 and "is unreachable" in body and "connection refused" in body, body
+    assert "s3cret" not in body and body.count("\n") == 1
+    assert listing.status == 502
+
+
+def test_an_upstream_that_never_answers_is_a_502_within_the_timeout(
+    registry: Registry, http: urllib3.PoolManager
+) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are accepted by the kernel, then nothing is ever sent
+    try:
+        upstream = f"http://127.0.0.1:{silent.getsockname()[1]}/simple/"
+        config = IndexConfig(
+            registry=registry.host, namespace="py", upstreams=(upstream,), upstream_timeout=1
+        )
+        with running_index(create_app(config)) as server:
+            started = time.monotonic()
+            response = http.request("GET", f"{server.simple}publickit/")
+            elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert response.status == 502 and b"timed out after 1 s" in response.data, response.data
+    assert elapsed < 3
+
+
+class _Fixed(BaseHTTPRequestHandler):
+    pages: ClassVar[dict[str, tuple[str, bytes]]] = {}
+
+    def do_GET(self) -> None:
+        content_type, body = self.pages.get(self.path, ("text/plain", b"no"))
+        self.send_response(200 if self.path in self.pages else 404)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        (
+            "application/vnd.pypi.simple.v1+json",
+            b'{"meta": {"api-version": "1.0"}, "files": [',
+            "malformed JSON",
+        ),
+        (
+            "application/vnd.pypi.simple.v1+json",
+            b'{"meta": {"api-version": "1.0"}, "files": {}}',
+            "files is not a list",
+        ),
+        ("application/vnd.pypi.simple.v1+json", b'{"files": []}', "lacks meta.api-version"),
+        (
+            "application/vnd.pypi.simple.v1+json",
+            b'{"meta": {"api-version": "2.0"}, "files": []}',
+            "simple API version 2.0 is not supported",
+        ),
+        (
+            "application/vnd.pypi.simple.v1+json",
+            b'{"meta": {"api-version": "1.0"}, "files": [{"filename": "../x.whl", "url": "x", "hashes": {}}]}',
+            "malformed filename",
+        ),
+        ("text/html", b'<html><a href="p-1.0.tar.gz#sha256=nothex">p</a></html>', "malformed sha256 hash"),
+        ("text/html", b"\xff\xfe not utf-8", "is not UTF-8"),
+        ("application/zip", b"PK", "not a simple API page"),
+    ],
+)
+def test_a_malformed_upstream_page_is_a_clear_502(
+    registry: Registry, http: urllib3.PoolManager, content_type: str, body: bytes, message: str
+) -> None:
+    handler = type("Handler", (_Fixed,), {"pages": {"/simple/publickit/": (content_type, body)}})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        upstream = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+        config = IndexConfig(registry=registry.host, namespace="py", upstreams=(upstream,))
+        with running_index(create_app(config)) as index:
+            response = http.request("GET", f"{index.simple}publickit/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    text = response.data.decode()
+    assert response.status == 502 and message in text and text.count("\n") == 1, text
+
+
+def test_a_bad_upstream_url_is_a_usage_error(registry: Registry, mloci: Runner) -> None:
+    done = mloci("index", "serve", "--registry", registry.host, "--upstream", "ftp://example/simple/")
+    assert done.exit_code == 2 and "is not an http(s) URL" in done.stderr
