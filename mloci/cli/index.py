@@ -52,6 +52,13 @@ def index_group() -> None:
     is_flag=True,
     help="Send clients to the upstream's file URLs instead of streaming files through.",
 )
+@click.option(
+    "--cache-upstream",
+    "cache_namespace",
+    metavar="NAMESPACE",
+    help="Keep verified upstream files as releases under this namespace of the registry (apart from "
+    "--namespace), so installs keep working when the upstream is down.",
+)
 @click.option("--require-auth", is_flag=True, help="Refuse requests without credentials, reads too.")
 @click.option(
     "--log-level",
@@ -70,6 +77,7 @@ def serve_command(
     upstream_timeout: float,
     upstream_cache: float,
     redirect_upstream_files: bool,
+    cache_namespace: str | None,
     require_auth: bool,
     log_level: str,
     **kw: Any,
@@ -108,6 +116,7 @@ def serve_command(
         upstream_cache_seconds=upstream_cache,
         redirect_upstream_files=redirect_upstream_files,
         require_auth=require_auth,
+        cache_namespace=cache_namespace,
     )
     config.check()
     serve(config, host=host, port=port, log_level=log_level)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import importlib.util
@@ -50,6 +51,7 @@ from mloci.ops.wheel import (
     read_release,
 )
 from mloci.pyindex import negotiation, pages
+from mloci.pyindex.cache import Spool, UpstreamCache
 from mloci.pyindex.upstream import Upstream, UpstreamError, UpstreamProject, versions_of
 from mloci.python.artifact import Release
 from mloci.python.distribution import hash_stream, read_upload
@@ -91,6 +93,7 @@ class IndexConfig:
     upstream_cache_seconds: float = 60.0  # at most; less when the upstream's Cache-Control says so
     redirect_upstream_files: bool = False  # True: send clients to the upstream's file URLs
     require_auth: bool = False  # refuse requests without credentials (reads too)
+    cache_namespace: str | None = None  # keep verified upstream files as releases under this namespace
 
     @property
     def base(self) -> str:
@@ -110,6 +113,14 @@ class IndexConfig:
             )
         if self.namespace.strip("/"):
             self.repository("probe")
+        if self.cache_namespace is not None:
+            cache, own = self.cache_namespace.strip("/"), self.namespace.strip("/")
+            if not cache or cache == own or cache.startswith(f"{own}/") or own.startswith(f"{cache}/"):
+                raise UsageError(
+                    f"the upstream cache namespace {self.cache_namespace!r} must lie apart from {self.namespace!r}",
+                    hint="cached public projects would otherwise count as private; e.g. --cache-upstream pypi-cache",
+                )
+            project_repository(f"{self.registry}/{cache}", "probe")
         if self.upstream_timeout <= 0:
             raise UsageError("the upstream timeout must be positive")
         for url in self.upstreams:
@@ -300,6 +311,21 @@ def _aborting(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
         raise DownloadAborted(str(exc)) from None
 
 
+def _teed(chunks: Iterator[bytes], spool: Spool) -> Iterator[bytes]:
+    """Write the chunks aside as they are sent; the spool is committed once the whole file verified."""
+    complete = False
+    try:
+        for chunk in chunks:
+            spool.write(chunk)
+            yield chunk
+        complete = True
+    finally:
+        if complete:
+            spool.commit()
+        else:
+            spool.discard()
+
+
 def _blob_body(store: RegistryStore, repository: str, descriptor: Descriptor) -> Iterator[bytes]:
     """Start the download now, so a missing blob or refused credentials still get a proper status;
     the body then streams as the response is sent."""
@@ -324,6 +350,15 @@ class PackageIndex:
     def __init__(self, config: IndexConfig) -> None:
         self.config = config
         self.stores = StorePool(config)
+        self.cache = (
+            UpstreamCache(
+                f"{config.registry}/{config.cache_namespace.strip('/')}",
+                lambda: self.stores.get(None),
+                concurrency=config.options.concurrency,
+            )
+            if config.cache_namespace
+            else None
+        )
         self.upstreams = [
             Upstream(url, timeout=config.upstream_timeout, cache_seconds=config.upstream_cache_seconds)
             for url in config.upstreams
@@ -339,6 +374,8 @@ class PackageIndex:
         self.stores.close()
         for upstream in self.upstreams:
             upstream.close()
+        if self.cache is not None:
+            self.cache.close()
 
     def private_releases(self, store: RegistryStore, name: str) -> list[Release] | None:
         """The releases of ``name`` when the namespace holds (or reserves) it, else None.
@@ -392,7 +429,14 @@ class PackageIndex:
             return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
         releases = self.private_releases(self.store(request), name)
         if releases is None and self.upstreams:
-            project = self.upstream_project(name)
+            try:
+                project = self.upstream_project(name)
+            except UpstreamError as exc:
+                cached = self.cache.releases(self.store(request), name) if self.cache else []
+                if not cached:
+                    raise
+                log.warning("serving %s from the upstream cache: %s", name, exc)
+                return self._cached_page(name, cached, chosen)
             if project is not None:
                 return self._upstream_page(project, chosen)
         if not releases:
@@ -401,6 +445,17 @@ class PackageIndex:
                 return _text(f"{name} is a private project in {self.config.base} with no files", 404)
             return _text(f"no project named {name!r} in {self.config.base}", 404)
         links = pages.links(name, releases)
+        if chosen == negotiation.JSON_V1:
+            return self._page(pages.project_json(name, releases, links), chosen)
+        return self._page(pages.project_html(name, links).encode(), chosen)
+
+    def _cached_page(self, name: str, releases: list[Release], chosen: str) -> Response:
+        links = [
+            dataclasses.replace(
+                link, url=f"../../upstream/{quote(name, safe='')}/{quote(link.filename, safe='')}"
+            )
+            for link in pages.links(name, releases)
+        ]
         if chosen == negotiation.JSON_V1:
             return self._page(pages.project_json(name, releases, links), chosen)
         return self._page(pages.project_html(name, links).encode(), chosen)
@@ -457,6 +512,13 @@ class PackageIndex:
         descriptor = (file.metadata if is_metadata else file.layer) if file else None
         if descriptor is None:
             return _text(f"no file {filename} in {project} {version}", 404)
+        return self._registry_file(request, store, repository, descriptor, filename)
+
+    @staticmethod
+    def _registry_file(
+        request: Request, store: RegistryStore, repository: Reference, descriptor: Descriptor, filename: str
+    ) -> Response:
+        is_metadata = filename.endswith(".metadata")
         headers = {
             "Content-Length": str(descriptor.size),
             "ETag": f'"{descriptor.digest}"',
@@ -476,10 +538,18 @@ class PackageIndex:
         filename = request.path_params["filename"]
         if not is_project_name(project) or normalize_name(project) != project:
             return _text(f"no project named {project!r}", 404)
-        if self.private_releases(self.store(request), project) is not None:
+        store = self.store(request)
+        if self.private_releases(store, project) is not None:
             return _text(f"{project} is a private project: its files are served only from the registry", 404)
-        found = self.upstream_project(project)
         is_metadata = filename.endswith(".metadata")
+        if self.cache is not None:
+            cached = self.cache.file(store, project, filename.removesuffix(".metadata"))
+            descriptor = (cached.metadata if is_metadata else cached.layer) if cached else None
+            if descriptor is not None:
+                return self._registry_file(
+                    request, store, self.cache.repository(project), descriptor, filename
+                )
+        found = self.upstream_project(project)
         file = found.file(filename.removesuffix(".metadata") if is_metadata else filename) if found else None
         if found is None or file is None or (is_metadata and file.core_metadata is None):
             return _text(f"no file {filename} in {project} upstream", 404)
@@ -502,7 +572,11 @@ class PackageIndex:
         if request.method == "HEAD":
             response.release_conn()
             return Response(None, media_type=media_type, headers=headers)
-        return StreamingResponse(_aborting(chunks, what), media_type=media_type, headers=headers)
+        body = _aborting(chunks, what)
+        spool = self.cache.spool(project, filename, dict(hashes)) if self.cache and not is_metadata else None
+        return StreamingResponse(
+            _teed(body, spool) if spool else body, media_type=media_type, headers=headers
+        )
 
     # -- uploads (the legacy API twine speaks) ---------------------------------------------------
 

@@ -7,6 +7,7 @@ answers, malformed pages) come from a tiny local HTTP server.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import socket
@@ -33,8 +34,12 @@ from pydists import (
 )
 from test_index import JSON_ACCEPT, fresh_venv, imported, run, tool_env
 
-from mloci.ops.wheel import push_distributions
+from mloci.errors import UsageError
+from mloci.ops.wheel import push_distributions, read_release
 from mloci.pyindex.app import IndexConfig, create_app
+from mloci.python.artifact import Release
+from mloci.store import RegistryStore
+from mloci.types import Reference
 
 # -- fixtures --------------------------------------------------------------------------------------
 
@@ -59,6 +64,24 @@ def http() -> Iterator[urllib3.PoolManager]:
         yield pool
     finally:
         pool.clear()
+
+
+def read_release_of(registry: Registry, repository: str, version: str) -> Release:
+    store = RegistryStore(registry.host)
+    try:
+        release = read_release(store, Reference(registry.host, repository), version)
+    finally:
+        store.close()
+    assert release is not None, f"{repository} {version} is not released"
+    return release
+
+
+def released(registry: Registry, repository: str, version: str) -> bool:
+    try:
+        read_release_of(registry, repository, version)
+    except AssertionError:
+        return False
+    return True
 
 
 def publish(registry: Registry, *paths: Path) -> None:
@@ -338,3 +361,47 @@ def test_a_malformed_upstream_page_is_a_clear_502(
 def test_a_bad_upstream_url_is_a_usage_error(registry: Registry, mloci: Runner) -> None:
     done = mloci("index", "serve", "--registry", registry.host, "--upstream", "ftp://example/simple/")
     assert done.exit_code == 2 and "is not an http(s) URL" in done.stderr
+
+
+# -- caching upstream files in the registry ------------------------------------------------------------
+
+
+def test_cached_upstream_files_keep_installs_working_when_the_upstream_is_down(
+    registry: Registry, http: urllib3.PoolManager, tmp_path: Path
+) -> None:
+    env = tool_env(tmp_path)
+    config = IndexConfig(
+        registry=registry.host,
+        namespace="py",
+        upstreams=(),
+        upstream_timeout=2,
+        cache_namespace="pypi-cache",
+    )
+    with running_pypiserver(tmp_path / "pypi") as pypi:
+        wheel = write_wheel(pypi.packages, "publickit", "1.0")
+        config = dataclasses.replace(config, upstreams=(pypi.simple,))
+        app = create_app(config)
+        with running_index(app) as server:
+            python = fresh_venv(tmp_path / "venv", env, with_pip=False)
+            pip_install(python, server.simple, env, "publickit")
+            deadline = time.monotonic() + 30
+            while not released(registry, "pypi-cache/publickit", "1.0"):
+                assert time.monotonic() < deadline, "the file was not cached"
+                time.sleep(0.2)
+    cached = read_release_of(registry, "pypi-cache/publickit", "1.0")
+    assert [(f.filename, f.sha256) for f in cached.files] == [(wheel.name, sha256_of(wheel))]
+    assert not released(registry, "py/publickit", "1.0")  # the private namespace is untouched
+
+    # pypiserver is gone now: a new server (no page cache) serves the page and file from the registry.
+    with running_index(create_app(config)) as server:
+        python = fresh_venv(tmp_path / "venv2", env, with_pip=False)
+        output = pip_install(python, server.simple, env, "publickit")
+        assert "Successfully installed publickit-1.0" in output
+        unknown = http.request("GET", f"{server.simple}otherkit/")
+        assert unknown.status == 502  # nothing cached for it: the upstream's failure, never an empty page
+
+
+def test_the_cache_namespace_must_lie_apart(registry: Registry) -> None:
+    for namespace in ("py", "py/cache", "/py/"):
+        with pytest.raises(UsageError, match="must lie apart"):
+            create_app(IndexConfig(registry=registry.host, namespace="py", cache_namespace=namespace))
