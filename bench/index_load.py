@@ -164,6 +164,7 @@ def main() -> int:
     try:
         wheel = write_wheel(work / "dist", "benchkit", "1.0", payload=os.urandom(size))
         expected = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        wheel_mib = wheel.stat().st_size / MIB
         push_distributions([wheel], f"{registry.host}/py")
         port = free_port()
         server = subprocess.Popen(
@@ -196,7 +197,7 @@ def main() -> int:
         registry.stop()
         shutil.rmtree(work, ignore_errors=True)  # this run's own temporary directory
 
-    print(f"# index load: {args.clients} clients x {wheel.stat().st_size / MIB:.1f} MiB wheel")
+    print(f"# index load: {args.clients} clients x {wheel_mib:.1f} MiB wheel")
     print(
         f"machine: {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
     )

@@ -389,6 +389,14 @@ class PackageIndex:
         except NotFoundError:
             return None
 
+    def is_private(self, store: RegistryStore, name: str) -> bool:
+        """Whether the namespace holds (or reserves) ``name``: one tag listing, no release reads."""
+        try:
+            store.list_tags(self.config.repository(name).repository)
+        except NotFoundError:
+            return False
+        return True
+
     def upstream_project(self, name: str) -> UpstreamProject | None:
         """The first upstream's page of ``name`` (an unreachable upstream before it is an error)."""
         for upstream in self.upstreams:
@@ -539,7 +547,7 @@ class PackageIndex:
         if not is_project_name(project) or normalize_name(project) != project:
             return _text(f"no project named {project!r}", 404)
         store = self.store(request)
-        if self.private_releases(store, project) is not None:
+        if self.is_private(store, project):
             return _text(f"{project} is a private project: its files are served only from the registry", 404)
         is_metadata = filename.endswith(".metadata")
         if self.cache is not None:

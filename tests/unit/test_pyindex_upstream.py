@@ -1,0 +1,138 @@
+"""Parsing upstream simple pages and their cache headers (no servers)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from mloci.pyindex.upstream import (
+    UpstreamError,
+    UpstreamProject,
+    _freshness,
+    parse_html,
+    parse_json,
+    parse_project_list,
+    versions_of,
+)
+
+SHA = "a" * 64
+PAGE = "https://files.example/simple/featurekit/"
+
+
+def test_html_pages_keep_hashes_attributes_and_resolve_urls() -> None:
+    html = f"""<!DOCTYPE html><html><head><meta name="pypi:repository-version" content="1.1"></head><body>
+    <a href="../../packages/featurekit-1.0-py3-none-any.whl#sha256={SHA}" data-requires-python="&gt;=3.9"
+       data-core-metadata="sha256={"b" * 64}" data-yanked="">featurekit-1.0-py3-none-any.whl</a>
+    <a href="https://cdn.example/f/featurekit-1.1.tar.gz#md5={"c" * 32}" data-yanked="bad &lt;x&gt;">x</a>
+    <a href="/p/featurekit-1.2.tar.gz" data-dist-info-metadata="true">featurekit-1.2.tar.gz</a>
+    </body></html>"""
+    project = parse_html("featurekit", PAGE, html, "https://files.example/simple/")
+    first, second, third = project.files
+    assert first.url == "https://files.example/packages/featurekit-1.0-py3-none-any.whl"
+    assert first.hashes == {"sha256": SHA} and first.requires_python == ">=3.9"
+    assert first.core_metadata == {"sha256": "b" * 64} and first.yanked == ""
+    assert second.filename == "featurekit-1.1.tar.gz" and second.hashes == {"md5": "c" * 32}
+    assert second.yanked == "bad <x>" and second.best_hash == ("md5", "c" * 32)
+    assert third.core_metadata == {} and third.yanked is None and third.hashes == {}
+    assert versions_of(project) == ("1.0", "1.1", "1.2")
+
+
+@pytest.mark.parametrize(
+    ("html", "message"),
+    [
+        ('<meta name="pypi:repository-version" content="2.0"><a href="x-1.tar.gz">x</a>', "version 2.0"),
+        ('<a href="x-1.tar.gz#sha256=zz">x</a>', "malformed sha256 hash"),
+        ('<a href="x-1.tar.gz#sha256=abcd">x</a>', "wrong length"),
+        ('<a href="x-1.tar.gz#nohash">x</a>', "malformed hash fragment"),
+        ('<a href="file:///etc/passwd">x</a>', "is not http(s)"),
+        ('<a href="../">x</a>', "does not end in a file name"),
+        ('<a href="x-1.whl" data-core-metadata="nonsense">x</a>', "malformed data-core-metadata"),
+        ("just text", "is not an HTML page"),
+    ],
+)
+def test_malformed_html_pages_are_refused(html: str, message: str) -> None:
+    with pytest.raises(UpstreamError, match=re.escape(message)):
+        parse_html("x", PAGE, html, "up")
+
+
+def test_json_pages_keep_pep_691_and_700_fields() -> None:
+    document = {
+        "meta": {"api-version": "1.1"},
+        "name": "featurekit",
+        "versions": ["1.0", "2.0"],
+        "files": [
+            {
+                "filename": "featurekit-1.0-py3-none-any.whl",
+                "url": "../../f/featurekit-1.0-py3-none-any.whl",
+                "hashes": {"sha256": SHA, "blake2b_256": "d" * 64},
+                "requires-python": ">=3.9",
+                "core-metadata": {"sha256": "b" * 64},
+                "yanked": "broken",
+                "size": 123,
+                "upload-time": "2024-01-01T00:00:00.000000Z",
+            }
+        ],
+    }
+    project = parse_json("featurekit", PAGE, json.dumps(document).encode(), "up")
+    (file,) = project.files
+    assert file.url == "https://files.example/f/featurekit-1.0-py3-none-any.whl"
+    assert file.hashes == {"sha256": SHA, "blake2b_256": "d" * 64}
+    assert (file.size, file.upload_time, file.yanked) == (123, "2024-01-01T00:00:00.000000Z", "broken")
+    assert versions_of(project) == ("1.0", "2.0")
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"meta": {"api-version": "1.0"}, "files": "x"}, "files is not a list"),
+        ({"meta": {"api-version": "1.0"}, "files": [{"filename": "a.whl"}]}, "url is not a string"),
+        (
+            {"meta": {"api-version": "1.0"}, "files": [{"filename": "a.whl", "url": "a.whl", "size": -1}]},
+            "size is not a non-negative integer",
+        ),
+        (
+            {"meta": {"api-version": "1.0"}, "files": [{"filename": "a.whl", "url": "a.whl", "yanked": 3}]},
+            "yanked is neither",
+        ),
+        ({"meta": {"api-version": "1.0"}, "files": [], "versions": [1]}, "versions is not a list of strings"),
+        ([], "not a JSON object"),
+    ],
+)
+def test_malformed_json_pages_are_refused(document: object, message: str) -> None:
+    with pytest.raises(UpstreamError, match=re.escape(message)):
+        parse_json("x", PAGE, json.dumps(document).encode(), "up")
+
+
+def test_deeply_nested_json_is_refused_not_a_crash() -> None:
+    with pytest.raises(UpstreamError, match="malformed JSON"):
+        parse_json("x", PAGE, b"[" * 100_000, "up")
+
+
+def test_project_lists_are_normalized() -> None:
+    html = b'<a href="/simple/Feature_Kit/">Feature_Kit</a><a href="pandas/">pandas</a>'
+    assert parse_project_list(html, "text/html", "up") == ["feature-kit", "pandas"]
+    data = json.dumps({"meta": {"api-version": "1.0"}, "projects": [{"name": "A.B"}]}).encode()
+    assert parse_project_list(data, "application/vnd.pypi.simple.v1+json", "up") == ["a-b"]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, 60.0),
+        ("max-age=10", 10.0),
+        ("public, max-age=600", 60.0),
+        ("s-maxage=5, max-age=50", 5.0),
+        ("no-cache", 0.0),
+        ("private, max-age=30", 0.0),
+        ("no-store", 0.0),
+        ("max-age=nonsense", 0.0),
+    ],
+)
+def test_freshness_honours_cache_control_up_to_the_cap(header: str | None, seconds: float) -> None:
+    assert _freshness(header, 60.0) == seconds
+
+
+def test_no_file_on_an_empty_project() -> None:
+    assert UpstreamProject("x", "up", ()).file("x-1.tar.gz") is None
