@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli.options import json_option, registry_options, session_from, store_options
 from mloci.errors import UsageError
 from mloci.ops.reserve import reserve
 
@@ -138,7 +138,7 @@ def reserve_command(namespace: str, names: tuple[str, ...], as_json: bool, **kw:
     confusion). Names are compared after PEP 503 normalization (Feature_Kit = feature-kit). The
     reservation is stored in the registry, so every index server in front of it agrees.
     """
-    results = reserve(namespace, list(names), options=store_options(kw))
+    results = reserve(namespace, list(names), session=session_from(kw))
     if as_json:
         emit_json({"reserved": [r.to_json() for r in results]})
         return

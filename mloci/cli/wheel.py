@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.cli.options import json_option, quiet_option, registry_options, session_from
 from mloci.ops.gittag import create_tags, plan_tags
 from mloci.ops.wheel import pull_release, push_distributions, yank
 from mloci.python.filenames import parse_filename
@@ -61,7 +61,7 @@ def push_command(
     results = push_distributions(
         list(files),
         namespace,
-        options=store_options(kw),
+        session=session_from(kw),
         listener=listener("pushing", quiet=quiet or as_json),
     )
     tags = create_tags(plan) if plan is not None else ()
@@ -107,7 +107,7 @@ def pull_command(
 
     REFERENCE is REGISTRY/NAMESPACE/PROJECT[==VERSION]. Without a version the highest one that is not yanked is taken (final releases first).
     """
-    result = pull_release(spec, dest, filters=filters, pre=pre, options=store_options(kw))
+    result = pull_release(spec, dest, filters=filters, pre=pre, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
@@ -133,7 +133,7 @@ def yank_command(spec: str, reason: str, undo: bool, as_json: bool, **kw: Any) -
     REFERENCE is REGISTRY/NAMESPACE/PROJECT==VERSION. The release manifest changes (its digest
     too): sign it again if it was signed.
     """
-    result = yank(spec, reason=reason, undo=undo, options=store_options(kw))
+    result = yank(spec, reason=reason, undo=undo, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return

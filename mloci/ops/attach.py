@@ -21,7 +21,7 @@ from typing import Any, Final
 from mloci.errors import NotFoundError, UsageError
 from mloci.ops import referrers
 from mloci.ops.promote import PROMOTION_TYPE
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -127,7 +127,7 @@ def attach_blob(
     artifact_type: str,
     annotations: Mapping[str, str] | None = None,
     created: str | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> AttachResult:
     """Push ``blob`` as the one layer of a referrer of type ``artifact_type`` whose subject ``reference`` names.
 
@@ -136,8 +136,8 @@ def attach_blob(
     """
     check_media_type(artifact_type, "artifact type")
     check_media_type(blob.descriptor.media_type, "media type")
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         subject = subject_descriptor(store, reference)
         empty = Blob.of_bytes(mediatype.OCI_EMPTY, b"{}")
         for item in (empty, blob):
@@ -161,8 +161,6 @@ def attach_blob(
             layer=blob.descriptor,
             annotations=manifest_annotations,
         )
-    finally:
-        store.close()
 
 
 def _check_content(path: Path, media_type: str, size: int) -> None:
@@ -182,7 +180,7 @@ def attach_file(
     artifact_type: str,
     media_type: str | None = None,
     annotations: Mapping[str, str] | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> AttachResult:
     """Attach the file at ``path`` (test results, a scan, an evaluation, an SBOM…) to ``reference``.
 
@@ -205,7 +203,7 @@ def attach_file(
         Blob(descriptor, path=path),
         artifact_type=artifact_type,
         annotations=annotations,
-        options=options,
+        session=session,
     )
 
 
@@ -306,7 +304,7 @@ def discover(
     reference: Reference,
     *,
     artifact_type: str | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     max_depth: int = _MAX_DEPTH,
 ) -> DiscoverResult:
     """Everything attached to the manifest ``reference`` names, as a tree.
@@ -314,8 +312,8 @@ def discover(
     ``artifact_type`` filters the first level only: a matching attachment is shown with
     everything attached to it (e.g. the signature of an SBOM).
     """
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         root = subject_descriptor(store, reference)
         try:
             tags = set(store.list_tags(reference.repository))
@@ -351,5 +349,3 @@ def discover(
             referrers=children(root.digest, 0, frozenset({root.digest}), artifact_type),
             cosign=_cosign_entries(store, repo, root.digest, tags),
         )
-    finally:
-        store.close()

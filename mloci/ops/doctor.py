@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mloci.errors import MlociError, UnsupportedError
-from mloci.store import StoreOptions
-from mloci.store.registry import RegistryStore, credentials
+from mloci.store import Session, scoped
+from mloci.store.registry import RegistryStore
 from mloci.store.registry.auth import Challenge
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -142,19 +142,9 @@ class _Doctor:
         self.probe("deletes", self.deletes)
 
 
-def doctor(registry: str, *, repository: str = "mloci-doctor", options: StoreOptions | None = None) -> Report:
+def doctor(registry: str, *, repository: str = "mloci-doctor", session: Session | None = None) -> Report:
     """Probe ``registry``; write probes use ``repository`` and clean up after themselves where deletes work."""
-    options = options or StoreOptions()
-    store = RegistryStore(
-        registry,
-        plain_http=options.plain_http,
-        insecure=options.insecure,
-        ca_file=options.ca_file,
-        credentials=lambda: credentials.lookup(registry),
-    )
-    try:
-        checks = _Doctor(store, repository)
+    with scoped(session) as active:
+        checks = _Doctor(active.registry(registry), repository)
         checks.run()
         return Report(registry, tuple(checks.findings))
-    finally:
-        store.close()

@@ -17,7 +17,7 @@ from mloci.bundle.pack import pack, rfc3339, source_date, version_tag, with_git
 from mloci.image.layer import Entry, build_layer
 from mloci.ops.image import MODEL_DIGEST
 from mloci.ops.push import PushResult, check_tags, target_for
-from mloci.store import StoreOptions, open_store
+from mloci.store import Session, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -32,12 +32,11 @@ def push_image_volume(
     path: Path,
     target: str | None = None,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     model_root: str = "/models",
     force: bool = False,
 ) -> PushResult:
     """Pack the bundle at ``path`` as a mountable image and push it (tags ``<version>-image``…)."""
-    options = options or StoreOptions()
     bundle = with_git(load_bundle(path), git_state(path))
     model = pack(bundle)
     manifest = bundle.manifest
@@ -47,7 +46,8 @@ def push_image_volume(
     ref, extra = target_for(manifest.name, target)
     workdir = settings.home() / "tmp" / "image-volume"
     layer = build_layer(entries, workdir=workdir, mtime=int(created.timestamp()))
-    store = open_store(ref, options)
+    scope = scoped(session)
+    store = scope.session.store(ref)
     try:
         labels = {
             ann.TITLE: manifest.name,
@@ -100,4 +100,4 @@ def push_image_volume(
         )
     finally:
         layer.remove()
-        store.close()
+        scope.close()

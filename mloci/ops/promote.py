@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -27,7 +28,7 @@ from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.ops.referrers import attach
 from mloci.ops.transfer import Copier
 from mloci.project import ProjectConfig
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -191,24 +192,27 @@ def promote(
     *,
     project: ProjectConfig | None = None,
     reason: str | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     gate: Gate | None = None,
+    policy: Path | None = None,
     rollback_of: Digest | None = None,
     ci_url: str | None = None,
 ) -> PromotionResult:
-    """Point ``environment``'s alias at the manifest ``reference`` names, recording who, when and why."""
-    options = options or StoreOptions()
+    """Point ``environment``'s alias at the manifest ``reference`` names, recording who, when and why.
+
+    ``policy`` (else the environment's own policy in ``project``) must pass first; ``gate`` is
+    any other check to run instead.
+    """
     target = environment_target(environment, project=project, default_repository=reference)
+    if gate is None:
+        gate = _policy_gate(environment, project, policy, session)
     if is_version_tag(target.alias):
         raise UsageError(
             f"alias {target.alias!r} looks like a version; version tags are immutable and never move"
         )
-    source_store = open_store(reference, options)
-    target_store = (
-        source_store
-        if target.repository.registry == reference.registry
-        else open_store(target.repository, options)
-    )
+    scope = scoped(session)
+    source_store = scope.session.store(reference)
+    target_store = scope.session.store(target.repository)
     try:
         try:
             descriptor = source_store.resolve(reference)
@@ -220,7 +224,9 @@ def promote(
         dst = target.repository
         copied = dst.name != reference.name
         if copied:
-            copier = Copier(source_store, reference, target_store, dst, concurrency=options.concurrency)
+            copier = Copier(
+                source_store, reference, target_store, dst, concurrency=scope.session.options.concurrency
+            )
             copier.manifest(descriptor.digest)
             copier.referrers(descriptor.digest)
         alias_ref = dst.with_tag(target.alias)
@@ -250,9 +256,19 @@ def promote(
         target_store.push_manifest(alias_ref, data, descriptor.media_type)
         return PromotionResult(result_ref, descriptor.digest, environment, previous, record_digest, copied)
     finally:
-        source_store.close()
-        if target_store is not source_store:
-            target_store.close()
+        scope.close()
+
+
+def _policy_gate(
+    environment: str, project: ProjectConfig | None, policy: Path | None, session: Session | None
+) -> Gate | None:
+    env = project.environment(environment) if project else None
+    path = policy or (Path(env.policy) if env and env.policy else None)
+    if path is None:
+        return None
+    from mloci.ops.policy import gate_from_file  # noqa: PLC0415  (signature checks load cryptography)
+
+    return gate_from_file(path, session)
 
 
 @dataclass(frozen=True)
@@ -285,23 +301,20 @@ def history(
     repository: Reference,
     environment: str | None = None,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> list[HistoryEntry]:
     """Every promotion recorded in ``repository`` (for one environment), newest first."""
-    options = options or StoreOptions()
-    store = open_store(repository, options)
-    repo = repository.with_tag(None).with_digest(None)
-    try:
+    with scoped(session) as active:
+        store = active.store(repository)
+        repo = repository.with_tag(None).with_digest(None)
         try:
             tags = store.list_tags(repo.repository)
         except NotFoundError:
             return []
         prefix = RECORD_TAG_PREFIX + (f"{environment}-" if environment else "")
         wanted = [t for t in tags if t.startswith(prefix)]
-        with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
+        with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:
             entries = [e for e in pool.map(lambda t: _read_record(store, repo, t), wanted) if e is not None]
-    finally:
-        store.close()
     if environment:
         entries = [e for e in entries if e.record.environment == environment]
     return sorted(entries, key=lambda e: e.record.timestamp, reverse=True)
@@ -313,35 +326,33 @@ def rollback(
     *,
     project: ProjectConfig | None = None,
     reason: str | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> PromotionResult:
     """Point the alias back at what it named before its current digest was promoted."""
     target = environment_target(environment, project=project, default_repository=repository)
-    store = open_store(target.repository, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(target.repository)
         try:
             current = store.resolve(target.repository.with_tag(target.alias)).digest
         except NotFoundError:
             raise NotFoundError(
                 f"{target.repository.name}:{target.alias} does not exist; nothing to roll back"
             ) from None
-    finally:
-        store.close()
-    entries = history(target.repository, environment, options=options)
-    latest = next((e.record for e in entries if e.record.digest == current), None)
-    if latest is None:
-        raise MlociError(
-            f"no promotion record explains {target.alias} = {current}; cannot tell what came before"
+        entries = history(target.repository, environment, session=active)
+        latest = next((e.record for e in entries if e.record.digest == current), None)
+        if latest is None:
+            raise MlociError(
+                f"no promotion record explains {target.alias} = {current}; cannot tell what came before"
+            )
+        if latest.previous is None:
+            raise MlociError(
+                f"{current} was the first promotion to {environment}; there is nothing to roll back to"
+            )
+        return promote(
+            target.repository.with_digest(latest.previous),
+            environment,
+            project=project,
+            reason=reason or f"rollback of {current}",
+            session=active,
+            rollback_of=current,
         )
-    if latest.previous is None:
-        raise MlociError(
-            f"{current} was the first promotion to {environment}; there is nothing to roll back to"
-        )
-    return promote(
-        target.repository.with_digest(latest.previous),
-        environment,
-        project=project,
-        reason=reason or f"rollback of {current}",
-        options=options,
-        rollback_of=current,
-    )

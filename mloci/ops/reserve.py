@@ -19,7 +19,7 @@ from mloci.ops.push import upload_blobs
 from mloci.ops.wheel import project_repository
 from mloci.python.artifact import EMPTY_CONFIG
 from mloci.python.filenames import is_project_name, normalize_name
-from mloci.store import StoreOptions, open_store
+from mloci.store import Session, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
@@ -50,9 +50,7 @@ def reservation_manifest(project: str) -> Manifest:
     )
 
 
-def reserve(
-    namespace: str, names: Sequence[str], *, options: StoreOptions | None = None
-) -> list[ReserveResult]:
+def reserve(namespace: str, names: Sequence[str], *, session: Session | None = None) -> list[ReserveResult]:
     """Reserve every project name in ``names`` under ``namespace`` (``registry/path``)."""
     if not names:
         raise UsageError("name at least one project to reserve")
@@ -68,9 +66,9 @@ def reserve(
         raise UsageError(
             f"{namespace!r} names no registry", hint="reserve names in a registry: registry.example.com/py"
         )
-    store = open_store(repositories[0], options)
     results = []
-    try:
+    with scoped(session) as active:
+        store = active.store(repositories[0])
         for project, repository in zip(projects, repositories, strict=True):
             data = reservation_manifest(project).to_json()
             tag_ref = repository.with_tag(RESERVED_TAG)
@@ -84,6 +82,4 @@ def reserve(
             upload_blobs(store, repository.repository, [EMPTY_CONFIG])
             pushed = store.push_manifest(tag_ref, data, mediatype.OCI_MANIFEST)
             results.append(ReserveResult(project, tag_ref.pinned(pushed.digest), created=True))
-    finally:
-        store.close()
     return results

@@ -32,7 +32,7 @@ from mloci.errors import (
     MlociError,
     NotFoundError,
     RegistryError,
-    UnavailableError,
+    UnsupportedError,
     UsageError,
 )
 from mloci.ops.progress import Silent, TransferListener
@@ -40,7 +40,7 @@ from mloci.ops.push import upload_blobs
 from mloci.python.artifact import Plan, Release, ReleaseFile, merge, with_yank
 from mloci.python.distribution import Distribution, read_distribution
 from mloci.python.filenames import is_project_name, normalize_name, parse_version, version_of_tag, version_tag
-from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_store
+from mloci.store import ListsRepositories, Session, Store, scoped
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -50,7 +50,6 @@ from mloci.types.reference import Reference
 # Pauses before each re-read of a release just written (seconds); the writer merges again if needed.
 _VERIFY_PAUSES = (0.05, 0.2)
 _MAX_ROUNDS = 10
-_CATALOG_PAGE = 1000
 _MANIFEST_ATTEMPTS = 4
 
 
@@ -161,41 +160,19 @@ def list_releases(store: Store, repository: Reference, *, concurrency: int = 8) 
 def list_projects(store: Store, namespace: str) -> list[str]:
     """Repositories directly under ``namespace`` (a repository path without registry), from the catalog.
 
-    Registries without the catalog API (or that refuse it) yield an empty list: the simple index's
-    root page is informative, installers ask for project pages directly. An unreachable registry,
-    or one answering 5xx, raises (UnavailableError, RegistryError): that is not an empty list.
+    Stores without a catalog (or that refuse to show it) yield an empty list: the simple index's
+    root page is informative, installers ask for project pages directly. An unreachable
+    registry is an error, never an empty list.
     """
     prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
-    if isinstance(store, LayoutStore):
+    if not isinstance(store, ListsRepositories):
+        return []
+    try:
         repositories = store.repositories()
-    elif isinstance(store, RegistryStore):
-        repositories = _catalog(store)
-    else:
+    except UnsupportedError:
         return []
     names = {r[len(prefix) :] for r in repositories if r.startswith(prefix)}
     return sorted(n for n in names if "/" not in n and is_project_name(n))
-
-
-def _catalog(store: RegistryStore) -> list[str]:
-    repositories: list[str] = []
-    path: str | None = f"/v2/_catalog?n={_CATALOG_PAGE}"
-    try:
-        while path:
-            response = store.transport.request("GET", path, scope="registry:catalog:*")
-            try:
-                document = response.json()
-            except ValueError:
-                return repositories
-            repositories.extend(str(r) for r in (document.get("repositories") or []))
-            link = response.headers.get("Link", "")
-            path = link.split(";")[0].strip().strip("<>") if 'rel="next"' in link else None
-    except (UnavailableError, RegistryError) as exc:
-        if isinstance(exc, UnavailableError) or exc.temporary:
-            raise  # an unreachable or failing registry is not an empty one
-        return repositories
-    except MlociError:
-        return repositories  # no catalog API, or not allowed to use it
-    return repositories
 
 
 # -- publishing ----------------------------------------------------------------------------------
@@ -337,7 +314,7 @@ def push_distributions(
     paths: Sequence[Path],
     namespace: str,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     listener: TransferListener | None = None,
 ) -> list[ReleasePushResult]:
     """Publish wheel and sdist files into ``namespace``: one release per project version they belong to.
@@ -348,7 +325,6 @@ def push_distributions(
     """
     if not paths:
         raise UsageError("name at least one wheel or sdist")
-    options = options or StoreOptions()
     dists = [read_distribution(path) for path in paths]
     groups: dict[tuple[str, Version], list[Distribution]] = {}
     for dist in dists:
@@ -356,9 +332,9 @@ def push_distributions(
     repositories = {key: project_repository(namespace, key[0]) for key in groups}
     git = git_state(paths[0].resolve().parent)
     first = next(iter(repositories.values()))
-    store = open_store(first, options)
-    listener = listener or Silent()
-    try:
+    with scoped(session) as active:
+        store = active.store(first)
+        listener = listener or Silent()
         for key, group in groups.items():
             merge(read_release(store, repositories[key], key[1]), group, git)  # conflicts, before any upload
         listener.begin(sum(d.size for d in dists), len(dists))
@@ -369,15 +345,13 @@ def push_distributions(
                     repositories[key],
                     group,
                     git=git,
-                    concurrency=options.concurrency,
+                    concurrency=active.options.concurrency,
                     listener=listener,
                 )
                 for key, group in sorted(groups.items())
             ]
         finally:
             listener.end()
-    finally:
-        store.close()
 
 
 # -- yanking ---------------------------------------------------------------------------------------
@@ -402,14 +376,14 @@ class YankResult:
 
 
 def yank(
-    spec: str, *, reason: str | None = None, undo: bool = False, options: StoreOptions | None = None
+    spec: str, *, reason: str | None = None, undo: bool = False, session: Session | None = None
 ) -> YankResult:
     """Mark a release yanked (PEP 592) with ``reason``, or un-yank it with ``undo``. Its files stay as they are."""
     parsed = parse_release_spec(spec)
     if parsed.version is None:
         raise UsageError(f"name the version to yank: {spec}==VERSION")
-    store = open_store(parsed.repository, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(parsed.repository)
         for _ in range(_MAX_ROUNDS):
             release = read_release(store, parsed.repository, parsed.version)
             if release is None:
@@ -426,8 +400,6 @@ def yank(
         raise ConflictError(
             f"{parsed} kept being rewritten by other writers", hint="yank again", temporary=True
         )
-    finally:
-        store.close()
 
 
 def _yanked(spec: ReleaseSpec, release: Release, *, unchanged: bool) -> YankResult:
@@ -519,7 +491,7 @@ def pull_release(
     *,
     filters: Sequence[str] = (),
     pre: bool = False,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> ReleasePullResult:
     """Download a release's files (those matching a glob in ``filters``, else all) into ``dest``.
 
@@ -527,8 +499,8 @@ def pull_release(
     the same content is left alone.
     """
     parsed = parse_release_spec(spec)
-    store = open_store(parsed.repository, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(parsed.repository)
         release = _resolve(store, parsed, pre=pre)
         chosen = [
             f for f in release.files if not filters or any(fnmatch.fnmatch(f.filename, g) for g in filters)
@@ -556,8 +528,6 @@ def pull_release(
             bytes_downloaded=nbytes,
             yanked=release.yanked,
         )
-    finally:
-        store.close()
 
 
 def _download(store: Store, repository: str, file: ReleaseFile, target: Path) -> None:

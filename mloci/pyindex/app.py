@@ -56,10 +56,8 @@ from mloci.pyindex.upstream import Upstream, UpstreamError, UpstreamProject, ver
 from mloci.python.artifact import Release
 from mloci.python.distribution import hash_stream, read_upload
 from mloci.python.filenames import is_project_name, normalize_name, parse_version
-from mloci.store import RegistryStore, StoreOptions
-from mloci.store.registry import credentials as credential_sources
+from mloci.store import RegistryStore, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
-from mloci.store.registry.locations import BlobLocations
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
 
@@ -70,6 +68,8 @@ log = logging.getLogger("mloci.pyindex")
 
 _REALM: Final = 'Basic realm="mloci index", charset="UTF-8"'
 _MAX_CLIENT_STORES: Final = 64
+# Chunks (1 MiB) each download reads ahead of its client: memory is downloads x this, not x 8.
+_READ_AHEAD: Final = 1
 _MAX_FORM_FIELDS: Final = 1000
 _MAX_FIELD_SIZE: Final = 4 << 20  # long descriptions travel as a form field
 _UPLOAD_DIGESTS: Final = (
@@ -131,22 +131,18 @@ def registry_store(
     config: IndexConfig, creds: Credentials | None, *, server_credentials: bool
 ) -> RegistryStore:
     """The one place the index opens a registry store: with a client's ``creds``, else the server's
-    own credentials when ``server_credentials``, else anonymous."""
-    options = config.options
-    registry = config.registry
-    return RegistryStore(
-        registry,
-        plain_http=options.plain_http,
-        insecure=options.insecure,
-        ca_file=options.ca_file,
-        credentials=creds
-        if creds is not None
-        else ((lambda: credential_sources.lookup(registry)) if server_credentials else None),
-        # Each download holds a connection for its duration: size the pool for many at once.
-        concurrency=max(options.concurrency, 16),
-        chunk_size=options.chunk_size,
-        locations=BlobLocations(None),
+    own credentials when ``server_credentials``, else anonymous (empty credentials)."""
+    override = creds if creds is not None else (None if server_credentials else Credentials())
+    # Each download holds a connection for its duration: size the pool for many at once.
+    store = open_registry(
+        config.registry,
+        config.options,
+        credentials_override=override,
+        pool_size=16,
+        remember_locations=False,
     )
+    store.read_ahead = _READ_AHEAD
+    return store
 
 
 class StorePool:
