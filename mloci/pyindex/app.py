@@ -477,6 +477,7 @@ class PackageIndex:
                 yanked=file.yanked,
                 other_hashes=tuple((k, v) for k, v in file.hashes.items() if k != "sha256"),
                 upload_time=file.upload_time,
+                provenance=file.provenance,
             )
             for file in project.files
         ]

@@ -32,6 +32,7 @@ class FileLink:
     yanked: str | None  # None: not yanked; "" yanked without a reason
     other_hashes: tuple[tuple[str, str], ...] = ()  # more hashes an upstream published, preserved
     upload_time: str | None = None  # PEP 700, ISO 8601 (upstream files only: releases record no time)
+    provenance: str | None = None  # PEP 740 provenance URL (an upstream's, passed on as it is)
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -118,6 +119,8 @@ def project_html(project: str, files: Sequence[FileLink]) -> str:
             attributes.append(f'data-dist-info-metadata="{value}"')
         if link.yanked is not None:
             attributes.append(f'data-yanked="{escape(link.yanked)}"')
+        if link.provenance:
+            attributes.append(f'data-provenance="{escape(link.provenance)}"')
         anchors.append(f"<a {' '.join(attributes)}>{escape(link.filename)}</a><br>")
     return _html(f"Links for {project}", anchors)
 
@@ -144,6 +147,8 @@ def project_json(
             entry["core-metadata"] = {"sha256": link.metadata_sha256}
         if link.yanked is not None:
             entry["yanked"] = link.yanked or True
+        if link.provenance:
+            entry["provenance"] = link.provenance
         entries.append(entry)
     listed = sorted({r.version for r in releases} | set(versions or ()), key=_version_key)
     # 1.1 promises every file's size; a page built from an upstream's HTML may not know them.

@@ -58,6 +58,7 @@ class UpstreamFile:
     yanked: str | None = None  # None: not yanked; "": yanked without a reason
     size: int | None = None
     upload_time: str | None = None
+    provenance: str | None = None  # PEP 740: the upstream's absolute URL of the file's provenance
 
     @property
     def best_hash(self) -> tuple[str, str] | None:
@@ -111,6 +112,15 @@ def _filename_of(url: str, where: str) -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name or not name.isprintable():
         raise UpstreamError(f"{where}: file URL {url!r} does not end in a file name")
     return name
+
+
+def _provenance(page_url: str, value: str | None, where: str) -> str | None:
+    if not value:
+        return None
+    url = urljoin(page_url, value)
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise UpstreamError(f"{where}: provenance URL {value!r} is not http(s)")
+    return url
 
 
 class _Anchors(HTMLParser):
@@ -175,6 +185,7 @@ def parse_html(project: str, page_url: str, text: str, upstream: str) -> Upstrea
                 requires_python=anchor.get("data-requires-python") or None,
                 core_metadata=_metadata_attr(metadata, where),
                 yanked=(anchor.get("data-yanked") or "") if "data-yanked" in anchor else None,
+                provenance=_provenance(page_url, anchor.get("data-provenance"), where),
             )
         )
     return UpstreamProject(name=project, upstream=upstream, files=tuple(files))
@@ -255,6 +266,7 @@ def parse_json(project: str, page_url: str, data: bytes, upstream: str) -> Upstr
                 yanked=yanked,
                 size=size,
                 upload_time=_str(raw.get("upload-time"), "upload-time", at),
+                provenance=_provenance(page_url, _str(raw.get("provenance"), "provenance", at), at),
             )
         )
     versions_raw = document.get("versions")

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from mloci.pyindex.pages import FileLink, project_html, project_json
 from mloci.pyindex.upstream import (
     UpstreamError,
     UpstreamProject,
@@ -72,6 +73,7 @@ def test_json_pages_keep_pep_691_and_700_fields() -> None:
                 "yanked": "broken",
                 "size": 123,
                 "upload-time": "2024-01-01T00:00:00.000000Z",
+                "provenance": "../../integrity/featurekit/1.0/featurekit-1.0-py3-none-any.whl/provenance",
             }
         ],
     }
@@ -81,6 +83,9 @@ def test_json_pages_keep_pep_691_and_700_fields() -> None:
     assert file.hashes == {"sha256": SHA, "blake2b_256": "d" * 64}
     assert (file.size, file.upload_time, file.yanked) == (123, "2024-01-01T00:00:00.000000Z", "broken")
     assert versions_of(project) == ("1.0", "2.0")
+    assert file.provenance == (
+        "https://files.example/integrity/featurekit/1.0/featurekit-1.0-py3-none-any.whl/provenance"
+    )
 
 
 @pytest.mark.parametrize(
@@ -136,3 +141,28 @@ def test_freshness_honours_cache_control_up_to_the_cap(header: str | None, secon
 
 def test_no_file_on_an_empty_project() -> None:
     assert UpstreamProject("x", "up", ()).file("x-1.tar.gz") is None
+
+
+def test_pages_pass_on_upstream_fields_escaped() -> None:
+    link = FileLink(
+        filename="x-1.0.tar.gz",
+        version="",
+        url="../../upstream/x/x-1.0.tar.gz",
+        sha256=None,
+        size=None,
+        requires_python=None,
+        metadata_sha256=None,
+        yanked='bad "x"',
+        other_hashes=(("md5", "c" * 32),),
+        upload_time="2024-01-01T00:00:00Z",
+        provenance='https://up.example/p?a=1&b="2"',
+    )
+    document = json.loads(project_json("x", [], [link], versions=["1.0"]))
+    assert document["meta"]["api-version"] == "1.0"  # no size known: not 1.1
+    (entry,) = document["files"]
+    assert entry["hashes"] == {"md5": "c" * 32} and "size" not in entry
+    assert entry["upload-time"] == "2024-01-01T00:00:00Z" and entry["provenance"].startswith("https://up")
+    html = project_html("x", [link])
+    assert 'href="../../upstream/x/x-1.0.tar.gz#md5=' in html
+    assert 'data-provenance="https://up.example/p?a=1&amp;b=&quot;2&quot;"' in html
+    assert 'data-yanked="bad &quot;x&quot;"' in html
