@@ -575,6 +575,7 @@ class PackageIndex:
             media_type = "application/octet-stream"
             headers["Content-Disposition"] = f'attachment; filename="{quote(filename)}"'
         if request.method == "HEAD":
+            response.close()  # nothing was read: the connection cannot go back to the pool
             response.release_conn()
             return Response(None, media_type=media_type, headers=headers)
         body = _aborting(chunks, what)

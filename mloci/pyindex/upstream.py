@@ -496,14 +496,18 @@ class Upstream:
 
         def chunks() -> Iterator[bytes]:
             hasher = hashlib.new(chosen[0]) if chosen else None
+            complete = False
             try:
                 for chunk in response.stream(_CHUNK, decode_content=False):
                     if hasher is not None:
                         hasher.update(chunk)
                     yield chunk
+                complete = True
             except (HTTPError, OSError) as exc:
                 raise self._unreachable(exc, what) from None
             finally:
+                if not complete:
+                    response.close()  # unread bytes would poison a pooled connection: drop it
                 response.release_conn()
             if hasher is not None and chosen is not None and hasher.hexdigest() != chosen[1]:
                 raise UpstreamError(

@@ -26,6 +26,7 @@ from helpers import Registry, Runner
 from pydists import (
     IndexServer,
     PypiServer,
+    core_metadata,
     running_index,
     running_pypiserver,
     sha256_of,
@@ -405,3 +406,91 @@ def test_the_cache_namespace_must_lie_apart(registry: Registry) -> None:
     for namespace in ("py", "py/cache", "/py/"):
         with pytest.raises(UsageError, match="must lie apart"):
             create_app(IndexConfig(registry=registry.host, namespace="py", cache_namespace=namespace))
+
+
+def test_several_upstreams_are_asked_in_order_and_the_first_that_has_a_project_wins(
+    registry: Registry, pypi: PypiServer, http: urllib3.PoolManager, tmp_path: Path
+) -> None:
+    write_wheel(pypi.packages, "publickit", "1.0")
+    with running_pypiserver(tmp_path / "second") as second:
+        write_wheel(second.packages, "publickit", "2.0")  # shadowed: the first upstream has publickit
+        write_wheel(second.packages, "otherkit", "3.0")
+        config = IndexConfig(registry=registry.host, namespace="py", upstreams=(pypi.simple, second.simple))
+        with running_index(create_app(config)) as server:
+            first_page = json.loads(
+                http.request("GET", f"{server.simple}publickit/", headers={"Accept": JSON_ACCEPT}).data
+            )
+            other_page = json.loads(
+                http.request("GET", f"{server.simple}otherkit/", headers={"Accept": JSON_ACCEPT}).data
+            )
+            listing = json.loads(http.request("GET", server.simple, headers={"Accept": JSON_ACCEPT}).data)
+    assert first_page["versions"] == ["1.0"]
+    assert other_page["versions"] == ["3.0"]
+    assert {p["name"] for p in listing["projects"]} >= {"publickit", "otherkit"}
+
+
+def test_pep_691_upstreams_pass_on_sizes_extra_hashes_and_verified_core_metadata(
+    registry: Registry, http: urllib3.PoolManager, tmp_path: Path
+) -> None:
+    """pypiserver serves neither JSON nor PEP 658 metadata: a local server plays a PEP 691 index."""
+    wheel = write_wheel(tmp_path / "dist", "publickit", "1.0")
+    metadata = core_metadata("publickit", "1.0", summary="Features").encode()
+    data = wheel.read_bytes()
+    blake = hashlib.blake2b(data, digest_size=32).hexdigest()
+    page = {
+        "meta": {"api-version": "1.1"},
+        "name": "publickit",
+        "versions": ["1.0"],
+        "files": [
+            {
+                "filename": wheel.name,
+                "url": f"/files/{wheel.name}",
+                "hashes": {"sha256": sha256_of(wheel), "blake2b_256": blake},
+                "size": len(data),
+                "upload-time": "2025-01-02T03:04:05.000000Z",
+                "core-metadata": {"sha256": hashlib.sha256(metadata).hexdigest()},
+                "yanked": "use 1.1",
+            }
+        ],
+    }
+    pages = {
+        "/simple/publickit/": ("application/vnd.pypi.simple.v1+json", json.dumps(page).encode()),
+        f"/files/{wheel.name}": ("application/octet-stream", data),
+        f"/files/{wheel.name}.metadata": ("text/plain", metadata),
+        "/simple/badmeta/": (
+            "application/vnd.pypi.simple.v1+json",
+            json.dumps(
+                {
+                    **page,
+                    "name": "badmeta",
+                    "files": [{**page["files"][0], "core-metadata": {"sha256": "0" * 64}}],
+                }
+            ).encode(),
+        ),
+    }
+    handler = type("Handler", (_Fixed,), {"pages": pages})
+    upstream_server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=upstream_server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        upstream = f"http://127.0.0.1:{upstream_server.server_address[1]}/simple/"
+        config = IndexConfig(registry=registry.host, namespace="py", upstreams=(upstream,))
+        with running_index(create_app(config)) as index:
+            url = f"{index.simple}publickit/"
+            document = json.loads(http.request("GET", url, headers={"Accept": JSON_ACCEPT}).data)
+            (entry,) = document["files"]
+            assert document["meta"]["api-version"] == "1.1" and document["versions"] == ["1.0"]
+            assert entry["hashes"] == {"sha256": sha256_of(wheel), "blake2b_256": blake}
+            assert entry["size"] == len(data) and entry["upload-time"] == "2025-01-02T03:04:05.000000Z"
+            assert entry["yanked"] == "use 1.1"
+            fetched = http.request("GET", urljoin(url, entry["url"]) + ".metadata")
+            assert fetched.status == 200 and fetched.data == metadata
+            assert http.request("GET", urljoin(url, entry["url"])).data == data
+            html = http.request("GET", url, headers={"Accept": "text/html"}).data.decode()
+            assert f'data-core-metadata="sha256={hashlib.sha256(metadata).hexdigest()}"' in html
+            bad = f"{index.url}/upstream/badmeta/{wheel.name}.metadata"
+            with pytest.raises(urllib3.exceptions.ProtocolError):
+                http.request("GET", bad)  # metadata that does not match its page's hash is refused too
+    finally:
+        upstream_server.shutdown()
+        upstream_server.server_close()
