@@ -29,9 +29,11 @@ from urllib.parse import quote
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mloci.errors import (
     AuthError,
@@ -589,6 +591,8 @@ class PackageIndex:
     async def upload(self, request: Request) -> Response:
         if self.config.read_only:
             return _text("this index is read-only", 403)
+        if self.config.require_auth and not request.headers.get("authorization"):
+            return _text("this index requires credentials", 401, {"WWW-Authenticate": _REALM})
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return _text("uploads are multipart/form-data POSTs with :action=file_upload (use twine)", 400)
         try:
@@ -643,6 +647,21 @@ class PackageIndex:
         )
 
 
+class _EndAborted:
+    """End a download that failed after its response started without a traceback in the log: the
+    failure was logged as one line where it happened, and the server closes the connection short
+    of Content-Length (uvicorn notes the incomplete response)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except DownloadAborted:
+            return
+
+
 async def _on_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, MlociError):
         return error_response(exc)
@@ -674,7 +693,12 @@ def create_app(config: IndexConfig) -> Starlette:
         Route("/packages/{project}/{version}/{filename}", index.download, methods=["GET"]),
         Route("/upstream/{project}/{filename}", index.upstream_download, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={MlociError: _on_error}, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={MlociError: _on_error},
+        lifespan=lifespan,
+        middleware=[Middleware(_EndAborted)],
+    )
     app.state.index = index
     return app
 

@@ -224,7 +224,12 @@ def test_upstream_pages_are_cached_briefly(
 
 
 def test_an_upstream_file_that_does_not_match_its_page_is_refused(
-    pypi: PypiServer, proxy: IndexServer, http: urllib3.PoolManager, tmp_path: Path
+    pypi: PypiServer,
+    proxy: IndexServer,
+    http: urllib3.PoolManager,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     wheel = write_wheel(pypi.packages, "publickit", "1.0")
     page = json.loads(http.request("GET", f"{proxy.simple}publickit/", headers={"Accept": JSON_ACCEPT}).data)
@@ -232,6 +237,8 @@ def test_an_upstream_file_that_does_not_match_its_page_is_refused(
     write_wheel(tmp_path / "evil", "publickit", "1.0", value=666).replace(wheel)  # same name, other bytes
     with pytest.raises(urllib3.exceptions.ProtocolError):
         http.request("GET", url)  # the connection ends short: never the whole, unverified file
+    assert "does not match its page's sha256" in caplog.text  # one line in the server's log…
+    assert "Traceback" not in capfd.readouterr().err  # …and no traceback
     env = tool_env(tmp_path)
     python = fresh_venv(tmp_path / "venv", env, with_pip=False)
     pip_install(python, proxy.simple, env, "publickit", check=False)
