@@ -97,6 +97,8 @@ def test_anonymous_uploads_never_use_the_servers_credentials(
             refused = http.request("GET", url)
             assert refused.status == 401 and b"requires credentials" in refused.data
         assert http.request("GET", f"{server.simple}featurekit/", headers=alice).status == 200
+        upload = http.request("POST", f"{server.url}/", fields=upload_fields(wheel))
+        assert upload.status == 401 and b"requires credentials" in upload.data
 
 
 def test_credentials_never_appear_in_the_server_log(
