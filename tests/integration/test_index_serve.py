@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import urllib3
 from auth_fixtures import TokenRegistry
 from helpers import Registry, Runner
-from pydists import running_index, write_wheel
+from pydists import running_index, running_pypiserver, write_wheel
 from test_index import CLI, free_port, fresh_venv, imported, run, tool_env, twine, upload_fields
 
 from mloci.pyindex.app import IndexConfig, create_app
@@ -107,14 +108,19 @@ def test_credentials_never_appear_in_the_server_log(
     registry = token_registry.registry
     alice = token_registry.users["alice"]
     wrong = "Wr0ng-secret-passw0rd"
-    secrets = [alice, wrong]
+    upstream_token = "Upstr3am-t0ken"
+    stack = contextlib.ExitStack()
+    secrets = [alice, wrong, upstream_token]
     secrets += [
         base64.b64encode(f"{u}:{p}".encode()).decode() for u, p in (("alice", alice), ("alice", wrong))
     ]
     port = free_port()
+    pypi = stack.enter_context(running_pypiserver(tmp_path / "pypi"))
+    write_wheel(pypi.packages, "publickit", "1.0")
+    upstream = pypi.simple.replace("http://", f"http://ci:{upstream_token}@")
     args = [sys.executable, "-c", CLI, "index", "serve", "--registry", registry.host, "--namespace", "py"]
     process = subprocess.Popen(
-        [*args, "--port", str(port), "--log-level", "debug"],
+        [*args, "--port", str(port), "--log-level", "debug", "--upstream", upstream],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -139,10 +145,12 @@ def test_credentials_never_appear_in_the_server_log(
         run([*pip, f"http://alice:{alice}@127.0.0.1:{port}/simple/", "featurekit"], env)
         assert imported(python, env) == "0.1.3 42"
         run([*pip, f"http://alice:{wrong}@127.0.0.1:{port}/simple/", "featurekit"], env, check=False)
+        run([*pip, f"http://alice:{alice}@127.0.0.1:{port}/simple/", "publickit"], env)  # from upstream
     finally:
         process.terminate()
         stdout, stderr = process.communicate(timeout=30)
+        stack.close()
     log = stdout + stderr
-    assert "/simple/featurekit/" in log  # the access log is there…
+    assert "/simple/featurekit/" in log and "/upstream/publickit/" in log  # the access log is there…
     for secret in secrets:
         assert secret not in log  # …but no password or Authorization value
