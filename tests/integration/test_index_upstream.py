@@ -179,6 +179,14 @@ def test_one_pip_install_resolves_a_private_package_with_a_public_dependency(
     assert "/packages/appkit/1.0/appkit-1.0-py3-none-any.whl" in proxy.paths()
     assert "/upstream/publicdep/publicdep-2.0-py3-none-any.whl" in proxy.paths()
 
+    import uv
+
+    uv_python = fresh_venv(tmp_path / "uv-venv", env, with_pip=False)
+    uv_args = [uv.find_uv_bin(), "pip", "install", "--python", str(uv_python), "--index-url", proxy.simple]
+    run([*uv_args, "appkit"], env)
+    listed = run([uv.find_uv_bin(), "pip", "list", "--python", str(uv_python)], env).stdout
+    assert "appkit" in listed and "publicdep" in listed
+
 
 # -- pages and files from upstream -------------------------------------------------------------------
 
