@@ -9,7 +9,6 @@ import click
 
 from mloci.cli._output import emit_json, human_size
 from mloci.cli.options import json_option, registry_options, session_from
-from mloci.errors import UsageError
 from mloci.ops.diff import diff
 from mloci.ops.gc import gc
 from mloci.ops.listing import list_versions
@@ -17,8 +16,7 @@ from mloci.ops.promote import history, promote, rollback
 from mloci.ops.refs import parse_reference
 from mloci.ops.tag import tag
 from mloci.ops.transfer import copy
-from mloci.project import ProjectConfig, load_project
-from mloci.types.reference import Reference
+from mloci.project import load_project
 
 
 def _short(digest: object) -> str:
@@ -38,15 +36,6 @@ def tag_command(reference: str, tags: tuple[str, ...], force: bool, as_json: boo
         emit_json(result.to_json())
     else:
         click.echo(str(result.reference))
-
-
-def _repository(text: str | None, environment: str | None, project: ProjectConfig | None) -> Reference:
-    if text:
-        return parse_reference(text)
-    env = project.environment(environment) if project and environment else None
-    if env is None:
-        raise UsageError("name a repository (or an environment defined in mloci.toml / [tool.mloci])")
-    return env.reference
 
 
 @click.command("promote")
@@ -102,18 +91,12 @@ def promote_command(
 @json_option
 def history_command(repository: str | None, environment: str | None, as_json: bool, **kw: Any) -> None:
     """Every promotion recorded in REPOSITORY, newest first: when, who, from → to, why."""
-    repo = _repository(repository, environment, load_project())
-    entries = history(repo, environment, session=session_from(kw))
+    repo = parse_reference(repository) if repository else None
+    found = history(repo, environment, project=load_project(), session=session_from(kw))
     if as_json:
-        emit_json(
-            {
-                "repository": repo.name,
-                "environment": environment,
-                "promotions": [e.to_json() for e in entries],
-            }
-        )
+        emit_json(found.to_json())
         return
-    for entry in entries:
+    for entry in found:
         r = entry.record
         was = _short(r.previous) if r.previous else "(none)"
         why = f"  {r.reason}" if r.reason else ""
@@ -133,7 +116,7 @@ def rollback_command(
 ) -> None:
     """Point ENV's alias back at the digest it named before the current one (recorded as a promotion)."""
     project = load_project()
-    repo = _repository(repository, environment, project)
+    repo = parse_reference(repository) if repository else None
     result = rollback(repo, environment, project=project, reason=reason, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())

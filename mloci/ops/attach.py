@@ -14,47 +14,20 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from mloci.errors import NotFoundError, UsageError
 from mloci.ops import referrers
-from mloci.ops.promote import PROMOTION_TYPE
 from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
+from mloci.types.kinds import kind_of
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
-
-CYCLONEDX_JSON: Final = "application/vnd.cyclonedx+json"
-SPDX_JSON: Final = "application/spdx+json"
-SPDX_JSON_COSIGN: Final = "text/spdx+json"  # what cosign attach sbom uses for SPDX JSON
-DSSE_ENVELOPE: Final = "application/vnd.dsse.envelope.v1+json"
-IN_TOTO_JSON: Final = "application/vnd.in-toto+json"
-
-# What a referrer is, by artifact type; shown by discover next to the raw type.
-KINDS: Final[dict[str, str]] = {
-    CYCLONEDX_JSON: "sbom: CycloneDX",
-    "application/vnd.cyclonedx+xml": "sbom: CycloneDX",
-    "application/vnd.cyclonedx": "sbom: CycloneDX",
-    SPDX_JSON: "sbom: SPDX",
-    SPDX_JSON_COSIGN: "sbom: SPDX",
-    "text/spdx": "sbom: SPDX",
-    DSSE_ENVELOPE: "attestation: DSSE / in-toto",
-    IN_TOTO_JSON: "attestation: in-toto",
-    PROMOTION_TYPE: "promotion record",
-    "application/vnd.cncf.notary.signature": "signature: Notary",
-    "application/sarif+json": "scan: SARIF",
-    "application/vnd.mloci.scan.v1+json": "scan",
-    "application/vnd.trivy.report+json": "scan: Trivy",
-    "application/vnd.mloci.evaluation.v1+json": "evaluation",
-    "application/vnd.mloci.test-results.v1+json": "test results",
-    "application/junit+xml": "test results: JUnit",
-}
-_SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle"
+from mloci.types.timestamps import now_rfc3339
 
 # cosign's tag suffixes and what each holds.
 COSIGN_TAGS: Final = {".sig": "signatures", ".att": "attestations", ".sbom": "sbom"}
@@ -67,25 +40,12 @@ _MAX_CHECKED = 64 << 20
 _MAX_DEPTH = 8
 
 
-def kind_of(artifact_type: str | None) -> str | None:
-    """A short description of what an artifact type holds ('sbom: CycloneDX'), or None when unknown."""
-    if not artifact_type:
-        return None
-    if artifact_type.startswith(_SIGSTORE_BUNDLE):
-        return "signature: sigstore bundle"
-    return KINDS.get(artifact_type)
-
-
 def check_media_type(value: str, what: str) -> str:
     if not _MEDIA_TYPE.fullmatch(value):
         raise UsageError(
             f"{what} {value!r} is not a media type", hint="e.g. application/vnd.example.report+json"
         )
     return value
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- attach --------------------------------------------------------------------------------------
@@ -237,7 +197,8 @@ class Node:
 
     @property
     def kind(self) -> str | None:
-        return kind_of(self.descriptor.artifact_type)
+        kind = kind_of(self.descriptor.artifact_type)
+        return kind.label if kind else None
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {

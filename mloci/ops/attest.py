@@ -50,7 +50,7 @@ from mloci import __version__
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import IntegrityError, NotFoundError, RegistryError, UsageError
 from mloci.ops._purl import oci_purl, pypi_purl
-from mloci.ops.attach import DSSE_ENVELOPE, AttachResult, attach_blob
+from mloci.ops.attach import AttachResult, attach_blob
 from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.promote import ci_run_url
 from mloci.ops.referrers import list_referrers
@@ -60,7 +60,9 @@ from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.mediatype import DSSE_ENVELOPE
 from mloci.types.reference import Reference
+from mloci.types.timestamps import rfc3339
 
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1: Final = "https://slsa.dev/provenance/v1"
@@ -254,8 +256,7 @@ def detect_builder() -> str:
 # -- the statement -------------------------------------------------------------------------------
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_rfc3339 = rfc3339
 
 
 def _bundle_manifest(info: Artifact) -> BundleManifest | None:

@@ -86,12 +86,12 @@ class _Doctor:
         return True, "POST, PATCH, PUT" + (f"; OCI-Chunk-Min-Length {minimum}" if minimum else "")
 
     def artifacts(self) -> tuple[bool, str]:
-        subject = Manifest(artifact_type="application/vnd.mloci.doctor.v1", config=self.config.descriptor)
+        subject = Manifest(artifact_type=mediatype.DOCTOR_PROBE, config=self.config.descriptor)
         self.subject = self.store.push_manifest(
             self.ref("doctor-subject"), subject.to_json(), mediatype.OCI_MANIFEST
         )
         referrer = Manifest(
-            artifact_type="application/vnd.mloci.doctor.referrer.v1",
+            artifact_type=mediatype.DOCTOR_REFERRER,
             config=self.config.descriptor,
             layers=[self.payload.descriptor],
             subject=self.subject,

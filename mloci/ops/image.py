@@ -19,7 +19,7 @@ from typing import Any
 from mloci import settings
 from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
-from mloci.bundle.pack import pack, rfc3339, source_date, version_tag, with_git
+from mloci.bundle.pack import pack, source_date, version_tag, with_git
 from mloci.errors import MlociError, UsageError
 from mloci.image.layer import Entry, ImageLayer, build_layer, iter_entries
 from mloci.ops.pull import pull
@@ -32,10 +32,7 @@ from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Index, Manifest, canonical_json
 from mloci.types.reference import Reference
-
-MODEL_DIGEST = "dev.mloci.model.digest"
-BASE_NAME = "org.opencontainers.image.base.name"
-BASE_DIGEST = "org.opencontainers.image.base.digest"
+from mloci.types.timestamps import rfc3339
 
 
 @dataclass(frozen=True)
@@ -203,9 +200,9 @@ def build_image(
         labels = {
             ann.VERSION: model.version,
             ann.TITLE: model.name,
-            BASE_NAME: str(spec.base.with_digest(None)),
-            BASE_DIGEST: str(base_descriptor.digest),
-            MODEL_DIGEST: str(model.digest),
+            ann.BASE_NAME: str(spec.base.with_digest(None)),
+            ann.BASE_DIGEST: str(base_descriptor.digest),
+            ann.MODEL_DIGEST: str(model.digest),
             ann.CREATED: rfc3339(model.created),
             **({ann.REVISION: model.revision} if model.revision else {}),
             **({ann.SOURCE: spec.source_url} if spec.source_url else {}),
@@ -260,8 +257,8 @@ def build_image(
 def _as_oci(descriptor: Descriptor) -> Descriptor:
     """Docker layer media types have OCI twins; keep digests, use the OCI names in an OCI manifest."""
     docker = {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip": mediatype.OCI_LAYER_TAR_GZIP,
-        "application/vnd.docker.image.rootfs.diff.tar": mediatype.OCI_LAYER_TAR,
+        mediatype.DOCKER_LAYER_TAR_GZIP: mediatype.OCI_LAYER_TAR_GZIP,
+        mediatype.DOCKER_LAYER_TAR: mediatype.OCI_LAYER_TAR,
     }
     media_type = docker.get(descriptor.media_type, descriptor.media_type)
     return descriptor.model_copy(update={"media_type": media_type})

@@ -26,6 +26,8 @@ def is_internal_tag(tag: str) -> bool:
 
 @dataclass
 class ModelVersion:
+    """One artifact of a repository with every tag naming it: versions, aliases, recorded metrics."""
+
     digest: Digest
     tags: list[str] = field(default_factory=list)  # immutable version tags
     aliases: list[str] = field(default_factory=list)  # moving tags: environments, latest…
@@ -33,7 +35,7 @@ class ModelVersion:
     revision: str | None = None
     created: str | None = None
     artifact_type: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,7 +69,12 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
             parsed = json.loads(raw)
         except ValueError:
             parsed = {}
-        version.metrics = parsed if isinstance(parsed, dict) else {}
+        if isinstance(parsed, dict):
+            version.metrics = {
+                str(k): float(v)
+                for k, v in parsed.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
 
 
 def list_versions(repository: Reference, *, session: Session | None = None) -> list[ModelVersion]:

@@ -24,65 +24,26 @@ from typing import Any
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from mloci.errors import MlociError, PolicyError, UsageError
 from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
 from mloci.store import Session, scoped
+from mloci.types import annotations as ann
+from mloci.types.kinds import requirement_types
 from mloci.types.manifest import Descriptor
+from mloci.types.policy import AGE_PATTERN, Policy
 from mloci.types.reference import Reference
 
 _METRIC_RULE = (
     r"^\s*([A-Za-z0-9_.:/-]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*$"
 )
-_AGE = r"^([0-9]+)\s*([smhdw])$|^P([0-9]+)D$"
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
 }  # fmt: skip
 
 # What `require:` names mean, as referrer artifact types (any one matches).
-REQUIREMENT_TYPES: dict[str, tuple[str, ...]] = {
-    "sbom": ("application/vnd.cyclonedx+json", "application/spdx+json", "text/spdx+json"),
-    "provenance": ("application/vnd.in-toto+json", "application/vnd.dsse.envelope.v1+json"),
-    "scan": (
-        "application/sarif+json",
-        "application/vnd.mloci.scan.v1+json",
-        "application/vnd.trivy.report+json",
-    ),
-    "evaluation": ("application/vnd.mloci.evaluation.v1+json",),
-    "test-results": ("application/vnd.mloci.test-results.v1+json", "application/junit+xml"),
-}
-
-
-class SignatureRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    keys: list[str] = Field(min_length=1, description="Public key files (PEM); relative to the policy file.")
-    minimum: int = Field(default=1, ge=1, description="How many distinct keys must have signed.")
-    annotations: dict[str, str] = Field(
-        default_factory=dict, description="Annotations each signature must carry."
-    )
-
-
-class Policy(BaseModel):
-    """A promotion/pull policy. Source of ``schemas/policy.schema.json``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    signatures: SignatureRule | None = None
-    require: list[str] = Field(
-        default_factory=list,
-        description="Attachments that must exist: sbom, provenance, scan, evaluation, test-results, or a media type.",
-    )
-    metrics: list[str] = Field(default_factory=list, description="Thresholds such as 'auc >= 0.80'.")
-    fields: list[str] = Field(
-        default_factory=list, description="Bundle manifest fields that must be set (dotted)."
-    )
-    licenses: list[str] = Field(default_factory=list, description="Allowed license expressions (empty: any).")
-    max_age: str | None = Field(
-        default=None, pattern=_AGE, description="e.g. '30d', '12h' or 'P30D', measured from train_time."
-    )
+REQUIREMENT_TYPES: dict[str, tuple[str, ...]] = requirement_types()
 
 
 @dataclass(frozen=True)
@@ -147,7 +108,7 @@ def _field(document: dict[str, Any], dotted: str) -> Any:
 
 
 def _age_limit(text: str) -> timedelta:
-    match = re.fullmatch(_AGE, text)
+    match = re.fullmatch(AGE_PATTERN, text)
     if match is None:  # the schema has already checked this
         raise UsageError(f"invalid max_age {text!r}")
     if match.group(3):
@@ -188,9 +149,7 @@ def _check_fields(policy: Policy, info: Artifact) -> list[RuleResult]:
 def _check_license(policy: Policy, info: Artifact) -> list[RuleResult]:
     if not policy.licenses:
         return []
-    license_ = (info.bundle.license if info.bundle else None) or info.annotations.get(
-        "org.opencontainers.image.licenses"
-    )
+    license_ = (info.bundle.license if info.bundle else None) or info.annotations.get(ann.LICENSES)
     allowed = license_ in policy.licenses
     detail = f"{license_} is {'allowed' if allowed else 'not allowed'}" if license_ else "no license declared"
     return [RuleResult("licenses", bool(license_) and allowed, detail)]

@@ -15,63 +15,35 @@ import getpass
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.ops.referrers import attach
 from mloci.ops.transfer import Copier
 from mloci.project import ProjectConfig
-from mloci.store import Session, Store, scoped
+from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.manifest import Descriptor, Manifest
+from mloci.types.promotion import PromotionRecord
 from mloci.types.reference import Reference, is_valid_tag
 from mloci.types.semver import is_version_tag
+from mloci.types.timestamps import rfc3339
 
-PROMOTION_TYPE = "application/vnd.mloci.promotion.v1+json"
 RECORD_TAG_PREFIX = "mloci-promotion-"
-ENVIRONMENT = "dev.mloci.promotion.environment"
-PREVIOUS = "dev.mloci.promotion.previous"
-ACTOR = "dev.mloci.promotion.actor"
 
 # Called with the pinned reference and its manifest descriptor before the alias moves;
 # raises PolicyError to refuse. The trust features plug their policy engine in here.
 Gate = Callable[[Reference, Descriptor], None]
-
-
-class PromotionRecord(BaseModel):
-    """What one promotion did, by whom, when and why. Source of ``schemas/promotion-record.schema.json``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    schema_version: Literal[1] = Field(default=1, alias="schemaVersion")
-    environment: str
-    repository: str = Field(description="registry/repository the alias lives in")
-    alias: str = Field(description="the tag that was moved")
-    digest: Digest = Field(description="manifest digest the alias now names")
-    previous: Digest | None = Field(
-        default=None, description="what the alias named before (null: first promotion)"
-    )
-    source: str | None = Field(default=None, description="the reference the artifact was promoted from")
-    actor: str
-    timestamp: AwareDatetime
-    reason: str | None = None
-    ci_run_url: str | None = Field(default=None, alias="ciRunUrl")
-    rollback_of: Digest | None = Field(
-        default=None, alias="rollbackOf", description="set when this is a rollback"
-    )
-
-    def to_json(self) -> bytes:
-        return canonical_json(self.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
 @dataclass(frozen=True)
@@ -159,18 +131,18 @@ def _record_tag(environment: str, moment: datetime) -> str:
 
 def _write_record(store: Store, repo: Reference, subject: Descriptor, record: PromotionRecord) -> Digest:
     empty = Blob.of_bytes(mediatype.OCI_EMPTY, b"{}")
-    layer = Blob.of_bytes(PROMOTION_TYPE, record.to_json())
+    layer = Blob.of_bytes(mediatype.PROMOTION, record.to_json())
     for blob in (empty, layer):
         store.push_blob(repo.repository, blob)
     annotations = {
-        ENVIRONMENT: record.environment,
-        ACTOR: record.actor,
-        ann.CREATED: record.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        ann.PROMOTION_ENVIRONMENT: record.environment,
+        ann.PROMOTION_ACTOR: record.actor,
+        ann.CREATED: rfc3339(record.timestamp, fraction=True),
     }
     if record.previous:
-        annotations[PREVIOUS] = str(record.previous)
+        annotations[ann.PROMOTION_PREVIOUS] = str(record.previous)
     manifest = Manifest(
-        artifact_type=PROMOTION_TYPE,
+        artifact_type=mediatype.PROMOTION,
         config=empty.descriptor,
         layers=[layer.descriptor],
         subject=subject.model_copy(update={"annotations": None, "artifact_type": None}),
@@ -285,10 +257,9 @@ def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None
     try:
         descriptor, data = store.fetch_manifest(repo.with_tag(tag))
         manifest = Manifest.from_json(data)
-        if manifest.artifact_type != PROMOTION_TYPE or not manifest.layers:
+        if manifest.artifact_type != mediatype.PROMOTION or not manifest.layers:
             return None
-        with store.open_blob(repo.repository, manifest.layers[0]) as chunks:
-            payload = b"".join(chunks)
+        payload = read_small_blob(store, repo.repository, manifest.layers[0])
         record = PromotionRecord.model_validate_json(payload)
     except (ValidationError, IntegrityError, NotFoundError):
         return None
@@ -297,13 +268,47 @@ def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None
     return HistoryEntry(record, descriptor.digest)
 
 
+@dataclass(frozen=True)
+class History:
+    """The promotions recorded in one repository, newest first (iterable like a list of entries)."""
+
+    repository: Reference
+    environment: str | None
+    entries: tuple[HistoryEntry, ...]
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository.name,
+            "environment": self.environment,
+            "promotions": [e.to_json() for e in self.entries],
+        }
+
+
 def history(
-    repository: Reference,
+    repository: Reference | None = None,
     environment: str | None = None,
     *,
+    project: ProjectConfig | None = None,
     session: Session | None = None,
-) -> list[HistoryEntry]:
-    """Every promotion recorded in ``repository`` (for one environment), newest first."""
+) -> History:
+    """Every promotion recorded in ``repository`` (for one environment), newest first.
+
+    Without ``repository``, the repository of ``environment`` as ``project`` defines it.
+    """
+    if repository is None:
+        if environment is None or project is None or project.environment(environment) is None:
+            raise UsageError("name a repository (or an environment defined in mloci.toml / [tool.mloci])")
+        repository = environment_target(environment, project=project, default_repository=None).repository
+    return History(repository, environment, tuple(_entries(repository, environment, session)))
+
+
+def _entries(repository: Reference, environment: str | None, session: Session | None) -> list[HistoryEntry]:
     with scoped(session) as active:
         store = active.store(repository)
         repo = repository.with_tag(None).with_digest(None)
@@ -321,7 +326,7 @@ def history(
 
 
 def rollback(
-    repository: Reference,
+    repository: Reference | None,
     environment: str,
     *,
     project: ProjectConfig | None = None,
@@ -338,7 +343,7 @@ def rollback(
             raise NotFoundError(
                 f"{target.repository.name}:{target.alias} does not exist; nothing to roll back"
             ) from None
-        entries = history(target.repository, environment, session=active)
+        entries = _entries(target.repository, environment, active)
         latest = next((e.record for e in entries if e.record.digest == current), None)
         if latest is None:
             raise MlociError(

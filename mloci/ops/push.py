@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mloci import settings
 from mloci.bundle.digests import default_cache
@@ -18,6 +18,7 @@ from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import IngestsFiles, Session, Store, StreamsUploads, scoped
+from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
@@ -92,7 +93,7 @@ def upload_blobs(
         if descriptor.digest in already_sent:
             return True
         key = str(descriptor.digest)
-        label = descriptor.annotation("org.opencontainers.image.title") or descriptor.digest.short
+        label = descriptor.annotation(ann.TITLE) or descriptor.digest.short
         listener.started(key, label, descriptor.size)
         if store.has_blob(repository, descriptor.digest):
             listener.finished(key, skipped=True)
@@ -237,6 +238,38 @@ def target_for(name: str, target: str | None) -> tuple[Reference, list[str]]:
     if ref.digest is not None:
         raise UsageError(f"cannot push to a digest ({target}); name a repository, optionally with a tag")
     return ref.with_tag(None), [ref.tag] if ref.tag else []
+
+
+Format = Literal["modelpack", "image-volume"]
+
+
+def push(
+    path: Path,
+    target: str | None = None,
+    *,
+    format: Format = "modelpack",
+    session: Session | None = None,
+    extra_tags: Sequence[str] = (),
+    force: bool = False,
+    listener: TransferListener | None = None,
+) -> PushResult:
+    """Validate, pack and push the bundle at ``path``.
+
+    ``format`` is ``modelpack`` (one layer per file, the default) or ``image-volume`` (an image
+    with the files under ``/models/<name>``, mountable as a Kubernetes image volume).
+    """
+    for name in extra_tags:
+        if not is_valid_tag(name):
+            raise UsageError(f"invalid tag {name!r}")
+    if format == "image-volume":
+        from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415  (imports this module)
+
+        return push_image_volume(
+            path, target, session=session, extra_tags=extra_tags, force=force, listener=listener
+        )
+    if format != "modelpack":
+        raise UsageError(f"unknown format {format!r}", hint="use modelpack or image-volume")
+    return push_bundle(path, target, session=session, extra_tags=extra_tags, force=force, listener=listener)
 
 
 def push_bundle(

@@ -49,7 +49,7 @@ from mloci.bundle.pack import pack, source_date, with_git
 from mloci.errors import UsageError
 from mloci.ops._parallel import CancelToken
 from mloci.ops._purl import oci_purl, pypi_purl
-from mloci.ops.attach import CYCLONEDX_JSON, AttachResult, attach_blob
+from mloci.ops.attach import AttachResult, attach_blob
 from mloci.ops.inspection import inspect
 from mloci.ops.push import file_digests
 from mloci.ops.refs import parse_reference
@@ -59,6 +59,7 @@ from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference
+from mloci.types.timestamps import rfc3339
 
 SPEC_VERSION: Final = "1.6"
 # Fixed namespace for serial numbers: uuid5(NAMESPACE_URL, "https://github.com/mloci/mloci/sbom").
@@ -211,7 +212,7 @@ def _properties(model: _SbomSubject) -> list[Property]:
                 "mloci:python.requires": manifest.dependencies.python if manifest.dependencies else None,
                 "mloci:git.commit": manifest.git_sha,
                 "mloci:git.dirty": None if manifest.git_dirty is None else str(manifest.git_dirty).lower(),
-                "mloci:train_time": manifest.train_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                "mloci:train_time": rfc3339(manifest.train_time, fraction=True)
                 if manifest.train_time
                 else None,
                 "mloci:training_run": manifest.lineage.training_run if manifest.lineage else None,
@@ -374,7 +375,7 @@ def render(model: _SbomSubject) -> tuple[bytes, int]:
     if model.created is None:
         del document["metadata"]["timestamp"]  # unknown: better absent than invented
     else:
-        document["metadata"]["timestamp"] = model.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        document["metadata"]["timestamp"] = rfc3339(model.created)
     card = _model_card(model)
     if card is not None:
         document["metadata"]["component"]["modelCard"] = card
@@ -404,16 +405,16 @@ def sbom_for_reference(
     document, count = render(model)
     attached = None
     if attach:
-        layer = Blob.of_bytes(CYCLONEDX_JSON, document)
+        layer = Blob.of_bytes(mediatype.CYCLONEDX_JSON, document)
         layer = Blob(
             layer.descriptor.model_copy(update={"annotations": {ann.TITLE: _LAYER_TITLE}}), data=document
         )
-        created = model.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if model.created else None
+        created = rfc3339(model.created) if model.created else None
         attached = attach_blob(
             model.reference or reference,
             layer,
-            artifact_type=CYCLONEDX_JSON,
-            annotations={"dev.mloci.sbom.spec": f"CycloneDX {SPEC_VERSION}"},
+            artifact_type=mediatype.CYCLONEDX_JSON,
+            annotations={ann.SBOM_SPEC: f"CycloneDX {SPEC_VERSION}"},
             created=created or "1970-01-01T00:00:00Z",
             session=session,
         )

@@ -35,6 +35,7 @@ from mloci.errors import (
     UnsupportedError,
     UsageError,
 )
+from mloci.ops._retry import until_kept
 from mloci.ops.progress import Silent, TransferListener
 from mloci.ops.push import upload_blobs
 from mloci.python.artifact import Plan, Release, ReleaseFile, merge, with_yank
@@ -49,7 +50,6 @@ from mloci.types.reference import Reference
 
 # Pauses before each re-read of a release just written (seconds); the writer merges again if needed.
 _VERIFY_PAUSES = (0.05, 0.2)
-_MAX_ROUNDS = 10
 _MANIFEST_ATTEMPTS = 4
 
 
@@ -270,7 +270,9 @@ def publish(
     added: set[str] = set()
     blobs_uploaded = 0
     bytes_uploaded = 0
-    for _ in range(_MAX_ROUNDS):
+
+    def attempt() -> ReleasePushResult | None:
+        nonlocal blobs_uploaded, bytes_uploaded
         current = read_release(store, repository, version)
         plan = merge(current, dists, git)
         if plan.unchanged and current is not None:
@@ -285,13 +287,9 @@ def publish(
         added.update(plan.added)
         _write_release(store, tag_ref, plan.manifest, plan.blobs)
         kept = _kept(store, repository, version, expected)
-        if kept is not None:
-            return _pushed(repository, kept, plan, added, blobs_uploaded, bytes_uploaded)
-    raise ConflictError(
-        f"{tag_ref} kept being rewritten by other writers; the files were not kept",
-        hint="push again",
-        temporary=True,
-    )
+        return _pushed(repository, kept, plan, added, blobs_uploaded, bytes_uploaded) if kept else None
+
+    return until_kept(attempt, what=f"{tag_ref} (the files were not kept)", hint="push again")
 
 
 def _pushed(
@@ -384,22 +382,22 @@ def yank(
         raise UsageError(f"name the version to yank: {spec}==VERSION")
     with scoped(session) as active:
         store = active.store(parsed.repository)
-        for _ in range(_MAX_ROUNDS):
-            release = read_release(store, parsed.repository, parsed.version)
+        version = parsed.version
+        wanted = None if undo else (reason or "")
+
+        def attempt() -> YankResult | None:
+            release = read_release(store, parsed.repository, version)
             if release is None:
                 raise NotFoundError(f"{parsed} has no release")
-            wanted = None if undo else (reason or "")
             if release.yanked == wanted:
                 return _yanked(parsed, release, unchanged=True)
-            tag_ref = parsed.repository.with_tag(version_tag(parsed.version))
+            tag_ref = parsed.repository.with_tag(version_tag(version))
             _write_release(store, tag_ref, with_yank(release, wanted), ())
             time.sleep(_VERIFY_PAUSES[-1] * random.uniform(0.5, 1.5))  # noqa: S311
-            after = read_release(store, parsed.repository, parsed.version)
-            if after is not None and after.yanked == wanted:
-                return _yanked(parsed, after, unchanged=False)
-        raise ConflictError(
-            f"{parsed} kept being rewritten by other writers", hint="yank again", temporary=True
-        )
+            after = read_release(store, parsed.repository, version)
+            return _yanked(parsed, after, unchanged=False) if after and after.yanked == wanted else None
+
+        return until_kept(attempt, what=str(parsed), hint="yank again")
 
 
 def _yanked(spec: ReleaseSpec, release: Release, *, unchanged: bool) -> YankResult:

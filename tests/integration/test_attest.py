@@ -26,7 +26,7 @@ from mloci import __version__
 from mloci.cli.app import COMMANDS
 from mloci.errors import IntegrityError
 from mloci.ops import policy
-from mloci.ops.attach import DSSE_ENVELOPE, attach_blob
+from mloci.ops.attach import attach_blob
 from mloci.ops.attest import (
     Envelope,
     detect_source,
@@ -41,6 +41,7 @@ from mloci.ops.pull import pull
 from mloci.ops.sign import generate_keypair
 from mloci.types import Reference
 from mloci.types.blob import Blob
+from mloci.types.mediatype import DSSE_ENVELOPE
 
 SLSA = "https://slsa.dev/provenance/v1"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
