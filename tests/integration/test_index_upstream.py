@@ -36,6 +36,7 @@ from pydists import (
 )
 from test_index import JSON_ACCEPT, fresh_venv, imported, run, tool_env
 
+from mloci.client import Client
 from mloci.errors import UsageError
 from mloci.ops.wheel import push_distributions, read_release
 from mloci.pyindex.app import IndexConfig, create_app
@@ -164,6 +165,9 @@ def test_a_reserved_name_is_never_served_from_upstream(
     pip_install(python, proxy.simple, env, "publickit")
     bad = mloci("index", "reserve", f"{registry.host}/py", "no such name")
     assert bad.exit_code == 2 and "not a valid Python project name" in bad.stderr
+    with Client() as client:  # the Python API
+        (result,) = client.reserve_projects(f"{registry.host}/py", ["Other.Kit"])
+    assert (result.project, result.created) == ("other-kit", True)
 
 
 def test_one_pip_install_resolves_a_private_package_with_a_public_dependency(
