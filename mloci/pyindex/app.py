@@ -438,7 +438,7 @@ class PackageIndex:
             try:
                 project = self.upstream_project(name)
             except UpstreamError as exc:
-                cached = self.cache.releases(self.store(request), name) if self.cache else []
+                cached = self.cache.releases(self.stores.get(None), name) if self.cache else []
                 if not cached:
                     raise
                 log.warning("serving %s from the upstream cache: %s", name, exc)
@@ -550,12 +550,12 @@ class PackageIndex:
             return _text(f"{project} is a private project: its files are served only from the registry", 404)
         is_metadata = filename.endswith(".metadata")
         if self.cache is not None:
-            cached = self.cache.file(store, project, filename.removesuffix(".metadata"))
+            # The cache is the server's: read (as it was written) with the server's credentials.
+            own = self.stores.get(None)
+            cached = self.cache.file(own, project, filename.removesuffix(".metadata"))
             descriptor = (cached.metadata if is_metadata else cached.layer) if cached else None
             if descriptor is not None:
-                return self._registry_file(
-                    request, store, self.cache.repository(project), descriptor, filename
-                )
+                return self._registry_file(request, own, self.cache.repository(project), descriptor, filename)
         found = self.upstream_project(project)
         file = found.file(filename.removesuffix(".metadata") if is_metadata else filename) if found else None
         if found is None or file is None or (is_metadata and file.core_metadata is None):
