@@ -394,10 +394,23 @@ class Upstream:
                 timeout=urllib3.Timeout(total=self.timeout),
                 preload_content=False,
             )
+            # The timeout bounds each socket read; the deadline bounds the page (a slow drip too).
+            deadline = time.monotonic() + self.timeout
+            parts: list[bytes] = []
+            size = 0
             try:
-                data = response.read(MAX_PAGE + 1)
+                while size <= MAX_PAGE and (part := response.read1(_CHUNK)):
+                    parts.append(part)
+                    size += len(part)
+                    if time.monotonic() > deadline:
+                        response.close()
+                        raise UpstreamError(
+                            f"upstream {self.display} is unreachable ({what}): timed out after {self.timeout:g} s",
+                            temporary=True,
+                        )
             finally:
                 response.release_conn()
+            data = b"".join(parts)
         except (HTTPError, OSError) as exc:
             raise self._unreachable(exc, what) from None
         if len(data) > MAX_PAGE:

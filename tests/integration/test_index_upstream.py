@@ -320,6 +320,47 @@ def test_an_upstream_that_never_answers_is_a_502_within_the_timeout(
     assert elapsed < 3
 
 
+class _Dripping(BaseHTTPRequestHandler):
+    """Answers at once, then sends its page one byte at a time: each read is quick, the page never ends."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        try:
+            for _ in range(100):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            return
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_upstream_page_that_never_ends_is_a_502_within_the_timeout(
+    registry: Registry, http: urllib3.PoolManager
+) -> None:
+    dripping = ThreadingHTTPServer(("127.0.0.1", 0), _Dripping)
+    dripping.daemon_threads = True
+    threading.Thread(target=dripping.serve_forever, daemon=True).start()
+    try:
+        upstream = f"http://127.0.0.1:{dripping.server_address[1]}/simple/"
+        config = IndexConfig(
+            registry=registry.host, namespace="py", upstreams=(upstream,), upstream_timeout=1
+        )
+        with running_index(create_app(config)) as server:
+            started = time.monotonic()
+            response = http.request("GET", f"{server.simple}publickit/")
+            elapsed = time.monotonic() - started
+    finally:
+        dripping.shutdown()
+        dripping.server_close()
+    assert response.status == 502 and b"timed out after 1 s" in response.data, response.data
+    assert elapsed < 3
+
+
 class _Fixed(BaseHTTPRequestHandler):
     pages: ClassVar[dict[str, tuple[str, bytes]]] = {}
 
