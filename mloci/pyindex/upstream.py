@@ -30,7 +30,7 @@ from packaging.version import Version
 from urllib3.exceptions import HTTPError
 
 from mloci.errors import UnavailableError, UsageError
-from mloci.python.filenames import normalize_name, parse_filename
+from mloci.python.filenames import is_project_name, normalize_name, parse_filename
 
 JSON_V1: Final = "application/vnd.pypi.simple.v1+json"
 ACCEPT: Final = f"{JSON_V1}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
@@ -290,11 +290,11 @@ def parse_project_list(data: bytes, content_type: str, upstream: str) -> list[st
         if not isinstance(projects, list):
             raise UpstreamError(f"{where}: projects is not a list")
         names = [p.get("name") for p in projects if isinstance(p, dict)]
-        return sorted({normalize_name(n) for n in names if isinstance(n, str) and n})
+        return sorted({normalize_name(n) for n in names if isinstance(n, str) and is_project_name(n)})
     parser = _Anchors()
     parser.feed(data.decode("utf-8", errors="replace"))
     texts = [unquote((a.get("href") or "").rstrip("/").rsplit("/", 1)[-1]) for a in parser.anchors]
-    return sorted({normalize_name(t) for t in texts if t})
+    return sorted({normalize_name(t) for t in texts if is_project_name(t)})  # others are no projects
 
 
 # -- one upstream ----------------------------------------------------------------------------------

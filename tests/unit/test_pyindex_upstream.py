@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mloci.pyindex.pages import FileLink, project_html, project_json
 from mloci.pyindex.upstream import (
@@ -118,8 +121,11 @@ def test_deeply_nested_json_is_refused_not_a_crash() -> None:
 def test_project_lists_are_normalized() -> None:
     html = b'<a href="/simple/Feature_Kit/">Feature_Kit</a><a href="pandas/">pandas</a>'
     assert parse_project_list(html, "text/html", "up") == ["feature-kit", "pandas"]
-    data = json.dumps({"meta": {"api-version": "1.0"}, "projects": [{"name": "A.B"}]}).encode()
+    data = json.dumps(
+        {"meta": {"api-version": "1.0"}, "projects": [{"name": "A.B"}, {"name": "-bad"}]}
+    ).encode()
     assert parse_project_list(data, "application/vnd.pypi.simple.v1+json", "up") == ["a-b"]
+    assert parse_project_list(b'<a href="-bad/">-bad</a>', "text/html", "up") == []
 
 
 @pytest.mark.parametrize(
@@ -166,3 +172,106 @@ def test_pages_pass_on_upstream_fields_escaped() -> None:
     assert 'href="../../upstream/x/x-1.0.tar.gz#md5=' in html
     assert 'data-provenance="https://up.example/p?a=1&amp;b=&quot;2&quot;"' in html
     assert 'data-yanked="bad &quot;x&quot;"' in html
+
+
+# -- fuzzing: whatever an upstream sends is a page or one UpstreamError, never another exception -----
+
+_FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_HTML_BITS = st.sampled_from(
+    [
+        "<a ",
+        'href="',
+        "x-1.0.tar.gz",
+        "#sha256=",
+        "a" * 64,
+        '" ',
+        "data-yanked",
+        '="',
+        "data-core-metadata",
+        "data-requires-python",
+        "data-provenance",
+        "sha256=",
+        "true",
+        ">",
+        "</a>",
+        '<meta name="pypi:repository-version" content="',
+        "1.1",
+        "2.0",
+        "&lt;",
+        "&#x0;",
+        "../",
+        "file:",
+        "\x00",
+        "é",
+    ]
+)
+
+
+@_FUZZ
+@given(st.lists(_HTML_BITS | st.text(max_size=20), max_size=40).map("".join))
+def test_fuzz_html_pages(text: str) -> None:
+    with contextlib.suppress(UpstreamError):
+        parse_html("x", PAGE, text, "up")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=30,
+)
+_FILE = st.fixed_dictionaries(
+    {},
+    optional={
+        "filename": _JSON | st.just("x-1.0.tar.gz"),
+        "url": _JSON | st.just("x-1.0.tar.gz"),
+        "hashes": _JSON | st.just({"sha256": "a" * 64}),
+        "core-metadata": _JSON,
+        "yanked": _JSON,
+        "size": _JSON,
+        "upload-time": _JSON,
+        "provenance": _JSON,
+        "requires-python": _JSON,
+    },
+)
+
+
+@_FUZZ
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "meta": _JSON | st.just({"api-version": "1.1"}),
+            "files": _JSON | st.lists(_FILE, max_size=3),
+            "versions": _JSON,
+        },
+    )
+    | _JSON
+)
+def test_fuzz_json_pages(document: object) -> None:
+    with contextlib.suppress(UpstreamError):
+        parse_json("x", PAGE, json.dumps(document).encode(), "up")
+
+
+@_FUZZ
+@given(st.binary(max_size=200))
+def test_fuzz_raw_bytes_and_project_lists(data: bytes) -> None:
+    for call in (
+        lambda: parse_json("x", PAGE, data, "up"),
+        lambda: parse_project_list(data, "application/vnd.pypi.simple.v1+json", "up"),
+        lambda: parse_project_list(data, "text/html", "up"),
+    ):
+        with contextlib.suppress(UpstreamError):
+            call()
+
+
+@_FUZZ
+@given(
+    st.fixed_dictionaries({}, optional={"projects": _JSON | st.lists(st.fixed_dictionaries({"name": _JSON}))})
+    | _JSON,
+    st.lists(_HTML_BITS | st.text(max_size=20), max_size=40).map("".join),
+)
+def test_fuzz_project_lists(document: object, html: str) -> None:
+    with contextlib.suppress(UpstreamError):
+        parse_project_list(json.dumps(document).encode(), "application/vnd.pypi.simple.v1+json", "up")
+    with contextlib.suppress(UpstreamError):
+        parse_project_list(html.encode(), "text/html", "up")
