@@ -105,6 +105,16 @@ def _check_hash(name: str, value: object, where: str) -> str:
     return value.lower()
 
 
+def _absolute(page_url: str, href: str, where: str) -> str:
+    """``href`` resolved against the page, without its fragment; UpstreamError when it is no URL."""
+    try:
+        absolute = urljoin(page_url, href)
+        urlsplit(absolute)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        raise UpstreamError(f"{where}: malformed URL {href!r}: {exc}") from None
+    return absolute
+
+
 def _filename_of(url: str, where: str) -> str:
     if urlsplit(url).scheme not in ("http", "https"):
         raise UpstreamError(f"{where}: file URL {url!r} is not http(s)")
@@ -117,7 +127,7 @@ def _filename_of(url: str, where: str) -> str:
 def _provenance(page_url: str, value: str | None, where: str) -> str | None:
     if not value:
         return None
-    url = urljoin(page_url, value)
+    url = _absolute(page_url, value, where)
     if urlsplit(url).scheme not in ("http", "https"):
         raise UpstreamError(f"{where}: provenance URL {value!r} is not http(s)")
     return url
@@ -166,7 +176,7 @@ def parse_html(project: str, page_url: str, text: str, upstream: str) -> Upstrea
         href = anchor.get("href")
         if not href:
             continue
-        absolute = urljoin(page_url, href)
+        absolute = _absolute(page_url, href, where)
         base, _, fragment = absolute.partition("#")
         hashes: dict[str, str] = {}
         if fragment:
@@ -236,7 +246,7 @@ def parse_json(project: str, page_url: str, data: bytes, upstream: str) -> Upstr
             or not filename.isprintable()
         ):
             raise UpstreamError(f"{at}: malformed filename {filename!r}")
-        absolute = urljoin(page_url, url).partition("#")[0]
+        absolute = _absolute(page_url, url, at).partition("#")[0]
         _filename_of(absolute, at)
         metadata_raw = raw.get("core-metadata", raw.get("dist-info-metadata"))
         metadata: Mapping[str, str] | None

@@ -52,6 +52,7 @@ def test_html_pages_keep_hashes_attributes_and_resolve_urls() -> None:
         ('<a href="x-1.tar.gz#nohash">x</a>', "malformed hash fragment"),
         ('<a href="file:///etc/passwd">x</a>', "is not http(s)"),
         ('<a href="../">x</a>', "does not end in a file name"),
+        ('<a href="http://[::1/x.whl">x</a>', "malformed URL"),
         ('<a href="x-1.whl" data-core-metadata="nonsense">x</a>', "malformed data-core-metadata"),
         ("just text", "is not an HTML page"),
     ],
@@ -203,6 +204,9 @@ _HTML_BITS = st.sampled_from(
         "file:",
         "\x00",
         "é",
+        "http://[::1",
+        "//",
+        ":99999",
     ]
 )
 
