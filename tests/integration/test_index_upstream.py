@@ -559,3 +559,27 @@ def test_pep_691_upstreams_pass_on_sizes_extra_hashes_and_verified_core_metadata
     finally:
         upstream_server.shutdown()
         upstream_server.server_close()
+
+
+def test_another_mloci_index_as_a_pep_691_upstream(
+    registry: Registry, http: urllib3.PoolManager, tmp_path: Path
+) -> None:
+    """A real JSON upstream with sizes and PEP 658 metadata: a second mloci index over another namespace."""
+    wheel = write_wheel(tmp_path / "dist", "publickit", "1.0")
+    push_distributions([wheel], f"{registry.host}/public")
+    public = IndexConfig(registry=registry.host, namespace="public")
+    with running_index(create_app(public)) as upstream:
+        config = IndexConfig(registry=registry.host, namespace="py", upstreams=(upstream.simple,))
+        with running_index(create_app(config)) as server:
+            page = f"{server.simple}publickit/"
+            document = json.loads(http.request("GET", page, headers={"Accept": JSON_ACCEPT}).data)
+            assert document["meta"]["api-version"] == "1.1"  # sizes known: the JSON upstream gave them
+            (entry,) = document["files"]
+            assert entry["hashes"] == {"sha256": sha256_of(wheel)} and entry["size"] == wheel.stat().st_size
+            assert "core-metadata" in entry
+            env = tool_env(tmp_path)
+            python = fresh_venv(tmp_path / "venv", env, with_pip=False)
+            pip_install(python, server.simple, env, "publickit")
+            assert f"/upstream/publickit/{wheel.name}.metadata" in server.paths()  # PEP 658, passed through
+            assert f"/upstream/publickit/{wheel.name}" in server.paths()
+            assert ("GET", "/simple/publickit/", 200) in upstream.requests
