@@ -37,6 +37,7 @@ ACCEPT: Final = f"{JSON_V1}, application/vnd.pypi.simple.v1+html;q=0.2, text/htm
 MAX_PAGE: Final = 64 << 20  # the largest project pages on pypi.org are a few MiB
 _CHUNK: Final = 1 << 20
 _MAX_CACHED: Final = 2048
+_STRIPES: Final = 64  # locks that make concurrent fetches of one page wait for the first
 # Hash names a client can verify with hashlib everywhere, strongest first (PEP 503 allows these).
 _VERIFIABLE: Final = ("sha512", "sha384", "sha256", "sha224", "blake2b", "sha1", "md5")
 _PREFERRED: Final = ("sha256", *_VERIFIABLE)
@@ -344,6 +345,7 @@ class Upstream:
     _host: str = field(init=False, repr=False)
     _cache: OrderedDict[str, _Entry] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False)
+    _stripes: tuple[threading.Lock, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -371,6 +373,7 @@ class Upstream:
         )
         self._cache = OrderedDict()
         self._lock = threading.Lock()
+        self._stripes = tuple(threading.Lock() for _ in range(_STRIPES))
 
     @property
     def display(self) -> str:
@@ -445,11 +448,25 @@ class Upstream:
                 self._cache.popitem(last=False)
 
     def project(self, name: str) -> UpstreamProject | None:
-        """The project page of normalized ``name``, or None when this upstream has no such project."""
+        """The project page of normalized ``name``, or None when this upstream has no such project.
+
+        Concurrent requests for a page that is not cached wait for one fetch (many installers
+        starting at once must not become as many upstream requests).
+        """
         hit, value = self._cached(f"project:{name}")
         if hit:
             found: UpstreamProject | None = value
             return found
+        if self.cache_seconds <= 0:
+            return self._fetch_project(name)
+        with self._stripes[hash(name) % len(self._stripes)]:
+            hit, value = self._cached(f"project:{name}")
+            if hit:
+                again: UpstreamProject | None = value
+                return again
+            return self._fetch_project(name)
+
+    def _fetch_project(self, name: str) -> UpstreamProject | None:
         url = urljoin(self.url, f"{name}/")
         response, data = self._get_page(url, f"project page of {name}")
         keep = _freshness(response.headers.get("Cache-Control"), self.cache_seconds)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -583,3 +584,35 @@ def test_another_mloci_index_as_a_pep_691_upstream(
             assert f"/upstream/publickit/{wheel.name}.metadata" in server.paths()  # PEP 658, passed through
             assert f"/upstream/publickit/{wheel.name}" in server.paths()
             assert ("GET", "/simple/publickit/", 200) in upstream.requests
+
+
+class _Slow(_Fixed):
+    """A JSON upstream that takes half a second per page and counts the pages it served."""
+
+    served: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        time.sleep(0.5)
+        self.served.append(self.path)
+        super().do_GET()
+
+
+def test_concurrent_requests_for_a_cold_page_make_one_upstream_request(
+    registry: Registry, http: urllib3.PoolManager
+) -> None:
+    page = {"meta": {"api-version": "1.0"}, "files": []}
+    pages = {"/simple/publickit/": ("application/vnd.pypi.simple.v1+json", json.dumps(page).encode())}
+    handler = type("Handler", (_Slow,), {"pages": pages, "served": []})
+    slow = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    try:
+        upstream = f"http://127.0.0.1:{slow.server_address[1]}/simple/"
+        config = IndexConfig(registry=registry.host, namespace="py", upstreams=(upstream,))
+        with running_index(create_app(config)) as server, ThreadPoolExecutor(max_workers=8) as pool:
+            url = f"{server.simple}publickit/"
+            statuses = list(pool.map(lambda _: http.request("GET", url).status, range(8)))
+    finally:
+        slow.shutdown()
+        slow.server_close()
+    assert statuses == [200] * 8
+    assert handler.served == ["/simple/publickit/"]
