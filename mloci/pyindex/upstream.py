@@ -348,8 +348,12 @@ class Upstream:
     _stripes: tuple[threading.Lock, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(self.url)
+            hostname = parts.hostname
+        except ValueError:
+            hostname = None
+        if hostname is None or parts.scheme not in ("http", "https"):
             raise UsageError(
                 f"upstream {self.display!r} is not an http(s) URL",
                 hint="give the simple index URL, e.g. https://pypi.org/simple/",
@@ -378,7 +382,10 @@ class Upstream:
     @property
     def display(self) -> str:
         """The URL without credentials, for messages and logs."""
-        parts = urlsplit(self.url)
+        try:
+            parts = urlsplit(self.url)
+        except ValueError:
+            return "(malformed URL)"
         return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
     def _headers(self, url: str, accept: str | None = None) -> dict[str, str]:

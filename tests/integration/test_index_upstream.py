@@ -425,9 +425,12 @@ def test_a_malformed_upstream_page_is_a_clear_502(
     assert response.status == 502 and message in text and text.count("\n") == 1, text
 
 
-def test_a_bad_upstream_url_is_a_usage_error(registry: Registry, mloci: Runner) -> None:
-    done = mloci("index", "serve", "--registry", registry.host, "--upstream", "ftp://example/simple/")
-    assert done.exit_code == 2 and "is not an http(s) URL" in done.stderr
+@pytest.mark.parametrize(
+    "url", ["ftp://example/simple/", "http://[::1/simple/", "https:///simple/", "pypi.org"]
+)
+def test_a_bad_upstream_url_is_a_usage_error(registry: Registry, mloci: Runner, url: str) -> None:
+    done = mloci("index", "serve", "--registry", registry.host, "--upstream", url)
+    assert done.exit_code == 2 and "is not an http(s) URL" in done.stderr, done
 
 
 # -- caching upstream files in the registry ------------------------------------------------------------
