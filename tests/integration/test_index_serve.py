@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import socket
 import subprocess
 import sys
@@ -154,3 +155,31 @@ def test_credentials_never_appear_in_the_server_log(
     assert "/simple/featurekit/" in log and "/upstream/publickit/" in log  # the access log is there…
     for secret in secrets:
         assert secret not in log  # …but no password or Authorization value
+
+
+# -- verifying what pip downloaded against a signed release ---------------------------------------
+
+
+def test_a_pip_download_verifies_against_the_signed_release(
+    registry: Registry, mloci: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented path (docs/wheels.md, "Verifying a download"): PEP 740 needs Sigstore
+    certificates, mloci signs releases with keys, so the check goes through the release manifest."""
+    monkeypatch.setenv("MLOCI_KEY_PASSWORD", "")
+    monkeypatch.chdir(tmp_path)
+    wheel = write_wheel(tmp_path / "dist")
+    assert mloci("wheel", "push", wheel, f"{registry.host}/py").exit_code == 0
+    assert mloci("keygen", "--allow-unencrypted", "--output-key-prefix", "team").exit_code == 0
+    release = f"{registry.host}/py/featurekit:0.1.3"
+    assert mloci("sign", release, "--key", "team.key").exit_code == 0
+
+    env = tool_env(tmp_path)
+    with running_index(create_app(IndexConfig(registry=registry.host, namespace="py"))) as server:
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", "dl"]
+        run([*pip, "--index-url", server.simple, "featurekit==0.1.3"], env)
+    verified = mloci("verify", release, "--key", "team.pub", "--json")
+    assert verified.exit_code == 0, verified.stderr
+    digest = json.loads(verified.stdout)["digest"]
+    pulled = mloci("wheel", "pull", f"{registry.host}/py/featurekit@{digest}", "-d", "signed")
+    assert pulled.exit_code == 0, pulled.stderr
+    assert (tmp_path / "dl" / wheel.name).read_bytes() == (tmp_path / "signed" / wheel.name).read_bytes()
