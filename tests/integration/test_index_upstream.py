@@ -619,3 +619,47 @@ def test_concurrent_requests_for_a_cold_page_make_one_upstream_request(
         slow.server_close()
     assert statuses == [200] * 8
     assert handler.served == ["/simple/publickit/"]
+
+
+class _StallingFile(_Fixed):
+    """Serves its pages, but a file's body stops after its first bytes and never continues."""
+
+    def do_GET(self) -> None:
+        if not self.path.startswith("/files/"):
+            super().do_GET()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        self.wfile.write(b"x" * 1000)
+        self.wfile.flush()
+        time.sleep(5)
+
+
+def test_an_upstream_file_that_stalls_ends_the_download_within_the_timeout(
+    registry: Registry, http: urllib3.PoolManager
+) -> None:
+    page = {
+        "meta": {"api-version": "1.0"},
+        "files": [{"filename": "p-1.0.tar.gz", "url": "/files/p-1.0.tar.gz", "hashes": {"sha256": "a" * 64}}],
+    }
+    pages = {"/simple/p/": ("application/vnd.pypi.simple.v1+json", json.dumps(page).encode())}
+    handler = type("Handler", (_StallingFile,), {"pages": pages})
+    stalling = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    stalling.daemon_threads = True
+    threading.Thread(target=stalling.serve_forever, daemon=True).start()
+    try:
+        upstream = f"http://127.0.0.1:{stalling.server_address[1]}/simple/"
+        config = IndexConfig(
+            registry=registry.host, namespace="py", upstreams=(upstream,), upstream_timeout=1
+        )
+        with running_index(create_app(config)) as server:
+            started = time.monotonic()
+            with pytest.raises(urllib3.exceptions.ProtocolError):
+                http.request("GET", f"{server.url}/upstream/p/p-1.0.tar.gz")
+            elapsed = time.monotonic() - started
+    finally:
+        stalling.shutdown()
+        stalling.server_close()
+    assert elapsed < 3.5
