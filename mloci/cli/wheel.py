@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.cli.options import (
+    download_options,
+    json_option,
+    output_dir_option,
+    quiet_option,
+    registry_options,
+    session_from,
+    upload_options,
+)
 from mloci.ops.gittag import create_tags, plan_tags
 from mloci.ops.wheel import pull_release, push_distributions, yank
 from mloci.python.filenames import parse_filename
@@ -32,6 +40,7 @@ def wheel_group() -> None:
 )
 @click.option("--allow-dirty", is_flag=True, help="With --git-tag: tag even if the work tree has changes.")
 @registry_options
+@upload_options
 @json_option
 @quiet_option
 def push_command(
@@ -86,19 +95,13 @@ def push_command(
 
 @wheel_group.command("pull")
 @click.argument("spec", metavar="REFERENCE")
-@click.option(
-    "-d",
-    "--dest",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(),
-    show_default=True,
-    help="Directory to write the files into.",
-)
+@output_dir_option("dest", default=Path(), help="Directory to write the files into.")
 @click.option(
     "--filter", "filters", multiple=True, help="Only files matching this glob, e.g. '*.whl' (repeatable)."
 )
 @click.option("--pre", is_flag=True, help="Let the latest version be a pre-release.")
 @registry_options
+@download_options
 @json_option
 def pull_command(
     spec: str, dest: Path, filters: tuple[str, ...], pre: bool, as_json: bool, **kw: Any
