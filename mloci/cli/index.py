@@ -130,9 +130,6 @@ def serve_command(
 def reserve_command(namespace: str, names: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     """Reserve project NAMES under NAMESPACE: the index serves them only from the registry.
 
-    \b
-      mloci index reserve registry.example.com/py featurekit internal-utils
-
     A reserved name is never taken from an upstream index, even before anything is published
     under it, so a public package of that name cannot be installed by mistake (dependency
     confusion). Names are compared after PEP 503 normalization (Feature_Kit = feature-kit). The

@@ -54,9 +54,6 @@ def push_command(
 ) -> None:
     """Publish wheel and sdist FILES under NAMESPACE (e.g. registry.example.com/py).
 
-    \b
-      mloci wheel push dist/* registry.example.com/py --git-tag
-
     Each project goes to NAMESPACE/<normalized name>, each version to one artifact tagged with
     it. A version gains new files; a file name already published with other content is refused
     (exit 7), the same content again is a no-op. --git-tag creates the git tag
