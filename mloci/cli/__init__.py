@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import click
 
-from mloci.cli._output import emit_error
+from mloci.cli._output import emit_error, printable
 from mloci.cli.app import cli
 from mloci.errors import EXIT_INTERRUPTED, BundleInvalidError, MlociError
 
@@ -46,11 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MlociError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"mloci: error: {exc}", err=True)
+        # Messages may quote what a registry or an artifact said: escape it before it reaches the terminal.
+        click.echo(printable(f"mloci: error: {exc}"), err=True)
         problems = exc.problems if isinstance(exc, BundleInvalidError) else ()
         if debug:
             for problem in problems:
-                click.echo(f"  {problem}", err=True)
+                click.echo(printable(f"  {problem}"), err=True)
         if as_json:
             emit_error(exc.message, exc.hint, exc.exit_code, problems)
         return exc.exit_code
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         message = f"internal error: {type(exc).__name__}: {exc}"
-        click.echo(f"mloci: {message} (rerun with --debug and report it)", err=True)
+        click.echo(printable(f"mloci: {message} (rerun with --debug and report it)"), err=True)
         if as_json:
             emit_error(message, "rerun with --debug and report it", 1)
         return 1

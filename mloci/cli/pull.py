@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size, listener
+from mloci.cli._output import emit_json, human_size, listener, printable
 from mloci.cli.options import (
     download_options,
     json_option,
@@ -91,7 +91,9 @@ def pull_command(
             )
         if result.replaced:
             click.echo(
-                f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}",
+                printable(
+                    f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}"
+                ),
                 err=True,
             )
     click.echo(str(result.reference))

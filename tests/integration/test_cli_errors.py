@@ -159,7 +159,8 @@ def test_a_port_out_of_range_is_a_usage_error(mloci: Runner, tmp_path: Path) -> 
     ):
         result = mloci(*args)
         assert result.exit_code == 2, (args, result.stderr)
-        assert f"invalid registry host {str(args[1]).partition('/')[0]!r}" in one_clear_line(result.stderr)
+        line = one_clear_line(result.stderr)
+        assert "registry host" in line and repr(str(args[1]).partition("/")[0]) in line
 
 
 @pytest.mark.parametrize("value", ["not a registry", "localhost:70000", "registry.example.com/Team"])
