@@ -14,274 +14,77 @@ manifest are shaped as cosign (go-containerregistry) writes them, so ``cosign ve
 what :func:`sign` writes (mloci does not upload to a transparency log: cosign 2 needs
 ``--insecure-ignore-tlog=true``), and :func:`verify` accepts what ``cosign sign --key`` writes.
 
-Keys are ECDSA P-256: the private key as PKCS#8 PEM (encrypted with a passphrase), the public key
-as SubjectPublicKeyInfo PEM, which cosign takes with ``--key``. Passphrases never appear in a
-message or an exception.
+The wire format is :mod:`mloci.trust.cosign`, keys are :mod:`mloci.trust.keys`; this module is
+the use case over a store.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import Any
 
 from mloci.errors import (
     ConflictError,
     IntegrityError,
     NotFoundError,
     RegistryError,
-    UnsupportedError,
     UsageError,
 )
 from mloci.store import Store, StoreOptions, open_store
+from mloci.trust import Rejected
+from mloci.trust.cosign import (
+    COSIGN_SIGNATURE_TYPE,
+    DOCKER_CONFIG,
+    SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING,
+    check_annotations,
+    check_payload,
+    config_blob,
+    docker_reference,
+    signature_tag,
+    simple_signing_payload,
+)
+from mloci.trust.keys import (
+    PublicKey,
+    generate_keypair,
+    is_encrypted,
+    load_private_key,
+    load_public_key,
+    sign_bytes,
+    verifies,
+)
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
 
-SIMPLE_SIGNING: Final = "application/vnd.dev.cosign.simplesigning.v1+json"
-SIGNATURE_ANNOTATION: Final = "dev.cosignproject.cosign/signature"
-COSIGN_SIGNATURE_TYPE: Final = "cosign container image signature"
-DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
+__all__ = [
+    "COSIGN_SIGNATURE_TYPE",
+    "SIGNATURE_ANNOTATION",
+    "SIMPLE_SIGNING",
+    "Rejected",
+    "SignResult",
+    "VerifiedSignature",
+    "VerifyResult",
+    "docker_reference",
+    "generate_keypair",
+    "is_encrypted",
+    "load_private_key",
+    "load_public_key",
+    "sign",
+    "signature_tag",
+    "simple_signing_payload",
+    "verify",
+]
 
 # Payloads are a few hundred bytes; a larger blob is refused unread.
 _MAX_PAYLOAD = 1 << 20
 _MAX_WRITE_ROUNDS = 5
-# encoding/json (which cosign uses) escapes these even inside strings; mloci writes the same bytes.
-_GO_ESCAPES = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-)
-# go-containerregistry's zero time, as in every config blob cosign writes.
-_ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-# -- keys ----------------------------------------------------------------------------------------
-
-
-def _read_key_file(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
-def _not_p256(key: object, path: Path) -> UsageError:
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        kind = f"ECDSA {key.curve.name}"
-    else:
-        kind = type(key).__name__.lstrip("_").removesuffix("PrivateKey").removesuffix("PublicKey") or "?"
-    return UsageError(f"{path} is a {kind} key; mloci signs and verifies with ECDSA P-256 keys only")
-
-
-def _cosign_format(data: bytes) -> bool:
-    return b"SIGSTORE PRIVATE KEY" in data or b"COSIGN PRIVATE KEY" in data
-
-
-def _encrypted_pem(data: bytes) -> bool:
-    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data or b"Proc-Type: 4,ENCRYPTED" in data
-
-
-def is_encrypted(path: Path) -> bool:
-    """Whether the PEM private key at ``path`` needs a passphrase (so a caller knows to ask for one)."""
-    return _encrypted_pem(_read_key_file(path, "private key"))
-
-
-def load_private_key(path: Path, password: bytes | None) -> ec.EllipticCurvePrivateKey:
-    """The ECDSA P-256 private key in PEM file ``path``, decrypted with ``password`` when encrypted.
-
-    Raises UsageError (one line) for a missing file, a missing or wrong passphrase, a key that
-    is not ECDSA P-256, or cosign's own encrypted key format (not PKCS#8).
-    """
-    data = _read_key_file(path, "private key")
-    if _cosign_format(data):
-        raise UsageError(
-            f"{path} is in cosign's own encrypted key format, which mloci does not read",
-            hint="use a PKCS#8 PEM key such as 'mloci keygen' writes",
-        )
-    encrypted = _encrypted_pem(data)
-    if encrypted and not password:
-        raise UsageError(f"{path} is encrypted and no passphrase was given", hint="set MLOCI_KEY_PASSWORD")
-    try:
-        key = serialization.load_pem_private_key(data, password=password if encrypted else None)
-    except ValueError:
-        if encrypted:
-            raise UsageError(f"wrong passphrase for {path}") from None
-        raise UsageError(f"{path} is not a PEM private key") from None
-    except UnsupportedAlgorithm:
-        raise UsageError(f"{path} uses a key type or encryption this system cannot read") from None
-    except TypeError:
-        raise UsageError(f"{path} could not be decrypted with the given passphrase") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise _not_p256(key, path)
-    return key
-
-
-def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
-    """The ECDSA P-256 public key in PEM file ``path`` (SubjectPublicKeyInfo, as cosign writes)."""
-    data = _read_key_file(path, "public key")
-    if b"PRIVATE KEY" in data:
-        raise UsageError(f"{path} is a private key; verify with the public key (the .pub file)")
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm):
-        raise UsageError(f"{path} is not a PEM public key") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise _not_p256(key, path)
-    return key
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Write ``path`` with ``mode`` through a temporary file; never replace an existing file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp_path = Path(tmp)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            # A hard link publishes the finished file without clobbering one that appeared meanwhile.
-            path.hardlink_to(tmp_path)
-        except FileExistsError:
-            raise ConflictError(f"{path} already exists; not overwriting a key") from None
-        except OSError:
-            # Filesystems without hard links: check, then rename (not atomic against a racing writer).
-            if path.exists():
-                raise ConflictError(f"{path} already exists; not overwriting a key") from None
-            tmp_path.rename(path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def generate_keypair(
-    prefix: Path, password: bytes | None, *, allow_unencrypted: bool = False
-) -> tuple[Path, Path]:
-    """Create ``<prefix>.key`` (PKCS#8 PEM, mode 0600) and ``<prefix>.pub``; return both paths.
-
-    The private key is encrypted with ``password``. An unencrypted key is written only when
-    ``password`` is explicitly ``b""`` *and* ``allow_unencrypted`` is set. Existing files are
-    never overwritten (ConflictError).
-    """
-    if not prefix.name or prefix.name in (".", ".."):
-        raise UsageError(f"key prefix {str(prefix)!r} names no file")
-    private_path = prefix.with_name(prefix.name + ".key")
-    public_path = prefix.with_name(prefix.name + ".pub")
-    if password is None:
-        raise UsageError("a passphrase is needed to encrypt the private key", hint="set MLOCI_KEY_PASSWORD")
-    encryption: serialization.KeySerializationEncryption
-    if password:
-        encryption = serialization.BestAvailableEncryption(password)
-    elif allow_unencrypted:
-        encryption = serialization.NoEncryption()
-    else:
-        raise UsageError(
-            "refusing to write an unencrypted private key",
-            hint="give a passphrase, or allow it explicitly for throwaway keys",
-        )
-    if not private_path.parent.is_dir():
-        raise UsageError(f"directory {private_path.parent} does not exist")
-    for path in (private_path, public_path):
-        if path.exists():
-            raise ConflictError(f"{path} already exists; not overwriting a key")
-    key = ec.generate_private_key(ec.SECP256R1())
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    try:
-        _write_new(private_path, private_pem, 0o600)
-        try:
-            _write_new(public_path, public_pem, 0o644)
-        except BaseException:
-            private_path.unlink(missing_ok=True)  # no half key pair
-            raise
-    except OSError as exc:
-        raise UsageError(f"cannot write the key pair at {prefix}: {exc.strerror or exc}") from None
-    return private_path, public_path
-
-
-# -- payload and storage format ------------------------------------------------------------------
-
-
-def signature_tag(digest: Digest) -> str:
-    """cosign's tag for the signatures of ``digest``: ``sha256-<hex>.sig``."""
-    if digest.algorithm != "sha256":
-        raise UnsupportedError(f"cosign's signature tags only address sha256 digests, not {digest}")
-    return f"{digest.algorithm}-{digest.encoded}.sig"
-
-
-def docker_reference(reference: Reference) -> str:
-    """``critical.identity.docker-reference`` as cosign writes it (go-containerregistry's Repository.Name)."""
-    if reference.registry is None:
-        return reference.repository  # the local store has no registry name
-    registry, repository = reference.registry, reference.repository
-    if registry in ("docker.io", "index.docker.io"):
-        registry = "index.docker.io"
-        if "/" not in repository:
-            repository = f"library/{repository}"
-    return f"{registry}/{repository}"
-
-
-def _check_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
-    clean: dict[str, str] = {}
-    for key, value in annotations.items():
-        if not key:
-            raise UsageError("annotation keys cannot be empty")
-        try:
-            key.encode()
-            value.encode()
-        except UnicodeEncodeError:
-            raise UsageError(f"annotation {key!r} is not valid UTF-8 text") from None
-        clean[key] = value
-    return clean
-
-
-def simple_signing_payload(identity: str, digest: Digest, annotations: Mapping[str, str]) -> bytes:
-    """The simple-signing payload, byte for byte as cosign serializes it.
-
-    Go marshals the struct fields in declaration order (critical, optional; identity, image, type),
-    which is also sorted order, and map keys sorted; ``optional`` is ``null`` without annotations;
-    ``<``, ``>``, ``&``, U+2028 and U+2029 are escaped as ``\\u00XX``.
-    """
-    value = {
-        "critical": {
-            "identity": {"docker-reference": identity},
-            "image": {"docker-manifest-digest": str(digest)},
-            "type": COSIGN_SIGNATURE_TYPE,
-        },
-        "optional": dict(annotations) or None,
-    }
-    return canonical_json(value).decode().translate(_GO_ESCAPES).encode()
-
-
-def _config_blob(layers: list[Descriptor]) -> bytes:
-    """The image config go-containerregistry computes for cosign's signature image.
-
-    Field order is Go's (not sorted) so the bytes, and so the digest, equal cosign's.
-    """
-    config = {
-        "architecture": "",
-        "created": _ZERO_TIME,
-        "history": [{"created": _ZERO_TIME} for _ in layers],
-        "os": "",
-        "rootfs": {"type": "layers", "diff_ids": [str(layer.digest) for layer in layers]},
-        "config": {},
-    }
-    return json.dumps(config, separators=(",", ":")).encode()
 
 
 # -- sign ----------------------------------------------------------------------------------------
@@ -328,19 +131,17 @@ def _current_signatures(store: Store, sig_ref: Reference) -> tuple[Manifest | No
         raise ConflictError(f"{sig_ref} is not a cosign signature manifest; not overwriting it") from None
 
 
-def _layer_signed_by(
-    layer: Descriptor, payload_digest: Digest, key: ec.EllipticCurvePublicKey, payload: bytes
-) -> bool:
+def _layer_signed_by(layer: Descriptor, payload_digest: Digest, key: PublicKey, payload: bytes) -> bool:
     if layer.digest != payload_digest or layer.media_type != SIMPLE_SIGNING:
         return False
     encoded = layer.annotation(SIGNATURE_ANNOTATION)
     if encoded is None:
         return False
     try:
-        key.verify(base64.b64decode(encoded, validate=True), payload, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, binascii.Error, ValueError):
+        signature = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
         return False
-    return True
+    return verifies(key, signature, payload)
 
 
 def sign(
@@ -356,7 +157,7 @@ def sign(
     ``annotations`` become the payload's ``optional`` claims (``cosign sign -a``). Signing the
     same payload again with the same key changes nothing (as cosign's duplicate detection).
     """
-    claims = _check_annotations(annotations or {})
+    claims = check_annotations(annotations or {})
     key = load_private_key(key_path, password)
     store = open_store(reference, options)
     try:
@@ -365,7 +166,7 @@ def sign(
         payload = simple_signing_payload(docker_reference(reference), digest, claims)
         payload_blob = Blob.of_bytes(SIMPLE_SIGNING, payload)
         public_key = key.public_key()
-        signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
+        signature = base64.b64encode(sign_bytes(key, payload)).decode()
         layer = payload_blob.descriptor.model_copy(update={"annotations": {SIGNATURE_ANNOTATION: signature}})
         if not store.has_blob(reference.repository, payload_blob.descriptor.digest):
             store.push_blob(reference.repository, payload_blob)
@@ -413,7 +214,7 @@ def _push_signatures(
         config_type = DOCKER_CONFIG
     else:
         manifest_type, config_type = mediatype.OCI_MANIFEST, mediatype.OCI_CONFIG
-    config = Blob.of_bytes(config_type, _config_blob(layers))
+    config = Blob.of_bytes(config_type, config_blob(layers))
     if not store.has_blob(sig_ref.repository, config.descriptor.digest):
         store.push_blob(sig_ref.repository, config)
     if current is not None:
@@ -463,38 +264,6 @@ class VerifyResult:
         }
 
 
-class Rejected(Exception):
-    """One signature or attestation that does not count; ``rank`` orders reasons by how far the check got."""
-
-    def __init__(self, reason: str, rank: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.rank = rank
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    value: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in value:
-            raise ValueError(f"duplicate key {key!r}")
-        value[key] = item
-    return value
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _field(obj: Any, name: str) -> Any:
-    """``obj[name]`` matched case-insensitively, as Go's encoding/json does; ambiguity is refused."""
-    if not isinstance(obj, dict):
-        raise Rejected(f"the signed payload is not a simple-signing document (at {name!r})", 1)
-    matches = [key for key in obj if key.casefold() == name.casefold()]
-    if len(matches) > 1:
-        raise Rejected(f"the signed payload is ambiguous: {len(matches)} keys spell {name!r}", 1)
-    return obj[matches[0]] if matches else None
-
-
 def _fetch_payload(store: Store, repository: str, layer: Descriptor) -> bytes:
     if layer.size > _MAX_PAYLOAD:
         raise Rejected(f"payload {layer.digest} is larger than {_MAX_PAYLOAD} bytes", 1)
@@ -511,7 +280,7 @@ def _check_layer(
     store: Store,
     repository: str,
     layer: Descriptor,
-    key: ec.EllipticCurvePublicKey,
+    key: PublicKey,
     digest: Digest,
     required: Mapping[str, str],
     payloads: dict[Digest, bytes],
@@ -526,35 +295,15 @@ def _check_layer(
     if layer.digest not in payloads:
         payloads[layer.digest] = _fetch_payload(store, repository, layer)
     payload = payloads[layer.digest]
-    try:
-        key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise Rejected("signature does not match", 0) from None
+    if not verifies(key, signature, payload):
+        raise Rejected("signature does not match", 0)
     # Only now, with the bytes vouched for by the key, is the payload parsed.
-    try:
-        document = json.loads(payload, object_pairs_hook=_strict_object, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"the signed payload is not valid JSON ({exc})", 1) from None
-    critical = _field(document, "critical")
-    kind = _field(critical, "type")
-    if kind != COSIGN_SIGNATURE_TYPE:
-        raise Rejected(f"the signed payload is of type {kind!r}, not {COSIGN_SIGNATURE_TYPE!r}", 2)
-    bound = _field(_field(critical, "image"), "docker-manifest-digest")
-    if bound != str(digest):
-        raise Rejected(f"the signed payload signs {bound}, not this artifact", 3)
-    identity = _field(_field(critical, "identity"), "docker-reference")
-    optional = _field(document, "optional")
-    if optional is not None and not isinstance(optional, dict):
-        raise Rejected("the signed payload's optional section is not an object", 2)
-    claims: dict[str, Any] = optional or {}
-    for name, value in required.items():
-        if claims.get(name) != value:
-            raise Rejected(f"the signed payload lacks annotation {name}={value}", 4)
+    checked = check_payload(payload, digest, required)
     return VerifiedSignature(
         payload_digest=layer.digest,
         signature=encoded,
-        docker_reference=identity if isinstance(identity, str) else "",
-        annotations=claims,
+        docker_reference=checked.docker_reference,
+        annotations=checked.annotations,
     )
 
 

@@ -1,0 +1,20 @@
+"""Signature wire formats and keys, without I/O on stores: the pieces ``ops.sign`` and ``ops.attest`` use.
+
+- :mod:`mloci.trust.keys`: ECDSA P-256 and Ed25519 keys (PEM), signing and verifying bytes.
+- :mod:`mloci.trust.cosign`: cosign's legacy *simple signing* payload and ``.sig`` image.
+- :mod:`mloci.trust.dsse`: DSSE envelopes and their pre-authentication encoding.
+- :mod:`mloci.trust.intoto`: in-toto Statement v1 and SLSA Provenance v1.
+- :mod:`mloci.trust.bundle`: sigstore bundles v0.3 (key-based, written and verified here).
+- :mod:`mloci.trust.keyless`: keyless bundle verification against a trusted root (``sigstore`` extra).
+"""
+
+from __future__ import annotations
+
+
+class Rejected(Exception):
+    """One signature or attestation that does not count; ``rank`` orders reasons by how far the check got."""
+
+    def __init__(self, reason: str, rank: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rank = rank
