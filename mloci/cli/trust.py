@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -13,7 +14,20 @@ from mloci.cli._output import emit_json
 from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, store_options
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
-from mloci.ops.sign import generate_keypair, is_encrypted, sign, verify
+from mloci.ops.sign import (
+    SIGN_FORMATS,
+    SignFormat,
+    TrustRule,
+    generate_keypair,
+    is_encrypted,
+    sign,
+    verify,
+    verify_bundle_file,
+)
+from mloci.trust.keyless import TRUSTED_ROOT_ENV, IdentityRule
+from mloci.types.digest import Digest
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 PASSWORD_ENV = "MLOCI_KEY_PASSWORD"
 
@@ -69,43 +83,142 @@ def keygen_command(output_key_prefix: str, allow_unencrypted: bool, as_json: boo
     click.echo(str(public))
 
 
+def identity_options(func: F) -> F:
+    """cosign's keyless verification options: identity and issuer, exact or regexp, and the trust root."""
+    for option in reversed(
+        (
+            click.option(
+                "--certificate-identity", help="Keyless: the certificate SAN that must have signed (exact)."
+            ),
+            click.option("--certificate-identity-regexp", help="Keyless: the SAN as a full-match regexp."),
+            click.option(
+                "--certificate-oidc-issuer", help="Keyless: the OIDC issuer of the certificate (exact)."
+            ),
+            click.option(
+                "--certificate-oidc-issuer-regexp", help="Keyless: the issuer as a full-match regexp."
+            ),
+            click.option(
+                "--trusted-root",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help=f"sigstore trusted_root.json (else ${TRUSTED_ROOT_ENV}, else sigstore's offline TUF cache); "
+                "with --key it also checks transparency-log entries.",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
+
+
+def identity_rule(kw: dict[str, Any]) -> IdentityRule | None:
+    """The keyless rule the identity options give (popped from ``kw``), or None when none is given."""
+    values = {
+        name: kw.pop(name, None)
+        for name in (
+            "certificate_identity",
+            "certificate_identity_regexp",
+            "certificate_oidc_issuer",
+            "certificate_oidc_issuer_regexp",
+        )
+    }
+    if not any(values.values()):
+        return None
+    return IdentityRule(
+        identity=values["certificate_identity"],
+        identity_regexp=values["certificate_identity_regexp"],
+        issuer=values["certificate_oidc_issuer"],
+        issuer_regexp=values["certificate_oidc_issuer_regexp"],
+    )
+
+
+def _key_or_identity(key: Path | None, rule: IdentityRule | None) -> None:
+    if (key is None) == (rule is None):
+        raise UsageError(
+            "verify with either --key or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]"
+        )
+
+
 @click.command("sign")
 @click.argument("reference")
-@key_option("Private key (PEM, from mloci keygen).")
+@key_option("Private key (PEM, from mloci keygen: ECDSA P-256 or Ed25519).")
+@click.option(
+    "--format",
+    "sign_format",
+    type=click.Choice(SIGN_FORMATS),
+    default="bundle",
+    show_default=True,
+    help="bundle: sigstore bundle referrer (cosign v3); legacy: the .sig tag (cosign v2); both.",
+)
 @annotation_option
 @registry_options
 @json_option
-def sign_command(reference: str, key: Path, annotations: tuple[str, ...], as_json: bool, **kw: Any) -> None:
-    """Sign the manifest REFERENCE names, cosign-style (tag sha256-<hex>.sig in the same repository).
+def sign_command(
+    reference: str, key: Path, sign_format: SignFormat, annotations: tuple[str, ...], as_json: bool, **kw: Any
+) -> None:
+    """Sign the manifest REFERENCE names, as cosign does.
 
+    By default a sigstore bundle (DSSE, in-toto statement of type
+    https://sigstore.dev/cosign/sign/v1, subject = the manifest digest) is attached as an OCI
+    referrer, as cosign v3 writes it; --format legacy writes cosign v2's sha256-<hex>.sig tag.
     The passphrase comes from $MLOCI_KEY_PASSWORD, else it is asked for on the terminal.
+
+    \b
+    Example:
+      mloci sign registry.example.com/ml/churn-model:1.0.0 --key mloci.key
+      mloci sign registry.example.com/ml/churn-model:1.0.0 --key mloci.key --format both
     """
     claims = parse_pairs(annotations, "annotation")
     ref = parse_reference(reference)
     password = _passphrase(confirm=False) if is_encrypted(key) else None
-    result = sign(ref, key, password, annotations=claims, options=store_options(kw))
+    result = sign(ref, key, password, annotations=claims, format=sign_format, options=store_options(kw))
     if as_json:
         emit_json(result.to_json())
         return
     state = "already signed with this key" if result.unchanged else "signed"
-    click.echo(f"{state}: {result.signature_reference} ({result.signatures} signatures)", err=True)
+    where = [str(r) for r in (result.bundle_reference, result.signature_reference) if r is not None]
+    click.echo(f"{state}: {', '.join(where)}", err=True)
     click.echo(str(result.reference))
 
 
 @click.command("verify")
 @click.argument("reference")
-@key_option("Public key (PEM) the signature must verify with.")
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Public key (PEM) a signature must verify with.",
+)
+@identity_options
 @annotation_option
 @registry_options
 @json_option
-def verify_command(reference: str, key: Path, annotations: tuple[str, ...], as_json: bool, **kw: Any) -> None:
-    """Exit 0 only when a signature by KEY binds exactly the digest REFERENCE names (else exit 6).
+def verify_command(
+    reference: str,
+    key: Path | None,
+    trusted_root: Path | None,
+    annotations: tuple[str, ...],
+    as_json: bool,
+    **kw: Any,
+) -> None:
+    """Exit 0 only when a signature by KEY (or the identity) binds exactly the digest REFERENCE names.
 
-    Reads signatures made by mloci sign and by cosign sign --key.
+    Looks at sigstore bundles attached as referrers (cosign v3, mloci sign), then cosign's legacy
+    sha256-<hex>.sig tag (cosign v2, mloci sign --format legacy). Keyless bundles need the
+    identity and issuer, and the sigstore package (pip install 'mloci[sigstore]'). Exit 6 when
+    no signature counts.
+
+    \b
+    Example:
+      mloci verify registry.example.com/ml/churn-model:1.0.0 --key mloci.pub
+      mloci verify ghcr.io/org/model:1.2.0 \\
+        --certificate-identity https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1.2.0 \\
+        --certificate-oidc-issuer https://token.actions.githubusercontent.com
     """
+    rule = identity_rule(kw)
+    _key_or_identity(key, rule)
     result = verify(
         parse_reference(reference),
         key,
+        identity=rule,
+        trusted_root=trusted_root,
         required_annotations=parse_pairs(annotations, "annotation"),
         options=store_options(kw),
     )
@@ -113,5 +226,63 @@ def verify_command(reference: str, key: Path, annotations: tuple[str, ...], as_j
         emit_json(result.to_json())
         return
     count = len(result.signatures)
-    click.echo(f"verified: {count} of {result.checked} signatures match {key.name}", err=True)
+    who = key.name if key is not None else rule.describe() if rule else "?"
+    click.echo(f"verified: {count} of {result.checked} signatures match {who}", err=True)
     click.echo(str(result.reference))
+
+
+@click.command("verify-bundle")
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--digest", "digest", help="The artifact is this manifest digest (image/artifact signatures).")
+@click.option(
+    "--artifact",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The artifact is this file (blob signatures, statements about a file).",
+)
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Public key (PEM) the bundle must be signed with.",
+)
+@identity_options
+@click.option("--type", "predicate_type", help="Require this in-toto predicate type (DSSE bundles).")
+@json_option
+def verify_bundle_command(
+    bundle: Path,
+    digest: str | None,
+    artifact: Path | None,
+    key: Path | None,
+    trusted_root: Path | None,
+    predicate_type: str | None,
+    as_json: bool,
+    **kw: Any,
+) -> None:
+    """Verify a sigstore bundle FILE offline, like cosign verify-blob --bundle (exit 6 when it does not).
+
+    The artifact is a manifest digest (--digest, the statement's subject) or a file (--artifact).
+    Key-based bundles need only the key (and --trusted-root to check their transparency-log
+    entries); keyless bundles are checked against the trusted root: Fulcio chain at signing time,
+    SCT, Rekor inclusion proof, checkpoint and SET, identity and issuer.
+
+    \b
+    Example:
+      mloci verify-bundle sig.sigstore.json --digest sha256:bc15… --key cosign.pub
+      mloci verify-bundle blob.sigstore.json --artifact model.onnx \\
+        --certificate-identity-regexp 'https://github.com/org/.*' \\
+        --certificate-oidc-issuer https://token.actions.githubusercontent.com --trusted-root trusted_root.json
+    """
+    rule = identity_rule(kw)
+    _key_or_identity(key, rule)
+    parsed = Digest.parse(digest) if digest is not None else None
+    trust = TrustRule.of(key, rule, trusted_root)
+    result = verify_bundle_file(
+        bundle, trust, digest=parsed, artifact=artifact, predicate_type=predicate_type
+    )
+    if as_json:
+        emit_json(result.to_json())
+        return
+    verified = result.verified
+    issuer = f" (issuer {verified.issuer})" if verified.issuer else ""
+    log = f", logged in {verified.log.log_url} at index {verified.log.log_index}" if verified.log else ""
+    click.echo(f"verified: {bundle.name} signed by {verified.signer}{issuer}{log}", err=True)
+    click.echo(str(verified.digest))

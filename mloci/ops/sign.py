@@ -1,6 +1,13 @@
-"""Key-based signatures that cosign reads and writes (sigstore/cosign ``specs/SIGNATURE_SPEC.md``).
+"""Signatures that cosign reads and writes: sigstore bundles (cosign v3) and the legacy ``.sig`` tag.
 
-Storage is cosign's *tag-based discovery*: the signatures of ``repo@sha256:<hex>`` live in one
+**Bundles** (the default, as ``cosign sign`` v3 writes them): a sigstore bundle v0.3 holding a
+DSSE envelope around an in-toto statement (``predicateType`` ``https://sigstore.dev/cosign/sign/v1``,
+subject = the manifest digest), attached as an OCI 1.1 referrer (artifactType and layer media type
+``application/vnd.dev.sigstore.bundle.v0.3+json``; cosign ``specs/BUNDLE_SPEC.md``), found through
+the referrers API or the referrers tag schema. Verification accepts key-based bundles (checked with
+``cryptography``) and keyless ones (a Fulcio certificate, through the ``sigstore`` extra).
+
+**Legacy** (sigstore/cosign ``specs/SIGNATURE_SPEC.md``, cosign v1/v2): storage is cosign's *tag-based discovery*: the signatures of ``repo@sha256:<hex>`` live in one
 OCI image manifest tagged ``sha256-<hex>.sig`` in the same repository. Each signature is one
 layer of media type ``application/vnd.dev.cosign.simplesigning.v1+json``: its blob is the signed
 *simple-signing* payload, and the layer annotation ``dev.cosignproject.cosign/signature`` holds the
@@ -22,10 +29,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mloci.errors import (
     ConflictError,
@@ -34,8 +42,20 @@ from mloci.errors import (
     RegistryError,
     UsageError,
 )
+from mloci.ops.attach import attach_blob
+from mloci.ops.referrers import list_referrers
 from mloci.store import Store, StoreOptions, open_store
-from mloci.trust import Rejected
+from mloci.trust import Rejected, rekor
+from mloci.trust.bundle import (
+    BUNDLE_PREFIX,
+    BUNDLE_V03,
+    CONTENT_ANNOTATION,
+    PREDICATE_ANNOTATION,
+    Bundle,
+    Verified,
+    image_signature_bundle,
+    verify_with_key,
+)
 from mloci.trust.cosign import (
     COSIGN_SIGNATURE_TYPE,
     DOCKER_CONFIG,
@@ -48,18 +68,24 @@ from mloci.trust.cosign import (
     signature_tag,
     simple_signing_payload,
 )
+from mloci.trust.dsse import Envelope, signed_by
+from mloci.trust.intoto import COSIGN_SIGN_V1, check_statement
+from mloci.trust.keyless import IdentityRule, trusted_root_path, verify_keyless
 from mloci.trust.keys import (
+    PrivateKey,
     PublicKey,
     generate_keypair,
     is_encrypted,
+    key_hint,
     load_private_key,
     load_public_key,
     sign_bytes,
     verifies,
 )
+from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
-from mloci.types.digest import Digest
+from mloci.types.digest import Digest, hash_file
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
 
@@ -89,23 +115,32 @@ _MAX_WRITE_ROUNDS = 5
 
 # -- sign ----------------------------------------------------------------------------------------
 
+SignFormat = Literal["bundle", "legacy", "both"]
+SIGN_FORMATS: tuple[SignFormat, ...] = ("bundle", "legacy", "both")
+# Bundles are a few KiB (a certificate chain and log proofs at most); a larger blob is refused unread.
+_MAX_BUNDLE = 1 << 20
+
 
 @dataclass(frozen=True)
 class SignResult:
     reference: Reference  # the signed artifact, pinned
     digest: Digest
-    signature_reference: Reference  # repo:sha256-<hex>.sig@<manifest digest>
-    payload_digest: Digest
-    signature: str  # base64 DER, as stored in the layer annotation
-    signatures: int  # layers in the .sig manifest now
-    unchanged: bool  # an identical signature by this key was already there
+    signature_reference: Reference | None  # legacy: repo:sha256-<hex>.sig@<manifest digest>
+    payload_digest: Digest | None  # legacy: the simple-signing payload
+    signature: str  # base64 signature (the bundle's when a bundle was written)
+    signatures: int  # legacy: layers in the .sig manifest; bundle: bundle referrers by this key
+    unchanged: bool  # an equivalent signature by this key was already there
+    bundle_reference: Reference | None = None  # the bundle referrer manifest
+    format: SignFormat = "legacy"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": str(self.reference),
             "digest": str(self.digest),
-            "signatureReference": str(self.signature_reference),
-            "payloadDigest": str(self.payload_digest),
+            "format": self.format,
+            "bundleReference": str(self.bundle_reference) if self.bundle_reference else None,
+            "signatureReference": str(self.signature_reference) if self.signature_reference else None,
+            "payloadDigest": str(self.payload_digest) if self.payload_digest else None,
             "signature": self.signature,
             "signatures": self.signatures,
             "unchanged": self.unchanged,
@@ -150,59 +185,87 @@ def sign(
     password: bytes | None,
     *,
     annotations: Mapping[str, str] | None = None,
+    format: SignFormat = "bundle",
     options: StoreOptions | None = None,
 ) -> SignResult:
-    """Sign the manifest ``reference`` names, cosign-style, keeping any signatures already there.
+    """Sign the manifest ``reference`` names, keeping any signatures already there.
 
-    ``annotations`` become the payload's ``optional`` claims (``cosign sign -a``). Signing the
-    same payload again with the same key changes nothing (as cosign's duplicate detection).
+    ``format``: ``bundle`` (cosign v3: a sigstore bundle referrer), ``legacy`` (cosign v2: a layer
+    of the ``.sig`` tag) or ``both``. ``annotations`` become signed claims: the legacy payload's
+    ``optional`` section (``cosign sign -a``), the bundle statement's subject annotations. Signing
+    again with the same key and claims changes nothing.
     """
+    if format not in SIGN_FORMATS:
+        raise UsageError(f"unknown signature format {format!r}", hint=f"use one of {', '.join(SIGN_FORMATS)}")
     claims = check_annotations(annotations or {})
     key = load_private_key(key_path, password)
     store = open_store(reference, options)
     try:
         digest = _resolve(store, reference)
-        sig_ref = reference.with_digest(None).with_tag(signature_tag(digest))
-        payload = simple_signing_payload(docker_reference(reference), digest, claims)
-        payload_blob = Blob.of_bytes(SIMPLE_SIGNING, payload)
-        public_key = key.public_key()
-        signature = base64.b64encode(sign_bytes(key, payload)).decode()
-        layer = payload_blob.descriptor.model_copy(update={"annotations": {SIGNATURE_ANNOTATION: signature}})
-        if not store.has_blob(reference.repository, payload_blob.descriptor.digest):
-            store.push_blob(reference.repository, payload_blob)
-        for round_ in range(_MAX_WRITE_ROUNDS + 1):
-            current, current_digest = _current_signatures(store, sig_ref)
-            layers = list(current.layers) if current else []
-            mine = next(
-                (
-                    existing
-                    for existing in layers
-                    if _layer_signed_by(existing, payload_blob.descriptor.digest, public_key, payload)
-                ),
-                None,
-            )
-            if mine is not None and current_digest is not None:
-                # Ours (written in an earlier round), or an equivalent one this key made before.
-                return SignResult(
-                    reference=reference.pinned(digest),
-                    digest=digest,
-                    signature_reference=sig_ref.with_digest(current_digest),
-                    payload_digest=payload_blob.descriptor.digest,
-                    signature=mine.annotation(SIGNATURE_ANNOTATION) or signature,
-                    signatures=len(layers),
-                    unchanged=round_ == 0,
-                )
-            if round_ == _MAX_WRITE_ROUNDS:
-                break
-            # Re-read after writing: another signer may have replaced the manifest without our layer.
-            _push_signatures(store, sig_ref, current, [*layers, layer])
-        raise ConflictError(
-            f"{sig_ref} kept being rewritten by other signers; the signature was not kept",
-            hint="sign again",
-            temporary=True,
-        )
+        legacy = _sign_legacy(store, reference, digest, key, claims) if format != "bundle" else None
+        bundled = _sign_bundle(store, reference, digest, key, claims, options) if format != "legacy" else None
     finally:
         store.close()
+    if bundled is None:
+        assert legacy is not None  # noqa: S101
+        return legacy
+    if legacy is None:
+        return bundled
+    return SignResult(
+        reference=bundled.reference,
+        digest=digest,
+        signature_reference=legacy.signature_reference,
+        payload_digest=legacy.payload_digest,
+        signature=bundled.signature,
+        signatures=bundled.signatures,
+        unchanged=bundled.unchanged and legacy.unchanged,
+        bundle_reference=bundled.bundle_reference,
+        format="both",
+    )
+
+
+def _sign_legacy(
+    store: Store, reference: Reference, digest: Digest, key: PrivateKey, claims: dict[str, str]
+) -> SignResult:
+    sig_ref = reference.with_digest(None).with_tag(signature_tag(digest))
+    payload = simple_signing_payload(docker_reference(reference), digest, claims)
+    payload_blob = Blob.of_bytes(SIMPLE_SIGNING, payload)
+    public_key = key.public_key()
+    signature = base64.b64encode(sign_bytes(key, payload)).decode()
+    layer = payload_blob.descriptor.model_copy(update={"annotations": {SIGNATURE_ANNOTATION: signature}})
+    if not store.has_blob(reference.repository, payload_blob.descriptor.digest):
+        store.push_blob(reference.repository, payload_blob)
+    for round_ in range(_MAX_WRITE_ROUNDS + 1):
+        current, current_digest = _current_signatures(store, sig_ref)
+        layers = list(current.layers) if current else []
+        mine = next(
+            (
+                existing
+                for existing in layers
+                if _layer_signed_by(existing, payload_blob.descriptor.digest, public_key, payload)
+            ),
+            None,
+        )
+        if mine is not None and current_digest is not None:
+            # Ours (written in an earlier round), or an equivalent one this key made before.
+            return SignResult(
+                reference=reference.pinned(digest),
+                digest=digest,
+                signature_reference=sig_ref.with_digest(current_digest),
+                payload_digest=payload_blob.descriptor.digest,
+                signature=mine.annotation(SIGNATURE_ANNOTATION) or signature,
+                signatures=len(layers),
+                unchanged=round_ == 0,
+            )
+        if round_ == _MAX_WRITE_ROUNDS:
+            break
+        # Re-read after writing: another signer may have replaced the manifest without our layer.
+        _push_signatures(store, sig_ref, current, [*layers, layer])
+    raise ConflictError(
+        f"{sig_ref} kept being rewritten by other signers; the signature was not kept",
+        hint="sign again",
+        temporary=True,
+    )
 
 
 def _push_signatures(
@@ -226,22 +289,116 @@ def _push_signatures(
     store.push_manifest(sig_ref, manifest.to_json(), manifest_type)
 
 
+def _sign_bundle(
+    store: Store,
+    reference: Reference,
+    digest: Digest,
+    key: PrivateKey,
+    claims: dict[str, str],
+    options: StoreOptions | None,
+) -> SignResult:
+    repo = reference.with_tag(None).with_digest(None)
+    rule = TrustRule(key=key.public_key(), key_name="the key")
+    for entry in _bundle_entries(store, repo, digest):
+        # An equivalent bundle by this key is already attached (ECDSA signatures differ each time).
+        try:
+            found = _check_bundle(_fetch_bundle(store, repo, digest, entry), digest, rule, claims)
+        except Rejected:
+            continue
+        if found.annotations != claims:
+            continue
+        return SignResult(
+            reference=reference.pinned(digest),
+            digest=digest,
+            signature_reference=None,
+            payload_digest=None,
+            signature=found.signature,
+            signatures=1,
+            unchanged=True,
+            bundle_reference=repo.with_digest(entry.digest),
+            format="bundle",
+        )
+    data = image_signature_bundle(digest, key, claims)
+    title = f"{digest.algorithm}-{Digest.of(data).encoded}.sigstore.json"
+    layer = Descriptor.of_bytes(BUNDLE_V03, data, annotations={ann.TITLE: title})
+    attached = attach_blob(
+        reference.pinned(digest),
+        Blob(layer, data=data),
+        artifact_type=BUNDLE_V03,
+        annotations={CONTENT_ANNOTATION: "dsse-envelope", PREDICATE_ANNOTATION: COSIGN_SIGN_V1},
+        options=options,
+    )
+    parsed = Bundle.from_json(data)
+    return SignResult(
+        reference=reference.pinned(digest),
+        digest=digest,
+        signature_reference=None,
+        payload_digest=None,
+        signature=base64.b64encode(parsed.signature).decode(),
+        signatures=1,
+        unchanged=False,
+        bundle_reference=attached.reference,
+        format="bundle",
+    )
+
+
 # -- verify --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class TrustRule:
+    """Whose signatures count: a public key, or a certificate identity and issuer (keyless)."""
+
+    key: PublicKey | None = None
+    key_name: str = "the key"
+    identity: IdentityRule | None = None
+    trusted_root: Path | None = None
+    require_tlog: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.key is None) == (self.identity is None):
+            raise UsageError(
+                "verify with either --key or --certificate-identity and --certificate-oidc-issuer",
+            )
+
+    def describe(self) -> str:
+        return self.key_name if self.identity is None else self.identity.describe()
+
+    @classmethod
+    def of(
+        cls,
+        key: Path | PublicKey | None = None,
+        identity: IdentityRule | None = None,
+        trusted_root: Path | None = None,
+        *,
+        require_tlog: bool = False,
+    ) -> TrustRule:
+        if isinstance(key, Path):
+            return cls(load_public_key(key), key.name, identity, trusted_root, require_tlog)
+        return cls(key, "the key", identity, trusted_root, require_tlog)
+
+
+@dataclass(frozen=True)
 class VerifiedSignature:
-    payload_digest: Digest
+    payload_digest: Digest  # legacy: the simple-signing payload; bundle: the bundle blob
     signature: str
     docker_reference: str
     annotations: dict[str, Any]
+    format: Literal["legacy", "bundle"] = "legacy"
+    signer: str | None = None  # bundles: "key <hint>" or the certificate identity
+    issuer: str | None = None
+    transparency_log: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "format": self.format,
             "payloadDigest": str(self.payload_digest),
             "signature": self.signature,
             "dockerReference": self.docker_reference,
             "annotations": self.annotations,
+            "signer": self.signer,
+            "issuer": self.issuer,
+            "transparencyLog": self.transparency_log,
         }
 
 
@@ -249,16 +406,16 @@ class VerifiedSignature:
 class VerifyResult:
     reference: Reference  # the verified artifact, pinned
     digest: Digest
-    signature_reference: Reference
+    signature_reference: Reference | None  # the legacy .sig manifest, when there is one
     signatures: tuple[VerifiedSignature, ...]
-    checked: int  # signature layers examined
+    checked: int  # signatures examined (bundles and legacy layers)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": str(self.reference),
             "digest": str(self.digest),
             "verified": True,
-            "signatureReference": str(self.signature_reference),
+            "signatureReference": str(self.signature_reference) if self.signature_reference else None,
             "signatures": [s.to_json() for s in self.signatures],
             "checked": self.checked,
         }
@@ -307,64 +464,280 @@ def _check_layer(
     )
 
 
+def _bundle_entries(store: Store, repo: Reference, digest: Digest) -> list[Descriptor]:
+    return [
+        entry
+        for entry in list_referrers(store, repo, digest)
+        if (entry.artifact_type or "").startswith(BUNDLE_PREFIX)
+    ]
+
+
+def _fetch_bundle(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
+    try:
+        _, data = store.fetch_manifest(repo.with_digest(entry.digest))
+        manifest = Manifest.from_json(data)
+    except NotFoundError:
+        raise Rejected(f"bundle {entry.digest.short} is listed but missing", 0) from None
+    except RegistryError:
+        raise Rejected(f"bundle {entry.digest.short} is not an image manifest", 0) from None
+    if manifest.subject is None or manifest.subject.digest != subject:
+        raise Rejected(f"bundle {entry.digest.short} is attached to another artifact", 0)
+    layers = [layer for layer in manifest.layers if layer.media_type.startswith(BUNDLE_PREFIX)]
+    if len(layers) != 1:
+        raise Rejected(f"referrer {entry.digest.short} holds {len(layers)} sigstore bundles, not one", 0)
+    if layers[0].size > _MAX_BUNDLE:
+        raise Rejected(f"bundle {layers[0].digest.short} is larger than {_MAX_BUNDLE} bytes", 0)
+    try:
+        with store.open_blob(repo.repository, layers[0]) as chunks:
+            return b"".join(chunks)
+    except IntegrityError:
+        raise Rejected(f"bundle {layers[0].digest.short} does not match its digest (tampered)", 1) from None
+    except NotFoundError:
+        raise Rejected(f"bundle {layers[0].digest.short} is missing", 0) from None
+
+
+def _check_bundle(
+    data: bytes,
+    digest: Digest,
+    rule: TrustRule,
+    required: Mapping[str, str],
+    predicate_type: str | None = COSIGN_SIGN_V1,
+) -> VerifiedSignature:
+    verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
+    claims: dict[str, Any] = {}
+    if verified.statement is not None:
+        for item in verified.statement.get("subject") or []:
+            if isinstance(item, dict) and (item.get("digest") or {}).get(digest.algorithm) == digest.encoded:
+                found = item.get("annotations")
+                claims = dict(found) if isinstance(found, dict) else {}
+    for name, value in required.items():
+        if claims.get(name) != value:
+            raise Rejected(f"the signed statement lacks annotation {name}={value}", 4)
+    log = verified.log
+    return VerifiedSignature(
+        payload_digest=Digest.of(data),
+        signature=base64.b64encode(Bundle.from_json(data).signature).decode(),
+        docker_reference="",
+        annotations=claims,
+        format="bundle",
+        signer=verified.signer,
+        issuer=verified.issuer,
+        transparency_log=(
+            {"logIndex": log.log_index, "integratedTime": log.integrated_time.isoformat(), "log": log.log_url}
+            if log
+            else None
+        ),
+    )
+
+
+def _load_root(path: Path | None) -> dict[str, Any] | None:
+    path = trusted_root_path(path)
+    if path is None:
+        return None
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"trusted root {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"trusted root {path} is not readable JSON: {exc}") from None
+    if not isinstance(document, dict) or "tlogs" not in document:
+        raise UsageError(f"{path} is not a sigstore trusted_root.json (no tlogs)")
+    return document
+
+
+def verify_bundle_bytes(
+    data: bytes, digest: Digest, rule: TrustRule, *, predicate_type: str | None = None
+) -> Verified:
+    """Verify the sigstore bundle ``data`` over the artifact ``digest`` with ``rule``; Rejected otherwise."""
+    try:
+        bundle = Bundle.from_json(data)
+    except ValueError as exc:
+        raise Rejected(f"not a sigstore bundle ({exc})", 1) from None
+    if rule.identity is not None:
+        verified = verify_keyless(
+            data, bundle, digest, rule.identity, trusted_root=rule.trusted_root, predicate_type=predicate_type
+        )
+        root = _load_root(rule.trusted_root)
+        if root is not None and bundle.tlog_entries:
+            # sigstore-python checked the log; this records which entry (and checks it a second time).
+            logs = rekor.log_keys(root)
+            evidence = [rekor.verify_entry(entry, logs) for entry in bundle.tlog_entries]
+            verified = replace(verified, log=evidence[0])
+        return verified
+    assert rule.key is not None  # noqa: S101
+    if bundle.certificate is not None:
+        raise Rejected("the bundle is signed with a certificate: verify it with --certificate-identity", 1)
+    return verify_with_key(
+        bundle,
+        rule.key,
+        digest,
+        trusted_root=_load_root(rule.trusted_root),
+        predicate_type=predicate_type,
+        require_tlog=rule.require_tlog,
+    )
+
+
 def verify(
     reference: Reference,
-    public_key_path: Path,
+    public_key_path: Path | None = None,
     *,
+    identity: IdentityRule | None = None,
+    trusted_root: Path | None = None,
     required_annotations: Mapping[str, str] | None = None,
     options: StoreOptions | None = None,
 ) -> VerifyResult:
-    """The signatures on exactly the manifest ``reference`` names that verify with the public key.
+    """The signatures on exactly the manifest ``reference`` names that verify with the key or identity.
 
-    A signature counts when the ECDSA signature matches the payload's exact bytes, the payload
-    is a cosign simple-signing document binding this digest, and its ``optional`` claims hold
-    every ``required_annotations`` pair. Raises IntegrityError when the artifact is unsigned or
-    no signature counts, with the reason of the signature that came closest.
+    Sigstore bundles are found through the referrers API (or the referrers tag schema), then
+    cosign's legacy ``sha256-<hex>.sig`` tag. A bundle counts when its signature verifies (key, or
+    certificate chain, SCT and transparency log for ``identity``) and its statement's subject is
+    this digest; a legacy signature when the signature matches the payload's exact bytes and the
+    payload binds this digest. Every ``required_annotations`` pair must be among the signed
+    claims. Raises IntegrityError when the artifact is unsigned or no signature counts, with the
+    reason of the signature that came closest.
     """
     required = dict(required_annotations or {})
-    key = load_public_key(public_key_path)
+    rule = TrustRule.of(public_key_path, identity, trusted_root)
     store = open_store(reference, options)
     try:
-        digest = _resolve(store, reference)
+        # As cosign: a digest is what is verified, whether or not the registry holds its manifest.
+        digest = reference.digest if reference.digest is not None else _resolve(store, reference)
+        repo = reference.with_tag(None).with_digest(None)
+        valid: list[VerifiedSignature] = []
+        closest: Rejected | None = None
+        checked = 0
+        for entry in _bundle_entries(store, repo, digest):
+            checked += 1
+            try:
+                data = _fetch_bundle(store, repo, digest, entry)
+                valid.append(_check_bundle(data, digest, rule, required))
+            except Rejected as rejected:
+                if closest is None or rejected.rank > closest.rank:
+                    closest = rejected
         sig_ref = reference.with_digest(None).with_tag(signature_tag(digest))
+        signature_reference: Reference | None = None
+        layers: list[Descriptor] = []
         try:
             descriptor, data = store.fetch_manifest(sig_ref)
         except NotFoundError:
-            raise IntegrityError(f"{reference.name}@{digest} is not signed (no tag {sig_ref.tag})") from None
-        if descriptor.media_type in mediatype.INDEX_TYPES:
-            raise IntegrityError(f"{sig_ref} is not a cosign signature manifest")
-        try:
-            manifest = Manifest.from_json(data)
-        except RegistryError:
-            raise IntegrityError(f"{sig_ref} is not a cosign signature manifest") from None
-        layers = [layer for layer in manifest.layers if layer.media_type == SIMPLE_SIGNING]
-        if not layers:
-            raise IntegrityError(
-                f"{reference.name}@{digest} is not signed ({sig_ref.tag} holds no signature)"
-            )
-        valid: list[VerifiedSignature] = []
-        closest: Rejected | None = None
+            descriptor = None
+        if descriptor is not None:
+            signature_reference = sig_ref.with_digest(descriptor.digest)
+            if descriptor.media_type in mediatype.INDEX_TYPES:
+                raise IntegrityError(f"{sig_ref} is not a cosign signature manifest")
+            try:
+                manifest = Manifest.from_json(data)
+            except RegistryError:
+                raise IntegrityError(f"{sig_ref} is not a cosign signature manifest") from None
+            layers = [layer for layer in manifest.layers if layer.media_type == SIMPLE_SIGNING]
         payloads: dict[Digest, bytes] = {}
         for layer in layers:
+            checked += 1
             try:
+                if rule.key is None:
+                    raise Rejected("mloci verifies legacy .sig signatures with --key only", 0)
                 valid.append(
-                    _check_layer(store, reference.repository, layer, key, digest, required, payloads)
+                    _check_layer(store, reference.repository, layer, rule.key, digest, required, payloads)
                 )
             except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
+        if checked == 0:
+            raise IntegrityError(
+                f"{reference.name}@{digest} is not signed (no sigstore bundle referrer, no tag {sig_ref.tag})"
+            )
         if not valid:
             reason = closest.reason if closest else "no usable signature"
-            checked = f" ({len(layers)} checked)" if len(layers) > 1 else ""
-            raise IntegrityError(
-                f"no signature for {digest} verifies with {public_key_path.name}: {reason}{checked}"
-            )
+            many = f" ({checked} checked)" if checked > 1 else ""
+            raise IntegrityError(f"no signature for {digest} verifies with {rule.describe()}: {reason}{many}")
         return VerifyResult(
             reference=reference.pinned(digest),
             digest=digest,
-            signature_reference=sig_ref.with_digest(descriptor.digest),
+            signature_reference=signature_reference,
             signatures=tuple(valid),
-            checked=len(layers),
+            checked=checked,
         )
     finally:
         store.close()
+
+
+# -- verify-bundle (offline) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundleVerifyResult:
+    path: Path
+    verified: Verified
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bundle": str(self.path), "verified": True, **self.verified.to_json()}
+
+
+def _read_bundle_file(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > _MAX_BUNDLE:
+            raise UsageError(f"{path} is larger than {_MAX_BUNDLE} bytes; not a sigstore bundle")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"bundle {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a bundle file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def verify_bundle_file(
+    path: Path,
+    rule: TrustRule,
+    *,
+    digest: Digest | None = None,
+    artifact: Path | None = None,
+    predicate_type: str | None = None,
+) -> BundleVerifyResult:
+    """Verify a bundle file offline, like ``cosign verify-blob --bundle`` / ``verify-blob-attestation``.
+
+    The artifact is ``digest`` (an image or artifact manifest digest, the statement's subject) or
+    the file ``artifact`` (hashed once, streaming). A bare DSSE envelope (cosign's legacy ``.att``
+    layer) is accepted too, with ``--key``. IntegrityError (exit 6) when it does not verify.
+    """
+    if (digest is None) == (artifact is None):
+        raise UsageError("give exactly one of --digest and --artifact")
+    if artifact is not None:
+        if not artifact.is_file():
+            raise UsageError(f"artifact {artifact} is not a file")
+        digest = hash_file(artifact)[0]
+    assert digest is not None  # noqa: S101
+    data = _read_bundle_file(path)
+    try:
+        if _is_bare_envelope(data):
+            verified = _verify_bare_envelope(data, digest, rule, predicate_type)
+        else:
+            verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
+    except Rejected as rejected:
+        raise IntegrityError(f"{path.name} does not verify for {digest}: {rejected.reason}") from None
+    return BundleVerifyResult(path, verified)
+
+
+def _is_bare_envelope(data: bytes) -> bool:
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(document, dict) and "payloadType" in document and "mediaType" not in document
+
+
+def _verify_bare_envelope(
+    data: bytes, digest: Digest, rule: TrustRule, predicate_type: str | None
+) -> Verified:
+    if rule.key is None:
+        raise Rejected("a bare DSSE envelope carries no certificate: verify it with --key", 1)
+    try:
+        envelope = Envelope.from_json(data)
+    except ValueError as exc:
+        raise Rejected(f"not a DSSE envelope ({exc})", 1) from None
+    if not signed_by(envelope, rule.key):
+        raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
+    kind, statement = check_statement(
+        envelope.payload_type, envelope.payload, digest, predicate_type, legacy=True
+    )
+    return Verified("dsse-envelope", digest, kind, statement, f"key {key_hint(rule.key)}")
