@@ -25,6 +25,7 @@ from mloci.ops.sign import (
     verify_bundle_file,
 )
 from mloci.trust.keyless import TRUSTED_ROOT_ENV, IdentityRule
+from mloci.trust.keys import ALGORITHMS, Algorithm
 from mloci.types.digest import Digest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,14 +68,30 @@ annotation_option = click.option(
     is_flag=True,
     help=f"With an empty {PASSWORD_ENV}, write the private key unencrypted (throwaway keys only).",
 )
+@click.option(
+    "--algorithm",
+    type=click.Choice(ALGORITHMS),
+    default="ecdsa-p256",
+    show_default=True,
+    help="Key type; cosign verifies both.",
+)
 @json_option
-def keygen_command(output_key_prefix: str, allow_unencrypted: bool, as_json: bool) -> None:
-    """Create an ECDSA P-256 key pair for signing; cosign accepts the public key with --key.
+def keygen_command(
+    output_key_prefix: str, allow_unencrypted: bool, algorithm: Algorithm, as_json: bool
+) -> None:
+    """Create a key pair for signing (ECDSA P-256 or Ed25519); cosign accepts the public key with --key.
 
     The passphrase comes from $MLOCI_KEY_PASSWORD, else it is asked for twice on the terminal.
+
+    \b
+    Example:
+      MLOCI_KEY_PASSWORD=… mloci keygen --output-key-prefix release --algorithm ed25519
     """
     private, public = generate_keypair(
-        Path(output_key_prefix), _passphrase(confirm=True), allow_unencrypted=allow_unencrypted
+        Path(output_key_prefix),
+        _passphrase(confirm=True),
+        allow_unencrypted=allow_unencrypted,
+        algorithm=algorithm,
     )
     if as_json:
         emit_json({"privateKey": str(private), "publicKey": str(public)})

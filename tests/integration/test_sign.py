@@ -288,7 +288,9 @@ def test_a_second_key_appends_a_signature_and_both_verify(
     alice = keygen(mloci, monkeypatch, tmp_path / "alice")
     bob = keygen(mloci, monkeypatch, tmp_path / "bob", password="bob's passphrase")
     monkeypatch.setenv("MLOCI_KEY_PASSWORD", PASSWORD)
-    assert mloci("sign", f"{repo}:1.0.0", "--key", alice, "--format", "legacy", "-a", "by=alice").exit_code == 0
+    assert (
+        mloci("sign", f"{repo}:1.0.0", "--key", alice, "--format", "legacy", "-a", "by=alice").exit_code == 0
+    )
     monkeypatch.setenv("MLOCI_KEY_PASSWORD", "bob's passphrase")
     signed = mloci("sign", f"{repo}:1.0.0", "--key", bob, "--format", "legacy", "-a", "by=bob", "--json")
     assert signed.exit_code == 0, signed.stderr
@@ -343,7 +345,9 @@ def test_a_rewritten_sig_manifest_with_a_new_payload_fails_with_exit_6(
     repo = f"{registry.host}/ml/churn-model"
     digest = push(mloci, bundle, repo)
     key = keygen(mloci, monkeypatch, tmp_path / "mloci")
-    assert mloci("sign", f"{repo}:1.0.0", "--key", key, "--format", "legacy", "-a", "approved=no").exit_code == 0
+    assert (
+        mloci("sign", f"{repo}:1.0.0", "--key", key, "--format", "legacy", "-a", "approved=no").exit_code == 0
+    )
     manifest = json.loads(http_get(registry, f"/v2/ml/churn-model/manifests/{sig_tag(digest)}"))
     [layer] = manifest["layers"]
     payload = http_get(registry, f"/v2/ml/churn-model/blobs/{layer['digest']}", accept="*/*")
@@ -503,7 +507,9 @@ def test_sign_and_verify_in_the_local_store(
     unsigned = mloci("verify", "churn-model:1.0.0", "--key", pub(key))
     assert unsigned.exit_code == 6
     assert "is not signed" in one_line_error(unsigned.stderr)
-    signed = mloci("sign", "churn-model:1.0.0", "--key", key, "--format", "legacy", "-a", "stage=dev", "--json")
+    signed = mloci(
+        "sign", "churn-model:1.0.0", "--key", key, "--format", "legacy", "-a", "stage=dev", "--json"
+    )
     assert signed.exit_code == 0, signed.stderr
     assert json.loads(signed.stdout)["signatureReference"].startswith(f"churn-model:{sig_tag(digest)}@")
     verified = mloci("verify", f"churn-model@{digest}", "--key", pub(key), "-a", "stage=dev")
