@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
@@ -32,11 +32,20 @@ from mloci.ops._purl import oci_purl, pypi_purl
 from mloci.ops.attach import DSSE_ENVELOPE, AttachResult, attach_blob
 from mloci.ops.inspection import InspectResult, inspect
 from mloci.ops.referrers import list_referrers
+from mloci.ops.sign import TrustRule, bundle_referrers, fetch_bundle, verify_bundle_bytes
 from mloci.store import Store, StoreOptions, open_store
 from mloci.trust import Rejected
+from mloci.trust.bundle import BUNDLE_V03, CONTENT_ANNOTATION, PREDICATE_ANNOTATION, dsse_bundle_of
 from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, Signature, b64decode, pae, sign_envelope, signed_by
-from mloci.trust.intoto import SLSA_PROVENANCE_V1, STATEMENT_TYPE, check_statement, slsa_provenance
-from mloci.trust.keys import PublicKey, key_id, load_private_key, load_public_key
+from mloci.trust.intoto import (
+    COSIGN_SIGN_V1,
+    SLSA_PROVENANCE_V1,
+    STATEMENT_TYPE,
+    check_statement,
+    slsa_provenance,
+)
+from mloci.trust.keyless import IdentityRule
+from mloci.trust.keys import PublicKey, key_id, load_private_key
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -204,13 +213,18 @@ def provenance_statement(
 # -- attest --------------------------------------------------------------------------------------
 
 
+AttestFormat = Literal["bundle", "dsse", "both"]
+ATTEST_FORMATS: tuple[AttestFormat, ...] = ("dsse", "bundle", "both")
+
+
 @dataclass(frozen=True)
 class AttestResult:
     reference: Reference  # the attested artifact, pinned
     digest: Digest
     statement: dict[str, Any]
     envelope: Envelope
-    attached: AttachResult
+    attached: AttachResult  # the first written: the DSSE referrer, else the bundle
+    bundle: AttachResult | None = None  # the sigstore bundle referrer, when one was written
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -219,6 +233,7 @@ class AttestResult:
             "predicateType": self.statement["predicateType"],
             "attestation": str(self.attached.reference),
             "attestationDigest": str(self.attached.digest),
+            "bundle": str(self.bundle.reference) if self.bundle else None,
             "keyid": self.envelope.signatures[0].keyid,
             "statement": self.statement,
         }
@@ -233,9 +248,18 @@ def attest(
     started_on: datetime | None = None,
     ci_url: str | None = None,
     cwd: Path | None = None,
+    format: AttestFormat = "dsse",
     options: StoreOptions | None = None,
 ) -> AttestResult:
-    """Sign SLSA provenance for the manifest ``reference`` names and attach it as a referrer."""
+    """Sign SLSA provenance for the manifest ``reference`` names and attach it as a referrer.
+
+    ``format``: ``dsse`` (the envelope itself, ``application/vnd.dsse.envelope.v1+json``),
+    ``bundle`` (a sigstore bundle around it, as ``cosign attest`` v3 writes) or ``both``.
+    """
+    if format not in ATTEST_FORMATS:
+        raise UsageError(
+            f"unknown attestation format {format!r}", hint=f"use one of {', '.join(ATTEST_FORMATS)}"
+        )
     started = started_on or datetime.now(UTC)
     if reference.tag is None and reference.digest is None:
         raise UsageError(f"{reference} names no tag or digest", hint="add :TAG or @sha256:…")
@@ -251,21 +275,38 @@ def attest(
         started_on=started,
         finished_on=datetime.now(UTC),
     )
-    envelope = sign_envelope(canonical_json(statement), key)
-    data = envelope.to_json()
-    layer = Descriptor.of_bytes(
-        DSSE_ENVELOPE,
-        data,
-        annotations={PREDICATE_TYPE_ANNOTATION: SLSA_PROVENANCE_V1, ann.TITLE: _LAYER_TITLE},
-    )
-    attached = attach_blob(
-        info.reference,  # pinned: the attestation goes to exactly what was described
-        Blob(layer, data=data),
-        artifact_type=DSSE_ENVELOPE,
-        annotations={PREDICATE_TYPE_ANNOTATION: SLSA_PROVENANCE_V1},
-        options=options,
-    )
-    return AttestResult(info.reference, info.digest, statement, envelope, attached)
+    payload = canonical_json(statement)
+    envelope = sign_envelope(payload, key)
+    attached: AttachResult | None = None
+    bundled: AttachResult | None = None
+    if format != "bundle":
+        data = envelope.to_json()
+        layer = Descriptor.of_bytes(
+            DSSE_ENVELOPE,
+            data,
+            annotations={PREDICATE_TYPE_ANNOTATION: SLSA_PROVENANCE_V1, ann.TITLE: _LAYER_TITLE},
+        )
+        attached = attach_blob(
+            info.reference,  # pinned: the attestation goes to exactly what was described
+            Blob(layer, data=data),
+            artifact_type=DSSE_ENVELOPE,
+            annotations={PREDICATE_TYPE_ANNOTATION: SLSA_PROVENANCE_V1},
+            options=options,
+        )
+    if format != "dsse":
+        data = dsse_bundle_of(envelope, key.public_key())
+        title = f"sha256-{Digest.of(data).encoded}.sigstore.json"
+        layer = Descriptor.of_bytes(BUNDLE_V03, data, annotations={ann.TITLE: title})
+        bundled = attach_blob(
+            info.reference,
+            Blob(layer, data=data),
+            artifact_type=BUNDLE_V03,
+            annotations={CONTENT_ANNOTATION: "dsse-envelope", PREDICATE_ANNOTATION: SLSA_PROVENANCE_V1},
+            options=options,
+        )
+    first = attached or bundled
+    assert first is not None  # noqa: S101
+    return AttestResult(info.reference, info.digest, statement, envelope, first, bundled)
 
 
 # -- verify --------------------------------------------------------------------------------------
@@ -337,44 +378,70 @@ def _check_statement(
 
 def verify_attestation(
     reference: Reference,
-    public_key: Path | PublicKey,
+    public_key: Path | PublicKey | None = None,
     *,
+    identity: IdentityRule | None = None,
+    trusted_root: Path | None = None,
     predicate_type: str | None = SLSA_PROVENANCE_V1,
     options: StoreOptions | None = None,
 ) -> AttestationVerifyResult:
-    """The attestations on exactly the manifest ``reference`` names that verify with ``public_key``.
+    """The attestations on exactly the manifest ``reference`` names that verify with the key or identity.
 
-    One counts when a DSSE signature by the key verifies over the PAE of its payload, the payload
-    is an in-toto Statement v1 of ``predicate_type`` (None: any), and the statement's subject names
-    this artifact's digest. IntegrityError when none counts, with the reason of the one that came
-    closest.
+    Both forms count: DSSE envelope referrers (mloci ``attest``, ``--format dsse``) and sigstore
+    bundle referrers holding a DSSE in-toto statement (``cosign attest`` v3, mloci ``--format
+    bundle``; keyless ones with ``identity``). One counts when a signature verifies over the PAE of
+    its payload, the payload is an in-toto Statement v1 of ``predicate_type`` (None: any but
+    cosign's image-signature type), and the statement's subject names this artifact's digest.
+    IntegrityError when none counts, with the reason of the one that came closest.
     """
-    key = load_public_key(public_key) if isinstance(public_key, Path) else public_key
+    rule = TrustRule.of(public_key, identity, trusted_root)
     if reference.tag is None and reference.digest is None:
         raise UsageError(f"{reference} names no tag or digest", hint="add :TAG or @sha256:…")
     store = open_store(reference, options)
     try:
-        digest = store.resolve(reference).digest
+        # As cosign: a digest is what is verified, whether or not the registry holds its manifest.
+        digest = reference.digest if reference.digest is not None else store.resolve(reference).digest
         repo = reference.with_tag(None).with_digest(None)
-        entries = list_referrers(store, repo, digest, DSSE_ENVELOPE)
-        if not entries:
+        envelopes = list_referrers(store, repo, digest, DSSE_ENVELOPE) if rule.key is not None else []
+        bundles = bundle_referrers(store, repo, digest)
+        if not envelopes and not bundles:
             raise IntegrityError(f"{reference.name}@{digest} has no attestation")
         valid: list[VerifiedAttestation] = []
         closest: Rejected | None = None
-        for entry in entries:
+        checked = 0
+        for entry in envelopes:
+            checked += 1
             try:
+                assert rule.key is not None  # noqa: S101
                 data = _fetch_envelope(store, repo, digest, entry)
-                kind, statement = _check_statement(data, key, digest, predicate_type)
+                kind, statement = _check_statement(data, rule.key, digest, predicate_type)
             except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
                 continue
             valid.append(VerifiedAttestation(entry.digest, kind, statement))
+        for entry in bundles:
+            try:
+                data = fetch_bundle(store, repo, digest, entry)
+                verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
+                if verified.statement is None or verified.predicate_type is None:
+                    raise Rejected("the bundle holds a message signature, not an attestation", 3)
+                if predicate_type is None and verified.predicate_type == COSIGN_SIGN_V1:
+                    continue  # an image signature, not an attestation
+            except Rejected as rejected:
+                checked += 1
+                if closest is None or rejected.rank > closest.rank:
+                    closest = rejected
+                continue
+            checked += 1
+            valid.append(VerifiedAttestation(entry.digest, verified.predicate_type, verified.statement))
         if not valid:
+            if checked == 0:
+                raise IntegrityError(f"{reference.name}@{digest} has no attestation")
             reason = closest.reason if closest else "no usable attestation"
-            checked = f" ({len(entries)} checked)" if len(entries) > 1 else ""
-            raise IntegrityError(f"no attestation for {digest} verifies: {reason}{checked}")
-        return AttestationVerifyResult(reference.pinned(digest), digest, tuple(valid), len(entries))
+            many = f" ({checked} checked)" if checked > 1 else ""
+            raise IntegrityError(f"no attestation for {digest} verifies: {reason}{many}")
+        return AttestationVerifyResult(reference.pinned(digest), digest, tuple(valid), checked)
     finally:
         store.close()
 

@@ -299,10 +299,10 @@ def _sign_bundle(
 ) -> SignResult:
     repo = reference.with_tag(None).with_digest(None)
     rule = TrustRule(key=key.public_key(), key_name="the key")
-    for entry in _bundle_entries(store, repo, digest):
+    for entry in bundle_referrers(store, repo, digest):
         # An equivalent bundle by this key is already attached (ECDSA signatures differ each time).
         try:
-            found = _check_bundle(_fetch_bundle(store, repo, digest, entry), digest, rule, claims)
+            found = _check_bundle(fetch_bundle(store, repo, digest, entry), digest, rule, claims)
         except Rejected:
             continue
         if found.annotations != claims:
@@ -464,7 +464,8 @@ def _check_layer(
     )
 
 
-def _bundle_entries(store: Store, repo: Reference, digest: Digest) -> list[Descriptor]:
+def bundle_referrers(store: Store, repo: Reference, digest: Digest) -> list[Descriptor]:
+    """The sigstore bundle referrers of ``digest`` (signatures and attestations alike)."""
     return [
         entry
         for entry in list_referrers(store, repo, digest)
@@ -472,7 +473,8 @@ def _bundle_entries(store: Store, repo: Reference, digest: Digest) -> list[Descr
     ]
 
 
-def _fetch_bundle(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
+def fetch_bundle(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
+    """The bundle bytes of referrer ``entry``; Rejected unless it is one bundle attached to ``subject``."""
     try:
         _, data = store.fetch_manifest(repo.with_digest(entry.digest))
         manifest = Manifest.from_json(data)
@@ -606,10 +608,10 @@ def verify(
         valid: list[VerifiedSignature] = []
         closest: Rejected | None = None
         checked = 0
-        for entry in _bundle_entries(store, repo, digest):
+        for entry in bundle_referrers(store, repo, digest):
             checked += 1
             try:
-                data = _fetch_bundle(store, repo, digest, entry)
+                data = fetch_bundle(store, repo, digest, entry)
                 valid.append(_check_bundle(data, digest, rule, required))
             except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:

@@ -162,19 +162,23 @@ def image_signature_statement(digest: Digest, annotations: Mapping[str, str] | N
     return _compact(statement)
 
 
+def dsse_bundle_of(envelope: Envelope, key: PublicKey) -> bytes:
+    """A key-based v0.3 bundle around an already signed ``envelope`` (one signature by ``key``)."""
+    document = {
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {"publicKey": {"hint": key_hint(key)}},
+        "dsseEnvelope": envelope.to_dict(keyids=False),
+    }
+    return _compact(document)
+
+
 def dsse_bundle(statement: bytes, key: PrivateKey) -> bytes:
     """A key-based v0.3 bundle: ``publicKey.hint`` and a DSSE envelope signing ``statement``.
 
     Field order and shape as cosign v3 (``mediaType``, ``verificationMaterial``, ``dsseEnvelope``
     with ``payload``, ``payloadType``, ``signatures: [{sig}]``); no transparency-log entry.
     """
-    envelope = sign_envelope(statement, key)
-    document = {
-        "mediaType": BUNDLE_V03,
-        "verificationMaterial": {"publicKey": {"hint": key_hint(key.public_key())}},
-        "dsseEnvelope": envelope.to_dict(keyids=False),
-    }
-    return _compact(document)
+    return dsse_bundle_of(sign_envelope(statement, key), key.public_key())
 
 
 def image_signature_bundle(

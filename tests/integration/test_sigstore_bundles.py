@@ -267,3 +267,74 @@ def test_verify_bundle_cli_exit_codes(mloci: Runner, tmp_path: Path) -> None:
     assert mloci("verify-bundle", path, "--artifact", artifact).exit_code == 2  # no key or identity
     missing = mloci("verify-bundle", tmp_path / "nope.json", "--artifact", artifact, "--key", public)
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+# -- attestations in bundles -------------------------------------------------------------------
+
+
+def test_attest_writes_bundles_that_verify_attestation_and_verify_bundle_accept(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # no ambient git work tree in the provenance
+    repo = f"{registry.host}/ml/attested"
+    digest = push(mloci, bundle, repo)
+    key = keygen(mloci, tmp_path / "k")
+    attested = run_json(mloci, "attest", f"{repo}:1.0.0", "--key", key, "--format", "both")
+    assert attested["bundle"] and attested["attestation"] != attested["bundle"]
+    assert mloci("sign", f"{repo}:1.0.0", "--key", key).exit_code == 0  # a signature is no attestation
+    verified = run_json(mloci, "verify-attestation", f"{repo}:1.0.0", "--key", key.with_suffix(".pub"))
+    assert len(verified["attestations"]) == 2
+    assert {a["predicateType"] for a in verified["attestations"]} == {"https://slsa.dev/provenance/v1"}
+    anything = run_json(
+        mloci, "verify-attestation", f"{repo}:1.0.0", "--key", key.with_suffix(".pub"), "--type", "any"
+    )
+    assert len(anything["attestations"]) == 2  # the cosign/sign/v1 bundle is not counted
+
+    [entry] = [
+        m
+        for m in bundles_of(registry, repo.split("/", 1)[1], digest)
+        if m["annotations"].get("dev.sigstore.bundle.predicateType") == "https://slsa.dev/provenance/v1"
+    ]
+    manifest = json.loads(fetch(registry, "ml/attested", f"manifests/{entry['digest']}"))
+    path = tmp_path / "provenance.sigstore.json"
+    path.write_bytes(fetch(registry, "ml/attested", f"blobs/{manifest['layers'][0]['digest']}"))
+    slsa = ("--type", "https://slsa.dev/provenance/v1")
+    ok = mloci("verify-bundle", path, "--digest", digest, "--key", key.with_suffix(".pub"), *slsa)
+    assert ok.exit_code == 0, ok.stderr
+    other = mloci(
+        "verify-bundle",
+        path,
+        "--digest",
+        digest,
+        "--key",
+        key.with_suffix(".pub"),
+        "--type",
+        "https://spdx.dev/Document",
+    )
+    assert other.exit_code == 6
+
+
+def test_a_keyless_slsa_bundle_from_another_client_verifies_as_an_attestation(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    pytest.importorskip("sigstore")
+    v = vector("06")
+    subject = "sha256:" + v["subject"]["sha256"]
+    attach_raw(registry, "conformance/a", subject, json.dumps(v["bundle"]).encode())
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(v["trusted_root"]))
+    ref = f"{registry.host}/conformance/a@{subject}"
+    who = (
+        "--certificate-identity",
+        v["expected_identity"],
+        "--certificate-oidc-issuer",
+        v["expected_issuer"],
+    )
+    ok = run_json(mloci, "verify-attestation", ref, *who, "--trusted-root", root)
+    assert ok["attestations"][0]["statement"]["subject"][0]["name"] == "a.txt"
+    spdx = mloci(
+        "verify-attestation", ref, *who, "--trusted-root", root, "--type", "https://spdx.dev/Document"
+    )
+    assert spdx.exit_code == 6 and "predicate type" in spdx.stderr
