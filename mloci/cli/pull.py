@@ -47,6 +47,15 @@ def write_atomically(path: Path, text: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Public key (PEM): pull only when a signature by it binds the digest; else exit 6, nothing written.",
 )
+@click.option(
+    "--verify-identity", help="Keyless: pull only when a certificate with this SAN signed the digest."
+)
+@click.option("--verify-issuer", help="Keyless: the OIDC issuer that certificate must name.")
+@click.option(
+    "--trusted-root",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="sigstore trusted_root.json for --verify-identity (else $MLOCI_TRUSTED_ROOT, else sigstore's cache).",
+)
 @registry_options
 @json_option
 @quiet_option
@@ -57,6 +66,9 @@ def pull_command(
     force: bool,
     digest_file: Path | None,
     verify_key: Path | None,
+    verify_identity: str | None,
+    verify_issuer: str | None,
+    trusted_root: Path | None,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -73,11 +85,28 @@ def pull_command(
     options = store_options(kw)
     progress = listener("pulling", quiet=quiet or as_json)
     verification: dict[str, Any] | None = None
-    if verify_key is not None:
+    if verify_key is not None or verify_identity is not None or verify_issuer is not None:
+        from mloci.errors import UsageError  # noqa: PLC0415
         from mloci.ops.verified_pull import pull_verified  # noqa: PLC0415  (cryptography only when verifying)
+        from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
 
+        identity = None
+        if verify_identity is not None or verify_issuer is not None:
+            if verify_key is not None:
+                raise UsageError("give --verify-key or --verify-identity/--verify-issuer, not both")
+            if verify_identity is None or verify_issuer is None:
+                raise UsageError("--verify-identity and --verify-issuer go together")
+            identity = IdentityRule(identity=verify_identity, issuer=verify_issuer)
         verified = pull_verified(
-            ref, target, verify_key, options=options, filters=filters, force=force, listener=progress
+            ref,
+            target,
+            verify_key,
+            identity=identity,
+            trusted_root=trusted_root,
+            options=options,
+            filters=filters,
+            force=force,
+            listener=progress,
         )
         result, verification = verified.pulled, verified.verification.to_json()
     else:
@@ -90,6 +119,8 @@ def pull_command(
     if not quiet:
         if verify_key is not None:
             click.echo(f"verified: signed by the key in {verify_key.name}", err=True)
+        elif verify_identity is not None:
+            click.echo(f"verified: signed by {verify_identity}", err=True)
         if result.unchanged:
             click.echo(f"unchanged: {target} already holds {result.digest}", err=True)
         else:

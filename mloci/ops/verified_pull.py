@@ -18,6 +18,7 @@ from mloci.ops.progress import TransferListener
 from mloci.ops.pull import PullResult, pull
 from mloci.ops.sign import VerifyResult, verify
 from mloci.store import StoreOptions
+from mloci.trust.keyless import IdentityRule
 from mloci.types.reference import Reference
 
 
@@ -33,16 +34,25 @@ class VerifiedPullResult:
 def pull_verified(
     reference: Reference,
     output: Path,
-    public_key: Path,
+    public_key: Path | None,
     *,
+    identity: IdentityRule | None = None,
+    trusted_root: Path | None = None,
     required_annotations: Mapping[str, str] | None = None,
     options: StoreOptions | None = None,
     filters: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
 ) -> VerifiedPullResult:
-    """Verify the cosign signature of ``reference`` with ``public_key``, then pull that exact digest."""
-    verification = verify(reference, public_key, required_annotations=required_annotations, options=options)
+    """Verify a signature of ``reference`` (by ``public_key``, or keyless by ``identity``), then pull that digest."""
+    verification = verify(
+        reference,
+        public_key,
+        identity=identity,
+        trusted_root=trusted_root,
+        required_annotations=required_annotations,
+        options=options,
+    )
     pulled = pull(
         verification.reference,  # pinned to the digest whose signature verified
         output,

@@ -338,3 +338,27 @@ def test_a_keyless_slsa_bundle_from_another_client_verifies_as_an_attestation(
         "verify-attestation", ref, *who, "--trusted-root", root, "--type", "https://spdx.dev/Document"
     )
     assert spdx.exit_code == 6 and "predicate type" in spdx.stderr
+
+
+def test_pull_verify_identity_refuses_before_anything_is_written(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("sigstore")
+    v = vector("04")
+    repo = f"{registry.host}/ml/keyless"
+    digest = push(mloci, bundle, repo)
+    attach_raw(
+        registry, "ml/keyless", digest, json.dumps(v["bundle"]).encode()
+    )  # genuine, for another digest
+    key = keygen(mloci, tmp_path / "k")
+    assert mloci("sign", f"{repo}:1.0.0", "--key", key).exit_code == 0  # key-based: no identity in it
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(v["trusted_root"]))
+    out = tmp_path / "out"
+    who = ("--verify-identity", v["expected_identity"], "--verify-issuer", v["expected_issuer"])
+    refused = mloci("pull", f"{repo}:1.0.0", "-o", out, *who, "--trusted-root", root)
+    assert refused.exit_code == 6, refused.stderr
+    assert "(2 checked)" in refused.stderr
+    assert not out.exists()
+    half = mloci("pull", f"{repo}:1.0.0", "-o", out, "--verify-identity", v["expected_identity"])
+    assert half.exit_code == 2 and not out.exists()
