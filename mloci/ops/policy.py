@@ -24,7 +24,7 @@ from typing import Any
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mloci.errors import MlociError, PolicyError, UsageError
 from mloci.ops.inspection import InspectResult, inspect
@@ -55,14 +55,41 @@ REQUIREMENT_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
+class IdentitySigner(BaseModel):
+    """A keyless signer: certificate identity (SAN) and OIDC issuer, each exact or a full-match regexp."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    identity: str | None = Field(default=None, description="Certificate SAN, exact.")
+    identity_regexp: str | None = Field(default=None, description="Certificate SAN, full-match regexp.")
+    issuer: str | None = Field(default=None, description="OIDC issuer, exact.")
+    issuer_regexp: str | None = Field(default=None, description="OIDC issuer, full-match regexp.")
+
+
 class SignatureRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    keys: list[str] = Field(min_length=1, description="Public key files (PEM); relative to the policy file.")
-    minimum: int = Field(default=1, ge=1, description="How many distinct keys must have signed.")
+    keys: list[str] = Field(
+        default_factory=list, description="Public key files (PEM); relative to the policy file."
+    )
+    identities: list[IdentitySigner] = Field(
+        default_factory=list, description="Keyless signers (sigstore bundles with a Fulcio certificate)."
+    )
+    trusted_root: str | None = Field(
+        default=None, description="sigstore trusted_root.json for identities; relative to the policy file."
+    )
+    minimum: int = Field(
+        default=1, ge=1, description="How many distinct keys or identities must have signed."
+    )
     annotations: dict[str, str] = Field(
         default_factory=dict, description="Annotations each signature must carry."
     )
+
+    @model_validator(mode="after")
+    def _some_signer(self) -> SignatureRule:
+        if not self.keys and not self.identities:
+            raise ValueError("name at least one key or identity")
+        return self
 
 
 class Policy(BaseModel):
@@ -224,6 +251,7 @@ def _check_signatures(
     if rule is None:
         return []
     from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography loads only when signatures matter)
+    from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
 
     good = []
     reasons = []
@@ -234,11 +262,33 @@ def _check_signatures(
             good.append(path.name)
         except MlociError as exc:
             reasons.append(f"{path.name}: {exc.message}")
+    root = None
+    if rule.trusted_root:
+        root = Path(rule.trusted_root) if Path(rule.trusted_root).is_absolute() else base / rule.trusted_root
+    for signer in rule.identities:
+        try:
+            identity = IdentityRule(
+                identity=signer.identity,
+                identity_regexp=signer.identity_regexp,
+                issuer=signer.issuer,
+                issuer_regexp=signer.issuer_regexp,
+            )
+            verify(
+                reference,
+                identity=identity,
+                trusted_root=root,
+                required_annotations=rule.annotations,
+                options=options,
+            )
+            good.append(identity.describe())
+        except MlociError as exc:
+            reasons.append(f"{signer.identity or signer.identity_regexp}: {exc.message}")
     passed = len(good) >= rule.minimum
-    detail = f"{len(good)} of {rule.minimum} required keys verified" + (
+    total = len(rule.keys) + len(rule.identities)
+    detail = f"{len(good)} of {rule.minimum} required signers verified" + (
         f" ({'; '.join(reasons)})" if reasons else ""
     )
-    return [RuleResult(f"signatures: {rule.minimum} of {len(rule.keys)} keys", passed, detail)]
+    return [RuleResult(f"signatures: {rule.minimum} of {total} signers", passed, detail)]
 
 
 def evaluate(

@@ -362,3 +362,41 @@ def test_pull_verify_identity_refuses_before_anything_is_written(
     assert not out.exists()
     half = mloci("pull", f"{repo}:1.0.0", "-o", out, "--verify-identity", v["expected_identity"])
     assert half.exit_code == 2 and not out.exists()
+
+
+def test_policy_signature_rules_by_key_or_identity(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
+    from mloci.ops import policy
+
+    v = vector("04")
+    repo = f"{registry.host}/ml/governed"
+    push(mloci, bundle, repo)
+    key = keygen(mloci, tmp_path / "release")
+    assert mloci("sign", f"{repo}:1.0.0", "--key", key).exit_code == 0
+    (tmp_path / "trusted_root.json").write_text(json.dumps(v["trusted_root"]))
+    identity = (
+        "  identities:\n"
+        f"    - identity_regexp: 'https://github\\.com/kubewarden/.*'\n"
+        f"      issuer: {v['expected_issuer']}\n"
+        "  trusted_root: trusted_root.json\n"
+    )
+    rules = tmp_path / "policy.yaml"
+    ref = Reference.parse(f"{repo}:1.0.0")
+
+    rules.write_text("signatures:\n  keys: [release.pub]\n" + identity)
+    either = policy.check(rules, ref)
+    assert either.passed, either.to_json()
+
+    rules.write_text("signatures:\n  minimum: 2\n  keys: [release.pub]\n" + identity)
+    both = policy.check(rules, ref)
+    assert not both.passed
+    [result] = both.failures
+    assert "1 of 2 required signers verified" in result.detail and "kubewarden" in result.detail
+
+    rules.write_text("signatures:\n" + identity)
+    assert not policy.check(rules, ref).passed
+
+    rules.write_text("signatures:\n  minimum: 1\n")
+    with pytest.raises(Exception, match="key or identity"):
+        policy.check(rules, ref)
