@@ -204,6 +204,11 @@ def sign_command(
     help="Public key (PEM) a signature must verify with.",
 )
 @identity_options
+@click.option(
+    "--require-tlog",
+    is_flag=True,
+    help="With --key: count only bundles whose transparency-log entry verifies against the trusted root.",
+)
 @annotation_option
 @registry_options
 @json_option
@@ -211,6 +216,7 @@ def verify_command(
     reference: str,
     key: Path | None,
     trusted_root: Path | None,
+    require_tlog: bool,
     annotations: tuple[str, ...],
     as_json: bool,
     **kw: Any,
@@ -236,6 +242,7 @@ def verify_command(
         key,
         identity=rule,
         trusted_root=trusted_root,
+        require_tlog=require_tlog,
         required_annotations=parse_pairs(annotations, "annotation"),
         options=store_options(kw),
     )

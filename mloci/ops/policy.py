@@ -78,6 +78,10 @@ class SignatureRule(BaseModel):
     trusted_root: str | None = Field(
         default=None, description="sigstore trusted_root.json for identities; relative to the policy file."
     )
+    require_tlog: bool = Field(
+        default=False,
+        description="Key signatures count only with a transparency-log entry verified against trusted_root.",
+    )
     minimum: int = Field(
         default=1, ge=1, description="How many distinct keys or identities must have signed."
     )
@@ -255,16 +259,23 @@ def _check_signatures(
 
     good = []
     reasons = []
-    for key in rule.keys:
-        path = Path(key) if Path(key).is_absolute() else base / key
-        try:
-            verify(reference, path, required_annotations=rule.annotations, options=options)
-            good.append(path.name)
-        except MlociError as exc:
-            reasons.append(f"{path.name}: {exc.message}")
     root = None
     if rule.trusted_root:
         root = Path(rule.trusted_root) if Path(rule.trusted_root).is_absolute() else base / rule.trusted_root
+    for key in rule.keys:
+        path = Path(key) if Path(key).is_absolute() else base / key
+        try:
+            verify(
+                reference,
+                path,
+                trusted_root=root,
+                require_tlog=rule.require_tlog,
+                required_annotations=rule.annotations,
+                options=options,
+            )
+            good.append(path.name)
+        except MlociError as exc:
+            reasons.append(f"{path.name}: {exc.message}")
     for signer in rule.identities:
         try:
             identity = IdentityRule(

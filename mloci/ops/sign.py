@@ -585,6 +585,7 @@ def verify(
     *,
     identity: IdentityRule | None = None,
     trusted_root: Path | None = None,
+    require_tlog: bool = False,
     required_annotations: Mapping[str, str] | None = None,
     options: StoreOptions | None = None,
 ) -> VerifyResult:
@@ -596,10 +597,11 @@ def verify(
     this digest; a legacy signature when the signature matches the payload's exact bytes and the
     payload binds this digest. Every ``required_annotations`` pair must be among the signed
     claims. Raises IntegrityError when the artifact is unsigned or no signature counts, with the
-    reason of the signature that came closest.
+    reason of the signature that came closest. ``require_tlog``: a key-based signature counts only
+    with a transparency-log entry that verifies against the trusted root (keyless ones always need it).
     """
     required = dict(required_annotations or {})
-    rule = TrustRule.of(public_key_path, identity, trusted_root)
+    rule = TrustRule.of(public_key_path, identity, trusted_root, require_tlog=require_tlog)
     store = open_store(reference, options)
     try:
         # As cosign: a digest is what is verified, whether or not the registry holds its manifest.
@@ -638,6 +640,10 @@ def verify(
             try:
                 if rule.key is None:
                     raise Rejected("mloci verifies legacy .sig signatures with --key only", 0)
+                if rule.require_tlog:
+                    raise Rejected(
+                        "a legacy .sig signature carries no transparency-log proof mloci checks", 0
+                    )
                 valid.append(
                     _check_layer(store, reference.repository, layer, rule.key, digest, required, payloads)
                 )

@@ -317,7 +317,7 @@ def verify_with_key(
             )
         if not _verify_prehashed(key, bundle.signature, bytes.fromhex(digest.encoded)):
             raise Rejected("signature does not match (the artifact was altered or signed by another key)", 2)
-        if predicate_type is not None:
+        if predicate_type not in (None, COSIGN_SIGN_V1):
             raise Rejected("a message signature carries no attestation", 4)
     evidence: rekor.LogEvidence | None = None
     if trusted_root is not None:

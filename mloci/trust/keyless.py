@@ -26,7 +26,7 @@ from cryptography.x509.oid import ObjectIdentifier
 from mloci.errors import UnsupportedError, UsageError
 from mloci.trust import Rejected
 from mloci.trust.bundle import Bundle, Verified
-from mloci.trust.intoto import check_statement
+from mloci.trust.intoto import COSIGN_SIGN_V1, check_statement
 from mloci.types.digest import Digest
 
 TRUSTED_ROOT_ENV: Final = "MLOCI_TRUSTED_ROOT"
@@ -197,6 +197,8 @@ def verify_keyless(
             payload_type, payload = verifier.verify_dsse(parsed, _Policy())
             kind, statement = check_statement(payload_type, payload, digest, predicate_type)
         else:
+            if predicate_type not in (None, COSIGN_SIGN_V1):
+                raise Rejected("a message signature carries no attestation", 4)
             if bundle.message_digest is not None and bundle.message_digest != bytes.fromhex(digest.encoded):
                 raise Rejected(
                     f"the bundle signs artifact sha256:{bundle.message_digest.hex()[:12]}…, not {digest}", 5

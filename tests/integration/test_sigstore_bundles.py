@@ -400,3 +400,35 @@ def test_policy_signature_rules_by_key_or_identity(
     rules.write_text("signatures:\n  minimum: 1\n")
     with pytest.raises(Exception, match="key or identity"):
         policy.check(rules, ref)
+
+
+def test_require_tlog_counts_only_key_signatures_with_a_verified_log_entry(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    v = vector("12")  # cosign sign-blob --key, logged in Rekor
+    subject = "sha256:" + v["subject"]["sha256"]
+    attach_raw(registry, "blobs/sample", subject, json.dumps(v["bundle"]).encode())
+    public = tmp_path / "cosign.pub"
+    public.write_text(v["public_key_pem"])
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(v["trusted_root"]))
+    ref = f"{registry.host}/blobs/sample@{subject}"
+    assert mloci("verify", ref, "--key", public).exit_code == 0
+    logged = run_json(mloci, "verify", ref, "--key", public, "--require-tlog", "--trusted-root", root)
+    assert logged["signatures"][0]["transparencyLog"]["logIndex"] == 658931575
+    no_root = mloci("verify", ref, "--key", public, "--require-tlog")
+    assert no_root.exit_code == 6 and "trusted root" in no_root.stderr
+    tampered = json.loads(json.dumps(v["bundle"]))
+    proof = tampered["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+    proof["hashes"] = proof["hashes"][1:]
+    attach_raw(registry, "blobs/other", subject, json.dumps(tampered).encode())
+    bad = mloci(
+        "verify",
+        f"{registry.host}/blobs/other@{subject}",
+        "--key",
+        public,
+        "--require-tlog",
+        "--trusted-root",
+        root,
+    )
+    assert bad.exit_code == 6 and "inclusion proof" in bad.stderr
