@@ -21,8 +21,10 @@ from mloci.ops.sign import (
     generate_keypair,
     is_encrypted,
     sign,
+    sign_model_directory,
     verify,
     verify_bundle_file,
+    verify_model_directory,
 )
 from mloci.trust.keyless import TRUSTED_ROOT_ENV, IdentityRule
 from mloci.trust.keys import ALGORITHMS, Algorithm
@@ -154,6 +156,21 @@ def _key_or_identity(key: Path | None, rule: IdentityRule | None) -> None:
         )
 
 
+def model_signing_options(func: F) -> F:
+    """``--model-signing`` (the argument is a model directory) and ``--signature PATH``."""
+    func = click.option(
+        "--signature",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="With --model-signing: the signature file (default: DIR/model.sig).",
+    )(func)
+    return click.option(
+        "--model-signing",
+        is_flag=True,
+        help="The argument is a model directory: an OpenSSF model signature over its files "
+        "(what model_signing sign/verify key read and write).",
+    )(func)
+
+
 @click.command("sign")
 @click.argument("reference")
 @key_option("Private key (PEM, from mloci keygen: ECDSA P-256 or Ed25519).")
@@ -166,10 +183,18 @@ def _key_or_identity(key: Path | None, rule: IdentityRule | None) -> None:
     help="bundle: sigstore bundle referrer (cosign v3); legacy: the .sig tag (cosign v2); both.",
 )
 @annotation_option
+@model_signing_options
 @registry_options
 @json_option
 def sign_command(
-    reference: str, key: Path, sign_format: SignFormat, annotations: tuple[str, ...], as_json: bool, **kw: Any
+    reference: str,
+    key: Path,
+    sign_format: SignFormat,
+    annotations: tuple[str, ...],
+    model_signing: bool,
+    signature: Path | None,
+    as_json: bool,
+    **kw: Any,
 ) -> None:
     """Sign the manifest REFERENCE names, as cosign does.
 
@@ -182,7 +207,17 @@ def sign_command(
     Example:
       mloci sign registry.example.com/ml/churn-model:1.0.0 --key mloci.key
       mloci sign registry.example.com/ml/churn-model:1.0.0 --key mloci.key --format both
+      mloci sign ./churn-model --model-signing --key mloci.key   # writes ./churn-model/model.sig
     """
+    if model_signing:
+        password = _passphrase(confirm=False) if is_encrypted(key) else None
+        signed = sign_model_directory(Path(reference), key, password, signature=signature)
+        if as_json:
+            emit_json(signed.to_json())
+            return
+        click.echo(f"signed {signed.files} files of {signed.path} (model digest {signed.digest})", err=True)
+        click.echo(str(signed.signature))
+        return
     claims = parse_pairs(annotations, "annotation")
     ref = parse_reference(reference)
     password = _passphrase(confirm=False) if is_encrypted(key) else None
@@ -210,6 +245,7 @@ def sign_command(
     help="With --key: count only bundles whose transparency-log entry verifies against the trusted root.",
 )
 @annotation_option
+@model_signing_options
 @registry_options
 @json_option
 def verify_command(
@@ -218,6 +254,8 @@ def verify_command(
     trusted_root: Path | None,
     require_tlog: bool,
     annotations: tuple[str, ...],
+    model_signing: bool,
+    signature: Path | None,
     as_json: bool,
     **kw: Any,
 ) -> None:
@@ -234,9 +272,23 @@ def verify_command(
       mloci verify ghcr.io/org/model:1.2.0 \\
         --certificate-identity https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1.2.0 \\
         --certificate-oidc-issuer https://token.actions.githubusercontent.com
+      mloci verify ./churn-model --model-signing --key mloci.pub   # OpenSSF model signature (model.sig)
     """
     rule = identity_rule(kw)
     _key_or_identity(key, rule)
+    if model_signing:
+        checked = verify_model_directory(
+            Path(reference), TrustRule.of(key, rule, trusted_root), signature=signature
+        )
+        if as_json:
+            emit_json(checked.to_json())
+            return
+        click.echo(
+            f"verified: {checked.files} files match {checked.signature.name}, signed by {checked.verified.signer}",
+            err=True,
+        )
+        click.echo(str(checked.verified.digest))
+        return
     result = verify(
         parse_reference(reference),
         key,

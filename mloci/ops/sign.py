@@ -30,6 +30,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +47,7 @@ from mloci.errors import (
 from mloci.ops.attach import attach_blob
 from mloci.ops.referrers import list_referrers
 from mloci.store import Store, StoreOptions, open_store
-from mloci.trust import Rejected, rekor
+from mloci.trust import Rejected, model_signing, rekor
 from mloci.trust.bundle import (
     BUNDLE_PREFIX,
     BUNDLE_V03,
@@ -749,3 +751,137 @@ def _verify_bare_envelope(
         envelope.payload_type, envelope.payload, digest, predicate_type, legacy=True
     )
     return Verified("dsse-envelope", digest, kind, statement, f"key {key_hint(rule.key)}")
+
+
+# -- OpenSSF model signing (a signature over the files of a directory) ---------------------------
+
+
+@dataclass(frozen=True)
+class ModelSignResult:
+    path: Path  # the model directory
+    signature: Path  # the bundle written
+    digest: Digest  # the model digest (the statement's subject)
+    files: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": str(self.path),
+            "signature": str(self.signature),
+            "digest": str(self.digest),
+            "files": self.files,
+        }
+
+
+@dataclass(frozen=True)
+class ModelVerifyResult:
+    path: Path
+    signature: Path
+    verified: Verified
+    files: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": str(self.path),
+            "signature": str(self.signature),
+            "files": self.files,
+            "verified": True,
+            **{k: v for k, v in self.verified.to_json().items() if k != "content"},
+        }
+
+
+def _inside(path: Path, root: Path) -> str | None:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def _write_replacing(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file beside it and rename (no half-written signature)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sign_model_directory(
+    root: Path,
+    key_path: Path,
+    password: bytes | None,
+    *,
+    signature: Path | None = None,
+    ignore_paths: tuple[str, ...] = (),
+) -> ModelSignResult:
+    """Write an OpenSSF model signature (``model_signing verify key`` reads it) over ``root``'s files.
+
+    The signature goes to ``signature`` (default ``ROOT/model.sig``, replaced if present); it, git
+    metadata, mloci's ``.mloci`` marker and ``ignore_paths`` are left out of the signed files and
+    recorded as ignored, so the signature travels inside the directory.
+    """
+    key = load_private_key(key_path, password)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory")
+    target = signature or root / model_signing.SIGNATURE_NAME
+    inner = _inside(target, root)
+    ignore = sorted({*model_signing.DEFAULT_IGNORE, ".mloci", *ignore_paths, *([inner] if inner else [])})
+    data = model_signing.sign_tree(root, key, ignore)
+    try:
+        _write_replacing(target, data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+    bundle = Bundle.from_json(data)
+    assert bundle.envelope is not None  # noqa: S101
+    statement = json.loads(bundle.envelope.payload)
+    files = len(statement["predicate"]["resources"])
+    return ModelSignResult(
+        root, target, Digest.parse("sha256:" + statement["subject"][0]["digest"]["sha256"]), files
+    )
+
+
+def verify_model_directory(
+    root: Path, rule: TrustRule, *, signature: Path | None = None
+) -> ModelVerifyResult:
+    """Verify an OpenSSF model signature (from ``model_signing sign`` or mloci) over ``root``'s files.
+
+    The bundle must verify (key, or keyless identity) with predicate type
+    ``https://model_signing/signature/v1.0``, and the files on disk, less the paths the signature
+    says it ignored (and the signature file itself), must be exactly the signed ones.
+    IntegrityError (exit 6) otherwise, naming the files that differ.
+    """
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory")
+    path = signature or root / model_signing.SIGNATURE_NAME
+    data = _read_bundle_file(path)
+    try:
+        try:
+            bundle = Bundle.from_json(data)
+        except ValueError as exc:
+            raise Rejected(f"not a sigstore bundle ({exc})", 1) from None
+        if bundle.envelope is None:
+            raise Rejected("the bundle holds no statement, so no model signature", 1)
+        # The subject the bundle claims (unverified) selects what to check it against; the
+        # signature then vouches for the statement, whose file list is compared with the disk.
+        try:
+            claimed = json.loads(bundle.envelope.payload)
+            subject = Digest.parse("sha256:" + claimed["subject"][0]["digest"]["sha256"])
+        except (ValueError, KeyError, IndexError, TypeError, UsageError):
+            raise Rejected("the statement names no sha256 subject", 3) from None
+        verified = verify_bundle_bytes(data, subject, rule, predicate_type=model_signing.PREDICATE)
+        assert verified.statement is not None  # noqa: S101
+        inner = _inside(path, root)
+        ignore = [*model_signing.signed_ignore_paths(verified.statement), *([inner] if inner else [])]
+        actual = model_signing.hash_tree(root, ignore)
+        model_signing.compare(verified.statement, actual)
+        if model_signing.model_digest(actual) != subject:
+            raise Rejected("the files hash to another model digest than the signed subject", 5)
+    except Rejected as rejected:
+        raise IntegrityError(
+            f"{root} does not match its model signature {path.name}: {rejected.reason}"
+        ) from None
+    return ModelVerifyResult(root, path, verified, len(actual))

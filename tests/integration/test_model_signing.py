@@ -1,0 +1,112 @@
+"""OpenSSF model signing: interop both ways with the real ``model_signing`` CLI (model-signing on PyPI)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from helpers import Runner
+from test_sbom import TRUST_COMMANDS
+
+from mloci.cli.app import COMMANDS
+
+MODEL_SIGNING = shutil.which("model_signing") or str(Path(sys.executable).with_name("model_signing"))
+
+
+@pytest.fixture(autouse=True)
+def trust_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, target in TRUST_COMMANDS.items():
+        monkeypatch.setitem(COMMANDS, name, target)
+    monkeypatch.setenv("MLOCI_KEY_PASSWORD", "")
+    if not Path(MODEL_SIGNING).exists():
+        pytest.fail("model_signing is not installed (pip install model-signing pyopenssl)")
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = tmp_path / "signer.key", tmp_path / "signer.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+@pytest.fixture
+def model(bundle: Path) -> Path:
+    (bundle / "weights").mkdir()
+    (bundle / "weights" / "shard-0.bin").write_bytes(b"\x00\x01" * 4096)
+    (bundle / ".gitignore").write_text("*.tmp\n")
+    return bundle
+
+
+def model_signing(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MODEL_SIGNING, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_model_signing_verifies_what_mloci_signs(mloci: Runner, model: Path, keys: tuple[Path, Path]) -> None:
+    private, public = keys
+    signed = mloci("sign", model, "--model-signing", "--key", private, "--json")
+    assert signed.exit_code == 0, signed.stderr
+    result = json.loads(signed.stdout)
+    assert result["signature"] == str(model / "model.sig") and result["files"] == 6
+    verified = model_signing(
+        "verify", "key", model, "--public_key", public, "--signature", model / "model.sig"
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    (model / "weights" / "shard-0.bin").write_bytes(b"tampered")
+    refused = model_signing(
+        "verify", "key", model, "--public_key", public, "--signature", model / "model.sig"
+    )
+    assert refused.returncode != 0
+
+
+def test_mloci_verifies_what_model_signing_signs_and_names_what_changed(
+    mloci: Runner, model: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    private, public = keys
+    signature = tmp_path / "model.sig"
+    made = model_signing("sign", "key", model, "--private_key", private, "--signature", signature)
+    assert made.returncode == 0, made.stdout + made.stderr
+    ok = mloci("verify", model, "--model-signing", "--key", public, "--signature", signature, "--json")
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["predicateType"] == "https://model_signing/signature/v1.0"
+
+    (model / "weights" / "shard-0.bin").write_bytes(b"tampered")
+    (model / "notes.txt").write_text("added after signing")
+    changed = mloci("verify", model, "--model-signing", "--key", public, "--signature", signature)
+    assert changed.exit_code == 6
+    assert "changed: weights/shard-0.bin" in changed.stderr and "not signed: notes.txt" in changed.stderr
+
+    stranger = tmp_path / "stranger.pub"
+    stranger.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert (
+        mloci("verify", model, "--model-signing", "--key", stranger, "--signature", signature).exit_code == 6
+    )
+
+
+def test_model_signatures_refuse_symlinks(mloci: Runner, model: Path, keys: tuple[Path, Path]) -> None:
+    private, _ = keys
+    (model / "link").symlink_to("/etc/hostname")
+    result = mloci("sign", model, "--model-signing", "--key", private)
+    assert result.exit_code == 2 and "symbolic link" in result.stderr
+    assert not (model / "model.sig").exists()
