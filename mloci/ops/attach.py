@@ -67,11 +67,18 @@ _MAX_CHECKED = 64 << 20
 _MAX_DEPTH = 8
 
 
-def kind_of(artifact_type: str | None) -> str | None:
-    """A short description of what an artifact type holds ('sbom: CycloneDX'), or None when unknown."""
+def kind_of(artifact_type: str | None, annotations: Mapping[str, str] | None = None) -> str | None:
+    """A short description of what an artifact type holds ('sbom: CycloneDX'), or None when unknown.
+
+    A sigstore bundle is an attestation when its ``dev.sigstore.bundle.predicateType`` annotation
+    (cosign ``specs/BUNDLE_SPEC.md``) names another predicate than cosign's image signature.
+    """
     if not artifact_type:
         return None
     if artifact_type.startswith(_SIGSTORE_BUNDLE):
+        predicate = (annotations or {}).get("dev.sigstore.bundle.predicateType")
+        if predicate and predicate != "https://sigstore.dev/cosign/sign/v1":
+            return f"attestation: sigstore bundle ({predicate})"
         return "signature: sigstore bundle"
     return KINDS.get(artifact_type)
 
@@ -239,7 +246,7 @@ class Node:
 
     @property
     def kind(self) -> str | None:
-        return kind_of(self.descriptor.artifact_type)
+        return kind_of(self.descriptor.artifact_type, self.descriptor.annotations)
 
     def to_json(self) -> dict[str, Any]:
         value: dict[str, Any] = {

@@ -432,3 +432,23 @@ def test_require_tlog_counts_only_key_signatures_with_a_verified_log_entry(
         root,
     )
     assert bad.exit_code == 6 and "inclusion proof" in bad.stderr
+
+
+def test_discover_tells_bundle_signatures_from_bundle_attestations(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(COMMANDS, "discover", "mloci.cli.attest:discover_command")
+    monkeypatch.setitem(COMMANDS, "attest", "mloci.cli.attest:attest_command")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    repo = f"{registry.host}/ml/discovered"
+    push(mloci, bundle, repo)
+    key = keygen(mloci, tmp_path / "k")
+    assert mloci("sign", f"{repo}:1.0.0", "--key", key).exit_code == 0
+    assert mloci("attest", f"{repo}:1.0.0", "--key", key, "--format", "bundle").exit_code == 0
+    tree = run_json(mloci, "discover", f"{repo}:1.0.0")
+    assert sorted(n["kind"] for n in tree["referrers"]) == [
+        "attestation: sigstore bundle (https://slsa.dev/provenance/v1)",
+        "signature: sigstore bundle",
+    ]
