@@ -159,6 +159,13 @@ def _key_or_identity(key: Path | None, rule: IdentityRule | None) -> None:
 def model_signing_options(func: F) -> F:
     """``--model-signing`` (the argument is a model directory) and ``--signature PATH``."""
     func = click.option(
+        "--ignore-path",
+        "ignore_paths",
+        multiple=True,
+        metavar="PATH",
+        help="With --model-signing (sign): leave this path (relative to DIR) out of the signature. Repeatable.",
+    )(func)
+    func = click.option(
         "--signature",
         type=click.Path(dir_okay=False, path_type=Path),
         help="With --model-signing: the signature file (default: DIR/model.sig).",
@@ -193,6 +200,7 @@ def sign_command(
     annotations: tuple[str, ...],
     model_signing: bool,
     signature: Path | None,
+    ignore_paths: tuple[str, ...],
     as_json: bool,
     **kw: Any,
 ) -> None:
@@ -211,7 +219,9 @@ def sign_command(
     """
     if model_signing:
         password = _passphrase(confirm=False) if is_encrypted(key) else None
-        signed = sign_model_directory(Path(reference), key, password, signature=signature)
+        signed = sign_model_directory(
+            Path(reference), key, password, signature=signature, ignore_paths=ignore_paths
+        )
         if as_json:
             emit_json(signed.to_json())
             return
@@ -256,6 +266,7 @@ def verify_command(
     annotations: tuple[str, ...],
     model_signing: bool,
     signature: Path | None,
+    ignore_paths: tuple[str, ...],
     as_json: bool,
     **kw: Any,
 ) -> None:
@@ -276,6 +287,8 @@ def verify_command(
     """
     rule = identity_rule(kw)
     _key_or_identity(key, rule)
+    if ignore_paths:
+        raise UsageError("--ignore-path is for signing; verification ignores what the signature lists")
     if model_signing:
         checked = verify_model_directory(
             Path(reference), TrustRule.of(key, rule, trusted_root), signature=signature

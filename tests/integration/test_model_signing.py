@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from helpers import Runner
+from helpers import Registry, Runner
 from test_sbom import TRUST_COMMANDS
 
 from mloci.cli.app import COMMANDS
@@ -110,3 +110,34 @@ def test_model_signatures_refuse_symlinks(mloci: Runner, model: Path, keys: tupl
     result = mloci("sign", model, "--model-signing", "--key", private)
     assert result.exit_code == 2 and "symbolic link" in result.stderr
     assert not (model / "model.sig").exists()
+
+
+def test_a_model_signed_without_manifest_json_survives_push_and_pull(
+    mloci: Runner, registry: Registry, model: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    private, public = keys
+    signature = model / "model.sig"
+    made = model_signing(
+        "sign", "key", model, "--private_key", private, "--signature", signature,
+        "--ignore-paths", model / "manifest.json", "--ignore-paths", model / ".mloci",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    repo = f"{registry.host}/ml/model-signed"
+    assert mloci("push", model, repo).exit_code == 0
+    out = tmp_path / "pulled"
+    assert mloci("pull", f"{repo}:1.0.0", "-o", out).exit_code == 0
+    assert (out / "model.sig").is_file() and (out / ".mloci").is_dir()
+    theirs = model_signing("verify", "key", out, "--public_key", public, "--signature", out / "model.sig")
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    assert mloci("verify", out, "--model-signing", "--key", public).exit_code == 0
+
+    mine = tmp_path / "mine"
+    shutil.copytree(out, mine, ignore=shutil.ignore_patterns(".mloci", "model.sig"))
+    signed = mloci("sign", mine, "--model-signing", "--key", private, "--ignore-path", "manifest.json")
+    assert signed.exit_code == 0, signed.stderr
+    assert (
+        model_signing(
+            "verify", "key", mine, "--public_key", public, "--signature", mine / "model.sig"
+        ).returncode
+        == 0
+    )
