@@ -11,16 +11,18 @@ from typing import Any, TypeVar
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, store_options
+from mloci.cli.options import json_option, parse_pairs, registry_options, store_options
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
 from mloci.ops.sign import (
+    IDENTITY_TOKEN_ENV,
     SIGN_FORMATS,
     SignFormat,
     TrustRule,
     generate_keypair,
     is_encrypted,
     sign,
+    sign_keyless,
     sign_model_directory,
     verify,
     verify_bundle_file,
@@ -180,7 +182,17 @@ def model_signing_options(func: F) -> F:
 
 @click.command("sign")
 @click.argument("reference")
-@key_option("Private key (PEM, from mloci keygen: ECDSA P-256 or Ed25519).")
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key (PEM, from mloci keygen: ECDSA P-256 or Ed25519).",
+)
+@click.option(
+    "--keyless",
+    is_flag=True,
+    help=f"Sign with a Fulcio certificate for the CI's OIDC identity (${IDENTITY_TOKEN_ENV} or GitHub "
+    "Actions id-token), logged in Rekor; needs the sigstore extra and the network.",
+)
 @click.option(
     "--format",
     "sign_format",
@@ -195,7 +207,8 @@ def model_signing_options(func: F) -> F:
 @json_option
 def sign_command(
     reference: str,
-    key: Path,
+    key: Path | None,
+    keyless: bool,
     sign_format: SignFormat,
     annotations: tuple[str, ...],
     model_signing: bool,
@@ -216,7 +229,24 @@ def sign_command(
       mloci sign registry.example.com/ml/churn-model:1.0.0 --key mloci.key
       mloci sign registry.example.com/ml/churn-model:1.0.0 --key mloci.key --format both
       mloci sign ./churn-model --model-signing --key mloci.key   # writes ./churn-model/model.sig
+      mloci sign ghcr.io/org/model:1.2.0 --keyless               # in CI, with id-token: write
     """
+    if keyless:
+        if key is not None or model_signing or sign_format != "bundle":
+            raise UsageError("--keyless signs a bundle without --key (and without --model-signing)")
+        done = sign_keyless(
+            parse_reference(reference),
+            annotations=parse_pairs(annotations, "annotation"),
+            options=store_options(kw),
+        )
+        if as_json:
+            emit_json(done.to_json())
+            return
+        click.echo(f"signed keyless: {done.bundle_reference}", err=True)
+        click.echo(str(done.reference))
+        return
+    if key is None:
+        raise UsageError("give --key (or --keyless in CI)")
     if model_signing:
         password = _passphrase(confirm=False) if is_encrypted(key) else None
         signed = sign_model_directory(

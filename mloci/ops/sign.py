@@ -42,6 +42,8 @@ from mloci.errors import (
     IntegrityError,
     NotFoundError,
     RegistryError,
+    UnavailableError,
+    UnsupportedError,
     UsageError,
 )
 from mloci.ops.attach import attach_blob
@@ -56,6 +58,7 @@ from mloci.trust.bundle import (
     Bundle,
     Verified,
     image_signature_bundle,
+    image_signature_statement,
     verify_with_key,
 )
 from mloci.trust.cosign import (
@@ -320,7 +323,12 @@ def _sign_bundle(
             bundle_reference=repo.with_digest(entry.digest),
             format="bundle",
         )
-    data = image_signature_bundle(digest, key, claims)
+    return _attach_signature_bundle(reference, digest, image_signature_bundle(digest, key, claims), options)
+
+
+def _attach_signature_bundle(
+    reference: Reference, digest: Digest, data: bytes, options: StoreOptions | None
+) -> SignResult:
     title = f"{digest.algorithm}-{Digest.of(data).encoded}.sigstore.json"
     layer = Descriptor.of_bytes(BUNDLE_V03, data, annotations={ann.TITLE: title})
     attached = attach_blob(
@@ -342,6 +350,84 @@ def _sign_bundle(
         bundle_reference=attached.reference,
         format="bundle",
     )
+
+
+# -- keyless signing (CI) ------------------------------------------------------------------------
+
+IDENTITY_TOKEN_ENV = "SIGSTORE_ID_TOKEN"
+
+
+def identity_token() -> Any:
+    """The OIDC identity token for keyless signing, checked offline (no network call yet).
+
+    $SIGSTORE_ID_TOKEN (as cosign), else the ambient GitHub Actions credential (a job with
+    ``permissions: id-token: write``). The token is never printed.
+    """
+    keyless_support()
+    from sigstore.oidc import IdentityError, IdentityToken, detect_credential  # noqa: PLC0415
+
+    raw = os.environ.get(IDENTITY_TOKEN_ENV)
+    if not raw and os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
+        try:
+            raw = detect_credential()
+        except IdentityError as exc:
+            raise UsageError(f"cannot get the GitHub Actions identity token: {exc}") from None
+    if not raw:
+        raise UsageError(
+            "no OIDC identity token for keyless signing",
+            hint=f"set ${IDENTITY_TOKEN_ENV}, or run in GitHub Actions with 'permissions: id-token: write'",
+        )
+    try:
+        return IdentityToken(raw)
+    except IdentityError as exc:
+        raise UsageError(f"${IDENTITY_TOKEN_ENV} is not a usable OIDC identity token: {exc}") from None
+
+
+def keyless_support() -> None:
+    """UnsupportedError (exit 10) with what to install when the sigstore package is missing."""
+    try:
+        import sigstore.sign  # noqa: F401, PLC0415
+    except ImportError:
+        raise UnsupportedError(
+            "keyless signing needs the sigstore package", hint="pip install 'mloci[sigstore]'"
+        ) from None
+
+
+def sign_keyless(
+    reference: Reference,
+    *,
+    annotations: Mapping[str, str] | None = None,
+    options: StoreOptions | None = None,
+) -> SignResult:
+    """Sign keyless, as ``cosign sign`` in CI: a Fulcio certificate for the CI's OIDC identity and a Rekor entry.
+
+    The statement is the one :func:`sign` writes, with the repository as the subject's name
+    (sigstore-python requires one). Fulcio, Rekor and the public-good TUF root are reached over
+    the network through sigstore-python; everything before that (token, reference, statement)
+    is checked first.
+    """
+    claims = check_annotations(annotations or {})
+    token = identity_token()
+    store = open_store(reference, options)
+    try:
+        digest = _resolve(store, reference)
+    finally:
+        store.close()
+    statement = image_signature_statement(digest, claims, name=docker_reference(reference))
+    from sigstore.dsse import Statement  # noqa: PLC0415
+    from sigstore.errors import Error as SigstoreError  # noqa: PLC0415
+    from sigstore.models import ClientTrustConfig  # noqa: PLC0415
+    from sigstore.sign import SigningContext  # noqa: PLC0415
+
+    try:
+        context = SigningContext.from_trust_config(ClientTrustConfig.production())
+        with context.signer(token) as signer:
+            data = signer.sign_dsse(Statement(statement)).to_json().encode()
+    except SigstoreError as exc:
+        raise UnavailableError(
+            f"keyless signing failed: {str(exc).splitlines()[0] if str(exc) else exc}"
+        ) from None
+    return _attach_signature_bundle(reference, digest, data, options)
 
 
 # -- verify --------------------------------------------------------------------------------------

@@ -147,15 +147,21 @@ def _compact(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def image_signature_statement(digest: Digest, annotations: Mapping[str, str] | None = None) -> bytes:
+def image_signature_statement(
+    digest: Digest, annotations: Mapping[str, str] | None = None, *, name: str | None = None
+) -> bytes:
     """The statement ``cosign sign`` (v3) signs for an image: subject = the manifest digest, no name.
 
     Field for field as cosign v3.1 writes it (``annotations`` and ``predicate`` present and
     empty); cosign's protojson output adds random spaces after separators, mloci writes none.
+    ``annotations`` (``sign -a``) are signed as the subject's annotations; ``name`` (keyless
+    signing through sigstore-python, which requires one) names the repository.
     """
+    subject: dict[str, Any] = {"name": name} if name else {}
+    subject.update({"digest": {digest.algorithm: digest.encoded}, "annotations": dict(annotations or {})})
     statement = {
         "_type": STATEMENT_TYPE,
-        "subject": [{"digest": {digest.algorithm: digest.encoded}, "annotations": dict(annotations or {})}],
+        "subject": [subject],
         "predicateType": COSIGN_SIGN_V1,
         "predicate": {},
     }

@@ -452,3 +452,62 @@ def test_discover_tells_bundle_signatures_from_bundle_attestations(
         "attestation: sigstore bundle (https://slsa.dev/provenance/v1)",
         "signature: sigstore bundle",
     ]
+
+
+# -- keyless signing: everything up to the network call ------------------------------------------
+
+
+def test_keyless_signing_checks_token_and_statement_before_any_network_call(
+    mloci: Runner, registry: Registry, bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jwt = pytest.importorskip("jwt")
+    from sigstore.dsse import Statement
+
+    from mloci.trust.bundle import image_signature_statement
+
+    monkeypatch.delenv("SIGSTORE_ID_TOKEN", raising=False)
+    monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_URL", raising=False)
+    repo = f"{registry.host}/ml/keyless-sign"
+    digest = push(mloci, bundle, repo)
+    missing = mloci("sign", f"{repo}:1.0.0", "--keyless")
+    assert missing.exit_code == 2 and "no OIDC identity token" in missing.stderr
+    assert "id-token: write" in missing.stderr
+
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", "not-a-jwt-secret-value")
+    malformed = mloci("sign", f"{repo}:1.0.0", "--keyless")
+    assert malformed.exit_code == 2 and "not a usable OIDC identity token" in malformed.stderr
+    assert "secret-value" not in malformed.stderr + malformed.stdout
+
+    expired = jwt.encode(
+        {
+            "aud": "sigstore",
+            "sub": "x",
+            "iss": "https://token.actions.githubusercontent.com",
+            "iat": 1,
+            "exp": 2,
+        },
+        "k" * 32,
+        algorithm="HS256",
+    )
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", expired)
+    assert mloci("sign", f"{repo}:1.0.0", "--keyless").exit_code == 2
+    assert mloci("sign", f"{repo}:1.0.0", "--keyless", "--key", "x.key").exit_code == 2
+    assert not bundles_of_or_none(registry, "ml/keyless-sign", digest)
+
+    # What would be sent: the cosign/sign/v1 statement, acceptable to sigstore-python's signer.
+    statement = image_signature_statement(Digest.parse(digest), {"env": "prod"}, name=repo)
+    parsed = json.loads(Statement(statement)._contents)
+    assert parsed["subject"][0]["name"] == repo
+    assert parsed["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
+
+
+def bundles_of_or_none(registry: Registry, repo: str, digest: str) -> list[dict[str, Any]]:
+    import urllib3
+
+    tag = digest.replace(":", "-")
+    response = urllib3.request(
+        "GET",
+        f"http://{registry.host}/v2/{repo}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+    )
+    return bundles_of(registry, repo, digest) if response.status == 200 else []
