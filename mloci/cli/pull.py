@@ -6,15 +6,10 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.errors import UsageError
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 @click.command("pull")
@@ -82,39 +77,29 @@ def pull_command(
     """
     ref = parse_reference(reference)
     target = output or Path(ref.repository.rsplit("/", 1)[-1])
-    options = store_options(kw)
-    progress = listener("pulling", quiet=quiet or as_json)
-    verification: dict[str, Any] | None = None
-    if verify_key is not None or verify_identity is not None or verify_issuer is not None:
-        from mloci.errors import UsageError  # noqa: PLC0415
-        from mloci.ops.verified_pull import pull_verified  # noqa: PLC0415  (cryptography only when verifying)
+    identity = None
+    if verify_identity is not None or verify_issuer is not None:
         from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
 
-        identity = None
-        if verify_identity is not None or verify_issuer is not None:
-            if verify_key is not None:
-                raise UsageError("give --verify-key or --verify-identity/--verify-issuer, not both")
-            if verify_identity is None or verify_issuer is None:
-                raise UsageError("--verify-identity and --verify-issuer go together")
-            identity = IdentityRule(identity=verify_identity, issuer=verify_issuer)
-        verified = pull_verified(
-            ref,
-            target,
-            verify_key,
-            identity=identity,
-            trusted_root=trusted_root,
-            options=options,
-            filters=filters,
-            force=force,
-            listener=progress,
-        )
-        result, verification = verified.pulled, verified.verification.to_json()
-    else:
-        result = pull(ref, target, options=options, filters=filters, force=force, listener=progress)
-    if digest_file is not None:
-        write_atomically(digest_file, f"{result.digest}\n")
+        if verify_key is not None:
+            raise UsageError("give --verify-key or --verify-identity/--verify-issuer, not both")
+        if verify_identity is None or verify_issuer is None:
+            raise UsageError("--verify-identity and --verify-issuer go together")
+        identity = IdentityRule(identity=verify_identity, issuer=verify_issuer)
+    result = pull(
+        ref,
+        target,
+        session=session_from(kw),
+        filters=filters,
+        force=force,
+        listener=listener("pulling", quiet=quiet or as_json),
+        verify_key=verify_key,
+        verify_identity=identity,
+        trusted_root=trusted_root,
+        digest_file=digest_file,
+    )
     if as_json:
-        emit_json({**result.to_json(), **({"verification": verification} if verification else {})})
+        emit_json(result.to_json())
         return
     if not quiet:
         if verify_key is not None:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, parse_pairs, registry_options, store_options
+from mloci.cli.options import json_option, parse_pairs, registry_options, session_from
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
 from mloci.ops.sign import (
@@ -237,7 +237,7 @@ def sign_command(
         done = sign_keyless(
             parse_reference(reference),
             annotations=parse_pairs(annotations, "annotation"),
-            options=store_options(kw),
+            session=session_from(kw),
         )
         if as_json:
             emit_json(done.to_json())
@@ -261,7 +261,7 @@ def sign_command(
     claims = parse_pairs(annotations, "annotation")
     ref = parse_reference(reference)
     password = _passphrase(confirm=False) if is_encrypted(key) else None
-    result = sign(ref, key, password, annotations=claims, format=sign_format, options=store_options(kw))
+    result = sign(ref, key, password, annotations=claims, format=sign_format, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
@@ -339,7 +339,7 @@ def verify_command(
         trusted_root=trusted_root,
         require_tlog=require_tlog,
         required_annotations=parse_pairs(annotations, "annotation"),
-        options=store_options(kw),
+        session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())

@@ -22,18 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import ValidationError
-
 from mloci import __version__
 from mloci.buildenv import LOCAL_BUILDER, Source, ci_run_url, detect_builder, detect_source, redact_url
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import IntegrityError, NotFoundError, RegistryError, UsageError
 from mloci.ops._purl import oci_purl, pypi_purl
-from mloci.ops.attach import DSSE_ENVELOPE, AttachResult, attach_blob
-from mloci.ops.inspection import InspectResult, inspect
+from mloci.ops.attach import AttachResult, attach_blob
+from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
 from mloci.ops.sign import TrustRule, bundle_referrers, fetch_bundle, verify_bundle_bytes
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.trust import Rejected
 from mloci.trust.bundle import BUNDLE_V03, CONTENT_ANNOTATION, PREDICATE_ANNOTATION, dsse_bundle_of
 from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, Signature, b64decode, pae, sign_envelope, signed_by
@@ -50,7 +48,9 @@ from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.mediatype import DSSE_ENVELOPE
 from mloci.types.reference import Reference
+from mloci.types.timestamps import rfc3339
 
 __all__ = [
     "IN_TOTO_PAYLOAD",
@@ -91,17 +91,11 @@ _LAYER_TITLE = "provenance.dsse.json"
 # -- the statement -------------------------------------------------------------------------------
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_rfc3339 = rfc3339
 
 
-def _bundle_manifest(info: InspectResult) -> BundleManifest | None:
-    if info.bundle is None:
-        return None
-    try:
-        return BundleManifest.model_validate(info.bundle)
-    except ValidationError:
-        return None
+def _bundle_manifest(info: Artifact) -> BundleManifest | None:
+    return info.bundle
 
 
 def _sha256_map(digest: Digest | None) -> dict[str, str] | None:
@@ -109,7 +103,7 @@ def _sha256_map(digest: Digest | None) -> dict[str, str] | None:
 
 
 def _resolved_dependencies(
-    info: InspectResult, manifest: BundleManifest | None, source: Source
+    info: Artifact, manifest: BundleManifest | None, source: Source
 ) -> list[dict[str, Any]]:
     deps: list[dict[str, Any]] = []
     if source.commit:
@@ -157,7 +151,7 @@ def _resolved_dependencies(
 
 def provenance_statement(
     reference: Reference,
-    info: InspectResult,
+    info: Artifact,
     *,
     builder_id: str,
     source: Source,
@@ -174,7 +168,7 @@ def provenance_statement(
         external["ref"] = source.ref
     if source.commit:
         external["commit"] = source.commit
-    internal: dict[str, Any] = {"artifactType": info.manifest.get("artifactType") or info.media_type}
+    internal: dict[str, Any] = {"artifactType": info.artifact_type or info.media_type}
     if manifest is not None:
         values = {
             "framework": manifest.framework,
@@ -249,7 +243,7 @@ def attest(
     ci_url: str | None = None,
     cwd: Path | None = None,
     format: AttestFormat = "dsse",
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> AttestResult:
     """Sign SLSA provenance for the manifest ``reference`` names and attach it as a referrer.
 
@@ -264,7 +258,7 @@ def attest(
     if reference.tag is None and reference.digest is None:
         raise UsageError(f"{reference} names no tag or digest", hint="add :TAG or @sha256:…")
     key = load_private_key(key_path, password)
-    info = inspect(reference, options=options)
+    info = inspect(reference, session=session)
     manifest = _bundle_manifest(info)
     statement = provenance_statement(
         reference,
@@ -291,7 +285,7 @@ def attest(
             Blob(layer, data=data),
             artifact_type=DSSE_ENVELOPE,
             annotations={PREDICATE_TYPE_ANNOTATION: SLSA_PROVENANCE_V1},
-            options=options,
+            session=session,
         )
     if format != "dsse":
         data = dsse_bundle_of(envelope, key.public_key())
@@ -302,7 +296,7 @@ def attest(
             Blob(layer, data=data),
             artifact_type=BUNDLE_V03,
             annotations={CONTENT_ANNOTATION: "dsse-envelope", PREDICATE_ANNOTATION: SLSA_PROVENANCE_V1},
-            options=options,
+            session=session,
         )
     first = attached or bundled
     assert first is not None  # noqa: S101
@@ -383,7 +377,7 @@ def verify_attestation(
     identity: IdentityRule | None = None,
     trusted_root: Path | None = None,
     predicate_type: str | None = SLSA_PROVENANCE_V1,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> AttestationVerifyResult:
     """The attestations on exactly the manifest ``reference`` names that verify with the key or identity.
 
@@ -397,8 +391,8 @@ def verify_attestation(
     rule = TrustRule.of(public_key, identity, trusted_root)
     if reference.tag is None and reference.digest is None:
         raise UsageError(f"{reference} names no tag or digest", hint="add :TAG or @sha256:…")
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         # As cosign: a digest is what is verified, whether or not the registry holds its manifest.
         digest = reference.digest if reference.digest is not None else store.resolve(reference).digest
         repo = reference.with_tag(None).with_digest(None)
@@ -442,8 +436,6 @@ def verify_attestation(
             many = f" ({checked} checked)" if checked > 1 else ""
             raise IntegrityError(f"no attestation for {digest} verifies: {reason}{many}")
         return AttestationVerifyResult(reference.pinned(digest), digest, tuple(valid), checked)
-    finally:
-        store.close()
 
 
 def statement_of(envelope: Mapping[str, Any]) -> dict[str, Any]:

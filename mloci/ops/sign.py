@@ -48,7 +48,7 @@ from mloci.errors import (
 )
 from mloci.ops.attach import attach_blob
 from mloci.ops.referrers import list_referrers
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.trust import Rejected, model_signing, rekor
 from mloci.trust.bundle import (
     BUNDLE_PREFIX,
@@ -191,7 +191,7 @@ def sign(
     *,
     annotations: Mapping[str, str] | None = None,
     format: SignFormat = "bundle",
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> SignResult:
     """Sign the manifest ``reference`` names, keeping any signatures already there.
 
@@ -204,13 +204,11 @@ def sign(
         raise UsageError(f"unknown signature format {format!r}", hint=f"use one of {', '.join(SIGN_FORMATS)}")
     claims = check_annotations(annotations or {})
     key = load_private_key(key_path, password)
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         digest = _resolve(store, reference)
         legacy = _sign_legacy(store, reference, digest, key, claims) if format != "bundle" else None
-        bundled = _sign_bundle(store, reference, digest, key, claims, options) if format != "legacy" else None
-    finally:
-        store.close()
+        bundled = _sign_bundle(store, reference, digest, key, claims, active) if format != "legacy" else None
     if bundled is None:
         assert legacy is not None  # noqa: S101
         return legacy
@@ -300,7 +298,7 @@ def _sign_bundle(
     digest: Digest,
     key: PrivateKey,
     claims: dict[str, str],
-    options: StoreOptions | None,
+    session: Session,
 ) -> SignResult:
     repo = reference.with_tag(None).with_digest(None)
     rule = TrustRule(key=key.public_key(), key_name="the key")
@@ -323,11 +321,11 @@ def _sign_bundle(
             bundle_reference=repo.with_digest(entry.digest),
             format="bundle",
         )
-    return _attach_signature_bundle(reference, digest, image_signature_bundle(digest, key, claims), options)
+    return _attach_signature_bundle(reference, digest, image_signature_bundle(digest, key, claims), session)
 
 
 def _attach_signature_bundle(
-    reference: Reference, digest: Digest, data: bytes, options: StoreOptions | None
+    reference: Reference, digest: Digest, data: bytes, session: Session | None
 ) -> SignResult:
     title = f"{digest.algorithm}-{Digest.of(data).encoded}.sigstore.json"
     layer = Descriptor.of_bytes(BUNDLE_V03, data, annotations={ann.TITLE: title})
@@ -336,7 +334,7 @@ def _attach_signature_bundle(
         Blob(layer, data=data),
         artifact_type=BUNDLE_V03,
         annotations={CONTENT_ANNOTATION: "dsse-envelope", PREDICATE_ANNOTATION: COSIGN_SIGN_V1},
-        options=options,
+        session=session,
     )
     parsed = Bundle.from_json(data)
     return SignResult(
@@ -397,7 +395,7 @@ def sign_keyless(
     reference: Reference,
     *,
     annotations: Mapping[str, str] | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> SignResult:
     """Sign keyless, as ``cosign sign`` in CI: a Fulcio certificate for the CI's OIDC identity and a Rekor entry.
 
@@ -408,11 +406,9 @@ def sign_keyless(
     """
     claims = check_annotations(annotations or {})
     token = identity_token()
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         digest = _resolve(store, reference)
-    finally:
-        store.close()
     statement = image_signature_statement(digest, claims, name=docker_reference(reference))
     from sigstore.dsse import Statement  # noqa: PLC0415
     from sigstore.errors import Error as SigstoreError  # noqa: PLC0415
@@ -427,7 +423,7 @@ def sign_keyless(
         raise UnavailableError(
             f"keyless signing failed: {str(exc).splitlines()[0] if str(exc) else exc}"
         ) from None
-    return _attach_signature_bundle(reference, digest, data, options)
+    return _attach_signature_bundle(reference, digest, data, session)
 
 
 # -- verify --------------------------------------------------------------------------------------
@@ -675,7 +671,7 @@ def verify(
     trusted_root: Path | None = None,
     require_tlog: bool = False,
     required_annotations: Mapping[str, str] | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> VerifyResult:
     """The signatures on exactly the manifest ``reference`` names that verify with the key or identity.
 
@@ -690,8 +686,8 @@ def verify(
     """
     required = dict(required_annotations or {})
     rule = TrustRule.of(public_key_path, identity, trusted_root, require_tlog=require_tlog)
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         # As cosign: a digest is what is verified, whether or not the registry holds its manifest.
         digest = reference.digest if reference.digest is not None else _resolve(store, reference)
         repo = reference.with_tag(None).with_digest(None)
@@ -753,8 +749,6 @@ def verify(
             signatures=tuple(valid),
             checked=checked,
         )
-    finally:
-        store.close()
 
 
 # -- verify-bundle (offline) ---------------------------------------------------------------------

@@ -12,17 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from helpers import Registry, Runner
-from test_sbom import TRUST_COMMANDS
-
-from mloci.cli.app import COMMANDS
 
 MODEL_SIGNING = shutil.which("model_signing") or str(Path(sys.executable).with_name("model_signing"))
 
 
 @pytest.fixture(autouse=True)
 def trust_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, target in TRUST_COMMANDS.items():
-        monkeypatch.setitem(COMMANDS, name, target)
     monkeypatch.setenv("MLOCI_KEY_PASSWORD", "")
     if not Path(MODEL_SIGNING).exists():
         pytest.fail("model_signing is not installed (pip install model-signing pyopenssl)")

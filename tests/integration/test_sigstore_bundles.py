@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from helpers import Registry, Runner
-from test_sbom import TRUST_COMMANDS, run_json
+from test_sbom import run_json
 
-from mloci.cli.app import COMMANDS
 from mloci.ops import referrers
 from mloci.store import open_store
 from mloci.types import Reference
@@ -33,9 +32,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 @pytest.fixture(autouse=True)
 def trust_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, target in TRUST_COMMANDS.items():
-        monkeypatch.setitem(COMMANDS, name, target)
-    monkeypatch.setitem(COMMANDS, "verify-bundle", "mloci.cli.trust:verify_bundle_command")
     monkeypatch.setenv("MLOCI_KEY_PASSWORD", "")
     monkeypatch.delenv("MLOCI_TRUSTED_ROOT", raising=False)
 
@@ -437,8 +433,6 @@ def test_require_tlog_counts_only_key_signatures_with_a_verified_log_entry(
 def test_discover_tells_bundle_signatures_from_bundle_attestations(
     mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(COMMANDS, "discover", "mloci.cli.attest:discover_command")
-    monkeypatch.setitem(COMMANDS, "attest", "mloci.cli.attest:attest_command")
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
