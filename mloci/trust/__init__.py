@@ -18,3 +18,13 @@ class Rejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.rank = rank
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """``value`` (from a bundle, a certificate or a registry) made safe for a terminal: no control characters.
+
+    Non-printable characters become ``\\xNN``/``\\uNNNN`` escapes and the text is cut at ``limit``.
+    """
+    text = str(value)
+    escaped = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return escaped if len(escaped) <= limit else escaped[:limit] + "…"

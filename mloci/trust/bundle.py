@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
-from mloci.trust import Rejected, rekor
+from mloci.trust import Rejected, rekor, shown
 from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, b64decode, sign_envelope, signed_by
 from mloci.trust.intoto import COSIGN_SIGN_V1, STATEMENT_TYPE, check_statement
 from mloci.trust.keys import PrivateKey, PublicKey, key_hint, spki_der
@@ -286,7 +286,7 @@ def bind_entry(body: dict[str, Any], bundle: Bundle, verifier_matches: Any) -> N
                     return
                 raise Rejected("transparency log entry: it logs another key or certificate", 6)
         raise Rejected("transparency log entry: it logs another signature", 6)
-    raise Rejected(f"transparency log entry: kind {kind!r} does not match the bundle's content", 6)
+    raise Rejected(f"transparency log entry: kind {shown(kind)!r} does not match the bundle's content", 6)
 
 
 def verify_with_key(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from mloci.errors import UnsupportedError, UsageError
-from mloci.trust import Rejected
+from mloci.trust import Rejected, shown
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, canonical_json
 from mloci.types.reference import Reference
@@ -149,7 +149,7 @@ def check_payload(payload: bytes, digest: Digest, required: Mapping[str, str]) -
         raise Rejected(f"the signed payload is of type {kind!r}, not {COSIGN_SIGNATURE_TYPE!r}", 2)
     bound = _field(_field(critical, "image"), "docker-manifest-digest")
     if bound != str(digest):
-        raise Rejected(f"the signed payload signs {bound}, not this artifact", 3)
+        raise Rejected(f"the signed payload signs {shown(bound)}, not this artifact", 3)
     identity = _field(_field(critical, "identity"), "docker-reference")
     optional = _field(document, "optional")
     if optional is not None and not isinstance(optional, dict):
@@ -158,4 +158,4 @@ def check_payload(payload: bytes, digest: Digest, required: Mapping[str, str]) -
     for name, value in required.items():
         if claims.get(name) != value:
             raise Rejected(f"the signed payload lacks annotation {name}={value}", 4)
-    return SimpleSigning(identity if isinstance(identity, str) else "", claims)
+    return SimpleSigning(shown(identity) if isinstance(identity, str) else "", claims)

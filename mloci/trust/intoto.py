@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final
 
-from mloci.trust import Rejected
+from mloci.trust import Rejected, shown
 from mloci.trust.cosign import strict_object
 from mloci.trust.dsse import IN_TOTO_PAYLOAD
 from mloci.types.digest import Digest
@@ -109,6 +109,6 @@ def check_statement(
         raise Rejected(f"predicate type is {kind!r}, not {predicate_type!r}", 4)
     bound = subject_digests(value, digest.algorithm)
     if digest.encoded not in bound:
-        names = ", ".join(f"{digest.algorithm}:{b[:12]}…" for b in bound) or "nothing"
+        names = ", ".join(f"{digest.algorithm}:{shown(b[:12])}…" for b in bound) or "nothing"
         raise Rejected(f"the statement's subject is {names}, not {digest}", 5)
     return kind, value

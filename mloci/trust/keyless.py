@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
 from mloci.errors import UnsupportedError, UsageError
-from mloci.trust import Rejected
+from mloci.trust import Rejected, shown
 from mloci.trust.bundle import Bundle, Verified
 from mloci.trust.intoto import COSIGN_SIGN_V1, check_statement
 from mloci.types.digest import Digest
@@ -70,15 +70,16 @@ class IdentityRule:
             raise Rejected("the certificate names no OIDC issuer", 7)
         if not (issuer == self.issuer if self.issuer is not None else _full(self.issuer_regexp, issuer)):
             raise Rejected(
-                f"the certificate's OIDC issuer is {issuer}, not {self.issuer or self.issuer_regexp}", 7
+                f"the certificate's OIDC issuer is {shown(issuer)}, not {self.issuer or self.issuer_regexp}",
+                7,
             )
         names = certificate_identities(certificate)
         for name in names:
             if name == self.identity if self.identity is not None else _full(self.identity_regexp, name):
                 return name, issuer
-        shown = ", ".join(names) or "nothing"
+        listed = ", ".join(shown(n) for n in names) or "nothing"
         raise Rejected(
-            f"the certificate's identity is {shown}, not {self.identity or self.identity_regexp}", 7
+            f"the certificate's identity is {listed}, not {self.identity or self.identity_regexp}", 7
         )
 
 
@@ -189,7 +190,7 @@ def verify_keyless(
     try:
         parsed = SigstoreBundle.from_json(data)
     except (SigstoreError, ValueError) as exc:
-        raise Rejected(f"sigstore cannot read the bundle: {exc}", 1) from None
+        raise Rejected(f"sigstore cannot read the bundle: {shown(exc)}", 1) from None
     statement: dict[str, Any] | None = None
     kind: str | None = None
     try:
@@ -209,12 +210,12 @@ def verify_keyless(
         raise
     except SigstoreError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise Rejected(f"sigstore verification failed: {reason}", 6) from None
+        raise Rejected(f"sigstore verification failed: {shown(reason)}", 6) from None
     return Verified(
         content=bundle.content,
         digest=digest,
         predicate_type=kind,
         statement=statement,
-        signer=identity,
-        issuer=issuer,
+        signer=shown(identity),
+        issuer=shown(issuer),
     )

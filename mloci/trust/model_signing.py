@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from mloci.errors import UsageError
-from mloci.trust import Rejected
+from mloci.trust import Rejected, shown
 from mloci.trust.bundle import BUNDLE_V03
 from mloci.trust.dsse import sign_envelope
 from mloci.trust.intoto import STATEMENT_TYPE
@@ -136,7 +136,7 @@ def compare(signed: dict[str, Any], actual: list[Resource]) -> None:
     extra = sorted(set(present) - set(listed))
     changed = sorted(n for n in set(listed) & set(present) if listed[n] != present[n])
     problems = [
-        f"{label}: {', '.join(names[:5])}{' …' if len(names) > 5 else ''}"
+        f"{label}: {', '.join(shown(n) for n in names[:5])}{' …' if len(names) > 5 else ''}"
         for label, names in (("changed", changed), ("missing", missing), ("not signed", extra))
         if names
     ]

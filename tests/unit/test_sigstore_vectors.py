@@ -364,3 +364,18 @@ def test_legacy_cosign_signatures_verify_and_bind_their_digest(name: str) -> Non
     assert not verifies(key, signature, bytes(changed))
     with pytest.raises(Exception, match="not this artifact"):
         check_payload(payload, Digest.parse("sha256:" + "2" * 64), {})
+
+
+def test_values_from_bundles_reach_the_terminal_without_control_characters() -> None:
+    from mloci.trust import shown
+
+    assert shown("https://github.com/org/repo") == "https://github.com/org/repo"
+    assert "\x1b" not in shown("evil\x1b[2J\x07name") and "\\x1b" in shown("evil\x1b[2J")
+    assert shown("x" * 500).endswith("…") and len(shown("x" * 500)) == 201
+    with pytest.raises(Exception, match=r"signs sha256:\\x1b"):
+        check_payload(
+            b'{"critical":{"identity":{"docker-reference":"r"},"image":{"docker-manifest-digest":"sha256:\\u001b[2J"},'
+            b'"type":"cosign container image signature"},"optional":null}',
+            Digest.parse("sha256:" + "2" * 64),
+            {},
+        )
