@@ -958,7 +958,7 @@ def verify_model_directory(
         ignore = [*model_signing.signed_ignore_paths(verified.statement), *([inner] if inner else [])]
         actual = model_signing.hash_tree(root, ignore)
         model_signing.compare(verified.statement, actual)
-        if model_signing.model_digest(actual) != subject:
+        if model_signing.model_digest(model_signing.signed_resources(verified.statement)) != subject:
             raise Rejected("the files hash to another model digest than the signed subject", 5)
     except Rejected as rejected:
         raise IntegrityError(

@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from mloci.errors import UsageError
@@ -68,7 +68,9 @@ def hash_tree(root: Path, ignore: Iterable[str]) -> list[Resource]:
             if _ignored(rel, ignore) or path.is_symlink():
                 continue
             found.append(Resource(rel, hash_file(path)[0].encoded))
-    return sorted(found, key=lambda r: r.name)
+    # model-signing orders resources as paths (component by component), not as strings:
+    # "a/b" comes before "a.txt". The subject digest depends on this order.
+    return sorted(found, key=lambda r: PurePosixPath(r.name).parts)
 
 
 def model_digest(resources: Iterable[Resource]) -> Digest:
@@ -122,6 +124,15 @@ def signed_ignore_paths(signed: dict[str, Any]) -> list[str]:
     serialization = (signed.get("predicate") or {}).get("serialization") or {}
     paths = serialization.get("ignore_paths") or []
     return [str(p) for p in paths if isinstance(p, str)]
+
+
+def signed_resources(signed: dict[str, Any]) -> list[Resource]:
+    """The resources a (verified) model-signing statement lists, in its order."""
+    return [
+        Resource(str(r.get("name")), str(r.get("digest")))
+        for r in (signed.get("predicate") or {}).get("resources") or []
+        if isinstance(r, dict)
+    ]
 
 
 def compare(signed: dict[str, Any], actual: list[Resource]) -> None:

@@ -45,6 +45,10 @@ def model(bundle: Path) -> Path:
     (bundle / "weights").mkdir()
     (bundle / "weights" / "shard-0.bin").write_bytes(b"\x00\x01" * 4096)
     (bundle / ".gitignore").write_text("*.tmp\n")
+    # Path order differs from string order here ("a/b" before "a.txt"); the digest depends on it.
+    (bundle / "a").mkdir()
+    (bundle / "a" / "b").write_text("b")
+    (bundle / "a.txt").write_text("a")
     return bundle
 
 
@@ -59,7 +63,7 @@ def test_model_signing_verifies_what_mloci_signs(mloci: Runner, model: Path, key
     signed = mloci("sign", model, "--model-signing", "--key", private, "--json")
     assert signed.exit_code == 0, signed.stderr
     result = json.loads(signed.stdout)
-    assert result["signature"] == str(model / "model.sig") and result["files"] == 6
+    assert result["signature"] == str(model / "model.sig") and result["files"] == 8
     verified = model_signing(
         "verify", "key", model, "--public_key", public, "--signature", model / "model.sig"
     )
