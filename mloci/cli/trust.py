@@ -23,9 +23,11 @@ from mloci.ops.sign import (
     is_encrypted,
     sign,
     sign_keyless,
+    sign_model_artifact,
     sign_model_directory,
     verify,
     verify_bundle_file,
+    verify_model_artifact,
     verify_model_directory,
 )
 from mloci.trust.keyless import TRUSTED_ROOT_ENV, IdentityRule
@@ -175,8 +177,8 @@ def model_signing_options(func: F) -> F:
     return click.option(
         "--model-signing",
         is_flag=True,
-        help="The argument is a model directory: an OpenSSF model signature over its files "
-        "(what model_signing sign/verify key read and write).",
+        help="An OpenSSF model signature over the files of a model directory (model.sig, what "
+        "model_signing sign/verify key read and write) or of an artifact (a referrer, from its layer digests).",
     )(func)
 
 
@@ -247,6 +249,17 @@ def sign_command(
         return
     if key is None:
         raise UsageError("give --key (or --keyless in CI)")
+    if model_signing and not Path(reference).is_dir():
+        if signature is not None or ignore_paths:
+            raise UsageError("--signature and --ignore-path are for a model directory, not a reference")
+        password = _passphrase(confirm=False) if is_encrypted(key) else None
+        attached = sign_model_artifact(parse_reference(reference), key, password, session=session_from(kw))
+        if as_json:
+            emit_json(attached.to_json())
+            return
+        click.echo(f"signed the model files of {attached.reference}: {attached.bundle_reference}", err=True)
+        click.echo(str(attached.reference))
+        return
     if model_signing:
         password = _passphrase(confirm=False) if is_encrypted(key) else None
         signed = sign_model_directory(
@@ -319,6 +332,19 @@ def verify_command(
     _key_or_identity(key, rule)
     if ignore_paths:
         raise UsageError("--ignore-path is for signing; verification ignores what the signature lists")
+    if model_signing and not Path(reference).is_dir():
+        found = verify_model_artifact(
+            parse_reference(reference), TrustRule.of(key, rule, trusted_root), session=session_from(kw)
+        )
+        if as_json:
+            emit_json(found.to_json())
+            return
+        click.echo(
+            f"verified: {len(found.signatures)} model signatures over the files of {found.reference}",
+            err=True,
+        )
+        click.echo(str(found.reference))
+        return
     if model_signing:
         checked = verify_model_directory(
             Path(reference), TrustRule.of(key, rule, trusted_root), signature=signature

@@ -34,7 +34,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from mloci.errors import (
@@ -73,7 +73,7 @@ from mloci.trust.cosign import (
     signature_tag,
     simple_signing_payload,
 )
-from mloci.trust.dsse import Envelope, signed_by
+from mloci.trust.dsse import Envelope, sign_envelope, signed_by
 from mloci.trust.intoto import COSIGN_SIGN_V1, check_statement
 from mloci.trust.keyless import IdentityRule, trusted_root_path, verify_keyless
 from mloci.trust.keys import (
@@ -965,3 +965,117 @@ def verify_model_directory(
             f"{root} does not match its model signature {path.name}: {rejected.reason}"
         ) from None
     return ModelVerifyResult(root, path, verified, len(actual))
+
+
+def _artifact_resources(
+    reference: Reference, session: Session
+) -> tuple[Reference, list[model_signing.Resource]]:
+    """The files of a registry artifact as model-signing resources, from its layer digests alone.
+
+    Raw file layers are the pulled files byte for byte (pull checks every digest), so a signature
+    over these resources holds for the directory ``pull`` writes (``.mloci`` is ignored).
+    """
+    from mloci.ops.inspection import inspect  # noqa: PLC0415
+
+    artifact = inspect(reference, session=session)
+    ignore = (*model_signing.DEFAULT_IGNORE, ".mloci", model_signing.SIGNATURE_NAME)
+    resources: list[model_signing.Resource] = []
+    for item in artifact.files:
+        if item.path is None or "tar" in item.media_type or item.digest.algorithm != "sha256":
+            raise UnsupportedError(
+                f"{artifact.reference} has layers that are not single files ({item.media_type}); "
+                "sign the pulled directory instead"
+            )
+        if not any(item.path == p or item.path.startswith(p + "/") for p in ignore):
+            resources.append(model_signing.Resource(item.path, item.digest.encoded))
+    resources.sort(key=lambda r: PurePosixPath(r.name).parts)
+    return artifact.reference, resources
+
+
+def sign_model_artifact(
+    reference: Reference, key_path: Path, password: bytes | None, *, session: Session | None = None
+) -> SignResult:
+    """An OpenSSF model signature over the files of the artifact ``reference`` names, attached as a referrer.
+
+    Computed from the manifest's layer digests (nothing is downloaded); the referrer's layer is
+    titled ``model.sig``, so ``oras pull`` or a pull of the referrer yields the usual file.
+    """
+    key = load_private_key(key_path, password)
+    with scoped(session) as active:
+        pinned, resources = _artifact_resources(reference, active)
+        assert pinned.digest is not None  # noqa: S101
+        ignore = sorted({*model_signing.DEFAULT_IGNORE, ".mloci", model_signing.SIGNATURE_NAME})
+        statement = model_signing.statement(pinned.repository.rsplit("/", 1)[-1], resources, ignore)
+        envelope = sign_envelope(statement, key)
+        data = model_signing.bundle_of(envelope, key.public_key())
+        layer = Descriptor.of_bytes(BUNDLE_V03, data, annotations={ann.TITLE: model_signing.SIGNATURE_NAME})
+        attached = attach_blob(
+            pinned,
+            Blob(layer, data=data),
+            artifact_type=BUNDLE_V03,
+            annotations={CONTENT_ANNOTATION: "dsse-envelope", PREDICATE_ANNOTATION: model_signing.PREDICATE},
+            session=active,
+        )
+    return SignResult(
+        reference=pinned,
+        digest=pinned.digest,
+        signature_reference=None,
+        payload_digest=None,
+        signature=base64.b64encode(envelope.signatures[0].sig).decode(),
+        signatures=1,
+        unchanged=False,
+        bundle_reference=attached.reference,
+        format="bundle",
+    )
+
+
+def verify_model_artifact(
+    reference: Reference, rule: TrustRule, *, session: Session | None = None
+) -> VerifyResult:
+    """The OpenSSF model signatures attached to ``reference`` that verify over its files (layer digests).
+
+    IntegrityError (exit 6) when none does; a pull of the same digest then yields exactly the
+    signed files.
+    """
+    with scoped(session) as active:
+        pinned, resources = _artifact_resources(reference, active)
+        assert pinned.digest is not None  # noqa: S101
+        subject = model_signing.model_digest(resources)
+        store = active.store(pinned)
+        repo = pinned.with_tag(None).with_digest(None)
+        valid: list[VerifiedSignature] = []
+        closest: Rejected | None = None
+        checked = 0
+        for entry in bundle_referrers(store, repo, pinned.digest):
+            predicate = (entry.annotations or {}).get(PREDICATE_ANNOTATION)
+            if predicate not in (None, model_signing.PREDICATE):
+                continue
+            checked += 1
+            try:
+                data = fetch_bundle(store, repo, pinned.digest, entry)
+                verified = verify_bundle_bytes(data, subject, rule, predicate_type=model_signing.PREDICATE)
+                assert verified.statement is not None  # noqa: S101
+                model_signing.compare(verified.statement, resources)
+            except Rejected as rejected:
+                if closest is None or rejected.rank > closest.rank:
+                    closest = rejected
+                continue
+            valid.append(
+                VerifiedSignature(
+                    payload_digest=Digest.of(data),
+                    signature=base64.b64encode(Bundle.from_json(data).signature).decode(),
+                    docker_reference="",
+                    annotations={},
+                    format="bundle",
+                    signer=verified.signer,
+                    issuer=verified.issuer,
+                )
+            )
+        if checked == 0:
+            raise IntegrityError(f"{pinned} has no model signature referrer")
+        if not valid:
+            reason = closest.reason if closest else "no usable signature"
+            raise IntegrityError(
+                f"no model signature of {pinned.digest} verifies with {rule.describe()}: {reason}"
+            )
+        return VerifyResult(pinned, pinned.digest, None, tuple(valid), checked)

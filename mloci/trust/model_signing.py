@@ -26,7 +26,7 @@ from typing import Any, Final
 from mloci.errors import UsageError
 from mloci.trust import Rejected, shown
 from mloci.trust.bundle import BUNDLE_V03
-from mloci.trust.dsse import sign_envelope
+from mloci.trust.dsse import Envelope, sign_envelope
 from mloci.trust.intoto import STATEMENT_TYPE
 from mloci.trust.keys import PrivateKey, PublicKey, public_pem
 from mloci.types.digest import Digest, hash_file
@@ -104,19 +104,21 @@ def model_signing_hint(key: PublicKey) -> str:
     return hashlib.sha256(public_pem(key)).hexdigest()
 
 
+def bundle_of(envelope: Envelope, key: PublicKey) -> bytes:
+    """A key-based bundle around a signed model statement, with model-signing's key hint."""
+    document = {
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {"publicKey": {"hint": model_signing_hint(key)}, "tlogEntries": []},
+        "dsseEnvelope": envelope.to_dict(keyids=False),
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def sign_tree(root: Path, key: PrivateKey, ignore_paths: list[str]) -> bytes:
     """A key-based model signature bundle over the files of ``root`` (``ignore_paths`` left out)."""
     resources = hash_tree(root, ignore_paths)
     envelope = sign_envelope(statement(root.resolve().name, resources, ignore_paths), key)
-    document = {
-        "mediaType": BUNDLE_V03,
-        "verificationMaterial": {
-            "publicKey": {"hint": model_signing_hint(key.public_key())},
-            "tlogEntries": [],
-        },
-        "dsseEnvelope": envelope.to_dict(keyids=False),
-    }
-    return json.dumps(document, separators=(",", ":")).encode()
+    return bundle_of(envelope, key.public_key())
 
 
 def signed_ignore_paths(signed: dict[str, Any]) -> list[str]:

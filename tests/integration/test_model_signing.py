@@ -140,3 +140,37 @@ def test_a_model_signed_without_manifest_json_survives_push_and_pull(
         ).returncode
         == 0
     )
+
+
+def test_a_model_signature_referrer_covers_exactly_the_files_pull_writes(
+    mloci: Runner, registry: Registry, model: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    private, public = keys
+    repo = f"{registry.host}/ml/model-referrer"
+    assert mloci("push", model, repo).exit_code == 0
+    signed = mloci("sign", f"{repo}:1.0.0", "--model-signing", "--key", private, "--json")
+    assert signed.exit_code == 0, signed.stderr
+    ok = mloci("verify", f"{repo}:1.0.0", "--model-signing", "--key", public, "--json")
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["signatures"][0]["format"] == "bundle"
+
+    # The referrer's bundle is what model_signing verifies over the pulled directory.
+    out = tmp_path / "pulled"
+    assert mloci("pull", f"{repo}:1.0.0", "-o", out).exit_code == 0
+    tree = json.loads(mloci("discover", f"{repo}:1.0.0", "--json").stdout)
+    [node] = [n for n in tree["referrers"] if "model_signing" in (n["kind"] or "")]
+    sig = tmp_path / "model.sig"
+    fetched = mloci("pull", f"{repo}@{node['digest']}", "-o", tmp_path / "sig")
+    assert fetched.exit_code == 0, fetched.stderr
+    shutil.copy(tmp_path / "sig" / "model.sig", sig)
+    theirs = model_signing("verify", "key", out, "--public_key", public, "--signature", sig)
+    assert theirs.returncode == 0, theirs.stdout + theirs.stderr
+    assert mloci("verify", out, "--model-signing", "--key", public, "--signature", sig).exit_code == 0
+
+    stranger = tmp_path / "stranger.pub"
+    stranger.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert mloci("verify", f"{repo}:1.0.0", "--model-signing", "--key", stranger).exit_code == 6
