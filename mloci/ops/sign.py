@@ -695,6 +695,9 @@ def verify(
         closest: Rejected | None = None
         checked = 0
         for entry in bundle_referrers(store, repo, digest):
+            predicate = (entry.annotations or {}).get(PREDICATE_ANNOTATION)
+            if predicate is not None and predicate != COSIGN_SIGN_V1:
+                continue  # an attestation or model signature, not an image signature
             checked += 1
             try:
                 data = fetch_bundle(store, repo, digest, entry)

@@ -280,6 +280,8 @@ def test_attest_writes_bundles_that_verify_attestation_and_verify_bundle_accept(
     attested = run_json(mloci, "attest", f"{repo}:1.0.0", "--key", key, "--format", "both")
     assert attested["bundle"] and attested["attestation"] != attested["bundle"]
     assert mloci("sign", f"{repo}:1.0.0", "--key", key).exit_code == 0  # a signature is no attestation
+    signature = run_json(mloci, "verify", f"{repo}:1.0.0", "--key", key.with_suffix(".pub"))
+    assert signature["checked"] == 1  # and an attestation bundle is no signature
     verified = run_json(mloci, "verify-attestation", f"{repo}:1.0.0", "--key", key.with_suffix(".pub"))
     assert len(verified["attestations"]) == 2
     assert {a["predicateType"] for a in verified["attestations"]} == {"https://slsa.dev/provenance/v1"}
