@@ -647,8 +647,11 @@ def verify_bundle_bytes(
         if root is not None and bundle.tlog_entries:
             # sigstore-python checked the log; this records which entry (and checks it a second time).
             logs = rekor.log_keys(root)
-            evidence = [rekor.verify_entry(entry, logs) for entry in bundle.tlog_entries]
-            verified = replace(verified, log=evidence[0])
+            evidence = [
+                rekor.verify_entry(entry, logs) for entry in bundle.tlog_entries if rekor.is_v1(entry)
+            ]
+            if evidence:
+                verified = replace(verified, log=evidence[0])
         return verified
     assert rule.key is not None  # noqa: S101
     if bundle.certificate is not None:

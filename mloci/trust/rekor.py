@@ -177,8 +177,24 @@ class LogEvidence:
     log_url: str
 
 
+def is_v1(entry: dict[str, Any]) -> bool:
+    """Whether the entry is a Rekor v1 entry (kind version 0.0.1), the form :func:`verify_entry` checks."""
+    return (entry.get("kindVersion") or {}).get("version") == "0.0.1"
+
+
 def verify_entry(entry: dict[str, Any], logs: list[LogKey]) -> LogEvidence:
-    """Check one ``tlogEntries[]`` item against the trusted logs; Rejected with the reason otherwise."""
+    """Check one Rekor v1 ``tlogEntries[]`` item against the trusted logs; Rejected with the reason otherwise.
+
+    Rekor v2 entries (kind version 0.0.2: no integrated time, another body shape) are refused
+    with that reason; keyless bundles have them checked by sigstore-python instead.
+    """
+    if not is_v1(entry):
+        kind = entry.get("kindVersion") or {}
+        raise Rejected(
+            f"transparency log entry: {kind.get('kind')!r} {kind.get('version')!r} entries (Rekor v2) are "
+            "checked for keyless bundles only",
+            _RANK,
+        )
     log_id = _b64((entry.get("logId") or {}).get("keyId"), "logId")
     log = next((candidate for candidate in logs if candidate.log_id == log_id), None)
     if log is None:

@@ -379,3 +379,11 @@ def test_values_from_bundles_reach_the_terminal_without_control_characters() -> 
             Digest.parse("sha256:" + "2" * 64),
             {},
         )
+
+
+def test_rekor_v2_entries_get_a_clear_reason_for_key_based_bundles(tmp_path: Path) -> None:
+    case = Case(KEYED_BLOB, tmp_path)
+    entry = case.document["verificationMaterial"]["tlogEntries"][0]
+    entry["kindVersion"]["version"] = "0.0.2"
+    with pytest.raises(IntegrityError, match="Rekor v2"):
+        case.run(raw=json.dumps(case.document))
