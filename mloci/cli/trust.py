@@ -13,25 +13,26 @@ import click
 from mloci.cli._output import emit_json
 from mloci.cli.options import json_option, parse_pairs, registry_options, session_from
 from mloci.errors import UsageError
+from mloci.ops.model_signature import (
+    sign_model_artifact,
+    sign_model_directory,
+    verify_model_artifact,
+    verify_model_directory,
+)
 from mloci.ops.refs import parse_reference
 from mloci.ops.sign import (
     IDENTITY_TOKEN_ENV,
     SIGN_FORMATS,
     SignFormat,
-    TrustRule,
     generate_keypair,
     is_encrypted,
     sign,
     sign_keyless,
-    sign_model_artifact,
-    sign_model_directory,
     verify,
-    verify_bundle_file,
-    verify_model_artifact,
-    verify_model_directory,
 )
 from mloci.trust.keyless import TRUSTED_ROOT_ENV, IdentityRule
 from mloci.trust.keys import ALGORITHMS, Algorithm
+from mloci.trust.verifier import TrustRule, verify_bundle_file
 from mloci.types.digest import Digest
 
 F = TypeVar("F", bound=Callable[..., Any])

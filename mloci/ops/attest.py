@@ -30,7 +30,7 @@ from mloci.ops._purl import oci_purl, pypi_purl
 from mloci.ops.attach import AttachResult, attach_blob
 from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
-from mloci.ops.sign import TrustRule, bundle_referrers, fetch_bundle, verify_bundle_bytes
+from mloci.ops.sign import bundle_referrers, fetch_bundle
 from mloci.store import Session, Store, scoped
 from mloci.trust import Rejected
 from mloci.trust.bundle import BUNDLE_V03, CONTENT_ANNOTATION, PREDICATE_ANNOTATION, dsse_bundle_of
@@ -44,6 +44,7 @@ from mloci.trust.intoto import (
 )
 from mloci.trust.keyless import IdentityRule
 from mloci.trust.keys import PublicKey, key_id, load_private_key
+from mloci.trust.verifier import TrustRule, verify_bundle_bytes
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest

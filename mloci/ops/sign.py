@@ -7,11 +7,11 @@ subject = the manifest digest), attached as an OCI 1.1 referrer (artifactType an
 the referrers API or the referrers tag schema. Verification accepts key-based bundles (checked with
 ``cryptography``) and keyless ones (a Fulcio certificate, through the ``sigstore`` extra).
 
-**Legacy** (sigstore/cosign ``specs/SIGNATURE_SPEC.md``, cosign v1/v2): storage is cosign's *tag-based discovery*: the signatures of ``repo@sha256:<hex>`` live in one
-OCI image manifest tagged ``sha256-<hex>.sig`` in the same repository. Each signature is one
+**Legacy** (sigstore/cosign ``specs/SIGNATURE_SPEC.md``, cosign v1/v2): cosign's *tag-based
+discovery*: the signatures of ``repo@sha256:<hex>`` live in one OCI image manifest tagged ``sha256-<hex>.sig`` in the same repository. Each signature is one
 layer of media type ``application/vnd.dev.cosign.simplesigning.v1+json``: its blob is the signed
 *simple-signing* payload, and the layer annotation ``dev.cosignproject.cosign/signature`` holds the
-base64 of an ASN.1 DER ECDSA P-256 / SHA-256 signature over the payload's exact bytes. A further
+base64 of the signature over the payload's exact bytes (ECDSA P-256 / SHA-256 DER, or Ed25519). A further
 signature appends a layer; like cosign, concurrent signers can race (the spec says so), so the
 writer re-reads once after writing and merges again if its layer was lost.
 
@@ -21,20 +21,19 @@ manifest are shaped as cosign (go-containerregistry) writes them, so ``cosign ve
 what :func:`sign` writes (mloci does not upload to a transparency log: cosign 2 needs
 ``--insecure-ignore-tlog=true``), and :func:`verify` accepts what ``cosign sign --key`` writes.
 
-The wire format is :mod:`mloci.trust.cosign`, keys are :mod:`mloci.trust.keys`; this module is
-the use case over a store.
+Wire formats and keys are :mod:`mloci.trust`; offline bundle verification is
+:mod:`mloci.trust.verifier`; this module is the use case over a store. Model signatures are
+:mod:`mloci.ops.model_signature`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from mloci.errors import (
@@ -49,17 +48,15 @@ from mloci.errors import (
 from mloci.ops.attach import attach_blob
 from mloci.ops.referrers import list_referrers
 from mloci.store import Session, Store, scoped
-from mloci.trust import Rejected, model_signing, rekor
+from mloci.trust import Rejected
 from mloci.trust.bundle import (
     BUNDLE_PREFIX,
     BUNDLE_V03,
     CONTENT_ANNOTATION,
     PREDICATE_ANNOTATION,
     Bundle,
-    Verified,
     image_signature_bundle,
     image_signature_statement,
-    verify_with_key,
 )
 from mloci.trust.cosign import (
     COSIGN_SIGNATURE_TYPE,
@@ -73,41 +70,47 @@ from mloci.trust.cosign import (
     signature_tag,
     simple_signing_payload,
 )
-from mloci.trust.dsse import Envelope, sign_envelope, signed_by
-from mloci.trust.intoto import COSIGN_SIGN_V1, check_statement
-from mloci.trust.keyless import IdentityRule, trusted_root_path, verify_keyless
+from mloci.trust.intoto import COSIGN_SIGN_V1
+from mloci.trust.keyless import IdentityRule
 from mloci.trust.keys import (
     PrivateKey,
     PublicKey,
     generate_keypair,
     is_encrypted,
-    key_hint,
     load_private_key,
     load_public_key,
     sign_bytes,
     verifies,
 )
+from mloci.trust.verifier import MAX_BUNDLE, TrustRule, verify_bundle_bytes
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
-from mloci.types.digest import Digest, hash_file
+from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
 
 __all__ = [
     "COSIGN_SIGNATURE_TYPE",
+    "IDENTITY_TOKEN_ENV",
     "SIGNATURE_ANNOTATION",
+    "SIGN_FORMATS",
     "SIMPLE_SIGNING",
     "Rejected",
+    "SignFormat",
     "SignResult",
+    "TrustRule",
     "VerifiedSignature",
     "VerifyResult",
+    "bundle_referrers",
     "docker_reference",
+    "fetch_bundle",
     "generate_keypair",
     "is_encrypted",
     "load_private_key",
     "load_public_key",
     "sign",
+    "sign_keyless",
     "signature_tag",
     "simple_signing_payload",
     "verify",
@@ -122,8 +125,6 @@ _MAX_WRITE_ROUNDS = 5
 
 SignFormat = Literal["bundle", "legacy", "both"]
 SIGN_FORMATS: tuple[SignFormat, ...] = ("bundle", "legacy", "both")
-# Bundles are a few KiB (a certificate chain and log proofs at most); a larger blob is refused unread.
-_MAX_BUNDLE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -430,39 +431,6 @@ def sign_keyless(
 
 
 @dataclass(frozen=True)
-class TrustRule:
-    """Whose signatures count: a public key, or a certificate identity and issuer (keyless)."""
-
-    key: PublicKey | None = None
-    key_name: str = "the key"
-    identity: IdentityRule | None = None
-    trusted_root: Path | None = None
-    require_tlog: bool = False
-
-    def __post_init__(self) -> None:
-        if (self.key is None) == (self.identity is None):
-            raise UsageError(
-                "verify with either --key or --certificate-identity and --certificate-oidc-issuer",
-            )
-
-    def describe(self) -> str:
-        return self.key_name if self.identity is None else self.identity.describe()
-
-    @classmethod
-    def of(
-        cls,
-        key: Path | PublicKey | None = None,
-        identity: IdentityRule | None = None,
-        trusted_root: Path | None = None,
-        *,
-        require_tlog: bool = False,
-    ) -> TrustRule:
-        if isinstance(key, Path):
-            return cls(load_public_key(key), key.name, identity, trusted_root, require_tlog)
-        return cls(key, "the key", identity, trusted_root, require_tlog)
-
-
-@dataclass(frozen=True)
 class VerifiedSignature:
     payload_digest: Digest  # legacy: the simple-signing payload; bundle: the bundle blob
     signature: str
@@ -571,8 +539,8 @@ def fetch_bundle(store: Store, repo: Reference, subject: Digest, entry: Descript
     layers = [layer for layer in manifest.layers if layer.media_type.startswith(BUNDLE_PREFIX)]
     if len(layers) != 1:
         raise Rejected(f"referrer {entry.digest.short} holds {len(layers)} sigstore bundles, not one", 0)
-    if layers[0].size > _MAX_BUNDLE:
-        raise Rejected(f"bundle {layers[0].digest.short} is larger than {_MAX_BUNDLE} bytes", 0)
+    if layers[0].size > MAX_BUNDLE:
+        raise Rejected(f"bundle {layers[0].digest.short} is larger than {MAX_BUNDLE} bytes", 0)
     try:
         with store.open_blob(repo.repository, layers[0]) as chunks:
             return b"".join(chunks)
@@ -613,56 +581,6 @@ def _check_bundle(
             if log
             else None
         ),
-    )
-
-
-def _load_root(path: Path | None) -> dict[str, Any] | None:
-    path = trusted_root_path(path)
-    if path is None:
-        return None
-    try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise UsageError(f"trusted root {path} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"trusted root {path} is not readable JSON: {exc}") from None
-    if not isinstance(document, dict) or "tlogs" not in document:
-        raise UsageError(f"{path} is not a sigstore trusted_root.json (no tlogs)")
-    return document
-
-
-def verify_bundle_bytes(
-    data: bytes, digest: Digest, rule: TrustRule, *, predicate_type: str | None = None
-) -> Verified:
-    """Verify the sigstore bundle ``data`` over the artifact ``digest`` with ``rule``; Rejected otherwise."""
-    try:
-        bundle = Bundle.from_json(data)
-    except ValueError as exc:
-        raise Rejected(f"not a sigstore bundle ({exc})", 1) from None
-    if rule.identity is not None:
-        verified = verify_keyless(
-            data, bundle, digest, rule.identity, trusted_root=rule.trusted_root, predicate_type=predicate_type
-        )
-        root = _load_root(rule.trusted_root)
-        if root is not None and bundle.tlog_entries:
-            # sigstore-python checked the log; this records which entry (and checks it a second time).
-            logs = rekor.log_keys(root)
-            evidence = [
-                rekor.verify_entry(entry, logs) for entry in bundle.tlog_entries if rekor.is_v1(entry)
-            ]
-            if evidence:
-                verified = replace(verified, log=evidence[0])
-        return verified
-    assert rule.key is not None  # noqa: S101
-    if bundle.certificate is not None:
-        raise Rejected("the bundle is signed with a certificate: verify it with --certificate-identity", 1)
-    return verify_with_key(
-        bundle,
-        rule.key,
-        digest,
-        trusted_root=_load_root(rule.trusted_root),
-        predicate_type=predicate_type,
-        require_tlog=rule.require_tlog,
     )
 
 
@@ -755,333 +673,3 @@ def verify(
             signatures=tuple(valid),
             checked=checked,
         )
-
-
-# -- verify-bundle (offline) ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BundleVerifyResult:
-    path: Path
-    verified: Verified
-
-    def to_json(self) -> dict[str, Any]:
-        return {"bundle": str(self.path), "verified": True, **self.verified.to_json()}
-
-
-def _read_bundle_file(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > _MAX_BUNDLE:
-            raise UsageError(f"{path} is larger than {_MAX_BUNDLE} bytes; not a sigstore bundle")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"bundle {path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a bundle file") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def verify_bundle_file(
-    path: Path,
-    rule: TrustRule,
-    *,
-    digest: Digest | None = None,
-    artifact: Path | None = None,
-    predicate_type: str | None = None,
-) -> BundleVerifyResult:
-    """Verify a bundle file offline, like ``cosign verify-blob --bundle`` / ``verify-blob-attestation``.
-
-    The artifact is ``digest`` (an image or artifact manifest digest, the statement's subject) or
-    the file ``artifact`` (hashed once, streaming). A bare DSSE envelope (cosign's legacy ``.att``
-    layer) is accepted too, with ``--key``. IntegrityError (exit 6) when it does not verify.
-    """
-    if (digest is None) == (artifact is None):
-        raise UsageError("give exactly one of --digest and --artifact")
-    if artifact is not None:
-        if not artifact.is_file():
-            raise UsageError(f"artifact {artifact} is not a file")
-        digest = hash_file(artifact)[0]
-    assert digest is not None  # noqa: S101
-    data = _read_bundle_file(path)
-    try:
-        if _is_bare_envelope(data):
-            verified = _verify_bare_envelope(data, digest, rule, predicate_type)
-        else:
-            verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
-    except Rejected as rejected:
-        raise IntegrityError(f"{path.name} does not verify for {digest}: {rejected.reason}") from None
-    return BundleVerifyResult(path, verified)
-
-
-def _is_bare_envelope(data: bytes) -> bool:
-    try:
-        document = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(document, dict) and "payloadType" in document and "mediaType" not in document
-
-
-def _verify_bare_envelope(
-    data: bytes, digest: Digest, rule: TrustRule, predicate_type: str | None
-) -> Verified:
-    if rule.key is None:
-        raise Rejected("a bare DSSE envelope carries no certificate: verify it with --key", 1)
-    try:
-        envelope = Envelope.from_json(data)
-    except ValueError as exc:
-        raise Rejected(f"not a DSSE envelope ({exc})", 1) from None
-    if not signed_by(envelope, rule.key):
-        raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
-    kind, statement = check_statement(
-        envelope.payload_type, envelope.payload, digest, predicate_type, legacy=True
-    )
-    return Verified("dsse-envelope", digest, kind, statement, f"key {key_hint(rule.key)}")
-
-
-# -- OpenSSF model signing (a signature over the files of a directory) ---------------------------
-
-
-@dataclass(frozen=True)
-class ModelSignResult:
-    path: Path  # the model directory
-    signature: Path  # the bundle written
-    digest: Digest  # the model digest (the statement's subject)
-    files: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": str(self.path),
-            "signature": str(self.signature),
-            "digest": str(self.digest),
-            "files": self.files,
-        }
-
-
-@dataclass(frozen=True)
-class ModelVerifyResult:
-    path: Path
-    signature: Path
-    verified: Verified
-    files: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": str(self.path),
-            "signature": str(self.signature),
-            "files": self.files,
-            "verified": True,
-            **{k: v for k, v in self.verified.to_json().items() if k != "content"},
-        }
-
-
-def _inside(path: Path, root: Path) -> str | None:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return None
-
-
-def _write_replacing(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary file beside it and rename (no half-written signature)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sign_model_directory(
-    root: Path,
-    key_path: Path,
-    password: bytes | None,
-    *,
-    signature: Path | None = None,
-    ignore_paths: tuple[str, ...] = (),
-) -> ModelSignResult:
-    """Write an OpenSSF model signature (``model_signing verify key`` reads it) over ``root``'s files.
-
-    The signature goes to ``signature`` (default ``ROOT/model.sig``, replaced if present); it, git
-    metadata, mloci's ``.mloci`` marker and ``ignore_paths`` are left out of the signed files and
-    recorded as ignored, so the signature travels inside the directory.
-    """
-    key = load_private_key(key_path, password)
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory")
-    target = signature or root / model_signing.SIGNATURE_NAME
-    inner = _inside(target, root)
-    ignore = sorted({*model_signing.DEFAULT_IGNORE, ".mloci", *ignore_paths, *([inner] if inner else [])})
-    data = model_signing.sign_tree(root, key, ignore)
-    try:
-        _write_replacing(target, data)
-    except OSError as exc:
-        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
-    bundle = Bundle.from_json(data)
-    assert bundle.envelope is not None  # noqa: S101
-    statement = json.loads(bundle.envelope.payload)
-    files = len(statement["predicate"]["resources"])
-    return ModelSignResult(
-        root, target, Digest.parse("sha256:" + statement["subject"][0]["digest"]["sha256"]), files
-    )
-
-
-def verify_model_directory(
-    root: Path, rule: TrustRule, *, signature: Path | None = None
-) -> ModelVerifyResult:
-    """Verify an OpenSSF model signature (from ``model_signing sign`` or mloci) over ``root``'s files.
-
-    The bundle must verify (key, or keyless identity) with predicate type
-    ``https://model_signing/signature/v1.0``, and the files on disk, less the paths the signature
-    says it ignored (and the signature file itself), must be exactly the signed ones.
-    IntegrityError (exit 6) otherwise, naming the files that differ.
-    """
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory")
-    path = signature or root / model_signing.SIGNATURE_NAME
-    data = _read_bundle_file(path)
-    try:
-        try:
-            bundle = Bundle.from_json(data)
-        except ValueError as exc:
-            raise Rejected(f"not a sigstore bundle ({exc})", 1) from None
-        if bundle.envelope is None:
-            raise Rejected("the bundle holds no statement, so no model signature", 1)
-        # The subject the bundle claims (unverified) selects what to check it against; the
-        # signature then vouches for the statement, whose file list is compared with the disk.
-        try:
-            claimed = json.loads(bundle.envelope.payload)
-            subject = Digest.parse("sha256:" + claimed["subject"][0]["digest"]["sha256"])
-        except (ValueError, KeyError, IndexError, TypeError, UsageError):
-            raise Rejected("the statement names no sha256 subject", 3) from None
-        verified = verify_bundle_bytes(data, subject, rule, predicate_type=model_signing.PREDICATE)
-        assert verified.statement is not None  # noqa: S101
-        inner = _inside(path, root)
-        ignore = [*model_signing.signed_ignore_paths(verified.statement), *([inner] if inner else [])]
-        actual = model_signing.hash_tree(root, ignore)
-        model_signing.compare(verified.statement, actual)
-        if model_signing.model_digest(model_signing.signed_resources(verified.statement)) != subject:
-            raise Rejected("the files hash to another model digest than the signed subject", 5)
-    except Rejected as rejected:
-        raise IntegrityError(
-            f"{root} does not match its model signature {path.name}: {rejected.reason}"
-        ) from None
-    return ModelVerifyResult(root, path, verified, len(actual))
-
-
-def _artifact_resources(
-    reference: Reference, session: Session
-) -> tuple[Reference, list[model_signing.Resource]]:
-    """The files of a registry artifact as model-signing resources, from its layer digests alone.
-
-    Raw file layers are the pulled files byte for byte (pull checks every digest), so a signature
-    over these resources holds for the directory ``pull`` writes (``.mloci`` is ignored).
-    """
-    from mloci.ops.inspection import inspect  # noqa: PLC0415
-
-    artifact = inspect(reference, session=session)
-    ignore = (*model_signing.DEFAULT_IGNORE, ".mloci", model_signing.SIGNATURE_NAME)
-    resources: list[model_signing.Resource] = []
-    for item in artifact.files:
-        if item.path is None or "tar" in item.media_type or item.digest.algorithm != "sha256":
-            raise UnsupportedError(
-                f"{artifact.reference} has layers that are not single files ({item.media_type}); "
-                "sign the pulled directory instead"
-            )
-        if not any(item.path == p or item.path.startswith(p + "/") for p in ignore):
-            resources.append(model_signing.Resource(item.path, item.digest.encoded))
-    resources.sort(key=lambda r: PurePosixPath(r.name).parts)
-    return artifact.reference, resources
-
-
-def sign_model_artifact(
-    reference: Reference, key_path: Path, password: bytes | None, *, session: Session | None = None
-) -> SignResult:
-    """An OpenSSF model signature over the files of the artifact ``reference`` names, attached as a referrer.
-
-    Computed from the manifest's layer digests (nothing is downloaded); the referrer's layer is
-    titled ``model.sig``, so ``oras pull`` or a pull of the referrer yields the usual file.
-    """
-    key = load_private_key(key_path, password)
-    with scoped(session) as active:
-        pinned, resources = _artifact_resources(reference, active)
-        assert pinned.digest is not None  # noqa: S101
-        ignore = sorted({*model_signing.DEFAULT_IGNORE, ".mloci", model_signing.SIGNATURE_NAME})
-        statement = model_signing.statement(pinned.repository.rsplit("/", 1)[-1], resources, ignore)
-        envelope = sign_envelope(statement, key)
-        data = model_signing.bundle_of(envelope, key.public_key())
-        layer = Descriptor.of_bytes(BUNDLE_V03, data, annotations={ann.TITLE: model_signing.SIGNATURE_NAME})
-        attached = attach_blob(
-            pinned,
-            Blob(layer, data=data),
-            artifact_type=BUNDLE_V03,
-            annotations={CONTENT_ANNOTATION: "dsse-envelope", PREDICATE_ANNOTATION: model_signing.PREDICATE},
-            session=active,
-        )
-    return SignResult(
-        reference=pinned,
-        digest=pinned.digest,
-        signature_reference=None,
-        payload_digest=None,
-        signature=base64.b64encode(envelope.signatures[0].sig).decode(),
-        signatures=1,
-        unchanged=False,
-        bundle_reference=attached.reference,
-        format="bundle",
-    )
-
-
-def verify_model_artifact(
-    reference: Reference, rule: TrustRule, *, session: Session | None = None
-) -> VerifyResult:
-    """The OpenSSF model signatures attached to ``reference`` that verify over its files (layer digests).
-
-    IntegrityError (exit 6) when none does; a pull of the same digest then yields exactly the
-    signed files.
-    """
-    with scoped(session) as active:
-        pinned, resources = _artifact_resources(reference, active)
-        assert pinned.digest is not None  # noqa: S101
-        subject = model_signing.model_digest(resources)
-        store = active.store(pinned)
-        repo = pinned.with_tag(None).with_digest(None)
-        valid: list[VerifiedSignature] = []
-        closest: Rejected | None = None
-        checked = 0
-        for entry in bundle_referrers(store, repo, pinned.digest):
-            predicate = (entry.annotations or {}).get(PREDICATE_ANNOTATION)
-            if predicate not in (None, model_signing.PREDICATE):
-                continue
-            checked += 1
-            try:
-                data = fetch_bundle(store, repo, pinned.digest, entry)
-                verified = verify_bundle_bytes(data, subject, rule, predicate_type=model_signing.PREDICATE)
-                assert verified.statement is not None  # noqa: S101
-                model_signing.compare(verified.statement, resources)
-            except Rejected as rejected:
-                if closest is None or rejected.rank > closest.rank:
-                    closest = rejected
-                continue
-            valid.append(
-                VerifiedSignature(
-                    payload_digest=Digest.of(data),
-                    signature=base64.b64encode(Bundle.from_json(data).signature).decode(),
-                    docker_reference="",
-                    annotations={},
-                    format="bundle",
-                    signer=verified.signer,
-                    issuer=verified.issuer,
-                )
-            )
-        if checked == 0:
-            raise IntegrityError(f"{pinned} has no model signature referrer")
-        if not valid:
-            reason = closest.reason if closest else "no usable signature"
-            raise IntegrityError(
-                f"no model signature of {pinned.digest} verifies with {rule.describe()}: {reason}"
-            )
-        return VerifyResult(pinned, pinned.digest, None, tuple(valid), checked)

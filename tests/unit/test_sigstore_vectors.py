@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mloci.errors import IntegrityError, UsageError
-from mloci.ops.sign import TrustRule, verify_bundle_file
 from mloci.trust.cosign import check_payload
 from mloci.trust.keyless import IdentityRule
 from mloci.trust.keys import public_key_from_pem, verifies
+from mloci.trust.verifier import TrustRule, verify_bundle_file
 from mloci.types.digest import Digest
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "interop"
