@@ -11,8 +11,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, session_from
+from mloci.cli._output import emit_json, human_size, printable
+from mloci.cli.options import (
+    json_option,
+    key_option,
+    parse_pairs,
+    registry_options,
+    session_from,
+    upload_options,
+)
 from mloci.cli.trust import _passphrase, identity_options, identity_rule
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
@@ -39,6 +46,7 @@ def _write_output(path: Path, data: bytes) -> None:
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the SBOM to this file."
 )
 @registry_options
+@upload_options
 @json_option
 def sbom_command(target: str, attach: bool, output: Path | None, as_json: bool, **kw: Any) -> None:
     """A CycloneDX 1.6 SBOM (ML-BOM) of a bundle directory or a pushed artifact.
@@ -102,6 +110,7 @@ def _time(text: str) -> datetime:
     help="dsse: the envelope as a referrer; bundle: a sigstore bundle referrer (as cosign attest v3); both.",
 )
 @registry_options
+@upload_options
 @json_option
 def attest_command(
     reference: str,
@@ -116,10 +125,6 @@ def attest_command(
     """Sign SLSA v1 provenance for REFERENCE (in-toto Statement in a DSSE envelope) and attach it.
 
     The passphrase comes from $MLOCI_KEY_PASSWORD, else it is asked for on the terminal.
-
-    \b
-    Example:
-      mloci attest registry.example.com/ml/churn-model:1.0.0 --key mloci.key --format both
     """
     from mloci.ops.attest import attest  # noqa: PLC0415
     from mloci.ops.sign import is_encrypted  # noqa: PLC0415
@@ -174,13 +179,6 @@ def verify_attestation_command(
 
     Reads DSSE envelope referrers and sigstore bundles (cosign attest v3, mloci attest --format
     bundle); keyless bundles with --certificate-identity/--certificate-oidc-issuer. Else exit 6.
-
-    \b
-    Example:
-      mloci verify-attestation registry.example.com/ml/churn-model:1.0.0 --key mloci.pub
-      mloci verify-attestation ghcr.io/org/model:1.2.0 --type any \\
-        --certificate-identity-regexp 'https://github.com/org/.*' \\
-        --certificate-oidc-issuer https://token.actions.githubusercontent.com
     """
     from mloci.ops.attest import verify_attestation  # noqa: PLC0415
 
@@ -223,6 +221,7 @@ def verify_attestation_command(
     help="Manifest annotation. Repeatable.",
 )
 @registry_options
+@upload_options
 @json_option
 def attach_command(
     reference: str,
@@ -281,6 +280,6 @@ def discover_command(reference: str, artifact_type: str | None, as_json: bool, *
         return
     click.echo(str(result.reference))
     for entry in result.cosign:
-        click.echo(f"· cosign {entry.kind}: {entry.tag} ({entry.layers})")
+        click.echo(printable(f"· cosign {entry.kind}: {entry.tag} ({entry.layers})"))
     for line in _tree_lines(result.referrers, ""):
-        click.echo(line)
+        click.echo(printable(line))

@@ -11,7 +11,13 @@ from typing import Any, TypeVar
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, parse_pairs, registry_options, session_from
+from mloci.cli.options import (
+    json_option,
+    parse_pairs,
+    registry_options,
+    session_from,
+    upload_options,
+)
 from mloci.errors import UsageError
 from mloci.ops.model_signature import (
     sign_model_artifact,
@@ -89,10 +95,6 @@ def keygen_command(
     """Create a key pair for signing (ECDSA P-256 or Ed25519); cosign accepts the public key with --key.
 
     The passphrase comes from $MLOCI_KEY_PASSWORD, else it is asked for twice on the terminal.
-
-    \b
-    Example:
-      MLOCI_KEY_PASSWORD=… mloci keygen --output-key-prefix release --algorithm ed25519
     """
     private, public = generate_keypair(
         Path(output_key_prefix),
@@ -207,6 +209,7 @@ def model_signing_options(func: F) -> F:
 @annotation_option
 @model_signing_options
 @registry_options
+@upload_options
 @json_option
 def sign_command(
     reference: str,
@@ -226,13 +229,6 @@ def sign_command(
     https://sigstore.dev/cosign/sign/v1, subject = the manifest digest) is attached as an OCI
     referrer, as cosign v3 writes it; --format legacy writes cosign v2's sha256-<hex>.sig tag.
     The passphrase comes from $MLOCI_KEY_PASSWORD, else it is asked for on the terminal.
-
-    \b
-    Example:
-      mloci sign registry.example.com/ml/churn-model:1.0.0 --key mloci.key
-      mloci sign registry.example.com/ml/churn-model:1.0.0 --key mloci.key --format both
-      mloci sign ./churn-model --model-signing --key mloci.key   # writes ./churn-model/model.sig
-      mloci sign ghcr.io/org/model:1.2.0 --keyless               # in CI, with id-token: write
     """
     if keyless:
         if key is not None or model_signing or sign_format != "bundle":
@@ -320,14 +316,6 @@ def verify_command(
     sha256-<hex>.sig tag (cosign v2, mloci sign --format legacy). Keyless bundles need the
     identity and issuer, and the sigstore package (pip install 'mloci[sigstore]'). Exit 6 when
     no signature counts.
-
-    \b
-    Example:
-      mloci verify registry.example.com/ml/churn-model:1.0.0 --key mloci.pub
-      mloci verify ghcr.io/org/model:1.2.0 \\
-        --certificate-identity https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1.2.0 \\
-        --certificate-oidc-issuer https://token.actions.githubusercontent.com
-      mloci verify ./churn-model --model-signing --key mloci.pub   # OpenSSF model signature (model.sig)
     """
     rule = identity_rule(kw)
     _key_or_identity(key, rule)
@@ -409,13 +397,6 @@ def verify_bundle_command(
     Key-based bundles need only the key (and --trusted-root to check their transparency-log
     entries); keyless bundles are checked against the trusted root: Fulcio chain at signing time,
     SCT, Rekor inclusion proof, checkpoint and SET, identity and issuer.
-
-    \b
-    Example:
-      mloci verify-bundle sig.sigstore.json --digest sha256:bc15… --key cosign.pub
-      mloci verify-bundle blob.sigstore.json --artifact model.onnx \\
-        --certificate-identity-regexp 'https://github.com/org/.*' \\
-        --certificate-oidc-issuer https://token.actions.githubusercontent.com --trusted-root trusted_root.json
     """
     rule = identity_rule(kw)
     _key_or_identity(key, rule)
