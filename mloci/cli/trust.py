@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, printable
 from mloci.cli.options import (
     json_option,
     parse_pairs,
@@ -105,7 +105,7 @@ def keygen_command(
     if as_json:
         emit_json({"privateKey": str(private), "publicKey": str(public)})
         return
-    click.echo(f"private key {private} (keep it secret), public key {public}", err=True)
+    click.echo(printable(f"private key {private} (keep it secret), public key {public}"), err=True)
     click.echo(str(public))
 
 
@@ -241,7 +241,7 @@ def sign_command(
         if as_json:
             emit_json(done.to_json())
             return
-        click.echo(f"signed keyless: {done.bundle_reference}", err=True)
+        click.echo(printable(f"signed keyless: {done.bundle_reference}"), err=True)
         click.echo(str(done.reference))
         return
     if key is None:
@@ -254,7 +254,10 @@ def sign_command(
         if as_json:
             emit_json(attached.to_json())
             return
-        click.echo(f"signed the model files of {attached.reference}: {attached.bundle_reference}", err=True)
+        click.echo(
+            printable(f"signed the model files of {attached.reference}: {attached.bundle_reference}"),
+            err=True,
+        )
         click.echo(str(attached.reference))
         return
     if model_signing:
@@ -265,7 +268,10 @@ def sign_command(
         if as_json:
             emit_json(signed.to_json())
             return
-        click.echo(f"signed {signed.files} files of {signed.path} (model digest {signed.digest})", err=True)
+        click.echo(
+            printable(f"signed {signed.files} files of {signed.path} (model digest {signed.digest})"),
+            err=True,
+        )
         click.echo(str(signed.signature))
         return
     claims = parse_pairs(annotations, "annotation")
@@ -277,7 +283,7 @@ def sign_command(
         return
     state = "already signed with this key" if result.unchanged else "signed"
     where = [str(r) for r in (result.bundle_reference, result.signature_reference) if r is not None]
-    click.echo(f"{state}: {', '.join(where)}", err=True)
+    click.echo(printable(f"{state}: {', '.join(where)}"), err=True)
     click.echo(str(result.reference))
 
 
@@ -329,7 +335,9 @@ def verify_command(
             emit_json(found.to_json())
             return
         click.echo(
-            f"verified: {len(found.signatures)} model signatures over the files of {found.reference}",
+            printable(
+                f"verified: {len(found.signatures)} model signatures over the files of {found.reference}"
+            ),
             err=True,
         )
         click.echo(str(found.reference))
@@ -342,7 +350,9 @@ def verify_command(
             emit_json(checked.to_json())
             return
         click.echo(
-            f"verified: {checked.files} files match {checked.signature.name}, signed by {checked.verified.signer}",
+            printable(
+                f"verified: {checked.files} files match {checked.signature.name}, signed by {checked.verified.signer}"
+            ),
             err=True,
         )
         click.echo(str(checked.verified.digest))
@@ -361,7 +371,7 @@ def verify_command(
         return
     count = len(result.signatures)
     who = key.name if key is not None else rule.describe() if rule else "?"
-    click.echo(f"verified: {count} of {result.checked} signatures match {who}", err=True)
+    click.echo(printable(f"verified: {count} of {result.checked} signatures match {who}"), err=True)
     click.echo(str(result.reference))
 
 
@@ -411,5 +421,5 @@ def verify_bundle_command(
     verified = result.verified
     issuer = f" (issuer {verified.issuer})" if verified.issuer else ""
     log = f", logged in {verified.log.log_url} at index {verified.log.log_index}" if verified.log else ""
-    click.echo(f"verified: {bundle.name} signed by {verified.signer}{issuer}{log}", err=True)
+    click.echo(printable(f"verified: {bundle.name} signed by {verified.signer}{issuer}{log}"), err=True)
     click.echo(str(verified.digest))

@@ -15,6 +15,8 @@ Nothing here opens a store; dependencies point down only (``types``, ``errors``)
 
 from __future__ import annotations
 
+from mloci.types.text import escape_controls
+
 
 class Rejected(Exception):
     """One signature or attestation that does not count; ``rank`` orders reasons by how far the check got."""
@@ -26,10 +28,10 @@ class Rejected(Exception):
 
 
 def shown(value: object, limit: int = 200) -> str:
-    """``value`` (from a bundle, a certificate or a registry) made safe for a terminal: no control characters.
+    """``value`` (from a bundle, a certificate or a registry) safe for a terminal and short.
 
-    Non-printable characters become ``\\xNN``/``\\uNNNN`` escapes and the text is cut at ``limit``.
+    Control characters and bidi overrides are escaped (:func:`mloci.types.text.escape_controls`)
+    and the text is cut at ``limit`` characters.
     """
-    text = str(value)
-    escaped = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    escaped = escape_controls(str(value))
     return escaped if len(escaped) <= limit else escaped[:limit] + "…"
