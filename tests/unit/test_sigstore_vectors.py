@@ -387,3 +387,19 @@ def test_rekor_v2_entries_get_a_clear_reason_for_key_based_bundles(tmp_path: Pat
     entry["kindVersion"]["version"] = "0.0.2"
     with pytest.raises(IntegrityError, match="Rekor v2"):
         case.run(raw=json.dumps(case.document))
+
+
+def test_keyless_without_the_sigstore_package_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from mloci.errors import UnsupportedError
+
+    for name in [m for m in sys.modules if m == "sigstore" or m.startswith("sigstore.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sigstore", None)
+    monkeypatch.setitem(sys.modules, "sigstore.verify", None)
+    with pytest.raises(UnsupportedError) as caught:
+        Case(KEYLESS_IMAGE, tmp_path).run()
+    assert caught.value.exit_code == 10 and "mloci[sigstore]" in (caught.value.hint or "")
