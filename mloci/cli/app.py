@@ -17,6 +17,7 @@ Exit codes:
   4  not found            9  registry protocol error
                         10  not supported by the registry
 130  interrupted        11  refused by a policy
+                        12  contract not met (test, check)
 
 \b
 References: [registry/]repository[:tag][@sha256:…]. Without a registry, names go to
