@@ -56,6 +56,8 @@ COMMANDS = {
     "verify-attestation": "mloci.cli.attest:verify_attestation_command",
     "attach": "mloci.cli.attest:attach_command",
     "discover": "mloci.cli.attest:discover_command",
+    "test": "mloci.cli.contract:test_command",
+    "check": "mloci.cli.contract:check_command",
 }
 
 

@@ -17,6 +17,7 @@ stops the other tests.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -34,6 +35,7 @@ import numpy as np
 from mloci import __version__
 from mloci.bundle.load import load_bundle
 from mloci.bundle.manifest import (
+    MANIFEST_FILENAME,
     BundleManifest,
     CommandTest,
     ContractTest,
@@ -90,6 +92,7 @@ class ContractReport:
     environment: dict[str, Any]
     started_on: datetime
     finished_on: datetime
+    manifest_sha256: str  # of the manifest.json that declared the tests
 
     @property
     def passed(self) -> bool:
@@ -411,6 +414,7 @@ def run_tests(
         environment=environment(loaded[0] if loaded else None),
         started_on=started,
         finished_on=datetime.now(UTC),
+        manifest_sha256=hashlib.sha256((root / MANIFEST_FILENAME).read_bytes()).hexdigest(),
     )
 
 

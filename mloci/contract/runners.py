@@ -4,7 +4,7 @@ Built in:
 
 - ``onnx`` (also ``onnxruntime``): the bundle's ``.onnx`` file in onnxruntime on the CPU
   (``pip install 'mloci[contract]'``).
-- ``scikit-learn`` (also ``sklearn``): a ``.joblib``/``.pkl`` estimator, only with
+- ``sklearn`` (also ``scikit_learn``): a ``.joblib``/``.pkl`` estimator, only with
   ``trust_pickle=True`` (``--trust-pickle``): unpickling runs whatever code the file names.
 
 Other frameworks plug in through the entry-point group ``mloci.runners``: the entry point's
@@ -220,8 +220,8 @@ def _plugin(framework: str) -> RunnerFactory | None:
 
 def available_runners() -> dict[str, str]:
     """Framework name → where its runner comes from (built-in, or the plugin's entry point)."""
-    found = {"onnx": "built-in", "onnxruntime": "built-in", "scikit-learn": "built-in (--trust-pickle)"}
-    found["sklearn"] = found["scikit-learn"]
+    found = {"onnx": "built-in", "onnxruntime": "built-in", "sklearn": "built-in (--trust-pickle)"}
+    found["scikit_learn"] = found["sklearn"]
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         found[entry.name] = entry.value
     return found
@@ -239,7 +239,7 @@ def load_runner(root: Path, manifest: BundleManifest, *, trust_pickle: bool = Fa
         return factory(root, manifest)
     if framework in ("onnx", "onnxruntime"):
         return _load_onnx(root, manifest)
-    if framework in ("scikit-learn", "sklearn"):
+    if framework in ("sklearn", "scikit_learn", "scikit-learn"):
         path = _model_file(root, manifest, _PICKLE_SUFFIXES)
         if not trust_pickle:
             raise UsageError(

@@ -1,0 +1,183 @@
+"""Contract commands: ``mloci test`` (the bundle's declared tests) and ``mloci check`` (this environment)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from mloci.cli._output import emit_json
+from mloci.cli.options import json_option, registry_options, store_options
+from mloci.errors import BundleInvalidError, ContractError, UsageError
+from mloci.ops.refs import parse_reference
+
+if TYPE_CHECKING:
+    from mloci.bundle.manifest import BundleManifest
+    from mloci.contract.environment import CheckReport
+    from mloci.contract.run import ContractReport
+    from mloci.store import StoreOptions
+
+
+def _render_tests(report: ContractReport) -> None:
+    width = max(len(r.name) for r in report.results)
+    for result in report.results:
+        mark = "PASS" if result.passed else "FAIL"
+        click.echo(f"{mark}  {result.name:<{width}}  {result.kind:<9}  {result.detail}")
+
+
+@click.command("test")
+@click.argument("target", metavar="BUNDLE_DIR|REF")
+@click.option("--only", multiple=True, metavar="NAME", help="Run only the test of this name. Repeatable.")
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Let pickled scikit-learn/joblib models load. Unpickling runs code from the bundle.",
+)
+@click.option(
+    "--verify-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="REF only: pull only when a signature by this public key binds the digest.",
+)
+@click.option(
+    "--attach",
+    is_flag=True,
+    help="REF only: sign the results (in-toto test-result v0.1) with --key and attach them to the digest.",
+)
+@click.option(
+    "--key", type=click.Path(dir_okay=False, path_type=Path), help="Private key (PEM) for --attach."
+)
+@registry_options
+@json_option
+def test_command(
+    target: str,
+    only: tuple[str, ...],
+    trust_pickle: bool,
+    verify_key: Path | None,
+    attach: bool,
+    key: Path | None,
+    as_json: bool,
+    **kw: Any,
+) -> None:
+    """Run the tests a bundle's manifest declares: golden outputs, signature, latency, commands.
+
+    TARGET is a bundle directory, or a reference that is pulled (every byte verified) into a
+    temporary directory first. 'command' tests run programs from the bundle, and
+    --trust-pickle lets a pickled model run code: use both only on bundles you trust.
+
+    \b
+    Examples:
+      mloci test examples/churn-model
+      mloci test registry.example.com/ml/churn-model:1.0.0 --json
+      mloci test registry.example.com/ml/churn-model:1.0.0 --attach --key ci.key
+
+    Exits 0 when every test passes and 12 when one fails; each failure names the output,
+    the element and how far off it is.
+    """
+    from mloci.contract.run import run_reference_tests, run_tests  # noqa: PLC0415  (numpy)
+
+    if attach and key is None:
+        raise UsageError("--attach needs --key (the private key that signs the results)")
+    options = store_options(kw)
+    if Path(target).is_dir():
+        if attach or verify_key:
+            raise UsageError(
+                "--attach and --verify-key need a reference", hint="push the bundle, then test REF"
+            )
+        report = run_tests(Path(target), trust_pickle=trust_pickle, only=only)
+    else:
+        report = run_reference_tests(
+            parse_reference(target),
+            options=options,
+            verify_key=verify_key,
+            trust_pickle=trust_pickle,
+            only=only,
+        )
+    attached = _attach(report, key, options) if attach and key is not None else None
+    if as_json:
+        emit_json({**report.to_json(), **({"attached": attached} if attached else {})})
+    else:
+        _render_tests(report)
+        if attached:
+            click.echo(f"attached signed results: {attached['attestation']}", err=True)
+    if not report.passed:
+        names = ", ".join(r.name for r in report.failures)
+        raise ContractError(
+            f"{len(report.failures)} of {len(report.results)} tests of {report.name} {report.version} failed: {names}"
+        )
+    if not as_json:
+        click.echo(f"{report.name} {report.version}: {len(report.results)} tests passed", err=True)
+
+
+def _attach(report: ContractReport, key: Path, options: StoreOptions) -> dict[str, Any]:
+    from mloci.cli.trust import _passphrase  # noqa: PLC0415
+    from mloci.contract.evidence import attach_results  # noqa: PLC0415  (cryptography)
+    from mloci.ops.sign import is_encrypted  # noqa: PLC0415
+
+    password = _passphrase(confirm=False) if is_encrypted(key) else None
+    return attach_results(report, key, password, options=options).to_json()
+
+
+def _manifest_of(target: str, options: StoreOptions) -> tuple[BundleManifest, str]:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from mloci.bundle.load import load_bundle  # noqa: PLC0415
+    from mloci.bundle.manifest import BundleManifest  # noqa: PLC0415
+    from mloci.ops.inspection import inspect  # noqa: PLC0415
+
+    if Path(target).is_dir():
+        return load_bundle(Path(target)).manifest, target
+    info = inspect(parse_reference(target), options=options)
+    if info.bundle is None:
+        raise BundleInvalidError(f"{info.reference} carries no bundle manifest to check against")
+    try:
+        return BundleManifest.model_validate(info.bundle), str(info.reference)
+    except ValidationError as exc:
+        raise BundleInvalidError(
+            f"{info.reference}: its manifest is not valid: {exc.errors()[0]['msg']}"
+        ) from None
+
+
+def render_check(report: CheckReport, *, as_json: bool) -> None:
+    """Print a check report; raise ContractError (exit 12) naming every mismatch."""
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for finding in report.findings:
+            click.echo(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.line()}")
+    if not report.passed:
+        lines = "; ".join(f.line() for f in report.mismatches)
+        raise ContractError(
+            f"this environment does not meet {report.name} {report.version}'s contract: {lines}"
+        )
+
+
+@click.command("check")
+@click.argument("target", metavar="REF|BUNDLE_DIR")
+@click.option(
+    "--python",
+    "python",
+    metavar="PATH",
+    help="Check this interpreter (e.g. a venv's bin/python) instead of the one running mloci.",
+)
+@registry_options
+@json_option
+def check_command(target: str, python: str | None, as_json: bool, **kw: Any) -> None:
+    """Is this environment compatible with the bundle? Python, pinned packages, CPU, memory, GPU.
+
+    Compares the Python version with dependencies.python and python, installed distributions
+    with the pinned requirements, the CPU and memory limits (cgroup v2/v1, else the host) with
+    runtime.cpu and runtime.memory, and an accelerator when the bundle asks for one. For a REF
+    only the manifest is read, never the weights.
+
+    \b
+    Examples:
+      mloci check registry.example.com/ml/churn-model:1.0.0
+      mloci check ./model --python /opt/venv/bin/python --json
+
+    Exits 0 when compatible and 12 naming every mismatch on its own line.
+    """
+    from mloci.contract.environment import check_environment  # noqa: PLC0415
+
+    manifest, label = _manifest_of(target, store_options(kw))
+    render_check(check_environment(manifest, bundle=label, python=python), as_json=as_json)
