@@ -181,3 +181,19 @@ def check_command(target: str, python: str | None, as_json: bool, **kw: Any) -> 
 
     manifest, label = _manifest_of(target, store_options(kw))
     render_check(check_environment(manifest, bundle=label, python=python), as_json=as_json)
+
+
+def check_pulled(directory: Path) -> None:
+    """``pull --check``: mismatches on stderr, one per line, then ContractError (exit 12)."""
+    from mloci.bundle.load import load_bundle  # noqa: PLC0415
+    from mloci.contract.environment import check_environment  # noqa: PLC0415
+
+    report = check_environment(load_bundle(directory).manifest, bundle=str(directory))
+    for finding in report.mismatches:
+        click.echo(f"mismatch: {finding.line()}", err=True)
+    if not report.passed:
+        raise ContractError(
+            f"this environment does not meet {report.name} {report.version}'s contract "
+            f"({len(report.mismatches)} mismatches)",
+            hint=f"the files stay in {directory}",
+        )

@@ -47,6 +47,12 @@ def write_atomically(path: Path, text: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Public key (PEM): pull only when a signature by it binds the digest; else exit 6, nothing written.",
 )
+@click.option(
+    "--check",
+    "check_env",
+    is_flag=True,
+    help="After pulling, check this environment against the bundle (as 'mloci check'); exit 12 on a mismatch.",
+)
 @registry_options
 @json_option
 @quiet_option
@@ -57,6 +63,7 @@ def pull_command(
     force: bool,
     digest_file: Path | None,
     verify_key: Path | None,
+    check_env: bool,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -84,6 +91,10 @@ def pull_command(
         result = pull(ref, target, options=options, filters=filters, force=force, listener=progress)
     if digest_file is not None:
         write_atomically(digest_file, f"{result.digest}\n")
+    if check_env:  # exit 12 naming each mismatch; the pulled files stay
+        from mloci.cli.contract import check_pulled  # noqa: PLC0415
+
+        check_pulled(target)
     if as_json:
         emit_json({**result.to_json(), **({"verification": verification} if verification else {})})
         return

@@ -10,6 +10,8 @@ which is generated from :class:`Policy`. Every rule is evaluated and explained, 
     fields: [git_sha, license, governance.owners]
     licenses: [Apache-2.0, MIT]
     max_age: 30d
+    require: [tests]                     # a signed attestation of passing tests for this digest
+    tests: {keys: [keys/ci.pub], latency: {p99_ms: {max: 20}}}
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import yaml
@@ -65,6 +67,28 @@ class SignatureRule(BaseModel):
     )
 
 
+class Bound(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: float | None = None
+    max: float | None = None
+
+
+class TestsRule(BaseModel):
+    """``require: [tests]``: a test-result attestation (mloci test --attach) that says PASSED."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: list[str] = Field(
+        min_length=1,
+        description="Public keys (PEM) trusted to sign test results; relative to the policy file.",
+    )
+    latency: dict[Literal["p50_ms", "p99_ms", "mean_ms", "max_ms", "throughput_per_s"], Bound] = Field(
+        default_factory=dict,
+        description="Bounds on the attested latency measurements, e.g. {p99_ms: {max: 20}}.",
+    )
+
+
 class Policy(BaseModel):
     """A promotion/pull policy. Source of ``schemas/policy.schema.json``."""
 
@@ -73,8 +97,9 @@ class Policy(BaseModel):
     signatures: SignatureRule | None = None
     require: list[str] = Field(
         default_factory=list,
-        description="Attachments that must exist: sbom, provenance, scan, evaluation, test-results, or a media type.",
+        description="Attachments that must exist: sbom, provenance, scan, evaluation, test-results, tests (signed passing results, see 'tests'), or a media type.",
     )
+    tests: TestsRule | None = Field(default=None, description="What 'require: [tests]' accepts.")
     metrics: list[str] = Field(default_factory=list, description="Thresholds such as 'auc >= 0.80'.")
     fields: list[str] = Field(
         default_factory=list, description="Bundle manifest fields that must be set (dotted)."
@@ -210,6 +235,8 @@ def _check_required(policy: Policy, referrers: list[Descriptor]) -> list[RuleRes
     present = {d.artifact_type for d in referrers if d.artifact_type}
     results = []
     for name in policy.require:
+        if name == "tests":
+            continue  # a signed verdict, not just an attachment: _check_tests
         accepted = REQUIREMENT_TYPES.get(name, (name,))
         found = sorted(present & set(accepted))
         detail = f"attached ({', '.join(found)})" if found else f"no referrer of type {' or '.join(accepted)}"
@@ -241,6 +268,23 @@ def _check_signatures(
     return [RuleResult(f"signatures: {rule.minimum} of {len(rule.keys)} keys", passed, detail)]
 
 
+def _check_tests(
+    policy: Policy, base: Path, reference: Reference, options: StoreOptions | None
+) -> list[RuleResult]:
+    if "tests" not in policy.require:
+        return []
+    if policy.tests is None:
+        return [RuleResult("require: tests", False, "the policy has no 'tests: {keys: [...]}' section")]
+    from mloci.contract.evidence import passing_results  # noqa: PLC0415  (cryptography)
+
+    keys = [Path(k) if Path(k).is_absolute() else base / k for k in policy.tests.keys]
+    latency: dict[str, dict[str, float | None]] = {
+        name: {"min": b.min, "max": b.max} for name, b in policy.tests.latency.items()
+    }
+    passed, detail = passing_results(reference, keys, latency=latency, options=options)
+    return [RuleResult("require: tests", passed, detail)]
+
+
 def evaluate(
     policy: Policy,
     reference: Reference,
@@ -262,6 +306,7 @@ def evaluate(
     results = [
         *_check_signatures(policy, base, pinned, options),
         *_check_required(policy, referrers),
+        *_check_tests(policy, base, pinned, options),
         *_check_metrics(policy, info),
         *_check_fields(policy, info),
         *_check_license(policy, info),
