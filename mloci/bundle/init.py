@@ -43,6 +43,20 @@ def guess_framework(root: Path) -> str | None:
     return None
 
 
+def guess_tests(root: Path, framework: str | None) -> list[dict[str, object]]:
+    """Starter ``tests``: a golden test when tests/golden_inputs.* and tests/golden_outputs.* exist;
+    for ONNX (which ``mloci test`` runs out of the box) a signature and an unbounded latency test."""
+    tests: list[dict[str, object]] = []
+    for suffix in (".json", ".npz"):
+        inputs, expected = f"tests/golden_inputs{suffix}", f"tests/golden_outputs{suffix}"
+        if (root / inputs).is_file() and (root / expected).is_file():
+            tests.append({"name": "golden", "kind": "golden", "inputs": inputs, "expected": expected})
+            break
+    if framework == "onnx":
+        tests.append({"name": "latency", "kind": "latency"})
+    return tests
+
+
 def _name_from(root: Path) -> str:
     name = re.sub(r"[^a-z0-9]+", "-", root.resolve().name.lower()).strip("-")
     return name or "model"
@@ -55,10 +69,13 @@ def init_bundle(root: Path, *, name: str | None = None, version: str = "0.1.0", 
     path = root / MANIFEST_FILENAME
     if path.exists() and not force:
         raise ConflictError(f"{path} already exists", hint="edit it, or pass --force to start over")
-    document = {"name": name or _name_from(root), "version": version}
+    document: dict[str, object] = {"name": name or _name_from(root), "version": version}
     framework = guess_framework(root)
     if framework:
         document["framework"] = framework
+    tests = guess_tests(root, framework)
+    if tests:
+        document["tests"] = tests
     try:
         manifest = BundleManifest.model_validate(document)
     except ValidationError as exc:

@@ -115,7 +115,7 @@ def test_unchanged_blobs_are_not_uploaded_again(mloci: Runner, registry: Registr
     second = push_json(mloci, bundle, repo)
     # Only the changed manifest.json layer and the config are new.
     assert second["blobsUploaded"] == 2
-    assert second["blobsSkipped"] == 4
+    assert second["blobsSkipped"] == 6  # model, metrics, requirements, train.py, golden inputs/outputs
 
 
 def test_short_names_use_mloci_registry(

@@ -410,3 +410,24 @@ def test_check_names_every_mismatch(tmp_path: Path) -> None:
     assert lines[5] == "memory: requires 1Gi (runtime.memory), found 128.0Mi (cgroup v2 memory.max)"
     assert lines[6] == "accelerator: requires nvidia-a100-80gb, found none"
     assert len(lines) == 7  # pywin32's marker does not apply here
+
+
+def test_init_starts_the_tests_section_from_golden_files(tmp_path: Path, mloci: Runner) -> None:
+    bundle = tmp_path / "fresh"
+    (bundle / "tests").mkdir(parents=True)
+    for name in ("model.onnx", "tests/golden_inputs.json", "tests/golden_outputs.json"):
+        (bundle / name).write_bytes((EXAMPLE / name).read_bytes())
+    assert mloci("init", bundle).exit_code == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["tests"] == [
+        {
+            "name": "golden",
+            "kind": "golden",
+            "inputs": "tests/golden_inputs.json",
+            "expected": "tests/golden_outputs.json",
+        },
+        {"name": "latency", "kind": "latency"},  # defaults are not written
+    ]
+    result = mloci("test", bundle)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "no bound declared" in result.stdout
