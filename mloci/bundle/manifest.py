@@ -123,6 +123,41 @@ class Dependencies(_Strict):
         return values
 
 
+class Timeouts(_Strict):
+    """How long callers and orchestrators should wait."""
+
+    request_ms: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="One inference request, end to end."
+    )
+    startup_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="Loading the model until the server is ready (readiness probe budget)."
+    )
+
+
+class Retries(_Strict):
+    """How a caller may retry a failed request."""
+
+    max_attempts: Annotated[int, Field(ge=1)] = Field(description="Attempts in total, the first included.")
+    backoff_ms: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Wait before the first retry; doubled for each further one."
+    )
+    on: list[NonEmpty] = Field(
+        default_factory=list,
+        description="Failures worth retrying, e.g. 'timeout', 'unavailable', 'overloaded'.",
+    )
+
+
+class FailureMode(_Strict):
+    """A known way the model or its server fails, and what should happen then."""
+
+    name: NonEmpty = Field(description="e.g. 'out-of-distribution', 'feature-missing', 'overloaded'.")
+    description: str | None = None
+    action: Literal["retry", "fallback", "reject", "degrade", "alert"] | None = Field(
+        default=None, description="What the caller or platform should do."
+    )
+    fallback: str | None = Field(default=None, description="e.g. a rule, a default value or another model.")
+
+
 class Runtime(_Strict):
     """What serving this model needs and promises."""
 
@@ -135,6 +170,9 @@ class Runtime(_Strict):
     latency_p99_ms: Annotated[float, Field(gt=0)] | None = None
     max_concurrency: Annotated[int, Field(gt=0)] | None = None
     batch_size: Annotated[int, Field(gt=0)] | None = None
+    timeouts: Timeouts | None = None
+    retries: Retries | None = None
+    failure_modes: list[FailureMode] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _latency_order(self) -> Runtime:

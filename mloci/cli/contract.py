@@ -197,3 +197,70 @@ def check_pulled(directory: Path) -> None:
             f"({len(report.mismatches)} mismatches)",
             hint=f"the files stay in {directory}",
         )
+
+
+def _safe(value: object) -> str:
+    """A value from a registry, with control characters escaped before it reaches the terminal."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 50.0 in the stored JSON reads as 50
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(value))
+
+
+def contract_lines(bundle: dict[str, Any] | None) -> list[str]:
+    """``inspect``'s view of the runtime contract and the declared tests of a bundle manifest."""
+    if not bundle:
+        return []
+    lines: list[str] = []
+    runtime = bundle.get("runtime") if isinstance(bundle.get("runtime"), dict) else {}
+    assert isinstance(runtime, dict)  # noqa: S101  (narrowed above)
+    plain = [
+        f"{key}: {_safe(runtime[key])}"
+        for key in (
+            "cpu",
+            "memory",
+            "accelerator",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "max_concurrency",
+            "batch_size",
+        )
+        if runtime.get(key) is not None
+    ]
+    if plain:
+        lines.append("  " + "  ".join(plain))
+    timeouts = runtime.get("timeouts")
+    if isinstance(timeouts, dict) and timeouts:
+        parts = [f"request {_safe(timeouts['request_ms'])} ms" if "request_ms" in timeouts else ""]
+        parts.append(f"startup {_safe(timeouts['startup_s'])} s" if "startup_s" in timeouts else "")
+        lines.append(f"  timeouts: {', '.join(p for p in parts if p)}")
+    retries = runtime.get("retries")
+    if isinstance(retries, dict) and retries:
+        text = f"  retries: {_safe(retries.get('max_attempts'))} attempts"
+        if retries.get("backoff_ms") is not None:
+            text += f", backoff {_safe(retries['backoff_ms'])} ms"
+        if retries.get("on"):
+            text += f", on {', '.join(_safe(o) for o in retries['on'])}"
+        lines.append(text)
+    modes = runtime.get("failure_modes")
+    if isinstance(modes, list) and modes:
+        lines.append("  failure modes:")
+        for mode in modes:
+            if not isinstance(mode, dict):
+                continue
+            text = f"    {_safe(mode.get('name'))}"
+            if mode.get("action"):
+                text += f" → {_safe(mode['action'])}"
+            if mode.get("fallback"):
+                text += f" ({_safe(mode['fallback'])})"
+            if mode.get("description"):
+                text += f": {_safe(mode['description'])}"
+            lines.append(text)
+    if lines:
+        lines.insert(0, "Runtime:")
+    tests = bundle.get("tests")
+    if isinstance(tests, list) and tests:
+        names = ", ".join(
+            f"{_safe(t.get('name'))} ({_safe(t.get('kind'))})" for t in tests if isinstance(t, dict)
+        )
+        lines.append(f"Tests:      {names}")
+    return lines

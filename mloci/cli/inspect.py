@@ -5,6 +5,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size
+from mloci.cli.contract import contract_lines
 from mloci.cli.options import json_option, registry_options, store_options
 from mloci.ops.inspection import inspect
 from mloci.ops.refs import parse_reference
@@ -28,6 +29,8 @@ def inspect_command(reference: str, as_json: bool, **kw: Any) -> None:
         click.echo("Metrics:")
         for key, value in sorted(result.metrics.items()):
             click.echo(f"  {key}: {value}")
+    for line in contract_lines(result.bundle):
+        click.echo(line)
     if result.files:
         click.echo(f"Files ({human_size(sum(f['size'] for f in result.files))}):")
         width = max(len(f["path"] or "-") for f in result.files)

@@ -335,3 +335,30 @@ def http_blob(registry: Registry, repository: str, digest: str) -> bytes:
     response = urllib3.request("GET", f"http://{registry.host}/v2/{repository}/blobs/{digest}")
     assert response.status == 200
     return response.data
+
+
+# -- the runtime contract in inspect and diff ----------------------------------------------------
+
+
+def test_inspect_and_diff_show_timeouts_retries_and_failure_modes(mloci: Runner, bundle: Path) -> None:
+    push(mloci, bundle, "churn-model")
+    shown = mloci("inspect", "churn-model:1.0.0")
+    assert shown.exit_code == 0, shown.stderr
+    assert "  timeouts: request 50 ms, startup 10 s" in shown.stdout
+    assert "  retries: 3 attempts, backoff 20 ms, on timeout, unavailable" in shown.stdout
+    assert "    feature-missing → reject: a feature is null" in shown.stdout
+    assert "Tests:      golden (golden), signature (signature), latency (latency)" in shown.stdout
+
+    document = json.loads((bundle / "manifest.json").read_text())
+    document["version"] = "1.0.1"
+    document["runtime"]["retries"]["max_attempts"] = 5
+    document["runtime"]["failure_modes"].append({"name": "\x1b[2Jevil", "action": "alert"})
+    (bundle / "manifest.json").write_text(json.dumps(document))
+    push(mloci, bundle, "churn-model")
+    escaped = mloci("inspect", "churn-model:1.0.1")
+    assert "    \\x1b[2Jevil → alert" in escaped.stdout and "\x1b" not in escaped.stdout
+    changed = json.loads(mloci("diff", "churn-model:1.0.0", "churn-model:1.0.1", "--json").stdout)
+    runtime = changed["metadata"]["runtime"]
+    assert (
+        runtime["left"]["retries"]["max_attempts"] == 3 and runtime["right"]["retries"]["max_attempts"] == 5
+    )
