@@ -180,7 +180,10 @@ def check_command(target: str, python: str | None, as_json: bool, **kw: Any) -> 
     from mloci.contract.environment import check_environment  # noqa: PLC0415
 
     manifest, label = _manifest_of(target, store_options(kw))
-    render_check(check_environment(manifest, bundle=label, python=python), as_json=as_json)
+    directory = Path(target) if Path(target).is_dir() else None
+    render_check(
+        check_environment(manifest, bundle=label, python=python, directory=directory), as_json=as_json
+    )
 
 
 def check_pulled(directory: Path) -> None:
@@ -188,7 +191,7 @@ def check_pulled(directory: Path) -> None:
     from mloci.bundle.load import load_bundle  # noqa: PLC0415
     from mloci.contract.environment import check_environment  # noqa: PLC0415
 
-    report = check_environment(load_bundle(directory).manifest, bundle=str(directory))
+    report = check_environment(load_bundle(directory).manifest, bundle=str(directory), directory=directory)
     for finding in report.mismatches:
         click.echo(f"mismatch: {finding.line()}", err=True)
     if not report.passed:

@@ -32,6 +32,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from mloci.bundle.locks import read_lock
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import UsageError
 
@@ -239,7 +240,7 @@ def accelerators(root: Path = Path("/")) -> list[str]:
 class Finding:
     """One comparison: what the bundle requires, what is here, whether that is enough."""
 
-    check: str  # python, requirement, cpu, memory, accelerator
+    check: str  # python, requirement, lock, cpu, memory, accelerator
     subject: str
     ok: bool
     required: str
@@ -372,14 +373,48 @@ def _resource_findings(manifest: BundleManifest, root: Path) -> list[Finding]:
     return findings
 
 
+def _lock_findings(directory: Path, env: dict[str, Any], already: set[str]) -> list[Finding]:
+    lock = read_lock(directory, env["markers"])
+    if lock is None:
+        return []
+    installed: dict[str, str] = env["distributions"]
+    findings = []
+    for package in lock.packages:
+        name = canonicalize_name(package.name)
+        if name in already:
+            continue  # named once, by the pinned requirement
+        have = installed.get(name)
+        required = f"{package.name}=={package.version} ({lock.path})"
+        try:
+            ok = have is not None and Version(have) == Version(package.version)
+        except InvalidVersion:
+            ok = have == package.version
+        findings.append(
+            Finding("lock", package.name, ok, required, f"{package.name} {have}" if have else "not installed")
+        )
+    return findings
+
+
 def check_environment(
-    manifest: BundleManifest, *, bundle: str, python: str | None = None, root: Path = Path("/")
+    manifest: BundleManifest,
+    *,
+    bundle: str,
+    python: str | None = None,
+    root: Path = Path("/"),
+    directory: Path | None = None,
 ) -> CheckReport:
-    """Compare the interpreter ``python`` (default: this one) and this machine with ``manifest``."""
+    """Compare the interpreter ``python`` (default: this one) and this machine with ``manifest``;
+    with the bundle's ``directory``, also with the lock file in it."""
     env = probe_interpreter(python)
+    requirements = _requirement_findings(manifest, env)
     findings = [
         *_python_findings(manifest, env),
-        *_requirement_findings(manifest, env),
+        *requirements,
+        *(
+            _lock_findings(directory, env, {canonicalize_name(f.subject) for f in requirements})
+            if directory is not None
+            else []
+        ),
         *_resource_findings(manifest, root),
     ]
     return CheckReport(manifest.name, manifest.version, bundle, str(env["executable"]), tuple(findings))

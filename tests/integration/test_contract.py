@@ -362,3 +362,65 @@ def test_inspect_and_diff_show_timeouts_retries_and_failure_modes(mloci: Runner,
     assert (
         runtime["left"]["retries"]["max_attempts"] == 3 and runtime["right"]["retries"]["max_attempts"] == 5
     )
+
+
+# -- lock files written by uv, compared by check ---------------------------------------------------
+
+
+def write_locks(work: Path, wheels: Path) -> dict[str, Path]:
+    """uv.lock, pylock.toml (PEP 751) and a hashed requirements.txt, each written by the real uv."""
+    import uv
+
+    env = _clean_env(work)
+    (work / "pyproject.toml").write_text(
+        '[project]\nname = "serving"\nversion = "1.0.0"\nrequires-python = ">=3.9"\n'
+        'dependencies = ["featurekit==0.1.3", "tinyplot==1.0.0"]\n'
+    )
+    (work / "req.in").write_text("featurekit==0.1.3\ntinyplot==1.0.0\n")
+    links = ["--no-index", "--find-links", str(wheels)]
+    commands = [
+        ["lock", *links],
+        ["export", "--format", "pylock.toml", *links, "-o", "pylock.toml"],
+        ["pip", "compile", "--generate-hashes", *links, "req.in", "-o", "requirements.txt"],
+    ]
+    for args in commands:
+        subprocess.run([uv.find_uv_bin(), *args], cwd=work, check=True, env=env, capture_output=True)
+    return {name: work / name for name in ("uv.lock", "pylock.toml", "requirements.txt")}
+
+
+def test_check_compares_the_bundles_lock_file(
+    mloci: Runner, tmp_path: Path, wheels: Path, pinned_bundle: Path
+) -> None:
+    (tmp_path / "locking").mkdir()
+    locks = write_locks(tmp_path / "locking", wheels)
+    edit_manifest(pinned_bundle, dependencies={"python": ">=3.9"})  # only the lock pins packages
+    good = venv_with(tmp_path, "good", wheels, "featurekit==0.1.3", "tinyplot==1.0.0")
+    drifted = venv_with(tmp_path, "drifted", wheels, "featurekit==0.2.0")
+    for name, lock in locks.items():
+        for other in locks:
+            (pinned_bundle / other).unlink(missing_ok=True)
+        shutil.copy(lock, pinned_bundle / name)
+        assert mloci("check", pinned_bundle, "--python", good).exit_code == 0, name
+        result = mloci("check", pinned_bundle, "--python", drifted, "--json")
+        assert result.exit_code == 12, name
+        assert json.loads(result.stdout)["mismatches"] == [
+            f"featurekit: requires featurekit==0.1.3 ({name}), found featurekit 0.2.0",
+            f"tinyplot: requires tinyplot==1.0.0 ({name}), found not installed",
+        ]
+
+
+def test_push_records_which_lock_file_the_bundle_carries(
+    mloci: Runner, tmp_path: Path, wheels: Path, pinned_bundle: Path
+) -> None:
+    (tmp_path / "locking").mkdir()
+    shutil.copy(write_locks(tmp_path / "locking", wheels)["uv.lock"], pinned_bundle / "uv.lock")
+    (pinned_bundle / "requirements.txt").write_text("featurekit==0.1.3\n")  # no hashes: not a lock
+    push(mloci, pinned_bundle, "pinned")
+    layers = json.loads(mloci("inspect", "pinned:1.0.0", "--json").stdout)["manifest"]["layers"]
+    roles = {
+        layer["annotations"]["org.opencontainers.image.title"]: layer["annotations"].get(
+            "dev.mloci.lock.format"
+        )
+        for layer in layers
+    }
+    assert roles["uv.lock"] == "uv" and roles["requirements.txt"] is None

@@ -431,3 +431,56 @@ def test_init_starts_the_tests_section_from_golden_files(tmp_path: Path, mloci: 
     result = mloci("test", bundle)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "no bound declared" in result.stdout
+
+
+UV_LOCK = """
+version = 1
+requires-python = ">=3.9"
+
+[[package]]
+name = "serving"
+version = "1.0.0"
+source = { virtual = "." }
+dependencies = [
+    { name = "numpy" },
+    { name = "pywin32", marker = "sys_platform == 'win32'" },
+]
+
+[[package]]
+name = "numpy"
+version = "2.4.6"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [{ name = "helper" }]
+
+[[package]]
+name = "helper"
+version = "1.0"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "pywin32"
+version = "306"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "unrelated"
+version = "9"
+source = { registry = "https://pypi.org/simple" }
+"""
+
+
+def test_lock_files_yield_the_packages_that_apply_here(tmp_path: Path) -> None:
+    from mloci.bundle.locks import read_lock
+
+    linux = {"sys_platform": "linux", "python_version": "3.11", "platform_machine": "x86_64"}
+    (tmp_path / "uv.lock").write_text(UV_LOCK)
+    lock = read_lock(tmp_path, linux)
+    assert lock is not None and lock.kind == "uv"
+    assert [(p.name, p.version) for p in lock.packages] == [("helper", "1.0"), ("numpy", "2.4.6")]
+    (tmp_path / "pylock.toml").write_text(
+        'lock-version = "1.0"\n[[packages]]\nname = "numpy"\nversion = "2.4.6"\n'
+        '[[packages]]\nname = "pywin32"\nversion = "306"\nmarker = "sys_platform == \'win32\'"\n'
+    )
+    lock = read_lock(tmp_path, linux)  # pylock.toml wins over uv.lock
+    assert lock is not None and lock.path == "pylock.toml"
+    assert [(p.name, p.version) for p in lock.packages] == [("numpy", "2.4.6")]
