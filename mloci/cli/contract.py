@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,7 +119,7 @@ def _attach(report: ContractReport, key: Path, options: StoreOptions) -> dict[st
     return attach_results(report, key, password, options=options).to_json()
 
 
-def _manifest_of(target: str, options: StoreOptions) -> tuple[BundleManifest, str]:
+def _manifest_of(target: str, options: StoreOptions) -> tuple[BundleManifest, str, dict[str, Any] | None]:
     from pydantic import ValidationError  # noqa: PLC0415
 
     from mloci.bundle.load import load_bundle  # noqa: PLC0415
@@ -126,12 +127,12 @@ def _manifest_of(target: str, options: StoreOptions) -> tuple[BundleManifest, st
     from mloci.ops.inspection import inspect  # noqa: PLC0415
 
     if Path(target).is_dir():
-        return load_bundle(Path(target)).manifest, target
+        return load_bundle(Path(target)).manifest, target, None
     info = inspect(parse_reference(target), options=options)
     if info.bundle is None:
         raise BundleInvalidError(f"{info.reference} carries no bundle manifest to check against")
     try:
-        return BundleManifest.model_validate(info.bundle), str(info.reference)
+        return BundleManifest.model_validate(info.bundle), str(info.reference), info.manifest
     except ValidationError as exc:
         raise BundleInvalidError(
             f"{info.reference}: its manifest is not valid: {exc.errors()[0]['msg']}"
@@ -177,13 +178,19 @@ def check_command(target: str, python: str | None, as_json: bool, **kw: Any) -> 
 
     Exits 0 when compatible and 12 naming every mismatch on its own line.
     """
-    from mloci.contract.environment import check_environment  # noqa: PLC0415
+    from mloci.contract.environment import check_environment, fetch_lock  # noqa: PLC0415
 
-    manifest, label = _manifest_of(target, store_options(kw))
-    directory = Path(target) if Path(target).is_dir() else None
-    render_check(
-        check_environment(manifest, bundle=label, python=python, directory=directory), as_json=as_json
-    )
+    options = store_options(kw)
+    manifest, label, oci_manifest = _manifest_of(target, options)
+    if oci_manifest is None:
+        report = check_environment(manifest, bundle=label, python=python, directory=Path(target))
+    else:
+        with tempfile.TemporaryDirectory(prefix="mloci-check-") as tmp:
+            has_lock = fetch_lock(parse_reference(label), oci_manifest, Path(tmp), options)
+            report = check_environment(
+                manifest, bundle=label, python=python, directory=Path(tmp) if has_lock else None
+            )
+    render_check(report, as_json=as_json)
 
 
 def check_pulled(directory: Path) -> None:

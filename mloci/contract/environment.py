@@ -31,10 +31,15 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+from pydantic import ValidationError
 
 from mloci.bundle.locks import read_lock
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import UsageError
+from mloci.store import StoreOptions, open_store
+from mloci.types import annotations as ann
+from mloci.types.manifest import Manifest
+from mloci.types.reference import Reference
 
 _UNITS = {
     "": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
@@ -42,6 +47,7 @@ _UNITS = {
 }  # fmt: skip
 _UNLIMITED = 1 << 60  # cgroup v1 writes a page-rounded LONG_MAX for "no limit"
 _NO_ACCELERATOR = ("", "none", "cpu")
+_MAX_LOCK_BLOB = 16 << 20
 
 
 def quantity(text: str) -> float:
@@ -418,3 +424,35 @@ def check_environment(
         *_resource_findings(manifest, root),
     ]
     return CheckReport(manifest.name, manifest.version, bundle, str(env["executable"]), tuple(findings))
+
+
+def fetch_lock(
+    reference: Reference, manifest: dict[str, Any], target: Path, options: StoreOptions | None
+) -> bool:
+    """Download the lock-file layer ``push`` marked (``dev.mloci.role: lock-file``) into ``target``.
+
+    Only that small blob is fetched, verified against its digest; False when there is none.
+    """
+    try:
+        parsed = Manifest.model_validate(manifest)
+    except ValidationError:
+        return False
+    for layer in parsed.layers:
+        name = layer.annotation(ann.TITLE) or ""
+        if (
+            layer.annotation(ann.ROLE) != ann.ROLE_LOCK_FILE
+            or not name
+            or "/" in name
+            or name.startswith(".")
+        ):
+            continue
+        if layer.size > _MAX_LOCK_BLOB:
+            raise UsageError(f"the lock file {name} is larger than {_MAX_LOCK_BLOB} bytes")
+        store = open_store(reference, options)
+        try:
+            with store.open_blob(reference.repository, layer) as chunks:
+                (target / name).write_bytes(b"".join(chunks))
+        finally:
+            store.close()
+        return True
+    return False

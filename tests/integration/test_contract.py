@@ -415,6 +415,7 @@ def test_push_records_which_lock_file_the_bundle_carries(
     (tmp_path / "locking").mkdir()
     shutil.copy(write_locks(tmp_path / "locking", wheels)["uv.lock"], pinned_bundle / "uv.lock")
     (pinned_bundle / "requirements.txt").write_text("featurekit==0.1.3\n")  # no hashes: not a lock
+    edit_manifest(pinned_bundle, dependencies={"python": ">=3.9"})  # only the lock pins packages
     push(mloci, pinned_bundle, "pinned")
     layers = json.loads(mloci("inspect", "pinned:1.0.0", "--json").stdout)["manifest"]["layers"]
     roles = {
@@ -424,3 +425,9 @@ def test_push_records_which_lock_file_the_bundle_carries(
         for layer in layers
     }
     assert roles["uv.lock"] == "uv" and roles["requirements.txt"] is None
+    drifted = venv_with(tmp_path, "drifted", wheels, "featurekit==0.2.0", "tinyplot==1.0.0")
+    remote = mloci("check", "pinned:1.0.0", "--python", drifted, "--json")  # fetches only the lock layer
+    assert remote.exit_code == 12
+    assert json.loads(remote.stdout)["mismatches"] == [
+        "featurekit: requires featurekit==0.1.3 (uv.lock), found featurekit 0.2.0"
+    ]
