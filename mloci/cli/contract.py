@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli.options import json_option, registry_options, session_from
 from mloci.errors import BundleInvalidError, ContractError, UsageError
 from mloci.ops.refs import parse_reference
 
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from mloci.bundle.manifest import BundleManifest
     from mloci.contract.environment import CheckReport
     from mloci.contract.run import ContractReport
-    from mloci.store import StoreOptions
+    from mloci.store import Session
+    from mloci.types.manifest import Manifest
 
 
 def _render_tests(report: ContractReport) -> None:
@@ -79,7 +80,7 @@ def test_command(
 
     if attach and key is None:
         raise UsageError("--attach needs --key (the private key that signs the results)")
-    options = store_options(kw)
+    session = session_from(kw)
     if Path(target).is_dir():
         if attach or verify_key:
             raise UsageError(
@@ -89,12 +90,12 @@ def test_command(
     else:
         report = run_reference_tests(
             parse_reference(target),
-            options=options,
+            session=session,
             verify_key=verify_key,
             trust_pickle=trust_pickle,
             only=only,
         )
-    attached = _attach(report, key, options) if attach and key is not None else None
+    attached = _attach(report, key, session) if attach and key is not None else None
     if as_json:
         emit_json({**report.to_json(), **({"attached": attached} if attached else {})})
     else:
@@ -110,33 +111,27 @@ def test_command(
         click.echo(f"{report.name} {report.version}: {len(report.results)} tests passed", err=True)
 
 
-def _attach(report: ContractReport, key: Path, options: StoreOptions) -> dict[str, Any]:
+def _attach(report: ContractReport, key: Path, session: Session) -> dict[str, Any]:
     from mloci.cli.trust import _passphrase  # noqa: PLC0415
     from mloci.contract.evidence import attach_results  # noqa: PLC0415  (cryptography)
     from mloci.ops.sign import is_encrypted  # noqa: PLC0415
 
     password = _passphrase(confirm=False) if is_encrypted(key) else None
-    return attach_results(report, key, password, options=options).to_json()
+    return attach_results(report, key, password, session=session).to_json()
 
 
-def _manifest_of(target: str, options: StoreOptions) -> tuple[BundleManifest, str, dict[str, Any] | None]:
-    from pydantic import ValidationError  # noqa: PLC0415
-
+def _manifest_of(target: str, session: Session) -> tuple[BundleManifest, str, Manifest | None]:
+    """The bundle manifest of a directory, or of a reference (and its OCI manifest, for the lock)."""
     from mloci.bundle.load import load_bundle  # noqa: PLC0415
-    from mloci.bundle.manifest import BundleManifest  # noqa: PLC0415
     from mloci.ops.inspection import inspect  # noqa: PLC0415
 
     if Path(target).is_dir():
         return load_bundle(Path(target)).manifest, target, None
-    info = inspect(parse_reference(target), options=options)
+    info = inspect(parse_reference(target), session=session)
     if info.bundle is None:
-        raise BundleInvalidError(f"{info.reference} carries no bundle manifest to check against")
-    try:
-        return BundleManifest.model_validate(info.bundle), str(info.reference), info.manifest
-    except ValidationError as exc:
-        raise BundleInvalidError(
-            f"{info.reference}: its manifest is not valid: {exc.errors()[0]['msg']}"
-        ) from None
+        why = f": {info.bundle_problem}" if info.bundle_problem else ""
+        raise BundleInvalidError(f"{info.reference} carries no valid bundle manifest to check against{why}")
+    return info.bundle, str(info.reference), info.manifest
 
 
 def render_check(report: CheckReport, *, as_json: bool) -> None:
@@ -180,13 +175,13 @@ def check_command(target: str, python: str | None, as_json: bool, **kw: Any) -> 
     """
     from mloci.contract.environment import check_environment, fetch_lock  # noqa: PLC0415
 
-    options = store_options(kw)
-    manifest, label, oci_manifest = _manifest_of(target, options)
-    if oci_manifest is None:
+    session = session_from(kw)
+    manifest, label, oci_manifest = _manifest_of(target, session)
+    if not label or Path(target).is_dir():
         report = check_environment(manifest, bundle=label, python=python, directory=Path(target))
     else:
         with tempfile.TemporaryDirectory(prefix="mloci-check-") as tmp:
-            has_lock = fetch_lock(parse_reference(label), oci_manifest, Path(tmp), options)
+            has_lock = fetch_lock(parse_reference(label), oci_manifest, Path(tmp), session)
             report = check_environment(
                 manifest, bundle=label, python=python, directory=Path(tmp) if has_lock else None
             )
@@ -216,10 +211,11 @@ def _safe(value: object) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(value))
 
 
-def contract_lines(bundle: dict[str, Any] | None) -> list[str]:
+def contract_lines(manifest: BundleManifest | None) -> list[str]:
     """``inspect``'s view of the runtime contract and the declared tests of a bundle manifest."""
-    if not bundle:
+    if manifest is None:
         return []
+    bundle = manifest.to_document()
     lines: list[str] = []
     runtime = bundle.get("runtime") if isinstance(bundle.get("runtime"), dict) else {}
     assert isinstance(runtime, dict)  # noqa: S101  (narrowed above)

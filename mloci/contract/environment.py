@@ -31,12 +31,11 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from pydantic import ValidationError
 
 from mloci.bundle.locks import read_lock
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import UsageError
-from mloci.store import StoreOptions, open_store
+from mloci.store import Session, scoped
 from mloci.types import annotations as ann
 from mloci.types.manifest import Manifest
 from mloci.types.reference import Reference
@@ -427,17 +426,13 @@ def check_environment(
 
 
 def fetch_lock(
-    reference: Reference, manifest: dict[str, Any], target: Path, options: StoreOptions | None
+    reference: Reference, manifest: Manifest | None, target: Path, session: Session | None
 ) -> bool:
     """Download the lock-file layer ``push`` marked (``dev.mloci.role: lock-file``) into ``target``.
 
     Only that small blob is fetched, verified against its digest; False when there is none.
     """
-    try:
-        parsed = Manifest.model_validate(manifest)
-    except ValidationError:
-        return False
-    for layer in parsed.layers:
+    for layer in manifest.layers if manifest is not None else []:
         name = layer.annotation(ann.TITLE) or ""
         if (
             layer.annotation(ann.ROLE) != ann.ROLE_LOCK_FILE
@@ -448,11 +443,10 @@ def fetch_lock(
             continue
         if layer.size > _MAX_LOCK_BLOB:
             raise UsageError(f"the lock file {name} is larger than {_MAX_LOCK_BLOB} bytes")
-        store = open_store(reference, options)
-        try:
-            with store.open_blob(reference.repository, layer) as chunks:
-                (target / name).write_bytes(b"".join(chunks))
-        finally:
-            store.close()
+        with (
+            scoped(session) as active,
+            active.store(reference).open_blob(reference.repository, layer) as chunks,
+        ):
+            (target / name).write_bytes(b"".join(chunks))
         return True
     return False

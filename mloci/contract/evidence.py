@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from mloci.contract.run import ContractReport
 from mloci.errors import MlociError, UsageError
-from mloci.ops.attach import DSSE_ENVELOPE, AttachResult, attach_blob
+from mloci.ops.attach import AttachResult, attach_blob
 from mloci.ops.attest import (
     PREDICATE_TYPE_ANNOTATION,
     STATEMENT_TYPE,
@@ -37,10 +37,11 @@ from mloci.ops.attest import (
 )
 from mloci.ops.promote import ci_run_url
 from mloci.ops.sign import load_private_key
-from mloci.store import StoreOptions
+from mloci.store import Session
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.manifest import Descriptor, canonical_json
+from mloci.types.mediatype import DSSE_ENVELOPE
 from mloci.types.reference import Reference
 
 TEST_RESULT_V01: Final = "https://in-toto.io/attestation/test-result/v0.1"
@@ -105,7 +106,7 @@ def attach_results(
     key_path: Path,
     password: bytes | None,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> AttachedResults:
     """Sign the report (passing or not) and attach it to exactly the digest that was tested."""
     key = load_private_key(key_path, password)
@@ -121,7 +122,7 @@ def attach_results(
         Blob(layer, data=data),
         artifact_type=DSSE_ENVELOPE,
         annotations={PREDICATE_TYPE_ANNOTATION: TEST_RESULT_V01},
-        options=options,
+        session=session,
     )
     return AttachedResults(statement, envelope.signatures[0].keyid, attached)
 
@@ -163,14 +164,14 @@ def passing_results(
     keys: list[Path],
     *,
     latency: Mapping[str, Mapping[str, float | None]],
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> tuple[bool, str]:
     """Whether a test-result attestation signed by one of ``keys`` says the tests of exactly this
     digest PASSED, within the ``latency`` bounds (metric → {min, max}); and why, in one line."""
     reasons: list[str] = []
     for key in keys:
         try:
-            verified = verify_attestation(reference, key, predicate_type=TEST_RESULT_V01, options=options)
+            verified = verify_attestation(reference, key, predicate_type=TEST_RESULT_V01, session=session)
         except MlociError as exc:
             reasons.append(f"{key.name}: {exc.message}")
             continue

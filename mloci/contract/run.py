@@ -47,7 +47,7 @@ from mloci.bundle.manifest import (
 from mloci.contract.arrays import compare, load_arrays
 from mloci.contract.runners import Array, Runner, TensorInfo, load_runner, numpy_dtype
 from mloci.errors import MlociError, UsageError
-from mloci.store import StoreOptions
+from mloci.store import Session
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference
 
@@ -421,7 +421,7 @@ def run_tests(
 def run_reference_tests(
     reference: Reference,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     verify_key: Path | None = None,
     trust_pickle: bool = False,
     only: Sequence[str] = (),
@@ -432,12 +432,7 @@ def run_reference_tests(
 
     with tempfile.TemporaryDirectory(prefix="mloci-test-") as tmp:
         target = Path(tmp) / "bundle"
-        if verify_key is not None:
-            from mloci.ops.verified_pull import pull_verified  # noqa: PLC0415
-
-            pulled = pull_verified(reference, target, verify_key, options=options).pulled
-        else:
-            pulled = pull(reference, target, options=options)
+        pulled = pull(reference, target, session=session, verify_key=verify_key)
         return run_tests(
             target, trust_pickle=trust_pickle, only=only, reference=pulled.reference, digest=pulled.digest
         )

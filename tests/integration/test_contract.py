@@ -294,9 +294,10 @@ def test_failing_results_or_results_for_another_digest_do_not_count(
     (passing,) = verify_attestation(
         Reference.parse(f"{repo}:1.0.0"), public, predicate_type=TEST_RESULT_V01
     ).attestations
-    from mloci.ops.attach import DSSE_ENVELOPE, attach_blob
+    from mloci.ops.attach import attach_blob
     from mloci.types.blob import Blob
     from mloci.types.manifest import Descriptor
+    from mloci.types.mediatype import DSSE_ENVELOPE
 
     fetched = Reference.parse(f"{repo}@{passing.digest}")
     manifest = json.loads(http_manifest(registry, "ml/churn", str(fetched.digest)))
