@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,7 @@ import click
 
 from mloci.cli._output import emit_json
 from mloci.cli.options import json_option, registry_options, session_from
-from mloci.errors import BundleInvalidError, ContractError, UsageError
+from mloci.errors import ContractError, UsageError
 from mloci.ops.refs import parse_reference
 
 if TYPE_CHECKING:
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from mloci.contract.environment import CheckReport
     from mloci.contract.run import ContractReport
     from mloci.store import Session
-    from mloci.types.manifest import Manifest
 
 
 def _render_tests(report: ContractReport) -> None:
@@ -120,20 +118,6 @@ def _attach(report: ContractReport, key: Path, session: Session) -> dict[str, An
     return attach_results(report, key, password, session=session).to_json()
 
 
-def _manifest_of(target: str, session: Session) -> tuple[BundleManifest, str, Manifest | None]:
-    """The bundle manifest of a directory, or of a reference (and its OCI manifest, for the lock)."""
-    from mloci.bundle.load import load_bundle  # noqa: PLC0415
-    from mloci.ops.inspection import inspect  # noqa: PLC0415
-
-    if Path(target).is_dir():
-        return load_bundle(Path(target)).manifest, target, None
-    info = inspect(parse_reference(target), session=session)
-    if info.bundle is None:
-        why = f": {info.bundle_problem}" if info.bundle_problem else ""
-        raise BundleInvalidError(f"{info.reference} carries no valid bundle manifest to check against{why}")
-    return info.bundle, str(info.reference), info.manifest
-
-
 def render_check(report: CheckReport, *, as_json: bool) -> None:
     """Print a check report; raise ContractError (exit 12) naming every mismatch."""
     if as_json:
@@ -173,18 +157,10 @@ def check_command(target: str, python: str | None, as_json: bool, **kw: Any) -> 
 
     Exits 0 when compatible and 12 naming every mismatch on its own line.
     """
-    from mloci.contract.environment import check_environment, fetch_lock  # noqa: PLC0415
+    from mloci.contract.environment import check_target  # noqa: PLC0415
 
-    session = session_from(kw)
-    manifest, label, oci_manifest = _manifest_of(target, session)
-    if not label or Path(target).is_dir():
-        report = check_environment(manifest, bundle=label, python=python, directory=Path(target))
-    else:
-        with tempfile.TemporaryDirectory(prefix="mloci-check-") as tmp:
-            has_lock = fetch_lock(parse_reference(label), oci_manifest, Path(tmp), session)
-            report = check_environment(
-                manifest, bundle=label, python=python, directory=Path(tmp) if has_lock else None
-            )
+    where = Path(target) if Path(target).is_dir() else parse_reference(target)
+    report = check_target(where, python=python, session=session_from(kw))
     render_check(report, as_json=as_json)
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from mloci.bundle.load import load_bundle
 from mloci.bundle.locks import read_lock
 from mloci.bundle.manifest import BundleManifest
-from mloci.errors import UsageError
+from mloci.errors import BundleInvalidError, UsageError
 from mloci.store import Session, scoped
 from mloci.types import annotations as ann
 from mloci.types.manifest import Manifest
@@ -450,3 +452,30 @@ def fetch_lock(
             (target / name).write_bytes(b"".join(chunks))
         return True
     return False
+
+
+def check_target(
+    target: Path | Reference, *, python: str | None = None, session: Session | None = None
+) -> CheckReport:
+    """:func:`check_environment` for a bundle directory (with its lock file) or a reference (its
+    manifest and lock-file layer only, never the weights)."""
+    if isinstance(target, Path):
+        manifest = load_bundle(target).manifest
+        return check_environment(manifest, bundle=str(target), python=python, directory=target)
+    from mloci.ops.inspection import inspect  # noqa: PLC0415
+
+    with scoped(session) as active:
+        info = inspect(target, session=active)
+        if info.bundle is None:
+            why = f": {info.bundle_problem}" if info.bundle_problem else ""
+            raise BundleInvalidError(
+                f"{info.reference} carries no valid bundle manifest to check against{why}"
+            )
+        with tempfile.TemporaryDirectory(prefix="mloci-check-") as tmp:
+            has_lock = fetch_lock(info.reference, info.manifest, Path(tmp), active)
+            return check_environment(
+                info.bundle,
+                bundle=str(info.reference),
+                python=python,
+                directory=Path(tmp) if has_lock else None,
+            )

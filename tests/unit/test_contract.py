@@ -484,3 +484,19 @@ def test_lock_files_yield_the_packages_that_apply_here(tmp_path: Path) -> None:
     lock = read_lock(tmp_path, linux)  # pylock.toml wins over uv.lock
     assert lock is not None and lock.path == "pylock.toml"
     assert [(p.name, p.version) for p in lock.packages] == [("numpy", "2.4.6")]
+
+
+def test_the_python_api_returns_reports_instead_of_raising(bundle: Path) -> None:
+    import mloci
+
+    path = bundle / "tests" / "golden_outputs.json"
+    expected = json.loads(path.read_text())
+    expected["label"][2] = 1 - expected["label"][2]
+    path.write_text(json.dumps(expected))
+    report = mloci.run_tests(bundle, only=["golden"])
+    assert isinstance(report, mloci.ContractReport) and not report.passed
+    assert report.failures[0].detail.startswith("label[2]: expected")
+    checked = mloci.check_environment(str(bundle))
+    assert isinstance(checked, mloci.CheckReport)
+    assert {f.check for f in checked.findings} >= {"python", "requirement", "cpu", "memory"}
+    assert issubclass(mloci.ContractError, mloci.MlociError) and mloci.ContractError.exit_code == 12
