@@ -26,6 +26,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from mloci.errors import UsageError
+from mloci.types import annotations as ann
+from mloci.types.manifest import Descriptor, Manifest
 
 LockKind = Literal["pylock", "uv", "requirements"]
 _MAX_LOCK = 16 << 20
@@ -61,8 +63,9 @@ def lock_kind(root: Path, path: str) -> LockKind | None:
     return None
 
 
-def _holds(marker: str | None, environment: Mapping[str, str]) -> bool:
-    if not marker:
+def _holds(marker: str | None, environment: Mapping[str, str] | None) -> bool:
+    """Whether ``marker`` holds in ``environment``; None means every environment (the full set)."""
+    if not marker or environment is None:
         return True
     try:
         return Marker(marker).evaluate({**environment, "extra": ""})
@@ -70,7 +73,7 @@ def _holds(marker: str | None, environment: Mapping[str, str]) -> bool:
         return True
 
 
-def _pylock(document: dict[str, Any], environment: Mapping[str, str]) -> list[LockedPackage]:
+def _pylock(document: dict[str, Any], environment: Mapping[str, str] | None) -> list[LockedPackage]:
     packages = []
     for entry in document.get("packages") or []:
         wanted = isinstance(entry, dict) and entry.get("name") and entry.get("version")
@@ -79,7 +82,7 @@ def _pylock(document: dict[str, Any], environment: Mapping[str, str]) -> list[Lo
     return packages
 
 
-def _uv(document: dict[str, Any], environment: Mapping[str, str]) -> list[LockedPackage]:
+def _uv(document: dict[str, Any], environment: Mapping[str, str] | None) -> list[LockedPackage]:
     entries = [e for e in document.get("package") or [] if isinstance(e, dict) and e.get("name")]
     by_name: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
@@ -115,7 +118,7 @@ def _uv(document: dict[str, Any], environment: Mapping[str, str]) -> list[Locked
     return sorted(packages, key=lambda p: canonicalize_name(p.name))
 
 
-def _requirements(text: str, environment: Mapping[str, str]) -> list[LockedPackage]:
+def _requirements(text: str, environment: Mapping[str, str] | None) -> list[LockedPackage]:
     packages = []
     logical = re.sub(r"\\\r?\n", " ", text)
     for raw in logical.splitlines():
@@ -133,8 +136,21 @@ def _requirements(text: str, environment: Mapping[str, str]) -> list[LockedPacka
     return packages
 
 
-def read_lock(root: Path, environment: Mapping[str, str]) -> LockFile | None:
-    """The bundle's lock file, with the packages that apply in ``environment`` (PEP 508 markers)."""
+def parse_lock(name: str, kind: LockKind, text: str, environment: Mapping[str, str] | None) -> LockFile:
+    """The packages of lock file ``name`` that apply in ``environment`` (None: all of them)."""
+    if kind == "requirements":
+        return LockFile(name, kind, tuple(_requirements(text, environment)))
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{name} is not valid TOML: {exc}") from None
+    packages = _pylock(document, environment) if kind == "pylock" else _uv(document, environment)
+    return LockFile(name, kind, tuple(packages))
+
+
+def read_lock(root: Path, environment: Mapping[str, str] | None) -> LockFile | None:
+    """The bundle's lock file, with the packages that apply in ``environment`` (PEP 508 markers;
+    None: every package, as an SBOM lists them)."""
     candidates = sorted(p.name for p in root.iterdir() if p.is_file())
     order = {"pylock": 0, "uv": 1, "requirements": 2}
     found = sorted(
@@ -148,11 +164,17 @@ def read_lock(root: Path, environment: Mapping[str, str]) -> LockFile | None:
         text = (root / name).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read the lock file {name}: {exc}") from None
-    if kind == "requirements":
-        return LockFile(name, kind, tuple(_requirements(text, environment)))
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{name} is not valid TOML: {exc}") from None
-    packages = _pylock(document, environment) if kind == "pylock" else _uv(document, environment)
-    return LockFile(name, kind, tuple(packages))
+    return parse_lock(name, kind, text, environment)
+
+
+def lock_layer(manifest: Manifest | None) -> tuple[str, LockKind, Descriptor] | None:
+    """The layer ``push`` marked as the bundle's lock file: (file name, kind, descriptor)."""
+    for layer in manifest.layers if manifest is not None else []:
+        name = layer.annotation(ann.TITLE) or ""
+        kind = layer.annotation(ann.LOCK_FORMAT)
+        if layer.annotation(ann.ROLE) != ann.ROLE_LOCK_FILE or kind not in ("pylock", "uv", "requirements"):
+            continue
+        if not name or "/" in name or name.startswith(".") or layer.size > _MAX_LOCK:
+            continue
+        return name, kind, layer  # type: ignore[return-value]  # kind checked against LockKind above
+    return None

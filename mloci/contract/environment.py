@@ -34,11 +34,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from mloci.bundle.load import load_bundle
-from mloci.bundle.locks import read_lock
+from mloci.bundle.locks import lock_layer, read_lock
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import BundleInvalidError, UsageError
 from mloci.store import Session, scoped
-from mloci.types import annotations as ann
 from mloci.types.manifest import Manifest
 from mloci.types.reference import Reference
 
@@ -48,7 +47,6 @@ _UNITS = {
 }  # fmt: skip
 _UNLIMITED = 1 << 60  # cgroup v1 writes a page-rounded LONG_MAX for "no limit"
 _NO_ACCELERATOR = ("", "none", "cpu")
-_MAX_LOCK_BLOB = 16 << 20
 
 
 def quantity(text: str) -> float:
@@ -434,24 +432,13 @@ def fetch_lock(
 
     Only that small blob is fetched, verified against its digest; False when there is none.
     """
-    for layer in manifest.layers if manifest is not None else []:
-        name = layer.annotation(ann.TITLE) or ""
-        if (
-            layer.annotation(ann.ROLE) != ann.ROLE_LOCK_FILE
-            or not name
-            or "/" in name
-            or name.startswith(".")
-        ):
-            continue
-        if layer.size > _MAX_LOCK_BLOB:
-            raise UsageError(f"the lock file {name} is larger than {_MAX_LOCK_BLOB} bytes")
-        with (
-            scoped(session) as active,
-            active.store(reference).open_blob(reference.repository, layer) as chunks,
-        ):
-            (target / name).write_bytes(b"".join(chunks))
-        return True
-    return False
+    found = lock_layer(manifest)
+    if found is None:
+        return False
+    name, _, layer = found
+    with scoped(session) as active, active.store(reference).open_blob(reference.repository, layer) as chunks:
+        (target / name).write_bytes(b"".join(chunks))
+    return True
 
 
 def check_target(

@@ -432,3 +432,22 @@ def test_push_records_which_lock_file_the_bundle_carries(
     assert json.loads(remote.stdout)["mismatches"] == [
         "featurekit: requires featurekit==0.1.3 (uv.lock), found featurekit 0.2.0"
     ]
+
+
+def test_the_sbom_lists_every_locked_package(
+    mloci: Runner, tmp_path: Path, wheels: Path, pinned_bundle: Path
+) -> None:
+    (tmp_path / "locking").mkdir()
+    shutil.copy(write_locks(tmp_path / "locking", wheels)["pylock.toml"], pinned_bundle / "pylock.toml")
+    edit_manifest(pinned_bundle, dependencies={"requirements": ["featurekit==0.1.3"]})
+    push(mloci, pinned_bundle, "pinned")
+    for target in (pinned_bundle, "pinned:1.0.0"):
+        result = mloci("sbom", target)
+        assert result.exit_code == 0, result.stderr
+        libraries = {
+            c["purl"]: c.get("properties", [])
+            for c in json.loads(result.stdout)["components"]
+            if c["type"] == "library"
+        }
+        assert set(libraries) == {"pkg:pypi/featurekit@0.1.3", "pkg:pypi/tinyplot@1.0.0"}
+        assert libraries["pkg:pypi/tinyplot@1.0.0"] == [{"name": "mloci:lock.file", "value": "pylock.toml"}]
