@@ -112,9 +112,15 @@ def probe_interpreter(python: str | None) -> dict[str, Any]:
     if python is None:
         return probe()
     executable = shutil.which(python) or python
+    try:
+        body = textwrap.dedent(inspect.getsource(probe))
+    except (OSError, TypeError):
+        raise UsageError(
+            "mloci's source is not available here, so --python cannot probe another interpreter"
+        ) from None
     source = (
         "from __future__ import annotations\nimport json\nfrom typing import Any\n"
-        + textwrap.dedent(inspect.getsource(probe))
+        + body
         + "\nprint(json.dumps(probe()))\n"
     )
     try:

@@ -52,6 +52,7 @@ from mloci.types.digest import Digest
 from mloci.types.reference import Reference
 
 _TAIL = 2000  # characters of a command's output kept in the report
+_SECRET_ENV = frozenset({"MLOCI_PASSWORD", "MLOCI_USERNAME", "MLOCI_KEY_PASSWORD"})
 
 
 def printable(text: str) -> str:
@@ -320,6 +321,11 @@ def _last_line(text: str) -> str:
     return printable(lines[-1][:300]) if lines else ""
 
 
+def _command_env() -> dict[str, str]:
+    """The caller's environment without mloci's secrets: bundle code never sees them."""
+    return {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+
+
 def _command(root: Path, test: CommandTest) -> ContractResult:
     # "python" means the interpreter running mloci, where the model's libraries are installed.
     program = sys.executable if test.run[0] in ("python", "python3") else test.run[0]
@@ -334,6 +340,7 @@ def _command(root: Path, test: CommandTest) -> ContractResult:
             timeout=test.timeout_s,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=_command_env(),
         )
     except FileNotFoundError:
         return ContractResult(test.name, test.kind, False, f"{printable(test.run[0])}: program not found")

@@ -163,7 +163,9 @@ def test_check_a_reference_reads_only_its_manifest_and_pull_check_gates_an_init_
 # -- command tests -------------------------------------------------------------------------------
 
 
-def test_command_tests_run_in_the_bundle_directory(tmp_path: Path, mloci: Runner) -> None:
+def test_command_tests_run_in_the_bundle_directory(
+    tmp_path: Path, mloci: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bundle = tmp_path / "cmd"
     (bundle / "tests").mkdir(parents=True)
     (bundle / "model.bin").write_bytes(b"\0")
@@ -174,6 +176,7 @@ def test_command_tests_run_in_the_bundle_directory(tmp_path: Path, mloci: Runner
         "import sys\nprint('about to fail')\nsys.stderr.write('accuracy 0.61 < 0.8 \\x1b[31mred\\n')\nsys.exit(3)\n"
     )
     (bundle / "tests" / "slow.py").write_text("import time\ntime.sleep(30)\n")
+    (bundle / "tests" / "env.py").write_text("import os\nprint(os.environ.get('MLOCI_PASSWORD', 'unset'))\n")
     (bundle / "manifest.json").write_text(
         json.dumps(
             {
@@ -184,13 +187,16 @@ def test_command_tests_run_in_the_bundle_directory(tmp_path: Path, mloci: Runner
                     {"name": "bad", "kind": "command", "run": ["python", "tests/fail.py"]},
                     {"name": "slow", "kind": "command", "run": ["python", "tests/slow.py"], "timeout_s": 0.5},
                     {"name": "missing", "kind": "command", "run": ["no-such-program-anywhere"]},
+                    {"name": "env", "kind": "command", "run": ["python3", "tests/env.py"]},
                 ],
             }
         )
     )
+    monkeypatch.setenv("MLOCI_PASSWORD", "s3cret-registry-token")
     result = mloci("test", bundle, "--json")
     assert result.exit_code == 12
     tests = {t["name"]: t for t in json.loads(result.stdout)["tests"]}
+    assert tests["env"]["measurements"]["stdout"] == "unset\n"  # bundle code never sees the secrets
     assert tests["ok"]["passed"] and tests["ok"]["measurements"]["stdout"] == "fine\n"
     assert tests["bad"]["detail"] == "exit status 3: accuracy 0.61 < 0.8 \\x1b[31mred"
     assert tests["slow"]["detail"] == "stopped after 0.5 s (timeout_s)"
@@ -207,7 +213,10 @@ def ci_keys(tmp_path: Path) -> tuple[Path, Path]:
     return generate_keypair(tmp_path / "keys" / "ci", b"", allow_unencrypted=True)
 
 
-def test_a_reference_is_pulled_and_tested(mloci: Runner, registry: Registry, bundle: Path) -> None:
+def test_a_reference_is_pulled_and_tested(
+    mloci: Runner, registry: Registry, bundle: Path, ci_keys: tuple[Path, Path]
+) -> None:
+    private, public = ci_keys
     repo = f"{registry.host}/ml/churn"
     digest = push(mloci, bundle, repo)
     result = mloci("test", f"{repo}:1.0.0", "--json")
@@ -215,6 +224,11 @@ def test_a_reference_is_pulled_and_tested(mloci: Runner, registry: Registry, bun
     report = json.loads(result.stdout)
     assert report["digest"] == digest and report["reference"] == f"{repo}:1.0.0@{digest}"
     assert [t["name"] for t in report["tests"] if t["passed"]] == ["golden", "signature", "latency"]
+    unsigned = mloci("test", f"{repo}:1.0.0", "--verify-key", public)
+    assert unsigned.exit_code == 6 and "Traceback" not in unsigned.stderr
+    assert mloci("sign", f"{repo}:1.0.0", "--key", private).exit_code == 0
+    signed = mloci("test", f"{repo}:1.0.0", "--verify-key", public)
+    assert signed.exit_code == 0, signed.stderr
 
 
 def test_signed_results_verify_and_satisfy_require_tests(
