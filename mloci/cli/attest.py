@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size
+from mloci.cli._output import emit_json, human_size, printable
 from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, session_from
 from mloci.cli.trust import _passphrase
 from mloci.errors import UsageError
@@ -238,6 +238,6 @@ def discover_command(reference: str, artifact_type: str | None, as_json: bool, *
         return
     click.echo(str(result.reference))
     for entry in result.cosign:
-        click.echo(f"· cosign {entry.kind}: {entry.tag} ({entry.layers})")
+        click.echo(printable(f"· cosign {entry.kind}: {entry.tag} ({entry.layers})"))
     for line in _tree_lines(result.referrers, ""):
-        click.echo(line)
+        click.echo(printable(line))

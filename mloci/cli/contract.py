@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, printable
 from mloci.cli.options import json_option, registry_options, session_from
 from mloci.errors import ContractError, UsageError
 from mloci.ops.refs import parse_reference
@@ -23,7 +23,7 @@ def _render_tests(report: ContractReport) -> None:
     width = max(len(r.name) for r in report.results)
     for result in report.results:
         mark = "PASS" if result.passed else "FAIL"
-        click.echo(f"{mark}  {result.name:<{width}}  {result.kind:<9}  {result.detail}")
+        click.echo(printable(f"{mark}  {result.name:<{width}}  {result.kind:<9}  {result.detail}"))
 
 
 @click.command("test")
@@ -124,7 +124,7 @@ def render_check(report: CheckReport, *, as_json: bool) -> None:
         emit_json(report.to_json())
     else:
         for finding in report.findings:
-            click.echo(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.line()}")
+            click.echo(printable(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.line()}"))
     if not report.passed:
         lines = "; ".join(f.line() for f in report.mismatches)
         raise ContractError(
@@ -171,7 +171,7 @@ def check_pulled(directory: Path) -> None:
 
     report = check_environment(load_bundle(directory).manifest, bundle=str(directory), directory=directory)
     for finding in report.mismatches:
-        click.echo(f"mismatch: {finding.line()}", err=True)
+        click.echo(printable(f"mismatch: {finding.line()}"), err=True)
     if not report.passed:
         raise ContractError(
             f"this environment does not meet {report.name} {report.version}'s contract "
@@ -184,7 +184,7 @@ def _safe(value: object) -> str:
     """A value from a registry, with control characters escaped before it reaches the terminal."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 50.0 in the stored JSON reads as 50
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(value))
+    return printable(value)
 
 
 def contract_lines(manifest: BundleManifest | None) -> list[str]:

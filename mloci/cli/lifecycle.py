@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size
+from mloci.cli._output import emit_json, human_size, printable
 from mloci.cli.options import json_option, registry_options, session_from
 from mloci.ops.diff import diff
 from mloci.ops.gc import gc
@@ -101,7 +101,9 @@ def history_command(repository: str | None, environment: str | None, as_json: bo
         was = _short(r.previous) if r.previous else "(none)"
         why = f"  {r.reason}" if r.reason else ""
         click.echo(
-            f"{r.timestamp:%Y-%m-%d %H:%M:%S}Z  {r.environment:<10} {was} → {_short(r.digest)}  {r.actor}{why}"
+            printable(
+                f"{r.timestamp:%Y-%m-%d %H:%M:%S}Z  {r.environment:<10} {was} → {_short(r.digest)}  {r.actor}{why}"
+            )
         )
 
 
@@ -168,8 +170,10 @@ def ls_command(repository: str, as_json: bool, **kw: Any) -> None:
         metrics = " ".join(f"{k}={v.metrics[k]}" for k in sorted(v.metrics)[:4])
         aliases = f"  [{', '.join(v.aliases)}]" if v.aliases else ""
         click.echo(
-            f"{(v.version or '-'):<16} {(v.revision or '-')[:7]:<8} {_short(v.digest)}  {(v.created or '-'):<20} "
-            f"{metrics}{aliases}"
+            printable(
+                f"{(v.version or '-'):<16} {(v.revision or '-')[:7]:<8} {_short(v.digest)}  {(v.created or '-'):<20} "
+                f"{metrics}{aliases}"
+            )
         )
 
 
@@ -201,7 +205,9 @@ def diff_command(left: str, right: str, as_json: bool, **kw: Any) -> None:
             if isinstance(a, int | float) and isinstance(b, int | float):
                 delta = f"  ({b - a:+.4g})"
             click.echo(
-                f"  {key}: {a if a is not None else '(absent)'} → {b if b is not None else '(absent)'}{delta}"
+                printable(
+                    f"  {key}: {a if a is not None else '(absent)'} → {b if b is not None else '(absent)'}{delta}"
+                )
             )
     click.echo(f"{result.unchanged_files} files unchanged")
 
@@ -241,7 +247,11 @@ def gc_command(
     verb = "would delete" if dry_run else "deleted"
     for v in plan.delete:
         extra = len(plan.attachments.get(str(v.digest), []))
-        click.echo(f"{verb} {v.version or '-'} {_short(v.digest)} ({', '.join(v.tags)}) and {extra} attached")
+        click.echo(
+            printable(
+                f"{verb} {v.version or '-'} {_short(v.digest)} ({', '.join(v.tags)}) and {extra} attached"
+            )
+        )
     for v in plan.keep:
         why = f"held by {', '.join(v.aliases)}" if v.aliases else "recent"
-        click.echo(f"keep   {v.version or '-'} {_short(v.digest)} ({why})")
+        click.echo(printable(f"keep   {v.version or '-'} {_short(v.digest)} ({why})"))

@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, printable
 from mloci.cli.options import json_option, registry_options, session_from
 from mloci.errors import PolicyError
 from mloci.ops.policy import check
@@ -31,6 +31,6 @@ def check_command(reference: str, policy_file: Path, as_json: bool, **kw: Any) -
         emit_json(report.to_json())
     else:
         for result in report.results:
-            click.echo(f"{'pass' if result.passed else 'FAIL'}  {result.rule}: {result.detail}")
+            click.echo(printable(f"{'pass' if result.passed else 'FAIL'}  {result.rule}: {result.detail}"))
     if not report.passed:
         raise click.exceptions.Exit(PolicyError.exit_code)

@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size, listener
+from mloci.cli._output import emit_json, human_size, listener, printable
 from mloci.cli.options import json_option, quiet_option, registry_options, session_from
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
@@ -100,7 +100,9 @@ def pull_command(
             )
         if result.replaced:
             click.echo(
-                f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}",
+                printable(
+                    f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}"
+                ),
                 err=True,
             )
     click.echo(str(result.reference))

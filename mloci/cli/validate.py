@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, printable
 from mloci.cli.options import json_option
 from mloci.errors import BundleInvalidError
 from mloci.ops.validate import validate
@@ -23,9 +23,9 @@ def validate_command(bundle: Path, as_json: bool) -> None:
         emit_json(report.to_json())
     elif report.manifest is not None:
         m = report.manifest
-        click.echo(f"{bundle}: valid — {m.name} {m.version}, {len(report.files)} files")
+        click.echo(printable(f"{bundle}: valid — {m.name} {m.version}, {len(report.files)} files"))
     else:
         for problem in report.problems:
-            click.echo(f"{bundle}: {problem}", err=True)
+            click.echo(printable(f"{bundle}: {problem}"), err=True)
     if not report.valid:
         raise click.exceptions.Exit(BundleInvalidError.exit_code)

@@ -50,6 +50,7 @@ from mloci.errors import MlociError, UsageError
 from mloci.store import Session
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference
+from mloci.types.text import escape_controls
 
 _TAIL = 2000  # characters of a command's output kept in the report
 _SECRET_ENV = frozenset({"MLOCI_PASSWORD", "MLOCI_USERNAME", "MLOCI_KEY_PASSWORD"})
@@ -57,7 +58,7 @@ _SECRET_ENV = frozenset({"MLOCI_PASSWORD", "MLOCI_USERNAME", "MLOCI_KEY_PASSWORD
 
 def printable(text: str) -> str:
     """``text`` with control characters escaped, so bundle output cannot drive the terminal."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return escape_controls(text)
 
 
 @dataclass(frozen=True)

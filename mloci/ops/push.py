@@ -11,7 +11,7 @@ from typing import Any, Literal
 from mloci import settings
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
-from mloci.bundle.load import Bundle, load_bundle
+from mloci.bundle.load import Bundle, check_checksums, load_bundle
 from mloci.bundle.manifest import MANIFEST_FILENAME
 from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
 from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
@@ -282,7 +282,8 @@ def push_bundle(
     listener: TransferListener | None = None,
 ) -> PushResult:
     """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY."""
-    bundle = with_git(load_bundle(path), git_state(path))
+    # Checksum files are compared with the digests computed below: every file is read once.
+    bundle = with_git(load_bundle(path, checksums=False), git_state(path))
     ref, target_tags = target_for(bundle.manifest.name, target)
     for tag in extra_tags:
         if not is_valid_tag(tag):
@@ -310,6 +311,7 @@ def push_bundle(
         listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
         try:
             digests = file_digests(bundle, cache.hasher(inner), concurrency, token)
+            check_checksums(bundle, digests)
             packed = pack(bundle, digests=digests)
             return push_packed(
                 packed,

@@ -51,7 +51,10 @@ class Store(Protocol):
     def list_tags(self, repository: str) -> list[str]: ...
 
     def delete_manifest(self, repository: str, digest: Digest) -> None:
-        """Delete a manifest (and so every tag naming it); UnsupportedError where deletes are disabled."""
+        """Delete a manifest (and so every tag naming it); UnsupportedError where deletes are disabled.
+
+        Tags are gone at once; the local store may serve the bytes by digest until it collects garbage.
+        """
         ...
 
     def referrers(
