@@ -112,6 +112,7 @@ class ContractReport:
             "reference": str(self.reference) if self.reference else None,
             "digest": str(self.digest) if self.digest else None,
             "passed": self.passed,
+            "manifestSha256": self.manifest_sha256,
             "tests": [r.to_json() for r in self.results],
             "environment": self.environment,
             "startedOn": self.started_on.strftime("%Y-%m-%dT%H:%M:%SZ"),

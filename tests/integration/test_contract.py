@@ -137,6 +137,13 @@ def test_check_names_a_wrong_python(mloci: Runner, tmp_path: Path, wheels: Path,
     ]
 
 
+def test_check_with_a_python_that_does_not_run_is_a_usage_error(
+    mloci: Runner, tmp_path: Path, pinned_bundle: Path
+) -> None:
+    result = mloci("check", pinned_bundle, "--python", tmp_path / "no" / "python")
+    assert result.exit_code == 2 and "cannot run" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_check_a_reference_reads_only_its_manifest_and_pull_check_gates_an_init_container(
     mloci: Runner, registry: Registry, tmp_path: Path, pinned_bundle: Path
 ) -> None:

@@ -500,3 +500,25 @@ def test_the_python_api_returns_reports_instead_of_raising(bundle: Path) -> None
     assert isinstance(checked, mloci.CheckReport)
     assert {f.check for f in checked.findings} >= {"python", "requirement", "cpu", "memory"}
     assert issubclass(mloci.ContractError, mloci.MlociError) and mloci.ContractError.exit_code == 12
+
+
+def test_an_accelerator_is_checked_only_when_asked_and_matched_by_model(tmp_path: Path) -> None:
+    _write(tmp_path, "proc/driver/nvidia/gpus/0000:00:1e.0/information", "Model: \t Tesla T4\nIRQ: 42\n")
+    _write(tmp_path, "proc/meminfo", "MemTotal:       16000000 kB\n")
+
+    def finding(runtime: dict[str, object], hardware: list[dict[str, str]] | None = None) -> list[str]:
+        manifest = BundleManifest.model_validate(
+            {"name": "m", "version": "1.0.0", "runtime": runtime, "hardware": hardware or []}
+        )
+        report = check_environment(manifest, bundle="m", root=tmp_path)
+        return [f"{f.ok} {f.line()}" for f in report.findings if f.check == "accelerator"]
+
+    assert finding({"accelerator": "nvidia-t4"}) == [
+        "True accelerator: requires nvidia-t4, found nvidia Tesla T4"
+    ]
+    assert finding({"accelerator": "nvidia-a100-80gb"}) == [
+        "False accelerator: requires nvidia-a100-80gb, found nvidia Tesla T4"
+    ]
+    assert finding({"accelerator": "none"}) == []
+    assert finding({}, [{"kind": "gpu"}]) == ["True accelerator: requires gpu, found nvidia Tesla T4"]
+    assert finding({}, [{"kind": "cpu"}, {"kind": "gpu"}]) == []  # a CPU target is enough
