@@ -78,6 +78,7 @@ def test_command(
 
     if attach and key is None:
         raise UsageError("--attach needs --key (the private key that signs the results)")
+    password = _key_password(key) if attach and key is not None else None  # asked before the tests run
     session = session_from(kw)
     if Path(target).is_dir():
         if attach or verify_key:
@@ -93,7 +94,7 @@ def test_command(
             trust_pickle=trust_pickle,
             only=only,
         )
-    attached = _attach(report, key, session) if attach and key is not None else None
+    attached = _attach(report, key, password, session) if attach and key is not None else None
     if as_json:
         emit_json({**report.to_json(), **({"attached": attached} if attached else {})})
     else:
@@ -109,12 +110,19 @@ def test_command(
         click.echo(f"{report.name} {report.version}: {len(report.results)} tests passed", err=True)
 
 
-def _attach(report: ContractReport, key: Path, session: Session) -> dict[str, Any]:
+def _key_password(key: Path) -> bytes | None:
+    """The passphrase of ``key``, checked by loading the key: a wrong one fails before any test runs."""
     from mloci.cli.trust import _passphrase  # noqa: PLC0415
-    from mloci.contract.evidence import attach_results  # noqa: PLC0415  (cryptography)
-    from mloci.ops.sign import is_encrypted  # noqa: PLC0415
+    from mloci.ops.sign import is_encrypted, load_private_key  # noqa: PLC0415
 
     password = _passphrase(confirm=False) if is_encrypted(key) else None
+    load_private_key(key, password)
+    return password
+
+
+def _attach(report: ContractReport, key: Path, password: bytes | None, session: Session) -> dict[str, Any]:
+    from mloci.contract.evidence import attach_results  # noqa: PLC0415  (cryptography)
+
     return attach_results(report, key, password, session=session).to_json()
 
 

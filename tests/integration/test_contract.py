@@ -472,3 +472,20 @@ def test_the_sbom_lists_every_locked_package(
         }
         assert set(libraries) == {"pkg:pypi/featurekit@0.1.3", "pkg:pypi/tinyplot@1.0.0"}
         assert libraries["pkg:pypi/tinyplot@1.0.0"] == [{"name": "mloci:lock.file", "value": "pylock.toml"}]
+
+
+def test_attach_with_an_encrypted_key_reads_the_passphrase_before_testing(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private, public = generate_keypair(tmp_path / "enc", b"correct horse")
+    repo = f"{registry.host}/ml/churn"
+    push(mloci, bundle, repo)
+    monkeypatch.setenv("MLOCI_KEY_PASSWORD", "wrong")
+    wrong = mloci("test", f"{repo}:1.0.0", "--attach", "--key", private)
+    assert wrong.exit_code == 2 and "PASS" not in wrong.stdout  # refused before any test ran
+    monkeypatch.setenv("MLOCI_KEY_PASSWORD", "correct horse")
+    assert mloci("test", f"{repo}:1.0.0", "--attach", "--key", private).exit_code == 0
+    assert (
+        mloci("verify-attestation", f"{repo}:1.0.0", "--key", public, "--type", TEST_RESULT_V01).exit_code
+        == 0
+    )
