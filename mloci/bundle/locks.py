@@ -25,7 +25,7 @@ from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from mloci.errors import UsageError
+from mloci.errors import Problem, UsageError
 from mloci.types import annotations as ann
 from mloci.types.manifest import Descriptor, Manifest
 
@@ -178,3 +178,40 @@ def lock_layer(manifest: Manifest | None) -> tuple[str, LockKind, Descriptor] | 
             continue
         return name, kind, layer  # type: ignore[return-value]  # kind checked against LockKind above
     return None
+
+
+def unpinned_requirements(root: Path) -> list[Problem]:
+    """Lines of the bundle's top-level ``requirements*.txt`` that do not pin ``name==version``
+    (``validate`` warns: such a bundle does not say what it was built with)."""
+    warnings: list[Problem] = []
+    try:
+        names = sorted(
+            p.name
+            for p in root.iterdir()
+            if p.is_file() and re.fullmatch(r"requirements[\w.-]*\.txt", p.name)
+        )
+    except OSError:
+        return warnings
+    for name in names:
+        try:
+            text = (root / name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        logical = re.sub(r"\\\r?\n", " ", text)
+        for number, raw in enumerate(logical.splitlines(), start=1):
+            line = raw.split(" #", 1)[0].strip()
+            if not line or line.startswith(("#", "-")):
+                continue
+            try:
+                req = Requirement(re.sub(r"\s--hash=\S+", "", line).strip())
+            except InvalidRequirement:
+                warnings.append(Problem(f"{name}:{number}", f"{line!r} is not a requirement"))
+                continue
+            specs = list(req.specifier)
+            if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+                warnings.append(
+                    Problem(
+                        f"{name}:{number}", f"{line!r} is not pinned; use {req.name}==VERSION or a lock file"
+                    )
+                )
+    return warnings

@@ -522,3 +522,16 @@ def test_an_accelerator_is_checked_only_when_asked_and_matched_by_model(tmp_path
     assert finding({"accelerator": "none"}) == []
     assert finding({}, [{"kind": "gpu"}]) == ["True accelerator: requires gpu, found nvidia Tesla T4"]
     assert finding({}, [{"kind": "cpu"}, {"kind": "gpu"}]) == []  # a CPU target is enough
+
+
+def test_validate_warns_about_unpinned_requirements_files(bundle: Path, mloci: Runner) -> None:
+    (bundle / "requirements.txt").write_text(
+        "numpy==2.4.6\nonnx>=1.16  # floating\n\n-r other.txt\nscikit-learn\n"
+    )
+    result = mloci("validate", bundle)
+    assert result.exit_code == 0  # a warning, not a problem
+    assert "requirements.txt:2: 'onnx>=1.16' is not pinned; use onnx==VERSION or a lock file" in result.stderr
+    assert "requirements.txt:5: 'scikit-learn' is not pinned" in result.stderr
+    report = json.loads(mloci("validate", bundle, "--json").stdout)
+    assert [w["path"] for w in report["warnings"]] == ["requirements.txt:2", "requirements.txt:5"]
+    assert mloci("validate", EXAMPLE).stderr == ""
