@@ -40,11 +40,12 @@ from mloci.ops.sign import load_private_key
 from mloci.store import Session
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
+from mloci.types.kinds import TEST_RESULT_PREDICATE
 from mloci.types.manifest import Descriptor, canonical_json
 from mloci.types.mediatype import DSSE_ENVELOPE
 from mloci.types.reference import Reference
 
-TEST_RESULT_V01: Final = "https://in-toto.io/attestation/test-result/v0.1"
+TEST_RESULT_V01: Final = TEST_RESULT_PREDICATE
 _LAYER_TITLE = "test-result.dsse.json"
 
 

@@ -32,7 +32,7 @@ from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
 from mloci.store import Session, scoped
 from mloci.types import annotations as ann
-from mloci.types.kinds import requirement_types
+from mloci.types.kinds import TEST_RESULT_PREDICATE, requirement_types
 from mloci.types.manifest import Descriptor
 from mloci.types.policy import AGE_PATTERN, Policy
 from mloci.types.reference import Reference
@@ -222,12 +222,18 @@ def _check_age(policy: Policy, info: Artifact, now: datetime) -> list[RuleResult
 
 def _check_required(policy: Policy, referrers: list[Descriptor]) -> list[RuleResult]:
     present = {d.artifact_type for d in referrers if d.artifact_type}
+    # Signed test results are DSSE envelopes too; they must not pass for provenance.
+    provenance = {
+        d.artifact_type
+        for d in referrers
+        if d.artifact_type and d.annotation(ann.PREDICATE_TYPE) != TEST_RESULT_PREDICATE
+    }
     results = []
     for name in policy.require:
         if name == "tests":
             continue  # a signed verdict, not just an attachment: _check_tests
         accepted = REQUIREMENT_TYPES.get(name, (name,))
-        found = sorted(present & set(accepted))
+        found = sorted((provenance if name == "provenance" else present) & set(accepted))
         detail = f"attached ({', '.join(found)})" if found else f"no referrer of type {' or '.join(accepted)}"
         results.append(RuleResult(f"require: {name}", bool(found), detail))
     return results

@@ -272,6 +272,10 @@ def test_signed_results_verify_and_satisfy_require_tests(
 
     after = mloci("policy", "check", f"{repo}:1.0.0", "--policy", rules, "--json")
     assert after.exit_code == 0, after.stdout
+    provenance = tmp_path / "provenance.yaml"
+    provenance.write_text("require: [provenance]\n")
+    # A signed test result is an in-toto attestation too, but it is not provenance.
+    assert mloci("policy", "check", f"{repo}:1.0.0", "--policy", provenance).exit_code == 11
     assert "passing tests signed by ci.pub" in json.loads(after.stdout)["rules"][0]["detail"]
 
     strict = tmp_path / "strict.yaml"
