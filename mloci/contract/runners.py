@@ -19,7 +19,6 @@ a built-in runner of the same name::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,31 +29,26 @@ from numpy.typing import NDArray
 from mloci.bundle.files import scan
 from mloci.bundle.init import guess_framework
 from mloci.bundle.manifest import BundleManifest
+from mloci.bundle.onnx import TensorInfo, tensor_info
 from mloci.errors import MlociError, UsageError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Array",
+    "OnnxRunner",
+    "PickleRunner",
+    "Runner",
+    "RunnerFactory",
+    "TensorInfo",
+    "available_runners",
+    "load_runner",
+    "numpy_dtype",
+]
 
 ENTRY_POINT_GROUP = "mloci.runners"
 Array = NDArray[Any]
 
-# onnxruntime's tensor element types → the manifest's dtype names.
-_ONNX_DTYPES = {
-    "float": "float32", "double": "float64", "float16": "float16", "bfloat16": "bfloat16",
-    "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64",
-    "uint8": "uint8", "uint16": "uint16", "uint32": "uint32", "uint64": "uint64",
-    "bool": "bool", "string": "string", "complex64": "complex64", "complex128": "complex128",
-}  # fmt: skip
 _PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output as the model itself declares it; a str or None dimension is dynamic."""
-
-    name: str
-    dtype: str
-    shape: tuple[int | str | None, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
 
 class Runner(Protocol):
@@ -124,18 +118,11 @@ class OnnxRunner:
             message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise MlociError(f"onnxruntime cannot load {path.name}: {message}") from exc
 
-    @staticmethod
-    def _info(arg: Any) -> TensorInfo:
-        kind = str(arg.type)
-        element = kind[len("tensor(") : -1] if kind.startswith("tensor(") else kind
-        shape = tuple(d if isinstance(d, int | str) else None for d in (arg.shape or []))
-        return TensorInfo(str(arg.name), _ONNX_DTYPES.get(element, element), shape)
-
     def inputs(self) -> tuple[TensorInfo, ...]:
-        return tuple(self._info(a) for a in self._session.get_inputs())
+        return tuple(tensor_info(a) for a in self._session.get_inputs())
 
     def outputs(self) -> tuple[TensorInfo, ...]:
-        return tuple(self._info(a) for a in self._session.get_outputs())
+        return tuple(tensor_info(a) for a in self._session.get_outputs())
 
     def run(self, feeds: Mapping[str, Array]) -> dict[str, Array]:
         names = [o.name for o in self._session.get_outputs()]

@@ -426,8 +426,11 @@ def test_init_starts_the_tests_section_from_golden_files(tmp_path: Path, mloci: 
             "inputs": "tests/golden_inputs.json",
             "expected": "tests/golden_outputs.json",
         },
+        {"name": "signature", "kind": "signature"},
         {"name": "latency", "kind": "latency"},  # defaults are not written
     ]
+    assert manifest["inputs"] == [{"name": "features", "dtype": "float32", "shape": [None, 7]}]
+    assert [o["name"] for o in manifest["outputs"]] == ["label", "probabilities"]
     result = mloci("test", bundle)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "no bound declared" in result.stdout
