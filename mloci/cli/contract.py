@@ -61,8 +61,8 @@ def test_command(
 ) -> None:
     """Run the tests a bundle's manifest declares: golden outputs, signature, latency, commands.
 
-    TARGET is a bundle directory, or a reference that is pulled (every byte verified) into a
-    temporary directory first. 'command' tests run programs from the bundle, and
+    BUNDLE_DIR is tested in place; a REF is pulled (every byte verified) into a temporary
+    directory first. 'command' tests run programs from the bundle, and
     --trust-pickle lets a pickled model run code: use both only on bundles you trust.
 
     \b
@@ -155,8 +155,9 @@ def check_command(target: str, python: str | None, as_json: bool, **kw: Any) -> 
 
     Compares the Python version with dependencies.python and python, installed distributions
     with the pinned requirements, the CPU and memory limits (cgroup v2/v1, else the host) with
-    runtime.cpu and runtime.memory, and an accelerator when the bundle asks for one. For a REF
-    only the manifest is read, never the weights.
+    runtime.cpu and runtime.memory, an accelerator when the bundle asks for one, and its lock
+    file (pylock.toml, uv.lock, hashed requirements.txt). For a REF only the manifest and the lock
+    file are read, never the weights.
 
     \b
     Examples:
