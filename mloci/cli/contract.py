@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mloci.cli._output import emit_json, printable
-from mloci.cli.options import json_option, registry_options, session_from
+from mloci.cli._output import emit_json, error_json, printable
+from mloci.cli.options import download_options, json_option, registry_options, session_from
 from mloci.errors import ContractError, UsageError
 from mloci.ops.refs import parse_reference
 
@@ -48,6 +48,7 @@ def _render_tests(report: ContractReport) -> None:
     "--key", type=click.Path(dir_okay=False, path_type=Path), help="Private key (PEM) for --attach."
 )
 @registry_options
+@download_options
 @json_option
 def test_command(
     target: str,
@@ -95,17 +96,19 @@ def test_command(
             only=only,
         )
     attached = _attach(report, key, password, session) if attach and key is not None else None
+    names = ", ".join(r.name for r in report.failures)
+    failed = f"{len(report.failures)} of {len(report.results)} tests of {report.name} {report.version} failed: {names}"
     if as_json:
-        emit_json({**report.to_json(), **({"attached": attached} if attached else {})})
+        # A failure carries the same "error" object every command prints with --json when it fails.
+        error = error_json(failed, None, ContractError.exit_code) if not report.passed else {}
+        emit_json({**report.to_json(), **({"attached": attached} if attached else {}), **error})
     else:
         _render_tests(report)
         if attached:
             click.echo(f"attached signed results: {attached['attestation']}", err=True)
     if not report.passed:
-        names = ", ".join(r.name for r in report.failures)
-        raise ContractError(
-            f"{len(report.failures)} of {len(report.results)} tests of {report.name} {report.version} failed: {names}"
-        )
+        click.echo(printable(f"mloci: error: {failed}"), err=True)
+        raise click.exceptions.Exit(ContractError.exit_code)
     if not as_json:
         click.echo(f"{report.name} {report.version}: {len(report.results)} tests passed", err=True)
 
@@ -127,17 +130,18 @@ def _attach(report: ContractReport, key: Path, password: bytes | None, session: 
 
 
 def render_check(report: CheckReport, *, as_json: bool) -> None:
-    """Print a check report; raise ContractError (exit 12) naming every mismatch."""
+    """Print a check report; exit 12 naming every mismatch when the environment does not match."""
+    lines = "; ".join(f.line() for f in report.mismatches)
+    refused = f"this environment does not meet {report.name} {report.version}'s contract: {lines}"
     if as_json:
-        emit_json(report.to_json())
+        error = error_json(refused, None, ContractError.exit_code) if not report.passed else {}
+        emit_json({**report.to_json(), **error})
     else:
         for finding in report.findings:
             click.echo(printable(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.line()}"))
     if not report.passed:
-        lines = "; ".join(f.line() for f in report.mismatches)
-        raise ContractError(
-            f"this environment does not meet {report.name} {report.version}'s contract: {lines}"
-        )
+        click.echo(printable(f"mloci: error: {refused}"), err=True)
+        raise click.exceptions.Exit(ContractError.exit_code)
 
 
 @click.command("check")

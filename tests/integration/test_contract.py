@@ -129,7 +129,9 @@ def test_check_names_a_wrong_python(mloci: Runner, tmp_path: Path, wheels: Path,
     python = venv_with(tmp_path, "bare", wheels)
     result = mloci("check", pinned_bundle, "--python", python, "--json")
     assert result.exit_code == 12
-    mismatches = json.loads(result.stdout)["mismatches"]
+    report = json.loads(result.stdout)
+    assert report["compatible"] is False and report["error"]["exitCode"] == 12
+    mismatches = report["mismatches"]
     here = "{}.{}.{}".format(*sys.version_info[:3])
     assert mismatches == [
         f"python: requires <3.9 (dependencies.python), found {here}",

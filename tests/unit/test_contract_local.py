@@ -152,7 +152,9 @@ def test_a_model_with_another_input_name_fails_the_signature_test(bundle: Path, 
     onnx.save(model, str(bundle / "model.onnx"))
     result = mloci("test", bundle, "--only", "signature", "--json")
     assert result.exit_code == 12
-    (signature,) = json.loads(result.stdout)["tests"]
+    report = json.loads(result.stdout)  # one JSON object: the report, with the error every command gives
+    assert report["error"]["exitCode"] == 12 and "failed: signature" in report["error"]["message"]
+    (signature,) = report["tests"]
     assert signature["passed"] is False
     assert (
         "input 'features' is declared but the model has no such input (it has 'inputs')"
