@@ -26,18 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from mloci.buildenv import ci_run_url
 from mloci.contract.run import ContractReport
 from mloci.errors import MlociError, UsageError
 from mloci.ops.attach import AttachResult, attach_blob
-from mloci.ops.attest import (
-    PREDICATE_TYPE_ANNOTATION,
-    STATEMENT_TYPE,
-    sign_envelope,
-    verify_attestation,
-)
-from mloci.ops.promote import ci_run_url
-from mloci.ops.sign import load_private_key
+from mloci.ops.attest import verify_attestation
 from mloci.store import Session
+from mloci.trust.dsse import sign_envelope
+from mloci.trust.intoto import STATEMENT_TYPE
+from mloci.trust.keys import load_private_key
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.kinds import TEST_RESULT_PREDICATE
@@ -115,14 +112,14 @@ def attach_results(
     envelope = sign_envelope(canonical_json(statement), key)
     data = envelope.to_json()
     layer = Descriptor.of_bytes(
-        DSSE_ENVELOPE, data, annotations={PREDICATE_TYPE_ANNOTATION: TEST_RESULT_V01, ann.TITLE: _LAYER_TITLE}
+        DSSE_ENVELOPE, data, annotations={ann.PREDICATE_TYPE: TEST_RESULT_V01, ann.TITLE: _LAYER_TITLE}
     )
     assert report.reference is not None and report.digest is not None  # noqa: S101  (checked above)
     attached = attach_blob(
         report.reference.pinned(report.digest),
         Blob(layer, data=data),
         artifact_type=DSSE_ENVELOPE,
-        annotations={PREDICATE_TYPE_ANNOTATION: TEST_RESULT_V01},
+        annotations={ann.PREDICATE_TYPE: TEST_RESULT_V01},
         session=session,
     )
     return AttachedResults(statement, envelope.signatures[0].keyid, attached)
