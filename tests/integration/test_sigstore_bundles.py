@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from helpers import Registry, Runner
+from helpers import SHARED, Registry, Runner
 from test_sbom import run_json
 
 from mloci.ops import referrers
@@ -24,7 +24,7 @@ from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "interop" / "sigstore"
+DATA = SHARED / "interop" / "sigstore"
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 EMPTY = "application/vnd.oci.empty.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -1,6 +1,6 @@
 """Real sigstore bundles and cosign signatures verify offline, and fail when anything is changed.
 
-The vectors (tests/data/interop, copied from ../shared/interop; each names its public source)
+The vectors (../shared/interop, beside the repository as on CI; each names its public source)
 are output of cosign v3, the sigstore conformance suite and early cosign. Every one must verify
 through :func:`mloci.ops.sign.verify_bundle_file` (what ``mloci verify-bundle`` runs), and must be
 rejected when one byte of payload, signature, certificate, inclusion proof or checkpoint changes,
@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from helpers import SHARED
 
 from mloci.errors import IntegrityError, UsageError
 from mloci.trust.cosign import check_payload
@@ -30,7 +31,7 @@ from mloci.trust.keys import public_key_from_pem, verifies
 from mloci.trust.verifier import TrustRule, verify_bundle_file
 from mloci.types.digest import Digest
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "interop"
+DATA = SHARED / "interop"
 SIGSTORE = DATA / "sigstore"
 KEYED_DSSE = "02-cosign-v3.1.3-image-sign-keyed-dsse-unpacker.json"
 KEYLESS_IMAGE = "04-cosign-v3-image-sign-keyless-dsse-kubewarden.json"
