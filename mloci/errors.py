@@ -138,4 +138,5 @@ EXIT_CODES: dict[str, int] = {
         PolicyError,
     )
 }
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM (Kubernetes, CI cancel): 128 + 15

@@ -9,12 +9,18 @@ from collections.abc import Sequence
 import click
 
 from mloci.cli.app import cli
-from mloci.errors import EXIT_INTERRUPTED, BundleInvalidError, MlociError
+from mloci.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, BundleInvalidError, MlociError
+from mloci.interrupts import Terminated, handle_signals
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; the one place mloci errors become messages and exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    with handle_signals():
+        return _run(argv, debug=debug)
+
+
+def _run(argv: Sequence[str] | None, *, debug: bool) -> int:
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
         code = cli.main(
@@ -26,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except Terminated:
+        click.echo("mloci: terminated (SIGTERM); nothing was left half-written", err=True)
+        return EXIT_TERMINATED
     except click.exceptions.Abort:
         click.echo("mloci: interrupted", err=True)
         return EXIT_INTERRUPTED

@@ -190,9 +190,14 @@ def copy_command(source: str, destination: str, with_referrers: bool, as_json: b
 def ls_command(repository: str, as_json: bool, **kw: Any) -> None:
     """List the versions in REPOSITORY: version, git SHA, created, key metrics, environment aliases."""
     repo = parse_reference(repository)
-    versions = list_versions(repo, options=store_options(kw))
+    broken: list[str] = []
+    versions = list_versions(repo, options=store_options(kw), broken=broken)
+    for line in broken:
+        click.echo(f"mloci: warning: {line}", err=True)
     if as_json:
-        emit_json({"repository": repo.name, "versions": [v.to_json() for v in versions]})
+        emit_json(
+            {"repository": repo.name, "versions": [v.to_json() for v in versions], "brokenTags": broken}
+        )
         return
     for v in versions:
         metrics = " ".join(f"{k}={v.metrics[k]}" for k in sorted(v.metrics)[:4])
@@ -265,6 +270,8 @@ def gc_command(
         options=store_options(kw),
         grace_seconds=grace_seconds,
     )
+    for line in plan.broken_tags:
+        click.echo(f"mloci: warning: {line}", err=True)
     if as_json:
         emit_json(plan.to_json())
         return

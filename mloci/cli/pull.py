@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -7,14 +9,38 @@ import click
 
 from mloci.cli._output import emit_json, human_size, listener
 from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.errors import MlociError, UsageError
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 
 
+def check_output_file(path: Path, option: str) -> None:
+    """Refuse an output file that cannot be written, before anything else is written."""
+    parent = path.parent
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a directory", hint="name a file")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the directory {parent} does not exist", hint="create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: cannot write into {parent} (permission denied)")
+
+
 def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write ``text`` to ``path`` through a temporary file beside it: readers see the old file or the new."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+                os.fchmod(handle.fileno(), 0o644)  # mkstemp makes 0600; serving containers run as others
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise MlociError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 @click.command("pull")
@@ -70,6 +96,8 @@ def pull_command(
     """
     ref = parse_reference(reference)
     target = output or Path(ref.repository.rsplit("/", 1)[-1])
+    if digest_file is not None:
+        check_output_file(digest_file, "--digest-file")
     options = store_options(kw)
     progress = listener("pulling", quiet=quiet or as_json)
     verification: dict[str, Any] | None = None

@@ -70,17 +70,34 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
         version.metrics = parsed if isinstance(parsed, dict) else {}
 
 
-def list_versions(repository: Reference, *, options: StoreOptions | None = None) -> list[ModelVersion]:
-    """Every artifact a tag names in ``repository``, newest version first."""
+def list_versions(
+    repository: Reference, *, options: StoreOptions | None = None, broken: list[str] | None = None
+) -> list[ModelVersion]:
+    """Every artifact a tag names in ``repository``, newest version first.
+
+    A tag that names no manifest (a blob tagged by an older mloci) is skipped; when ``broken``
+    is given, a line naming it is appended there for the caller to show.
+    """
     options = options or StoreOptions()
     store = open_store(repository, options)
     repo = repository.with_tag(None).with_digest(None)
+
+    def resolve(tag: str) -> Digest | IntegrityError:
+        try:
+            return store.resolve(repo.with_tag(tag)).digest
+        except IntegrityError as exc:
+            return exc
+
     try:
         tags = [t for t in store.list_tags(repo.repository) if not is_internal_tag(t)]
         with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
-            digests = list(pool.map(lambda t: store.resolve(repo.with_tag(t)).digest, tags))
+            digests = list(pool.map(resolve, tags))
             versions: dict[Digest, ModelVersion] = {}
             for name, digest in zip(tags, digests, strict=True):
+                if isinstance(digest, IntegrityError):
+                    if broken is not None:
+                        broken.append(f"skipped tag {repo.name}:{name}: {digest.message}")
+                    continue
                 entry = versions.setdefault(digest, ModelVersion(digest))
                 (entry.tags if is_version_tag(name) else entry.aliases).append(name)
             list(pool.map(lambda v: _describe(store, repo, v), versions.values()))

@@ -18,12 +18,15 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mloci import leftovers
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
+from mloci.interrupts import deferred
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Store, StoreOptions, open_store
@@ -36,6 +39,8 @@ from mloci.types.reference import Reference
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
 STAGING_PREFIX = ".mloci-staging-"
+# Staging of mloci versions that did not name the owner is swept only once this old.
+LEGACY_STAGING_AGE = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -237,20 +242,48 @@ def _untar(archive: Path, staging: Path) -> list[str]:
     return created
 
 
+def _sibling_prefix(output: Path) -> str:
+    return f".{output.name}.mloci-"
+
+
 @contextlib.contextmanager
 def _staging(output: Path) -> Iterator[Path]:
-    """A private directory on the target's filesystem, removed whatever happens."""
+    """A private directory on the target's filesystem, removed whatever happens.
+
+    Its name carries this process's PID and it stays locked while we run, so a later pull can
+    tell it from a live one's and sweep it if a SIGKILL left it behind (:func:`sweep_staging`).
+    """
     if output.exists():
-        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output))
+        parent, prefix = output, STAGING_PREFIX
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f".{output.name}.mloci-", dir=output.parent))
-        # mkdtemp makes 0700; the published directory should look like any other one.
-        path.chmod(0o755)
+        parent, prefix = output.parent, _sibling_prefix(output)
+    created: list[Path] = []
+    lock: int | None = None
     try:
+        # Deferred: a signal must not fall between creating the directory and knowing its name.
+        with deferred():
+            created.append(Path(tempfile.mkdtemp(prefix=leftovers.owned_prefix(prefix), dir=parent)))
+        path = created[0]
+        lock = leftovers.hold_path(path)
+        if parent != output:
+            # mkdtemp makes 0700; the published directory should look like any other one.
+            path.chmod(0o755)
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        for made in created:
+            shutil.rmtree(made, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+
+
+def sweep_staging(output: Path) -> list[Path]:
+    """Remove staging that killed pulls into ``output`` left beside it or inside it; return what went."""
+    legacy = time.time() - LEGACY_STAGING_AGE
+    swept = leftovers.sweep(output.parent, (_sibling_prefix(output),), legacy_before=legacy)
+    if output.is_dir() and not output.is_symlink():
+        swept += leftovers.sweep(output, (STAGING_PREFIX,), legacy_before=legacy)
+    return swept
 
 
 def _owned_files(output: Path) -> set[str]:
@@ -369,6 +402,7 @@ def pull(
         manifest = Manifest.from_json(data)
         layers = select(layers_of(manifest), filters)
         pinned = reference.pinned(descriptor.digest)
+        sweep_staging(output)
         if output.is_dir() and _already_there(output, descriptor.digest, layers):
             return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True, ())
         if output.exists() and not output.is_dir():
@@ -398,7 +432,9 @@ def pull(
                     "layers": sorted(str(layer.descriptor.digest) for layer in layers),
                     "files": created,
                 }
-                replaced = _move_into_place(staging, output, created, marker, force=force)
+                # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
+                with deferred():
+                    replaced = _move_into_place(staging, output, created, marker, force=force)
         except OSError as exc:
             # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
             reason = exc.strerror or type(exc).__name__

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
 from mloci.errors import IntegrityError
+from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
@@ -60,6 +62,35 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+NOT_A_MANIFEST_HINT = (
+    "only a manifest can be pulled, tagged, signed, promoted or attached to: name a tag, "
+    "or the digest 'mloci push' printed"
+)
+
+
+def manifest_media_type(data: bytes, what: str) -> str:
+    """The media type of ``data`` when it is an image manifest or index; IntegrityError otherwise.
+
+    The one check that keeps a layer or config blob from being tagged, signed, promoted,
+    attached to or parsed as a manifest, whichever store it came from.
+    """
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        document = None
+    if isinstance(document, dict) and document.get("schemaVersion") == 2:
+        declared = document.get("mediaType")
+        if declared in mediatype.MANIFEST_TYPES:
+            return str(declared)
+        if declared is None and isinstance(document.get("manifests"), list):
+            return mediatype.OCI_INDEX
+        if declared is None and isinstance(document.get("layers"), list):
+            return mediatype.OCI_MANIFEST
+    raise IntegrityError(
+        f"{what} is not a manifest (a layer, config or other blob)", hint=NOT_A_MANIFEST_HINT
+    )
 
 
 def verify_bytes(data: bytes, expected: Descriptor | Digest, what: str) -> None:

@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mloci import leftovers
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
+from mloci.interrupts import deferred
 from mloci.store._copy import fast_copy
-from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
+from mloci.store.base import MAX_MANIFEST_SIZE, Progress, manifest_media_type, verified, verify_bytes
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -35,14 +37,22 @@ from mloci.types.reference import Reference
 _CHUNK = 1 << 20
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
 GC_GRACE_SECONDS = 600
+# Temporary files under $MLOCI_HOME/tmp, named <prefix><pid>-<random> (see mloci.leftovers);
+# "tmp" is what versions before owner-named files used for small writes.
+TMP_PREFIXES = ("ingest-", "blob-", "write-")
+LEGACY_TMP_PREFIXES = ("tmp",)
 
 
-def _media_type_of(data: bytes) -> str:
-    try:
-        value = json.loads(data).get("mediaType")
-    except (ValueError, AttributeError):
-        value = None
-    return value if isinstance(value, str) else mediatype.OCI_MANIFEST
+def _join(worker: threading.Thread) -> None:
+    """Wait for ``worker`` even through Ctrl-C: the file it writes is removed only once it is done with it."""
+    interrupted: BaseException | None = None
+    while worker.is_alive():
+        try:
+            worker.join()
+        except BaseException as exc:
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
 
 
 class LayoutStore:
@@ -53,6 +63,7 @@ class LayoutStore:
         self.root = home / "oci"
         self._tmp = home / "tmp"
         self._lock_path = home / "locks" / "index.lock"
+        self._swept = False
 
     @property
     def location(self) -> str:
@@ -70,19 +81,48 @@ class LayoutStore:
                 self._write_atomic(self.root / "index.json", Index(manifests=[]).to_json())
         except OSError as exc:
             raise MlociError(f"cannot write the local store at {self.root}: {exc.strerror or exc}") from exc
+        if not self._swept:
+            self._swept = True
+            self.sweep_tmp()
+
+    def sweep_tmp(self, *, legacy_grace_seconds: float | None = None) -> int:
+        """Remove temporary files of killed mloci processes; return how many.
+
+        ``legacy_grace_seconds``: also files of versions that did not record their owner, when older.
+        """
+        removed = leftovers.sweep(self._tmp, TMP_PREFIXES)
+        if legacy_grace_seconds is not None:
+            removed += leftovers.sweep(
+                self._tmp,
+                TMP_PREFIXES + LEGACY_TMP_PREFIXES,
+                legacy_before=time.time() - legacy_grace_seconds,
+            )
+        return len(removed)
+
+    @contextlib.contextmanager
+    def _temporary(self, prefix: str) -> Iterator[tuple[int, Path]]:
+        """A new file in ``tmp``, named after this process and locked while its descriptor is open;
+        removed if the block fails. Created with SIGINT/SIGTERM deferred, so an interruption
+        never leaves a file nobody knows the name of."""
+        created: list[Path] = []
+        try:
+            with deferred():
+                fd, name = tempfile.mkstemp(dir=self._tmp, prefix=leftovers.owned_prefix(prefix))
+                created.append(Path(name))
+                leftovers.hold(fd)
+            yield fd, created[0]
+        except BaseException:
+            for path in created:
+                path.unlink(missing_ok=True)
+            raise
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with self._temporary("write-") as (fd, tmp), os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            tmp.replace(path)
 
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.encoded
@@ -120,7 +160,8 @@ class LayoutStore:
                 return entry
         return None
 
-    def resolve(self, ref: Reference) -> Descriptor:
+    def _lookup(self, ref: Reference) -> Descriptor:
+        """The descriptor ``ref`` names, not yet checked to be a manifest."""
         if ref.digest is not None:
             path = self.blob_path(ref.digest)
             if not path.is_file():
@@ -129,9 +170,8 @@ class LayoutStore:
                 if entry.get("digest") == str(ref.digest):
                     return Descriptor.model_validate(entry).model_copy(update={"annotations": None})
             size = path.stat().st_size
-            if size > MAX_MANIFEST_SIZE:
-                raise IntegrityError(f"{ref} is not a manifest ({size} bytes)")
-            return Descriptor(media_type=_media_type_of(path.read_bytes()), digest=ref.digest, size=size)
+            # Not listed (e.g. a child of an index): the bytes say what it is, in _manifest_bytes.
+            return Descriptor(media_type="application/octet-stream", digest=ref.digest, size=size)
         if ref.tag is None:
             raise UsageError(f"{ref} names no tag or digest")
         tagged = self._entry_for(ref)
@@ -139,14 +179,28 @@ class LayoutStore:
             raise NotFoundError(f"{ref} not found in the {self.location}")
         return Descriptor.model_validate(tagged).model_copy(update={"annotations": None})
 
-    def fetch_manifest(self, ref: Reference) -> tuple[Descriptor, bytes]:
-        descriptor = self.resolve(ref)
-        if descriptor.size > MAX_MANIFEST_SIZE:
-            raise IntegrityError(f"manifest {descriptor.digest} is larger than {MAX_MANIFEST_SIZE} bytes")
+    def _manifest_bytes(self, ref: Reference, descriptor: Descriptor) -> tuple[Descriptor, bytes]:
+        """The bytes of the manifest ``descriptor`` (found for ``ref``) describes, refused unless a manifest."""
+        what = str(ref) if ref.digest is not None else f"{ref} names {descriptor.digest}, which"
+        path = self.blob_path(descriptor.digest)
         try:
-            data = self.blob_path(descriptor.digest).read_bytes()
+            size = path.stat().st_size
+            if size > MAX_MANIFEST_SIZE:
+                manifest_media_type(b"", what)  # raises: too large to be a manifest
+            data = path.read_bytes()
         except FileNotFoundError as exc:
             raise NotFoundError(f"manifest {descriptor.digest} is missing from the {self.location}") from exc
+        media_type = manifest_media_type(data, what)
+        if descriptor.media_type != media_type and descriptor.media_type not in mediatype.MANIFEST_TYPES:
+            descriptor = descriptor.model_copy(update={"media_type": media_type})
+        return descriptor, data
+
+    def resolve(self, ref: Reference) -> Descriptor:
+        descriptor, _ = self._manifest_bytes(ref, self._lookup(ref))
+        return descriptor
+
+    def fetch_manifest(self, ref: Reference) -> tuple[Descriptor, bytes]:
+        descriptor, data = self._manifest_bytes(ref, self._lookup(ref))
         verify_bytes(data, descriptor, f"manifest {descriptor.digest}")
         return descriptor, data
 
@@ -215,62 +269,62 @@ class LayoutStore:
         """
         self._ensure()
         before = path.stat()
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="ingest-")
-        os.close(fd)
+        with self._temporary("ingest-") as (fd, tmp):
+            try:
+                return self._ingest(path, before, tmp, check)
+            except OSError as exc:
+                raise MlociError(
+                    f"cannot copy {path} into the {self.location}: {exc.strerror or exc}"
+                ) from exc
+            finally:
+                os.close(fd)
+
+    def _ingest(
+        self, path: Path, before: os.stat_result, tmp: Path, check: Callable[[], None] | None
+    ) -> tuple[Digest, int]:
         copy_error: list[BaseException] = []
 
         def copy() -> None:
             try:
-                fast_copy(path, Path(tmp))
+                fast_copy(path, tmp)
             except BaseException as exc:
                 copy_error.append(exc)
 
         worker = threading.Thread(target=copy, name="mloci-ingest")
-        worker.start()
         try:
-            try:
-                digest, size = hash_file(path, check)
-            finally:
-                worker.join()
-            if copy_error:
-                raise copy_error[0]
-            after = path.stat()
-            if (before.st_size, before.st_mtime_ns, before.st_ino) != (
-                after.st_size,
-                after.st_mtime_ns,
-                after.st_ino,
-            ):
-                raise IntegrityError(f"{path} changed while it was being stored; push again")
-            target = self.blob_path(digest)
-            if target.exists():
-                Path(tmp).unlink()
-            else:
-                Path(tmp).replace(target)
-        except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise MlociError(
-                    f"cannot copy {path} into the {self.location}: {exc.strerror or exc}"
-                ) from exc
-            raise
+            # start() waits for the thread and so can be interrupted after the thread runs: join in any case.
+            worker.start()
+            digest, size = hash_file(path, check)
+        finally:
+            _join(worker)
+        if copy_error:
+            raise copy_error[0]
+        after = path.stat()
+        if (before.st_size, before.st_mtime_ns, before.st_ino) != (
+            after.st_size,
+            after.st_mtime_ns,
+            after.st_ino,
+        ):
+            raise IntegrityError(f"{path} changed while it was being stored; push again")
+        target = self.blob_path(digest)
+        if target.exists():
+            tmp.unlink()
+        else:
+            tmp.replace(target)
         return digest, size
 
     def _store_verified(self, target: Path, chunks: Iterator[bytes], progress: Progress | None) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with self._temporary("blob-") as (fd, tmp), os.fdopen(fd, "wb") as handle:
                 for chunk in chunks:
                     handle.write(chunk)
                     if progress:
                         progress(len(chunk))
                 handle.flush()
                 os.fsync(handle.fileno())
-            Path(tmp).replace(target)
-        except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise MlociError(f"cannot write to the {self.location}: {exc.strerror or exc}") from exc
-            raise
+                tmp.replace(target)
+        except OSError as exc:
+            raise MlociError(f"cannot write to the {self.location}: {exc.strerror or exc}") from exc
 
     @contextlib.contextmanager
     def open_blob(self, repository: str, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:

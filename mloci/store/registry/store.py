@@ -21,7 +21,7 @@ from mloci.errors import (
     UnsupportedError,
 )
 from mloci.store._prefetch import prefetch
-from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
+from mloci.store.base import MAX_MANIFEST_SIZE, Progress, manifest_media_type, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
 from mloci.store.registry.locations import BlobLocations
 from mloci.store.registry.transport import Transport
@@ -175,9 +175,6 @@ class RegistryStore:
         if len(data) > MAX_MANIFEST_SIZE:
             raise RegistryError(f"manifest for {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        if media_type not in mediatype.MANIFEST_TYPES:
-            with contextlib.suppress(ValueError, AttributeError):
-                media_type = json.loads(data).get("mediaType") or media_type
         if ref.digest is not None:
             verify_bytes(data, ref.digest, f"manifest {ref.digest}")
             digest = ref.digest
@@ -188,6 +185,9 @@ class RegistryStore:
                 raise IntegrityError(
                     f"manifest for {ref} does not match the digest the registry claims ({header})"
                 )
+        declared = manifest_media_type(data, str(ref))
+        if media_type not in mediatype.MANIFEST_TYPES:
+            media_type = declared
         return Descriptor(
             media_type=media_type or mediatype.OCI_MANIFEST, digest=digest, size=len(data)
         ), data
