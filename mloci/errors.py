@@ -79,6 +79,10 @@ class IntegrityError(MlociError):
     exit_code = 6
 
 
+class NotAManifestError(IntegrityError):
+    """A reference resolved to a blob (a layer, a config), not a manifest; a tag naming one may be replaced."""
+
+
 class ConflictError(MlociError):
     exit_code = 7
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mloci.errors import IntegrityError, NotFoundError, RegistryError
+from mloci.errors import IntegrityError, NotAManifestError, NotFoundError, RegistryError
 from mloci.ops.promote import RECORD_TAG_PREFIX
 from mloci.ops.referrers import COSIGN_SUFFIXES, is_fallback_tag
 from mloci.store import Store, StoreOptions, open_store
@@ -82,10 +82,10 @@ def list_versions(
     store = open_store(repository, options)
     repo = repository.with_tag(None).with_digest(None)
 
-    def resolve(tag: str) -> Digest | IntegrityError:
+    def resolve(tag: str) -> Digest | NotAManifestError:
         try:
             return store.resolve(repo.with_tag(tag)).digest
-        except IntegrityError as exc:
+        except NotAManifestError as exc:
             return exc
 
     try:
@@ -94,7 +94,7 @@ def list_versions(
             digests = list(pool.map(resolve, tags))
             versions: dict[Digest, ModelVersion] = {}
             for name, digest in zip(tags, digests, strict=True):
-                if isinstance(digest, IntegrityError):
+                if isinstance(digest, NotAManifestError):
                     if broken is not None:
                         broken.append(f"skipped tag {repo.name}:{name}: {digest.message}")
                     continue

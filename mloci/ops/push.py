@@ -14,7 +14,7 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import Bundle, load_bundle
 from mloci.bundle.manifest import MANIFEST_FILENAME
 from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
-from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
+from mloci.errors import ConflictError, MlociError, NotAManifestError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_store
@@ -56,7 +56,7 @@ def check_tags(
     for tag in tags:
         try:
             existing = store.resolve(ref.with_tag(tag).with_digest(None)).digest
-        except NotFoundError:
+        except (NotFoundError, NotAManifestError):  # free, or broken (naming a blob): write it
             pending.append(tag)
             continue
         if existing == digest:

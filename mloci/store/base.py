@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from mloci.errors import IntegrityError
+from mloci.errors import IntegrityError, NotAManifestError
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -88,7 +88,7 @@ def manifest_media_type(data: bytes, what: str) -> str:
             return mediatype.OCI_INDEX
         if declared is None and isinstance(document.get("layers"), list):
             return mediatype.OCI_MANIFEST
-    raise IntegrityError(
+    raise NotAManifestError(
         f"{what} is not a manifest (a layer, config or other blob)", hint=NOT_A_MANIFEST_HINT
     )
 
