@@ -207,7 +207,21 @@ def push_packed(
     annotations = dict(packed.manifest.annotations or {})
     pinned = target.with_tag(tags[0]).pinned(digest)
     if not pending:
-        return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
+        if not isinstance(store, LayoutStore):
+            return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
+        # Listed already; but a blob of the local store may have been damaged since: a push replaces it.
+        uploaded, skipped, nbytes = upload_blobs(
+            store, target.repository, packed.blobs, concurrency=concurrency, listener=listener
+        )
+        repaired = [b.descriptor for b in packed.blobs if b.descriptor.digest in store.repaired]
+        uploaded, skipped = uploaded + len(repaired), skipped - len(repaired)
+        nbytes += sum(d.size for d in repaired)
+        if not store.blob_intact(digest):
+            uploaded += 1
+            store.push_manifest(
+                target.with_tag(tags[0]).with_digest(None), packed.manifest_bytes, mediatype.OCI_MANIFEST
+            )
+        return PushResult(pinned, digest, tuple(tags), uploaded, skipped, nbytes, not uploaded, annotations)
     uploaded, skipped, nbytes = upload_blobs(
         store,
         target.repository,

@@ -25,6 +25,7 @@ from typing import Any
 from mloci import leftovers
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.interrupts import deferred
+from mloci.store._checked import CheckedBlobs
 from mloci.store._copy import fast_copy
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, manifest_media_type, verified, verify_bytes
 from mloci.types import annotations as ann
@@ -37,6 +38,8 @@ from mloci.types.reference import Reference
 _CHUNK = 1 << 20
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
 GC_GRACE_SECONDS = 600
+# Blobs below this are hashed on every check; above it a stat-keyed record of the last check is kept.
+CHECKED_MIN_SIZE = 1 << 20
 # Temporary files under $MLOCI_HOME/tmp, named <prefix><pid>-<random> (see mloci.leftovers);
 # "tmp" is what versions before owner-named files used for small writes.
 TMP_PREFIXES = ("ingest-", "blob-", "write-")
@@ -64,6 +67,9 @@ class LayoutStore:
         self._tmp = home / "tmp"
         self._lock_path = home / "locks" / "index.lock"
         self._swept = False
+        self._checked = CheckedBlobs(home / "cache" / "checked-blobs.sqlite")
+        self._fresh: set[str] = set()  # blob files this instance wrote or verified: not hashed again
+        self.repaired: set[Digest] = set()  # damaged blobs that ingest_file replaced
 
     @property
     def location(self) -> str:
@@ -126,6 +132,47 @@ class LayoutStore:
 
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.encoded
+
+    def blob_intact(self, digest: Digest, *, rehash: bool = False) -> bool:
+        """Whether the blob is present and matches its digest.
+
+        Hashes it unless it was verified and has not changed since (``rehash`` hashes anyway).
+        """
+        path = self.blob_path(digest)
+        try:
+            size = path.stat().st_size
+            if not rehash and str(digest) in self._fresh:
+                return True
+            if not rehash and size >= CHECKED_MIN_SIZE and self._checked.known_good(path):
+                return True
+            actual, _ = hash_file(path)
+        except OSError:
+            return False
+        if actual != digest:
+            return False
+        self._record(path)
+        return True
+
+    def _record(self, path: Path) -> None:
+        self._fresh.add(f"{path.parent.name}:{path.name}")
+        with contextlib.suppress(OSError):
+            if path.stat().st_size >= CHECKED_MIN_SIZE:
+                self._checked.record(path)
+
+    def blob_problem(self, digest: Digest) -> IntegrityError:
+        """The error for a blob of the local store that does not match its digest: which file, and the remedy."""
+        return IntegrityError(
+            f"blob {digest} in the {self.location} is damaged: {self.blob_path(digest)} does not match its digest",
+            hint="'mloci fsck' lists every damaged blob; repair with 'mloci fsck --repair-from REGISTRY' "
+            "or push the bundle again",
+        )
+
+    def replace_blob(self, descriptor: Descriptor, chunks: Iterator[bytes]) -> None:
+        """Write the blob from ``chunks`` (verified on the way) over whatever the pool holds for it."""
+        self._ensure()
+        self._store_verified(
+            self.blob_path(descriptor.digest), verified(chunks, descriptor, f"blob {descriptor.digest}"), None
+        )
 
     def _read_index(self) -> list[dict[str, Any]]:
         path = self.root / "index.json"
@@ -210,7 +257,7 @@ class LayoutStore:
             raise IntegrityError(f"manifest digest {descriptor.digest} does not match {ref.digest}")
         self._ensure()
         path = self.blob_path(descriptor.digest)
-        if not path.exists():
+        if not path.exists() or not self.blob_intact(descriptor.digest):
             self._write_atomic(path, data)
         artifact_type = None
         with contextlib.suppress(ValueError, AttributeError):
@@ -243,12 +290,13 @@ class LayoutStore:
         return str(value) if value is not None else None
 
     def has_blob(self, repository: str, digest: Digest) -> bool:
-        return self.blob_path(digest).is_file()
+        """Present and intact: a damaged blob counts as absent, so pushing it again replaces it."""
+        return self.blob_intact(digest)
 
     def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
         descriptor = blob.descriptor
         target = self.blob_path(descriptor.digest)
-        if target.is_file():
+        if self.blob_intact(descriptor.digest):
             return
         self._ensure()
 
@@ -307,10 +355,13 @@ class LayoutStore:
         ):
             raise IntegrityError(f"{path} changed while it was being stored; push again")
         target = self.blob_path(digest)
-        if target.exists():
+        if self.blob_intact(digest):
             tmp.unlink()
         else:
-            tmp.replace(target)
+            if target.exists():
+                self.repaired.add(digest)
+            tmp.replace(target)  # absent, or damaged: the verified copy replaces it
+            self._record(target)
         return digest, size
 
     def _store_verified(self, target: Path, chunks: Iterator[bytes], progress: Progress | None) -> None:
@@ -323,6 +374,7 @@ class LayoutStore:
                 handle.flush()
                 os.fsync(handle.fileno())
                 tmp.replace(target)
+            self._record(target)
         except OSError as exc:
             raise MlociError(f"cannot write to the {self.location}: {exc.strerror or exc}") from exc
 
@@ -339,7 +391,16 @@ class LayoutStore:
                 while chunk := handle.read(_CHUNK):
                     yield chunk
 
-            yield verified(chunks(), descriptor, f"blob {descriptor.digest}")
+            def checked() -> Iterator[bytes]:
+                try:
+                    yield from verified(chunks(), descriptor, f"blob {descriptor.digest}")
+                except IntegrityError:
+                    # The digest is what the manifest asked for: the file in the pool is what is wrong.
+                    if not self.blob_intact(descriptor.digest, rehash=True):
+                        raise self.blob_problem(descriptor.digest) from None
+                    raise
+
+            yield checked()
 
     def list_tags(self, repository: str) -> list[str]:
         prefix = f"{repository}:"
@@ -404,8 +465,12 @@ class LayoutStore:
                     removed += 1
         return removed
 
+    def listed(self) -> list[tuple[dict[str, Any], str]]:
+        """Every manifest ``index.json`` lists, as (its entry, its repository)."""
+        return [(e, r) for e in self._read_index() if (r := self._repository_of(e))]
+
     def repositories(self) -> list[str]:
         return sorted({r for e in self._read_index() if (r := self._repository_of(e))})
 
     def close(self) -> None:
-        return None
+        self._checked.close()

@@ -4,6 +4,9 @@ are checked before anything is written; corrupt blobs are named, replaced by a r
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +135,103 @@ def test_ls_and_gc_name_and_skip_a_broken_tag(mloci: Runner, bundle: Path, mloci
     assert "churn-model:oops" in result.stderr
     assert mloci("tag", f"churn-model@{digest}", "oops").exit_code == 0  # the remedy: point it at a manifest
     assert "oops" in mloci("ls", "churn-model").stdout
+
+
+# -- item 6: damaged blobs are named, replaced by a re-push, found and repaired by fsck ------------
+
+
+def damage(blob: Path) -> None:
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+
+def test_pull_names_the_damaged_blob_file_and_the_remedy(
+    mloci: Runner, bundle: Path, mloci_home: Path, tmp_path: Path
+) -> None:
+    digest = push(mloci, bundle)
+    blob = weight_blob(mloci_home, digest)
+    damage(blob)
+    result = mloci("pull", f"churn-model@{digest}", "-o", tmp_path / "out")
+    assert result.exit_code == 6, result.stderr
+    assert str(blob) in result.stderr and "mloci fsck" in result.stderr and "push" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_re_push_replaces_a_damaged_blob(
+    mloci: Runner, bundle: Path, mloci_home: Path, tmp_path: Path
+) -> None:
+    digest = push(mloci, bundle)
+    blob = weight_blob(mloci_home, digest)
+    damage(blob)
+    result = mloci("push", bundle, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["unchanged"] is False
+    assert json.loads(result.stdout)["blobsUploaded"] == 1
+    assert mloci("pull", f"churn-model@{digest}", "-o", tmp_path / "out").exit_code == 0
+    assert (tmp_path / "out" / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()
+    again = mloci("push", bundle, "--json")
+    assert json.loads(again.stdout)["unchanged"] is True
+
+
+def test_a_re_push_replaces_a_damaged_manifest(mloci: Runner, bundle: Path, mloci_home: Path) -> None:
+    digest = push(mloci, bundle)
+    damage(mloci_home / "oci" / "blobs" / "sha256" / digest.split(":")[1])
+    assert mloci("push", bundle).exit_code == 0
+    assert mloci("fsck").exit_code == 0
+
+
+def test_fsck_reports_damage_and_repairs_from_a_registry(
+    mloci: Runner, registry: Registry, bundle: Path, mloci_home: Path
+) -> None:
+    digest = push(mloci, bundle)
+    assert push(mloci, bundle, f"{registry.host}/mirror/churn-model") == digest
+    clean = mloci("fsck", "--json")
+    assert clean.exit_code == 0, clean.stderr
+    report = json.loads(clean.stdout)
+    assert report["intact"] is True and report["problems"] == [] and report["blobsChecked"] >= 4
+    blob = weight_blob(mloci_home, digest)
+    damage(blob)
+    config = (
+        mloci_home / "oci" / "blobs" / "sha256" / layers_of(mloci_home, digest)[0]["digest"].split(":")[1]
+    )
+    config.unlink()
+    found = mloci("fsck", "--json")
+    assert found.exit_code == 6
+    problems = {p["kind"]: p for p in json.loads(found.stdout)["problems"]}
+    assert problems["damaged"]["path"] == str(blob)
+    assert "churn-model:1.0.0" in problems["damaged"]["usedBy"]
+    assert problems["missing"]["path"] == str(config)
+    text = mloci("fsck")
+    assert text.exit_code == 6 and str(blob) in text.stdout and "--repair-from" in text.stderr
+    wrong = mloci("fsck", "--repair-from", f"{registry.host}/elsewhere", "--json")
+    assert wrong.exit_code == 6 and json.loads(wrong.stdout)["problems"][0]["repairError"]
+    repaired = mloci("fsck", "--repair-from", f"{registry.host}/mirror", "--json")
+    assert repaired.exit_code == 0, repaired.stderr
+    assert json.loads(repaired.stdout)["repaired"] == 2
+    assert mloci("fsck").exit_code == 0
+
+
+def test_fsck_memory_stays_flat(tmp_path: Path, mloci_home: Path) -> None:
+    """A 256 MiB blob is checked in a process whose peak RSS grows by far less than the blob."""
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "manifest.json").write_text('{"name": "big", "version": "1.0.0"}')
+    with (big / "model.bin").open("wb") as handle:
+        handle.truncate(256 << 20)
+    env = {**os.environ, "MLOCI_HOME": str(mloci_home)}
+    subprocess.run(
+        [sys.executable, "-m", "mloci", "push", str(big)], check=True, env=env, capture_output=True
+    )
+    code = (
+        "import resource, sys\n"
+        "from mloci.cli import main\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "code = main(['fsck'])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) < 32 << 10  # KiB: under 32 MiB for a 256 MiB blob
