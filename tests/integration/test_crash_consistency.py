@@ -1,0 +1,173 @@
+"""Crash consistency: ``kill -9`` a push and a pull at random points, against a registry and the local store.
+
+After every kill: ``mloci fsck`` finds the local store intact; a pull target holds the old
+artifact or the new one, exactly as its ``.mloci/pull.json`` marker says (or a marker that
+says the publish was cut short, which the next pull completes); and the next run succeeds
+and sweeps what the killed one left. Bounded: about a minute in all.
+
+Select with ``-m crash``; ``MLOCI_CRASH_POINTS`` (kills per case, default 12) and
+``MLOCI_CRASH_SEED`` reproduce a run (the seed is in every failure message).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import Registry, Runner
+
+pytestmark = pytest.mark.crash
+
+POINTS = int(os.environ.get("MLOCI_CRASH_POINTS", "12"))
+SEED = int(os.environ.get("MLOCI_CRASH_SEED", str(time.time_ns() % 1_000_000)))
+
+
+def make_bundle(root: Path, version: str, rng: random.Random) -> dict[str, bytes]:
+    """A bundle of a few files (one large enough to take a while); returns its files."""
+    files = {
+        "model.onnx": rng.randbytes(6 << 20),
+        "config.json": json.dumps({"v": version}).encode(),
+        "docs/README.md": f"# {version}\n".encode(),
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    (root / "manifest.json").write_text(json.dumps({"name": "crashy", "version": version}))
+    return {**files, "manifest.json": version.encode()}
+
+
+def kill_at_random(args: list[str], home: Path, delay: float) -> int:
+    """Run ``python -m mloci ARGS`` and SIGKILL it after ``delay`` seconds (unless it ended); its exit code."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mloci", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLOCI_HOME": str(home)},
+    )
+    try:
+        return child.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGKILL)
+        return child.wait()
+
+
+def timed(args: list[str], home: Path) -> float:
+    started = time.monotonic()
+    assert kill_at_random(args, home, 120) == 0
+    return time.monotonic() - started
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """The files a pull wrote, as its marker lists them."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def published(root: Path) -> dict[str, bytes]:
+    """What a pull published: its files (manifest.json reduced to its version), no marker or staging."""
+    files = {
+        name: data for name, data in tree(root).items() if not name.startswith((".mloci/", ".mloci-staging-"))
+    }
+    if "manifest.json" in files:
+        files["manifest.json"] = json.loads(files["manifest.json"])["version"].encode()
+    return files
+
+
+def fsck_intact(mloci: Runner, context: str) -> None:
+    result = mloci("fsck", "--json")
+    assert result.exit_code == 0, f"{context}: {result.stdout} {result.stderr}"
+
+
+def leftovers_of(home: Path, pid_dirs: list[Path]) -> list[str]:
+    found = [p.name for p in (home / "tmp").iterdir()] if (home / "tmp").is_dir() else []
+    for directory in pid_dirs:
+        if directory.is_dir():
+            found += [p.name for p in directory.iterdir() if ".mloci-" in p.name]
+    return found
+
+
+@pytest.mark.parametrize("where", ["registry", "local"])
+def test_kill_9_pull_at_random_points(
+    where: str, mloci: Runner, mloci_home: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    rng = random.Random(SEED)  # noqa: S311  (reproducible kill points, not secrets)
+    repo = "crashy"
+    if where == "registry":
+        registry: Registry = request.getfixturevalue("registry")
+        repo = f"{registry.host}/ml/crashy"
+    old = make_bundle(tmp_path / "v1", "1.0.0", rng)
+    new = make_bundle(tmp_path / "v2", "2.0.0", rng)
+    digests = {}
+    for version, bundle in (("1.0.0", tmp_path / "v1"), ("2.0.0", tmp_path / "v2")):
+        pushed = mloci("push", bundle, repo, "--json")
+        assert pushed.exit_code == 0, pushed.stderr
+        digests[version] = json.loads(pushed.stdout)["digest"]
+    parent = tmp_path / "pulls"
+    parent.mkdir()
+    out = parent / "out"
+    args = ["pull", f"{repo}@{digests['2.0.0']}", "-o", str(out)]
+    span = timed(args, mloci_home) * 1.2
+    for point in range(POINTS):
+        context = f"seed {SEED}, {where} pull, point {point}"
+        shutil.rmtree(out, ignore_errors=True)
+        update = point % 2 == 0  # half over an older pull, half into a new directory
+        if update:
+            assert mloci("pull", f"{repo}@{digests['1.0.0']}", "-o", out).exit_code == 0
+        delay = rng.uniform(0.0, span)
+        kill_at_random(args, mloci_home, delay)
+        if out.exists():
+            marker = json.loads((out / ".mloci" / "pull.json").read_text())
+            state = published(out)
+            if marker.get("digest") == digests["2.0.0"]:
+                assert state == new, context
+            elif marker.get("digest") == digests["1.0.0"]:
+                assert state == old, context
+            else:
+                # Killed between renames: the marker says so and owns both generations' files.
+                assert marker.get("incomplete") is True, context
+                assert set(state) <= set(marker["files"]), context
+        else:
+            assert not update, context
+        fsck_intact(mloci, context)
+        again = mloci(*args)
+        assert again.exit_code == 0, f"{context}: {again.stderr}"
+        assert published(out) == new, context
+        assert [p.name for p in parent.iterdir()] == ["out"], context
+        assert not any(p.name.startswith(".mloci-staging-") for p in out.iterdir()), context
+
+
+@pytest.mark.parametrize("where", ["registry", "local"])
+def test_kill_9_push_at_random_points(
+    where: str, mloci: Runner, mloci_home: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    rng = random.Random(SEED + 1)  # noqa: S311
+    repo = "crashy"
+    if where == "registry":
+        registry: Registry = request.getfixturevalue("registry")
+        repo = f"{registry.host}/ml/crashy"
+    bundle = tmp_path / "bundle"
+    make_bundle(bundle, "0.0.1", rng)
+    span = timed(["push", str(bundle), repo], mloci_home) * 1.2
+    for point in range(POINTS):
+        context = f"seed {SEED}, {where} push, point {point}"
+        version = f"1.0.{point}"
+        files = make_bundle(bundle, version, rng)
+        kill_at_random(["push", str(bundle), repo], mloci_home, rng.uniform(0.0, span))
+        fsck_intact(mloci, context)
+        again = mloci("push", bundle, repo, "--json")
+        assert again.exit_code == 0, f"{context}: {again.stderr}"
+        digest = json.loads(again.stdout)["digest"]
+        out = tmp_path / f"out-{point}"
+        pulled = mloci("pull", f"{repo}@{digest}", "-o", out)
+        assert pulled.exit_code == 0, f"{context}: {pulled.stderr}"
+        assert published(out) == files, context
+        assert leftovers_of(mloci_home, []) == [], context
+    fsck_intact(mloci, f"seed {SEED}, {where} push, end")
