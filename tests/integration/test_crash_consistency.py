@@ -5,7 +5,7 @@ artifact or the new one, exactly as its ``.mloci/pull.json`` marker says (or a m
 says the publish was cut short, which the next pull completes); and the next run succeeds
 and sweeps what the killed one left. Bounded: about a minute in all.
 
-Select with ``-m crash``; ``MLOCI_CRASH_POINTS`` (kills per case, default 12) and
+Select with ``-m crash``; ``MLOCI_CRASH_POINTS`` (kills per case, default 20) and
 ``MLOCI_CRASH_SEED`` reproduce a run (the seed is in every failure message).
 """
 
@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,14 @@ from helpers import Registry, Runner
 
 pytestmark = pytest.mark.crash
 
-POINTS = int(os.environ.get("MLOCI_CRASH_POINTS", "12"))
+POINTS = int(os.environ.get("MLOCI_CRASH_POINTS", "20"))
 SEED = int(os.environ.get("MLOCI_CRASH_SEED", str(time.time_ns() % 1_000_000)))
 
 
 def make_bundle(root: Path, version: str, rng: random.Random) -> dict[str, bytes]:
     """A bundle of a few files (one large enough to take a while); returns its files."""
     files = {
-        "model.onnx": rng.randbytes(6 << 20),
+        "model.onnx": rng.randbytes(3 << 20),
         "config.json": json.dumps({"v": version}).encode(),
         "docs/README.md": f"# {version}\n".encode(),
     }
@@ -69,6 +70,10 @@ def timed(args: list[str], home: Path) -> float:
 def tree(root: Path) -> dict[str, bytes]:
     """The files a pull wrote, as its marker lists them."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def tree_names(root: Path) -> list[Path]:
+    return list(root.iterdir()) if root.is_dir() else []
 
 
 def published(root: Path) -> dict[str, bytes]:
@@ -113,35 +118,46 @@ def test_kill_9_pull_at_random_points(
     parent = tmp_path / "pulls"
     parent.mkdir()
     out = parent / "out"
+    pristine = tmp_path / "pristine-v1"
+    assert mloci("pull", f"{repo}@{digests['1.0.0']}", "-o", pristine).exit_code == 0
     args = ["pull", f"{repo}@{digests['2.0.0']}", "-o", str(out)]
-    span = timed(args, mloci_home) * 1.2
+    start, span = timed(["--version"], mloci_home) * 0.8, timed(args, mloci_home) * 1.2
+    killed: Counter[bool] = Counter()
+    outcomes: Counter[str] = Counter()
     for point in range(POINTS):
         context = f"seed {SEED}, {where} pull, point {point}"
         shutil.rmtree(out, ignore_errors=True)
         update = point % 2 == 0  # half over an older pull, half into a new directory
         if update:
-            assert mloci("pull", f"{repo}@{digests['1.0.0']}", "-o", out).exit_code == 0
-        delay = rng.uniform(0.0, span)
-        kill_at_random(args, mloci_home, delay)
+            shutil.copytree(pristine, out, symlinks=True)  # what pulling 1.0.0 wrote
+        delay = rng.uniform(start, span)  # mostly past Python's start-up, where the work is
+        killed[kill_at_random(args, mloci_home, delay) == -signal.SIGKILL] += 1
         if out.exists():
             marker = json.loads((out / ".mloci" / "pull.json").read_text())
             state = published(out)
             if marker.get("digest") == digests["2.0.0"]:
                 assert state == new, context
+                outcomes["new"] += 1
             elif marker.get("digest") == digests["1.0.0"]:
                 assert state == old, context
+                outcomes["old"] += 1
             else:
                 # Killed between renames: the marker says so and owns both generations' files.
                 assert marker.get("incomplete") is True, context
                 assert set(state) <= set(marker["files"]), context
+                outcomes["incomplete"] += 1
         else:
             assert not update, context
+            outcomes["absent"] += 1
+        outcomes["staging left"] += any(".mloci-" in p.name for p in [*parent.iterdir(), *tree_names(out)])
         fsck_intact(mloci, context)
         again = mloci(*args)
         assert again.exit_code == 0, f"{context}: {again.stderr}"
         assert published(out) == new, context
         assert [p.name for p in parent.iterdir()] == ["out"], context
         assert not any(p.name.startswith(".mloci-staging-") for p in out.iterdir()), context
+    print(f"seed {SEED}, {where} pull: killed {killed[True]} of {POINTS} mid-run; {dict(outcomes)}")
+    assert killed[True] >= POINTS // 3, "too few kills landed mid-run to mean anything"
 
 
 @pytest.mark.parametrize("where", ["registry", "local"])
@@ -155,12 +171,13 @@ def test_kill_9_push_at_random_points(
         repo = f"{registry.host}/ml/crashy"
     bundle = tmp_path / "bundle"
     make_bundle(bundle, "0.0.1", rng)
-    span = timed(["push", str(bundle), repo], mloci_home) * 1.2
+    start, span = timed(["--version"], mloci_home) * 0.8, timed(["push", str(bundle), repo], mloci_home) * 1.2
+    killed: Counter[bool] = Counter()
     for point in range(POINTS):
         context = f"seed {SEED}, {where} push, point {point}"
         version = f"1.0.{point}"
         files = make_bundle(bundle, version, rng)
-        kill_at_random(["push", str(bundle), repo], mloci_home, rng.uniform(0.0, span))
+        killed[kill_at_random(["push", str(bundle), repo], mloci_home, rng.uniform(start, span)) == -9] += 1
         fsck_intact(mloci, context)
         again = mloci("push", bundle, repo, "--json")
         assert again.exit_code == 0, f"{context}: {again.stderr}"
@@ -171,3 +188,5 @@ def test_kill_9_push_at_random_points(
         assert published(out) == files, context
         assert leftovers_of(mloci_home, []) == [], context
     fsck_intact(mloci, f"seed {SEED}, {where} push, end")
+    print(f"seed {SEED}, {where} push: killed {killed[True]} of {POINTS} mid-run")
+    assert killed[True] >= POINTS // 3, "too few kills landed mid-run to mean anything"

@@ -260,3 +260,59 @@ def test_a_sigkilled_local_push_is_swept_by_gc(tmp_path: Path, mloci: Runner, ml
     assert mloci("push", bundle).exit_code == 0
     assert mloci("gc", "big", "--keep-last", "1", "--grace-seconds", "0").exit_code == 0
     assert list(tmp.iterdir()) == []
+
+
+def test_a_full_disk_during_a_local_push_leaves_the_store_intact(
+    mloci: Runner, tmp_path: Path, mloci_home: Path
+) -> None:
+    """RLIMIT_FSIZE makes writes past 1 MiB fail with EFBIG, the way a full disk fails with ENOSPC."""
+    bundle = random_bundle(tmp_path, "big", "model.onnx", 4 << 20)
+    assert mloci("push", random_bundle(tmp_path, "small", "model.onnx", 1000)).exit_code == 0
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+        "from mloci.cli import main\n"
+        f"sys.exit(main(['push', {str(bundle)!r}]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "MLOCI_HOME": str(mloci_home)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "File too large" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert list((mloci_home / "tmp").iterdir()) == []
+    assert mloci("fsck").exit_code == 0
+    assert mloci("push", bundle).exit_code == 0
+
+
+def test_a_registry_restart_mid_pull(
+    mloci: Runner, registry: Registry, proxy: FaultProxy, big_bundle: Path, tmp_path: Path, mloci_home: Path
+) -> None:
+    digest = pushed(mloci, big_bundle, f"{registry.host}/ml/big")
+    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=1.0, times=2))
+    parent = tmp_path / "pulls"
+    parent.mkdir()
+    out = parent / "out"
+    child = spawn(["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(out)], mloci_home)
+    wait_for(lambda: any(p.name.startswith(".out.mloci-") for p in parent.iterdir()), what="staging")
+    time.sleep(0.5)
+    port = registry.port
+    registry.stop()
+    time.sleep(0.5)
+    registry.start(port=port)
+    _, err = child.communicate(timeout=120)
+    assert "Traceback" not in err
+    if child.returncode == 0:  # resumed once the registry was back
+        assert (out / "model.onnx").read_bytes() == (big_bundle / "model.onnx").read_bytes()
+    else:
+        assert child.returncode == 8, err
+        assert list(parent.iterdir()) == []
+    again = mloci("pull", f"{registry.host}/ml/big@{digest}", "-o", out)
+    assert again.exit_code == 0, again.stderr
+    assert (out / "model.onnx").read_bytes() == (big_bundle / "model.onnx").read_bytes()
+    assert [p.name for p in parent.iterdir()] == ["out"]
