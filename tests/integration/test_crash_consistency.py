@@ -20,21 +20,25 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from faultproxy import Fault, FaultProxy
 from helpers import Registry, Runner
 
 pytestmark = pytest.mark.crash
 
 POINTS = int(os.environ.get("MLOCI_CRASH_POINTS", "20"))
+# Each push adds a version the next fsck hashes again: smaller files keep the test bounded.
+PUSH_SIZE = 2 << 20
 SEED = int(os.environ.get("MLOCI_CRASH_SEED", str(time.time_ns() % 1_000_000)))
 
 
-def make_bundle(root: Path, version: str, rng: random.Random) -> dict[str, bytes]:
+def make_bundle(root: Path, version: str, rng: random.Random, size: int = 8 << 20) -> dict[str, bytes]:
     """A bundle of a few files (one large enough to take a while); returns its files."""
     files = {
-        "model.onnx": rng.randbytes(3 << 20),
+        "model.onnx": rng.randbytes(size),
         "config.json": json.dumps({"v": version}).encode(),
         "docs/README.md": f"# {version}\n".encode(),
     }
@@ -46,19 +50,49 @@ def make_bundle(root: Path, version: str, rng: random.Random) -> dict[str, bytes
     return {**files, "manifest.json": version.encode()}
 
 
-def kill_at_random(args: list[str], home: Path, delay: float) -> int:
-    """Run ``python -m mloci ARGS`` and SIGKILL it after ``delay`` seconds (unless it ended); its exit code."""
+def kill_at_random(args: list[str], home: Path, delay: float, after: Callable[[], bool] | None = None) -> int:
+    """Run ``python -m mloci ARGS`` and SIGKILL it ``delay`` seconds after it starts — or after ``after()``
+    first holds, when given — unless it ended first; its exit code (-9 when killed)."""
     child = subprocess.Popen(
         [sys.executable, "-m", "mloci", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "MLOCI_HOME": str(home)},
     )
+    while after is not None and child.poll() is None and not after():
+        time.sleep(0.0005)
     try:
         return child.wait(timeout=delay)
     except subprocess.TimeoutExpired:
         child.send_signal(signal.SIGKILL)
         return child.wait()
+
+
+def staging_window(args: list[str], home: Path, parent: Path) -> tuple[float, float]:
+    """When a pull starts staging (after Python's start-up and the manifest) and when it ends."""
+    started = time.monotonic()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mloci", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLOCI_HOME": str(home)},
+    )
+    staged = None
+    while child.poll() is None:
+        if staged is None and any(".mloci-" in p.name for p in parent.iterdir()):
+            staged = time.monotonic() - started
+        time.sleep(0.001)
+    assert child.returncode == 0
+    ended = time.monotonic() - started
+    return (staged if staged is not None else ended * 0.8), ended
+
+
+def staging(parent: Path, out: Path) -> bool:
+    """Whether a pull's staging directory exists, beside or inside ``out``."""
+    try:
+        return any(".mloci-" in p.name for p in [*parent.iterdir(), *tree_names(out)])
+    except FileNotFoundError:  # renamed into place meanwhile
+        return True
 
 
 def timed(args: list[str], home: Path) -> float:
@@ -120,8 +154,18 @@ def test_kill_9_pull_at_random_points(
     out = parent / "out"
     pristine = tmp_path / "pristine-v1"
     assert mloci("pull", f"{repo}@{digests['1.0.0']}", "-o", pristine).exit_code == 0
-    args = ["pull", f"{repo}@{digests['2.0.0']}", "-o", str(out)]
-    start, span = timed(["--version"], mloci_home) * 0.8, timed(args, mloci_home) * 1.2
+    source = repo
+    if where == "registry":
+        # Through a proxy that paces blob bodies (0.05 s/MiB), so the download is long enough to be hit.
+        proxy = FaultProxy(registry.port or 0)
+        request.addfinalizer(proxy.close)
+        proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.05, times=10_000))
+        source = f"{proxy.host}/ml/crashy"
+    args = ["pull", f"{source}@{digests['2.0.0']}", "-o", str(out)]
+    # Kills land from just before staging starts to just after the pull ends: download and publish.
+    staged, ended = staging_window(args, mloci_home, parent)
+    shutil.rmtree(out)
+    window, span = max(ended - staged, 0.05) * 1.2, ended * 1.1
     killed: Counter[bool] = Counter()
     outcomes: Counter[str] = Counter()
     for point in range(POINTS):
@@ -130,8 +174,12 @@ def test_kill_9_pull_at_random_points(
         update = point % 2 == 0  # half over an older pull, half into a new directory
         if update:
             shutil.copytree(pristine, out, symlinks=True)  # what pulling 1.0.0 wrote
-        delay = rng.uniform(start, span)  # mostly past Python's start-up, where the work is
-        killed[kill_at_random(args, mloci_home, delay) == -signal.SIGKILL] += 1
+        if rng.random() < 0.7:  # from the moment staging appears to the end: download and publish
+            delay = window * rng.random() ** 2  # biased early: the publishing renames come soon after staging
+            code = kill_at_random(args, mloci_home, delay, after=lambda: staging(parent, out))
+        else:  # anywhere
+            code = kill_at_random(args, mloci_home, rng.uniform(0, span))
+        killed[code == -signal.SIGKILL] += 1
         if out.exists():
             marker = json.loads((out / ".mloci" / "pull.json").read_text())
             state = published(out)
@@ -170,13 +218,13 @@ def test_kill_9_push_at_random_points(
         registry: Registry = request.getfixturevalue("registry")
         repo = f"{registry.host}/ml/crashy"
     bundle = tmp_path / "bundle"
-    make_bundle(bundle, "0.0.1", rng)
+    make_bundle(bundle, "0.0.1", rng, PUSH_SIZE)
     start, span = timed(["--version"], mloci_home) * 0.8, timed(["push", str(bundle), repo], mloci_home) * 1.2
     killed: Counter[bool] = Counter()
     for point in range(POINTS):
         context = f"seed {SEED}, {where} push, point {point}"
         version = f"1.0.{point}"
-        files = make_bundle(bundle, version, rng)
+        files = make_bundle(bundle, version, rng, PUSH_SIZE)
         killed[kill_at_random(["push", str(bundle), repo], mloci_home, rng.uniform(start, span)) == -9] += 1
         fsck_intact(mloci, context)
         again = mloci("push", bundle, repo, "--json")
