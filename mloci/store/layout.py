@@ -44,6 +44,7 @@ CHECKED_MIN_SIZE = 1 << 20
 # "tmp" is what versions before owner-named files used for small writes.
 TMP_PREFIXES = ("ingest-", "blob-", "write-")
 LEGACY_TMP_PREFIXES = ("tmp",)
+IMAGE_WORKDIRS = ("image-build", "image-volume")
 
 
 def _join(worker: threading.Thread) -> None:
@@ -97,6 +98,8 @@ class LayoutStore:
         ``legacy_grace_seconds``: also files of versions that did not record their owner, when older.
         """
         removed = leftovers.sweep(self._tmp, TMP_PREFIXES)
+        for workdir in IMAGE_WORKDIRS:  # layers `image build` and `push --format image-volume` write
+            removed += leftovers.sweep(self._tmp / workdir, ("layer-",))
         if legacy_grace_seconds is not None:
             removed += leftovers.sweep(
                 self._tmp,

@@ -212,7 +212,9 @@ def _leftovers(tmp: Path) -> dict[str, Path]:
         "live": tmp / f"ingest-{os.getppid()}-abcd1234",
         "legacy": tmp / "ingest-ab12cd34",
         "foreign": tmp / "notes.txt",
+        "image-layer": tmp / "image-build" / f"layer-{dead_pid()}-abcd1234",
     }
+    files["image-layer"].parent.mkdir()
     for path in files.values():
         path.write_bytes(b"partial")
     old = time.time() - 3600
@@ -235,8 +237,9 @@ def test_gc_sweeps_the_local_stores_leftovers(mloci: Runner, bundle: Path, mloci
     files = _leftovers(mloci_home / "tmp")
     result = mloci("gc", "churn-model", "--keep-last", "5", "--grace-seconds", "0", "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["leftoversRemoved"] == 3
+    assert json.loads(result.stdout)["leftoversRemoved"] == 4
     assert not files["dead"].exists() and not files["dead-blob"].exists() and not files["legacy"].exists()
+    assert not files["image-layer"].exists()
     assert files["live"].exists() and files["foreign"].exists()
 
 
