@@ -54,7 +54,10 @@ def handle_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # Only signals that would otherwise stop the process: one its parent set to be ignored
+    # (`nohup`, a shell's background job) stays ignored.
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {s: signal.getsignal(s) for s in defaults if signal.getsignal(s) is defaults[s]}
     for signum in previous:
         signal.signal(signum, _handler)
     _state.update(depth=0, pending=None, terminating=False)
