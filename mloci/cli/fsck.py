@@ -46,10 +46,21 @@ def fsck_command(repair_from: str | None, as_json: bool, **kw: Any) -> None:
                 else "not repaired"
             )
             click.echo(f"{problem.kind} {problem.digest} ({problem.path}), used by {users}: {state}")
+        for line in report.broken_tags:
+            click.echo(f"broken tag: {line}")
         click.echo(
             f"checked {report.blobs_checked} blobs ({human_size(report.bytes_checked)}) in {report.root}: "
-            + ("intact" if not report.remaining else f"{len(report.remaining)} damaged or missing"),
+            + (
+                "intact"
+                if report.intact
+                else f"{len(report.remaining)} damaged or missing blobs, {len(report.broken_tags)} broken tags"
+            ),
             err=True,
+        )
+    if report.broken_tags and not report.remaining:
+        raise IntegrityError(
+            f"{len(report.broken_tags)} tags of the local store name a blob, not a manifest",
+            hint="point each at a manifest again: mloci tag REPOSITORY@DIGEST TAG",
         )
     if report.remaining:
         raise IntegrityError(

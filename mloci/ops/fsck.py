@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mloci import settings
-from mloci.errors import MlociError, UsageError
+from mloci.errors import MlociError, NotAManifestError, UsageError
 from mloci.store import LayoutStore, StoreOptions, open_store
 from mloci.store.base import MAX_MANIFEST_SIZE
 from mloci.types import annotations as ann
@@ -53,10 +53,15 @@ class FsckReport:
     blobs_checked: int = 0
     bytes_checked: int = 0
     problems: list[BlobProblem] = field(default_factory=list)
+    broken_tags: list[str] = field(default_factory=list)
 
     @property
     def remaining(self) -> list[BlobProblem]:
         return [p for p in self.problems if p.repaired_from is None]
+
+    @property
+    def intact(self) -> bool:
+        return not self.remaining and not self.broken_tags
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,7 +70,8 @@ class FsckReport:
             "bytesChecked": self.bytes_checked,
             "problems": [p.to_json() for p in self.problems],
             "repaired": len(self.problems) - len(self.remaining),
-            "intact": not self.remaining,
+            "brokenTags": self.broken_tags,
+            "intact": self.intact,
         }
 
 
@@ -115,6 +121,22 @@ def _uses(store: LayoutStore) -> dict[Digest, _Use]:
             if isinstance(child, dict):
                 pending.append((child, repository, label))
     return uses
+
+
+def _broken_tags(store: LayoutStore) -> list[str]:
+    """Tags that name a blob instead of a manifest (older versions let ``tag`` do that)."""
+    broken = []
+    for entry, repository in store.listed():
+        name = (entry.get("annotations") or {}).get(ann.REF_NAME)
+        if not isinstance(name, str):
+            continue
+        try:
+            store.resolve(Reference(None, repository, name.rpartition(":")[2]))
+        except NotAManifestError as exc:
+            broken.append(exc.message)
+        except MlociError:
+            continue  # missing or damaged: reported with the blobs
+    return broken
 
 
 def _parse_source(text: str) -> tuple[str, str]:
@@ -171,6 +193,7 @@ def fsck(
     report = FsckReport(store.root)
     try:
         uses = _uses(store)
+        report.broken_tags = _broken_tags(store)
         pool = store.root / "blobs" / "sha256"
         paths = sorted(pool.iterdir()) if pool.is_dir() else []
         present: set[Digest] = set()

@@ -133,8 +133,11 @@ def test_ls_and_gc_name_and_skip_a_broken_tag(mloci: Runner, bundle: Path, mloci
     result = mloci("gc", "churn-model", "--keep-last", "0", "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert "churn-model:oops" in result.stderr
+    found = mloci("fsck", "--json")
+    assert found.exit_code == 6 and "churn-model:oops" in json.loads(found.stdout)["brokenTags"][0]
     assert mloci("tag", f"churn-model@{digest}", "oops").exit_code == 0  # the remedy: point it at a manifest
     assert "oops" in mloci("ls", "churn-model").stdout
+    assert mloci("fsck").exit_code == 0
 
 
 # -- item 6: damaged blobs are named, replaced by a re-push, found and repaired by fsck ------------
