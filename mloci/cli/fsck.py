@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli.options import json_option, registry_options, session_from
 from mloci.errors import IntegrityError
 from mloci.ops.fsck import fsck
 
@@ -32,7 +32,7 @@ def fsck_command(repair_from: str | None, as_json: bool, **kw: Any) -> None:
       mloci fsck
       mloci fsck --repair-from registry.example.com/ml --json
     """
-    report = fsck(repair_from=repair_from, options=store_options(kw))
+    report = fsck(repair_from=repair_from, session=session_from(kw))
     if as_json:
         emit_json(report.to_json())
     else:

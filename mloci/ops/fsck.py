@@ -18,7 +18,7 @@ from typing import Any
 
 from mloci import settings
 from mloci.errors import MlociError, NotAManifestError, UsageError
-from mloci.store import LayoutStore, StoreOptions, open_store
+from mloci.store import LayoutStore, Session, scoped
 from mloci.store.base import MAX_MANIFEST_SIZE
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -87,9 +87,9 @@ def _uses(store: LayoutStore) -> dict[Digest, _Use]:
     uses: dict[Digest, _Use] = {}
     pending: list[tuple[dict[str, Any], str, str]] = []
     for entry, repository in store.listed():
-        name = (entry.get("annotations") or {}).get(ann.REF_NAME)
-        label = str(name) if name else f"{repository}@{entry.get('digest')}"
-        pending.append((entry, repository, label))
+        name = entry.annotation(ann.REF_NAME)
+        label = name or f"{repository}@{entry.digest}"
+        pending.append((entry.to_dict(), repository, label))
     while pending:
         item, repository, label = pending.pop()
         try:
@@ -127,8 +127,8 @@ def _broken_tags(store: LayoutStore) -> list[str]:
     """Tags that name a blob instead of a manifest (older versions let ``tag`` do that)."""
     broken = []
     for entry, repository in store.listed():
-        name = (entry.get("annotations") or {}).get(ann.REF_NAME)
-        if not isinstance(name, str):
+        name = entry.annotation(ann.REF_NAME)
+        if name is None:
             continue
         try:
             store.resolve(Reference(None, repository, name.rpartition(":")[2]))
@@ -149,9 +149,7 @@ def _parse_source(text: str) -> tuple[str, str]:
     return registry, namespace
 
 
-def _repair(
-    store: LayoutStore, problem: BlobProblem, use: _Use, source: str, options: StoreOptions | None
-) -> None:
+def _repair(store: LayoutStore, problem: BlobProblem, use: _Use, source: str, session: Session) -> None:
     registry, namespace = _parse_source(source)
     errors: list[str] = []
     for repository in sorted(use.repositories):
@@ -161,7 +159,7 @@ def _repair(
         except MlociError as exc:
             errors.append(str(exc))
             continue
-        remote_store = open_store(ref, options)
+        remote_store = session.store(ref)
         try:
             if use.descriptor.media_type in mediatype.MANIFEST_TYPES:
                 # Registries serve manifests from /manifests/, not always from /blobs/.
@@ -173,8 +171,6 @@ def _repair(
         except MlociError as exc:
             errors.append(f"{registry}/{remote}: {exc.message}")
             continue
-        finally:
-            remote_store.close()
         problem.repaired_from = f"{registry}/{remote}"
         return
     problem.repair_error = "; ".join(errors) or "no repository uses it"
@@ -183,7 +179,7 @@ def _repair(
 def fsck(
     *,
     repair_from: str | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     progress: Callable[[Path], None] | None = None,
 ) -> FsckReport:
     """Check (and with ``repair_from``, repair) every blob of the local store."""
@@ -227,7 +223,8 @@ def fsck(
                 if use is None:
                     problem.repair_error = "no artifact uses it ('mloci gc' removes it)"
                     continue
-                _repair(store, problem, use, repair_from, options)
+                with scoped(session) as active:
+                    _repair(store, problem, use, repair_from, active)
     finally:
         store.close()
     return report

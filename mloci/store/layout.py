@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from mloci import leftovers
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
@@ -32,7 +31,7 @@ from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
-from mloci.types.manifest import Descriptor, Index, canonical_json
+from mloci.types.manifest import Descriptor, Index
 from mloci.types.reference import Reference
 
 _CHUNK = 1 << 20
@@ -45,6 +44,11 @@ CHECKED_MIN_SIZE = 1 << 20
 TMP_PREFIXES = ("ingest-", "blob-", "write-")
 LEGACY_TMP_PREFIXES = ("tmp",)
 IMAGE_WORKDIRS = ("image-build", "image-volume")
+
+
+def _evidence(info: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when a file is written to or replaced (ctime cannot be set from user space)."""
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _join(worker: threading.Thread) -> None:
@@ -69,7 +73,8 @@ class LayoutStore:
         self._lock_path = home / "locks" / "index.lock"
         self._swept = False
         self._checked = CheckedBlobs(home / "cache" / "checked-blobs.sqlite")
-        self._fresh: set[str] = set()  # blob files this instance wrote or verified: not hashed again
+        # Blob files this object wrote or verified, with the stat evidence they had then.
+        self._verified: dict[str, tuple[int, int, int, int]] = {}
         self.repaired: set[Digest] = set()  # damaged blobs that ingest_file replaced
 
     @property
@@ -90,21 +95,21 @@ class LayoutStore:
             raise MlociError(f"cannot write the local store at {self.root}: {exc.strerror or exc}") from exc
         if not self._swept:
             self._swept = True
-            self.sweep_tmp()
+            self.sweep_leftovers()
 
-    def sweep_tmp(self, *, legacy_grace_seconds: float | None = None) -> int:
+    def sweep_leftovers(self, *, grace_seconds: float | None = None) -> int:
         """Remove temporary files of killed mloci processes; return how many.
 
-        ``legacy_grace_seconds``: also files of versions that did not record their owner, when older.
+        ``grace_seconds``: also files of versions that did not record their owner, when older.
         """
         removed = leftovers.sweep(self._tmp, TMP_PREFIXES)
         for workdir in IMAGE_WORKDIRS:  # layers `image build` and `push --format image-volume` write
             removed += leftovers.sweep(self._tmp / workdir, ("layer-",))
-        if legacy_grace_seconds is not None:
+        if grace_seconds is not None:
             removed += leftovers.sweep(
                 self._tmp,
                 TMP_PREFIXES + LEGACY_TMP_PREFIXES,
-                legacy_before=time.time() - legacy_grace_seconds,
+                legacy_before=time.time() - grace_seconds,
             )
         return len(removed)
 
@@ -143,8 +148,9 @@ class LayoutStore:
         """
         path = self.blob_path(digest)
         try:
-            size = path.stat().st_size
-            if not rehash and str(digest) in self._fresh:
+            info = path.stat()
+            size = info.st_size
+            if not rehash and self._verified.get(path.name) == _evidence(info):
                 return True
             if not rehash and size >= CHECKED_MIN_SIZE and self._checked.known_good(path):
                 return True
@@ -157,9 +163,10 @@ class LayoutStore:
         return True
 
     def _record(self, path: Path) -> None:
-        self._fresh.add(f"{path.parent.name}:{path.name}")
         with contextlib.suppress(OSError):
-            if path.stat().st_size >= CHECKED_MIN_SIZE:
+            info = path.stat()
+            self._verified[path.name] = _evidence(info)
+            if info.st_size >= CHECKED_MIN_SIZE:
                 self._checked.record(path)
 
     def blob_problem(self, digest: Digest) -> IntegrityError:
@@ -177,18 +184,17 @@ class LayoutStore:
             self.blob_path(descriptor.digest), verified(chunks, descriptor, f"blob {descriptor.digest}"), None
         )
 
-    def _read_index(self) -> list[dict[str, Any]]:
+    def _read_index(self) -> list[Descriptor]:
         path = self.root / "index.json"
         if not path.exists():
             return []
         try:
-            manifests = json.loads(path.read_bytes()).get("manifests", [])
-        except (ValueError, AttributeError) as exc:
-            raise MlociError(f"the local store's index {path} is corrupt: {exc}") from exc
-        return [m for m in manifests if isinstance(m, dict)]
+            return list(Index.from_json(path.read_bytes()).manifests)
+        except MlociError as exc:
+            raise MlociError(f"the local store's index {path} is corrupt: {exc.message}") from exc
 
     @contextlib.contextmanager
-    def _locked_index(self) -> Iterator[list[dict[str, Any]]]:
+    def _locked_index(self) -> Iterator[list[Descriptor]]:
         """Read-modify-write of index.json, serialized across processes."""
         self._ensure()
         with self._lock_path.open("a") as lock:
@@ -196,19 +202,15 @@ class LayoutStore:
             try:
                 entries = self._read_index()
                 yield entries
-                document = {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": entries}
-                self._write_atomic(self.root / "index.json", canonical_json(document))
+                self._write_atomic(self.root / "index.json", Index(manifests=entries).to_json())
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- Store protocol --------------------------------------------------------------------------
 
-    def _entry_for(self, ref: Reference) -> dict[str, Any] | None:
+    def _entry_for(self, ref: Reference) -> Descriptor | None:
         want = f"{ref.repository}:{ref.tag}"
-        for entry in self._read_index():
-            if (entry.get("annotations") or {}).get(ann.REF_NAME) == want:
-                return entry
-        return None
+        return next((e for e in self._read_index() if e.annotation(ann.REF_NAME) == want), None)
 
     def _lookup(self, ref: Reference) -> Descriptor:
         """The descriptor ``ref`` names, not yet checked to be a manifest."""
@@ -217,8 +219,8 @@ class LayoutStore:
             if not path.is_file():
                 raise NotFoundError(f"{ref} not found in the {self.location}")
             for entry in self._read_index():
-                if entry.get("digest") == str(ref.digest):
-                    return Descriptor.model_validate(entry).model_copy(update={"annotations": None})
+                if entry.digest == ref.digest:
+                    return entry.model_copy(update={"annotations": None})
             size = path.stat().st_size
             # Not listed (e.g. a child of an index): the bytes say what it is, in _manifest_bytes.
             return Descriptor(media_type="application/octet-stream", digest=ref.digest, size=size)
@@ -227,7 +229,7 @@ class LayoutStore:
         tagged = self._entry_for(ref)
         if tagged is None:
             raise NotFoundError(f"{ref} not found in the {self.location}")
-        return Descriptor.model_validate(tagged).model_copy(update={"annotations": None})
+        return tagged.model_copy(update={"annotations": None})
 
     def _manifest_bytes(self, ref: Reference, descriptor: Descriptor) -> tuple[Descriptor, bytes]:
         """The bytes of the manifest ``descriptor`` (found for ``ref``) describes, refused unless a manifest."""
@@ -265,32 +267,28 @@ class LayoutStore:
         artifact_type = None
         with contextlib.suppress(ValueError, AttributeError):
             artifact_type = json.loads(data).get("artifactType")
-        entry = descriptor.to_dict()
-        if isinstance(artifact_type, str):
-            entry["artifactType"] = artifact_type
+        entry = descriptor.model_copy(
+            update={"artifact_type": artifact_type if isinstance(artifact_type, str) else None}
+        )
         with self._locked_index() as entries:
             if ref.tag is not None:
                 name = f"{ref.repository}:{ref.tag}"
-                entries[:] = [e for e in entries if (e.get("annotations") or {}).get(ann.REF_NAME) != name]
-                entries.append({**entry, "annotations": {ann.REF_NAME: name}})
+                entries[:] = [e for e in entries if e.annotation(ann.REF_NAME) != name]
+                entries.append(entry.model_copy(update={"annotations": {ann.REF_NAME: name}}))
             # Drop the untagged marker once tagged, or add it when the manifest is not yet listed.
-            untagged = {**entry, "annotations": {ann.REPOSITORY: ref.repository}}
+            untagged = entry.model_copy(update={"annotations": {ann.REPOSITORY: ref.repository}})
             entries[:] = [e for e in entries if e != untagged]
             listed = any(
-                e.get("digest") == entry["digest"] and self._repository_of(e) == ref.repository
-                for e in entries
+                e.digest == entry.digest and self._repository_of(e) == ref.repository for e in entries
             )
             if not listed:
                 entries.append(untagged)
         return descriptor
 
     @staticmethod
-    def _repository_of(entry: dict[str, Any]) -> str | None:
-        annotations = entry.get("annotations") or {}
-        if ann.REF_NAME in annotations:
-            return str(annotations[ann.REF_NAME]).rpartition(":")[0]
-        value = annotations.get(ann.REPOSITORY)
-        return str(value) if value is not None else None
+    def _repository_of(entry: Descriptor) -> str | None:
+        name = entry.annotation(ann.REF_NAME)
+        return name.rpartition(":")[0] if name is not None else entry.annotation(ann.REPOSITORY)
 
     def has_blob(self, repository: str, digest: Digest) -> bool:
         """Present and intact: a damaged blob counts as absent, so pushing it again replaces it."""
@@ -409,7 +407,7 @@ class LayoutStore:
         prefix = f"{repository}:"
         tags = []
         for entry in self._read_index():
-            name = (entry.get("annotations") or {}).get(ann.REF_NAME, "")
+            name = entry.annotation(ann.REF_NAME) or ""
             if name.startswith(prefix) and "/" not in name[len(prefix) :]:
                 tags.append(name[len(prefix) :])
         if not tags and not any(self._repository_of(e) == repository for e in self._read_index()):
@@ -421,9 +419,7 @@ class LayoutStore:
         with self._locked_index() as entries:
             before = len(entries)
             entries[:] = [
-                e
-                for e in entries
-                if not (e.get("digest") == str(digest) and self._repository_of(e) == repository)
+                e for e in entries if not (e.digest == digest and self._repository_of(e) == repository)
             ]
             if len(entries) == before:
                 raise NotFoundError(f"{repository}@{digest} not found in the {self.location}")
@@ -438,7 +434,7 @@ class LayoutStore:
         removed = 0
         with self._locked_index() as entries:
             live: set[str] = set()
-            manifests = [str(e.get("digest")) for e in entries]
+            manifests = [str(e.digest) for e in entries]
             while manifests:
                 digest = manifests.pop()
                 if digest in live:
@@ -468,7 +464,7 @@ class LayoutStore:
                     removed += 1
         return removed
 
-    def listed(self) -> list[tuple[dict[str, Any], str]]:
+    def listed(self) -> list[tuple[Descriptor, str]]:
         """Every manifest ``index.json`` lists, as (its entry, its repository)."""
         return [(e, r) for e in self._read_index() if (r := self._repository_of(e))]
 
