@@ -8,7 +8,15 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.cli.options import (
+    download_options,
+    json_option,
+    output_dir_option,
+    quiet_option,
+    registry_options,
+    session_from,
+    upload_options,
+)
 from mloci.ops.wheel import pull_release, push_distributions, yank
 
 
@@ -23,6 +31,7 @@ def wheel_group() -> None:
 )
 @click.argument("namespace")
 @registry_options
+@upload_options
 @json_option
 @quiet_option
 def push_command(files: tuple[Path, ...], namespace: str, as_json: bool, quiet: bool, **kw: Any) -> None:
@@ -56,19 +65,13 @@ def push_command(files: tuple[Path, ...], namespace: str, as_json: bool, quiet: 
 
 @wheel_group.command("pull")
 @click.argument("spec", metavar="REFERENCE")
-@click.option(
-    "-d",
-    "--dest",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(),
-    show_default=True,
-    help="Directory to write the files into.",
-)
+@output_dir_option("dest", default=Path(), help="Directory to write the files into.")
 @click.option(
     "--filter", "filters", multiple=True, help="Only files matching this glob, e.g. '*.whl' (repeatable)."
 )
 @click.option("--pre", is_flag=True, help="Let the latest version be a pre-release.")
 @registry_options
+@download_options
 @json_option
 def pull_command(
     spec: str, dest: Path, filters: tuple[str, ...], pre: bool, as_json: bool, **kw: Any

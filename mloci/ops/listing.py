@@ -62,7 +62,9 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
     version.artifact_type = manifest.kind
     version.version = manifest.annotation(ann.VERSION)
     version.revision = manifest.annotation(ann.REVISION)
-    version.created = manifest.annotation(ann.CREATED)
+    created = manifest.annotation(ann.CREATED)
+    # Reproducible packs without SOURCE_DATE_EPOCH or train_time say 1970: that means "unknown".
+    version.created = None if created and created.startswith("1970-01-01T00:00:00") else created
     raw = manifest.annotation(ann.METRICS)
     if raw:
         try:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from mloci.errors import NotFoundError
+from mloci.errors import NotFoundError, UsageError
 from mloci.ops._parallel import run_all
 from mloci.ops.referrers import COSIGN_SUFFIXES, list_referrers, register
 from mloci.store import MountsBlobs, Session, Store, scoped
@@ -87,9 +87,14 @@ class Copier:
             return cast(BinaryIO, ChunkReader(self.source.open_blob(self.src.repository, descriptor)))
 
         stream = Blob(descriptor, opener=open_source)
-        self.destination.push_blob(self.dst.repository, stream)
-        self.stats.blobs_copied += 1
-        self.stats.bytes_copied += descriptor.size
+        outcome = self.destination.push_blob(self.dst.repository, stream)
+        if outcome == "uploaded":
+            self.stats.blobs_copied += 1
+            self.stats.bytes_copied += descriptor.size
+        elif outcome == "mounted":  # the registry knew the blob from another repository
+            self.stats.blobs_mounted += 1
+        else:
+            self.stats.blobs_present += 1
 
     def manifest(self, digest: Digest, tag: str | None = None) -> Descriptor:
         """Copy the manifest ``digest`` (children and blobs first), tagging it ``tag`` at the destination."""
@@ -136,6 +141,12 @@ def copy(
         src_store = active.store(source)
         dst_store = active.store(destination)
         descriptor = src_store.resolve(source)
+        if destination.digest is not None and destination.digest != descriptor.digest:
+            # A copy never changes bytes, so a destination digest can only restate the source's.
+            raise UsageError(
+                f"{source} is {descriptor.digest}, not the {destination.digest} the destination names",
+                hint="name the destination without @digest",
+            )
         tag = destination.tag or source.tag
         copier = Copier(src_store, source, dst_store, destination, concurrency=active.options.concurrency)
         copier.manifest(descriptor.digest, tag=tag)

@@ -26,13 +26,20 @@ from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.interrupts import deferred
 from mloci.store._checked import CheckedBlobs
 from mloci.store._copy import fast_copy
-from mloci.store.base import MAX_MANIFEST_SIZE, Progress, manifest_media_type, verified, verify_bytes
+from mloci.store.base import (
+    MAX_MANIFEST_SIZE,
+    BlobOutcome,
+    Progress,
+    manifest_media_type,
+    verified,
+    verify_bytes,
+)
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
-from mloci.types.manifest import Descriptor, Index
-from mloci.types.reference import Reference
+from mloci.types.manifest import Descriptor, Index, check_manifest
+from mloci.types.reference import NO_VERSION_HINT, Reference
 
 _CHUNK = 1 << 20
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
@@ -75,7 +82,6 @@ class LayoutStore:
         self._checked = CheckedBlobs(home / "cache" / "checked-blobs.sqlite")
         # Blob files this object wrote or verified, with the stat evidence they had then.
         self._verified: dict[str, tuple[int, int, int, int]] = {}
-        self.repaired: set[Digest] = set()  # damaged blobs that ingest_file replaced
 
     @property
     def location(self) -> str:
@@ -225,7 +231,7 @@ class LayoutStore:
             # Not listed (e.g. a child of an index): the bytes say what it is, in _manifest_bytes.
             return Descriptor(media_type="application/octet-stream", digest=ref.digest, size=size)
         if ref.tag is None:
-            raise UsageError(f"{ref} names no tag or digest")
+            raise UsageError(f"{ref} names no tag or digest", hint=NO_VERSION_HINT)
         tagged = self._entry_for(ref)
         if tagged is None:
             raise NotFoundError(f"{ref} not found in the {self.location}")
@@ -254,6 +260,7 @@ class LayoutStore:
     def fetch_manifest(self, ref: Reference) -> tuple[Descriptor, bytes]:
         descriptor, data = self._manifest_bytes(ref, self._lookup(ref))
         verify_bytes(data, descriptor, f"manifest {descriptor.digest}")
+        check_manifest(data, descriptor.media_type, what=str(ref))
         return descriptor, data
 
     def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
@@ -294,11 +301,11 @@ class LayoutStore:
         """Present and intact: a damaged blob counts as absent, so pushing it again replaces it."""
         return self.blob_intact(digest)
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
         descriptor = blob.descriptor
         target = self.blob_path(descriptor.digest)
         if self.blob_intact(descriptor.digest):
-            return
+            return "present"
         self._ensure()
 
         def chunks() -> Iterator[bytes]:
@@ -307,9 +314,15 @@ class LayoutStore:
                     yield chunk
 
         self._store_verified(target, verified(chunks(), descriptor, f"blob {descriptor.digest}"), progress)
+        return "uploaded"
 
-    def ingest_file(self, path: Path, check: Callable[[], None] | None = None) -> tuple[Digest, int]:
+    def ingest_file(
+        self, path: Path, check: Callable[[], None] | None = None, *, added: set[Digest] | None = None
+    ) -> tuple[Digest, int]:
         """Copy a file into the blob pool while hashing it, in parallel.
+
+        The digest goes into ``added`` when the pool did not hold the blob before, or held a damaged
+        copy that this one replaced (push statistics).
 
         The kernel copies (a reflink, or ``copy_file_range``: no bytes through Python) while this thread hashes from
         the page cache, so ingesting costs about one hash. The file's identity is checked
@@ -320,7 +333,7 @@ class LayoutStore:
         before = path.stat()
         with self._temporary("ingest-") as (fd, tmp):
             try:
-                return self._ingest(path, before, tmp, check)
+                return self._ingest(path, before, tmp, check, added)
             except OSError as exc:
                 raise MlociError(
                     f"cannot copy {path} into the {self.location}: {exc.strerror or exc}"
@@ -329,7 +342,12 @@ class LayoutStore:
                 os.close(fd)
 
     def _ingest(
-        self, path: Path, before: os.stat_result, tmp: Path, check: Callable[[], None] | None
+        self,
+        path: Path,
+        before: os.stat_result,
+        tmp: Path,
+        check: Callable[[], None] | None,
+        added: set[Digest] | None,
     ) -> tuple[Digest, int]:
         copy_error: list[BaseException] = []
 
@@ -358,11 +376,11 @@ class LayoutStore:
         target = self.blob_path(digest)
         if self.blob_intact(digest):
             tmp.unlink()
-        else:
-            if target.exists():
-                self.repaired.add(digest)
-            tmp.replace(target)  # absent, or damaged: the verified copy replaces it
+        else:  # absent, or damaged: the verified copy replaces it
+            tmp.replace(target)
             self._record(target)
+            if added is not None:
+                added.add(digest)  # new or repaired: this push stored it
         return digest, size
 
     def _store_verified(self, target: Path, chunks: Iterator[bytes], progress: Progress | None) -> None:
