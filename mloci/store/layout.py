@@ -80,8 +80,8 @@ class LayoutStore:
         self._lock_path = home / "locks" / "index.lock"
         self._swept = False
         self._checked = CheckedBlobs(home / "cache" / "checked-blobs.sqlite")
-        # Blob files this object wrote or verified, with the stat evidence they had then.
-        self._verified: dict[str, tuple[int, int, int, int]] = {}
+        # Blob files this object wrote or checked: the stat evidence they had then, and whether intact.
+        self._checks: dict[str, tuple[tuple[int, int, int, int], bool]] = {}
 
     @property
     def location(self) -> str:
@@ -156,14 +156,19 @@ class LayoutStore:
         try:
             info = path.stat()
             size = info.st_size
-            if not rehash and self._verified.get(path.name) == _evidence(info):
-                return True
+            known = self._checks.get(path.name)
+            if not rehash and known is not None and known[0] == _evidence(info):
+                return known[1]
             if not rehash and size >= CHECKED_MIN_SIZE and self._checked.known_good(path):
                 return True
             actual, _ = hash_file(path)
         except OSError:
             return False
         if actual != digest:
+            self._checks[path.name] = (
+                _evidence(info),
+                False,
+            )  # asked again before it is replaced: no re-hash
             return False
         self._record(path)
         return True
@@ -171,7 +176,7 @@ class LayoutStore:
     def _record(self, path: Path) -> None:
         with contextlib.suppress(OSError):
             info = path.stat()
-            self._verified[path.name] = _evidence(info)
+            self._checks[path.name] = (_evidence(info), True)
             if info.st_size >= CHECKED_MIN_SIZE:
                 self._checked.record(path)
 
