@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mloci import settings
-from mloci.errors import MlociError, NotAManifestError, UsageError
-from mloci.store import LayoutStore, Session, scoped
+from mloci.errors import MlociError, NotAManifestError, UnsupportedError, UsageError
+from mloci.store import RepairsBlobs, Session, scoped
 from mloci.store.base import MAX_MANIFEST_SIZE
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -49,7 +48,7 @@ class BlobProblem:
 
 @dataclass
 class FsckReport:
-    root: Path
+    store: str
     blobs_checked: int = 0
     bytes_checked: int = 0
     problems: list[BlobProblem] = field(default_factory=list)
@@ -65,7 +64,7 @@ class FsckReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "store": str(self.root),
+            "store": self.store,
             "blobsChecked": self.blobs_checked,
             "bytesChecked": self.bytes_checked,
             "problems": [p.to_json() for p in self.problems],
@@ -82,7 +81,7 @@ class _Use:
     names: set[str] = field(default_factory=set)
 
 
-def _uses(store: LayoutStore) -> dict[Digest, _Use]:
+def _uses(store: RepairsBlobs) -> dict[Digest, _Use]:
     """Every blob a listed manifest reaches (manifests included), with who uses it."""
     uses: dict[Digest, _Use] = {}
     pending: list[tuple[dict[str, Any], str, str]] = []
@@ -123,7 +122,7 @@ def _uses(store: LayoutStore) -> dict[Digest, _Use]:
     return uses
 
 
-def _broken_tags(store: LayoutStore) -> list[str]:
+def _broken_tags(store: RepairsBlobs) -> list[str]:
     """Tags that name a blob instead of a manifest (older versions let ``tag`` do that)."""
     broken = []
     for entry, repository in store.listed():
@@ -149,7 +148,7 @@ def _parse_source(text: str) -> tuple[str, str]:
     return registry, namespace
 
 
-def _repair(store: LayoutStore, problem: BlobProblem, use: _Use, source: str, session: Session) -> None:
+def _repair(store: RepairsBlobs, problem: BlobProblem, use: _Use, source: str, session: Session) -> None:
     registry, namespace = _parse_source(source)
     errors: list[str] = []
     for repository in sorted(use.repositories):
@@ -185,21 +184,15 @@ def fsck(
     """Check (and with ``repair_from``, repair) every blob of the local store."""
     if repair_from is not None:
         _parse_source(repair_from)  # a bad value fails before the (long) check
-    store = LayoutStore(settings.home())
-    report = FsckReport(store.root)
-    try:
+    with scoped(session) as active:
+        store = active.store(Reference(None, "fsck"))  # the local store of $MLOCI_HOME
+        if not isinstance(store, RepairsBlobs):
+            raise UnsupportedError(f"the {store.location} cannot be checked blob by blob")
+        report = FsckReport(store.location)
         uses = _uses(store)
         report.broken_tags = _broken_tags(store)
-        pool = store.root / "blobs" / "sha256"
-        paths = sorted(pool.iterdir()) if pool.is_dir() else []
         present: set[Digest] = set()
-        for path in paths:
-            try:
-                digest = Digest.parse(f"sha256:{path.name}")
-            except MlociError:
-                continue  # not a blob name: not ours to judge
-            if not path.is_file() or path.is_symlink():
-                continue
+        for digest, path in store.blob_files():
             present.add(digest)
             if progress:
                 progress(path)
@@ -223,8 +216,5 @@ def fsck(
                 if use is None:
                     problem.repair_error = "no artifact uses it ('mloci gc' removes it)"
                     continue
-                with scoped(session) as active:
-                    _repair(store, problem, use, repair_from, active)
-    finally:
-        store.close()
+                _repair(store, problem, use, repair_from, active)
     return report

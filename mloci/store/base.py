@@ -153,6 +153,24 @@ class RepairsBlobs(Protocol):
         """Whether the blob is present and matches its digest (``rehash``: hash it even if checked before)."""
         ...
 
+    def blob_path(self, digest: Digest) -> Path:
+        """The file that holds (or would hold) the blob."""
+        ...
+
+    def blob_files(self) -> Iterator[tuple[Digest, Path]]:
+        """Every blob file, with the digest its name claims (what ``mloci fsck`` checks)."""
+        ...
+
+    def replace_blob(self, descriptor: Descriptor, chunks: Iterator[bytes]) -> None:
+        """Write the blob from ``chunks`` (verified on the way) over whatever the store holds for it."""
+        ...
+
+    def listed(self) -> list[tuple[Descriptor, str]]:
+        """Every manifest the store lists, with its repository."""
+        ...
+
+    def resolve(self, ref: Reference) -> Descriptor: ...
+
 
 class Upload(Protocol):
     """A blob upload started before its digest is known (see :class:`StreamsUploads`)."""

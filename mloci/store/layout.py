@@ -487,6 +487,17 @@ class LayoutStore:
                     removed += 1
         return removed
 
+    def blob_files(self) -> Iterator[tuple[Digest, Path]]:
+        """Every file of the blob pool whose name is a digest (anything else is not ours to judge)."""
+        pool = self.root / "blobs" / "sha256"
+        for path in sorted(pool.iterdir()) if pool.is_dir() else []:
+            try:
+                digest = Digest.parse(f"sha256:{path.name}")
+            except MlociError:
+                continue
+            if path.is_file() and not path.is_symlink():
+                yield digest, path
+
     def listed(self) -> list[tuple[Descriptor, str]]:
         """Every manifest ``index.json`` lists, as (its entry, its repository)."""
         return [(e, r) for e in self._read_index() if (r := self._repository_of(e))]
