@@ -51,7 +51,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "sign": (f"mloci sign {R}:1.0.0 --key release.key -a build=1234",),
     "verify": (f"mloci verify {R}:1.0.0 --key release.pub",),
     "wheel": ("mloci wheel push dist/* registry.example.com/py",),
-    "wheel push": ("mloci wheel push dist/* registry.example.com/py",),
+    "wheel push": (
+        "mloci wheel push dist/* registry.example.com/py",
+        "mloci wheel push dist/* registry.example.com/py --git-tag   # and tag HEAD mypkg-v1.2.0",
+    ),
     "wheel pull": (
         "mloci wheel pull registry.example.com/py/mypkg==1.2.0 -o ./wheelhouse",
         "mloci wheel pull registry.example.com/py/mypkg --filter '*.whl'",
@@ -60,8 +63,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "index": ("mloci index serve --registry registry.example.com --namespace py",),
     "index serve": (
         "mloci index serve --registry registry.example.com --namespace py --port 8080",
+        "mloci index serve --registry registry.example.com --namespace py --upstream https://pypi.org/simple/",
         "pip install --index-url http://127.0.0.1:8080/simple/ mypkg",
     ),
+    "index reserve": ("mloci index reserve registry.example.com/py mypkg mypkg-internal",),
     "sbom": ("mloci sbom ./churn-model -o sbom.cdx.json", f"mloci sbom {R}:1.0.0 --attach"),
     "attest": (f"mloci attest {R}:1.0.0 --key release.key",),
     "verify-attestation": (f"mloci verify-attestation {R}:1.0.0 --key release.pub",),

@@ -9,7 +9,6 @@ travels too.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
@@ -21,7 +20,7 @@ from mloci.store.stream import ChunkReader
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor
+from mloci.types.manifest import Descriptor, Index, Manifest
 from mloci.types.reference import Reference
 
 
@@ -99,13 +98,12 @@ class Copier:
     def manifest(self, digest: Digest, tag: str | None = None) -> Descriptor:
         """Copy the manifest ``digest`` (children and blobs first), tagging it ``tag`` at the destination."""
         descriptor, data = self.source.fetch_manifest(self.src.with_tag(None).with_digest(digest))
-        document = json.loads(data)
         if descriptor.media_type in mediatype.INDEX_TYPES:
-            for child in document.get("manifests") or []:
-                self.manifest(Digest.parse(child["digest"]))
+            for child in Index.from_json(data).manifests:
+                self.manifest(child.digest)
         else:
-            blobs = [document["config"], *(document.get("layers") or [])]
-            wanted = list({d["digest"]: Descriptor.model_validate(d) for d in blobs}.values())
+            image = Manifest.from_json(data)
+            wanted = list({d.digest: d for d in [image.config, *image.layers]}.values())
             run_all(lambda d, _: self.blob(d), wanted, self.concurrency)
         target = self.dst.with_tag(tag).with_digest(None if tag else digest)
         self.destination.push_manifest(target, data, descriptor.media_type)

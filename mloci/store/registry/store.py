@@ -101,6 +101,10 @@ class StreamUpload:
 
 
 class RegistryStore:
+    # 1 MiB chunks a blob download reads ahead of its consumer. A server streaming many downloads
+    # at once (the package index) lowers it: memory grows with downloads times this.
+    read_ahead: int = 8
+
     def __init__(
         self,
         registry: str,
@@ -513,7 +517,7 @@ class RegistryStore:
                     _discard(resumed, offset)
 
         try:
-            yield verified(prefetch(chunks()), descriptor, f"blob {descriptor.digest}")
+            yield verified(prefetch(chunks(), self.read_ahead), descriptor, f"blob {descriptor.digest}")
         except BaseException:
             # Unread bytes would poison a pooled connection: drop this one.
             current[0].close()
