@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from faultproxy import Fault, FaultProxy
 from helpers import Registry, Runner, random_bundle
+from pydists import write_wheel
 
 
 @pytest.fixture
@@ -317,3 +318,21 @@ def test_a_registry_restart_mid_pull(
     assert again.exit_code == 0, again.stderr
     assert (out / "model.onnx").read_bytes() == (big_bundle / "model.onnx").read_bytes()
     assert [p.name for p in parent.iterdir()] == ["out"]
+
+
+def test_the_next_wheel_pull_sweeps_partial_files_a_sigkill_left(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    wheel = write_wheel(tmp_path / "dist")
+    pushed = mloci("wheel", "push", wheel, f"{registry.host}/py")
+    assert pushed.exit_code == 0, pushed.stderr
+    out = tmp_path / "wheelhouse"
+    out.mkdir()
+    dead = out / f".{wheel.name}.mloci-{dead_pid()}-abcd1234.part"
+    live = out / f".{wheel.name}.mloci-{os.getppid()}-abcd1234.part"
+    other = out / f".{wheel.name}.keep.part"
+    for path in (dead, live, other):
+        path.write_bytes(b"partial")
+    result = mloci("wheel", "pull", f"{registry.host}/py/featurekit==0.1.3", "-d", out)
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([wheel.name, live.name, other.name])
