@@ -19,14 +19,17 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloci import leftovers
 from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
+from mloci.interrupts import deferred
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Session, Store, scoped
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
 STAGING_PREFIX = ".mloci-staging-"
+# Staging of mloci versions that did not name the owner is swept only once this old.
+LEGACY_STAGING_AGE = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -242,7 +247,9 @@ def _untar(archive: Path, staging: Path) -> list[str]:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
                 if "\0" in member.linkname:
-                    raise IntegrityError(f"refusing tar layer entry {name!r}: its link target holds a NUL byte")
+                    raise IntegrityError(
+                        f"refusing tar layer entry {name!r}: its link target holds a NUL byte"
+                    )
                 if not member.isdir():
                     created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
             tar.extractall(staging, filter="data")
@@ -256,20 +263,48 @@ def _untar(archive: Path, staging: Path) -> list[str]:
     return created
 
 
+def _sibling_prefix(output: Path) -> str:
+    return f".{output.name}.mloci-"
+
+
 @contextlib.contextmanager
 def _staging(output: Path) -> Iterator[Path]:
-    """A private directory on the target's filesystem, removed whatever happens."""
+    """A private directory on the target's filesystem, removed whatever happens.
+
+    Its name carries this process's PID and it stays locked while we run, so a later pull can
+    tell it from a live one's and sweep it if a SIGKILL left it behind (:func:`sweep_staging`).
+    """
     if output.exists():
-        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output))
+        parent, prefix = output, STAGING_PREFIX
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f".{output.name}.mloci-", dir=output.parent))
-        # mkdtemp makes 0700; the published directory should look like any other one.
-        path.chmod(0o755)
+        parent, prefix = output.parent, _sibling_prefix(output)
+    created: list[Path] = []
+    lock: int | None = None
     try:
+        # Deferred: a signal must not fall between creating the directory and knowing its name.
+        with deferred():
+            created.append(Path(tempfile.mkdtemp(prefix=leftovers.owned_prefix(prefix), dir=parent)))
+        path = created[0]
+        lock = leftovers.hold_path(path)
+        if parent != output:
+            # mkdtemp makes 0700; the published directory should look like any other one.
+            path.chmod(0o755)
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        for made in created:
+            shutil.rmtree(made, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+
+
+def sweep_staging(output: Path) -> list[Path]:
+    """Remove staging that killed pulls into ``output`` left beside it or inside it; return what went."""
+    legacy = time.time() - LEGACY_STAGING_AGE
+    swept = leftovers.sweep(output.parent, (_sibling_prefix(output),), legacy_before=legacy)
+    if output.is_dir() and not output.is_symlink():
+        swept += leftovers.sweep(output, (STAGING_PREFIX,), legacy_before=legacy)
+    return swept
 
 
 def _owned_files(output: Path) -> set[str]:
@@ -368,6 +403,19 @@ def _check_target(output: Path, incoming: set[str], *, force: bool) -> list[str]
     return replaceable
 
 
+def check_output_file(path: Path, what: str) -> None:
+    """Refuse an output file that cannot be written, before anything else is written."""
+    parent = path.parent
+    if path.is_dir():
+        raise UsageError(f"the {what} {path} is a directory", hint="name a file")
+    if not parent.is_dir():
+        raise UsageError(
+            f"the {what} {path} cannot be written: {parent} does not exist", hint="create it first"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"the {what} {path} cannot be written: permission denied on {parent}")
+
+
 def pull(
     reference: Reference,
     output: Path,
@@ -388,6 +436,8 @@ def pull(
     other content in). ``verify_identity`` does the same for keyless signatures (checked against
     ``trusted_root``). ``digest_file`` receives the pulled digest, written atomically.
     """
+    if digest_file is not None:
+        check_output_file(digest_file, "digest file")  # before anything is fetched or written
     with scoped(session) as active:
         verification: VerifyResult | None = None
         if verify_key is not None or verify_identity is not None:
@@ -399,7 +449,12 @@ def pull(
             reference = verification.reference  # pinned to the digest whose signature verified
         result = _pull(reference, output, active, filters, force, listener or Silent())
         if digest_file is not None:
-            write_atomic(digest_file, f"{result.digest}\n".encode())
+            try:
+                write_atomic(digest_file, f"{result.digest}\n".encode())
+            except OSError as exc:
+                raise MlociError(
+                    f"cannot write the digest file {digest_file}: {exc.strerror or exc}"
+                ) from exc
         return dataclasses.replace(result, verification=verification)
 
 
@@ -419,6 +474,7 @@ def _pull(
         manifest = Manifest.from_json(data)
         layers = select(layers_of(manifest), filters)
         pinned = reference.pinned(descriptor.digest)
+        sweep_staging(output)
         if output.is_dir() and _already_there(output, descriptor.digest, layers):
             return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True, ())
         if output.exists() and not output.is_dir():
@@ -448,7 +504,9 @@ def _pull(
                     "layers": sorted(str(layer.descriptor.digest) for layer in layers),
                     "files": created,
                 }
-                replaced = _move_into_place(staging, output, created, marker, force=force)
+                # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
+                with deferred():
+                    replaced = _move_into_place(staging, output, created, marker, force=force)
         except OSError as exc:
             # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
             reason = exc.strerror or type(exc).__name__

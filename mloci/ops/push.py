@@ -14,10 +14,10 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import Bundle, check_checksums, load_bundle
 from mloci.bundle.manifest import MANIFEST_FILENAME
 from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
-from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
+from mloci.errors import ConflictError, MlociError, NotAManifestError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import IngestsFiles, Session, Store, StreamsUploads, scoped
+from mloci.store import IngestsFiles, RepairsBlobs, Session, Store, StreamsUploads, scoped
 from mloci.store.base import BlobOutcome
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -60,7 +60,7 @@ def check_tags(
     for tag in tags:
         try:
             existing = store.resolve(ref.with_tag(tag).with_digest(None)).digest
-        except NotFoundError:
+        except (NotFoundError, NotAManifestError):  # free, or broken (naming a blob): write it
             pending.append(tag)
             continue
         if existing == digest:
@@ -232,7 +232,34 @@ def push_packed(
     annotations = dict(packed.manifest.annotations or {})
     pinned = target.with_tag(tags[0]).pinned(digest)
     if not pending:
-        return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
+        if not isinstance(store, RepairsBlobs):
+            return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
+        # Listed already; but a blob of the local store may have been damaged since: a push replaces
+        # it (ingest did, for files it copied; upload_blobs does for the others).
+        counts = upload_blobs(
+            store,
+            target.repository,
+            packed.blobs,
+            concurrency=concurrency,
+            listener=listener,
+            already_sent=already_sent,
+        )
+        uploaded = counts.uploaded
+        if not store.blob_intact(digest):
+            uploaded += 1
+            store.push_manifest(
+                target.with_tag(tags[0]).with_digest(None), packed.manifest_bytes, mediatype.OCI_MANIFEST
+            )
+        return PushResult(
+            pinned,
+            digest,
+            tuple(tags),
+            uploaded,
+            counts.present,
+            counts.bytes_sent,
+            not uploaded,
+            annotations,
+        )
     counts = upload_blobs(
         store,
         target.repository,
