@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from mloci.bundle import tarpack
 from mloci.bundle.files import layer_kind
 from mloci.bundle.git import GitState
 from mloci.bundle.load import Bundle
@@ -135,7 +136,13 @@ def pack(bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = N
     manifest = bundle.manifest
     created = rfc3339(source_date(manifest))
     layers: list[Blob] = []
-    for entry in bundle.files:
+    # Directories of many small files become tar layers plus a file index (mloci.bundle.tarpack).
+    packing = tarpack.plan(bundle.files, manifest.pack)
+    if packing.groups:
+        tar_layers = [tarpack.build(group) for group in packing.groups]
+        layers += [layer.blob for layer in tar_layers]
+        layers.append(tarpack.index_blob(tar_layers))
+    for entry in packing.raw:
         layer_annotations = {ann.MODEL_FILEPATH: entry.path, ann.TITLE: entry.path}
         if entry.path == MANIFEST_FILENAME:
             # Packed from the validated model (git fields filled in), not copied from disk.
@@ -155,7 +162,9 @@ def pack(bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = N
         )
         layers.append(Blob(descriptor, path=entry.source))
 
-    # Raw layers are uncompressed, so each diffId is the layer digest itself.
+    if packing.groups:
+        layers.sort(key=lambda b: (b.descriptor.annotation(ann.MODEL_FILEPATH) or "").encode())
+    # Raw and tar layers are uncompressed, so each diffId is the layer digest itself.
     config_data = canonical_json(_config(manifest, created, [str(b.descriptor.digest) for b in layers]))
     config = Blob.of_bytes(mediatype.MODEL_CONFIG, config_data)
     oci_manifest = Manifest(

@@ -5,6 +5,7 @@ from typing import Any
 
 import click
 
+from mloci.bundle.tarpack import parse_override
 from mloci.cli._output import emit_json, human_size, listener
 from mloci.cli.options import json_option, quiet_option, registry_options, store_options
 from mloci.ops.push import push_bundle
@@ -26,6 +27,15 @@ from mloci.ops.push import push_bundle
     help="modelpack: one raw layer per file. image-volume: an image with the files under /models/<name>, "
     "mountable as a Kubernetes image volume or KServe modelcar (tags <version>-image).",
 )
+@click.option(
+    "--pack",
+    "pack",
+    multiple=True,
+    metavar="DIR=tar|raw",
+    help="Pack directory DIR as one tar layer, or each of its files as its own raw layer (repeatable; "
+    "overrides the manifest's 'pack' section). By default a top-level directory of 100 or more small "
+    "files becomes a tar layer.",
+)
 @registry_options
 @json_option
 @quiet_option
@@ -35,6 +45,7 @@ def push_command(
     tags: tuple[str, ...],
     force: bool,
     layout: str,
+    pack: tuple[str, ...],
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -44,6 +55,8 @@ def push_command(
     TARGET is a repository such as registry.example.com/ml/churn-model (a tag in it is
     added to the tags). Without TARGET the bundle's name goes to $MLOCI_REGISTRY, or to
     the local store when that is unset. Tags set: <version> and <version>-<git sha>.
+
+    Example: mloci push ./churn-model registry.example.com/ml/churn-model --pack tokenizer=tar
     """
     if layout == "image-volume":
         from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415
@@ -57,6 +70,7 @@ def push_command(
             extra_tags=tags,
             force=force,
             listener=listener("pushing", quiet=quiet or as_json),
+            pack_overrides=[parse_override(text) for text in pack],
         )
     if as_json:
         emit_json(result.to_json())

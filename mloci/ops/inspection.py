@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mloci.bundle import tarpack
 from mloci.errors import IntegrityError
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
@@ -16,6 +17,8 @@ from mloci.types.reference import Reference
 
 # Small metadata blobs are read; anything larger is described, never downloaded.
 _MAX_METADATA = 4 << 20
+# The file index of a tar-packed artifact: about 130 bytes a file.
+_MAX_FILE_INDEX = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,29 @@ def _describe_layer(layer: Descriptor) -> dict[str, Any]:
     }
 
 
+def _files(store: Store, repository: str, manifest: Manifest) -> list[dict[str, Any]]:
+    """One entry per file: tar layers with a file index are listed as the files they hold."""
+    index_descriptor = tarpack.index_layer(manifest)
+    index: tarpack.FileIndex = {}
+    if index_descriptor is not None and index_descriptor.size <= _MAX_FILE_INDEX:
+        with store.open_blob(repository, index_descriptor) as chunks:
+            index = tarpack.parse_index(b"".join(chunks))
+    files = []
+    for layer in manifest.layers:
+        if layer is index_descriptor:
+            continue
+        entry = _describe_layer(layer)
+        packed = index.get(layer.digest)
+        if packed is None:
+            files.append(entry)
+            continue
+        for f in packed:
+            files.append(
+                {**entry, "path": f.path, "digest": f.digest, "size": f.size, "layer": str(layer.digest)}
+            )
+    return files
+
+
 def _small_json(store: Store, repository: str, descriptor: Descriptor) -> dict[str, Any] | None:
     if descriptor.size > _MAX_METADATA:
         return None
@@ -103,7 +129,7 @@ def inspect(reference: Reference, *, options: StoreOptions | None = None) -> Ins
             if layer.annotation(ann.ROLE) == ann.ROLE_BUNDLE_MANIFEST:
                 bundle = _small_json(store, reference.repository, layer)
                 break
-        files = [_describe_layer(layer) for layer in manifest.layers]
+        files = _files(store, reference.repository, manifest)
         return InspectResult(pinned, descriptor.digest, descriptor.media_type, raw, config, bundle, files)
     finally:
         store.close()

@@ -10,6 +10,7 @@ containers can restart freely.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fnmatch
 import json
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mloci.bundle import tarpack
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
@@ -46,6 +48,8 @@ class FileLayer:
     kind: str  # weight, weight.config, doc, code, dataset, or "file" for non-ModelPack layers
     packing: str  # raw, tar, tar+gzip
     descriptor: Descriptor
+    files: tuple[str, ...] | None = None
+    """For a tar layer with a file index: the files to extract (all, or those --filter chose); None: everything."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,10 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
     """Every file-bearing layer with a validated path; unsafe or clashing paths are refused."""
     layers: list[FileLayer] = []
     seen: set[str] = set()
+    raw: set[str] = set()
     for descriptor in manifest.layers:
+        if descriptor.annotation(ann.ROLE) == tarpack.ROLE_FILE_INDEX:
+            continue  # metadata about tar layers (see _with_file_index), not a file to write
         path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
         if path is None:
             raise IntegrityError(
@@ -121,30 +128,52 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
         if path in seen:
             raise IntegrityError(f"the artifact holds {path!r} twice")
         seen.add(path)
+        if packing == "raw":
+            raw.add(path)
         layers.append(FileLayer(path=path, kind=kind, packing=packing, descriptor=descriptor))
     for path in seen:
         parent = path.rpartition("/")[0]
         while parent:
-            if parent in seen:
+            if parent in raw:
                 raise IntegrityError(f"the artifact holds {parent!r} both as a file and as a directory")
             parent = parent.rpartition("/")[0]
     return layers
+
+
+def _with_file_index(store: Store, repository: str, manifest: Manifest) -> list[FileLayer]:
+    """``layers_of``, with each tar layer's files taken from mloci's file index when the artifact has one."""
+    layers = layers_of(manifest)
+    descriptor = tarpack.index_layer(manifest)
+    if descriptor is None:
+        return layers
+    with store.open_blob(repository, descriptor) as chunks:
+        index = tarpack.parse_index(b"".join(chunks))
+    return [
+        dataclasses.replace(layer, files=tuple(safe_path(f.path) for f in index[layer.descriptor.digest]))
+        if layer.packing != "raw" and layer.descriptor.digest in index
+        else layer
+        for layer in layers
+    ]
 
 
 def select(layers: Sequence[FileLayer], filters: Sequence[str]) -> list[FileLayer]:
     """Layers matching any filter: a glob on the path (or file name), or a layer kind such as 'weight'."""
     if not filters:
         return list(layers)
-    chosen = [
-        layer
-        for layer in layers
-        if any(
-            f == layer.kind
-            or fnmatch.fnmatchcase(layer.path, f)
-            or fnmatch.fnmatchcase(layer.path.rsplit("/")[-1], f)
-            for f in filters
-        )
-    ]
+
+    def matches(path: str, kind: str) -> bool:
+        name = path.rsplit("/", maxsplit=1)[-1]
+        return any(f == kind or fnmatch.fnmatchcase(path, f) or fnmatch.fnmatchcase(name, f) for f in filters)
+
+    chosen = []
+    for layer in layers:
+        if matches(layer.path, layer.kind):
+            chosen.append(layer)
+        elif layer.files is not None:
+            # A tar layer with a file index: extract just the files that match.
+            wanted = tuple(p for p in layer.files if matches(p, layer.kind))
+            if wanted:
+                chosen.append(dataclasses.replace(layer, files=wanted))
     if not chosen:
         raise UsageError(f"--filter {' '.join(filters)} matches no file in the artifact")
     return chosen
@@ -202,7 +231,7 @@ def _write_blob(
     if layer.packing == "raw":
         return [layer.path]
     try:
-        return _untar(target, staging)
+        return _untar(target, staging, layer.files)
     finally:
         target.unlink(missing_ok=True)
 
@@ -220,16 +249,22 @@ def _preallocate(fd: int, size: int) -> None:
         raise
 
 
-def _untar(archive: Path, staging: Path) -> list[str]:
-    """Extract a verified tar layer with the 'data' filter: no absolute paths, '..', device files or outside links."""
+def _untar(archive: Path, staging: Path, only: Sequence[str] | None = None) -> list[str]:
+    """Extract a verified tar layer with the 'data' filter: no absolute paths, '..', device files or outside links.
+
+    ``only``: extract just these regular files (a file index's list); a missing one is an IntegrityError.
+    """
     created: list[str] = []
     try:
         with tarfile.open(archive, mode="r:*") as tar:
-            for member in tar.getmembers():
+            members = tar.getmembers()
+            if only is not None:
+                members = tarpack.members_named(members, only)
+            for member in members:
                 name = member.name.removeprefix("./")
                 if name and not member.isdir():
                     created.append(safe_path(name))
-            tar.extractall(staging, filter="data")
+            tar.extractall(staging, members=members, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
     except tarfile.TarError as exc:
@@ -367,7 +402,7 @@ def pull(
         if descriptor.media_type in mediatype.INDEX_TYPES:
             raise UsageError(f"{reference} is an image index; pull one of its manifests by digest")
         manifest = Manifest.from_json(data)
-        layers = select(layers_of(manifest), filters)
+        layers = select(_with_file_index(store, reference.repository, manifest), filters)
         pinned = reference.pinned(descriptor.digest)
         if output.is_dir() and _already_there(output, descriptor.digest, layers):
             return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True, ())
@@ -376,6 +411,7 @@ def pull(
         # Decide before downloading anything whether the target may be written; tar layers'
         # files are known only after extraction and are checked again before anything moves.
         incoming = {layer.path for layer in layers if layer.packing == "raw"}
+        incoming.update(path for layer in layers for path in layer.files or ())
         replaced = _check_target(output, incoming, force=force) if output.is_dir() else []
 
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mloci import settings
+from mloci.bundle import tarpack
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
 from mloci.bundle.load import Bundle, load_bundle
@@ -184,8 +185,12 @@ class EagerUploader:
 def file_digests(
     bundle: Bundle, hasher: Callable[[Path, str], tuple[Digest, int]], concurrency: int, token: CancelToken
 ) -> dict[str, tuple[Digest, int]]:
-    """(digest, size) of every file, computed ``concurrency`` at a time."""
-    files = [f for f in bundle.files if f.path != MANIFEST_FILENAME]
+    """(digest, size) of every file packed as its own layer, computed ``concurrency`` at a time.
+
+    Files packed into tar layers are hashed (once) when their layer is built, not here.
+    """
+    packed = tarpack.plan(bundle.files, bundle.manifest.pack).packed_paths
+    files = [f for f in bundle.files if f.path != MANIFEST_FILENAME and f.path not in packed]
     results = run_all(lambda f, _: hasher(f.source, f.path), files, concurrency, token)
     return {f.path: result for f, result in zip(files, results, strict=True)}
 
@@ -241,10 +246,17 @@ def push_bundle(
     extra_tags: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
+    pack_overrides: Sequence[tuple[str, str]] = (),
 ) -> PushResult:
-    """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY."""
+    """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY.
+
+    ``pack_overrides`` are (directory, "tar" or "raw") choices merged into the manifest's ``pack`` section.
+    """
     options = options or StoreOptions()
     bundle = with_git(load_bundle(path), git_state(path))
+    if pack_overrides:
+        manifest = tarpack.with_overrides(bundle.manifest, pack_overrides)
+        bundle = Bundle(root=bundle.root, manifest=manifest, files=bundle.files)
     ref, target_tags = target_for(bundle.manifest.name, target)
     for tag in extra_tags:
         if not is_valid_tag(tag):
