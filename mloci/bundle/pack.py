@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from mloci.bundle import tarpack
@@ -125,12 +126,15 @@ def _manifest_annotations(manifest: BundleManifest, created: str) -> dict[str, s
     return {key: value for key, value in values.items() if value is not None}
 
 
-def pack(bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = None) -> PackedArtifact:
+def pack(
+    bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = None, spool: Path | None = None
+) -> PackedArtifact:
     """Build the artifact's config and manifest.
 
     ``digests`` maps bundle paths to (digest, size) already computed by the caller (who may
     have cached them, or copied or uploaded each file while hashing it); files missing from
-    it are hashed here.
+    it are hashed here. Tar layers are written into ``spool`` (a directory the caller removes)
+    when given, else re-generated from the files whenever they are read.
     """
     digests = digests or {}
     manifest = bundle.manifest
@@ -139,7 +143,7 @@ def pack(bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = N
     # Directories of many small files become tar layers plus a file index (mloci.bundle.tarpack).
     packing = tarpack.plan(bundle.files, manifest.pack)
     if packing.groups:
-        tar_layers = [tarpack.build(group) for group in packing.groups]
+        tar_layers = [tarpack.build(group, spool) for group in packing.groups]
         layers += [layer.blob for layer in tar_layers]
         layers.append(tarpack.index_blob(tar_layers))
     for entry in packing.raw:

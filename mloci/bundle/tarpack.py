@@ -18,10 +18,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
@@ -117,13 +120,11 @@ def _octal(value: int, width: int) -> bytes:
     return b"%0*o\0" % (width - 1, value)
 
 
-def _header(name: bytes, size: int, typeflag: bytes) -> bytes:
+def _template(typeflag: bytes) -> bytearray:
     block = bytearray(BLOCK)
-    block[0 : len(name)] = name
     block[100:108] = _octal(0o644, 8)
     block[108:116] = _octal(0, 8)
     block[116:124] = _octal(0, 8)
-    block[124:136] = _octal(size, 12)
     block[136:148] = _octal(0, 12)
     block[148:156] = b" " * 8
     block[156:157] = typeflag
@@ -131,7 +132,20 @@ def _header(name: bytes, size: int, typeflag: bytes) -> bytes:
     block[263:265] = b"00"
     block[329:337] = _octal(0, 8)
     block[337:345] = _octal(0, 8)
-    block[148:156] = b"%06o\0 " % sum(block)
+    return block
+
+
+_TEMPLATES = {flag: (_template(flag), sum(_template(flag))) for flag in (b"0", b"x")}
+
+
+def _header(name: bytes, size: int, typeflag: bytes) -> bytes:
+    """A ustar header: the fixed fields come from a template, so only name, size and checksum are computed."""
+    template, base = _TEMPLATES[typeflag]
+    block = bytearray(template)
+    block[0 : len(name)] = name
+    size_field = _octal(size, 12)
+    block[124:136] = size_field
+    block[148:156] = b"%06o\0 " % (base + sum(name) + sum(size_field))
     return bytes(block)
 
 
@@ -170,19 +184,24 @@ END = b"\0" * (2 * BLOCK)
 
 
 def _read_exact(entry: FileEntry) -> Iterator[bytes]:
-    """The file's bytes, refusing a file whose size changed since the bundle was scanned."""
+    """The file's bytes (small files in one read), refusing a file whose size changed since the bundle was scanned."""
     remaining = entry.size
     try:
-        with entry.source.open("rb", buffering=0) as handle:
-            while remaining:
-                chunk = handle.read(min(remaining, _READ))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
-            extra = handle.read(1)
+        fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    try:
+        while remaining:
+            chunk = os.read(fd, min(remaining, _READ))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+        extra = os.read(fd, 1)
+    except OSError as exc:
+        raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
     if remaining or extra:
         raise IntegrityError(f"{entry.path} changed while it was being packed; push again")
 
@@ -248,34 +267,58 @@ class TarLayer:
     files: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build(group: TarGroup, check: Callable[[], None] | None = None) -> TarLayer:
-    """Read every file once: hash each file and the tar stream they make, without writing the tar anywhere."""
+def build(group: TarGroup, spool: Path | None = None, check: Callable[[], None] | None = None) -> TarLayer:
+    """Read every file once, hashing each file and the tar stream they make.
+
+    With ``spool`` (a directory), the tar is also written to a new file there and the blob reads
+    from it; otherwise the blob re-reads the files when it is uploaded. The caller removes ``spool``.
+    """
     layer_hash = hashlib.sha256()
     size = 0
     files: list[dict[str, Any]] = []
-    for entry in group.files:
-        if check is not None:
-            check()
-        header = entry_header(entry.path, entry.size)
-        layer_hash.update(header)
-        file_hash = hashlib.sha256()
-        for chunk in _read_exact(entry):
-            file_hash.update(chunk)
-            layer_hash.update(chunk)
-        layer_hash.update(_pad(entry.size))
-        size += len(header) + entry.size + len(_pad(entry.size))
-        files.append({"path": entry.path, "size": entry.size, "digest": f"sha256:{file_hash.hexdigest()}"})
-    layer_hash.update(END)
-    size += len(END)
+    out = tempfile.NamedTemporaryFile(dir=spool, prefix="tar-", delete=False) if spool else None  # noqa: SIM115
+    batch = bytearray()
+    try:
+        for entry in group.files:
+            if check is not None:
+                check()
+            header = entry_header(entry.path, entry.size)
+            batch += header
+            file_hash = hashlib.sha256()
+            for chunk in _read_exact(entry):
+                file_hash.update(chunk)
+                batch += chunk
+            batch += _pad(entry.size)
+            if len(batch) >= _BATCH:
+                layer_hash.update(batch)
+                size += len(batch)
+                if out is not None:
+                    out.write(batch)
+                batch.clear()
+            files.append(
+                {"path": entry.path, "size": entry.size, "digest": f"sha256:{file_hash.hexdigest()}"}
+            )
+        batch += END
+        layer_hash.update(batch)
+        size += len(batch)
+        if out is not None:
+            out.write(batch)
+            out.close()
+    except BaseException:
+        if out is not None:
+            out.close()
+            Path(out.name).unlink(missing_ok=True)
+        raise
     descriptor = Descriptor(
         media_type=mediatype.model_layer(group.kind, "tar"),
         digest=Digest("sha256", layer_hash.hexdigest()),
         size=size,
         annotations={ann.MODEL_FILEPATH: group.path, ann.TITLE: group.path},
     )
+    if out is not None:
+        return TarLayer(Blob(descriptor, path=Path(out.name)), files)
     entries = group.files
-    blob = Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries))))
-    return TarLayer(blob, files)
+    return TarLayer(Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries)))), files)
 
 
 def index_blob(layers: Sequence[TarLayer]) -> Blob:

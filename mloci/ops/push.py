@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -279,9 +281,12 @@ def push_bundle(
         else:
             inner = lambda path, _: hash_file(path, token.check)  # noqa: E731
         listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
+        # Tar layers (directories of many small files) are written once, here, and uploaded from there.
+        (settings.home() / "tmp").mkdir(parents=True, exist_ok=True)
+        spool = Path(tempfile.mkdtemp(prefix="pack-", dir=settings.home() / "tmp"))
         try:
             digests = file_digests(bundle, cache.hasher(inner), options.concurrency, token)
-            packed = pack(bundle, digests=digests)
+            packed = pack(bundle, digests=digests, spool=spool)
             return push_packed(
                 packed,
                 ref,
@@ -293,6 +298,7 @@ def push_bundle(
                 already_sent=eager.sent if eager else (),
             )
         finally:
+            shutil.rmtree(spool, ignore_errors=True)
             listener.end()
     finally:
         cache.close()
