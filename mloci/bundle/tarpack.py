@@ -135,7 +135,14 @@ def _template(typeflag: bytes) -> bytearray:
     return block
 
 
+def _dir_template() -> bytearray:
+    block = _template(b"5")
+    block[100:108] = _octal(0o755, 8)
+    return block
+
+
 _TEMPLATES = {flag: (_template(flag), sum(_template(flag))) for flag in (b"0", b"x")}
+_TEMPLATES[b"5"] = (_dir_template(), sum(_dir_template()))
 
 
 def _header(name: bytes, size: int, typeflag: bytes) -> bytes:
@@ -153,12 +160,23 @@ def _pad(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
+pad = _pad  # the zero bytes that complete an entry of ``size`` bytes to a 512-byte block
+
+
 def _pax_record(key: str, value: str) -> bytes:
     body = f" {key}={value}\n".encode()
     length = len(body) + 1
     while len(str(length).encode()) + len(body) != length:
         length += 1
     return str(length).encode() + body
+
+
+def directory_header(path: str) -> bytes:
+    """The header of a directory entry (mode 0755), for archives that list directories (OCI layouts)."""
+    name = (path.rstrip("/") + "/").encode()
+    if len(name) > 100 or not path.isascii():
+        raise ValueError(f"directory name {path!r} does not fit a ustar header")
+    return _header(name, 0, b"5")
 
 
 def entry_header(path: str, size: int) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mloci import settings
+from mloci.store.archive import ArchiveReference, ArchiveStore
 from mloci.store.base import Store
 from mloci.store.layout import LayoutStore
 from mloci.store.registry import RegistryStore, credentials
@@ -25,6 +26,8 @@ class StoreOptions:
 
 def open_store(ref: Reference, options: StoreOptions | None = None) -> Store:
     """The store ``ref`` lives in: the local OCI layout when it names no registry, else that registry."""
+    if isinstance(ref, ArchiveReference):  # oci-archive:PATH (read-only)
+        return ArchiveStore(ref.archive)
     if ref.registry is None:
         return LayoutStore(settings.home())
     options = options or StoreOptions()
