@@ -28,7 +28,7 @@ from mloci.bundle import tarpack
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Store, StoreOptions, mirrors, open_store
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
@@ -393,10 +393,48 @@ def pull(
     force: bool = False,
     listener: TransferListener | None = None,
 ) -> PullResult:
-    """Fetch ``reference`` into ``output``; see the module docstring for the guarantees."""
+    """Fetch ``reference`` into ``output``; see the module docstring for the guarantees.
+
+    Registry mirrors configured in registries.conf are tried first (:mod:`mloci.store.mirrors`);
+    when one fails after data began to flow (wrong bytes), the pull is repeated from the origin.
+    """
+    try:
+        return _pull_once(reference, output, options, filters, force, listener, use_mirrors=True)
+    except mirrors.MirrorFailure as exc:
+        mirrors.warn(f"{exc}; pulling again from {reference.registry}")
+        return _pull_once(reference, output, options, filters, force, listener, use_mirrors=False)
+
+
+def _open_for_pull(reference: Reference, options: StoreOptions, use_mirrors: bool) -> Store:
+    store = open_store(reference, options)
+    if not use_mirrors or reference.registry is None:
+        return store
+
+    def open_mirror(host: str, insecure: bool) -> Store:
+        return open_store(
+            Reference(host, "mirror"), dataclasses.replace(options, insecure=options.insecure or insecure)
+        )
+
+    try:
+        return mirrors.with_mirrors(store, reference, open_mirror)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _pull_once(
+    reference: Reference,
+    output: Path,
+    options: StoreOptions | None,
+    filters: Sequence[str],
+    force: bool,
+    listener: TransferListener | None,
+    *,
+    use_mirrors: bool,
+) -> PullResult:
     options = options or StoreOptions()
     listener = listener or Silent()
-    store = open_store(reference, options)
+    store = _open_for_pull(reference, options, use_mirrors)
     try:
         descriptor, data = store.fetch_manifest(reference)
         if descriptor.media_type in mediatype.INDEX_TYPES:
