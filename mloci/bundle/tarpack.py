@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
-import tarfile
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,16 +30,14 @@ from pydantic import ValidationError
 from mloci.bundle.files import FileEntry, layer_kind
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
 from mloci.errors import IntegrityError, MlociError, UsageError
+from mloci.ops.file_index import FILE_INDEX_PATH, INDEX_VERSION, ROLE_FILE_INDEX
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.manifest import Descriptor, canonical_json
 
 BLOCK = 512
-FILE_INDEX_PATH = ".mloci-files.json"
-ROLE_FILE_INDEX = "file-index"
-INDEX_VERSION = 1
 _USTAR_MAX_SIZE = 0o77777777777  # 8 GiB - 1: the largest size 11 octal digits hold
 _READ = 1 << 20
 _BATCH = 1 << 20
@@ -363,59 +359,6 @@ def index_blob(layers: Sequence[TarLayer]) -> Blob:
         },
     )
     return Blob(descriptor, data=data)
-
-
-# --- reading -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IndexedFile:
-    path: str
-    size: int
-    digest: str
-
-
-FileIndex = dict[Digest, tuple[IndexedFile, ...]]  # tar layer digest -> its files
-
-
-def index_layer(manifest: Manifest) -> Descriptor | None:
-    for layer in manifest.layers:
-        if layer.annotation(ann.ROLE) == ROLE_FILE_INDEX:
-            return layer
-    return None
-
-
-def parse_index(data: bytes) -> FileIndex:
-    """The file index; IntegrityError when it is not the documented shape."""
-    try:
-        document = json.loads(data)
-        if document.get("version") != INDEX_VERSION:
-            raise IntegrityError(f"file index version {document.get('version')!r} is not supported")
-        index: FileIndex = {}
-        for layer in document["layers"]:
-            files = tuple(
-                IndexedFile(str(f["path"]), int(f["size"]), str(f["digest"])) for f in layer["files"]
-            )
-            index[Digest.parse(layer["digest"])] = files
-        return index
-    except IntegrityError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError, MlociError):
-        raise IntegrityError("the artifact's file index is malformed") from None
-
-
-def members_named(members: Sequence[tarfile.TarInfo], names: Sequence[str]) -> list[tarfile.TarInfo]:
-    """The regular-file members with these names (the last one, if a name repeats); IntegrityError if one is missing."""
-    wanted = set(names)
-    found: dict[str, tarfile.TarInfo] = {}
-    for member in members:
-        name = member.name.removeprefix("./")
-        if name in wanted and member.isfile():
-            found[name] = member
-    missing = wanted - found.keys()
-    if missing:
-        raise IntegrityError(f"a tar layer lacks {min(missing)!r}, which the artifact's file index lists")
-    return [found[name] for name in sorted(found, key=str.encode)]
 
 
 def parse_override(text: str) -> tuple[str, str]:

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mloci.bundle import tarpack
 from mloci.errors import IntegrityError
+from mloci.ops import file_index
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -77,11 +77,11 @@ def _describe_layer(layer: Descriptor) -> dict[str, Any]:
 
 def _files(store: Store, repository: str, manifest: Manifest) -> list[dict[str, Any]]:
     """One entry per file: tar layers with a file index are listed as the files they hold."""
-    index_descriptor = tarpack.index_layer(manifest)
-    index: tarpack.FileIndex = {}
+    index_descriptor = file_index.index_layer(manifest)
+    index: file_index.FileIndex = {}
     if index_descriptor is not None and index_descriptor.size <= _MAX_FILE_INDEX:
         with store.open_blob(repository, index_descriptor) as chunks:
-            index = tarpack.parse_index(b"".join(chunks))
+            index = file_index.parse_index(b"".join(chunks))
     files = []
     for layer in manifest.layers:
         if layer is index_descriptor:

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mloci.bundle import tarpack
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
+from mloci.ops import file_index
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Store, StoreOptions, mirrors, open_store
@@ -107,7 +107,7 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
     seen: set[str] = set()
     raw: set[str] = set()
     for descriptor in manifest.layers:
-        if descriptor.annotation(ann.ROLE) == tarpack.ROLE_FILE_INDEX:
+        if descriptor.annotation(ann.ROLE) == file_index.ROLE_FILE_INDEX:
             continue  # metadata about tar layers (see _with_file_index), not a file to write
         path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
         if path is None:
@@ -143,11 +143,11 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
 def _with_file_index(store: Store, repository: str, manifest: Manifest) -> list[FileLayer]:
     """``layers_of``, with each tar layer's files taken from mloci's file index when the artifact has one."""
     layers = layers_of(manifest)
-    descriptor = tarpack.index_layer(manifest)
+    descriptor = file_index.index_layer(manifest)
     if descriptor is None:
         return layers
     with store.open_blob(repository, descriptor) as chunks:
-        index = tarpack.parse_index(b"".join(chunks))
+        index = file_index.parse_index(b"".join(chunks))
     return [
         dataclasses.replace(layer, files=tuple(safe_path(f.path) for f in index[layer.descriptor.digest]))
         if layer.packing != "raw" and layer.descriptor.digest in index
@@ -259,7 +259,7 @@ def _untar(archive: Path, staging: Path, only: Sequence[str] | None = None) -> l
         with tarfile.open(archive, mode="r:*") as tar:
             members = tar.getmembers()
             if only is not None:
-                members = tarpack.members_named(members, only)
+                members = file_index.members_named(members, only)
             for member in members:
                 name = member.name.removeprefix("./")
                 if name and not member.isdir():

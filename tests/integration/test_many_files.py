@@ -8,7 +8,8 @@ from pathlib import Path
 
 from helpers import Registry, Runner
 
-from mloci.bundle import load_bundle, pack, tarpack
+from mloci.bundle import load_bundle, pack
+from mloci.ops import file_index
 from mloci.store import RegistryStore
 from mloci.types import Descriptor, Reference, mediatype
 from mloci.types import annotations as ann
@@ -43,7 +44,7 @@ def test_many_files_push_inspect_pull_filter_diff(mloci: Runner, registry: Regis
 
     info = run_json(mloci, "inspect", f"{repo}@{digest}")
     files = {f["path"]: f for f in info["files"]}  # type: ignore[attr-defined]
-    assert len(files) == 152 and "vocab" not in files and tarpack.FILE_INDEX_PATH not in files
+    assert len(files) == 152 and "vocab" not in files and file_index.FILE_INDEX_PATH not in files
     piece = files["vocab/1/piece-0001.txt"]
     assert piece["size"] == 40 and piece["mediaType"] == "application/vnd.cncf.model.doc.v1.tar"
 
@@ -59,7 +60,7 @@ def test_many_files_push_inspect_pull_filter_diff(mloci: Runner, registry: Regis
     for i in (0, 77, 149):
         name = f"vocab/{i % 3}/piece-{i:04d}.txt"
         assert (out / name).read_bytes() == (bundle / name).read_bytes()
-    assert not (out / tarpack.FILE_INDEX_PATH).exists()
+    assert not (out / file_index.FILE_INDEX_PATH).exists()
     # A pulled bundle packs to the same digest, and a repeated pull is a no-op.
     assert run_json(mloci, "push", out, repo)["digest"] == digest
     assert run_json(mloci, "pull", f"{repo}@{digest}", "-o", out)["unchanged"] is True
