@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli.options import json_option, registry_options, session_from
 from mloci.ops.archive import export, import_archive
 from mloci.ops.refs import parse_reference
 
@@ -44,7 +44,7 @@ def export_command(
         output,
         with_referrers=with_referrers,
         compress=compress,
-        options=store_options(kw),
+        session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())
@@ -70,7 +70,7 @@ def import_command(archive: Path, target: str | None, as_json: bool, **kw: Any) 
 
     Example: mloci import churn-model-1.5.0.tar registry.internal:5000/ml
     """
-    result = import_archive(archive, target, options=store_options(kw))
+    result = import_archive(archive, target, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return

@@ -7,7 +7,7 @@ import click
 
 from mloci.bundle.tarpack import parse_override
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.cli.options import json_option, quiet_option, registry_options, session_from
 from mloci.ops.push import push_bundle
 
 
@@ -61,12 +61,12 @@ def push_command(
     if layout == "image-volume":
         from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415
 
-        result = push_image_volume(bundle, target, options=store_options(kw), force=force)
+        result = push_image_volume(bundle, target, session=session_from(kw), force=force)
     else:
         result = push_bundle(
             bundle,
             target,
-            options=store_options(kw),
+            session=session_from(kw),
             extra_tags=tags,
             force=force,
             listener=listener("pushing", quiet=quiet or as_json),

@@ -30,7 +30,7 @@ from mloci.bundle import tarpack
 from mloci.errors import MlociError, UsageError
 from mloci.ops.referrers import is_fallback_tag
 from mloci.ops.transfer import Copier
-from mloci.store import LayoutStore, StoreOptions, open_store
+from mloci.store import LayoutStore, Session, scoped
 from mloci.store.archive import ArchiveReference, ArchiveStore
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -106,33 +106,29 @@ def export(
     *,
     with_referrers: bool = False,
     compress: bool = False,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> ExportResult:
     """Write ``references`` (and their referrers) into the OCI image-layout tar ``output``."""
     if not references:
         raise UsageError("name at least one artifact to export")
-    options = options or StoreOptions()
     if output.is_dir():
         raise UsageError(f"{output} is a directory; name the archive file, e.g. {output / 'models.tar'}")
-    with _scratch_dir("export-") as scratch:
+    with _scratch_dir("export-") as scratch, scoped(session) as active:
         layout = LayoutStore(Path(scratch))
         artifacts: list[ArchivedArtifact] = []
         referrers: list[str] = []
         for ref in references:
-            store = open_store(ref, options)
-            try:
-                descriptor = store.resolve(ref)
-                repository = ref.repository
-                if isinstance(ref, ArchiveReference) and not ref.name_given:
-                    repository = _archive_repository(store, ref) or repository
-                destination = Reference(None, repository, tag=ref.tag)
-                copier = Copier(store, ref, layout, destination, concurrency=options.concurrency)
-                copier.manifest(descriptor.digest, tag=ref.tag)
-                if with_referrers:
-                    copier.referrers(descriptor.digest)
-                    referrers += copier.stats.referrers
-            finally:
-                store.close()
+            store = active.store(ref)
+            descriptor = store.resolve(ref)
+            repository = ref.repository
+            if isinstance(ref, ArchiveReference) and not ref.name_given:
+                repository = _archive_repository(store, ref) or repository
+            destination = Reference(None, repository, tag=ref.tag)
+            copier = Copier(store, ref, layout, destination, concurrency=active.options.concurrency)
+            copier.manifest(descriptor.digest, tag=ref.tag)
+            if with_referrers:
+                copier.referrers(descriptor.digest)
+                referrers += copier.stats.referrers
             artifacts.append(ArchivedArtifact(str(destination.pinned(descriptor.digest)), descriptor.digest))
         digest, size, blobs = write_layout_tar(Path(scratch) / "oci", output, compress=compress)
     return ExportResult(output, digest, size, artifacts, referrers, blobs)
@@ -254,18 +250,17 @@ def _target(text: str | None) -> tuple[str | None, str]:
 
 
 def import_archive(
-    archive: Path, target: str | None = None, *, options: StoreOptions | None = None
+    archive: Path, target: str | None = None, *, session: Session | None = None
 ) -> ImportResult:
     """Copy every artifact of ``archive`` (with what refers to it) into the local store or ``target``."""
-    options = options or StoreOptions()
     registry, namespace = _target(target)
     source = ArchiveStore(archive)
     result = ImportResult(archive)
     try:
         entries = source.entries()
-        destination_store = open_store(Reference(registry, "import"), options)
-        try:
-            children = _children(source, entries)
+        children = _children(source, entries)
+        with scoped(session) as active:
+            destination_store = active.store(Reference(registry, "import"))
             for entry in entries:
                 name = source.ref_name(entry)
                 tag = name.rpartition(":")[2] if name else None
@@ -286,7 +281,7 @@ def import_archive(
                     full = f"{namespace}/{repository}" if namespace else repository
                 src = Reference(None, repository or "archive", tag=tag)
                 dst = Reference(registry, full, tag=tag)
-                copier = Copier(source, src, destination_store, dst, concurrency=options.concurrency)
+                copier = Copier(source, src, destination_store, dst, concurrency=active.options.concurrency)
                 copier.manifest(digest, tag=tag)
                 copier.referrers(digest)
                 result.artifacts.append(ArchivedArtifact(str(dst.pinned(digest)), digest))
@@ -294,8 +289,6 @@ def import_archive(
                 result.blobs_copied += copier.stats.blobs_copied
                 result.blobs_present += copier.stats.blobs_present
                 result.bytes_copied += copier.stats.bytes_copied
-        finally:
-            destination_store.close()
     finally:
         source.close()
     return result

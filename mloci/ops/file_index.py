@@ -19,6 +19,8 @@ from mloci.types.manifest import Descriptor, Manifest
 FILE_INDEX_PATH = ".mloci-files.json"
 ROLE_FILE_INDEX = "file-index"
 INDEX_VERSION = 1
+# About 110 bytes a file: room for a couple of million files; larger indexes are refused unread.
+MAX_INDEX_SIZE = 256 << 20
 
 
 @dataclass(frozen=True)

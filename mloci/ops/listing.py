@@ -10,7 +10,7 @@ from typing import Any
 from mloci.errors import IntegrityError, NotFoundError, RegistryError
 from mloci.ops.promote import RECORD_TAG_PREFIX
 from mloci.ops.referrers import COSIGN_SUFFIXES, is_fallback_tag
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
@@ -70,20 +70,17 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
         version.metrics = parsed if isinstance(parsed, dict) else {}
 
 
-def list_versions(repository: Reference, *, options: StoreOptions | None = None) -> list[ModelVersion]:
+def list_versions(repository: Reference, *, session: Session | None = None) -> list[ModelVersion]:
     """Every artifact a tag names in ``repository``, newest version first."""
-    options = options or StoreOptions()
-    store = open_store(repository, options)
-    repo = repository.with_tag(None).with_digest(None)
-    try:
+    with scoped(session) as active:
+        store = active.store(repository)
+        repo = repository.with_tag(None).with_digest(None)
         tags = [t for t in store.list_tags(repo.repository) if not is_internal_tag(t)]
-        with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
+        with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:
             digests = list(pool.map(lambda t: store.resolve(repo.with_tag(t)).digest, tags))
             versions: dict[Digest, ModelVersion] = {}
             for name, digest in zip(tags, digests, strict=True):
                 entry = versions.setdefault(digest, ModelVersion(digest))
                 (entry.tags if is_version_tag(name) else entry.aliases).append(name)
             list(pool.map(lambda v: _describe(store, repo, v), versions.values()))
-    finally:
-        store.close()
     return sorted(versions.values(), key=lambda v: (sort_key(v.version or ""), v.created or ""), reverse=True)

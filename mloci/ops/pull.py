@@ -22,18 +22,22 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.ops import file_index
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Store, StoreOptions, mirrors, open_store
+from mloci.store import Session, Store, mirrors, open_registry, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
+
+if TYPE_CHECKING:
+    from mloci.ops.sign import VerifyResult
 
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
@@ -62,6 +66,8 @@ class PullResult:
     unchanged: bool
     replaced: tuple[str, ...] = ()
     """Entries a previous pull had not written that ``force`` replaced (files and links, never directories)."""
+    verification: VerifyResult | None = None
+    """The signature check that preceded the pull, when a key was required."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +86,7 @@ class PullResult:
             "bytesDownloaded": self.bytes_downloaded,
             "unchanged": self.unchanged,
             "replaced": list(self.replaced),
+            **({"verification": self.verification.to_json()} if self.verification else {}),
         }
 
 
@@ -388,53 +395,67 @@ def pull(
     reference: Reference,
     output: Path,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     filters: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
+    verify_key: Path | None = None,
+    digest_file: Path | None = None,
 ) -> PullResult:
     """Fetch ``reference`` into ``output``; see the module docstring for the guarantees.
+
+    With ``verify_key`` a signature by that key must bind the artifact before anything is
+    downloaded, and exactly the digest it binds is pulled (a tag moved meanwhile cannot slip
+    other content in). ``digest_file`` receives the pulled digest, written atomically.
 
     Registry mirrors configured in registries.conf are tried first (:mod:`mloci.store.mirrors`);
     when one fails after data began to flow (wrong bytes), the pull is repeated from the origin.
     """
-    try:
-        return _pull_once(reference, output, options, filters, force, listener, use_mirrors=True)
-    except mirrors.MirrorFailure as exc:
-        mirrors.warn(f"{exc}; pulling again from {reference.registry}")
-        return _pull_once(reference, output, options, filters, force, listener, use_mirrors=False)
+    with scoped(session) as active:
+        verification: VerifyResult | None = None
+        if verify_key is not None:
+            from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography only when verifying)
+
+            verification = verify(reference, verify_key, session=active)
+            reference = verification.reference  # pinned to the digest whose signature verified
+        mirrored = _mirrored(active, reference)
+        try:
+            result = _pull(reference, output, active, filters, force, listener or Silent(), store=mirrored)
+        except mirrors.MirrorFailure as exc:
+            mirrors.warn(f"{exc}; pulling again from {reference.registry}")
+            result = _pull(reference, output, active, filters, force, listener or Silent())
+        finally:
+            if mirrored is not None:
+                mirrored.close()  # the mirrors' connections; the origin belongs to the session
+        if digest_file is not None:
+            write_atomic(digest_file, f"{result.digest}\n".encode())
+        return dataclasses.replace(result, verification=verification)
 
 
-def _open_for_pull(reference: Reference, options: StoreOptions, use_mirrors: bool) -> Store:
-    store = open_store(reference, options)
-    if not use_mirrors or reference.registry is None:
-        return store
+def _mirrored(session: Session, reference: Reference) -> mirrors.MirroredStore | None:
+    """The session's store for ``reference`` read through the mirrors registries.conf configures; None without."""
+    if reference.registry is None:
+        return None
 
     def open_mirror(host: str, insecure: bool) -> Store:
-        return open_store(
-            Reference(host, "mirror"), dataclasses.replace(options, insecure=options.insecure or insecure)
-        )
+        options = session.options
+        return open_registry(host, dataclasses.replace(options, insecure=options.insecure or insecure))
 
-    try:
-        return mirrors.with_mirrors(store, reference, open_mirror)
-    except BaseException:
-        store.close()
-        raise
+    store = mirrors.with_mirrors(session.store(reference), reference, open_mirror)
+    return store if isinstance(store, mirrors.MirroredStore) else None
 
 
-def _pull_once(
+def _pull(
     reference: Reference,
     output: Path,
-    options: StoreOptions | None,
+    session: Session,
     filters: Sequence[str],
     force: bool,
-    listener: TransferListener | None,
+    listener: TransferListener,
     *,
-    use_mirrors: bool,
+    store: Store | None = None,
 ) -> PullResult:
-    options = options or StoreOptions()
-    listener = listener or Silent()
-    store = _open_for_pull(reference, options, use_mirrors)
+    store = store or session.store(reference)
     try:
         descriptor, data = store.fetch_manifest(reference)
         if descriptor.media_type in mediatype.INDEX_TYPES:
@@ -461,7 +482,7 @@ def _pull_once(
                             store, reference.repository, layer, staging, listener, token
                         ),
                         layers,
-                        options.concurrency,
+                        session.options.concurrency,
                     )
                 finally:
                     listener.end()
@@ -493,8 +514,6 @@ def _pull_once(
         raise MlociError(
             f"cannot use {output}: {exc.strerror or exc}", hint="nothing was changed there"
         ) from exc
-    finally:
-        store.close()
 
 
 def _write_marker(directory: Path, marker: dict[str, Any]) -> None:

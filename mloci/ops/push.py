@@ -20,7 +20,8 @@ from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
 from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_store
+from mloci.store import IngestsFiles, Session, Store, StreamsUploads, scoped
+from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
@@ -95,7 +96,7 @@ def upload_blobs(
         if descriptor.digest in already_sent:
             return True
         key = str(descriptor.digest)
-        label = descriptor.annotation("org.opencontainers.image.title") or descriptor.digest.short
+        label = descriptor.annotation(ann.TITLE) or descriptor.digest.short
         listener.started(key, label, descriptor.size)
         if store.has_blob(repository, descriptor.digest):
             listener.finished(key, skipped=True)
@@ -125,9 +126,15 @@ class EagerUploader:
     MIN_SIZE = 32 << 20  # below this, hashing first costs less than an extra upload session
 
     def __init__(
-        self, store: RegistryStore, repository: str, listener: TransferListener, token: CancelToken
+        self,
+        store: Store,
+        streams: StreamsUploads,
+        repository: str,
+        listener: TransferListener,
+        token: CancelToken,
     ) -> None:
         self.store = store
+        self.streams = streams
         self.repository = repository
         self.listener = listener
         self.token = token
@@ -135,7 +142,7 @@ class EagerUploader:
 
     def __call__(self, path: Path, label: str) -> tuple[Digest, int]:
         size = path.stat().st_size
-        upload = self.store.begin_stream(self.repository) if size >= self.MIN_SIZE else None
+        upload = self.streams.begin_stream(self.repository) if size >= self.MIN_SIZE else None
         if upload is None:
             return hash_file(path, self.token.check)
         key = f"eager:{path}"
@@ -244,7 +251,7 @@ def push_bundle(
     path: Path,
     target: str | None = None,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     extra_tags: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
@@ -254,7 +261,6 @@ def push_bundle(
 
     ``pack_overrides`` are (directory, "tar" or "raw") choices merged into the manifest's ``pack`` section.
     """
-    options = options or StoreOptions()
     bundle = with_git(load_bundle(path), git_state(path))
     if pack_overrides:
         manifest = tarpack.with_overrides(bundle.manifest, pack_overrides)
@@ -263,7 +269,9 @@ def push_bundle(
     for tag in extra_tags:
         if not is_valid_tag(tag):
             raise UsageError(f"invalid tag {tag!r}")
-    store = open_store(ref, options)
+    scope = scoped(session)
+    store = scope.session.store(ref)
+    concurrency = scope.session.options.concurrency
     cache = default_cache(settings.home())
     listener = listener or Silent()
     token = CancelToken()
@@ -273,10 +281,11 @@ def push_bundle(
         # push reads every byte once.
         eager: EagerUploader | None = None
         inner: Callable[[Path, str], tuple[Digest, int]]
-        if isinstance(store, LayoutStore):
-            inner = lambda path, _: store.ingest_file(path, token.check)  # noqa: E731
-        elif isinstance(store, RegistryStore) and not _version_exists(store, ref, bundle):
-            eager = EagerUploader(store, ref.repository, listener, token)
+        if isinstance(store, IngestsFiles):
+            ingest = store.ingest_file
+            inner = lambda path, _: ingest(path, token.check)  # noqa: E731
+        elif isinstance(store, StreamsUploads) and not _version_exists(store, ref, bundle):
+            eager = EagerUploader(store, store, ref.repository, listener, token)
             inner = eager
         else:
             inner = lambda path, _: hash_file(path, token.check)  # noqa: E731
@@ -285,7 +294,7 @@ def push_bundle(
         (settings.home() / "tmp").mkdir(parents=True, exist_ok=True)
         spool = Path(tempfile.mkdtemp(prefix="pack-", dir=settings.home() / "tmp"))
         try:
-            digests = file_digests(bundle, cache.hasher(inner), options.concurrency, token)
+            digests = file_digests(bundle, cache.hasher(inner), concurrency, token)
             packed = pack(bundle, digests=digests, spool=spool)
             return push_packed(
                 packed,
@@ -293,7 +302,7 @@ def push_bundle(
                 store=store,
                 extra_tags=[*target_tags, *extra_tags],
                 force=force,
-                concurrency=options.concurrency,
+                concurrency=concurrency,
                 listener=listener,
                 already_sent=eager.sent if eager else (),
             )
@@ -302,7 +311,7 @@ def push_bundle(
             listener.end()
     finally:
         cache.close()
-        store.close()
+        scope.close()
 
 
 def _version_exists(store: Store, ref: Reference, bundle: Bundle) -> bool:

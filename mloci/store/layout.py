@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mloci.atomic import write_atomic
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.store._copy import fast_copy
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
@@ -73,16 +74,7 @@ class LayoutStore:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data, staging=self._tmp)
 
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.encoded

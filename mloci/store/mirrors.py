@@ -288,9 +288,9 @@ class MirroredStore:
         self.origin.delete_manifest(repository, digest)
 
     def close(self) -> None:
+        """Close the mirrors' stores; the origin belongs to whoever opened it."""
         for _, store, _, _ in self.candidates:
             store.close()
-        self.origin.close()
 
 
 def _guarded(chunks: Iterator[bytes], location: str) -> Iterator[bytes]:
