@@ -79,8 +79,22 @@ def _rule(path: str, settings: Pack) -> tuple[str, str] | None:
     return best
 
 
+_last_plan: list[tuple[Sequence[FileEntry], Pack | None, PackPlan]] = []
+
+
 def plan(files: Sequence[FileEntry], settings: Pack | None) -> PackPlan:
-    """Which files stay raw layers and which directories pack as tar layers (see docs/format.md)."""
+    """Which files stay raw layers and which directories pack as tar layers (see docs/format.md).
+
+    A push asks twice for the same bundle (hashing, then packing); the last answer is reused.
+    """
+    if _last_plan and _last_plan[0][0] is files and _last_plan[0][1] == settings:
+        return _last_plan[0][2]
+    result = _plan(files, settings)
+    _last_plan[:] = [(files, settings, result)]
+    return result
+
+
+def _plan(files: Sequence[FileEntry], settings: Pack | None) -> PackPlan:
     settings = settings or Pack()
     raw: list[FileEntry] = []
     forced: dict[str, list[FileEntry]] = {}
@@ -197,6 +211,30 @@ def entry_header(path: str, size: int) -> bytes:
 END = b"\0" * (2 * BLOCK)
 
 
+def _read_small(entry: FileEntry) -> bytes:
+    """A small file's bytes in one read; IntegrityError when its size changed since the bundle was scanned."""
+    try:
+        fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, entry.size + 1)
+            while len(data) < entry.size and (more := os.read(fd, entry.size + 1 - len(data))):
+                data += more
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    if len(data) != entry.size:
+        raise IntegrityError(f"{entry.path} changed while it was being packed; push again")
+    return data
+
+
+def _contents(entry: FileEntry) -> Iterator[bytes]:
+    if entry.size <= _READ:
+        yield _read_small(entry)
+    else:
+        yield from _read_exact(entry)
+
+
 def _read_exact(entry: FileEntry) -> Iterator[bytes]:
     """The file's bytes (small files in one read), refusing a file whose size changed since the bundle was scanned."""
     remaining = entry.size
@@ -227,7 +265,7 @@ def tar_chunks(files: Iterable[FileEntry], check: Callable[[], None] | None = No
         if check is not None:
             check()
         batch += entry_header(entry.path, entry.size)
-        for chunk in _read_exact(entry):
+        for chunk in _contents(entry):
             batch += chunk
             if len(batch) >= _BATCH:
                 yield bytes(batch)
@@ -298,10 +336,15 @@ def build(group: TarGroup, spool: Path | None = None, check: Callable[[], None] 
                 check()
             header = entry_header(entry.path, entry.size)
             batch += header
-            file_hash = hashlib.sha256()
-            for chunk in _read_exact(entry):
-                file_hash.update(chunk)
-                batch += chunk
+            if entry.size <= _READ:
+                data = _read_small(entry)
+                file_hash = hashlib.sha256(data)
+                batch += data
+            else:
+                file_hash = hashlib.sha256()
+                for chunk in _read_exact(entry):
+                    file_hash.update(chunk)
+                    batch += chunk
             batch += _pad(entry.size)
             if len(batch) >= _BATCH:
                 layer_hash.update(batch)

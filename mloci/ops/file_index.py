@@ -7,8 +7,6 @@ import the bundle machinery. ``docs/format.md`` (The file index layer) documents
 from __future__ import annotations
 
 import json
-import tarfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mloci.errors import IntegrityError, MlociError
@@ -57,17 +55,3 @@ def parse_index(data: bytes) -> FileIndex:
         raise
     except (ValueError, KeyError, TypeError, AttributeError, MlociError):
         raise IntegrityError("the artifact's file index is malformed") from None
-
-
-def members_named(members: Sequence[tarfile.TarInfo], names: Sequence[str]) -> list[tarfile.TarInfo]:
-    """The regular-file members with these names (the last one, if a name repeats); IntegrityError if one is missing."""
-    wanted = set(names)
-    found: dict[str, tarfile.TarInfo] = {}
-    for member in members:
-        name = member.name.removeprefix("./")
-        if name in wanted and member.isfile():
-            found[name] = member
-    missing = wanted - found.keys()
-    if missing:
-        raise IntegrityError(f"a tar layer lacks {min(missing)!r}, which the artifact's file index lists")
-    return [found[name] for name in sorted(found, key=str.encode)]

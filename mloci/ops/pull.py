@@ -28,6 +28,8 @@ from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.ops import file_index
 from mloci.ops._parallel import CancelToken, run_all
+from mloci.ops._tarextract import extract_indexed
+from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Session, Store, mirrors, open_registry, scoped
 from mloci.types import annotations as ann
@@ -224,21 +226,34 @@ def _write_blob(
     descriptor = layer.descriptor
     key = str(descriptor.digest)
     listener.started(key, layer.path, descriptor.size)
+    if layer.files is not None:
+        # mloci's own tar layer: only the files its index lists, written as the layer streams in.
+        with store.open_blob(repository, descriptor) as chunks:
+            created = extract_indexed(
+                chunks, staging, layer.files, lambda n: listener.advance(key, n), token.check
+            )
+        listener.finished(key, skipped=False)
+        return created
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     target.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     _preallocate(fd, descriptor.size)
-    with os.fdopen(fd, "wb") as handle, store.open_blob(repository, descriptor) as chunks:
+    # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
+    with (
+        os.fdopen(fd, "wb") as handle,
+        store.open_blob(repository, descriptor) as chunks,
+        BackgroundWriter(handle.fileno()) as writer,
+    ):
         for chunk in chunks:
             token.check()
-            handle.write(chunk)
+            writer.write(chunk)
             listener.advance(key, len(chunk))
     listener.finished(key, skipped=False)
     if layer.packing == "raw":
         return [layer.path]
     try:
-        return _untar(target, staging, layer.files)
+        return _untar(target, staging)
     finally:
         target.unlink(missing_ok=True)
 
@@ -256,22 +271,16 @@ def _preallocate(fd: int, size: int) -> None:
         raise
 
 
-def _untar(archive: Path, staging: Path, only: Sequence[str] | None = None) -> list[str]:
-    """Extract a verified tar layer with the 'data' filter: no absolute paths, '..', device files or outside links.
-
-    ``only``: extract just these regular files (a file index's list); a missing one is an IntegrityError.
-    """
+def _untar(archive: Path, staging: Path) -> list[str]:
+    """Extract a verified tar layer with the 'data' filter: no absolute paths, '..', device files or outside links."""
     created: list[str] = []
     try:
         with tarfile.open(archive, mode="r:*") as tar:
-            members = tar.getmembers()
-            if only is not None:
-                members = file_index.members_named(members, only)
-            for member in members:
+            for member in tar.getmembers():
                 name = member.name.removeprefix("./")
                 if name and not member.isdir():
                     created.append(safe_path(name))
-            tar.extractall(staging, members=members, filter="data")
+            tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
     except tarfile.TarError as exc:
