@@ -87,14 +87,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=2048, help="bytes per file")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", type=Path, help="also write the results as markdown here")
+    parser.add_argument(
+        "--bundle", type=Path, help="reuse a bundle kept by an earlier --keep run (creating files is slow)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="write the bundle outside the work directory and keep it"
+    )
     args = parser.parse_args(argv)
 
     mloci = str(VENV_BIN / "mloci")
     with tempfile.TemporaryDirectory(prefix="mloci-many-", dir=os.environ.get("BENCH_DIR")) as tmp:
         work = Path(tmp)
-        bundle = work / "bundle"
-        print(f"writing {args.files} files of {args.size} bytes in {bundle} ...", flush=True)
-        write_bundle(bundle, args.files, args.size)
+        bundle = args.bundle or work / "bundle"
+        if args.bundle is None:
+            if args.keep:
+                bundle = (
+                    Path(tempfile.mkdtemp(prefix="mloci-many-bundle-", dir=os.environ.get("BENCH_DIR"))) / "b"
+                )
+            print(f"writing {args.files} files of {args.size} bytes in {bundle} ...", flush=True)
+            write_bundle(bundle, args.files, args.size)
+        args.files = sum(1 for _ in (bundle / "data").rglob("*.bin"))
+        args.size = (bundle / "data" / "0000" / "000000.bin").stat().st_size
         env = {k: v for k, v in os.environ.items() if k != "MLOCI_REGISTRY"}
         env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", TMPDIR=str(work))
         # The peer's tar, deterministic so its digest can be computed once, untimed.
@@ -125,36 +138,41 @@ def main(argv: list[str] | None = None) -> int:
                 repo = f"bench/many-{run}"
                 home = work / f"home-{run}"
                 run_env = {**env, "MLOCI_HOME": str(home)}
-                wall, kib, out = peak_rss(
-                    [mloci, "push", str(bundle), f"{registry.host}/{repo}", "--json"], run_env
-                )
-                results["mloci push"].append(wall)
-                rss["push"] = max(rss["push"], kib)
-                digest = json.loads(out)["digest"]
-                digests.add(digest)
-
                 upload = start_upload(registry.host, f"peer/many-{run}")
                 sep = "&" if "?" in upload else "?"
                 put = (
                     f"{tar_cmd} | {shlex.join(curl_base())} -X PUT -H 'Content-Type: application/octet-stream' "
                     f"-T - '{upload}{sep}digest={tar_digest}'"
                 )
-                results["tar c → curl PUT"].append(timed(put, env))
+                push_cmd = [mloci, "push", str(bundle), f"{registry.host}/{repo}", "--json"]
+                order = (True, False) if run % 2 == 0 else (False, True)  # alternate who goes first
+                for mine in order:
+                    timed(f"{tar_cmd} > /dev/null", env)  # warm the page cache before each push
+                    if mine:
+                        wall, kib, out = peak_rss(push_cmd, run_env)
+                        results["mloci push"].append(wall)
+                        rss["push"] = max(rss["push"], kib)
+                        digest = json.loads(out)["digest"]
+                        digests.add(digest)
+                    else:
+                        results["tar c → curl PUT"].append(timed(put, env))
 
                 out_dir = work / f"pulled-{run}"
-                wall, kib, _ = peak_rss(
-                    [mloci, "pull", f"{registry.host}/{repo}@{digest}", "-o", str(out_dir)], run_env
-                )
-                results["mloci pull"].append(wall)
-                rss["pull"] = max(rss["pull"], kib)
-
                 peer_dir = work / f"peer-{run}"
                 peer_dir.mkdir()
                 get = (
                     f"{shlex.join(curl_base())} 'http://{registry.host}/v2/peer/many-{run}/blobs/{tar_digest}' "
                     f"| tar -C {peer_dir} -xf -"
                 )
-                results["curl GET → tar x"].append(timed(get, env))
+                pull_cmd = [mloci, "pull", f"{registry.host}/{repo}@{digest}", "-o", str(out_dir)]
+                for mine in order:
+                    subprocess.run(["sync"], check=True)  # no dirty pages of the previous step
+                    if mine:
+                        wall, kib, _ = peak_rss(pull_cmd, run_env)
+                        results["mloci pull"].append(wall)
+                        rss["pull"] = max(rss["pull"], kib)
+                    else:
+                        results["curl GET → tar x"].append(timed(get, env))
                 got = subprocess.run(
                     [*curl_base(), "-H", "Accept: application/vnd.oci.image.manifest.v1+json",
                      f"http://{registry.host}/v2/{repo}/manifests/{digest}"],
@@ -176,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
         finally:
             registry.stop()
+        if args.keep and args.bundle is None:
+            print(f"bundle kept in {bundle} (reuse it with --bundle)", flush=True)
 
     med = {k: statistics.median(v) for k, v in results.items()}
     facts = [
