@@ -128,3 +128,15 @@ def test_many_files_through_the_local_store(mloci: Runner, tmp_path: Path) -> No
     out = tmp_path / "out"
     assert mloci("pull", f"tok@{pushed['digest']}", "-o", out).exit_code == 0
     assert (out / "vocab/2/piece-0149.txt").read_bytes() == (bundle / "vocab/2/piece-0149.txt").read_bytes()
+
+
+def test_sbom_lists_the_files_of_tar_layers_from_a_directory_and_a_reference(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    bundle = many_files_bundle(tmp_path / "tok")
+    digest = run_json(mloci, "push", bundle, f"{registry.host}/ml/tok")["digest"]
+    from_dir = mloci("sbom", bundle)
+    from_ref = mloci("sbom", f"{registry.host}/ml/tok@{digest}")
+    assert from_dir.exit_code == 0 and from_ref.exit_code == 0, from_dir.stderr + from_ref.stderr
+    for output in (from_dir.stdout, from_ref.stdout):
+        assert "vocab/1/piece-0001.txt" in output and file_index.FILE_INDEX_PATH not in output
