@@ -197,35 +197,39 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep and args.bundle is None:
             print(f"bundle kept in {bundle} (reuse it with --bundle)", flush=True)
 
-    med = {k: statistics.median(v) for k, v in results.items()}
-    facts = [
-        ("date", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-        (
-            "content",
-            f"{args.files} files x {args.size} bytes ({args.files * args.size / 2**20:.0f} MiB), "
-            f"{args.repeat} interleaved runs (median, range)",
-        ),
-        ("CPUs", f"{os.cpu_count()} x {cpu_model()}"),
-        ("Python", sys.version.split()[0]),
-        ("registry", first_line([registry.binary, "--version"])),
-        ("tar", first_line(["tar", "--version"])),
-        ("curl", first_line(["curl", "--version"]).split(" (")[0]),
-    ]
-    rows = [(name, describe(values)) for name, values in results.items()]
-    checks = [
-        ("mloci push / (tar c → curl PUT)", f"{med['mloci push'] / med['tar c → curl PUT']:.2f}x"),
-        ("mloci pull / (curl GET → tar x)", f"{med['mloci pull'] / med['curl GET → tar x']:.2f}x"),
-        ("manifest size", f"{manifest_size} bytes, {layers} layers"),
-        ("peak RSS", f"push {rss['push'] / 1024:.0f} MiB, pull {rss['pull'] / 1024:.0f} MiB"),
-        ("same digest on every run", f"{'yes' if len(digests) == 1 else 'NO'}: {', '.join(sorted(digests))}"),
-    ]
-    lines = ["| fact | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts), ""]
-    lines += ["| operation | wall time |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
-    lines += ["| check | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in checks)]
-    report = "\n".join(lines)
-    print(report)
-    if args.markdown:
-        args.markdown.write_text(report + "\n")
+        # Report before the work directory is removed (deleting 100,000s of files takes minutes).
+        med = {k: statistics.median(v) for k, v in results.items()}
+        facts = [
+            ("date", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            (
+                "content",
+                f"{args.files} files x {args.size} bytes ({args.files * args.size / 2**20:.0f} MiB), "
+                f"{args.repeat} interleaved runs (median, range)",
+            ),
+            ("CPUs", f"{os.cpu_count()} x {cpu_model()}"),
+            ("Python", sys.version.split()[0]),
+            ("registry", first_line([registry.binary, "--version"])),
+            ("tar", first_line(["tar", "--version"])),
+            ("curl", first_line(["curl", "--version"]).split(" (")[0]),
+        ]
+        rows = [(name, describe(values)) for name, values in results.items()]
+        checks = [
+            ("mloci push / (tar c → curl PUT)", f"{med['mloci push'] / med['tar c → curl PUT']:.2f}x"),
+            ("mloci pull / (curl GET → tar x)", f"{med['mloci pull'] / med['curl GET → tar x']:.2f}x"),
+            ("manifest size", f"{manifest_size} bytes, {layers} layers"),
+            ("peak RSS", f"push {rss['push'] / 1024:.0f} MiB, pull {rss['pull'] / 1024:.0f} MiB"),
+            (
+                "same digest on every run",
+                f"{'yes' if len(digests) == 1 else 'NO'}: {', '.join(sorted(digests))}",
+            ),
+        ]
+        lines = ["| fact | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in facts), ""]
+        lines += ["| operation | wall time |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
+        lines += ["| check | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in checks)]
+        report = "\n".join(lines)
+        print(report)
+        if args.markdown:
+            args.markdown.write_text(report + "\n")
     return 0 if len(digests) == 1 else 1
 
 
