@@ -31,7 +31,7 @@ from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops._tarextract import extract_indexed
 from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Session, Store, mirrors, open_registry, scoped
+from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
@@ -155,14 +155,23 @@ def _with_file_index(store: Store, repository: str, manifest: Manifest) -> list[
     descriptor = file_index.index_layer(manifest)
     if descriptor is None:
         return layers
-    with store.open_blob(repository, descriptor) as chunks:
-        index = file_index.parse_index(b"".join(chunks))
-    return [
-        dataclasses.replace(layer, files=tuple(safe_path(f.path) for f in index[layer.descriptor.digest]))
-        if layer.packing != "raw" and layer.descriptor.digest in index
-        else layer
-        for layer in layers
-    ]
+    index = file_index.parse_index(
+        read_small_blob(store, repository, descriptor, limit=file_index.MAX_INDEX_SIZE)
+    )
+    result = []
+    for layer in layers:
+        files = index.get(layer.descriptor.digest) if layer.packing != "raw" else None
+        if files is None:
+            result.append(layer)
+            continue
+        paths = tuple(safe_path(f.path) for f in files)
+        outside = next((p for p in paths if not p.startswith(layer.path + "/")), None)
+        if outside is not None:
+            raise IntegrityError(
+                f"the file index puts {outside!r} in the tar layer of {layer.path!r}, outside it"
+            )
+        result.append(dataclasses.replace(layer, files=paths))
+    return result
 
 
 def select(layers: Sequence[FileLayer], filters: Sequence[str]) -> list[FileLayer]:
@@ -206,6 +215,8 @@ def _already_there(output: Path, digest: Digest, layers: Sequence[FileLayer]) ->
     if sorted(recorded) != sorted(str(layer.descriptor.digest) for layer in layers):
         return False
     for layer in layers:
+        if layer.files is not None and not all((output / path).is_file() for path in layer.files):
+            return False  # a file of a tar layer was removed since
         if layer.packing != "raw":
             continue
         target = output / layer.path

@@ -140,3 +140,42 @@ def test_sbom_lists_the_files_of_tar_layers_from_a_directory_and_a_reference(
     assert from_dir.exit_code == 0 and from_ref.exit_code == 0, from_dir.stderr + from_ref.stderr
     for output in (from_dir.stdout, from_ref.stdout):
         assert "vocab/1/piece-0001.txt" in output and file_index.FILE_INDEX_PATH not in output
+
+
+def test_a_repeated_pull_restores_a_removed_file_of_a_tar_layer(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    bundle = many_files_bundle(tmp_path / "tok")
+    digest = run_json(mloci, "push", bundle, f"{registry.host}/ml/tok")["digest"]
+    out = tmp_path / "out"
+    assert mloci("pull", f"{registry.host}/ml/tok@{digest}", "-o", out).exit_code == 0
+    (out / "vocab/1/piece-0004.txt").unlink()
+    again = run_json(mloci, "pull", f"{registry.host}/ml/tok@{digest}", "-o", out)
+    assert again["unchanged"] is False
+    assert (out / "vocab/1/piece-0004.txt").read_bytes() == (bundle / "vocab/1/piece-0004.txt").read_bytes()
+
+
+def test_an_index_placing_files_outside_their_tar_layer_is_refused(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    packed = pack(load_bundle(many_files_bundle(tmp_path / "tok")))
+    index = next(b for b in packed.layers if b.descriptor.annotation(ann.ROLE) == "file-index")
+    document = json.loads(index.data or b"")
+    document["layers"][0]["files"][0]["path"] = "model.onnx"
+    data = json.dumps(document).encode()
+    forged = Blob(
+        Descriptor.of_bytes(index.descriptor.media_type, data, annotations=index.descriptor.annotations),
+        data=data,
+    )
+    layers = [forged if b is index else b for b in packed.layers]
+    manifest = packed.manifest.model_copy(update={"layers": [b.descriptor for b in layers]})
+    ref = Reference.parse(f"{registry.host}/ml/forged:2")
+    store = RegistryStore(registry.host)
+    try:
+        for blob in (packed.config, *layers):
+            store.push_blob(ref.repository, blob)
+        store.push_manifest(ref, manifest.to_json(), mediatype.OCI_MANIFEST)
+    finally:
+        store.close()
+    result = mloci("pull", str(ref), "-o", tmp_path / "out")
+    assert result.exit_code == 6 and "outside" in result.stderr and not (tmp_path / "out").exists()
