@@ -30,11 +30,11 @@ from pydantic import ValidationError
 from mloci.bundle.files import FileEntry, layer_kind
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
 from mloci.errors import IntegrityError, MlociError, UsageError
-from mloci.ops.file_index import FILE_INDEX_PATH, INDEX_VERSION, ROLE_FILE_INDEX
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
+from mloci.types.file_index import FILE_INDEX_PATH, INDEX_VERSION, ROLE_FILE_INDEX
 from mloci.types.manifest import Descriptor, canonical_json
 
 BLOCK = 512

@@ -11,11 +11,10 @@ from pydantic import ValidationError
 
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import IntegrityError
-from mloci.ops import file_index
 from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.store.base import MAX_METADATA_SIZE
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import file_index, mediatype
 from mloci.types.digest import Digest
 from mloci.types.json import JSONObject
 from mloci.types.manifest import Descriptor, Index, Manifest

@@ -26,14 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
-from mloci.ops import file_index
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops._tarextract import extract_indexed
 from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import file_index, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference

@@ -47,7 +47,6 @@ from mloci.bundle.load import load_bundle
 from mloci.bundle.manifest import BundleManifest
 from mloci.bundle.pack import pack, source_date, with_git
 from mloci.errors import UsageError
-from mloci.ops import file_index
 from mloci.ops._parallel import CancelToken
 from mloci.ops._purl import oci_purl, pypi_purl
 from mloci.ops.attach import AttachResult, attach_blob
@@ -56,7 +55,7 @@ from mloci.ops.push import file_digests
 from mloci.ops.refs import parse_reference
 from mloci.store import Session
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import file_index, mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference

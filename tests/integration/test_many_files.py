@@ -9,9 +9,8 @@ from pathlib import Path
 from helpers import Registry, Runner
 
 from mloci.bundle import load_bundle, pack
-from mloci.ops import file_index
 from mloci.store import RegistryStore
-from mloci.types import Descriptor, Reference, mediatype
+from mloci.types import Descriptor, Reference, file_index, mediatype
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 
