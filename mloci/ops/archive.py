@@ -1,7 +1,8 @@
 """``export`` and ``import``: artifacts as one OCI image-layout tar, for air-gapped transfer.
 
-``export`` copies each artifact (and, with referrers, its signatures, SBOMs, attestations and
-promotion records) into a scratch OCI layout, then writes that layout as a deterministic tar:
+``export`` collects each artifact (and, with referrers, its signatures, SBOMs, attestations and
+promotion records) and streams every blob from its store straight into a deterministic tar
+(nothing is staged, so an export needs the archive's space only):
 entries sorted by name, directories ``0755`` and files ``0644``, uid/gid ``0``, mtime ``0``,
 ustar headers, ``index.json`` re-serialized canonically with its entries sorted. Exporting the
 same artifacts twice gives the same bytes. ``--compress`` gzips it (level 6, no name, mtime 0).
@@ -25,17 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from mloci import settings
 from mloci.bundle import tarpack
-from mloci.errors import MlociError, UsageError
+from mloci.errors import IntegrityError, MlociError, NotFoundError, UnsupportedError, UsageError
 from mloci.ops.referrers import is_fallback_tag
 from mloci.ops.transfer import Copier
-from mloci.store import LayoutStore, Session, scoped
+from mloci.store import Session, scoped
 from mloci.store.archive import ArchiveReference, ArchiveStore
+from mloci.store.base import Progress
+from mloci.store.layout import LAYOUT_VERSION
 from mloci.types import annotations as ann
 from mloci.types import mediatype
+from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import canonical_json
+from mloci.types.manifest import Descriptor, canonical_json
 from mloci.types.reference import Reference, is_valid_repository
 
 _CHUNK = 1 << 20
@@ -94,12 +97,6 @@ class ImportResult:
 # --- export ----------------------------------------------------------------------------------
 
 
-def _scratch_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
-    parent = settings.home() / "tmp"
-    parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.TemporaryDirectory(prefix=prefix, dir=parent)
-
-
 def export(
     references: Sequence[Reference],
     output: Path,
@@ -108,13 +105,17 @@ def export(
     compress: bool = False,
     session: Session | None = None,
 ) -> ExportResult:
-    """Write ``references`` (and their referrers) into the OCI image-layout tar ``output``."""
+    """Write ``references`` (and their referrers) into the OCI image-layout tar ``output``.
+
+    Nothing is staged: manifests are collected in memory, and each blob streams from its store
+    straight into the archive (verified on the way), so an export needs the archive's space only.
+    """
     if not references:
         raise UsageError("name at least one artifact to export")
     if output.is_dir():
         raise UsageError(f"{output} is a directory; name the archive file, e.g. {output / 'models.tar'}")
-    with _scratch_dir("export-") as scratch, scoped(session) as active:
-        layout = LayoutStore(Path(scratch))
+    with scoped(session) as active:
+        collector = _Collector()
         artifacts: list[ArchivedArtifact] = []
         referrers: list[str] = []
         for ref in references:
@@ -124,14 +125,96 @@ def export(
             if isinstance(ref, ArchiveReference) and not ref.name_given:
                 repository = _archive_repository(store, ref) or repository
             destination = Reference(None, repository, tag=ref.tag)
-            copier = Copier(store, ref, layout, destination, concurrency=active.options.concurrency)
+            copier = Copier(store, ref, collector, destination, concurrency=active.options.concurrency)
             copier.manifest(descriptor.digest, tag=ref.tag)
             if with_referrers:
                 copier.referrers(descriptor.digest)
                 referrers += copier.stats.referrers
             artifacts.append(ArchivedArtifact(str(destination.pinned(descriptor.digest)), descriptor.digest))
-        digest, size, blobs = write_layout_tar(Path(scratch) / "oci", output, compress=compress)
-    return ExportResult(output, digest, size, artifacts, referrers, blobs)
+        digest, size = write_archive(collector, output, compress=compress)
+    return ExportResult(output, digest, size, artifacts, referrers, len(collector.blobs))
+
+
+class _Collector:
+    """The destination of an export's copies: remembers manifests (bytes), blobs (where to read them)
+    and index entries, the way the local OCI layout would list them, without writing anything."""
+
+    location = "archive being written"
+
+    def __init__(self) -> None:
+        self.blobs: dict[Digest, Blob] = {}
+        self.entries: list[dict[str, Any]] = []
+
+    def has_blob(self, repository: str, digest: Digest) -> bool:
+        return digest in self.blobs
+
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
+        self.blobs.setdefault(blob.descriptor.digest, blob)
+
+    def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
+        descriptor = Descriptor.of_bytes(media_type, data)
+        self.blobs.setdefault(descriptor.digest, Blob(descriptor, data=data))
+        entry = descriptor.to_dict()
+        with contextlib.suppress(ValueError, AttributeError):
+            artifact_type = json.loads(data).get("artifactType")
+            if isinstance(artifact_type, str):
+                entry["artifactType"] = artifact_type
+        untagged = {**entry, "annotations": {ann.REPOSITORY: ref.repository}}
+        if ref.tag is not None:
+            name = f"{ref.repository}:{ref.tag}"
+            self.entries = [e for e in self.entries if _annotation(e, ann.REF_NAME) != name and e != untagged]
+            self.entries.append({**entry, "annotations": {ann.REF_NAME: name}})
+        elif not any(
+            e.get("digest") == entry["digest"] and _repository(e) == ref.repository for e in self.entries
+        ):
+            self.entries.append(untagged)
+        return descriptor
+
+    def resolve(self, ref: Reference) -> Descriptor:
+        if ref.digest is not None and ref.digest in self.blobs:
+            return self.blobs[ref.digest].descriptor
+        name = f"{ref.repository}:{ref.tag}"
+        for entry in self.entries:
+            if _annotation(entry, ann.REF_NAME) == name:
+                return Descriptor.model_validate(entry).model_copy(update={"annotations": None})
+        raise NotFoundError(f"{ref} is not in the archive being written")
+
+    def fetch_manifest(self, ref: Reference) -> tuple[Descriptor, bytes]:
+        descriptor = self.resolve(ref)
+        data = self.blobs[descriptor.digest].data
+        if data is None:
+            raise NotFoundError(f"{ref} is not a manifest of the archive being written")
+        return descriptor, data
+
+    def open_blob(
+        self, repository: str, descriptor: Descriptor
+    ) -> contextlib.AbstractContextManager[Iterator[bytes]]:
+        raise UnsupportedError("an archive being written cannot be read back")
+
+    def list_tags(self, repository: str) -> list[str]:
+        names = [_annotation(e, ann.REF_NAME) or "" for e in self.entries]
+        return sorted(n.rpartition(":")[2] for n in names if n.rpartition(":")[0] == repository)
+
+    def delete_manifest(self, repository: str, digest: Digest) -> None:
+        raise UnsupportedError("an archive being written cannot delete")
+
+    def referrers(
+        self, repository: str, digest: Digest, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        return None  # keep referrers with the tag schema, like the local store
+
+    def close(self) -> None:
+        pass
+
+
+def _annotation(entry: dict[str, Any], key: str) -> str | None:
+    value = (entry.get("annotations") or {}).get(key)
+    return value if isinstance(value, str) else None
+
+
+def _repository(entry: dict[str, Any]) -> str | None:
+    name = _annotation(entry, ann.REF_NAME)
+    return name.rpartition(":")[0] if name else _annotation(entry, ann.REPOSITORY)
 
 
 def _archive_repository(store: Any, ref: ArchiveReference) -> str | None:
@@ -144,17 +227,16 @@ def _archive_repository(store: Any, ref: ArchiveReference) -> str | None:
     return None
 
 
-def _sorted_index(layout: Path) -> bytes:
-    document = json.loads((layout / "index.json").read_bytes())
-    entries = sorted(
-        document.get("manifests") or [],
+def _index_json(entries: list[dict[str, Any]]) -> bytes:
+    ordered = sorted(
+        entries,
         key=lambda e: (
-            (e.get("annotations") or {}).get(ann.REF_NAME, ""),
-            (e.get("annotations") or {}).get(ann.REPOSITORY, ""),
+            _annotation(e, ann.REF_NAME) or "",
+            _annotation(e, ann.REPOSITORY) or "",
             e.get("digest", ""),
         ),
     )
-    return canonical_json({"manifests": entries, "mediaType": mediatype.OCI_INDEX, "schemaVersion": 2})
+    return canonical_json({"manifests": ordered, "mediaType": mediatype.OCI_INDEX, "schemaVersion": 2})
 
 
 class _Hashing:
@@ -175,24 +257,13 @@ class _Hashing:
         self.handle.flush()
 
 
-def _tar_entries(layout: Path) -> Iterator[tuple[str, Path | bytes | None]]:
-    """(name, content) in archive order: a Path to copy, bytes, or None for a directory."""
-    blobs = sorted((layout / "blobs").glob("*/*"), key=lambda p: (p.parent.name, p.name))
-    yield "blobs/", None
-    for algorithm in sorted({p.parent.name for p in blobs}):
-        yield f"blobs/{algorithm}/", None
-        for path in blobs:
-            if path.parent.name == algorithm:
-                yield f"blobs/{algorithm}/{path.name}", path
-    yield "index.json", _sorted_index(layout)
-    yield "oci-layout", (layout / "oci-layout").read_bytes()
-
-
-def write_layout_tar(layout: Path, output: Path, *, compress: bool) -> tuple[Digest, int, int]:
-    """Write the OCI layout directory ``layout`` as a deterministic tar; return (digest, size, blob count)."""
+def write_archive(collector: _Collector, output: Path, *, compress: bool) -> tuple[Digest, int]:
+    """Write the collected artifacts as a deterministic OCI image-layout tar; return its (digest, size)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
-    blobs = 0
+    blobs = sorted(
+        collector.blobs.values(), key=lambda b: (b.descriptor.digest.algorithm, b.descriptor.digest.encoded)
+    )
     try:
         with os.fdopen(fd, "wb") as raw:
             sink = _Hashing(raw)
@@ -201,21 +272,16 @@ def write_layout_tar(layout: Path, output: Path, *, compress: bool) -> tuple[Dig
                 if compress
                 else contextlib.nullcontext(sink)
             ) as out:
-                for name, content in _tar_entries(layout):
-                    if content is None:
-                        out.write(tarpack.directory_header(name))
-                    elif isinstance(content, bytes):
-                        out.write(
-                            tarpack.entry_header(name, len(content)) + content + tarpack.pad(len(content))
-                        )
-                    else:
-                        blobs += 1
-                        size = content.stat().st_size
-                        out.write(tarpack.entry_header(name, size))
-                        with content.open("rb") as source:
-                            while chunk := source.read(_CHUNK):
-                                out.write(chunk)
-                        out.write(tarpack.pad(size))
+                out.write(tarpack.directory_header("blobs/"))
+                for algorithm in sorted({b.descriptor.digest.algorithm for b in blobs}):
+                    out.write(tarpack.directory_header(f"blobs/{algorithm}/"))
+                    for blob in (b for b in blobs if b.descriptor.digest.algorithm == algorithm):
+                        _write_blob(out, blob)
+                for name, data in (
+                    ("index.json", _index_json(collector.entries)),
+                    ("oci-layout", LAYOUT_VERSION),
+                ):
+                    out.write(tarpack.entry_header(name, len(data)) + data + tarpack.pad(len(data)))
                 out.write(tarpack.END)
             raw.flush()
             os.fsync(raw.fileno())
@@ -228,7 +294,26 @@ def write_layout_tar(layout: Path, output: Path, *, compress: bool) -> tuple[Dig
     except BaseException:
         Path(staging).unlink(missing_ok=True)
         raise
-    return Digest("sha256", sink.hasher.hexdigest()), sink.size, blobs
+    return Digest("sha256", sink.hasher.hexdigest()), sink.size
+
+
+def _write_blob(out: Any, blob: Blob) -> None:
+    descriptor = blob.descriptor
+    out.write(
+        tarpack.entry_header(
+            f"blobs/{descriptor.digest.algorithm}/{descriptor.digest.encoded}", descriptor.size
+        )
+    )
+    written = 0
+    with blob.open() as source:  # from its store: verified against the digest as it streams
+        while chunk := source.read(_CHUNK):
+            written += len(chunk)
+            if written > descriptor.size:
+                break
+            out.write(chunk)
+    if written != descriptor.size:
+        raise IntegrityError(f"blob {descriptor.digest}: {written} bytes instead of {descriptor.size}")
+    out.write(tarpack.pad(descriptor.size))
 
 
 # --- import ----------------------------------------------------------------------------------

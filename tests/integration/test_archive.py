@@ -127,3 +127,21 @@ def test_archive_errors_are_one_clear_line(mloci: Runner, tmp_path: Path) -> Non
     assert notlayout.exit_code == 6 and "not an OCI image-layout archive" in notlayout.stderr
     nothing = mloci("export", "-o", tmp_path / "x.tar")
     assert nothing.exit_code == 2
+
+
+def test_export_streams_verified_blobs_and_leaves_nothing_on_corruption(
+    mloci: Runner, bundle: Path, mloci_home: Path, tmp_path: Path
+) -> None:
+    digest = str(run_json(mloci, "push", bundle)["digest"])
+    info = run_json(mloci, "inspect", f"churn-model@{digest}")
+    weights = next(f for f in info["files"] if f["path"] == "model.onnx")  # type: ignore[attr-defined]
+    blob = mloci_home / "oci" / "blobs" / "sha256" / weights["digest"].split(":")[1]
+    data = bytearray(blob.read_bytes())
+    data[0] ^= 0xFF
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    (tmp_path / "exports").mkdir()
+    out = tmp_path / "exports" / "x.tar"
+    result = mloci("export", "churn-model:1.0.0", "-o", out)
+    assert result.exit_code == 6 and "does not match" in result.stderr
+    assert list(out.parent.iterdir()) == []  # no archive, no .partial left behind
