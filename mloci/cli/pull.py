@@ -41,6 +41,14 @@ from mloci.ops.refs import parse_reference
     type=click.Path(dir_okay=False, path_type=Path),
     help="Public key (PEM): pull only when a signature by it binds the digest; else exit 6, nothing written.",
 )
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 32),
+    default=1,
+    show_default=True,
+    help="Download each blob of 32 MiB or more over N connections in byte ranges (faster when one connection "
+    "is throttled, e.g. object storage behind the registry); the digest is verified once it is complete.",
+)
 @registry_options
 @json_option
 @quiet_option
@@ -51,6 +59,7 @@ def pull_command(
     force: bool,
     digest_file: Path | None,
     verify_key: Path | None,
+    connections: int,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -73,6 +82,7 @@ def pull_command(
         listener=listener("pulling", quiet=quiet or as_json),
         verify_key=verify_key,
         digest_file=digest_file,
+        connections=connections,
     )
     if as_json:
         emit_json(result.to_json())

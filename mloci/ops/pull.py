@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
+from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ranged_download
 from mloci.ops._tarextract import extract_indexed
 from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
+from mloci.store import RegistryStore, Session, Store, mirrors, open_registry, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import file_index, mediatype
 from mloci.types.digest import Digest
@@ -231,6 +232,7 @@ def _write_blob(
     staging: Path,
     listener: TransferListener,
     token: CancelToken,
+    connections: int = 1,
 ) -> list[str]:
     """Stream one layer into ``staging``; return the paths it created (relative)."""
     descriptor = layer.descriptor
@@ -247,18 +249,35 @@ def _write_blob(
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     target.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(
+        target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
+    )  # read back by ranged pulls
     _preallocate(fd, descriptor.size)
-    # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
-    with (
-        os.fdopen(fd, "wb") as handle,
-        store.open_blob(repository, descriptor) as chunks,
-        BackgroundWriter(handle.fileno()) as writer,
-    ):
-        for chunk in chunks:
-            token.check()
-            writer.write(chunk)
-            listener.advance(key, len(chunk))
+    with os.fdopen(fd, "wb") as handle:
+        ranged = connections > 1 and descriptor.size >= MIN_RANGED_SIZE and isinstance(store, RegistryStore)
+        if ranged and isinstance(store, RegistryStore):
+            try:  # several byte ranges at once (pull --connections), verified once complete
+                ranged_download(
+                    store,
+                    repository,
+                    descriptor,
+                    handle.fileno(),
+                    connections,
+                    lambda n: listener.advance(key, n),
+                    token,
+                )
+            except RangesUnsupported:
+                ranged = False
+        if not ranged:
+            # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
+            with (
+                store.open_blob(repository, descriptor) as chunks,
+                BackgroundWriter(handle.fileno()) as writer,
+            ):
+                for chunk in chunks:
+                    token.check()
+                    writer.write(chunk)
+                    listener.advance(key, len(chunk))
     listener.finished(key, skipped=False)
     if layer.packing == "raw":
         return [layer.path]
@@ -420,6 +439,7 @@ def pull(
     listener: TransferListener | None = None,
     verify_key: Path | None = None,
     digest_file: Path | None = None,
+    connections: int = 1,
 ) -> PullResult:
     """Fetch ``reference`` into ``output``; see the module docstring for the guarantees.
 
@@ -439,10 +459,21 @@ def pull(
             reference = verification.reference  # pinned to the digest whose signature verified
         mirrored = _mirrored(active, reference)
         try:
-            result = _pull(reference, output, active, filters, force, listener or Silent(), store=mirrored)
+            result = _pull(
+                reference,
+                output,
+                active,
+                filters,
+                force,
+                listener or Silent(),
+                store=mirrored,
+                connections=connections,
+            )
         except mirrors.MirrorFailure as exc:
             mirrors.warn(f"{exc}; pulling again from {reference.registry}")
-            result = _pull(reference, output, active, filters, force, listener or Silent())
+            result = _pull(
+                reference, output, active, filters, force, listener or Silent(), connections=connections
+            )
         finally:
             if mirrored is not None:
                 mirrored.close()  # the mirrors' connections; the origin belongs to the session
@@ -473,6 +504,7 @@ def _pull(
     listener: TransferListener,
     *,
     store: Store | None = None,
+    connections: int = 1,
 ) -> PullResult:
     store = store or session.store(reference)
     try:
@@ -498,7 +530,7 @@ def _pull(
                 try:
                     created_per_layer = run_all(
                         lambda layer, token: _write_blob(
-                            store, reference.repository, layer, staging, listener, token
+                            store, reference.repository, layer, staging, listener, token, connections
                         ),
                         layers,
                         session.options.concurrency,
