@@ -36,8 +36,6 @@ def export_command(
     The same artifacts always give the same archive bytes. Read it in place with
     oci-archive:PATH[:NAME][@DIGEST] references (inspect, verify, pull), load it with
     'mloci import', or use it with skopeo (skopeo inspect oci-archive:PATH:NAME).
-
-    Example: mloci export registry.example.com/ml/churn-model:1.5.0 --with-referrers -o churn-model-1.5.0.tar
     """
     result = export(
         [parse_reference(r) for r in references],
@@ -67,8 +65,6 @@ def import_command(archive: Path, target: str | None, as_json: bool, **kw: Any) 
 
     TARGET is REGISTRY[/NAMESPACE]; each artifact keeps its repository under it and every
     digest is unchanged. Referrers in the archive are attached again at the destination.
-
-    Example: mloci import churn-model-1.5.0.tar registry.internal:5000/ml
     """
     result = import_archive(archive, target, session=session_from(kw))
     if as_json:

@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, registry_options, session_from
-from mloci.errors import UsageError
+from mloci.cli._output import emit_json, human_size, printable
+from mloci.cli.options import json_option, registry_options, session_from, upload_options
 from mloci.ops.diff import diff
 from mloci.ops.gc import gc
 from mloci.ops.listing import list_versions
@@ -17,8 +16,7 @@ from mloci.ops.promote import history, promote, rollback
 from mloci.ops.refs import parse_reference
 from mloci.ops.tag import tag
 from mloci.ops.transfer import copy
-from mloci.project import ProjectConfig, load_project
-from mloci.types.reference import Reference
+from mloci.project import load_project
 
 
 def _short(digest: object) -> str:
@@ -40,15 +38,6 @@ def tag_command(reference: str, tags: tuple[str, ...], force: bool, as_json: boo
         click.echo(str(result.reference))
 
 
-def _repository(text: str | None, environment: str | None, project: ProjectConfig | None) -> Reference:
-    if text:
-        return parse_reference(text)
-    env = project.environment(environment) if project and environment else None
-    if env is None:
-        raise UsageError("name a repository (or an environment defined in mloci.toml / [tool.mloci])")
-    return env.reference
-
-
 @click.command("promote")
 @click.argument("reference")
 @click.option("--to", "environment", required=True, help="Environment to promote into (e.g. staging, prod).")
@@ -58,6 +47,7 @@ def _repository(text: str | None, environment: str | None, project: ProjectConfi
 )
 @click.option("--ci-url", help="CI run URL for the record (default: detected from CI environment variables).")
 @registry_options
+@upload_options
 @json_option
 def promote_command(
     reference: str,
@@ -102,23 +92,22 @@ def promote_command(
 @json_option
 def history_command(repository: str | None, environment: str | None, as_json: bool, **kw: Any) -> None:
     """Every promotion recorded in REPOSITORY, newest first: when, who, from → to, why."""
-    repo = _repository(repository, environment, load_project())
-    entries = history(repo, environment, session=session_from(kw))
+    repo = parse_reference(repository) if repository else None
+    found = history(repo, environment, project=load_project(), session=session_from(kw))
     if as_json:
-        emit_json(
-            {
-                "repository": repo.name,
-                "environment": environment,
-                "promotions": [e.to_json() for e in entries],
-            }
-        )
+        emit_json(found.to_json())
         return
-    for entry in entries:
+    if not found.entries:
+        where = found.repository.name + (f" for {environment}" if environment else "")
+        click.echo(f"no promotions recorded in {where}", err=True)
+    for entry in found:
         r = entry.record
         was = _short(r.previous) if r.previous else "(none)"
         why = f"  {r.reason}" if r.reason else ""
         click.echo(
-            f"{r.timestamp:%Y-%m-%d %H:%M:%S}Z  {r.environment:<10} {was} → {_short(r.digest)}  {r.actor}{why}"
+            printable(
+                f"{r.timestamp:%Y-%m-%d %H:%M:%S}Z  {r.environment:<10} {was} → {_short(r.digest)}  {r.actor}{why}"
+            )
         )
 
 
@@ -127,13 +116,14 @@ def history_command(repository: str | None, environment: str | None, as_json: bo
 @click.option("--env", "environment", required=True, help="Environment to roll back.")
 @click.option("--reason", help="Why; kept in the promotion record.")
 @registry_options
+@upload_options
 @json_option
 def rollback_command(
     repository: str | None, environment: str, reason: str | None, as_json: bool, **kw: Any
 ) -> None:
     """Point ENV's alias back at the digest it named before the current one (recorded as a promotion)."""
     project = load_project()
-    repo = _repository(repository, environment, project)
+    repo = parse_reference(repository) if repository else None
     result = rollback(repo, environment, project=project, reason=reason, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
@@ -149,6 +139,7 @@ def rollback_command(
 @click.argument("destination")
 @click.option("--with-referrers", is_flag=True, help="Also copy signatures, SBOMs, attestations and records.")
 @registry_options
+@upload_options
 @json_option
 def copy_command(source: str, destination: str, with_referrers: bool, as_json: bool, **kw: Any) -> None:
     """Copy SOURCE to DESTINATION (registries or the local store), digest preserved bit for bit."""
@@ -181,12 +172,16 @@ def ls_command(repository: str, as_json: bool, **kw: Any) -> None:
     if as_json:
         emit_json({"repository": repo.name, "versions": [v.to_json() for v in versions]})
         return
+    if versions:
+        click.echo(f"{'VERSION':<16} {'GIT SHA':<8} {'DIGEST':<19}  {'CREATED':<20} METRICS")
     for v in versions:
         metrics = " ".join(f"{k}={v.metrics[k]}" for k in sorted(v.metrics)[:4])
         aliases = f"  [{', '.join(v.aliases)}]" if v.aliases else ""
         click.echo(
-            f"{(v.version or '-'):<16} {(v.revision or '-')[:7]:<8} {_short(v.digest)}  {(v.created or '-'):<20} "
-            f"{metrics}{aliases}"
+            printable(
+                f"{(v.version or '-'):<16} {(v.revision or '-')[:7]:<8} {_short(v.digest)}  {(v.created or '-'):<20} "
+                f"{metrics}{aliases}"
+            )
         )
 
 
@@ -218,7 +213,9 @@ def diff_command(left: str, right: str, as_json: bool, **kw: Any) -> None:
             if isinstance(a, int | float) and isinstance(b, int | float):
                 delta = f"  ({b - a:+.4g})"
             click.echo(
-                f"  {key}: {a if a is not None else '(absent)'} → {b if b is not None else '(absent)'}{delta}"
+                printable(
+                    f"  {key}: {a if a is not None else '(absent)'} → {b if b is not None else '(absent)'}{delta}"
+                )
             )
     click.echo(f"{result.unchanged_files} files unchanged")
 
@@ -258,7 +255,11 @@ def gc_command(
     verb = "would delete" if dry_run else "deleted"
     for v in plan.delete:
         extra = len(plan.attachments.get(str(v.digest), []))
-        click.echo(f"{verb} {v.version or '-'} {_short(v.digest)} ({', '.join(v.tags)}) and {extra} attached")
+        click.echo(
+            printable(
+                f"{verb} {v.version or '-'} {_short(v.digest)} ({', '.join(v.tags)}) and {extra} attached"
+            )
+        )
     for v in plan.keep:
         why = f"held by {', '.join(v.aliases)}" if v.aliases else "recent"
-        click.echo(f"keep   {v.version or '-'} {_short(v.digest)} ({why})")
+        click.echo(printable(f"keep   {v.version or '-'} {_short(v.digest)} ({why})"))

@@ -5,21 +5,22 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.cli._output import emit_json, human_size, listener, printable
+from mloci.cli.options import (
+    download_options,
+    json_option,
+    output_dir_option,
+    quiet_option,
+    registry_options,
+    session_from,
+)
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 
 
 @click.command("pull")
 @click.argument("reference")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory to write the files into (default: ./<name>).",
-)
+@output_dir_option("output", default=None, help="Directory to write the files into (default: ./<name>).")
 @click.option(
     "--filter",
     "filters",
@@ -50,6 +51,7 @@ from mloci.ops.refs import parse_reference
     "is throttled, e.g. object storage behind the registry); the digest is verified once it is complete.",
 )
 @registry_options
+@download_options
 @json_option
 @quiet_option
 def pull_command(
@@ -99,7 +101,9 @@ def pull_command(
             )
         if result.replaced:
             click.echo(
-                f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}",
+                printable(
+                    f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}"
+                ),
                 err=True,
             )
     click.echo(str(result.reference))

@@ -7,8 +7,8 @@ import click
 
 from mloci.bundle.tarpack import parse_override
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, session_from
-from mloci.ops.push import push_bundle
+from mloci.cli.options import json_option, quiet_option, registry_options, session_from, upload_options
+from mloci.ops.push import Format, push
 
 
 @click.command("push")
@@ -37,6 +37,7 @@ from mloci.ops.push import push_bundle
     "files becomes a tar layer.",
 )
 @registry_options
+@upload_options
 @json_option
 @quiet_option
 def push_command(
@@ -44,7 +45,7 @@ def push_command(
     target: str | None,
     tags: tuple[str, ...],
     force: bool,
-    layout: str,
+    layout: Format,
     pack: tuple[str, ...],
     as_json: bool,
     quiet: bool,
@@ -55,23 +56,17 @@ def push_command(
     TARGET is a repository such as registry.example.com/ml/churn-model (a tag in it is
     added to the tags). Without TARGET the bundle's name goes to $MLOCI_REGISTRY, or to
     the local store when that is unset. Tags set: <version> and <version>-<git sha>.
-
-    Example: mloci push ./churn-model registry.example.com/ml/churn-model --pack tokenizer=tar
     """
-    if layout == "image-volume":
-        from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415
-
-        result = push_image_volume(bundle, target, session=session_from(kw), force=force)
-    else:
-        result = push_bundle(
-            bundle,
-            target,
-            session=session_from(kw),
-            extra_tags=tags,
-            force=force,
-            listener=listener("pushing", quiet=quiet or as_json),
-            pack_overrides=[parse_override(text) for text in pack],
-        )
+    result = push(
+        bundle,
+        target,
+        format=layout,
+        session=session_from(kw),
+        extra_tags=tags,
+        force=force,
+        listener=listener("pushing", quiet=quiet or as_json),
+        pack_overrides=[parse_override(text) for text in pack],
+    )
     if as_json:
         emit_json(result.to_json())
         return
@@ -79,8 +74,9 @@ def push_command(
         if result.unchanged:
             click.echo("unchanged: this exact artifact is already published", err=True)
         else:
+            mounted = f", {result.blobs_mounted} mounted" if result.blobs_mounted else ""
             click.echo(
-                f"uploaded {result.blobs_uploaded} blobs ({human_size(result.bytes_uploaded)}), "
+                f"uploaded {result.blobs_uploaded} blobs ({human_size(result.bytes_uploaded)}){mounted}, "
                 f"{result.blobs_skipped} already present; tags: {', '.join(result.tags)}",
                 err=True,
             )

@@ -13,17 +13,26 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from urllib3.exceptions import HTTPError
 
 from mloci.errors import IntegrityError, UnavailableError
 from mloci.ops._parallel import CancelToken, run_all
-from mloci.store.registry import RegistryStore
 from mloci.store.registry.auth import scope_for
+from mloci.store.registry.transport import Transport
 from mloci.types.manifest import Descriptor
 
 MIN_RANGED_SIZE = 32 << 20  # smaller blobs are not worth splitting
 _CHUNK = 1 << 20
+
+
+@runtime_checkable
+class ServesRanges(Protocol):
+    """A store reached over HTTP, whose blob GETs take ``Range`` (the registry adapter)."""
+
+    registry: str
+    transport: Transport
 
 
 class RangesUnsupported(Exception):
@@ -31,7 +40,7 @@ class RangesUnsupported(Exception):
 
 
 def ranged_download(
-    store: RegistryStore,
+    store: ServesRanges,
     repository: str,
     descriptor: Descriptor,
     fd: int,

@@ -32,7 +32,7 @@ from mloci.ops.referrers import is_fallback_tag
 from mloci.ops.transfer import Copier
 from mloci.store import Session, scoped
 from mloci.store.archive import ArchiveReference, ArchiveStore
-from mloci.store.base import Progress
+from mloci.store.base import BlobOutcome, Progress
 from mloci.store.layout import LAYOUT_VERSION
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -148,8 +148,11 @@ class _Collector:
     def has_blob(self, repository: str, digest: Digest) -> bool:
         return digest in self.blobs
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
-        self.blobs.setdefault(blob.descriptor.digest, blob)
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
+        if blob.descriptor.digest in self.blobs:
+            return "present"
+        self.blobs[blob.descriptor.digest] = blob
+        return "uploaded"  # read (and verified) when the archive is written
 
     def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
         descriptor = Descriptor.of_bytes(media_type, data)

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from mloci.ops.inspection import Artifact, inspect
 from mloci.store import Session
+from mloci.types.json import JSONValue
 from mloci.types.reference import Reference
+
+V = TypeVar("V")
 
 _NOT_METADATA = {"metrics", "dependencies", "files", "$schema"}
 
 
 @dataclass
 class Diff:
+    """What changed from ``left`` to ``right``: each entry maps a name to its (left, right) values."""
+
     left: str
     right: str
     same_digest: bool
-    metadata: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    metrics: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    metadata: dict[str, tuple[JSONValue, JSONValue]] = field(default_factory=dict)
+    metrics: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     dependencies: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     files: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # path -> digests
     unchanged_files: int = 0
@@ -52,8 +58,8 @@ class Diff:
 
 
 def _changed(
-    a: dict[str, Any], b: dict[str, Any], keys: set[str] | None = None
-) -> dict[str, tuple[Any, Any]]:
+    a: Mapping[str, V], b: Mapping[str, V], keys: set[str] | None = None
+) -> dict[str, tuple[V | None, V | None]]:
     names = keys if keys is not None else set(a) | set(b)
     return {k: (a.get(k), b.get(k)) for k in sorted(names) if a.get(k) != b.get(k)}
 
@@ -72,13 +78,17 @@ def _requirements(info: Artifact) -> dict[str, str]:
 
 
 def diff(left: Reference, right: Reference, *, session: Session | None = None) -> Diff:
+    """What changed between two artifacts: metadata, metrics, dependencies and files (by digest)."""
     a = inspect(left, session=session)
     b = inspect(right, session=session)
     result = Diff(str(a.reference), str(b.reference), a.digest == b.digest)
     bundle_a = a.bundle.to_document() if a.bundle else {}
     bundle_b = b.bundle.to_document() if b.bundle else {}
     keys = (set(bundle_a) | set(bundle_b)) - _NOT_METADATA
-    result.metadata = _changed(bundle_a, bundle_b, keys) if keys else _changed(a.annotations, b.annotations)
+    if keys:
+        result.metadata = dict(_changed(bundle_a, bundle_b, keys))
+    else:
+        result.metadata = dict(_changed(a.annotations, b.annotations))
     result.metrics = _changed(a.metrics, b.metrics)
     result.dependencies = _changed(_requirements(a), _requirements(b))
     files_a = {f.path or str(f.digest): str(f.digest) for f in a.files}

@@ -25,7 +25,7 @@ from mloci.image.layer import Entry, ImageLayer, build_layer, iter_entries
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 from mloci.ops.transfer import Copier
-from mloci.store import Session, Store, scoped
+from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -118,8 +118,10 @@ def _platform_manifests(
 
 
 def _read_json(store: Store, repository: str, descriptor: Descriptor) -> dict[str, Any]:
-    with store.open_blob(repository, descriptor) as chunks:
-        value = json.loads(b"".join(chunks))
+    try:
+        value = json.loads(read_small_blob(store, repository, descriptor))
+    except ValueError:
+        value = None
     if not isinstance(value, dict):
         raise MlociError(f"image config {descriptor.digest} is not a JSON object")
     return value

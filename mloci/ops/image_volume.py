@@ -8,6 +8,7 @@ the node's platform; the layers are shared, only the config differs), reproducib
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from mloci import settings
@@ -15,8 +16,10 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.pack import pack, source_date, version_tag, with_git
 from mloci.image.layer import Entry, build_layer
+from mloci.ops.progress import Silent, TransferListener
 from mloci.ops.push import PushResult, check_tags, target_for
-from mloci.store import Session, scoped
+from mloci.store import Session, Store, scoped
+from mloci.store.base import BlobOutcome
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -27,13 +30,30 @@ from mloci.types.timestamps import rfc3339
 PLATFORMS = ("amd64", "arm64")
 
 
+def _upload_layer(store: Store, repository: str, blob: Blob, listener: TransferListener) -> BlobOutcome:
+    size = blob.descriptor.size
+    key = str(blob.descriptor.digest)
+    listener.begin(size, 1)
+    try:
+        listener.started(key, "model layer", size)
+        outcome: BlobOutcome = "present"
+        if not store.has_blob(repository, blob.descriptor.digest):
+            outcome = store.push_blob(repository, blob, progress=lambda n: listener.advance(key, n))
+        listener.finished(key, skipped=outcome != "uploaded")
+        return outcome
+    finally:
+        listener.end()
+
+
 def push_image_volume(
     path: Path,
     target: str | None = None,
     *,
     session: Session | None = None,
     model_root: str = "/models",
+    extra_tags: Sequence[str] = (),
     force: bool = False,
+    listener: TransferListener | None = None,
 ) -> PushResult:
     """Pack the bundle at ``path`` as a mountable image and push it (tags ``<version>-image``…)."""
     bundle = with_git(load_bundle(path), git_state(path))
@@ -55,7 +75,15 @@ def push_image_volume(
             ann.MODEL_DIGEST: str(model.digest),
             **({ann.REVISION: manifest.git_sha} if manifest.git_sha else {}),
         }
-        store.push_blob(ref.repository, layer.blob)
+        sent: dict[Digest, tuple[BlobOutcome, int]] = {}
+
+        def put(blob: Blob) -> None:
+            present = store.has_blob(ref.repository, blob.descriptor.digest)
+            done: BlobOutcome = "present" if present else store.push_blob(ref.repository, blob)
+            sent[blob.descriptor.digest] = (done, blob.descriptor.size)
+
+        outcome = _upload_layer(store, ref.repository, layer.blob, listener or Silent())
+        sent[layer.blob.descriptor.digest] = (outcome, layer.blob.descriptor.size)
         children = []
         for arch in PLATFORMS:
             config = {
@@ -67,7 +95,7 @@ def push_image_volume(
                 "history": [{"created": rfc3339(created), "created_by": "mloci push --format image-volume"}],
             }
             config_blob = Blob.of_bytes(mediatype.OCI_CONFIG, canonical_json(config))
-            store.push_blob(ref.repository, config_blob)
+            put(config_blob)
             image = Manifest(
                 config=config_blob.descriptor, layers=[layer.blob.descriptor], annotations=labels
             )
@@ -82,20 +110,22 @@ def push_image_volume(
             f"{version}-image",
             *([f"{version}-{manifest.git_sha[:7]}-image"] if manifest.git_sha else []),
             *extra,
+            *extra_tags,
         ]
         pending = check_tags(store, ref, tags, digest, force=force)
         for tag in pending:
             store.push_manifest(ref.with_tag(tag), data, mediatype.OCI_INDEX)
-        blobs = 1 + len(PLATFORMS)
+        outcomes = [outcome for outcome, _ in sent.values()]
         return PushResult(
             ref.with_tag(tags[0]).pinned(digest),
             digest,
             tuple(tags),
-            blobs,
-            0,
-            layer.blob.descriptor.size,
+            outcomes.count("uploaded"),
+            outcomes.count("present"),
+            sum(size for outcome, size in sent.values() if outcome == "uploaded"),
             not pending,
             labels,
+            blobs_mounted=outcomes.count("mounted"),
         )
     finally:
         layer.remove()

@@ -14,7 +14,7 @@ from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
-from mloci.types.manifest import Manifest
+from mloci.types.manifest import Index, Manifest
 from mloci.types.reference import Reference
 from mloci.types.semver import is_version_tag, sort_key
 
@@ -26,6 +26,8 @@ def is_internal_tag(tag: str) -> bool:
 
 @dataclass
 class ModelVersion:
+    """One artifact of a repository with every tag naming it: versions, aliases, recorded metrics."""
+
     digest: Digest
     tags: list[str] = field(default_factory=list)  # immutable version tags
     aliases: list[str] = field(default_factory=list)  # moving tags: environments, latest…
@@ -33,7 +35,7 @@ class ModelVersion:
     revision: str | None = None
     created: str | None = None
     artifact_type: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,20 +56,27 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
     except (NotFoundError, IntegrityError, RegistryError):
         return
     if descriptor.media_type in mediatype.INDEX_TYPES:
-        version.artifact_type = json.loads(data).get("artifactType") or descriptor.media_type
+        version.artifact_type = Index.from_json(data).artifact_type or descriptor.media_type
         return
     manifest = Manifest.from_json(data)
     version.artifact_type = manifest.kind
     version.version = manifest.annotation(ann.VERSION)
     version.revision = manifest.annotation(ann.REVISION)
-    version.created = manifest.annotation(ann.CREATED)
+    created = manifest.annotation(ann.CREATED)
+    # Reproducible packs without SOURCE_DATE_EPOCH or train_time say 1970: that means "unknown".
+    version.created = None if created and created.startswith("1970-01-01T00:00:00") else created
     raw = manifest.annotation(ann.METRICS)
     if raw:
         try:
             parsed = json.loads(raw)
         except ValueError:
             parsed = {}
-        version.metrics = parsed if isinstance(parsed, dict) else {}
+        if isinstance(parsed, dict):
+            version.metrics = {
+                str(k): float(v)
+                for k, v in parsed.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
 
 
 def list_versions(repository: Reference, *, session: Session | None = None) -> list[ModelVersion]:

@@ -84,11 +84,28 @@ def policy_schema() -> dict[str, Any]:
 def load_policy(path: Path) -> tuple[Policy, Path]:
     """The policy in ``path`` (YAML), schema-checked; returns it with the directory keys are relative to."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > _MAX_POLICY_SIZE:
+            raise UsageError(
+                f"policy {path} is larger than {_MAX_POLICY_SIZE >> 10} KiB; a policy is a few lines"
+            )
+        text = path.read_bytes().decode("utf-8")
+        if _flow_depth(text) > _MAX_POLICY_DEPTH:
+            # PyYAML parses recursively: deep nesting is slow before it fails. A policy is shallow.
+            raise UsageError(f"policy {path} is nested too deeply")
+        document = yaml.safe_load(text)
     except OSError as exc:
         raise UsageError(f"cannot read policy {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"policy {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"policy {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise UsageError(f"policy {path} is nested too deeply") from None
+    if _too_big(document):
+        # YAML aliases can make a few lines stand for billions of values ("billion laughs").
+        raise UsageError(
+            f"policy {path} holds more than {_MAX_POLICY_VALUES} values (after expanding aliases)"
+        )
     document = document or {}
     validator = jsonschema.Draft202012Validator(policy_schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
@@ -98,6 +115,40 @@ def load_policy(path: Path) -> tuple[Policy, Path]:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise UsageError(f"policy {path}: {where}: {first.message}{more}")
     return Policy.model_validate(document), path.parent
+
+
+_MAX_POLICY_SIZE = 64 << 10
+_MAX_POLICY_VALUES = 10_000
+_MAX_POLICY_DEPTH = 32
+
+
+def _flow_depth(text: str) -> int:
+    """How deeply YAML flow collections ('[', '{') nest in ``text`` (a bound, quoting aside)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _too_big(document: Any) -> bool:
+    """Whether ``document`` holds more than _MAX_POLICY_VALUES values, counting shared (aliased) ones each time."""
+    count = 0
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > _MAX_POLICY_VALUES:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _field(document: dict[str, Any], dotted: str) -> Any:

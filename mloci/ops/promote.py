@@ -15,7 +15,7 @@ import getpass
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.ops.referrers import attach
 from mloci.ops.transfer import Copier
 from mloci.project import ProjectConfig
-from mloci.store import Session, Store, scoped
+from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -259,8 +259,7 @@ def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None
         manifest = Manifest.from_json(data)
         if manifest.artifact_type != mediatype.PROMOTION or not manifest.layers:
             return None
-        with store.open_blob(repo.repository, manifest.layers[0]) as chunks:
-            payload = b"".join(chunks)
+        payload = read_small_blob(store, repo.repository, manifest.layers[0])
         record = PromotionRecord.model_validate_json(payload)
     except (ValidationError, IntegrityError, NotFoundError):
         return None
@@ -269,20 +268,52 @@ def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None
     return HistoryEntry(record, descriptor.digest)
 
 
+@dataclass(frozen=True)
+class History:
+    """The promotions recorded in one repository, newest first (iterable like a list of entries)."""
+
+    repository: Reference
+    environment: str | None
+    entries: tuple[HistoryEntry, ...]
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository.name,
+            "environment": self.environment,
+            "promotions": [e.to_json() for e in self.entries],
+        }
+
+
 def history(
-    repository: Reference,
+    repository: Reference | None = None,
     environment: str | None = None,
     *,
+    project: ProjectConfig | None = None,
     session: Session | None = None,
-) -> list[HistoryEntry]:
-    """Every promotion recorded in ``repository`` (for one environment), newest first."""
+) -> History:
+    """Every promotion recorded in ``repository`` (for one environment), newest first.
+
+    Without ``repository``, the repository of ``environment`` as ``project`` defines it.
+    """
+    if repository is None:
+        if environment is None or project is None or project.environment(environment) is None:
+            raise UsageError("name a repository (or an environment defined in mloci.toml / [tool.mloci])")
+        repository = environment_target(environment, project=project, default_repository=None).repository
+    return History(repository, environment, tuple(_entries(repository, environment, session)))
+
+
+def _entries(repository: Reference, environment: str | None, session: Session | None) -> list[HistoryEntry]:
     with scoped(session) as active:
         store = active.store(repository)
         repo = repository.with_tag(None).with_digest(None)
-        try:
-            tags = store.list_tags(repo.repository)
-        except NotFoundError:
-            return []
+        # A repository that does not exist is an error (as for ls and gc), not an empty history.
+        tags = store.list_tags(repo.repository)
         prefix = RECORD_TAG_PREFIX + (f"{environment}-" if environment else "")
         wanted = [t for t in tags if t.startswith(prefix)]
         with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:
@@ -293,7 +324,7 @@ def history(
 
 
 def rollback(
-    repository: Reference,
+    repository: Reference | None,
     environment: str,
     *,
     project: ProjectConfig | None = None,
@@ -310,7 +341,7 @@ def rollback(
             raise NotFoundError(
                 f"{target.repository.name}:{target.alias} does not exist; nothing to roll back"
             ) from None
-        entries = history(target.repository, environment, session=active)
+        entries = _entries(target.repository, environment, active)
         latest = next((e.record for e in entries if e.record.digest == current), None)
         if latest is None:
             raise MlociError(

@@ -19,6 +19,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +28,17 @@ from typing import TYPE_CHECKING, Any
 from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
-from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ranged_download
+from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
 from mloci.ops._tarextract import extract_indexed
 from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import RegistryStore, Session, Store, mirrors, open_registry, read_small_blob, scoped
+from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import file_index, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
+from mloci.types.text import has_control
 
 if TYPE_CHECKING:
     from mloci.ops.sign import VerifyResult
@@ -99,13 +101,13 @@ def safe_path(path: str) -> str:
         not path
         or path.startswith("/")
         or "\\" in path
-        or "\0" in path
+        or has_control(path)
         or any(p in ("", ".", "..") for p in parts)
         or parts[0] == MARKER_DIR
         or (len(path) > 1 and path[1] == ":")
     ):
         raise IntegrityError(
-            f"refusing unsafe file path {path!r} in the artifact (absolute, '..', or reserved)"
+            f"refusing unsafe file path {path!r} in the artifact (absolute, '..', control characters, or reserved)"
         )
     return path
 
@@ -115,6 +117,7 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
     layers: list[FileLayer] = []
     seen: set[str] = set()
     raw: set[str] = set()
+    normalized: set[str] = set()
     for descriptor in manifest.layers:
         if descriptor.annotation(ann.ROLE) == file_index.ROLE_FILE_INDEX:
             continue  # metadata about tar layers (see _with_file_index), not a file to write
@@ -134,9 +137,11 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
         if packing not in ("raw", "tar", "tar+gzip"):
             raise MlociError(f"layer {path!r} is packed as {packing!r}, which mloci cannot unpack yet")
         path = safe_path(path)
-        if path in seen:
-            raise IntegrityError(f"the artifact holds {path!r} twice")
+        # Names equal after NFC normalization are one file on macOS: treat them as a clash.
+        if path in seen or unicodedata.normalize("NFC", path) in normalized:
+            raise IntegrityError(f"the artifact holds {path!r} twice (or in two Unicode normalizations)")
         seen.add(path)
+        normalized.add(unicodedata.normalize("NFC", path))
         if packing == "raw":
             raw.add(path)
         layers.append(FileLayer(path=path, kind=kind, packing=packing, descriptor=descriptor))
@@ -254,8 +259,8 @@ def _write_blob(
     )  # read back by ranged pulls
     _preallocate(fd, descriptor.size)
     with os.fdopen(fd, "wb") as handle:
-        ranged = connections > 1 and descriptor.size >= MIN_RANGED_SIZE and isinstance(store, RegistryStore)
-        if ranged and isinstance(store, RegistryStore):
+        ranged = connections > 1 and descriptor.size >= MIN_RANGED_SIZE and isinstance(store, ServesRanges)
+        if ranged and isinstance(store, ServesRanges):
             try:  # several byte ranges at once (pull --connections), verified once complete
                 ranged_download(
                     store,
@@ -307,13 +312,16 @@ def _untar(archive: Path, staging: Path) -> list[str]:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
-                if name and not member.isdir():
-                    created.append(safe_path(name))
+                if not member.isdir():
+                    created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
             tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, KeyError) as exc:  # KeyError: tarfile's "linkname … not found"
         raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # Entries that clash (a file and a directory of one name): the layer is malformed, not the disk.
+        raise IntegrityError(f"tar layer entries clash at {Path(exc.filename or '').name!r}") from None
     return created
 
 

@@ -8,19 +8,20 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mloci import settings
 from mloci.bundle import tarpack
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
-from mloci.bundle.load import Bundle, load_bundle
+from mloci.bundle.load import Bundle, check_checksums, load_bundle
 from mloci.bundle.manifest import MANIFEST_FILENAME
 from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
 from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import IngestsFiles, Session, Store, StreamsUploads, scoped
+from mloci.store.base import BlobOutcome
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -38,6 +39,7 @@ class PushResult:
     bytes_uploaded: int
     unchanged: bool  # every tag already named this exact manifest: nothing was written
     annotations: dict[str, str] = field(default_factory=dict)
+    blobs_mounted: int = 0  # linked by the registry from another repository: nothing sent
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class PushResult:
             "tags": list(self.tags),
             "blobsUploaded": self.blobs_uploaded,
             "blobsSkipped": self.blobs_skipped,
+            "blobsMounted": self.blobs_mounted,
             "bytesUploaded": self.bytes_uploaded,
             "unchanged": self.unchanged,
             "annotations": self.annotations,
@@ -75,6 +78,16 @@ def check_tags(
     return pending
 
 
+@dataclass(frozen=True)
+class BlobCounts:
+    """What an upload did with each distinct blob: sent it, had it mounted, or found it present."""
+
+    uploaded: int
+    mounted: int
+    present: int
+    bytes_sent: int
+
+
 def upload_blobs(
     store: Store,
     repository: str,
@@ -83,36 +96,41 @@ def upload_blobs(
     concurrency: int = 4,
     listener: TransferListener | None = None,
     already_sent: Collection[Digest] = (),
-) -> tuple[int, int, int]:
-    """Upload every blob the store lacks (checked with HEAD first); return (uploaded, skipped, bytes).
+) -> BlobCounts:
+    """Upload every blob the store lacks (checked with HEAD first) and count what really happened.
 
-    ``already_sent`` are blobs this push uploaded while hashing them; they count as uploaded.
+    ``already_sent`` are blobs this push stored while hashing them (eager upload, local ingest);
+    they count as uploaded.
     """
     listener = listener or Silent()
     unique = list({b.descriptor.digest: b for b in blobs}.values())
 
-    def one(blob: Blob, token: CancelToken) -> bool:
+    def one(blob: Blob, token: CancelToken) -> BlobOutcome:
         descriptor = blob.descriptor
         if descriptor.digest in already_sent:
-            return True
+            return "uploaded"
         key = str(descriptor.digest)
         label = descriptor.annotation(ann.TITLE) or descriptor.digest.short
         listener.started(key, label, descriptor.size)
         if store.has_blob(repository, descriptor.digest):
             listener.finished(key, skipped=True)
-            return False
+            return "present"
 
         def progress(n: int) -> None:
             token.check()
             listener.advance(key, n)
 
-        store.push_blob(repository, blob, progress=progress)
-        listener.finished(key, skipped=False)
-        return True
+        outcome = store.push_blob(repository, blob, progress=progress)
+        listener.finished(key, skipped=outcome != "uploaded")
+        return outcome
 
     done = run_all(one, unique, concurrency)
-    sent = [b.descriptor.size for b, ok in zip(unique, done, strict=True) if ok]
-    return len(sent), len(unique) - len(sent), sum(sent)
+    return BlobCounts(
+        uploaded=done.count("uploaded"),
+        mounted=done.count("mounted"),
+        present=done.count("present"),
+        bytes_sent=sum(b.descriptor.size for b, o in zip(unique, done, strict=True) if o == "uploaded"),
+    )
 
 
 class EagerUploader:
@@ -222,7 +240,7 @@ def push_packed(
     pinned = target.with_tag(tags[0]).pinned(digest)
     if not pending:
         return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
-    uploaded, skipped, nbytes = upload_blobs(
+    counts = upload_blobs(
         store,
         target.repository,
         packed.blobs,
@@ -234,7 +252,17 @@ def push_packed(
         store.push_manifest(
             target.with_tag(tag).with_digest(None), packed.manifest_bytes, mediatype.OCI_MANIFEST
         )
-    return PushResult(pinned, digest, tuple(tags), uploaded, skipped, nbytes, False, annotations)
+    return PushResult(
+        pinned,
+        digest,
+        tuple(tags),
+        counts.uploaded,
+        counts.present,
+        counts.bytes_sent,
+        False,
+        annotations,
+        blobs_mounted=counts.mounted,
+    )
 
 
 def target_for(name: str, target: str | None) -> tuple[Reference, list[str]]:
@@ -245,6 +273,47 @@ def target_for(name: str, target: str | None) -> tuple[Reference, list[str]]:
     if ref.digest is not None:
         raise UsageError(f"cannot push to a digest ({target}); name a repository, optionally with a tag")
     return ref.with_tag(None), [ref.tag] if ref.tag else []
+
+
+Format = Literal["modelpack", "image-volume"]
+
+
+def push(
+    path: Path,
+    target: str | None = None,
+    *,
+    format: Format = "modelpack",
+    session: Session | None = None,
+    extra_tags: Sequence[str] = (),
+    force: bool = False,
+    listener: TransferListener | None = None,
+    pack_overrides: Sequence[tuple[str, str]] = (),
+) -> PushResult:
+    """Validate, pack and push the bundle at ``path``.
+
+    ``format`` is ``modelpack`` (one layer per file, the default) or ``image-volume`` (an image
+    with the files under ``/models/<name>``, mountable as a Kubernetes image volume).
+    """
+    for name in extra_tags:
+        if not is_valid_tag(name):
+            raise UsageError(f"invalid tag {name!r}")
+    if format == "image-volume":
+        from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415  (imports this module)
+
+        return push_image_volume(
+            path, target, session=session, extra_tags=extra_tags, force=force, listener=listener
+        )
+    if format != "modelpack":
+        raise UsageError(f"unknown format {format!r}", hint="use modelpack or image-volume")
+    return push_bundle(
+        path,
+        target,
+        session=session,
+        extra_tags=extra_tags,
+        force=force,
+        listener=listener,
+        pack_overrides=pack_overrides,
+    )
 
 
 def push_bundle(
@@ -261,7 +330,8 @@ def push_bundle(
 
     ``pack_overrides`` are (directory, "tar" or "raw") choices merged into the manifest's ``pack`` section.
     """
-    bundle = with_git(load_bundle(path), git_state(path))
+    # Checksum files are compared with the digests computed below: every file is read once.
+    bundle = with_git(load_bundle(path, checksums=False), git_state(path))
     if pack_overrides:
         manifest = tarpack.with_overrides(bundle.manifest, pack_overrides)
         bundle = Bundle(root=bundle.root, manifest=manifest, files=bundle.files)
@@ -281,9 +351,10 @@ def push_bundle(
         # push reads every byte once.
         eager: EagerUploader | None = None
         inner: Callable[[Path, str], tuple[Digest, int]]
+        ingested: set[Digest] = set()  # new in the local store: stored while hashed
         if isinstance(store, IngestsFiles):
             ingest = store.ingest_file
-            inner = lambda path, _: ingest(path, token.check)  # noqa: E731
+            inner = lambda path, _: ingest(path, token.check, added=ingested)  # noqa: E731
         elif isinstance(store, StreamsUploads) and not _version_exists(store, ref, bundle):
             eager = EagerUploader(store, store, ref.repository, listener, token)
             inner = eager
@@ -295,6 +366,7 @@ def push_bundle(
         spool = Path(tempfile.mkdtemp(prefix="pack-", dir=settings.home() / "tmp"))
         try:
             digests = file_digests(bundle, cache.hasher(inner), concurrency, token)
+            check_checksums(bundle, digests)
             packed = pack(bundle, digests=digests, spool=spool)
             return push_packed(
                 packed,
@@ -304,7 +376,7 @@ def push_bundle(
                 force=force,
                 concurrency=concurrency,
                 listener=listener,
-                already_sent=eager.sent if eager else (),
+                already_sent=eager.sent if eager else ingested,
             )
         finally:
             shutil.rmtree(spool, ignore_errors=True)

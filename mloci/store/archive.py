@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 from mloci import settings
 from mloci.errors import IntegrityError, NotFoundError, UnsupportedError, UsageError
-from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
+from mloci.store.base import MAX_MANIFEST_SIZE, BlobOutcome, Progress, verified, verify_bytes
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -254,7 +254,7 @@ class ArchiveStore:
         self._open()
         return self._blob_name(digest) in self._members
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
         raise UnsupportedError(f"the {self.location} is read-only; import it first ('mloci import')")
 
     @contextlib.contextmanager

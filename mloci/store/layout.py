@@ -20,18 +20,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from mloci.atomic import write_atomic
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.store._copy import fast_copy
-from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
+from mloci.store.base import MAX_MANIFEST_SIZE, BlobOutcome, Progress, verified, verify_bytes
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
-from mloci.types.manifest import Descriptor, Index, canonical_json
-from mloci.types.reference import Reference
+from mloci.types.manifest import Descriptor, Index, check_manifest
+from mloci.types.reference import NO_VERSION_HINT, Reference
 
 _CHUNK = 1 << 20
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
@@ -79,18 +78,17 @@ class LayoutStore:
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.encoded
 
-    def _read_index(self) -> list[dict[str, Any]]:
+    def _read_index(self) -> list[Descriptor]:
         path = self.root / "index.json"
         if not path.exists():
             return []
         try:
-            manifests = json.loads(path.read_bytes()).get("manifests", [])
-        except (ValueError, AttributeError) as exc:
-            raise MlociError(f"the local store's index {path} is corrupt: {exc}") from exc
-        return [m for m in manifests if isinstance(m, dict)]
+            return list(Index.from_json(path.read_bytes()).manifests)
+        except MlociError as exc:
+            raise MlociError(f"the local store's index {path} is corrupt: {exc.message}") from exc
 
     @contextlib.contextmanager
-    def _locked_index(self) -> Iterator[list[dict[str, Any]]]:
+    def _locked_index(self) -> Iterator[list[Descriptor]]:
         """Read-modify-write of index.json, serialized across processes."""
         self._ensure()
         with self._lock_path.open("a") as lock:
@@ -98,19 +96,15 @@ class LayoutStore:
             try:
                 entries = self._read_index()
                 yield entries
-                document = {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": entries}
-                self._write_atomic(self.root / "index.json", canonical_json(document))
+                self._write_atomic(self.root / "index.json", Index(manifests=entries).to_json())
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- Store protocol --------------------------------------------------------------------------
 
-    def _entry_for(self, ref: Reference) -> dict[str, Any] | None:
+    def _entry_for(self, ref: Reference) -> Descriptor | None:
         want = f"{ref.repository}:{ref.tag}"
-        for entry in self._read_index():
-            if (entry.get("annotations") or {}).get(ann.REF_NAME) == want:
-                return entry
-        return None
+        return next((e for e in self._read_index() if e.annotation(ann.REF_NAME) == want), None)
 
     def resolve(self, ref: Reference) -> Descriptor:
         if ref.digest is not None:
@@ -118,18 +112,18 @@ class LayoutStore:
             if not path.is_file():
                 raise NotFoundError(f"{ref} not found in the {self.location}")
             for entry in self._read_index():
-                if entry.get("digest") == str(ref.digest):
-                    return Descriptor.model_validate(entry).model_copy(update={"annotations": None})
+                if entry.digest == ref.digest:
+                    return entry.model_copy(update={"annotations": None})
             size = path.stat().st_size
             if size > MAX_MANIFEST_SIZE:
                 raise IntegrityError(f"{ref} is not a manifest ({size} bytes)")
             return Descriptor(media_type=_media_type_of(path.read_bytes()), digest=ref.digest, size=size)
         if ref.tag is None:
-            raise UsageError(f"{ref} names no tag or digest")
+            raise UsageError(f"{ref} names no tag or digest", hint=NO_VERSION_HINT)
         tagged = self._entry_for(ref)
         if tagged is None:
             raise NotFoundError(f"{ref} not found in the {self.location}")
-        return Descriptor.model_validate(tagged).model_copy(update={"annotations": None})
+        return tagged.model_copy(update={"annotations": None})
 
     def fetch_manifest(self, ref: Reference) -> tuple[Descriptor, bytes]:
         descriptor = self.resolve(ref)
@@ -140,6 +134,7 @@ class LayoutStore:
         except FileNotFoundError as exc:
             raise NotFoundError(f"manifest {descriptor.digest} is missing from the {self.location}") from exc
         verify_bytes(data, descriptor, f"manifest {descriptor.digest}")
+        check_manifest(data, descriptor.media_type, what=str(ref))
         return descriptor, data
 
     def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
@@ -153,41 +148,37 @@ class LayoutStore:
         artifact_type = None
         with contextlib.suppress(ValueError, AttributeError):
             artifact_type = json.loads(data).get("artifactType")
-        entry = descriptor.to_dict()
-        if isinstance(artifact_type, str):
-            entry["artifactType"] = artifact_type
+        entry = descriptor.model_copy(
+            update={"artifact_type": artifact_type if isinstance(artifact_type, str) else None}
+        )
         with self._locked_index() as entries:
             if ref.tag is not None:
                 name = f"{ref.repository}:{ref.tag}"
-                entries[:] = [e for e in entries if (e.get("annotations") or {}).get(ann.REF_NAME) != name]
-                entries.append({**entry, "annotations": {ann.REF_NAME: name}})
+                entries[:] = [e for e in entries if e.annotation(ann.REF_NAME) != name]
+                entries.append(entry.model_copy(update={"annotations": {ann.REF_NAME: name}}))
             # Drop the untagged marker once tagged, or add it when the manifest is not yet listed.
-            untagged = {**entry, "annotations": {ann.REPOSITORY: ref.repository}}
+            untagged = entry.model_copy(update={"annotations": {ann.REPOSITORY: ref.repository}})
             entries[:] = [e for e in entries if e != untagged]
             listed = any(
-                e.get("digest") == entry["digest"] and self._repository_of(e) == ref.repository
-                for e in entries
+                e.digest == entry.digest and self._repository_of(e) == ref.repository for e in entries
             )
             if not listed:
                 entries.append(untagged)
         return descriptor
 
     @staticmethod
-    def _repository_of(entry: dict[str, Any]) -> str | None:
-        annotations = entry.get("annotations") or {}
-        if ann.REF_NAME in annotations:
-            return str(annotations[ann.REF_NAME]).rpartition(":")[0]
-        value = annotations.get(ann.REPOSITORY)
-        return str(value) if value is not None else None
+    def _repository_of(entry: Descriptor) -> str | None:
+        name = entry.annotation(ann.REF_NAME)
+        return name.rpartition(":")[0] if name is not None else entry.annotation(ann.REPOSITORY)
 
     def has_blob(self, repository: str, digest: Digest) -> bool:
         return self.blob_path(digest).is_file()
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
         descriptor = blob.descriptor
         target = self.blob_path(descriptor.digest)
         if target.is_file():
-            return
+            return "present"
         self._ensure()
 
         def chunks() -> Iterator[bytes]:
@@ -196,9 +187,14 @@ class LayoutStore:
                     yield chunk
 
         self._store_verified(target, verified(chunks(), descriptor, f"blob {descriptor.digest}"), progress)
+        return "uploaded"
 
-    def ingest_file(self, path: Path, check: Callable[[], None] | None = None) -> tuple[Digest, int]:
+    def ingest_file(
+        self, path: Path, check: Callable[[], None] | None = None, *, added: set[Digest] | None = None
+    ) -> tuple[Digest, int]:
         """Copy a file into the blob pool while hashing it, in parallel.
+
+        The digest goes into ``added`` when the pool did not hold the blob before (push statistics).
 
         The kernel copies (a reflink, or ``copy_file_range``: no bytes through Python) while this thread hashes from
         the page cache, so ingesting costs about one hash. The file's identity is checked
@@ -238,6 +234,8 @@ class LayoutStore:
                 Path(tmp).unlink()
             else:
                 Path(tmp).replace(target)
+                if added is not None:
+                    added.add(digest)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
             if isinstance(exc, OSError):
@@ -283,7 +281,7 @@ class LayoutStore:
         prefix = f"{repository}:"
         tags = []
         for entry in self._read_index():
-            name = (entry.get("annotations") or {}).get(ann.REF_NAME, "")
+            name = entry.annotation(ann.REF_NAME) or ""
             if name.startswith(prefix) and "/" not in name[len(prefix) :]:
                 tags.append(name[len(prefix) :])
         if not tags and not any(self._repository_of(e) == repository for e in self._read_index()):
@@ -295,9 +293,7 @@ class LayoutStore:
         with self._locked_index() as entries:
             before = len(entries)
             entries[:] = [
-                e
-                for e in entries
-                if not (e.get("digest") == str(digest) and self._repository_of(e) == repository)
+                e for e in entries if not (e.digest == digest and self._repository_of(e) == repository)
             ]
             if len(entries) == before:
                 raise NotFoundError(f"{repository}@{digest} not found in the {self.location}")
@@ -312,7 +308,7 @@ class LayoutStore:
         removed = 0
         with self._locked_index() as entries:
             live: set[str] = set()
-            manifests = [str(e.get("digest")) for e in entries]
+            manifests = [str(e.digest) for e in entries]
             while manifests:
                 digest = manifests.pop()
                 if digest in live:

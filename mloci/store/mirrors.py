@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mloci.errors import IntegrityError, MlociError, UsageError
-from mloci.store.base import Progress, Store
+from mloci.store.base import BlobOutcome, Progress, Store
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
@@ -281,8 +281,8 @@ class MirroredStore:
     def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
         return self.origin.push_manifest(ref, data, media_type)
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
-        self.origin.push_blob(repository, blob, progress)
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
+        return self.origin.push_blob(repository, blob, progress)
 
     def delete_manifest(self, repository: str, digest: Digest) -> None:
         self.origin.delete_manifest(repository, digest)

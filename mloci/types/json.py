@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import TypeAlias, Union
 
-JSONValue: TypeAlias = "dict[str, JSONValue] | list[JSONValue] | str | int | float | bool | None"
-JSONObject: TypeAlias = "dict[str, JSONValue]"
+# Union (not |): the recursive references are strings, which | cannot combine at run time.
+JSONValue: TypeAlias = Union[dict[str, "JSONValue"], list["JSONValue"], str, int, float, bool, None]  # noqa: UP007
+JSONObject: TypeAlias = dict[str, JSONValue]

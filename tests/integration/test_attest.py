@@ -20,10 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from helpers import Registry, Runner
-from test_sbom import TRUST_COMMANDS
 
 from mloci import __version__
-from mloci.cli.app import COMMANDS
 from mloci.errors import IntegrityError
 from mloci.ops import policy
 from mloci.ops.attach import attach_blob
@@ -48,9 +46,7 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture(autouse=True)
-def trust_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name, target in TRUST_COMMANDS.items():
-        monkeypatch.setitem(COMMANDS, name, target)
+def isolated_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)  # outside any git work tree
