@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _FUNCTIONS = (
-    "attach", "attest", "build_image", "check_policy", "copy", "diff", "discover", "doctor", "gc",
-    "history", "init", "inspect", "keygen", "login", "logout", "promote", "pull", "pull_wheel", "push",
+    "attach", "attest", "build_image", "check_policy", "copy", "diff", "discover", "doctor", "export", "gc",
+    "history", "import_archive", "init", "inspect", "keygen", "login", "logout", "promote", "pull", "pull_wheel", "push",
     "push_wheels", "reserve_projects", "rollback", "sbom", "sign", "tag", "validate", "verify", "verify_attestation",
     "versions", "yank",
 )  # fmt: skip
@@ -46,6 +46,8 @@ _NAMES: dict[str, str] = {
     "ModelVersion": "mloci.ops.listing",
     "Diff": "mloci.ops.diff",
     "CopyResult": "mloci.ops.transfer",
+    "ExportResult": "mloci.ops.archive",
+    "ImportResult": "mloci.ops.archive",
     "TagResult": "mloci.ops.tag",
     "PromotionResult": "mloci.ops.promote",
     "History": "mloci.ops.promote",
@@ -79,8 +81,10 @@ __all__ = [
     "Descriptor",
     "Diff",
     "Digest",
+    "ExportResult",
     "History",
     "HistoryEntry",
+    "ImportResult",
     "Index",
     "IntegrityError",
     "Manifest",
@@ -113,8 +117,10 @@ __all__ = [
     "diff",
     "discover",
     "doctor",
+    "export",
     "gc",
     "history",
+    "import_archive",
     "init",
     "inspect",
     "keygen",

@@ -145,3 +145,17 @@ def test_export_streams_verified_blobs_and_leaves_nothing_on_corruption(
     result = mloci("export", "churn-model:1.0.0", "-o", out)
     assert result.exit_code == 6 and "does not match" in result.stderr
     assert list(out.parent.iterdir()) == []  # no archive, no .partial left behind
+
+
+def test_python_api_export_and_import(registry: Registry, bundle: Path, tmp_path: Path) -> None:
+    import mloci
+
+    with mloci.Client() as client:
+        pushed = client.push(bundle, pack={"data": "raw"})
+        archive = tmp_path / "exports" / "churn.tar"
+        exported = client.export([pushed.reference], archive)
+        assert exported.artifacts[0].digest == pushed.digest and archive.is_file()
+        imported = client.import_archive(archive, f"{registry.host}/air")
+        assert [a.digest for a in imported.artifacts] == [pushed.digest]
+        pulled = client.pull(f"oci-archive:{archive}@{pushed.digest}", tmp_path / "out", connections=2)
+        assert pulled.digest == pushed.digest
