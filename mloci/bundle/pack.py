@@ -124,7 +124,11 @@ def _manifest_annotations(manifest: BundleManifest, created: str) -> dict[str, s
 
 
 def pack(
-    bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = None, spool: Path | None = None
+    bundle: Bundle,
+    *,
+    digests: Mapping[str, tuple[Digest, int]] | None = None,
+    spool: Path | None = None,
+    tar_cache: tarpack.TarCache | None = None,
 ) -> PackedArtifact:
     """Build the artifact's config and manifest.
 
@@ -140,7 +144,7 @@ def pack(
     # Directories of many small files become tar layers plus a file index (mloci.bundle.tarpack).
     packing = tarpack.plan(bundle.files, manifest.pack)
     if packing.groups:
-        tar_layers = [tarpack.build(group, spool) for group in packing.groups]
+        tar_layers = [tarpack.build(group, spool, cache=tar_cache) for group in packing.groups]
         layers += [layer.blob for layer in tar_layers]
         layers.append(tarpack.index_blob(tar_layers))
     for entry in packing.raw:

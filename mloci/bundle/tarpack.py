@@ -15,9 +15,12 @@ group names, mtime 0. Headers are POSIX ustar; an entry ustar cannot describe (a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
 import os
+import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,6 +30,7 @@ from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
 
+from mloci._sqlite import open_cache
 from mloci.bundle.files import FileEntry, layer_kind
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
 from mloci.errors import IntegrityError, MlociError, UsageError
@@ -319,12 +323,94 @@ class TarLayer:
     files: list[dict[str, Any]] = field(default_factory=list)
 
 
-def build(group: TarGroup, spool: Path | None = None, check: Callable[[], None] | None = None) -> TarLayer:
+class TarCache:
+    """Tar layers already built from exactly these files, by what ``stat`` says (path, size, mtime,
+    ctime, inode, device — the evidence the digest cache trusts), so an unchanged directory of
+    100,000 files is not read again on the next push. Any problem with it means "build again"."""
+
+    _SCHEMA = "CREATE TABLE IF NOT EXISTS tar_layers (signature TEXT PRIMARY KEY, layer TEXT)"
+
+    def __init__(self, path: Path | None) -> None:
+        self._db = open_cache(path, self._SCHEMA)
+
+    def get(self, signature: str) -> dict[str, Any] | None:
+        if self._db is None:
+            return None
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            row = self._db.execute("SELECT layer FROM tar_layers WHERE signature=?", (signature,)).fetchone()
+            value = json.loads(row[0]) if row else None
+            return value if isinstance(value, dict) else None
+        return None
+
+    def put(self, signature: str, layer: dict[str, Any]) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO tar_layers VALUES (?, ?)", (signature, json.dumps(layer))
+                )
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _signature(group: TarGroup) -> str | None:
+    """What ``stat`` says about every file of the group, hashed; None when a file cannot be stat'ed."""
+    hasher = hashlib.sha256(b"mloci tar layer v1\n")
+    try:
+        for entry in group.files:
+            info = entry.source.stat()
+            line = f"{entry.path}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ctime_ns}\0{info.st_ino}\0{info.st_dev}\n"
+            hasher.update(line.encode())
+    except OSError:
+        return None
+    return hasher.hexdigest()
+
+
+def build(
+    group: TarGroup,
+    spool: Path | None = None,
+    check: Callable[[], None] | None = None,
+    cache: TarCache | None = None,
+) -> TarLayer:
     """Read every file once, hashing each file and the tar stream they make.
 
     With ``spool`` (a directory), the tar is also written to a new file there and the blob reads
     from it; otherwise the blob re-reads the files when it is uploaded. The caller removes ``spool``.
+    With ``cache``, a group whose files are unchanged since a previous build is not read at all:
+    its blob re-generates the bytes only if a store asks for them (and the store verifies them).
     """
+    signature = _signature(group) if cache is not None else None
+    if cache is not None and signature is not None:
+        hit = cache.get(signature)
+        with contextlib.suppress(KeyError, TypeError, ValueError, MlociError):
+            if hit is not None:
+                descriptor = Descriptor(
+                    media_type=str(hit["mediaType"]),
+                    digest=Digest.parse(str(hit["digest"])),
+                    size=int(hit["size"]),
+                    annotations={ann.MODEL_FILEPATH: group.path, ann.TITLE: group.path},
+                )
+                entries = group.files
+                blob = Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries))))
+                return TarLayer(blob, list(hit["files"]))
+    layer = _build(group, spool, check)
+    if cache is not None and signature is not None and _signature(group) == signature:
+        descriptor = layer.blob.descriptor
+        cache.put(
+            signature,
+            {
+                "mediaType": descriptor.media_type,
+                "digest": str(descriptor.digest),
+                "size": descriptor.size,
+                "files": layer.files,
+            },
+        )
+    return layer
+
+
+def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None) -> TarLayer:
     layer_hash = hashlib.sha256()
     size = 0
     files: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -364,10 +365,15 @@ def push_bundle(
         # Tar layers (directories of many small files) are written once, here, and uploaded from there.
         (settings.home() / "tmp").mkdir(parents=True, exist_ok=True)
         spool = Path(tempfile.mkdtemp(prefix="pack-", dir=settings.home() / "tmp"))
+        tar_cache = tarpack.TarCache(
+            None
+            if os.environ.get("MLOCI_NO_DIGEST_CACHE")
+            else settings.home() / "cache" / "tar-layers.sqlite"
+        )
         try:
             digests = file_digests(bundle, cache.hasher(inner), concurrency, token)
             check_checksums(bundle, digests)
-            packed = pack(bundle, digests=digests, spool=spool)
+            packed = pack(bundle, digests=digests, spool=spool, tar_cache=tar_cache)
             return push_packed(
                 packed,
                 ref,
@@ -380,6 +386,7 @@ def push_bundle(
             )
         finally:
             shutil.rmtree(spool, ignore_errors=True)
+            tar_cache.close()
             listener.end()
     finally:
         cache.close()

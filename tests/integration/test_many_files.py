@@ -6,9 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import Registry, Runner
 
-from mloci.bundle import load_bundle, pack
+from mloci.bundle import load_bundle, pack, tarpack
+from mloci.bundle.files import FileEntry
 from mloci.store import RegistryStore
 from mloci.types import Descriptor, Reference, file_index, mediatype
 from mloci.types import annotations as ann
@@ -178,3 +180,29 @@ def test_an_index_placing_files_outside_their_tar_layer_is_refused(
         store.close()
     result = mloci("pull", str(ref), "-o", tmp_path / "out")
     assert result.exit_code == 6 and "outside" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_unchanged_directory_is_not_read_again_on_the_next_push(
+    mloci: Runner, registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = many_files_bundle(tmp_path / "tok")
+    reads: list[str] = []
+    original = tarpack._read_small
+
+    def counting(entry: FileEntry) -> bytes:
+        reads.append(entry.path)
+        return original(entry)
+
+    monkeypatch.setattr(tarpack, "_read_small", counting)
+    first = run_json(mloci, "push", bundle, f"{registry.host}/ml/tok")["digest"]
+    assert len(reads) == 150
+    reads.clear()
+    assert run_json(mloci, "push", bundle, f"{registry.host}/ml/other")["digest"] == first
+    assert reads == []  # the layer came from the cache; the registry had (or mounted) the blob
+    # A store without the blob: the cached layer is re-generated from the files, and verified there.
+    assert run_json(mloci, "push", bundle)["digest"] == first
+    assert len(reads) == 150
+    reads.clear()
+    (bundle / "vocab" / "0" / "piece-0003.txt").write_text("changed")
+    assert run_json(mloci, "push", bundle, f"{registry.host}/ml/fourth")["digest"] != first
+    assert len(reads) == 150
