@@ -42,6 +42,7 @@ from mloci.types.text import has_control
 
 if TYPE_CHECKING:
     from mloci.ops.sign import VerifyResult
+    from mloci.trust.keyless import IdentityRule
 
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
@@ -446,6 +447,8 @@ def pull(
     force: bool = False,
     listener: TransferListener | None = None,
     verify_key: Path | None = None,
+    verify_identity: IdentityRule | None = None,
+    trusted_root: Path | None = None,
     digest_file: Path | None = None,
     connections: int = 1,
 ) -> PullResult:
@@ -453,17 +456,20 @@ def pull(
 
     With ``verify_key`` a signature by that key must bind the artifact before anything is
     downloaded, and exactly the digest it binds is pulled (a tag moved meanwhile cannot slip
-    other content in). ``digest_file`` receives the pulled digest, written atomically.
+    other content in). ``verify_identity`` does the same for keyless signatures (checked against
+    ``trusted_root``). ``digest_file`` receives the pulled digest, written atomically.
 
     Registry mirrors configured in registries.conf are tried first (:mod:`mloci.store.mirrors`);
     when one fails after data began to flow (wrong bytes), the pull is repeated from the origin.
     """
     with scoped(session) as active:
         verification: VerifyResult | None = None
-        if verify_key is not None:
+        if verify_key is not None or verify_identity is not None:
             from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography only when verifying)
 
-            verification = verify(reference, verify_key, session=active)
+            verification = verify(
+                reference, verify_key, identity=verify_identity, trusted_root=trusted_root, session=active
+            )
             reference = verification.reference  # pinned to the digest whose signature verified
         mirrored = _mirrored(active, reference)
         try:
