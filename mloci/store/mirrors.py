@@ -23,7 +23,9 @@ stderr; one that serves bytes that do not match is refused and the whole pull is
 origin (see :func:`mloci.ops.pull.pull`). Pushes, tags and deletes always go to the origin. A
 ``blocked = true`` registry is refused. ``location`` rewriting of the origin itself (a
 ``location`` other than the ``prefix``) is not applied: the origin is the registry the reference
-names.
+names. Drop-in files (``registries.conf.d/*.conf``) are not read. A malformed file named by
+``$MLOCI_REGISTRIES_CONF`` is a usage error; a malformed default file is reported once per pull and
+ignored.
 """
 
 from __future__ import annotations
@@ -166,7 +168,14 @@ def load(path: Path | None = None) -> list[RegistryEntry]:
         return []
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse(text, str(path))
+    if os.environ.get("MLOCI_REGISTRIES_CONF"):
+        return parse(text, str(path))
+    try:
+        return parse(text, str(path))
+    except UsageError as exc:
+        # A machine-wide file mloci was not pointed at must not break every pull: say so, use no mirrors.
+        warn(f"{exc}; pulling without mirrors")
+        return []
 
 
 def _matches(prefix: str, name: str) -> bool:

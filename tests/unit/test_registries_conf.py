@@ -100,3 +100,18 @@ def test_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert mirrors.config_path() == explicit
     with pytest.raises(UsageError, match="does not exist"):
         mirrors.load()
+
+
+def test_a_malformed_default_file_is_a_warning_an_explicit_one_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MLOCI_REGISTRIES_CONF", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    user = tmp_path / "xdg" / "containers" / "registries.conf"
+    user.parent.mkdir(parents=True)
+    user.write_text("[[registry]\n")
+    assert mirrors.load() == []
+    assert "not valid TOML" in capsys.readouterr().err
+    monkeypatch.setenv("MLOCI_REGISTRIES_CONF", str(user))
+    with pytest.raises(UsageError, match="not valid TOML"):
+        mirrors.load()
