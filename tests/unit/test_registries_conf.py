@@ -115,3 +115,29 @@ def test_a_malformed_default_file_is_a_warning_an_explicit_one_an_error(
     monkeypatch.setenv("MLOCI_REGISTRIES_CONF", str(user))
     with pytest.raises(UsageError, match="not valid TOML"):
         mirrors.load()
+
+
+def test_blocked_registries_are_refused_and_modes_pick_mirrors(tmp_path: Path) -> None:
+    conf = tmp_path / "registries.conf"
+    conf.write_text(CONF)
+    origin = object()
+
+    def no_mirror(host: str, insecure: bool) -> object:
+        return object()
+
+    with pytest.raises(UsageError, match="blocked"):
+        mirrors.with_mirrors(origin, Reference.parse("registry.example.com/ml/special/x:1"), no_mirror, conf)  # type: ignore[arg-type]
+    assert mirrors.with_mirrors(origin, Reference.parse("elsewhere.example/x:1"), no_mirror, conf) is origin  # type: ignore[arg-type]
+    store = mirrors.with_mirrors(origin, Reference.parse("registry.example.com/ml/churn:1"), no_mirror, conf)  # type: ignore[arg-type]
+    assert isinstance(store, mirrors.MirroredStore)
+    by_tag = [
+        location for location, _, _ in store._mirrors_for(Reference.parse("registry.example.com/ml/churn:1"))
+    ]
+    by_digest = [
+        location
+        for location, _, _ in store._mirrors_for(
+            Reference.parse("registry.example.com/ml/churn@sha256:" + "a" * 64)
+        )
+    ]
+    assert by_tag == ["mirror-a.internal:5000"]  # mirror-b is digest-only
+    assert by_digest == ["mirror-a.internal:5000", "mirror-b.internal/cache"]
