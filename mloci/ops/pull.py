@@ -313,6 +313,8 @@ def _untar(archive: Path, staging: Path) -> list[str]:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
+                if "\0" in member.linkname:
+                    raise IntegrityError(f"refusing tar layer entry {name!r}: its link target holds a NUL byte")
                 if not member.isdir():
                     created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
             tar.extractall(staging, filter="data")
