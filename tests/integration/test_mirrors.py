@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,13 @@ def test_pulls_go_through_the_cache_pushes_to_the_origin(
     assert json.loads(pulled.stdout)["digest"] == digest and "warning" not in pulled.stderr
     assert (out / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()
     assert cache.requests_matching(r'"GET /v2/ml/churn-model/blobs/') >= 3
+    # The cache stores what it proxied in the background: wait until it holds every blob.
+    manifest = json.loads(mloci("inspect", f"{repo}@{digest}", "--json").stdout)["manifest"]
+    blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+    deadline = time.monotonic() + 20
+    while not all(cache.blob_data_path(b).is_file() for b in blobs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
     upstream_blob_gets = upstream.requests_matching(r'"GET /v2/ml/churn-model/blobs/')
     # The cache now holds the content: a second pull reads it there, not upstream.
     again = mloci("pull", f"{repo}@{digest}", "-o", tmp_path / "again")
