@@ -48,6 +48,8 @@ COMMANDS = {
     "history": "mloci.cli.lifecycle:history_command",
     "rollback": "mloci.cli.lifecycle:rollback_command",
     "copy": "mloci.cli.lifecycle:copy_command",
+    "export": "mloci.cli.archive:export_command",
+    "import": "mloci.cli.archive:import_command",
     "ls": "mloci.cli.lifecycle:ls_command",
     "diff": "mloci.cli.lifecycle:diff_command",
     "gc": "mloci.cli.lifecycle:gc_command",

@@ -31,10 +31,13 @@ from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.interrupts import deferred
 from mloci.ops._parallel import CancelToken, run_all
+from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
+from mloci.ops._tarextract import extract_indexed
+from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Session, Store, scoped
+from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import file_index, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
@@ -59,6 +62,8 @@ class FileLayer:
     kind: str  # weight, weight.config, doc, code, dataset, or "file" for non-ModelPack layers
     packing: str  # raw, tar, tar+gzip
     descriptor: Descriptor
+    files: tuple[str, ...] | None = None
+    """For a tar layer with a file index: the files to extract (all, or those --filter chose); None: everything."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,11 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
     """Every file-bearing layer with a validated path; unsafe or clashing paths are refused."""
     layers: list[FileLayer] = []
     seen: set[str] = set()
+    raw: set[str] = set()
     normalized: set[str] = set()
     for descriptor in manifest.layers:
+        if descriptor.annotation(ann.ROLE) == file_index.ROLE_FILE_INDEX:
+            continue  # metadata about tar layers (see _with_file_index), not a file to write
         path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
         if path is None:
             raise IntegrityError(
@@ -140,30 +148,61 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
             raise IntegrityError(f"the artifact holds {path!r} twice (or in two Unicode normalizations)")
         seen.add(path)
         normalized.add(unicodedata.normalize("NFC", path))
+        if packing == "raw":
+            raw.add(path)
         layers.append(FileLayer(path=path, kind=kind, packing=packing, descriptor=descriptor))
     for path in seen:
         parent = path.rpartition("/")[0]
         while parent:
-            if parent in seen:
+            if parent in raw:
                 raise IntegrityError(f"the artifact holds {parent!r} both as a file and as a directory")
             parent = parent.rpartition("/")[0]
     return layers
+
+
+def _with_file_index(store: Store, repository: str, manifest: Manifest) -> list[FileLayer]:
+    """``layers_of``, with each tar layer's files taken from mloci's file index when the artifact has one."""
+    layers = layers_of(manifest)
+    descriptor = file_index.index_layer(manifest)
+    if descriptor is None:
+        return layers
+    index = file_index.parse_index(
+        read_small_blob(store, repository, descriptor, limit=file_index.MAX_INDEX_SIZE)
+    )
+    result = []
+    for layer in layers:
+        files = index.get(layer.descriptor.digest) if layer.packing != "raw" else None
+        if files is None:
+            result.append(layer)
+            continue
+        paths = tuple(safe_path(f.path) for f in files)
+        outside = next((p for p in paths if not p.startswith(layer.path + "/")), None)
+        if outside is not None:
+            raise IntegrityError(
+                f"the file index puts {outside!r} in the tar layer of {layer.path!r}, outside it"
+            )
+        result.append(dataclasses.replace(layer, files=paths))
+    return result
 
 
 def select(layers: Sequence[FileLayer], filters: Sequence[str]) -> list[FileLayer]:
     """Layers matching any filter: a glob on the path (or file name), or a layer kind such as 'weight'."""
     if not filters:
         return list(layers)
-    chosen = [
-        layer
-        for layer in layers
-        if any(
-            f == layer.kind
-            or fnmatch.fnmatchcase(layer.path, f)
-            or fnmatch.fnmatchcase(layer.path.rsplit("/")[-1], f)
-            for f in filters
-        )
-    ]
+
+    def matches(path: str, kind: str) -> bool:
+        name = path.rsplit("/", maxsplit=1)[-1]
+        return any(f == kind or fnmatch.fnmatchcase(path, f) or fnmatch.fnmatchcase(name, f) for f in filters)
+
+    chosen = []
+    for layer in layers:
+        if matches(layer.path, layer.kind):
+            chosen.append(layer)
+        elif layer.files is not None:
+            # A tar layer with a file index: extract just the files that match.
+            wanted = tuple(p for p in layer.files if matches(p, layer.kind))
+            if wanted:
+                chosen.append(dataclasses.replace(layer, files=wanted))
     if not chosen:
         raise UsageError(f"--filter {' '.join(filters)} matches no file in the artifact")
     return chosen
@@ -187,6 +226,8 @@ def _already_there(output: Path, digest: Digest, layers: Sequence[FileLayer]) ->
     if sorted(recorded) != sorted(str(layer.descriptor.digest) for layer in layers):
         return False
     for layer in layers:
+        if layer.files is not None and not all((output / path).is_file() for path in layer.files):
+            return False  # a file of a tar layer was removed since
         if layer.packing != "raw":
             continue
         target = output / layer.path
@@ -202,21 +243,52 @@ def _write_blob(
     staging: Path,
     listener: TransferListener,
     token: CancelToken,
+    connections: int = 1,
 ) -> list[str]:
     """Stream one layer into ``staging``; return the paths it created (relative)."""
     descriptor = layer.descriptor
     key = str(descriptor.digest)
     listener.started(key, layer.path, descriptor.size)
+    if layer.files is not None:
+        # mloci's own tar layer: only the files its index lists, written as the layer streams in.
+        with store.open_blob(repository, descriptor) as chunks:
+            created = extract_indexed(
+                chunks, staging, layer.files, lambda n: listener.advance(key, n), token.check
+            )
+        listener.finished(key, skipped=False)
+        return created
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     target.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(
+        target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
+    )  # read back by ranged pulls
     _preallocate(fd, descriptor.size)
-    with os.fdopen(fd, "wb") as handle, store.open_blob(repository, descriptor) as chunks:
-        for chunk in chunks:
-            token.check()
-            handle.write(chunk)
-            listener.advance(key, len(chunk))
+    with os.fdopen(fd, "wb") as handle:
+        ranged = connections > 1 and descriptor.size >= MIN_RANGED_SIZE and isinstance(store, ServesRanges)
+        if ranged and isinstance(store, ServesRanges):
+            try:  # several byte ranges at once (pull --connections), verified once complete
+                ranged_download(
+                    store,
+                    repository,
+                    descriptor,
+                    handle.fileno(),
+                    connections,
+                    lambda n: listener.advance(key, n),
+                    token,
+                )
+            except RangesUnsupported:
+                ranged = False
+        if not ranged:
+            # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
+            with (
+                store.open_blob(repository, descriptor) as chunks,
+                BackgroundWriter(handle.fileno()) as writer,
+            ):
+                for chunk in chunks:
+                    token.check()
+                    writer.write(chunk)
+                    listener.advance(key, len(chunk))
     listener.finished(key, skipped=False)
     if layer.packing == "raw":
         return [layer.path]
@@ -428,6 +500,7 @@ def pull(
     verify_identity: IdentityRule | None = None,
     trusted_root: Path | None = None,
     digest_file: Path | None = None,
+    connections: int = 1,
 ) -> PullResult:
     """Fetch ``reference`` into ``output``; see the module docstring for the guarantees.
 
@@ -435,6 +508,9 @@ def pull(
     downloaded, and exactly the digest it binds is pulled (a tag moved meanwhile cannot slip
     other content in). ``verify_identity`` does the same for keyless signatures (checked against
     ``trusted_root``). ``digest_file`` receives the pulled digest, written atomically.
+
+    Registry mirrors configured in registries.conf are tried first (:mod:`mloci.store.mirrors`);
+    when one fails after data began to flow (wrong bytes), the pull is repeated from the origin.
     """
     if digest_file is not None:
         check_output_file(digest_file, "digest file")  # before anything is fetched or written
@@ -447,7 +523,26 @@ def pull(
                 reference, verify_key, identity=verify_identity, trusted_root=trusted_root, session=active
             )
             reference = verification.reference  # pinned to the digest whose signature verified
-        result = _pull(reference, output, active, filters, force, listener or Silent())
+        mirrored = _mirrored(active, reference)
+        try:
+            result = _pull(
+                reference,
+                output,
+                active,
+                filters,
+                force,
+                listener or Silent(),
+                store=mirrored,
+                connections=connections,
+            )
+        except mirrors.MirrorFailure as exc:
+            mirrors.warn(f"{exc}; pulling again from {reference.registry}")
+            result = _pull(
+                reference, output, active, filters, force, listener or Silent(), connections=connections
+            )
+        finally:
+            if mirrored is not None:
+                mirrored.close()  # the mirrors' connections; the origin belongs to the session
         if digest_file is not None:
             try:
                 write_atomic(digest_file, f"{result.digest}\n".encode())
@@ -458,6 +553,19 @@ def pull(
         return dataclasses.replace(result, verification=verification)
 
 
+def _mirrored(session: Session, reference: Reference) -> mirrors.MirroredStore | None:
+    """The session's store for ``reference`` read through the mirrors registries.conf configures; None without."""
+    if reference.registry is None:
+        return None
+
+    def open_mirror(host: str, insecure: bool) -> Store:
+        options = session.options
+        return open_registry(host, dataclasses.replace(options, insecure=options.insecure or insecure))
+
+    store = mirrors.with_mirrors(session.store(reference), reference, open_mirror)
+    return store if isinstance(store, mirrors.MirroredStore) else None
+
+
 def _pull(
     reference: Reference,
     output: Path,
@@ -465,14 +573,17 @@ def _pull(
     filters: Sequence[str],
     force: bool,
     listener: TransferListener,
+    *,
+    store: Store | None = None,
+    connections: int = 1,
 ) -> PullResult:
-    store = session.store(reference)
+    store = store or session.store(reference)
     try:
         descriptor, data = store.fetch_manifest(reference)
         if descriptor.media_type in mediatype.INDEX_TYPES:
             raise UsageError(f"{reference} is an image index; pull one of its manifests by digest")
         manifest = Manifest.from_json(data)
-        layers = select(layers_of(manifest), filters)
+        layers = select(_with_file_index(store, reference.repository, manifest), filters)
         pinned = reference.pinned(descriptor.digest)
         sweep_staging(output)
         if output.is_dir() and _already_there(output, descriptor.digest, layers):
@@ -482,6 +593,7 @@ def _pull(
         # Decide before downloading anything whether the target may be written; tar layers'
         # files are known only after extraction and are checked again before anything moves.
         incoming = {layer.path for layer in layers if layer.packing == "raw"}
+        incoming.update(path for layer in layers for path in layer.files or ())
         replaced = _check_target(output, incoming, force=force) if output.is_dir() else []
 
         try:
@@ -490,7 +602,7 @@ def _pull(
                 try:
                     created_per_layer = run_all(
                         lambda layer, token: _write_blob(
-                            store, reference.repository, layer, staging, listener, token
+                            store, reference.repository, layer, staging, listener, token, connections
                         ),
                         layers,
                         session.options.concurrency,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -9,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mloci import settings
+from mloci.bundle import tarpack
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
 from mloci.bundle.load import Bundle, check_checksums, load_bundle
@@ -209,8 +213,12 @@ class EagerUploader:
 def file_digests(
     bundle: Bundle, hasher: Callable[[Path, str], tuple[Digest, int]], concurrency: int, token: CancelToken
 ) -> dict[str, tuple[Digest, int]]:
-    """(digest, size) of every file, computed ``concurrency`` at a time."""
-    files = [f for f in bundle.files if f.path != MANIFEST_FILENAME]
+    """(digest, size) of every file packed as its own layer, computed ``concurrency`` at a time.
+
+    Files packed into tar layers are hashed (once) when their layer is built, not here.
+    """
+    packed = tarpack.plan(bundle.files, bundle.manifest.pack).packed_paths
+    files = [f for f in bundle.files if f.path != MANIFEST_FILENAME and f.path not in packed]
     results = run_all(lambda f, _: hasher(f.source, f.path), files, concurrency, token)
     return {f.path: result for f, result in zip(files, results, strict=True)}
 
@@ -307,6 +315,7 @@ def push(
     extra_tags: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
+    pack_overrides: Sequence[tuple[str, str]] = (),
 ) -> PushResult:
     """Validate, pack and push the bundle at ``path``.
 
@@ -324,7 +333,15 @@ def push(
         )
     if format != "modelpack":
         raise UsageError(f"unknown format {format!r}", hint="use modelpack or image-volume")
-    return push_bundle(path, target, session=session, extra_tags=extra_tags, force=force, listener=listener)
+    return push_bundle(
+        path,
+        target,
+        session=session,
+        extra_tags=extra_tags,
+        force=force,
+        listener=listener,
+        pack_overrides=pack_overrides,
+    )
 
 
 def push_bundle(
@@ -335,10 +352,17 @@ def push_bundle(
     extra_tags: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
+    pack_overrides: Sequence[tuple[str, str]] = (),
 ) -> PushResult:
-    """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY."""
+    """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY.
+
+    ``pack_overrides`` are (directory, "tar" or "raw") choices merged into the manifest's ``pack`` section.
+    """
     # Checksum files are compared with the digests computed below: every file is read once.
     bundle = with_git(load_bundle(path, checksums=False), git_state(path))
+    if pack_overrides:
+        manifest = tarpack.with_overrides(bundle.manifest, pack_overrides)
+        bundle = Bundle(root=bundle.root, manifest=manifest, files=bundle.files)
     ref, target_tags = target_for(bundle.manifest.name, target)
     for tag in extra_tags:
         if not is_valid_tag(tag):
@@ -365,10 +389,18 @@ def push_bundle(
         else:
             inner = lambda path, _: hash_file(path, token.check)  # noqa: E731
         listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
+        # Tar layers (directories of many small files) are written once, here, and uploaded from there.
+        (settings.home() / "tmp").mkdir(parents=True, exist_ok=True)
+        spool = Path(tempfile.mkdtemp(prefix="pack-", dir=settings.home() / "tmp"))
+        tar_cache = tarpack.TarCache(
+            None
+            if os.environ.get("MLOCI_NO_DIGEST_CACHE")
+            else settings.home() / "cache" / "tar-layers.sqlite"
+        )
         try:
             digests = file_digests(bundle, cache.hasher(inner), concurrency, token)
             check_checksums(bundle, digests)
-            packed = pack(bundle, digests=digests)
+            packed = pack(bundle, digests=digests, spool=spool, tar_cache=tar_cache)
             return push_packed(
                 packed,
                 ref,
@@ -380,6 +412,8 @@ def push_bundle(
                 already_sent=eager.sent if eager else ingested,
             )
         finally:
+            shutil.rmtree(spool, ignore_errors=True)
+            tar_cache.close()
             listener.end()
     finally:
         cache.close()
