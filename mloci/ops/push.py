@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mloci import settings
+from mloci import leftovers, settings
 from mloci.bundle import tarpack
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
@@ -391,7 +391,9 @@ def push_bundle(
         listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
         # Tar layers (directories of many small files) are written once, here, and uploaded from there.
         (settings.home() / "tmp").mkdir(parents=True, exist_ok=True)
-        spool = Path(tempfile.mkdtemp(prefix="pack-", dir=settings.home() / "tmp"))
+        # Named for its owner and held, so a push killed with -9 leaves a spool the next run sweeps.
+        spool = Path(tempfile.mkdtemp(prefix=leftovers.owned_prefix("pack-"), dir=settings.home() / "tmp"))
+        spool_lock = leftovers.hold_path(spool)
         tar_cache = tarpack.TarCache(
             None
             if os.environ.get("MLOCI_NO_DIGEST_CACHE")
@@ -413,6 +415,8 @@ def push_bundle(
             )
         finally:
             shutil.rmtree(spool, ignore_errors=True)
+            if spool_lock is not None:
+                os.close(spool_lock)
             tar_cache.close()
             listener.end()
     finally:

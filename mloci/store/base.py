@@ -12,7 +12,7 @@ from mloci.errors import IntegrityError, NotAManifestError
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor
+from mloci.types.manifest import NOT_A_MANIFEST_HINT, Descriptor
 from mloci.types.reference import Reference
 
 # Called with the number of bytes just transferred; progress bars hang off this.
@@ -72,12 +72,6 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-NOT_A_MANIFEST_HINT = (
-    "only a manifest can be pulled, tagged, signed, promoted or attached to: name a tag, "
-    "or the digest 'mloci push' printed"
-)
 
 
 def manifest_media_type(data: bytes, what: str) -> str:

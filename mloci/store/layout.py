@@ -48,7 +48,7 @@ GC_GRACE_SECONDS = 600
 CHECKED_MIN_SIZE = 1 << 20
 # Temporary files under $MLOCI_HOME/tmp, named <prefix><pid>-<random> (see mloci.leftovers);
 # "tmp" is what versions before owner-named files used for small writes.
-TMP_PREFIXES = ("ingest-", "blob-", "write-")
+TMP_PREFIXES = ("ingest-", "blob-", "write-", "pack-")  # pack-: a push's spool of tar layers
 LEGACY_TMP_PREFIXES = ("tmp",)
 IMAGE_WORKDIRS = ("image-build", "image-volume")
 
