@@ -391,7 +391,8 @@ def push_bundle(
         listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
         # Tar layers (directories of many small files) are written once, here, and uploaded from there.
         (settings.home() / "tmp").mkdir(parents=True, exist_ok=True)
-        # Named for its owner and held, so a push killed with -9 leaves a spool the next run sweeps.
+        # Named for its owner and held, so a push killed with -9 leaves a spool the next push sweeps.
+        leftovers.sweep(settings.home() / "tmp", ("pack-",))
         spool = Path(tempfile.mkdtemp(prefix=leftovers.owned_prefix("pack-"), dir=settings.home() / "tmp"))
         spool_lock = leftovers.hold_path(spool)
         tar_cache = tarpack.TarCache(
