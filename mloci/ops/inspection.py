@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from mloci.errors import IntegrityError
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
@@ -39,7 +38,7 @@ class InspectResult:
             return dict(self.bundle["metrics"])
         raw = self.annotations.get(ann.METRICS)
         try:
-            value = json.loads(raw) if raw else {}
+            value = jsontext.loads(raw) if raw else {}
         except ValueError:
             return {}
         return value if isinstance(value, dict) else {}
@@ -78,7 +77,7 @@ def _small_json(store: Store, repository: str, descriptor: Descriptor) -> dict[s
     with store.open_blob(repository, descriptor) as chunks:
         data = b"".join(chunks)
     try:
-        value = json.loads(data)
+        value = jsontext.loads(data)
     except ValueError:
         raise IntegrityError(
             f"blob {descriptor.digest} ({descriptor.media_type}) is not valid JSON"
@@ -90,7 +89,7 @@ def inspect(reference: Reference, *, options: StoreOptions | None = None) -> Ins
     store = open_store(reference, options)
     try:
         descriptor, data = store.fetch_manifest(reference)
-        raw = json.loads(data)
+        raw = jsontext.loads(data)
         pinned = reference.pinned(descriptor.digest)
         if descriptor.media_type in mediatype.INDEX_TYPES:
             return InspectResult(pinned, descriptor.digest, descriptor.media_type, raw, None, None, [])

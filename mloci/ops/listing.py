@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +11,7 @@ from mloci.ops.promote import RECORD_TAG_PREFIX
 from mloci.ops.referrers import COSIGN_SUFFIXES, is_fallback_tag
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Manifest
 from mloci.types.reference import Reference
@@ -54,7 +53,7 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
     except (NotFoundError, IntegrityError, RegistryError):
         return
     if descriptor.media_type in mediatype.INDEX_TYPES:
-        version.artifact_type = json.loads(data).get("artifactType") or descriptor.media_type
+        version.artifact_type = jsontext.loads(data).get("artifactType") or descriptor.media_type
         return
     manifest = Manifest.from_json(data)
     version.artifact_type = manifest.kind
@@ -64,7 +63,7 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
     raw = manifest.annotation(ann.METRICS)
     if raw:
         try:
-            parsed = json.loads(raw)
+            parsed = jsontext.loads(raw)
         except ValueError:
             parsed = {}
         version.metrics = parsed if isinstance(parsed, dict) else {}

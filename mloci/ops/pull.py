@@ -29,7 +29,7 @@ from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Store, StoreOptions, open_store
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
@@ -157,7 +157,7 @@ def select(layers: Sequence[FileLayer], filters: Sequence[str]) -> list[FileLaye
 
 def _read_marker(output: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((output / MARKER).read_text(encoding="utf-8"))
+        data = jsontext.loads((output / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

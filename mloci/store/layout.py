@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import tempfile
 import threading
@@ -26,7 +25,7 @@ from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.store._copy import fast_copy
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
 from mloci.types.manifest import Descriptor, Index, canonical_json
@@ -39,7 +38,7 @@ GC_GRACE_SECONDS = 600
 
 def _media_type_of(data: bytes) -> str:
     try:
-        value = json.loads(data).get("mediaType")
+        value = jsontext.loads(data).get("mediaType")
     except (ValueError, AttributeError):
         value = None
     return value if isinstance(value, str) else mediatype.OCI_MANIFEST
@@ -92,7 +91,7 @@ class LayoutStore:
         if not path.exists():
             return []
         try:
-            manifests = json.loads(path.read_bytes()).get("manifests", [])
+            manifests = jsontext.loads(path.read_bytes()).get("manifests", [])
         except (ValueError, AttributeError) as exc:
             raise MlociError(f"the local store's index {path} is corrupt: {exc}") from exc
         return [m for m in manifests if isinstance(m, dict)]
@@ -160,7 +159,7 @@ class LayoutStore:
             self._write_atomic(path, data)
         artifact_type = None
         with contextlib.suppress(ValueError, AttributeError):
-            artifact_type = json.loads(data).get("artifactType")
+            artifact_type = jsontext.loads(data).get("artifactType")
         entry = descriptor.to_dict()
         if isinstance(artifact_type, str):
             entry["artifactType"] = artifact_type
@@ -330,7 +329,7 @@ class LayoutStore:
                     path = self.blob_path(Digest.parse(digest))
                     if path.stat().st_size > MAX_MANIFEST_SIZE:
                         continue
-                    document = json.loads(path.read_bytes())
+                    document = jsontext.loads(path.read_bytes())
                 except (OSError, ValueError, MlociError):
                     continue
                 if not isinstance(document, dict):

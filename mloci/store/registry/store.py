@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -25,7 +24,7 @@ from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
 from mloci.store.registry.locations import BlobLocations
 from mloci.store.registry.transport import Transport
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Index
@@ -177,7 +176,7 @@ class RegistryStore:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if media_type not in mediatype.MANIFEST_TYPES:
             with contextlib.suppress(ValueError, AttributeError):
-                media_type = json.loads(data).get("mediaType") or media_type
+                media_type = jsontext.loads(data).get("mediaType") or media_type
         if ref.digest is not None:
             verify_bytes(data, ref.digest, f"manifest {ref.digest}")
             digest = ref.digest
@@ -523,7 +522,7 @@ class RegistryStore:
         while path:
             response = self.transport.request("GET", path, scope=scope_for(repository, "pull"))
             try:
-                tags.extend(json.loads(response.data).get("tags") or [])
+                tags.extend(jsontext.loads(response.data).get("tags") or [])
             except (ValueError, AttributeError):
                 raise RegistryError(f"registry {self.registry} sent a malformed tag list") from None
             link = response.headers.get("Link", "")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
-import json
 import random
 import ssl
 import time
@@ -32,6 +31,7 @@ from urllib3.exceptions import (
 from mloci import __version__
 from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
 from mloci.store.registry.auth import Authenticator, Credentials
+from mloci.types import jsontext
 
 USER_AGENT = f"mloci/{__version__}"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -74,7 +74,7 @@ def _retry_after(value: str | None) -> float | None:
 
 def _oci_errors(body: bytes) -> tuple[list[str], str]:
     try:
-        errors = json.loads(body).get("errors") or []
+        errors = jsontext.loads(body).get("errors") or []
         codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
         messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict) and e.get("message")]
     except (ValueError, AttributeError):
