@@ -10,6 +10,7 @@ containers can restart freely.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fnmatch
 import json
@@ -22,18 +23,22 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
 from mloci.types.text import has_control
+
+if TYPE_CHECKING:
+    from mloci.ops.sign import VerifyResult
 
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
@@ -60,6 +65,8 @@ class PullResult:
     unchanged: bool
     replaced: tuple[str, ...] = ()
     """Entries a previous pull had not written that ``force`` replaced (files and links, never directories)."""
+    verification: VerifyResult | None = None
+    """The signature check that preceded the pull, when a key was required."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +85,7 @@ class PullResult:
             "bytesDownloaded": self.bytes_downloaded,
             "unchanged": self.unchanged,
             "replaced": list(self.replaced),
+            **({"verification": self.verification.to_json()} if self.verification else {}),
         }
 
 
@@ -361,15 +369,41 @@ def pull(
     reference: Reference,
     output: Path,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     filters: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
+    verify_key: Path | None = None,
+    digest_file: Path | None = None,
 ) -> PullResult:
-    """Fetch ``reference`` into ``output``; see the module docstring for the guarantees."""
-    options = options or StoreOptions()
-    listener = listener or Silent()
-    store = open_store(reference, options)
+    """Fetch ``reference`` into ``output``; see the module docstring for the guarantees.
+
+    With ``verify_key`` a signature by that key must bind the artifact before anything is
+    downloaded, and exactly the digest it binds is pulled (a tag moved meanwhile cannot slip
+    other content in). ``digest_file`` receives the pulled digest, written atomically.
+    """
+    with scoped(session) as active:
+        verification: VerifyResult | None = None
+        if verify_key is not None:
+            from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography only when verifying)
+
+            verification = verify(reference, verify_key, session=active)
+            reference = verification.reference  # pinned to the digest whose signature verified
+        result = _pull(reference, output, active, filters, force, listener or Silent())
+        if digest_file is not None:
+            write_atomic(digest_file, f"{result.digest}\n".encode())
+        return dataclasses.replace(result, verification=verification)
+
+
+def _pull(
+    reference: Reference,
+    output: Path,
+    session: Session,
+    filters: Sequence[str],
+    force: bool,
+    listener: TransferListener,
+) -> PullResult:
+    store = session.store(reference)
     try:
         descriptor, data = store.fetch_manifest(reference)
         if descriptor.media_type in mediatype.INDEX_TYPES:
@@ -395,7 +429,7 @@ def pull(
                             store, reference.repository, layer, staging, listener, token
                         ),
                         layers,
-                        options.concurrency,
+                        session.options.concurrency,
                     )
                 finally:
                     listener.end()
@@ -427,8 +461,6 @@ def pull(
         raise MlociError(
             f"cannot use {output}: {exc.strerror or exc}", hint="nothing was changed there"
         ) from exc
-    finally:
-        store.close()
 
 
 def _write_marker(directory: Path, marker: dict[str, Any]) -> None:

@@ -15,10 +15,10 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mloci.atomic import write_atomic
 from mloci.errors import AuthError, MlociError
 from mloci.store.registry.auth import Credentials
 from mloci.types import jsontext
@@ -141,16 +141,7 @@ def _helper_name(value: Any, path: Path) -> str:
 
 def _write_config(path: Path, config: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(config, handle, indent="\t")
-            handle.write("\n")
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(config, indent="\t") + "\n").encode(), mode=0o600)
 
 
 def store(registry: str, credentials: Credentials) -> str:
