@@ -15,7 +15,9 @@ from helpers import Runner
 from mloci.bundle import inspect_bundle, load_bundle
 from mloci.errors import BundleInvalidError, IntegrityError, UsageError
 from mloci.ops.pull import safe_path
-from mloci.types import Reference
+from mloci.store import open_store
+from mloci.store.registry.transport import _oci_errors
+from mloci.types import Reference, mediatype
 
 
 def messages(bundle: Path) -> list[str]:
@@ -226,3 +228,23 @@ def test_names_equal_after_nfc_normalization_are_refused(bundle: Path) -> None:
     (bundle / nfd).write_bytes(b"b")
     (problem,) = messages(bundle)
     assert "only in Unicode normalization (NFC/NFD)" in problem
+
+
+def test_mlociignore_that_is_not_utf8_is_a_problem_not_a_crash(bundle: Path) -> None:
+    (bundle / ".mlociignore").write_bytes(b"*.log\n\xff\n")
+    assert messages(bundle) == [".mlociignore: not UTF-8 text"]
+
+
+# --- JSON from outside nested too deeply ---------------------------------------------------------
+
+
+def test_deeply_nested_json_in_the_local_store_is_malformed_not_a_crash(mloci: Runner) -> None:
+    ref = Reference(None, "deep", tag="1")
+    open_store(ref).push_manifest(ref, b"[" * 100_000, mediatype.OCI_MANIFEST)  # was RecursionError
+    for args in (("ls", "deep"), ("gc", "deep", "--keep-last", "1", "--dry-run"), ("inspect", "deep:1")):
+        result = mloci(*args)
+        assert result.exit_code != 0 and "internal error" not in result.stderr, result.stderr
+
+
+def test_deeply_nested_registry_error_bodies_are_malformed_not_a_crash() -> None:
+    assert _oci_errors(b"[" * 100_000) == ([], "")  # was RecursionError
