@@ -13,6 +13,7 @@ import pytest
 from helpers import Runner
 
 from mloci.bundle import inspect_bundle, load_bundle
+from mloci.cli._output import _Bars, printable
 from mloci.errors import BundleInvalidError, IntegrityError, UsageError
 from mloci.ops.pull import safe_path
 from mloci.store import open_store
@@ -248,3 +249,17 @@ def test_deeply_nested_json_in_the_local_store_is_malformed_not_a_crash(mloci: R
 
 def test_deeply_nested_registry_error_bodies_are_malformed_not_a_crash() -> None:
     assert _oci_errors(b"[" * 100_000) == ([], "")  # was RecursionError
+
+
+def test_progress_bar_labels_are_text_not_rich_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    """A remote file path such as '[link=…]' must not become a hyperlink (or any markup) in the bars."""
+    bars = _Bars("pulling")
+    bars.begin(1, 1)
+    bars.started("k", "[link=https://evil.example]model.onnx[/link]", 1)
+    bars.end()
+    assert "[link=https://evil.example]model.onnx[/link]" in capsys.readouterr().err
+
+
+def test_printable_escapes_controls_bidi_and_undecodable_bytes() -> None:
+    assert printable("a\x1b[2Jb\nc\x9b\u202e\udcff") == "a\\x1b[2Jb\\x0ac\\x9b\\u202e\\xff"
+    assert printable("modèle — ok") == "modèle — ok"
