@@ -57,6 +57,7 @@ from mloci.ops.referrers import list_referrers
 from mloci.ops.sign import Rejected, load_private_key, load_public_key
 from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
+from mloci.types import jsontext
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest, canonical_json
@@ -132,7 +133,7 @@ class Envelope:
     @classmethod
     def from_json(cls, data: bytes) -> Envelope:
         """Parse an envelope; ValueError when it is not one (the fields DSSE requires are missing)."""
-        document = json.loads(data)
+        document = jsontext.loads(data)
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
         payload, payload_type, signatures = (
