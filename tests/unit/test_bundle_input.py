@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import unicodedata
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from helpers import Runner
 
 from mloci.bundle import inspect_bundle, load_bundle
+from mloci.bundle.digests import MIN_CACHED_SIZE
 from mloci.cli._output import _Bars, printable
 from mloci.errors import BundleInvalidError, IntegrityError, UsageError
 from mloci.ops.pull import safe_path
@@ -263,3 +265,17 @@ def test_progress_bar_labels_are_text_not_rich_markup(capsys: pytest.CaptureFixt
 def test_printable_escapes_controls_bidi_and_undecodable_bytes() -> None:
     assert printable("a\x1b[2Jb\nc\x9b\u202e\udcff") == "a\\x1b[2Jb\\x0ac\\x9b\\u202e\\xff"
     assert printable("modèle — ok") == "modèle — ok"
+
+
+def test_validate_remembers_checksummed_digests_so_a_repeat_reads_nothing(
+    bundle: Path, mloci_home: Path
+) -> None:
+    big = bundle / "weights.bin"
+    big.write_bytes(os.urandom(MIN_CACHED_SIZE + 1))
+    (bundle / "sha256.txt").write_text(f"{sha256(big)}  weights.bin\n")
+    load_bundle(bundle)
+    db = sqlite3.connect(mloci_home / "cache" / "digests.sqlite")
+    try:
+        assert db.execute("SELECT digest FROM digests").fetchall() == [(f"sha256:{sha256(big)}",)]
+    finally:
+        db.close()
