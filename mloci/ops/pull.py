@@ -253,6 +253,18 @@ def _untar(archive: Path, staging: Path) -> list[str]:
     return created
 
 
+def _distinct(paths: Sequence[str]) -> list[str]:
+    """``paths`` sorted; IntegrityError when two layers (or two tar entries) write one file, which
+    would leave whichever came last — also when the names differ only in Unicode normalization."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        key = unicodedata.normalize("NFC", path)
+        if key in seen:
+            raise IntegrityError(f"the artifact writes {path!r} twice (in two layers or tar entries)")
+        seen[key] = path
+    return sorted(paths)
+
+
 @contextlib.contextmanager
 def _staging(output: Path) -> Iterator[Path]:
     """A private directory on the target's filesystem, removed whatever happens."""
@@ -433,7 +445,7 @@ def _pull(
                     )
                 finally:
                     listener.end()
-                created = sorted({p for paths in created_per_layer for p in paths})
+                created = _distinct([p for paths in created_per_layer for p in paths])
                 marker = {
                     "reference": str(pinned),
                     "digest": str(descriptor.digest),
