@@ -14,7 +14,7 @@ from helpers import Registry, Runner, random_bundle
 
 from mloci.ops import referrers
 from mloci.ops.push import EagerUploader
-from mloci.store import RegistryStore
+from mloci.store import RegistryStore, open_store
 from mloci.types import Descriptor, Manifest, Reference, mediatype
 from mloci.types.blob import Blob
 
@@ -258,3 +258,13 @@ def test_pull_refuses_two_layers_writing_one_file(
     assert result.exit_code == 6, result.stderr
     assert "twice" in result.stderr
     assert not out.exists()
+
+
+def test_history_skips_a_malformed_record_instead_of_failing(mloci: Runner, bundle: Path) -> None:
+    assert mloci("push", bundle).exit_code == 0
+    assert mloci("promote", "churn-model:1.0.0", "--to", "prod").exit_code == 0
+    ref = Reference(None, "churn-model", tag="mloci-promotion-prod-20990101T000000000000Z-deadbeef")
+    open_store(ref).push_manifest(ref, b'{"schemaVersion": 2, "layers": 7}', mediatype.OCI_MANIFEST)
+    result = mloci("history", "churn-model", "--env", "prod", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)["promotions"]) == 1
