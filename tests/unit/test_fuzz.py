@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 FUZZ = settings(
     max_examples=150,
-    deadline=2000,  # ms per example: a hang is a failure
+    deadline=5000,  # ms per example: a hang is a failure (generous: CI machines are shared)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 FEW = settings(FUZZ, max_examples=60)
