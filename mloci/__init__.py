@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _FUNCTIONS = (
     "attach", "attest", "build_image", "check_policy", "copy", "diff", "discover", "doctor", "gc",
     "history", "init", "inspect", "keygen", "login", "logout", "promote", "pull", "pull_wheel", "push",
-    "push_wheels", "rollback", "sbom", "sign", "tag", "validate", "verify", "verify_attestation",
+    "push_wheels", "reserve_projects", "rollback", "sbom", "sign", "tag", "validate", "verify", "verify_attestation",
     "versions", "yank",
 )  # fmt: skip
 _NAMES: dict[str, str] = {
@@ -125,6 +125,7 @@ __all__ = [
     "pull_wheel",
     "push",
     "push_wheels",
+    "reserve_projects",
     "rollback",
     "sbom",
     "sign",
@@ -172,6 +173,7 @@ if TYPE_CHECKING:
         pull_wheel,
         push,
         push_wheels,
+        reserve_projects,
         rollback,
         sbom,
         sign,

@@ -32,6 +32,7 @@ build_image = _client.build_image
 push_wheels = _client.push_wheels
 pull_wheel = _client.pull_wheel
 yank = _client.yank
+reserve_projects = _client.reserve_projects
 doctor = _client.doctor
 login = _client.login
 logout = _client.logout

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from mloci.ops.promote import History, PromotionResult
     from mloci.ops.pull import PullResult
     from mloci.ops.push import PushResult
+    from mloci.ops.reserve import ReserveResult
     from mloci.ops.sbom import SbomResult
     from mloci.ops.sign import SignResult, VerifyResult
     from mloci.ops.tag import TagResult
@@ -493,6 +494,13 @@ class Client:
         from mloci.ops.wheel import yank  # noqa: PLC0415
 
         return yank(spec, reason=reason, undo=undo, session=self.session)
+
+    @_errors
+    def reserve_projects(self, namespace: str, names: Sequence[str]) -> list[ReserveResult]:
+        """Reserve Python project names under ``namespace``: the package index serves them only from the registry."""
+        from mloci.ops.reserve import reserve  # noqa: PLC0415
+
+        return reserve(namespace, list(names), session=self.session)
 
     @_errors
     def doctor(self, registry: str) -> Report:

@@ -7,8 +7,15 @@ import importlib
 import click
 
 from mloci import __version__
+from mloci.cli.examples import add_examples
 
 EPILOG = """\b
+Examples:
+  $ mloci init ./churn-model && mloci validate ./churn-model
+  $ mloci push ./churn-model registry.example.com/ml/churn-model
+  $ mloci pull registry.example.com/ml/churn-model:1.0.0 -o ./model
+
+\b
 Exit codes:
   0  success              5  authentication
   1  other error          6  integrity (digest, size, unsafe content)
@@ -66,7 +73,7 @@ class LazyGroup(click.Group):
         if cmd_name in COMMANDS:
             module, _, attr = COMMANDS[cmd_name].partition(":")
             command: click.Command = getattr(importlib.import_module(module), attr)
-            return command
+            return add_examples(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
 

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mloci.cli._output import emit_json, human_size, printable
-from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, session_from
+from mloci.cli.options import (
+    json_option,
+    key_option,
+    parse_pairs,
+    registry_options,
+    session_from,
+    upload_options,
+)
 from mloci.cli.trust import _passphrase
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
@@ -39,6 +46,7 @@ def _write_output(path: Path, data: bytes) -> None:
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the SBOM to this file."
 )
 @registry_options
+@upload_options
 @json_option
 def sbom_command(target: str, attach: bool, output: Path | None, as_json: bool, **kw: Any) -> None:
     """A CycloneDX 1.6 SBOM (ML-BOM) of a bundle directory or a pushed artifact.
@@ -94,6 +102,7 @@ def _time(text: str) -> datetime:
     "--ci-url", help="CI run URL for invocationId (default: detected from CI environment variables)."
 )
 @registry_options
+@upload_options
 @json_option
 def attest_command(
     reference: str,
@@ -180,6 +189,7 @@ def verify_attestation_command(
     help="Manifest annotation. Repeatable.",
 )
 @registry_options
+@upload_options
 @json_option
 def attach_command(
     reference: str,

@@ -6,20 +6,21 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener, printable
-from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.cli.options import (
+    download_options,
+    json_option,
+    output_dir_option,
+    quiet_option,
+    registry_options,
+    session_from,
+)
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 
 
 @click.command("pull")
 @click.argument("reference")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory to write the files into (default: ./<name>).",
-)
+@output_dir_option("output", default=None, help="Directory to write the files into (default: ./<name>).")
 @click.option(
     "--filter",
     "filters",
@@ -42,6 +43,7 @@ from mloci.ops.refs import parse_reference
     help="Public key (PEM): pull only when a signature by it binds the digest; else exit 6, nothing written.",
 )
 @registry_options
+@download_options
 @json_option
 @quiet_option
 def pull_command(

@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, session_from
+from mloci.cli.options import (
+    json_option,
+    key_option,
+    parse_pairs,
+    registry_options,
+    session_from,
+    upload_options,
+)
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
 from mloci.ops.sign import generate_keypair, is_encrypted, sign, verify
@@ -74,6 +81,7 @@ def keygen_command(output_key_prefix: str, allow_unencrypted: bool, as_json: boo
 @key_option("Private key (PEM, from mloci keygen).")
 @annotation_option
 @registry_options
+@upload_options
 @json_option
 def sign_command(reference: str, key: Path, annotations: tuple[str, ...], as_json: bool, **kw: Any) -> None:
     """Sign the manifest REFERENCE names, cosign-style (tag sha256-<hex>.sig in the same repository).

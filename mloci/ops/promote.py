@@ -312,10 +312,8 @@ def _entries(repository: Reference, environment: str | None, session: Session | 
     with scoped(session) as active:
         store = active.store(repository)
         repo = repository.with_tag(None).with_digest(None)
-        try:
-            tags = store.list_tags(repo.repository)
-        except NotFoundError:
-            return []
+        # A repository that does not exist is an error (as for ls and gc), not an empty history.
+        tags = store.list_tags(repo.repository)
         prefix = RECORD_TAG_PREFIX + (f"{environment}-" if environment else "")
         wanted = [t for t in tags if t.startswith(prefix)]
         with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:

@@ -46,7 +46,7 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.manifest import BundleManifest
 from mloci.bundle.pack import pack, source_date, with_git
-from mloci.errors import UsageError
+from mloci.errors import NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken
 from mloci.ops._purl import oci_purl, pypi_purl
 from mloci.ops.attach import AttachResult, attach_blob
@@ -435,4 +435,6 @@ def sbom(target: str, *, attach: bool = False, session: Session | None = None) -
         return sbom_for_bundle(path, session=session)
     if path.exists():
         raise UsageError(f"{target} is a file; give a bundle directory or a reference")
+    if target.startswith(("/", "./", "../", "~")):
+        raise NotFoundError(f"no bundle directory {target}", hint="give a bundle directory or a reference")
     return sbom_for_reference(parse_reference(target), attach=attach, session=session)
