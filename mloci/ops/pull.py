@@ -242,10 +242,12 @@ def _untar(archive: Path, staging: Path) -> list[str]:
                 name = member.name.removeprefix("./")
                 if not member.isdir():
                     created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
+                elif name.rstrip("/") not in ("", "."):
+                    safe_path(name.rstrip("/"))  # directories too: no control characters, NUL or '.mloci'
             tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
-    except (tarfile.TarError, KeyError) as exc:  # KeyError: tarfile's "linkname … not found"
+    except (tarfile.TarError, KeyError, ValueError) as exc:  # "linkname … not found", "embedded null byte"
         raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
     except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
         # Entries that clash (a file and a directory of one name): the layer is malformed, not the disk.

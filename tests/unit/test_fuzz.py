@@ -457,6 +457,8 @@ def tar_with(*members: tuple[str, bytes, str]) -> bytes:
         [("./", tarfile.REGTYPE, "")],
         [("a", tarfile.LNKTYPE, "missing")],  # was KeyError: hard link to an entry the tar lacks
         [("a", tarfile.REGTYPE, ""), ("a/b", tarfile.REGTYPE, "")],  # was NotADirectoryError
+        [("\x00\x80", tarfile.DIRTYPE, "")],  # was ValueError: embedded null byte
+        [("d\x1b[2J", tarfile.DIRTYPE, "")],  # directories are checked like files
     ],
 )
 def test_malformed_tar_layers_are_integrity_errors(members: list[tuple[str, bytes, str]]) -> None:
