@@ -44,12 +44,13 @@ from mloci.types import Digest, Index, Manifest, Reference
 
 T = TypeVar("T")
 
+# MLOCI_FUZZ_EXAMPLES=5000 for a deeper run by hand; CI keeps the default bounded.
 FUZZ = settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("MLOCI_FUZZ_EXAMPLES", "150")),
     deadline=5000,  # ms per example: a hang is a failure (generous: CI machines are shared)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-FEW = settings(FUZZ, max_examples=60)
+FEW = settings(FUZZ, max_examples=max(FUZZ.max_examples * 2 // 5, 1))
 
 
 def result_or_mloci_error(call: Callable[[], T]) -> T | MlociError:
