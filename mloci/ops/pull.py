@@ -244,13 +244,16 @@ def _untar(archive: Path, staging: Path) -> list[str]:
                     created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
                 elif name.rstrip("/") not in ("", "."):
                     safe_path(name.rstrip("/"))  # directories too: no control characters, NUL or '.mloci'
+            _distinct(created)  # an entry twice: the later would replace (or loop through) the earlier
             tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
     except (tarfile.TarError, KeyError, ValueError) as exc:  # "linkname … not found", "embedded null byte"
         raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
-    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-        # Entries that clash (a file and a directory of one name): the layer is malformed, not the disk.
+    except OSError as exc:
+        if exc.errno not in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ELOOP):
+            raise  # the disk, not the layer: pull reports it as such
+        # Entries that clash (a file and a directory of one name, links in a loop): the layer is malformed.
         raise IntegrityError(f"tar layer entries clash at {Path(exc.filename or '').name!r}") from None
     return created
 

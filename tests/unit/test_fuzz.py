@@ -460,6 +460,12 @@ def tar_with(*members: tuple[str, bytes, str]) -> bytes:
         [("a", tarfile.REGTYPE, ""), ("a/b", tarfile.REGTYPE, "")],  # was NotADirectoryError
         [("\x00\x80", tarfile.DIRTYPE, "")],  # was ValueError: embedded null byte
         [("d\x1b[2J", tarfile.DIRTYPE, "")],  # directories are checked like files
+        [("0", tarfile.SYMTYPE, "0"), ("0", tarfile.REGTYPE, "")],  # was OSError ELOOP: one entry twice
+        [
+            ("a", tarfile.SYMTYPE, "b"),
+            ("b", tarfile.SYMTYPE, "a"),
+            ("a/x", tarfile.REGTYPE, ""),
+        ],  # a link loop
     ],
 )
 def test_malformed_tar_layers_are_integrity_errors(members: list[tuple[str, bytes, str]]) -> None:
