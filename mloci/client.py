@@ -366,22 +366,51 @@ class Client:
         key: PathLike,
         password: str | bytes | None = None,
         annotations: Mapping[str, str] | None = None,
+        format: Literal["bundle", "legacy", "both"] = "bundle",
     ) -> SignResult:
-        """Sign the manifest digest with a cosign-compatible key (passphrase default: ``$MLOCI_KEY_PASSWORD``)."""
+        """Sign the manifest digest with a cosign-compatible key (passphrase default: ``$MLOCI_KEY_PASSWORD``).
+
+        ``format``: a sigstore bundle referrer as cosign v3 writes (default), cosign v2's legacy
+        ``.sig`` tag, or both.
+        """
         from mloci.ops.sign import sign  # noqa: PLC0415
 
         return sign(
-            _ref(reference), Path(key), _password(password), annotations=annotations, session=self.session
+            _ref(reference),
+            Path(key),
+            _password(password),
+            annotations=annotations,
+            format=format,
+            session=self.session,
         )
 
     @_errors
     def verify(
-        self, reference: RefLike, *, key: PathLike, annotations: Mapping[str, str] | None = None
+        self,
+        reference: RefLike,
+        *,
+        key: PathLike | None = None,
+        identity: str | None = None,
+        issuer: str | None = None,
+        trusted_root: PathLike | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> VerifyResult:
-        """Check that a signature by ``key`` binds the artifact's digest (IntegrityError otherwise)."""
-        from mloci.ops.sign import verify  # noqa: PLC0415
+        """Check that a signature by ``key`` (or keyless, by ``identity`` from ``issuer``) binds the digest.
 
-        return verify(_ref(reference), Path(key), required_annotations=annotations, session=self.session)
+        Sigstore bundles (cosign v3) and legacy ``.sig`` signatures count; IntegrityError otherwise.
+        """
+        from mloci.ops.sign import verify  # noqa: PLC0415
+        from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
+
+        rule = IdentityRule(identity=identity, issuer=issuer) if identity or issuer else None
+        return verify(
+            _ref(reference),
+            Path(key) if key is not None else None,
+            identity=rule,
+            trusted_root=Path(trusted_root) if trusted_root is not None else None,
+            required_annotations=annotations,
+            session=self.session,
+        )
 
     @_errors
     def sbom(self, target: RefLike | PathLike, *, attach: bool = False) -> SbomResult:

@@ -55,6 +55,7 @@ COMMANDS = {
     "keygen": "mloci.cli.trust:keygen_command",
     "sign": "mloci.cli.trust:sign_command",
     "verify": "mloci.cli.trust:verify_command",
+    "verify-bundle": "mloci.cli.trust:verify_bundle_command",
     "wheel": "mloci.cli.wheel:wheel_group",
     "index": "mloci.cli.index:index_group",
     "sbom": "mloci.cli.attest:sbom_command",

@@ -47,9 +47,29 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mloci image build ./churn-model --repo registry.example.com/ml/churn-serve "
         "--app ./serve --cmd 'python serve.py' --port 8080",
     ),
-    "keygen": ("MLOCI_KEY_PASSWORD=… mloci keygen --output-key-prefix release",),
-    "sign": (f"mloci sign {R}:1.0.0 --key release.key -a build=1234",),
-    "verify": (f"mloci verify {R}:1.0.0 --key release.pub",),
+    "keygen": (
+        "MLOCI_KEY_PASSWORD=… mloci keygen --output-key-prefix release",
+        "MLOCI_KEY_PASSWORD=… mloci keygen --output-key-prefix release --algorithm ed25519",
+    ),
+    "sign": (
+        f"mloci sign {R}:1.0.0 --key release.key -a build=1234   # sigstore bundle, as cosign v3",
+        f"mloci sign {R}:1.0.0 --key release.key --format both   # and cosign v2's .sig",
+        "mloci sign ghcr.io/org/model:1.2.0 --keyless             # in CI, with id-token: write",
+        "mloci sign ./churn-model --model-signing --key release.key   # writes ./churn-model/model.sig",
+    ),
+    "verify": (
+        f"mloci verify {R}:1.0.0 --key release.pub",
+        "mloci verify ghcr.io/org/model:1.2.0 --certificate-identity "
+        "https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1.2.0 "
+        "--certificate-oidc-issuer https://token.actions.githubusercontent.com",
+        "mloci verify ./churn-model --model-signing --key release.pub",
+    ),
+    "verify-bundle": (
+        "mloci verify-bundle sig.sigstore.json --digest sha256:<digest> --key cosign.pub",
+        "mloci verify-bundle blob.sigstore.json --artifact model.onnx --certificate-identity-regexp "
+        "'https://github.com/org/.*' --certificate-oidc-issuer https://token.actions.githubusercontent.com "
+        "--trusted-root trusted_root.json",
+    ),
     "wheel": ("mloci wheel push dist/* registry.example.com/py",),
     "wheel push": (
         "mloci wheel push dist/* registry.example.com/py",
@@ -68,8 +88,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "index reserve": ("mloci index reserve registry.example.com/py mypkg mypkg-internal",),
     "sbom": ("mloci sbom ./churn-model -o sbom.cdx.json", f"mloci sbom {R}:1.0.0 --attach"),
-    "attest": (f"mloci attest {R}:1.0.0 --key release.key",),
-    "verify-attestation": (f"mloci verify-attestation {R}:1.0.0 --key release.pub",),
+    "attest": (
+        f"mloci attest {R}:1.0.0 --key release.key",
+        f"mloci attest {R}:1.0.0 --key release.key --format both   # and a sigstore bundle",
+    ),
+    "verify-attestation": (
+        f"mloci verify-attestation {R}:1.0.0 --key release.pub",
+        "mloci verify-attestation ghcr.io/org/model:1.2.0 --type any --certificate-identity-regexp "
+        "'https://github.com/org/.*' --certificate-oidc-issuer https://token.actions.githubusercontent.com",
+    ),
     "attach": (
         f"mloci attach {R}:1.0.0 eval-report.html --artifact-type application/vnd.example.eval-report",
     ),

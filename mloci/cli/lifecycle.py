@@ -99,7 +99,7 @@ def history_command(repository: str | None, environment: str | None, as_json: bo
         return
     if not found.entries:
         where = found.repository.name + (f" for {environment}" if environment else "")
-        click.echo(f"no promotions recorded in {where}", err=True)
+        click.echo(printable(f"no promotions recorded in {where}"), err=True)
     for entry in found:
         r = entry.record
         was = _short(r.previous) if r.previous else "(none)"

@@ -37,5 +37,5 @@ def check_command(reference: str, policy_file: Path, as_json: bool, **kw: Any) -
         for result in report.results:
             click.echo(printable(f"{'pass' if result.passed else 'FAIL'}  {result.rule}: {result.detail}"))
     if not report.passed:
-        click.echo(f"mloci: error: {refused}", err=True)
+        click.echo(printable(f"mloci: error: {refused}"), err=True)
         raise click.exceptions.Exit(PolicyError.exit_code)

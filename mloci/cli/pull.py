@@ -14,6 +14,7 @@ from mloci.cli.options import (
     registry_options,
     session_from,
 )
+from mloci.errors import UsageError
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 
@@ -42,6 +43,15 @@ from mloci.ops.refs import parse_reference
     type=click.Path(dir_okay=False, path_type=Path),
     help="Public key (PEM): pull only when a signature by it binds the digest; else exit 6, nothing written.",
 )
+@click.option(
+    "--verify-identity", help="Keyless: pull only when a certificate with this SAN signed the digest."
+)
+@click.option("--verify-issuer", help="Keyless: the OIDC issuer that certificate must name.")
+@click.option(
+    "--trusted-root",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="sigstore trusted_root.json for --verify-identity (else $MLOCI_TRUSTED_ROOT, else sigstore's cache).",
+)
 @registry_options
 @download_options
 @json_option
@@ -53,6 +63,9 @@ def pull_command(
     force: bool,
     digest_file: Path | None,
     verify_key: Path | None,
+    verify_identity: str | None,
+    verify_issuer: str | None,
+    trusted_root: Path | None,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -66,6 +79,15 @@ def pull_command(
     """
     ref = parse_reference(reference)
     target = output or Path(ref.repository.rsplit("/", 1)[-1])
+    identity = None
+    if verify_identity is not None or verify_issuer is not None:
+        from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
+
+        if verify_key is not None:
+            raise UsageError("give --verify-key or --verify-identity/--verify-issuer, not both")
+        if verify_identity is None or verify_issuer is None:
+            raise UsageError("--verify-identity and --verify-issuer go together")
+        identity = IdentityRule(identity=verify_identity, issuer=verify_issuer)
     result = pull(
         ref,
         target,
@@ -74,6 +96,8 @@ def pull_command(
         force=force,
         listener=listener("pulling", quiet=quiet or as_json),
         verify_key=verify_key,
+        verify_identity=identity,
+        trusted_root=trusted_root,
         digest_file=digest_file,
     )
     if as_json:
@@ -82,6 +106,8 @@ def pull_command(
     if not quiet:
         if verify_key is not None:
             click.echo(f"verified: signed by the key in {verify_key.name}", err=True)
+        elif verify_identity is not None:
+            click.echo(f"verified: signed by {verify_identity}", err=True)
         if result.unchanged:
             click.echo(f"unchanged: {target} already holds {result.digest}", err=True)
         else:

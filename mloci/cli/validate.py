@@ -24,7 +24,7 @@ def validate_command(bundle: Path, as_json: bool) -> None:
         # When invalid, the same "error" object every command prints with --json when it fails.
         emit_json({**report.to_json(), **(error_json(invalid, None, 3) if not report.valid else {})})
         if not report.valid:
-            click.echo(f"mloci: error: {invalid}", err=True)
+            click.echo(printable(f"mloci: error: {invalid}"), err=True)
     elif report.manifest is not None:
         m = report.manifest
         click.echo(printable(f"{bundle}: valid — {m.name} {m.version}, {len(report.files)} files"))

@@ -234,21 +234,51 @@ def _check_signatures(policy: Policy, base: Path, reference: Reference, session:
     if rule is None:
         return []
     from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography loads only when signatures matter)
+    from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
 
     good = []
     reasons = []
+    root = None
+    if rule.trusted_root:
+        root = Path(rule.trusted_root) if Path(rule.trusted_root).is_absolute() else base / rule.trusted_root
     for key in rule.keys:
         path = Path(key) if Path(key).is_absolute() else base / key
         try:
-            verify(reference, path, required_annotations=rule.annotations, session=session)
+            verify(
+                reference,
+                path,
+                trusted_root=root,
+                require_tlog=rule.require_tlog,
+                required_annotations=rule.annotations,
+                session=session,
+            )
             good.append(path.name)
         except MlociError as exc:
             reasons.append(f"{path.name}: {exc.message}")
+    for signer in rule.identities:
+        try:
+            identity = IdentityRule(
+                identity=signer.identity,
+                identity_regexp=signer.identity_regexp,
+                issuer=signer.issuer,
+                issuer_regexp=signer.issuer_regexp,
+            )
+            verify(
+                reference,
+                identity=identity,
+                trusted_root=root,
+                required_annotations=rule.annotations,
+                session=session,
+            )
+            good.append(identity.describe())
+        except MlociError as exc:
+            reasons.append(f"{signer.identity or signer.identity_regexp}: {exc.message}")
     passed = len(good) >= rule.minimum
-    detail = f"{len(good)} of {rule.minimum} required keys verified" + (
+    total = len(rule.keys) + len(rule.identities)
+    detail = f"{len(good)} of {rule.minimum} required signers verified" + (
         f" ({'; '.join(reasons)})" if reasons else ""
     )
-    return [RuleResult(f"signatures: {rule.minimum} of {len(rule.keys)} keys", passed, detail)]
+    return [RuleResult(f"signatures: {rule.minimum} of {total} signers", passed, detail)]
 
 
 def evaluate(

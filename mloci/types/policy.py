@@ -5,19 +5,50 @@ Evaluated by :mod:`mloci.ops.policy`; source of ``schemas/policy.schema.json``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 AGE_PATTERN = r"^([0-9]+)\s*([smhdw])$|^P([0-9]+)D$"
+
+
+class IdentitySigner(BaseModel):
+    """A keyless signer: certificate identity (SAN) and OIDC issuer, each exact or a full-match regexp."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    identity: str | None = Field(default=None, description="Certificate SAN, exact.")
+    identity_regexp: str | None = Field(default=None, description="Certificate SAN, full-match regexp.")
+    issuer: str | None = Field(default=None, description="OIDC issuer, exact.")
+    issuer_regexp: str | None = Field(default=None, description="OIDC issuer, full-match regexp.")
 
 
 class SignatureRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    keys: list[str] = Field(min_length=1, description="Public key files (PEM); relative to the policy file.")
-    minimum: int = Field(default=1, ge=1, description="How many distinct keys must have signed.")
+    keys: list[str] = Field(
+        default_factory=list, description="Public key files (PEM); relative to the policy file."
+    )
+    identities: list[IdentitySigner] = Field(
+        default_factory=list, description="Keyless signers (sigstore bundles with a Fulcio certificate)."
+    )
+    trusted_root: str | None = Field(
+        default=None, description="sigstore trusted_root.json for identities; relative to the policy file."
+    )
+    require_tlog: bool = Field(
+        default=False,
+        description="Key signatures count only with a transparency-log entry verified against trusted_root.",
+    )
+    minimum: int = Field(
+        default=1, ge=1, description="How many distinct keys or identities must have signed."
+    )
     annotations: dict[str, str] = Field(
         default_factory=dict, description="Annotations each signature must carry."
     )
+
+    @model_validator(mode="after")
+    def _some_signer(self) -> SignatureRule:
+        if not self.keys and not self.identities:
+            raise ValueError("name at least one key or identity")
+        return self
 
 
 class Policy(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -321,3 +323,15 @@ def test_inputs_that_were_silently_ignored_are_refused(mloci: Runner, bundle: Pa
     assert gc.exit_code == 2 and "takes a repository" in one_clear_line(gc.stderr)
     sbom = mloci("sbom", "/nonexistent/bundle")
     assert sbom.exit_code == 4 and "no bundle directory /nonexistent/bundle" in one_clear_line(sbom.stderr)
+
+
+def test_login_and_logout_speak_json(
+    mloci: Runner, registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret\n"))
+    done = run_json(mloci, "login", registry.host, "-u", "ci", "--password-stdin")
+    assert done["registry"] == registry.host and done["username"] == "ci"
+    assert "s3cret" not in json.dumps(done)
+    assert run_json(mloci, "logout", registry.host) == {"registry": registry.host, "removed": True}
+    assert run_json(mloci, "logout", registry.host)["removed"] is False

@@ -71,6 +71,11 @@ def test_the_tree_is_walked() -> None:
     assert len(JSON_COMMANDS) >= 25
 
 
+def test_every_command_takes_json_but_the_server() -> None:
+    leaves = {p for p, c in COMMANDS.items() if not isinstance(c, click.Group)}
+    assert leaves - set(JSON_COMMANDS) == {"index serve"}  # a long-running server prints logs
+
+
 @pytest.mark.parametrize("path", JSON_COMMANDS)
 def test_every_json_command_prints_its_error_as_one_json_object(
     mloci: Runner, path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -32,7 +32,6 @@ from mloci.bundle.jsondoc import JsonProblem, parse_json
 from mloci.bundle.load import inspect_bundle
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import AuthError, IntegrityError, MlociError, UsageError
-from mloci.ops.attest import Envelope
 from mloci.ops.policy import load_policy
 from mloci.ops.pull import _check_target, _owned_files, _untar, layers_of, safe_path
 from mloci.python.filenames import parse_filename, version_of_tag
@@ -40,6 +39,8 @@ from mloci.python.metadata import parse_core_metadata, read_sdist_metadata, read
 from mloci.store.layout import LayoutStore
 from mloci.store.registry import credentials
 from mloci.store.registry.auth import Authenticator, Challenge, Credentials
+from mloci.trust.bundle import Bundle as SigstoreBundle
+from mloci.trust.dsse import Envelope
 from mloci.types import Digest, Index, Manifest, Reference
 
 T = TypeVar("T")
@@ -466,6 +467,7 @@ def tar_with(*members: tuple[str, bytes, str]) -> bytes:
             ("b", tarfile.SYMTYPE, "a"),
             ("a/x", tarfile.REGTYPE, ""),
         ],  # a link loop
+        [("0", tarfile.LNKTYPE, "\x00\x80")],  # was ValueError: embedded null byte (found by the fuzzer)
     ],
 )
 def test_malformed_tar_layers_are_integrity_errors(members: list[tuple[str, bytes, str]]) -> None:
@@ -561,9 +563,11 @@ def test_malformed_policies_are_usage_errors_quickly(data: bytes) -> None:
 @FUZZ
 @given(data=token_bodies)
 def test_dsse_envelopes(data: bytes) -> None:
-    """An envelope from a registry parses, or is a ValueError (the documented contract), never a crash."""
+    """An envelope or sigstore bundle from a registry parses, or is a ValueError (the documented contract)."""
     with contextlib.suppress(ValueError):
         Envelope.from_json(data)
+    with contextlib.suppress(ValueError):
+        SigstoreBundle.from_json(data)
 
 
 @FEW

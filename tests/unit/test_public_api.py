@@ -125,7 +125,7 @@ def test_ops_ask_for_capabilities_not_adapter_classes() -> None:
         assert "RegistryStore(" not in text and "LayoutStore(" not in text, path.name
 
 
-@pytest.mark.parametrize("layer", ["types", "store", "bundle"])
+@pytest.mark.parametrize("layer", ["types", "store", "bundle", "trust"])
 def test_lower_layers_never_import_upward(layer: str) -> None:
     upward = ("mloci.ops", "mloci.cli", "mloci.client", "mloci._api", "mloci.pyindex")
     for path in sorted((PACKAGE / layer).rglob("*.py")):
