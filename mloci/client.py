@@ -21,6 +21,8 @@ from mloci.store import Session, StoreOptions
 from mloci.types.reference import Reference
 
 if TYPE_CHECKING:
+    from mloci.contract.environment import CheckReport
+    from mloci.contract.run import ContractReport
     from mloci.ops.attach import AttachResult, DiscoverResult
     from mloci.ops.attest import AttestationVerifyResult, AttestResult
     from mloci.ops.diff import Diff
@@ -471,6 +473,41 @@ class Client:
         from mloci.ops.policy import check  # noqa: PLC0415
 
         return check(Path(policy), _ref(reference), session=self.session)
+
+    @_errors
+    def run_tests(
+        self,
+        target: RefLike | PathLike,
+        *,
+        trust_pickle: bool = False,
+        only: Sequence[str] = (),
+        verify_key: PathLike | None = None,
+    ) -> ContractReport:
+        """Run the tests a bundle declares (a directory, or a reference pulled verified into a
+        temporary directory); ``.passed``, ``.failures`` and the measurements of each test."""
+        from mloci.contract.run import run_reference_tests, run_tests  # noqa: PLC0415
+
+        if not isinstance(target, Reference) and Path(target).is_dir():
+            return run_tests(Path(target), trust_pickle=trust_pickle, only=only)
+        return run_reference_tests(
+            target if isinstance(target, Reference) else _ref(os.fspath(target)),
+            session=self.session,
+            verify_key=Path(verify_key) if verify_key is not None else None,
+            trust_pickle=trust_pickle,
+            only=only,
+        )
+
+    @_errors
+    def check_environment(self, target: RefLike | PathLike, *, python: PathLike | None = None) -> CheckReport:
+        """Whether this interpreter (or ``python``) and machine meet the bundle's contract;
+        ``.passed`` and ``.mismatches``."""
+        from mloci.contract.environment import check_target  # noqa: PLC0415
+
+        if isinstance(target, Reference):
+            where: Path | Reference = target
+        else:
+            where = Path(target) if Path(target).is_dir() else _ref(os.fspath(target))
+        return check_target(where, python=os.fspath(python) if python else None, session=self.session)
 
     # -- images, packages, registries ----------------------------------------------------------
 

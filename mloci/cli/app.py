@@ -24,6 +24,7 @@ Exit codes:
   4  not found            9  registry protocol error
                         10  not supported by the registry
 130  interrupted        11  refused by a policy
+                        12  contract not met (test, check)
 
 \b
 References: [registry/]repository[:tag][@sha256:…]. Without a registry, names go to
@@ -63,6 +64,8 @@ COMMANDS = {
     "verify-attestation": "mloci.cli.attest:verify_attestation_command",
     "attach": "mloci.cli.attest:attach_command",
     "discover": "mloci.cli.attest:discover_command",
+    "test": "mloci.cli.contract:test_command",
+    "check": "mloci.cli.contract:check_command",
 }
 
 

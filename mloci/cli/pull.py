@@ -52,6 +52,12 @@ from mloci.ops.refs import parse_reference
     type=click.Path(dir_okay=False, path_type=Path),
     help="sigstore trusted_root.json for --verify-identity (else $MLOCI_TRUSTED_ROOT, else sigstore's cache).",
 )
+@click.option(
+    "--check",
+    "check_env",
+    is_flag=True,
+    help="After pulling, check this environment against the bundle (as 'mloci check'); exit 12 on a mismatch.",
+)
 @registry_options
 @download_options
 @json_option
@@ -66,6 +72,7 @@ def pull_command(
     verify_identity: str | None,
     verify_issuer: str | None,
     trusted_root: Path | None,
+    check_env: bool,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -100,6 +107,10 @@ def pull_command(
         trusted_root=trusted_root,
         digest_file=digest_file,
     )
+    if check_env:  # exit 12 naming each mismatch; the pulled files stay
+        from mloci.cli.contract import check_pulled  # noqa: PLC0415
+
+        check_pulled(target)
     if as_json:
         emit_json(result.to_json())
         return

@@ -31,5 +31,8 @@ def validate_command(bundle: Path, as_json: bool) -> None:
     else:
         for problem in report.problems:
             click.echo(printable(f"{bundle}: {problem}"), err=True)
+    if not as_json:
+        for warning in report.warnings:
+            click.echo(printable(f"{bundle}: warning: {warning}"), err=True)
     if not report.valid:
         raise click.exceptions.Exit(BundleInvalidError.exit_code)

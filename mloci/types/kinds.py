@@ -34,6 +34,8 @@ KINDS: Final[dict[str, Kind]] = {
     mt.JUNIT_XML: Kind("test results: JUnit", "test-results"),
 }
 _SIGSTORE: Final = Kind("signature: sigstore bundle", None)
+# The in-toto predicate of signed test results (mloci test --attach): an attestation, not provenance.
+TEST_RESULT_PREDICATE: Final = "https://in-toto.io/attestation/test-result/v0.1"
 
 
 def kind_of(artifact_type: str | None, annotations: Mapping[str, str] | None = None) -> Kind | None:

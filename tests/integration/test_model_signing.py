@@ -63,7 +63,7 @@ def test_model_signing_verifies_what_mloci_signs(mloci: Runner, model: Path, key
     signed = mloci("sign", model, "--model-signing", "--key", private, "--json")
     assert signed.exit_code == 0, signed.stderr
     result = json.loads(signed.stdout)
-    assert result["signature"] == str(model / "model.sig") and result["files"] == 8
+    assert result["signature"] == str(model / "model.sig") and result["files"] == 10  # golden data included
     verified = model_signing(
         "verify", "key", model, "--public_key", public, "--signature", model / "model.sig"
     )

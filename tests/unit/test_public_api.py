@@ -48,7 +48,7 @@ def _namespace() -> dict[str, object]:
     import pkgutil
 
     names: dict[str, object] = {}
-    for package in ("mloci.types", "mloci.ops", "mloci.bundle", "mloci.store"):
+    for package in ("mloci.types", "mloci.ops", "mloci.bundle", "mloci.store", "mloci.contract"):
         for info in pkgutil.iter_modules(importlib.import_module(package).__path__, f"{package}."):
             names.update(vars(importlib.import_module(info.name)))
     names.update(vars(importlib.import_module("mloci.project")))
