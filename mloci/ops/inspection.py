@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from mloci.errors import IntegrityError
 from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.store.base import MAX_METADATA_SIZE
 from mloci.types import annotations as ann
-from mloci.types import file_index, mediatype
+from mloci.types import file_index, jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.json import JSONObject
 from mloci.types.manifest import Descriptor, Index, Manifest
@@ -83,7 +82,7 @@ class Artifact:
             return {k: float(v) for k, v in self.bundle.metrics.items()}
         raw = self.annotations.get(ann.METRICS)
         try:
-            value = json.loads(raw) if raw else {}
+            value = jsontext.loads(raw) if raw else {}
         except ValueError:
             return {}
         if not isinstance(value, dict):
@@ -108,7 +107,7 @@ class Artifact:
             "annotations": self.annotations,
             "metrics": self.metrics,
             "files": [f.to_json() for f in self.files],
-            "manifest": json.loads(self.manifest_bytes),
+            "manifest": jsontext.loads(self.manifest_bytes),
             "config": self.config,
             "bundle": self.bundle.to_document() if self.bundle is not None else None,
         }
@@ -157,7 +156,7 @@ def _small_json(store: Store, repository: str, descriptor: Descriptor) -> JSONOb
         return None  # described, never downloaded
     data = read_small_blob(store, repository, descriptor)
     try:
-        value = json.loads(data)
+        value = jsontext.loads(data)
     except ValueError:
         raise IntegrityError(
             f"blob {descriptor.digest} ({descriptor.media_type}) is not valid JSON"

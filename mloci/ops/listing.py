@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +11,7 @@ from mloci.ops.promote import RECORD_TAG_PREFIX
 from mloci.ops.referrers import COSIGN_SUFFIXES, is_fallback_tag
 from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Index, Manifest
 from mloci.types.reference import Reference
@@ -68,7 +67,7 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
     raw = manifest.annotation(ann.METRICS)
     if raw:
         try:
-            parsed = json.loads(raw)
+            parsed = jsontext.loads(raw)
         except ValueError:
             parsed = {}
         if isinstance(parsed, dict):

@@ -37,7 +37,7 @@ from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
 from mloci.types import annotations as ann
-from mloci.types import file_index, mediatype
+from mloci.types import file_index, jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
@@ -210,7 +210,7 @@ def select(layers: Sequence[FileLayer], filters: Sequence[str]) -> list[FileLaye
 
 def _read_marker(output: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((output / MARKER).read_text(encoding="utf-8"))
+        data = jsontext.loads((output / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -324,19 +324,36 @@ def _untar(archive: Path, staging: Path) -> list[str]:
                     )
                 if not member.isdir():
                     created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
+                elif name.rstrip("/") not in ("", "."):
+                    safe_path(name.rstrip("/"))  # directories too: no control characters, NUL or '.mloci'
+            _distinct(created)  # an entry twice: the later would replace (or loop through) the earlier
             tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
-    except (tarfile.TarError, KeyError) as exc:  # KeyError: tarfile's "linkname … not found"
+    except (tarfile.TarError, KeyError, ValueError) as exc:  # "linkname … not found", "embedded null byte"
         raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
-    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-        # Entries that clash (a file and a directory of one name): the layer is malformed, not the disk.
+    except OSError as exc:
+        if exc.errno not in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ELOOP):
+            raise  # the disk, not the layer: pull reports it as such
+        # Entries that clash (a file and a directory of one name, links in a loop): the layer is malformed.
         raise IntegrityError(f"tar layer entries clash at {Path(exc.filename or '').name!r}") from None
     return created
 
 
 def _sibling_prefix(output: Path) -> str:
     return f".{output.name}.mloci-"
+
+
+def _distinct(paths: Sequence[str]) -> list[str]:
+    """``paths`` sorted; IntegrityError when two layers (or two tar entries) write one file, which
+    would leave whichever came last — also when the names differ only in Unicode normalization."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        key = unicodedata.normalize("NFC", path)
+        if key in seen:
+            raise IntegrityError(f"the artifact writes {path!r} twice (in two layers or tar entries)")
+        seen[key] = path
+    return sorted(paths)
 
 
 @contextlib.contextmanager
@@ -609,7 +626,7 @@ def _pull(
                     )
                 finally:
                     listener.end()
-                created = sorted({p for paths in created_per_layer for p in paths})
+                created = _distinct([p for paths in created_per_layer for p in paths])
                 marker = {
                     "reference": str(pinned),
                     "digest": str(descriptor.digest),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import tempfile
 import threading
@@ -35,7 +34,7 @@ from mloci.store.base import (
     verify_bytes,
 )
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
 from mloci.types.manifest import Descriptor, Index, check_manifest
@@ -278,7 +277,7 @@ class LayoutStore:
             self._write_atomic(path, data)
         artifact_type = None
         with contextlib.suppress(ValueError, AttributeError):
-            artifact_type = json.loads(data).get("artifactType")
+            artifact_type = jsontext.loads(data).get("artifactType")
         entry = descriptor.model_copy(
             update={"artifact_type": artifact_type if isinstance(artifact_type, str) else None}
         )
@@ -467,7 +466,7 @@ class LayoutStore:
                     path = self.blob_path(Digest.parse(digest))
                     if path.stat().st_size > MAX_MANIFEST_SIZE:
                         continue
-                    document = json.loads(path.read_bytes())
+                    document = jsontext.loads(path.read_bytes())
                 except (OSError, ValueError, MlociError):
                     continue
                 if not isinstance(document, dict):
