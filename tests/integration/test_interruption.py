@@ -245,17 +245,26 @@ def test_gc_sweeps_the_local_stores_leftovers(mloci: Runner, bundle: Path, mloci
 
 
 def test_a_sigkilled_local_push_is_swept_by_gc(tmp_path: Path, mloci: Runner, mloci_home: Path) -> None:
-    bundle = tmp_path / "big"
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text('{"name": "big", "version": "1.0.0"}')
-    with (bundle / "model.onnx").open("wb") as handle:
-        handle.truncate(256 << 20)
-    (bundle / "small.txt").write_text("x")
     tmp = mloci_home / "tmp"
-    child = spawn(["push", str(bundle)], mloci_home)
-    wait_for(lambda: tmp.is_dir() and any(p.name.startswith("ingest-") for p in tmp.iterdir()), what="ingest")
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=30)
+    for attempt in range(3):  # under load the push may finish before the kill lands: try a new bundle
+        bundle = tmp_path / f"big-{attempt}"
+        bundle.mkdir()
+        (bundle / "manifest.json").write_text('{"name": "big", "version": "1.0.0"}')
+        with (bundle / "model.onnx").open("wb") as handle:
+            handle.truncate(256 << 20)
+        (bundle / "small.txt").write_text("x")
+        child = spawn(["push", str(bundle)], mloci_home)
+        wait_for(
+            lambda c=child: (
+                c.poll() is not None
+                or (tmp.is_dir() and any(p.name.startswith(f"ingest-{c.pid}-") for p in tmp.iterdir()))
+            ),
+            what="ingest",
+        )
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=30)
+        if any(p.name.startswith(f"ingest-{child.pid}-") for p in tmp.iterdir()):
+            break
     assert any(p.name.startswith(f"ingest-{child.pid}-") for p in tmp.iterdir())
     (bundle / "model.onnx").unlink()
     (bundle / "model.onnx").write_bytes(b"small now")
