@@ -1,0 +1,688 @@
+"""The catalog: models, versions, promotion history and packages of one registry namespace.
+
+The registry stays the single source of truth. What the catalog keeps is a snapshot per
+repository — its tag list and what each tag names — refreshed when older than ``refresh``
+seconds; everything a digest names is parsed once and kept (content never changes). Reads fan
+out over a thread pool: one request per new tag, none for what the cache already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mloci import settings
+from mloci.catalog import _ops
+from mloci.catalog.cache import CachingStore, ContentCache
+from mloci.catalog.models import (
+    Badges,
+    Change,
+    Comparison,
+    FileEntry,
+    Image,
+    Lineage,
+    ModelCard,
+    ModelDetail,
+    ModelPage,
+    ModelSummary,
+    Package,
+    PackageFile,
+    PackageRelease,
+    Promotion,
+    Referrer,
+    VersionDetail,
+    VersionSummary,
+)
+from mloci.catalog.query import Query
+from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
+from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions
+from mloci.store.registry import credentials as credential_sources
+from mloci.store.registry.auth import Credentials
+from mloci.store.registry.locations import BlobLocations
+from mloci.types import annotations as ann
+from mloci.types import mediatype
+from mloci.types.digest import Digest
+from mloci.types.manifest import Descriptor
+from mloci.types.reference import Reference
+from mloci.types.semver import is_version_tag, sort_key
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_MAX_REFERRER_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """What the catalog shows: the repositories under ``namespace`` in ``registry`` (None: the local store)."""
+
+    registry: str | None = None
+    namespace: str = ""
+    options: StoreOptions = field(default_factory=StoreOptions)
+    cache_dir: Path | None = None  # None: $MLOCI_HOME/cache
+    refresh: float = 5.0  # seconds a tag list is trusted before it is read again
+    workers: int = 16
+
+    @property
+    def prefix(self) -> str:
+        namespace = self.namespace.strip("/")
+        return f"{namespace}/" if namespace else ""
+
+    def repository(self, name: str) -> Reference:
+        """The repository of the model ``name`` (UsageError for a name that is no repository path)."""
+        text = f"{self.prefix}{name.strip('/')}"
+        ref = Reference.parse(f"{self.registry}/{text}" if self.registry else text)
+        if ref.registry != self.registry or ref.tag or ref.digest:
+            raise UsageError(f"{name!r} is not a model name")
+        return ref
+
+    def name_of(self, repository: str) -> str:
+        return repository[len(self.prefix) :] if self.prefix else repository
+
+
+@dataclass(frozen=True)
+class _Info:
+    """What one manifest (by digest) says, parsed once."""
+
+    digest: Digest
+    media_type: str
+    raw: dict[str, Any]
+    kind: str
+    annotations: dict[str, str]
+    layers: tuple[Descriptor, ...]
+    bundle_layer: Descriptor | None
+
+    @property
+    def size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        raw = self.annotations.get(ann.METRICS)
+        try:
+            value = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+def _parse_info(descriptor: Descriptor, data: bytes) -> _Info:
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        raise IntegrityError(f"manifest {descriptor.digest} is not JSON") from None
+    if not isinstance(raw, dict):
+        raise IntegrityError(f"manifest {descriptor.digest} is not a JSON object")
+    notes = raw.get("annotations")
+    annotations = {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) else {}
+    layers: list[Descriptor] = []
+    bundle_layer = None
+    kind = str(raw.get("artifactType") or descriptor.media_type)
+    if descriptor.media_type not in mediatype.INDEX_TYPES:
+        config = raw.get("config")
+        if not raw.get("artifactType") and isinstance(config, dict):
+            kind = str(config.get("mediaType") or kind)
+        for item in raw.get("layers") or []:
+            try:
+                layer = Descriptor.model_validate(item)
+            except ValueError:
+                continue
+            layers.append(layer)
+            if layer.annotation(ann.ROLE) == ann.ROLE_BUNDLE_MANIFEST and bundle_layer is None:
+                bundle_layer = layer
+    return _Info(
+        digest=descriptor.digest,
+        media_type=descriptor.media_type,
+        raw=raw,
+        kind=kind,
+        annotations=annotations,
+        layers=tuple(layers),
+        bundle_layer=bundle_layer,
+    )
+
+
+@dataclass
+class _Repo:
+    """A repository as of its last refresh."""
+
+    repository: str
+    tags: dict[str, Digest]  # every non-internal tag
+    all_tags: frozenset[str]
+    records: tuple[Promotion, ...]
+    checked: float
+
+
+def _version_of(info: _Info, tags: Sequence[str]) -> str | None:
+    return info.annotations.get(ann.VERSION) or next((t for t in tags if is_version_tag(t)), None)
+
+
+class Catalog:
+    """Read access to one registry namespace (or the local store), with a shared cache."""
+
+    def __init__(self, config: CatalogConfig, *, credentials: Credentials | None = None) -> None:
+        self.config = config
+        cache_dir = config.cache_dir or (settings.home() / "cache")
+        self.cache = ContentCache(cache_dir / "catalog.sqlite")
+        self.store: Store = CachingStore(self._open(credentials), self.cache, config.registry or "local")
+        self._pool = ThreadPoolExecutor(max_workers=max(config.workers, 1), thread_name_prefix="catalog")
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._repos: dict[str, _Repo] = {}
+        self._listed: tuple[float, tuple[str, ...]] = (0.0, ())
+        self._infos: dict[Digest, _Info] = {}
+        self._bundles: dict[Digest, dict[str, Any] | None] = {}
+        self._referrers: dict[Digest, tuple[float, tuple[Referrer, ...]]] = {}
+
+    def _open(self, creds: Credentials | None) -> Store:
+        if self.config.registry is None:
+            return LayoutStore(settings.home())
+        options = self.config.options
+        registry = self.config.registry
+        return RegistryStore(
+            registry,
+            plain_http=options.plain_http,
+            insecure=options.insecure,
+            ca_file=options.ca_file,
+            credentials=creds if creds is not None else (lambda: credential_sources.lookup(registry)),
+            concurrency=max(options.concurrency, self.config.workers),
+            locations=BlobLocations(None),
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+        self.cache.close()
+
+    # -- fan-out ---------------------------------------------------------------------------------
+
+    def _map(self, func: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        values = list(items)
+        if len(values) <= 1:
+            return [func(v) for v in values]
+        return list(self._pool.map(func, values))
+
+    # -- snapshots ---------------------------------------------------------------------------------
+
+    def _ref(self, repository: str) -> Reference:
+        return Reference(self.config.registry, repository)
+
+    def repositories(self) -> tuple[str, ...]:
+        """The repositories under the namespace, re-listed when older than ``refresh``."""
+        checked, names = self._listed
+        if time.monotonic() - checked < self.config.refresh and checked:
+            return names
+        listed = tuple(sorted(r for r in _ops.repositories(self.store) if r.startswith(self.config.prefix)))
+        self._listed = (time.monotonic(), listed)
+        return listed
+
+    def info(self, digest: Digest, repository: str) -> _Info:
+        found = self._infos.get(digest)
+        if found is None:
+            descriptor, data = self.store.fetch_manifest(self._ref(repository).with_digest(digest))
+            found = _parse_info(descriptor, data)
+            with self._lock:
+                self._infos[digest] = found
+        return found
+
+    def _resolve(self, repository: str, tag: str) -> Digest | None:
+        try:
+            return self.store.resolve(self._ref(repository).with_tag(tag)).digest
+        except NotFoundError:
+            return None  # deleted since the tag list was read
+
+    def _refresh_repo(self, repository: str) -> _Repo | None:
+        try:
+            all_tags = self.store.list_tags(repository)
+        except NotFoundError:
+            return None
+        visible = [t for t in all_tags if not _ops.is_internal_tag(t)]
+        records = [t for t in all_tags if t.startswith(_ops.RECORD_TAG_PREFIX)]
+        digests = self._map(lambda t: self._resolve(repository, t), visible)
+        tags = {t: d for t, d in zip(visible, digests, strict=True) if d is not None}
+        self._map(lambda d: self.info(d, repository), set(tags.values()))
+        entries = self._map(lambda t: _ops.read_record(self.store, self._ref(repository), t), records)
+        promotions = self._promotions([e for e in entries if e is not None], tags, repository)
+        return _Repo(repository, tags, frozenset(all_tags), promotions, time.monotonic())
+
+    def _promotions(
+        self, entries: list[_ops.HistoryEntry], tags: dict[str, Digest], repository: str
+    ) -> tuple[Promotion, ...]:
+        by_digest: dict[Digest, list[str]] = {}
+        for tag, digest in tags.items():
+            by_digest.setdefault(digest, []).append(tag)
+
+        def version(digest: Digest | None) -> str | None:
+            if digest is None:
+                return None
+            info = self._infos.get(digest)
+            return _version_of(info, by_digest.get(digest, [])) if info else None
+
+        result = []
+        for entry in sorted(entries, key=lambda e: e.record.timestamp, reverse=True):
+            record = entry.record
+            result.append(
+                Promotion(
+                    environment=record.environment,
+                    alias=record.alias,
+                    digest=str(record.digest),
+                    previous=str(record.previous) if record.previous else None,
+                    version=version(record.digest),
+                    previous_version=version(record.previous),
+                    actor=record.actor,
+                    timestamp=record.timestamp.isoformat().replace("+00:00", "Z"),
+                    reason=record.reason,
+                    ci_run_url=record.ci_run_url,
+                    rollback_of=str(record.rollback_of) if record.rollback_of else None,
+                    record=str(entry.manifest),
+                )
+            )
+        return tuple(result)
+
+    def _snapshots(self, repositories: Iterable[str]) -> dict[str, _Repo]:
+        """Fresh snapshots of ``repositories`` (stale ones are read again, concurrently)."""
+        wanted = list(repositories)
+        now = time.monotonic()
+        stale = [
+            r for r in wanted if r not in self._repos or now - self._repos[r].checked >= self.config.refresh
+        ]
+        if stale:
+            with self._refresh_lock:
+                now = time.monotonic()
+                stale = [
+                    r
+                    for r in stale
+                    if r not in self._repos or now - self._repos[r].checked >= self.config.refresh
+                ]
+                # One repository at a time fans out its tags; many at once fan out by repository.
+                refreshed = (
+                    [self._refresh_repo(stale[0])]
+                    if len(stale) == 1
+                    else list(self._outer().map(self._refresh_repo, stale))
+                )
+                with self._lock:
+                    for name, repo in zip(stale, refreshed, strict=True):
+                        if repo is None:
+                            self._repos.pop(name, None)
+                        else:
+                            self._repos[name] = repo
+        return {r: self._repos[r] for r in wanted if r in self._repos}
+
+    def _outer(self) -> ThreadPoolExecutor:
+        # Repositories fan out on their own pool: their tag reads use self._pool, never waiting on it.
+        pool = getattr(self, "_repo_pool", None)
+        if pool is None:
+            pool = self._repo_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-repo")
+        return pool
+
+    def _kind_of_repo(self, repo: _Repo) -> str | None:
+        kinds = {self._infos[d].kind for d in repo.tags.values() if d in self._infos}
+        if mediatype.MODEL_ARTIFACT in kinds:
+            return "model"
+        if _ops.PYTHON_PACKAGE_TYPE in kinds:
+            return "package"
+        if any(
+            _ops.MODEL_DIGEST in self._infos[d].annotations for d in repo.tags.values() if d in self._infos
+        ):
+            return "image"
+        return None
+
+    # -- versions ----------------------------------------------------------------------------------
+
+    def _bundle(self, info: _Info, repository: str) -> dict[str, Any] | None:
+        if info.digest in self._bundles:
+            return self._bundles[info.digest]
+        bundle = None
+        if info.bundle_layer is not None:
+            try:
+                bundle = _ops.small_json(self.store, repository, info.bundle_layer)
+            except (IntegrityError, NotFoundError, RegistryError):
+                bundle = None
+        with self._lock:
+            self._bundles[info.digest] = bundle
+        return bundle
+
+    def _referrer_tree(self, repo: _Repo, digest: Digest) -> tuple[Referrer, ...]:
+        cached = self._referrers.get(digest)
+        if cached is not None and cached[0] >= repo.checked:
+            return cached[1]
+        ref = self._ref(repo.repository)
+        fallback = (
+            isinstance(getattr(self.store, "inner", None), RegistryStore)
+            and getattr(
+                self.store.inner,  # type: ignore[attr-defined]
+                "_referrers_api",
+                None,
+            )
+            is False
+        )
+
+        def children(subject: Digest, depth: int, seen: frozenset[Digest]) -> list[Referrer]:
+            if depth >= _MAX_REFERRER_DEPTH:
+                return []
+            # Without a referrers API they live in the fallback tag: no tag, no request.
+            if fallback and _ops.fallback_tag(subject) not in repo.all_tags:
+                return []
+            try:
+                found = _ops.list_referrers(self.store, ref, subject)
+            except NotFoundError:
+                return []
+            nodes = []
+            for d in sorted(found, key=lambda d: ((d.annotations or {}).get(ann.CREATED, ""), str(d.digest))):
+                if d.digest in seen:
+                    continue
+                notes = dict(d.annotations or {})
+                nodes.append(
+                    Referrer(
+                        digest=str(d.digest),
+                        artifact_type=d.artifact_type,
+                        kind=_ops.kind_of(d.artifact_type),
+                        media_type=d.media_type,
+                        size=d.size,
+                        created=notes.get(ann.CREATED),
+                        annotations=notes,
+                        referrers=children(d.digest, depth + 1, seen | {d.digest}),
+                    )
+                )
+            return nodes
+
+        tree = tuple(children(digest, 0, frozenset({digest})))
+        with self._lock:
+            self._referrers[digest] = (time.monotonic(), tree)
+        return tree
+
+    def _cosign(self, repo: _Repo, digest: Digest) -> list[str]:
+        base = f"{digest.algorithm}-{digest.encoded}"
+        return [base + suffix for suffix in _ops.COSIGN_TAGS if base + suffix in repo.all_tags]
+
+    def _badges(self, repo: _Repo, digest: Digest) -> tuple[Badges, int]:
+        tree = self._referrer_tree(repo, digest)
+        kinds: list[str] = []
+        stack = list(tree)
+        while stack:
+            node = stack.pop()
+            kinds.append(node.kind or "")
+            stack.extend(node.referrers)
+        cosign = self._cosign(repo, digest)
+        badges = Badges(
+            signed=any(t.endswith(".sig") for t in cosign) or any(k.startswith("signature") for k in kinds),
+            sbom=any(t.endswith(".sbom") for t in cosign) or any(k.startswith("sbom") for k in kinds),
+            provenance=any(k.startswith("attestation") for k in kinds)
+            or any(t.endswith(".att") for t in cosign),
+            tests=any(k.startswith(("test results", "evaluation")) for k in kinds),
+        )
+        attachments = sum(1 for n in tree if n.kind != "promotion record") + len(cosign)
+        return badges, attachments
+
+    def _summaries(self, repo: _Repo, *, badges: bool) -> list[VersionSummary]:
+        by_digest: dict[Digest, list[str]] = {}
+        for tag, digest in repo.tags.items():
+            by_digest.setdefault(digest, []).append(tag)
+        digests = [
+            d for d in by_digest if d in self._infos and self._infos[d].kind == mediatype.MODEL_ARTIFACT
+        ]
+        marks = (
+            dict(zip(digests, self._map(lambda d: self._badges(repo, d), digests), strict=True))
+            if badges
+            else {}
+        )
+        result = []
+        for digest in digests:
+            info = self._infos[digest]
+            tags = sorted(by_digest[digest])
+            badge, attachments = marks.get(digest, (Badges(), 0))
+            result.append(
+                VersionSummary(
+                    digest=str(digest),
+                    version=_version_of(info, tags),
+                    tags=[t for t in tags if is_version_tag(t)],
+                    aliases=[t for t in tags if not is_version_tag(t)],
+                    revision=info.annotations.get(ann.REVISION),
+                    created=info.annotations.get(ann.CREATED),
+                    size=info.size,
+                    framework=info.annotations.get(ann.FRAMEWORK),
+                    metrics=info.metrics,
+                    badges=badge,
+                    attachments=attachments,
+                )
+            )
+        result.sort(key=lambda v: (sort_key(v.version or ""), v.created or ""), reverse=True)
+        return result
+
+    def _model_summary(self, repo: _Repo, versions: list[VersionSummary]) -> ModelSummary:
+        latest = next((v for v in versions if v.tags), versions[0] if versions else None)
+        if latest is not None and latest.badges == Badges():
+            badge, attachments = self._badges(repo, Digest.parse(latest.digest))
+            latest = latest.model_copy(update={"badges": badge, "attachments": attachments})
+        info = self._infos.get(Digest.parse(latest.digest)) if latest else None
+        bundle = self._bundle(info, repo.repository) if info else None
+        bundle = bundle or {}
+        version_of = {v.digest: v.version for v in versions}
+        environments: dict[str, str | None] = {}
+        for record in repo.records:
+            environments.setdefault(record.alias, None)
+        for tag, digest in sorted(repo.tags.items()):
+            if not is_version_tag(tag):
+                environments[tag] = version_of.get(str(digest)) or str(digest)
+        owners = (bundle.get("governance") or {}).get("owners") or []
+        return ModelSummary(
+            name=self.config.name_of(repo.repository),
+            repository=str(self._ref(repo.repository)),
+            description=bundle.get("description")
+            or (info.annotations.get(ann.DESCRIPTION) if info else None),
+            framework=latest.framework if latest else None,
+            license=bundle.get("license") or (info.annotations.get(ann.LICENSES) if info else None),
+            owners=[str(o) for o in owners],
+            features=[str(f) for f in bundle.get("features") or []],
+            latest=latest,
+            versions=len(versions),
+            environments=environments,
+            last_promotion=repo.records[0] if repo.records else None,
+        )
+
+    # -- public reads --------------------------------------------------------------------------------
+
+    def models(self, query: Query | None = None, *, page: int = 1, limit: int = 50) -> ModelPage:
+        """The models, filtered by ``query``, one page of them."""
+        if page < 1 or not 1 <= limit <= 500:
+            raise UsageError("page must be ≥ 1 and limit between 1 and 500")
+        query = query or Query()
+        snapshots = self._snapshots(self.repositories())
+        summaries = []
+        for repo in snapshots.values():
+            if self._kind_of_repo(repo) != "model":
+                continue
+            versions = self._summaries(repo, badges=False)
+            summary = self._model_summary(repo, versions)
+            if query.matches(summary):
+                summaries.append(summary)
+        start = (page - 1) * limit
+        return ModelPage(
+            models=summaries[start : start + limit],
+            total=len(summaries),
+            page=page,
+            limit=limit,
+            query=query.text,
+        )
+
+    def _repo(self, name: str) -> _Repo:
+        repository = self.config.repository(name).repository
+        found = self._snapshots([repository]).get(repository)
+        if found is None or self._kind_of_repo(found) != "model":
+            raise NotFoundError(f"no model named {name!r}")
+        return found
+
+    def model(self, name: str) -> ModelDetail:
+        repo = self._repo(name)
+        versions = self._summaries(repo, badges=True)
+        summary = self._model_summary(repo, versions)
+        info = self._infos.get(Digest.parse(summary.latest.digest)) if summary.latest else None
+        bundle = (self._bundle(info, repo.repository) if info else None) or {}
+        notes = info.annotations if info else {}
+        card = ModelCard(
+            description=summary.description,
+            intended_use=bundle.get("intended_use"),
+            notes=bundle.get("notes"),
+            features=summary.features,
+            inputs=list(bundle.get("inputs") or []),
+            outputs=list(bundle.get("outputs") or []),
+            runtime=bundle.get("runtime"),
+            dependencies=bundle.get("dependencies"),
+            governance=bundle.get("governance"),
+            lineage=bundle.get("lineage"),
+            hardware=list(bundle.get("hardware") or []),
+            authors=[str(a) for a in bundle.get("authors") or []]
+            or ([notes[ann.AUTHORS]] if notes.get(ann.AUTHORS) else []),
+            license=summary.license,
+            framework=bundle.get("framework") or summary.framework,
+            source=notes.get(ann.SOURCE),
+        )
+        return ModelDetail(model=summary, card=card, versions=versions, history=list(repo.records))
+
+    def history(self, name: str, environment: str | None = None) -> list[Promotion]:
+        repo = self._repo(name)
+        return [r for r in repo.records if environment is None or r.environment == environment]
+
+    def _find(self, repo: _Repo, ref: str) -> Digest:
+        if ref.startswith(("sha256:", "sha512:")):
+            digest = Digest.parse(ref)
+            if digest in repo.tags.values():
+                return digest
+            try:
+                return self.info(digest, repo.repository).digest
+            except NotFoundError:
+                raise NotFoundError(f"no version {ref} of {self.config.name_of(repo.repository)}") from None
+        found = repo.tags.get(ref) or repo.tags.get(ref.replace("+", "_"))
+        if found is None:
+            raise NotFoundError(f"no version {ref!r} of {self.config.name_of(repo.repository)}")
+        return found
+
+    def version(self, name: str, ref: str) -> VersionDetail:
+        repo = self._repo(name)
+        digest = self._find(repo, ref)
+        info = self.info(digest, repo.repository)
+        tags = sorted(t for t, d in repo.tags.items() if d == digest)
+        badge, attachments = self._badges(repo, digest)
+        summary = VersionSummary(
+            digest=str(digest),
+            version=_version_of(info, tags),
+            tags=[t for t in tags if is_version_tag(t)],
+            aliases=[t for t in tags if not is_version_tag(t)],
+            revision=info.annotations.get(ann.REVISION),
+            created=info.annotations.get(ann.CREATED),
+            size=info.size,
+            framework=info.annotations.get(ann.FRAMEWORK),
+            metrics=info.metrics,
+            badges=badge,
+            attachments=attachments,
+        )
+        bundle = self._bundle(info, repo.repository)
+        lineage = (bundle or {}).get("lineage") or {}
+        pinned = self._ref(repo.repository).with_digest(digest)
+        return VersionDetail(
+            name=self.config.name_of(repo.repository),
+            repository=str(self._ref(repo.repository)),
+            reference=str(pinned),
+            summary=summary,
+            media_type=info.media_type,
+            artifact_type=info.raw.get("artifactType"),
+            annotations=info.annotations,
+            bundle=bundle,
+            files=[FileEntry.model_validate(_ops.describe_layer(layer)) for layer in info.layers],
+            referrers=list(self._referrer_tree(repo, digest)),
+            cosign=self._cosign(repo, digest),
+            lineage=Lineage(
+                datasets=[d for d in lineage.get("datasets") or [] if isinstance(d, dict)],
+                training_run=lineage.get("training_run"),
+                parent_model=lineage.get("parent_model"),
+                images=self._images(digest),
+            ),
+            pull=f"mloci pull {pinned}",
+        )
+
+    def _images(self, model: Digest) -> list[Image]:
+        """Inference images built from ``model``, among the repositories seen so far."""
+        wanted = str(model)
+        found = []
+        for repo in list(self._repos.values()):
+            by_digest: dict[Digest, list[str]] = {}
+            for tag, digest in repo.tags.items():
+                info = self._infos.get(digest)
+                if info is not None and info.annotations.get(_ops.MODEL_DIGEST) == wanted:
+                    by_digest.setdefault(digest, []).append(tag)
+            found += [
+                Image(repository=str(self._ref(repo.repository)), digest=str(d), tags=sorted(t))
+                for d, t in by_digest.items()
+            ]
+        return found
+
+    def _inspected(self, text: str) -> _ops.InspectResult:
+        name, digest_or_tag = _split_ref(text)
+        repo = self._repo(name)
+        digest = self._find(repo, digest_or_tag)
+        info = self.info(digest, repo.repository)
+        reference = self._ref(repo.repository).with_digest(digest)
+        files = [_ops.describe_layer(layer) for layer in info.layers]
+        return _ops.inspect_result(
+            reference, digest, info.media_type, info.raw, self._bundle(info, repo.repository), files
+        )
+
+    def compare(self, left: str, right: str) -> Comparison:
+        """Two versions side by side (``name:version`` or ``name@sha256:…`` each)."""
+        a, b = self._map(self._inspected, [left, right])
+        document = _ops.compare(a, b)
+        return Comparison(
+            left=document["left"],
+            right=document["right"],
+            identical=document["identical"],
+            metadata={k: Change.model_validate(v) for k, v in document["metadata"].items()},
+            metrics={k: Change.model_validate(v) for k, v in document["metrics"].items()},
+            dependencies={k: Change.model_validate(v) for k, v in document["dependencies"].items()},
+            files={k: Change.model_validate(v) for k, v in document["files"].items()},
+            unchanged_files=document["unchangedFiles"],
+        )
+
+    def packages(self) -> list[Package]:
+        snapshots = self._snapshots(self.repositories())
+        repos = [r for r in snapshots.values() if self._kind_of_repo(r) == "package"]
+
+        def package(repo: _Repo) -> Package:
+            try:
+                releases = _ops.list_releases(self.store, self._ref(repo.repository))
+            except MlociError:
+                releases = []
+            return Package(
+                name=releases[-1].project if releases else self.config.name_of(repo.repository),
+                repository=str(self._ref(repo.repository)),
+                releases=[
+                    PackageRelease(
+                        version=r.version,
+                        yanked=r.yanked is not None,
+                        yanked_reason=r.yanked or None,
+                        files=[
+                            PackageFile(filename=f.filename, size=f.layer.size, digest=str(f.layer.digest))
+                            for f in r.files
+                        ],
+                    )
+                    for r in reversed(releases)
+                ],
+            )
+
+        return self._map(package, repos)
+
+
+def _split_ref(text: str) -> tuple[str, str]:
+    """``name:version`` or ``name@sha256:…`` → (name, version-or-digest)."""
+    text = text.strip()
+    if "@" in text:
+        name, _, digest = text.partition("@")
+        return name, digest
+    name, sep, tag = text.rpartition(":")
+    if not sep or not name or "/" in tag:
+        raise UsageError(f"{text!r} names no version", hint="use NAME:VERSION or NAME@sha256:…")
+    return name, tag
