@@ -1,0 +1,99 @@
+"""``mloci serve``: the model catalog (web UI), the REST API and the package index on one port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mloci.cli.options import registry_options, store_options
+from mloci.errors import UsageError
+
+
+@click.command("serve")
+@click.option("--registry", default=None, help="Registry host[:port] to serve. Default: the local store.")
+@click.option("--namespace", default="", help="Repository path the models live under, e.g. 'ml'.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one (printed).",
+)
+@click.option("--read-only", is_flag=True, help="Refuse every write (package uploads, promotions).")
+@click.option(
+    "--require-auth",
+    is_flag=True,
+    help="Every request needs credentials (Basic or Bearer) that the registry accepts.",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of the content cache. Default: $MLOCI_HOME/cache.",
+)
+@click.option(
+    "--refresh",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="Seconds a tag list is trusted before the registry is asked again.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+@registry_options
+def serve_command(
+    registry: str | None,
+    namespace: str,
+    host: str,
+    port: int,
+    read_only: bool,
+    require_auth: bool,
+    cache_dir: Path | None,
+    refresh: float,
+    log_level: str,
+    **kw: Any,
+) -> None:
+    """Browse models, versions, metrics and promotions in a web UI, with a REST API and a package index.
+
+    \b
+      mloci serve                                            # the local store → http://127.0.0.1:8080/
+      mloci serve --registry registry.example.com --namespace ml --port 0
+      curl 'http://127.0.0.1:8080/api/v1/models?q=auc>0.9'
+
+    Pages: / (models), /models/NAME, /models/NAME/versions/VERSION-OR-DIGEST, /compare?a=&b=,
+    /packages/. API: /api/v1/ (OpenAPI document at /api/v1/openapi.json). With --registry the
+    PEP 503 index (what `mloci index serve` serves) is at /simple/.
+
+    Reads use the server's credentials (mloci login, docker config, MLOCI_USERNAME/MLOCI_PASSWORD)
+    unless --require-auth. Anyone who can reach the server can read: keep the default 127.0.0.1.
+    """
+    try:
+        from mloci.catalog import CatalogConfig  # noqa: PLC0415
+        from mloci.web.app import ServeConfig, serve  # noqa: PLC0415  (optional dependencies)
+    except ImportError as exc:
+        raise UsageError(
+            f"mloci serve needs {exc.name or 'starlette, uvicorn and jinja2'}",
+            hint="pip install 'mloci[serve]'",
+        ) from None
+    options = store_options(kw)
+    catalog = CatalogConfig(
+        registry=registry, namespace=namespace, options=options, cache_dir=cache_dir, refresh=refresh
+    )
+    if registry is not None:
+        from mloci.pyindex.app import IndexConfig  # noqa: PLC0415
+
+        IndexConfig(registry=registry, namespace=namespace, options=options).check()
+    serve(
+        ServeConfig(catalog=catalog, read_only=read_only, require_auth=require_auth),
+        host=host,
+        port=port,
+        log_level=log_level,
+    )

@@ -1,0 +1,148 @@
+"""What the routers share: the catalog in app state, caller credentials, error mapping, caching headers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from starlette.requests import Request
+
+from mloci.catalog import Catalog
+from mloci.errors import (
+    AuthError,
+    ConflictError,
+    IntegrityError,
+    MlociError,
+    NotFoundError,
+    PolicyError,
+    UnavailableError,
+    UnsupportedError,
+    UsageError,
+)
+from mloci.store import RegistryStore
+from mloci.store.registry.auth import Credentials
+
+_AUTH_MEMO_SECONDS: Final = 60.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An error as both pages and the API show it."""
+
+    status: int
+    code: str
+    message: str
+    detail: str | None = None
+
+
+def problem(exc: MlociError) -> Problem:
+    message = str(exc)
+    if isinstance(exc, NotFoundError):
+        return Problem(404, "NOT_FOUND", message)
+    if isinstance(exc, AuthError):
+        return Problem(401, "UNAUTHORIZED", message)
+    if isinstance(exc, PolicyError):
+        return Problem(403, "POLICY_REFUSED", message)
+    if isinstance(exc, ConflictError):
+        return Problem(409, "CONFLICT", message)
+    if isinstance(exc, UsageError):
+        return Problem(400, "BAD_REQUEST", message)
+    if isinstance(exc, UnavailableError):
+        return Problem(503, "REGISTRY_UNAVAILABLE", message, "the registry did not answer; try again shortly")
+    if isinstance(exc, UnsupportedError):
+        return Problem(501, "UNSUPPORTED", message)
+    if isinstance(exc, IntegrityError):
+        return Problem(502, "INTEGRITY", message, "content from the registry failed verification")
+    return Problem(502, "REGISTRY_ERROR", message)
+
+
+def caller_credentials(request: Request) -> Credentials | None:
+    """Basic or Bearer credentials the caller sent (for the registry), or None."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return Credentials(identity_token=value.strip())
+    if scheme.lower() != "basic":
+        raise AuthError("only Basic or Bearer credentials are accepted")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise AuthError("malformed Basic credentials") from None
+    username, _, password = decoded.partition(":")
+    if not username:
+        raise AuthError("Basic credentials without a user name")
+    return Credentials(username=username, password=password)
+
+
+@dataclass
+class State:
+    """Per-application state: the catalog and what the server was started with."""
+
+    catalog: Catalog
+    read_only: bool = False
+    require_auth: bool = False
+    _accepted: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check_caller(self, request: Request) -> Credentials | None:
+        """The caller's credentials; with ``require_auth``, AuthError unless the registry accepts them."""
+        creds = caller_credentials(request)
+        if not self.require_auth:
+            return creds
+        if creds is None:
+            raise AuthError("this server requires credentials the registry accepts (HTTP Basic or Bearer)")
+        key = hashlib.sha256(
+            f"{creds.username}\0{creds.password}\0{creds.identity_token}".encode()
+        ).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            if now - self._accepted.get(key, -_AUTH_MEMO_SECONDS) < _AUTH_MEMO_SECONDS:
+                return creds
+        self.verify(creds)
+        with self._lock:
+            self._accepted[key] = now
+        return creds
+
+    def verify(self, creds: Credentials) -> None:
+        """AuthError unless the registry accepts ``creds`` for reading the catalog's namespace."""
+        config = self.catalog.config
+        if config.registry is None:
+            return  # the local store has no credentials to check
+        options = config.options
+        store = RegistryStore(
+            config.registry,
+            plain_http=options.plain_http,
+            insecure=options.insecure,
+            ca_file=options.ca_file,
+            credentials=creds,
+        )
+        try:
+            store.ping()
+            names = self.catalog.repositories()
+            if names:
+                store.list_tags(names[0])
+        finally:
+            store.close()
+
+
+def state_of(request: Request) -> State:
+    value: State = request.app.state.mloci
+    return value
+
+
+def etag_for(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    sent = request.headers.get("if-none-match")
+    if not sent:
+        return False
+    return any(tag.strip().removeprefix("W/") in (etag, "*") for tag in sent.split(","))
