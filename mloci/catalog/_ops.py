@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mloci.errors import MlociError
+from mloci.errors import MlociError, UnavailableError
 from mloci.ops import diff as _diff
 from mloci.ops import inspection as _inspection
 from mloci.ops import promote as _promote
@@ -57,8 +57,30 @@ def repositories(store: Store) -> list[str]:
     if isinstance(inner, LayoutStore):
         return inner.repositories()
     if isinstance(inner, RegistryStore):
-        return _wheel._catalog(inner)
+        return _catalog(inner)
     return []
+
+
+def _catalog(store: RegistryStore) -> list[str]:
+    """The registry's ``/v2/_catalog``, every page. A registry that refuses it lists nothing; one
+    that cannot be reached is an error (an empty catalog would look like a registry without models)."""
+    repositories: list[str] = []
+    path: str | None = "/v2/_catalog?n=1000"
+    try:
+        while path:
+            response = store.transport.request("GET", path, scope="registry:catalog:*")
+            try:
+                document = response.json()
+            except ValueError:
+                return repositories
+            repositories.extend(str(r) for r in (document.get("repositories") or []))
+            link = response.headers.get("Link", "")
+            path = link.split(";")[0].strip().strip("<>") if 'rel="next"' in link else None
+    except UnavailableError:
+        raise
+    except MlociError:
+        return repositories
+    return repositories
 
 
 def read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None:

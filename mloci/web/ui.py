@@ -73,7 +73,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resources.files("mloci.web") / "templates")),
         autoescape=True,  # every template, whatever its name
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.ChainableUndefined,  # registry documents may lack any key
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -93,7 +93,9 @@ class Pages:
         return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-cache"})
 
     def error(self, request: Request, item: Problem) -> HTMLResponse:
-        return self.render(request, "error.html", status=item.status, problem=item, title=f"Error {item.status}")
+        return self.render(
+            request, "error.html", status=item.status, problem=item, title=f"Error {item.status}"
+        )
 
     def models(self, request: Request) -> Response:
         state = state_of(request)
