@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from helpers import EXAMPLE, Runner
 from pydists import IndexServer, running_index
 
@@ -28,6 +29,23 @@ def model_version(parent: Path, version: str, metrics: dict[str, float], **field
     (target / "metrics.json").write_text(json.dumps(metrics))
     (target / "model.onnx").write_bytes((target / "model.onnx").read_bytes() + version.encode())
     return target
+
+
+def attach_trust(mloci: Runner, tmp_path: Path, reference: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sign ``reference``, attach its SBOM, SLSA provenance and test results (every badge)."""
+    monkeypatch.setenv("MLOCI_KEY_PASSWORD", "catalog-tests")
+    prefix = tmp_path / "signing"
+    results = tmp_path / "tests.json"
+    results.write_text('{"passed": 12, "failed": 0}')
+    for args in (
+        ("keygen", "--output-key-prefix", prefix),
+        ("sign", reference, "--key", f"{prefix}.key"),
+        ("sbom", reference, "--attach"),
+        ("attest", reference, "--key", f"{prefix}.key"),
+        ("attach", reference, results, "--artifact-type", "application/vnd.mloci.test-results.v1+json"),
+    ):
+        result = mloci(*args)
+        assert result.exit_code == 0, (args, result.stderr)
 
 
 def populate(mloci: Runner, tmp_path: Path, base: str) -> dict[str, str]:
