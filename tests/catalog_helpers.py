@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import EXAMPLE, Runner
@@ -70,7 +71,7 @@ def populate(mloci: Runner, tmp_path: Path, base: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_catalog(config: CatalogConfig, **serve: bool) -> Iterator[IndexServer]:
+def running_catalog(config: CatalogConfig, **serve: Any) -> Iterator[IndexServer]:
     catalog = Catalog(config)
     with running_index(create_app(ServeConfig(catalog=config, **serve), catalog=catalog)) as server:
         yield server

@@ -7,11 +7,15 @@ index. When the typed Python API (``mloci.Client``) lands, this is the one modul
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from mloci.errors import MlociError, UnavailableError
+from mloci.errors import MlociError, NotFoundError, UnavailableError, UsageError
 from mloci.ops import diff as _diff
 from mloci.ops import inspection as _inspection
+from mloci.ops import policy as _policy
 from mloci.ops import promote as _promote
 from mloci.ops import referrers as _referrers
 from mloci.ops import wheel as _wheel
@@ -26,6 +30,7 @@ from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
+from mloci.types.semver import is_version_tag
 
 __all__ = [
     "COSIGN_TAGS",
@@ -36,6 +41,7 @@ __all__ = [
     "HistoryEntry",
     "PromotionResult",
     "Release",
+    "check_policy",
     "compare",
     "describe_layer",
     "fallback_tag",
@@ -43,10 +49,10 @@ __all__ = [
     "kind_of",
     "list_referrers",
     "list_releases",
-    "promote",
+    "promote_in",
     "read_record",
     "repositories",
-    "rollback",
+    "rollback_in",
     "small_json",
 ]
 
@@ -133,18 +139,114 @@ def list_releases(store: Store, repository: Reference) -> list[Release]:
     return _wheel.list_releases(store, repository)
 
 
-def promote(
-    reference: Reference, environment: str, *, reason: str | None, options: StoreOptions
-) -> PromotionResult:
-    return _promote.promote(reference, environment, reason=reason, options=options)
-
-
-def rollback(
-    repository: Reference, environment: str, *, reason: str | None, options: StoreOptions
-) -> PromotionResult:
-    return _promote.rollback(repository, environment, reason=reason, options=options)
-
-
 InspectResult = _inspection.InspectResult
+Gate = _promote.Gate
 
-__all__ += ["InspectResult", "MlociError", "inspect_result"]
+
+def local_actor() -> str:
+    """Who writes to the local store: the user running the server ($MLOCI_ACTOR, CI user, user@host)."""
+    return _promote.actor()
+
+
+__all__ += ["Descriptor", "Gate", "InspectResult", "MlociError", "Reference", "inspect_result", "local_actor"]
+
+
+# -- writes: promotions with a store that holds the caller's credentials ----------------------
+
+
+def check_policy(path: Path, reference: Reference, options: StoreOptions) -> _policy.PolicyReport:
+    """Every rule of the policy file at ``path`` evaluated against the artifact ``reference`` pins."""
+    return _policy.check(path, reference, options=options)
+
+
+def promote_in(
+    store: Store,
+    reference: Reference,
+    environment: str,
+    *,
+    actor: str,
+    reason: str | None,
+    rollback_of: Digest | None = None,
+    gate: Callable[[Reference, Descriptor], None] | None = None,
+) -> PromotionResult:
+    """``mloci promote`` within one repository, through ``store`` (and so with its credentials).
+
+    As :func:`mloci.ops.promote.promote`: the record is written before the alias moves.
+    """
+    repository = reference.with_tag(None).with_digest(None)
+    target = _promote.environment_target(environment, project=None, default_repository=repository)
+    if is_version_tag(target.alias):
+        raise UsageError(f"{environment!r} looks like a version; version tags are immutable and never move")
+    try:
+        descriptor = store.resolve(reference)
+    except NotFoundError:
+        raise NotFoundError(f"{reference} does not exist; nothing to promote") from None
+    pinned = reference.pinned(descriptor.digest)
+    if gate is not None:
+        gate(pinned, descriptor)
+    alias_ref = repository.with_tag(target.alias)
+    try:
+        previous: Digest | None = store.resolve(alias_ref).digest
+    except NotFoundError:
+        previous = None
+    result_ref = alias_ref.pinned(descriptor.digest)
+    if previous == descriptor.digest and rollback_of is None:
+        return PromotionResult(result_ref, descriptor.digest, environment, previous, None, False)
+    record = _promote.PromotionRecord(
+        environment=environment,
+        repository=repository.name,
+        alias=target.alias,
+        digest=descriptor.digest,
+        previous=previous,
+        source=str(pinned),
+        actor=actor,
+        timestamp=datetime.now(UTC),
+        reason=reason,
+        rollback_of=rollback_of,
+    )
+    record_digest = _promote._write_record(store, repository, descriptor, record)
+    _, data = store.fetch_manifest(repository.with_digest(descriptor.digest))
+    store.push_manifest(alias_ref, data, descriptor.media_type)
+    return PromotionResult(result_ref, descriptor.digest, environment, previous, record_digest, False)
+
+
+def rollback_in(
+    store: Store, repository: Reference, environment: str, *, actor: str, reason: str | None
+) -> PromotionResult:
+    """``mloci rollback`` within one repository, through ``store``."""
+    repository = repository.with_tag(None).with_digest(None)
+    target = _promote.environment_target(environment, project=None, default_repository=repository)
+    try:
+        current = store.resolve(repository.with_tag(target.alias)).digest
+    except NotFoundError:
+        raise NotFoundError(
+            f"{repository.name}:{target.alias} does not exist; nothing to roll back"
+        ) from None
+    prefix = f"{RECORD_TAG_PREFIX}{environment}-"
+    entries = [
+        e
+        for e in (
+            read_record(store, repository, t)
+            for t in store.list_tags(repository.repository)
+            if t.startswith(prefix)
+        )
+        if e is not None and e.record.environment == environment
+    ]
+    entries.sort(key=lambda e: e.record.timestamp, reverse=True)
+    latest = next((e.record for e in entries if e.record.digest == current), None)
+    if latest is None:
+        raise MlociError(
+            f"no promotion record explains {target.alias} = {current}; cannot tell what came before"
+        )
+    if latest.previous is None:
+        raise MlociError(
+            f"{current} was the first promotion to {environment}; there is nothing to roll back to"
+        )
+    return promote_in(
+        store,
+        repository.with_digest(latest.previous),
+        environment,
+        actor=actor,
+        reason=reason or f"rollback of {current}",
+        rollback_of=current,
+    )

@@ -40,7 +40,7 @@ from mloci.catalog.models import (
     VersionSummary,
 )
 from mloci.catalog.query import Query
-from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
+from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
 from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions
 from mloci.store.registry import credentials as credential_sources
 from mloci.store.registry.auth import Credentials
@@ -68,6 +68,8 @@ class CatalogConfig:
     cache_dir: Path | None = None  # None: $MLOCI_HOME/cache
     refresh: float = 5.0  # seconds a tag list is trusted before it is read again
     workers: int = 16
+    # Model names to show even when the registry does not list its catalog (many refuse /v2/_catalog).
+    models: tuple[str, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -194,6 +196,61 @@ class Catalog:
             locations=BlobLocations(None),
         )
 
+    def invalidate(self, repository: str) -> None:
+        """Forget the snapshot of ``repository``: the next read lists its tags again."""
+        with self._lock:
+            self._repos.pop(repository, None)
+
+    def writer(self, creds: Credentials | None) -> Store:
+        """A store for writes: with the caller's credentials, never the server's.
+
+        AuthError for a registry when the caller sent none. The local store has no credentials:
+        it belongs to the user running the server.
+        """
+        if self.config.registry is None:
+            return LayoutStore(settings.home())
+        if creds is None:
+            raise AuthError(
+                "a write needs your registry credentials (HTTP Basic or Bearer); the server's are never used"
+            )
+        return self._open(creds)
+
+    def promote(
+        self,
+        name: str,
+        ref: str,
+        environment: str,
+        *,
+        creds: Credentials | None,
+        actor: str,
+        reason: str | None = None,
+        gate: Callable[[Reference, Descriptor], None] | None = None,
+    ) -> _ops.PromotionResult:
+        """Point ``environment``'s alias at version or digest ``ref`` of ``name``, as the caller."""
+        repository = self.config.repository(name)
+        target = (
+            repository.with_digest(Digest.parse(ref))
+            if ref.startswith(("sha256:", "sha512:"))
+            else repository.with_tag(ref)
+        )
+        store = self.writer(creds)
+        try:
+            return _ops.promote_in(store, target, environment, actor=actor, reason=reason, gate=gate)
+        finally:
+            store.close()
+            self.invalidate(repository.repository)
+
+    def rollback(
+        self, name: str, environment: str, *, creds: Credentials | None, actor: str, reason: str | None = None
+    ) -> _ops.PromotionResult:
+        repository = self.config.repository(name)
+        store = self.writer(creds)
+        try:
+            return _ops.rollback_in(store, repository, environment, actor=actor, reason=reason)
+        finally:
+            store.close()
+            self.invalidate(repository.repository)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
@@ -217,7 +274,10 @@ class Catalog:
         checked, names = self._listed
         if time.monotonic() - checked < self.config.refresh and checked:
             return names
-        listed = tuple(sorted(r for r in _ops.repositories(self.store) if r.startswith(self.config.prefix)))
+        found = {r for r in _ops.repositories(self.store) if r.startswith(self.config.prefix)}
+        found |= {self.config.repository(name).repository for name in self.config.models}
+        found |= set(self._repos)  # opened by name since: the registry's catalog may not list them
+        listed = tuple(sorted(found))
         self._listed = (time.monotonic(), listed)
         return listed
 

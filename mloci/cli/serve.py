@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mloci.cli.options import registry_options, store_options
+from mloci.cli.options import parse_pairs, registry_options, store_options
 from mloci.errors import UsageError
 
 
@@ -43,6 +43,20 @@ from mloci.errors import UsageError
     help="Seconds a tag list is trusted before the registry is asked again.",
 )
 @click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    metavar="ENV=FILE",
+    help="Policy file promotions to ENV must pass (repeatable); a refusal names each failed rule.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME",
+    help="A model to list even when the registry refuses its catalog API (repeatable).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -58,6 +72,8 @@ def serve_command(
     require_auth: bool,
     cache_dir: Path | None,
     refresh: float,
+    policies: tuple[str, ...],
+    models: tuple[str, ...],
     log_level: str,
     **kw: Any,
 ) -> None:
@@ -72,8 +88,10 @@ def serve_command(
     /packages/. API: /api/v1/ (OpenAPI document at /api/v1/openapi.json). With --registry the
     PEP 503 index (what `mloci index serve` serves) is at /simple/.
 
-    Reads use the server's credentials (mloci login, docker config, MLOCI_USERNAME/MLOCI_PASSWORD)
-    unless --require-auth. Anyone who can reach the server can read: keep the default 127.0.0.1.
+    Reads use the server's credentials (mloci login, docker config, MLOCI_USERNAME/MLOCI_PASSWORD);
+    --require-auth makes every request bring credentials the registry accepts. Writes
+    (POST /api/v1/models/NAME/promote and /rollback) always use the caller's credentials, never the
+    server's. Anyone who can reach the server can read: keep the default 127.0.0.1.
     """
     try:
         from mloci.catalog import CatalogConfig  # noqa: PLC0415
@@ -84,15 +102,26 @@ def serve_command(
             hint="pip install 'mloci[serve]'",
         ) from None
     options = store_options(kw)
+    policy_files = {env: Path(path) for env, path in parse_pairs(policies, "--policy").items()}
+    for env, path in policy_files.items():
+        if not path.is_file():
+            raise UsageError(f"--policy {env}={path}: no such file")
     catalog = CatalogConfig(
-        registry=registry, namespace=namespace, options=options, cache_dir=cache_dir, refresh=refresh
+        registry=registry,
+        namespace=namespace,
+        options=options,
+        cache_dir=cache_dir,
+        refresh=refresh,
+        models=models,
     )
+    for name in models:
+        catalog.repository(name)
     if registry is not None:
         from mloci.pyindex.app import IndexConfig  # noqa: PLC0415
 
         IndexConfig(registry=registry, namespace=namespace, options=options).check()
     serve(
-        ServeConfig(catalog=catalog, read_only=read_only, require_auth=require_auth),
+        ServeConfig(catalog=catalog, read_only=read_only, require_auth=require_auth, policies=policy_files),
         host=host,
         port=port,
         log_level=log_level,

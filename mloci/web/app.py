@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Final
 
 from starlette.applications import Starlette
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mloci.catalog import Catalog, CatalogConfig
 from mloci.errors import MlociError
-from mloci.web import api
+from mloci.web import api, writes
 from mloci.web.common import Problem, State, problem
 from mloci.web.ui import Pages
 
@@ -70,6 +71,7 @@ class ServeConfig:
     read_only: bool = False
     require_auth: bool = False
     package_index: bool = True  # mount the PEP 503 index at /simple/ (needs a registry)
+    policies: Mapping[str, Path] = field(default_factory=dict)  # environment → policy file
 
 
 def _stylesheet(request: Request) -> Response:
@@ -98,7 +100,12 @@ def _index_app(config: ServeConfig) -> ASGIApp | None:
 def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starlette:
     """The application; the catalog (and its registry connections) close when it shuts down."""
     catalog = catalog or Catalog(config.catalog)
-    state = State(catalog=catalog, read_only=config.read_only, require_auth=config.require_auth)
+    state = State(
+        catalog=catalog,
+        read_only=config.read_only,
+        require_auth=config.require_auth,
+        policies=dict(config.policies),
+    )
     pages = Pages()
 
     def is_api(request: Request) -> bool:
@@ -122,6 +129,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
     routes: list[BaseRoute] = [
         Route("/static/style.css", _stylesheet, methods=["GET"]),
         *api.routes(),
+        *writes.routes(),
         *pages.routes(),
     ]
     index = _index_app(config)

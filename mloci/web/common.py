@@ -8,7 +8,8 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 from starlette.requests import Request
 
@@ -37,11 +38,31 @@ class Problem:
     status: int
     code: str
     message: str
-    detail: str | None = None
+    detail: Any = None
+
+
+class PolicyRefused(PolicyError):
+    """A promotion the environment's policy refused, with every failed rule."""
+
+    def __init__(self, message: str, failures: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class Forbidden(MlociError):
+    """A request the server itself refuses (read-only, cross-site)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def problem(exc: MlociError) -> Problem:
     message = str(exc)
+    if isinstance(exc, PolicyRefused):
+        return Problem(403, "POLICY_REFUSED", message, {"failed": exc.failures})
+    if isinstance(exc, Forbidden):
+        return Problem(403, exc.code, message)
     if isinstance(exc, NotFoundError):
         return Problem(404, "NOT_FOUND", message)
     if isinstance(exc, AuthError):
@@ -88,6 +109,7 @@ class State:
     catalog: Catalog
     read_only: bool = False
     require_auth: bool = False
+    policies: dict[str, Path] = field(default_factory=dict)  # environment → policy file
     _accepted: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
