@@ -9,6 +9,7 @@ out over a thread pool: one request per new tag, none for what the cache already
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,8 @@ from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
 from mloci.types.semver import is_version_tag, sort_key
+
+log = logging.getLogger("mloci.catalog")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -180,6 +183,8 @@ class Catalog:
         self._infos: dict[Digest, _Info] = {}
         self._bundles: dict[Digest, dict[str, Any] | None] = {}
         self._referrers: dict[Digest, tuple[float, tuple[Referrer, ...]]] = {}
+        self._refreshing = False
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
 
     def _open(self, creds: Credentials | None) -> Store:
         if self.config.registry is None:
@@ -252,7 +257,11 @@ class Catalog:
             self.invalidate(repository.repository)
 
     def close(self) -> None:
+        self._background.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        outer = getattr(self, "_repo_pool", None)
+        if outer is not None:
+            outer.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         self.cache.close()
 
@@ -270,16 +279,45 @@ class Catalog:
         return Reference(self.config.registry, repository)
 
     def repositories(self) -> tuple[str, ...]:
-        """The repositories under the namespace, re-listed when older than ``refresh``."""
+        """The repositories under the namespace; a list older than ``refresh`` is read again in the
+        background (served as it is meanwhile), or at once when ``refresh`` is 0."""
         checked, names = self._listed
-        if time.monotonic() - checked < self.config.refresh and checked:
+        age = time.monotonic() - checked
+        if checked and age < self.config.refresh:
             return names
+        if checked and self.config.refresh > 0:
+            self._in_background(None)
+            return names
+        return self._list_repositories()
+
+    def _list_repositories(self) -> tuple[str, ...]:
         found = {r for r in _ops.repositories(self.store) if r.startswith(self.config.prefix)}
         found |= {self.config.repository(name).repository for name in self.config.models}
         found |= set(self._repos)  # opened by name since: the registry's catalog may not list them
         listed = tuple(sorted(found))
         self._listed = (time.monotonic(), listed)
         return listed
+
+    def _in_background(self, repositories: list[str] | None) -> None:
+        """Refresh the repository list (None) or ``repositories`` on the background thread, once at a time."""
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+
+        def run() -> None:
+            try:
+                if repositories is None:
+                    self._refresh(list(self._list_repositories()))
+                else:
+                    self._refresh(repositories)
+            except Exception:
+                log.warning("background refresh failed", exc_info=True)
+            finally:
+                with self._lock:
+                    self._refreshing = False
+
+        self._background.submit(run)
 
     def info(self, digest: Digest, repository: str) -> _Info:
         found = self._infos.get(digest)
@@ -345,33 +383,44 @@ class Catalog:
         return tuple(result)
 
     def _snapshots(self, repositories: Iterable[str]) -> dict[str, _Repo]:
-        """Fresh snapshots of ``repositories`` (stale ones are read again, concurrently)."""
+        """Snapshots of ``repositories``: unknown ones are read now; stale ones are read again in the
+        background (or now, when ``refresh`` is 0) while the last snapshot is served."""
         wanted = list(repositories)
         now = time.monotonic()
+        missing = [r for r in wanted if r not in self._repos]
         stale = [
-            r for r in wanted if r not in self._repos or now - self._repos[r].checked >= self.config.refresh
+            r for r in wanted if r in self._repos and now - self._repos[r].checked >= self.config.refresh
         ]
+        if self.config.refresh <= 0:
+            missing, stale = missing + stale, []
+        if missing:
+            self._refresh(missing)
         if stale:
-            with self._refresh_lock:
-                now = time.monotonic()
-                stale = [
-                    r
-                    for r in stale
-                    if r not in self._repos or now - self._repos[r].checked >= self.config.refresh
-                ]
-                # One repository at a time fans out its tags; many at once fan out by repository.
-                refreshed = (
-                    [self._refresh_repo(stale[0])]
-                    if len(stale) == 1
-                    else list(self._outer().map(self._refresh_repo, stale))
-                )
-                with self._lock:
-                    for name, repo in zip(stale, refreshed, strict=True):
-                        if repo is None:
-                            self._repos.pop(name, None)
-                        else:
-                            self._repos[name] = repo
+            self._in_background(stale)
         return {r: self._repos[r] for r in wanted if r in self._repos}
+
+    def _refresh(self, repositories: list[str]) -> None:
+        with self._refresh_lock:
+            now = time.monotonic()
+            todo = [
+                r
+                for r in repositories
+                if r not in self._repos or now - self._repos[r].checked >= self.config.refresh
+            ]
+            if not todo:
+                return
+            # One repository at a time fans out its tags; many at once fan out by repository.
+            refreshed = (
+                [self._refresh_repo(todo[0])]
+                if len(todo) == 1
+                else list(self._outer().map(self._refresh_repo, todo))
+            )
+            with self._lock:
+                for name, repo in zip(todo, refreshed, strict=True):
+                    if repo is None:
+                        self._repos.pop(name, None)
+                    else:
+                        self._repos[name] = repo
 
     def _outer(self) -> ThreadPoolExecutor:
         # Repositories fan out on their own pool: their tag reads use self._pool, never waiting on it.

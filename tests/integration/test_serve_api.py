@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from catalog_helpers import CHURN_AUC, populate, running_catalog
+from catalog_helpers import CHURN_AUC, model_version, populate, running_catalog
 from helpers import Registry, Runner
 from pydists import IndexServer, write_wheel
 
@@ -166,3 +167,20 @@ def test_local_store(mloci: Runner, tmp_path: Path) -> None:
         assert http.get("/api/v1/models", params={"q": "auc>0.9"}).json()["total"] == 1
         assert http.get("/api/v1/models/churn-model/versions/1.0.0").status_code == 200
         assert http.get("/simple/").status_code == 404  # no registry, no package index
+
+
+def test_new_versions_show_up_after_a_background_refresh(
+    registry: Registry, mloci: Runner, tmp_path: Path
+) -> None:
+    populate(mloci, tmp_path, f"{registry.host}/ml/")
+    config = CatalogConfig(registry=registry.host, namespace="ml", refresh=0.5)
+    with running_catalog(config) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/api/v1/models/churn-model").json()["model"]["latest"]["version"] == "1.2.0"
+        (tmp_path / "next").mkdir()
+        bundle = model_version(tmp_path / "next", "1.3.0", {"auc": 0.95})
+        assert mloci("push", bundle, f"{registry.host}/ml/churn-model", "-q").exit_code == 0
+        deadline = time.monotonic() + 30
+        while http.get("/api/v1/models/churn-model").json()["model"]["latest"]["version"] != "1.3.0":
+            assert time.monotonic() < deadline, "the new version never showed up"
+            time.sleep(0.2)
+        assert http.get("/api/v1/models", params={"q": "auc>0.94"}).json()["total"] == 1
