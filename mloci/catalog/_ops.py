@@ -143,12 +143,32 @@ InspectResult = _inspection.InspectResult
 Gate = _promote.Gate
 
 
+def verify_signature(reference: Reference, key: Path, options: StoreOptions) -> tuple[bool, str]:
+    """Whether a cosign signature on ``reference`` verifies with the public key ``key``, and why (not)."""
+    from mloci.ops import sign as _sign  # noqa: PLC0415  (cryptography loads only when keys are given)
+
+    try:
+        result = _sign.verify(reference, key, options=options)
+    except MlociError as exc:
+        return False, str(exc)
+    return True, f"{len(result.signatures)} of {result.checked} signatures verify"
+
+
 def local_actor() -> str:
     """Who writes to the local store: the user running the server ($MLOCI_ACTOR, CI user, user@host)."""
     return _promote.actor()
 
 
-__all__ += ["Descriptor", "Gate", "InspectResult", "MlociError", "Reference", "inspect_result", "local_actor"]
+__all__ += [
+    "Descriptor",
+    "Gate",
+    "InspectResult",
+    "MlociError",
+    "Reference",
+    "inspect_result",
+    "local_actor",
+    "verify_signature",
+]
 
 
 # -- writes: promotions with a store that holds the caller's credentials ----------------------

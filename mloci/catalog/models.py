@@ -144,6 +144,14 @@ class Lineage(_Value):
     images: list[Image] = Field(default_factory=list)
 
 
+class SignatureCheck(_Value):
+    """A cosign signature checked against one of the server's ``--verify-key`` public keys."""
+
+    key: str = Field(description="the key file's name")
+    verified: bool
+    detail: str
+
+
 class VersionDetail(_Value):
     """A version page: files, annotations, attachments, lineage and pull commands pinned by digest."""
 
@@ -158,6 +166,9 @@ class VersionDetail(_Value):
     files: list[FileEntry] = Field(default_factory=list)
     referrers: list[Referrer] = Field(default_factory=list)
     cosign: list[str] = Field(default_factory=list, description="cosign tags (.sig/.att/.sbom) for it")
+    signatures: list[SignatureCheck] = Field(
+        default_factory=list, description="verification against the server's --verify-key keys"
+    )
     lineage: Lineage = Field(default_factory=Lineage)
     pull: str = Field(description="the mloci pull command, pinned by digest")
 

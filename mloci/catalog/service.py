@@ -37,6 +37,7 @@ from mloci.catalog.models import (
     PackageRelease,
     Promotion,
     Referrer,
+    SignatureCheck,
     VersionDetail,
     VersionSummary,
 )
@@ -73,6 +74,7 @@ class CatalogConfig:
     workers: int = 16
     # Model names to show even when the registry does not list its catalog (many refuse /v2/_catalog).
     models: tuple[str, ...] = ()
+    verify_keys: tuple[Path, ...] = ()  # public keys signatures are verified against on version pages
 
     @property
     def prefix(self) -> str:
@@ -184,6 +186,7 @@ class Catalog:
         self._bundles: dict[Digest, dict[str, Any] | None] = {}
         self._referrers: dict[Digest, tuple[float, tuple[Referrer, ...]]] = {}
         self._refreshing = False
+        self._verified: dict[Digest, tuple[tuple[Digest, bool, float], list[SignatureCheck]]] = {}
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
 
     def _open(self, creds: Credentials | None) -> Store:
@@ -705,6 +708,7 @@ class Catalog:
             files=[FileEntry.model_validate(_ops.describe_layer(layer)) for layer in info.layers],
             referrers=list(self._referrer_tree(repo, digest)),
             cosign=self._cosign(repo, digest),
+            signatures=self._signatures(repo, digest),
             lineage=Lineage(
                 datasets=[d for d in lineage.get("datasets") or [] if isinstance(d, dict)],
                 training_run=lineage.get("training_run"),
@@ -713,6 +717,23 @@ class Catalog:
             ),
             pull=f"mloci pull {pinned}",
         )
+
+    def _signatures(self, repo: _Repo, digest: Digest) -> list[SignatureCheck]:
+        if not self.config.verify_keys:
+            return []
+        tag = f"{digest.algorithm}-{digest.encoded}.sig"
+        key = (digest, tag in repo.all_tags, repo.checked)
+        cached = self._verified.get(digest)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        reference = self._ref(repo.repository).with_digest(digest)
+        checks = []
+        for path in self.config.verify_keys:
+            ok, detail = _ops.verify_signature(reference, path, self.config.options)
+            checks.append(SignatureCheck(key=path.name, verified=ok, detail=detail))
+        with self._lock:
+            self._verified[digest] = (key, checks)
+        return checks
 
     def _images(self, model: Digest) -> list[Image]:
         """Inference images built from ``model``, among the repositories seen so far."""

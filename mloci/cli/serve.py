@@ -57,6 +57,13 @@ from mloci.errors import UsageError
     help="A model to list even when the registry refuses its catalog API (repeatable).",
 )
 @click.option(
+    "--verify-key",
+    "verify_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Public key (PEM) version pages verify signatures against (repeatable).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -74,6 +81,7 @@ def serve_command(
     refresh: float,
     policies: tuple[str, ...],
     models: tuple[str, ...],
+    verify_keys: tuple[Path, ...],
     log_level: str,
     **kw: Any,
 ) -> None:
@@ -113,6 +121,7 @@ def serve_command(
         cache_dir=cache_dir,
         refresh=refresh,
         models=models,
+        verify_keys=verify_keys,
     )
     for name in models:
         catalog.repository(name)

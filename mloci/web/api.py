@@ -260,6 +260,29 @@ def openapi() -> dict[str, Any]:
                     "responses": ok("Comparison"),
                 }
             },
+            f"{PREFIX}/models/{{name}}/promote": {
+                "post": {
+                    "summary": "Point an environment at a version, as the caller (never the server's credentials)",
+                    "description": "JSON body {reference | digest, to, reason}. Needs Content-Type: "
+                    "application/json and, from a browser, a same-origin request (CSRF). A policy refusal "
+                    "(403 POLICY_REFUSED) lists every failed rule in errors[0].detail.failed.",
+                    "security": [{"basic": []}, {"bearer": []}],
+                    "parameters": [name],
+                    "responses": {
+                        "200": {"description": "the promotion"},
+                        "default": ok("Errors")["default"],
+                    },
+                }
+            },
+            f"{PREFIX}/models/{{name}}/rollback": {
+                "post": {
+                    "summary": "Point an environment back at what it named before, as the caller",
+                    "description": "JSON body {environment, reason}.",
+                    "security": [{"basic": []}, {"bearer": []}],
+                    "parameters": [name],
+                    "responses": {"200": {"description": "the rollback"}, "default": ok("Errors")["default"]},
+                }
+            },
             f"{PREFIX}/packages": {
                 "get": {
                     "summary": "Python projects, releases and files",
@@ -267,7 +290,13 @@ def openapi() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a registry identity token"},
+            },
+        },
     }
 
 
@@ -275,8 +304,16 @@ def openapi_document(request: Request) -> Response:
     return _json(request, openapi())
 
 
+def docs(request: Request) -> Response:
+    """The API's paths as a readable page (served by the app: no CDN, no script)."""
+    pages = request.app.state.pages
+    page: Response = pages.render(request, "api.html", document=openapi(), title="REST API")
+    return page
+
+
 def routes() -> list[BaseRoute]:
     return [
+        Route(f"{PREFIX}/", docs, methods=["GET"]),
         Route(f"{PREFIX}/openapi.json", openapi_document, methods=["GET"]),
         Route(f"{PREFIX}/models", models, methods=["GET"]),
         Route(f"{PREFIX}/models/{{name:path}}/versions/{{ref}}", version, methods=["GET"]),

@@ -150,6 +150,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
         lifespan=lifespan,
     )
     app.state.mloci = state
+    app.state.pages = pages
     return app
 
 
@@ -176,6 +177,7 @@ def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # connections made once the URL is printed wait for the server, never fail
     except OSError as exc:
         sock.close()
         from mloci.errors import UsageError  # noqa: PLC0415

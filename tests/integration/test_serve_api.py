@@ -138,6 +138,9 @@ def test_openapi_document(served: tuple[IndexServer, dict[str, str]]) -> None:
     assert document["openapi"].startswith("3.")
     assert "/api/v1/models/{name}/versions/{ref}" in document["paths"]
     assert "ModelSummary" in document["components"]["schemas"]
+    assert "post" in document["paths"]["/api/v1/models/{name}/promote"]
+    page = httpx.get(f"{server.url}/api/v1/")
+    assert page.status_code == 200 and "GET /api/v1/models/{name}/versions/{ref}" in page.text
 
 
 def test_packages_and_the_simple_index(

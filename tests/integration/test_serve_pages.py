@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from catalog_helpers import model_version, populate, running_catalog
+from catalog_helpers import attach_trust, model_version, populate, running_catalog
 from helpers import Registry, Runner
 from pydists import IndexServer
 
@@ -114,3 +114,32 @@ def test_registry_going_away_is_a_clear_error_page(registry: Registry, mloci: Ru
     assert "Traceback" not in page.text
     assert api.status_code == 503
     assert api.json()["errors"][0]["code"] == "REGISTRY_UNAVAILABLE"
+
+
+def test_version_page_verifies_signatures_and_shows_badges(
+    registry: Registry, mloci: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(mloci, tmp_path, f"{registry.host}/ml/")
+    attach_trust(mloci, tmp_path, f"{registry.host}/ml/churn-model:1.2.0", monkeypatch)
+    assert mloci("keygen", "--output-key-prefix", tmp_path / "stranger").exit_code == 0
+    keys = (tmp_path / "signing.pub", tmp_path / "stranger.pub")
+    config = CatalogConfig(registry=registry.host, namespace="ml", refresh=0, verify_keys=keys)
+    with running_catalog(config) as server, httpx.Client(base_url=server.url) as http:
+        detail = http.get("/api/v1/models/churn-model/versions/1.2.0").json()
+        assert detail["summary"]["badges"] == {
+            "signed": True,
+            "sbom": True,
+            "provenance": True,
+            "tests": True,
+        }
+        assert [(s["key"], s["verified"]) for s in detail["signatures"]] == [
+            ("signing.pub", True),
+            ("stranger.pub", False),
+        ]
+        kinds = {r["kind"] for r in detail["referrers"]}
+        assert {"sbom: CycloneDX", "attestation: DSSE / in-toto", "test results", "promotion record"} <= kinds
+        unsigned = http.get("/api/v1/models/churn-model/versions/1.1.0").json()
+        assert [s["verified"] for s in unsigned["signatures"]] == [False, False]
+        assert "not signed" in unsigned["signatures"][0]["detail"]
+        page = http.get("/models/churn-model/versions/1.2.0").text
+        assert 'id="verification"' in page and "signing.pub" in page
