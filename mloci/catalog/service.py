@@ -186,6 +186,8 @@ class Catalog:
         self._bundles: dict[Digest, dict[str, Any] | None] = {}
         self._referrers: dict[Digest, tuple[float, tuple[Referrer, ...]]] = {}
         self._refreshing = False
+        self._rows: dict[str, tuple[_Repo, ModelSummary | None]] = {}
+        self._details: dict[str, tuple[_Repo, ModelDetail]] = {}
         self._verified: dict[Digest, tuple[tuple[Digest, bool, float], list[SignatureCheck]]] = {}
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
 
@@ -607,11 +609,8 @@ class Catalog:
         snapshots = self._snapshots(self.repositories())
         summaries = []
         for repo in snapshots.values():
-            if self._kind_of_repo(repo) != "model":
-                continue
-            versions = self._summaries(repo, badges=False)
-            summary = self._model_summary(repo, versions)
-            if query.matches(summary):
+            summary = self._listed_summary(repo)
+            if summary is not None and query.matches(summary):
                 summaries.append(summary)
         start = (page - 1) * limit
         return ModelPage(
@@ -629,8 +628,29 @@ class Catalog:
             raise NotFoundError(f"no model named {name!r}")
         return found
 
+    def _listed_summary(self, repo: _Repo) -> ModelSummary | None:
+        """The models-list row of ``repo`` (None: not a model), computed once per snapshot."""
+        memo = self._rows.get(repo.repository)
+        if memo is not None and memo[0] is repo:
+            return memo[1]
+        summary = None
+        if self._kind_of_repo(repo) == "model":
+            summary = self._model_summary(repo, self._summaries(repo, badges=False))
+        with self._lock:
+            self._rows[repo.repository] = (repo, summary)
+        return summary
+
     def model(self, name: str) -> ModelDetail:
         repo = self._repo(name)
+        memo = self._details.get(repo.repository)
+        if memo is not None and memo[0] is repo:
+            return memo[1]
+        detail = self._model_detail(repo)
+        with self._lock:
+            self._details[repo.repository] = (repo, detail)
+        return detail
+
+    def _model_detail(self, repo: _Repo) -> ModelDetail:
         versions = self._summaries(repo, badges=True)
         summary = self._model_summary(repo, versions)
         info = self._infos.get(Digest.parse(summary.latest.digest)) if summary.latest else None
