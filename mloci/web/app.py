@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Final
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mloci.catalog import Catalog, CatalogConfig
-from mloci.errors import MlociError
+from mloci.errors import AuthError, MlociError
 from mloci.web import api, writes
-from mloci.web.common import Problem, State, problem
+from mloci.web.common import Problem, State, caller_credentials, problem
 from mloci.web.ui import Pages
 
 log = logging.getLogger("mloci.web")
@@ -97,6 +98,37 @@ def _index_app(config: ServeConfig) -> ASGIApp | None:
     )
 
 
+class GuardedIndex:
+    """The package index behind this server's rules: uploads need the caller's own credentials (the
+    index alone would use the server's for an anonymous upload), and ``--require-auth`` covers
+    downloads and pages too."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        writing = request.method not in ("GET", "HEAD")
+        if writing or self.state.require_auth:
+            try:
+                if writing and caller_credentials(request) is None:
+                    raise AuthError("uploads need your registry credentials; the server's are never used")
+                await run_in_threadpool(self.state.check_caller, request)
+            except MlociError as exc:
+                item = problem(exc)
+                headers = (
+                    {"WWW-Authenticate": 'Basic realm="mloci", charset="UTF-8"'} if item.status == 401 else {}
+                )
+                response = PlainTextResponse(item.message + "\n", status_code=item.status, headers=headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starlette:
     """The application; the catalog (and its registry connections) close when it shuts down."""
     catalog = catalog or Catalog(config.catalog)
@@ -134,7 +166,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
     ]
     index = _index_app(config)
     if index is not None:
-        routes.append(Mount("", app=index))
+        routes.append(Mount("", app=GuardedIndex(index, state)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -15,7 +15,7 @@ import pytest
 from auth_fixtures import TokenRegistry
 from catalog_helpers import populate, running_catalog
 from helpers import Runner
-from pydists import IndexServer
+from pydists import IndexServer, write_wheel
 
 from mloci.catalog import CatalogConfig
 
@@ -150,3 +150,18 @@ def test_require_auth(
         assert http.get("/api/v1/models", auth=("alice", "wrong")).status_code == 401
         assert http.get("/api/v1/models", auth=BOB).json()["total"] == 2
         assert "wonderland" not in http.get("/models/churn-model", auth=BOB).text
+        assert http.get("/simple/").status_code == 401  # the package index is covered too
+        assert http.get("/simple/", auth=BOB).status_code == 200
+
+
+def test_anonymous_uploads_never_use_the_servers_credentials(served: IndexServer, tmp_path: Path) -> None:
+    wheel = write_wheel(tmp_path / "dist")
+    form = {":action": "file_upload"}
+    files = {"content": (wheel.name, wheel.read_bytes(), "application/octet-stream")}
+    with httpx.Client(base_url=served.url) as http:
+        anonymous = http.post("/", data=form, files=files)
+        assert anonymous.status_code == 401, anonymous.text
+        assert http.get("/simple/featurekit/").status_code == 404  # nothing was published
+        uploaded = http.post("/", data=form, files=files, auth=ALICE)
+        assert uploaded.status_code == 200, uploaded.text
+        assert http.get("/simple/featurekit/").status_code == 200
