@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -161,7 +162,7 @@ class _Repo:
     repository: str
     tags: dict[str, Digest]  # every non-internal tag
     all_tags: frozenset[str]
-    records: tuple[Promotion, ...]
+    record_tags: tuple[str, ...]  # promotion-record tags, newest first (their names hold the time)
     checked: float
 
 
@@ -187,6 +188,7 @@ class Catalog:
         self._referrers: dict[Digest, tuple[float, tuple[Referrer, ...]]] = {}
         self._refreshing = False
         self._rows: dict[str, tuple[_Repo, ModelSummary | None]] = {}
+        self._history: dict[str, tuple[_Repo, bool, tuple[Promotion, ...]]] = {}
         self._details: dict[str, tuple[_Repo, ModelDetail]] = {}
         self._verified: dict[Digest, tuple[tuple[Digest, bool, float], list[SignatureCheck]]] = {}
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
@@ -345,13 +347,31 @@ class Catalog:
         except NotFoundError:
             return None
         visible = [t for t in all_tags if not _ops.is_internal_tag(t)]
-        records = [t for t in all_tags if t.startswith(_ops.RECORD_TAG_PREFIX)]
+        records = sorted(
+            (t for t in all_tags if t.startswith(_ops.RECORD_TAG_PREFIX)), key=_record_time, reverse=True
+        )
         digests = self._map(lambda t: self._resolve(repository, t), visible)
         tags = {t: d for t, d in zip(visible, digests, strict=True) if d is not None}
         self._map(lambda d: self.info(d, repository), set(tags.values()))
-        entries = self._map(lambda t: _ops.read_record(self.store, self._ref(repository), t), records)
-        promotions = self._promotions([e for e in entries if e is not None], tags, repository)
-        return _Repo(repository, tags, frozenset(all_tags), promotions, time.monotonic())
+        return _Repo(repository, tags, frozenset(all_tags), tuple(records), time.monotonic())
+
+    def _records(self, repo: _Repo, *, newest_only: bool = False) -> tuple[Promotion, ...]:
+        """The promotion records of ``repo``, newest first; read when first asked for (the models
+        list needs only the newest, which the tag names tell without reading the others)."""
+        memo = self._history.get(repo.repository)
+        if memo is not None and memo[0] is repo and (memo[1] or newest_only):
+            return memo[2][:1] if newest_only else memo[2]
+        wanted = repo.record_tags[:1] if newest_only else repo.record_tags
+        ref = self._ref(repo.repository)
+        entries = [
+            e for e in self._map(lambda t: _ops.read_record(self.store, ref, t), wanted) if e is not None
+        ]
+        if newest_only and not entries and len(repo.record_tags) > 1:
+            return self._records(repo)  # the newest tag held no valid record: read them all
+        promotions = self._promotions(entries, repo.tags, repo.repository)
+        with self._lock:
+            self._history[repo.repository] = (repo, not newest_only, promotions)
+        return promotions
 
     def _promotions(
         self, entries: list[_ops.HistoryEntry], tags: dict[str, Digest], repository: str
@@ -578,8 +598,6 @@ class Catalog:
         bundle = bundle or {}
         version_of = {v.digest: v.version for v in versions}
         environments: dict[str, str | None] = {}
-        for record in repo.records:
-            environments.setdefault(record.alias, None)
         for tag, digest in sorted(repo.tags.items()):
             if not is_version_tag(tag):
                 environments[tag] = version_of.get(str(digest)) or str(digest)
@@ -596,7 +614,7 @@ class Catalog:
             latest=latest,
             versions=len(versions),
             environments=environments,
-            last_promotion=repo.records[0] if repo.records else None,
+            last_promotion=next(iter(self._records(repo, newest_only=True)), None),
         )
 
     # -- public reads --------------------------------------------------------------------------------
@@ -674,11 +692,11 @@ class Catalog:
             framework=bundle.get("framework") or summary.framework,
             source=notes.get(ann.SOURCE),
         )
-        return ModelDetail(model=summary, card=card, versions=versions, history=list(repo.records))
+        return ModelDetail(model=summary, card=card, versions=versions, history=list(self._records(repo)))
 
     def history(self, name: str, environment: str | None = None) -> list[Promotion]:
         repo = self._repo(name)
-        return [r for r in repo.records if environment is None or r.environment == environment]
+        return [r for r in self._records(repo) if environment is None or r.environment == environment]
 
     def _find(self, repo: _Repo, ref: str) -> Digest:
         if ref.startswith(("sha256:", "sha512:")):
@@ -824,6 +842,15 @@ class Catalog:
             )
 
         return self._map(package, repos)
+
+
+_RECORD_TIME = re.compile(r"-(\d{8}T\d{6,12}Z)-[0-9a-f]+$")
+
+
+def _record_time(tag: str) -> str:
+    """The UTC time a promotion-record tag was written (``…-<YYYYmmddTHHMMSSffffffZ>-<random>``)."""
+    match = _RECORD_TIME.search(tag)
+    return match[1] if match else ""
 
 
 def _split_ref(text: str) -> tuple[str, str]:
