@@ -14,9 +14,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from mloci.bundle.manifest import BundleManifest
-from mloci.ops.policy import Policy
-from mloci.ops.promote import PromotionRecord
 from mloci.project import ProjectConfig
+from mloci.types.policy import Policy
+from mloci.types.promotion import PromotionRecord
 
 SCHEMA_BASE = "https://mloci.dev/schemas/"
 MODELS: dict[str, type[BaseModel]] = {

@@ -5,11 +5,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from mloci.bundle.manifest import MANIFEST_FILENAME, METRICS_FILENAME
 from mloci.errors import Problem
+from mloci.types.text import escape_controls, has_control, is_utf8
 
 IGNORE_FILENAME = ".mlociignore"
 
@@ -139,12 +141,23 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
     """Every file to pack, sorted by path, and the problems found on the way.
 
     Hidden files and directories (``.git``, ``.mlociignore``…) and ``__pycache__`` are
-    skipped, as are paths matching ``.mlociignore``. Symlinks to files are packed as
-    the file they point to; symlinked directories are refused rather than followed.
+    skipped, as are paths matching ``.mlociignore``. A symlink to a file inside the bundle
+    is packed as the file it points to; a link that leaves the bundle (or dangles), and
+    any symlinked directory, is refused rather than followed. Names that are not UTF-8,
+    hold control characters, or equal another name after Unicode NFC normalization are
+    refused.
     """
-    patterns = _ignore_patterns(root)
     entries: list[FileEntry] = []
     problems: list[Problem] = []
+    try:
+        patterns = _ignore_patterns(root)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = (
+            "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"cannot read: {exc.strerror or exc}"
+        )
+        problems.append(Problem(IGNORE_FILENAME, reason))
+        patterns = []
+    real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         base = Path(dirpath)
         rel_dir = base.relative_to(root).as_posix()
@@ -152,6 +165,9 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
         for name in sorted(dirnames):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             if name.startswith(".") or name == "__pycache__" or _ignored(rel, patterns):
+                continue
+            if (bad := _bad_name(rel)) is not None:
+                problems.append(Problem(_shown(rel), bad))
                 continue
             if (base / name).is_symlink():
                 problems.append(
@@ -164,7 +180,16 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             if name.startswith(".") or _ignored(rel, patterns):
                 continue
+            if (bad := _bad_name(rel)) is not None:
+                problems.append(Problem(_shown(rel), bad))
+                continue
             source = base / name
+            if source.is_symlink():
+                target, why = _link_target(source, real_root, patterns)
+                if target is None:
+                    problems.append(Problem(rel, why))
+                    continue
+                source = target
             try:
                 info = source.stat()
             except OSError as exc:
@@ -180,4 +205,55 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
                 continue
             entries.append(FileEntry(path=rel, source=source, size=info.st_size))
     entries.sort(key=lambda e: e.path.encode())
+    problems.extend(_normalization_clashes(entries))
     return entries, problems
+
+
+def _shown(path: str) -> str:
+    """``path`` safe to print: undecodable bytes and control characters escaped."""
+    return escape_controls(path)
+
+
+def _bad_name(path: str) -> str | None:
+    if not is_utf8(path):
+        return "file name is not valid UTF-8; rename it (artifact paths are UTF-8)"
+    if has_control(path):
+        return "file name holds a control character (newline, tab, escape…); rename it"
+    return None
+
+
+def _link_target(link: Path, real_root: Path, patterns: list[str]) -> tuple[Path | None, str]:
+    """The file a symlink resolves to when it stays inside the bundle, else (None, why it is refused)."""
+    try:
+        target = link.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None, "broken symlink (its target does not exist, or it loops)"
+    if not target.is_relative_to(real_root):
+        return None, (
+            "symlink pointing outside the bundle; links are packed only when they stay inside it "
+            "(copy the file in instead)"
+        )
+    if target.is_dir():
+        return None, "symlinked directories are not packed; copy the directory in instead"
+    inside = target.relative_to(real_root).as_posix()
+    if any(part.startswith(".") for part in inside.split("/")) or _ignored(inside, patterns):
+        return None, f"symlink to {inside!r}, which is hidden or ignored and so is not packed"
+    return target, ""
+
+
+def _normalization_clashes(entries: list[FileEntry]) -> list[Problem]:
+    """Names that differ only in Unicode normalization (NFC vs NFD) would be one file on macOS."""
+    seen: dict[str, str] = {}
+    problems: list[Problem] = []
+    for entry in entries:
+        key = unicodedata.normalize("NFC", entry.path)
+        if key in seen:
+            problems.append(
+                Problem(
+                    entry.path,
+                    f"differs from {seen[key]!r} only in Unicode normalization (NFC/NFD); rename one of them",
+                )
+            )
+        else:
+            seen[key] = entry.path
+    return problems

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from mloci.bundle.checksums import hashing_lookup, read_checksums, verify_checksums
 from mloci.bundle.files import FileEntry, scan
+from mloci.bundle.jsondoc import JsonProblem, read_json
 from mloci.bundle.manifest import MANIFEST_FILENAME, METRICS_FILENAME, BundleManifest
+from mloci.bundle.messages import json_type, problems_from
 from mloci.errors import BundleInvalidError, Problem
+from mloci.types.digest import Digest
 
 
 @dataclass(frozen=True)
@@ -24,37 +28,23 @@ class Bundle:
     files: tuple[FileEntry, ...]
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+_FAILED = object()  # a JSON file that could not be read; its problem is already recorded
 
 
 def _read_json(path: Path, problems: list[Problem]) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        problems.append(Problem(path.name, "not UTF-8 text"))
-        return None
-    except OSError as exc:
-        problems.append(Problem(path.name, f"cannot read: {exc.strerror or exc}"))
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        problems.append(
-            Problem(path.name, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")
-        )
-        return None
+        return read_json(path, path.name)
+    except JsonProblem as exc:
+        problems.append(exc.problem)
+        return _FAILED
 
 
 def _metrics_file(root: Path, problems: list[Problem]) -> dict[str, float] | None:
     path = root / METRICS_FILENAME
-    if not path.is_file():
+    if not path.exists():
         return None
     data = _read_json(path, problems)
-    if data is None:
+    if data is _FAILED:
         return None
     if not isinstance(data, dict):
         problems.append(Problem(METRICS_FILENAME, "must be a JSON object of metric name → number"))
@@ -68,14 +58,19 @@ def _metrics_file(root: Path, problems: list[Problem]) -> dict[str, float] | Non
     return metrics
 
 
-def inspect_bundle(root: Path) -> tuple[Bundle | None, list[Problem]]:
-    """Validate ``root``; return the bundle when there are no problems, and every problem found."""
+def inspect_bundle(root: Path, *, checksums: bool = True) -> tuple[Bundle | None, list[Problem]]:
+    """Validate ``root``; return the bundle when there are no problems, and every problem found.
+
+    With ``checksums`` the files a ``sha256.txt``/``SHA256SUMS`` lists are hashed and compared;
+    without, only the checksum files' syntax is checked (the caller compares digests it computes
+    anyway, see :func:`checksum_problems`).
+    """
     problems: list[Problem] = []
     if not root.is_dir():
-        return None, [Problem(str(root), "not a directory")]
+        return None, [Problem("", "no such directory" if not root.exists() else "not a directory")]
     manifest_path = root / MANIFEST_FILENAME
-    document: Any = None
-    if manifest_path.is_file():
+    document: Any = _FAILED
+    if manifest_path.exists():
         document = _read_json(manifest_path, problems)
     else:
         problems.append(Problem(MANIFEST_FILENAME, "missing; create one with 'mloci init'"))
@@ -85,13 +80,11 @@ def inspect_bundle(root: Path) -> tuple[Bundle | None, list[Problem]]:
         try:
             manifest = BundleManifest.model_validate(document)
         except ValidationError as exc:
-            for error in exc.errors():
-                message = error["msg"].removeprefix("Value error, ")
-                if error["type"] == "extra_forbidden":
-                    message = "unknown field (free-form data belongs under 'extensions')"
-                problems.append(Problem(_loc(error["loc"]), message))
-    elif document is not None:
-        problems.append(Problem(MANIFEST_FILENAME, "must be a JSON object"))
+            problems.extend(problems_from(exc, BundleManifest))
+    elif document is not _FAILED:
+        problems.append(
+            Problem(MANIFEST_FILENAME, f"must be a JSON object {{...}}, not {json_type(document)}")
+        )
 
     files, scan_problems = scan(root)
     problems.extend(scan_problems)
@@ -114,17 +107,47 @@ def inspect_bundle(root: Path) -> tuple[Bundle | None, list[Problem]]:
             manifest = manifest.model_copy(update={"metrics": dict(sorted(merged.items()))})
     if not any(f.path != MANIFEST_FILENAME for f in files):
         problems.append(Problem("", "the bundle holds no files besides its manifest"))
+    listed, checksum_syntax = read_checksums(root)
+    problems.extend(checksum_syntax)
+    if checksums and listed:
+        sources = {f.path: f.source for f in files}
+        problems.extend(verify_checksums(listed, sources, hashing_lookup(sources)))
 
     if problems or manifest is None:
         return None, problems
     return Bundle(root=root, manifest=manifest, files=tuple(files)), []
 
 
-def load_bundle(root: Path) -> Bundle:
-    """The validated bundle at ``root``, or :class:`BundleInvalidError` listing every problem."""
-    bundle, problems = inspect_bundle(root)
+def _invalid(root: Path, problems: list[Problem]) -> BundleInvalidError:
+    first = problems[0] if problems else Problem("", "invalid bundle")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return BundleInvalidError(f"invalid bundle {root}: {first}{more}", problems)
+
+
+def load_bundle(root: Path, *, checksums: bool = True) -> Bundle:
+    """The validated bundle at ``root``, or :class:`BundleInvalidError` listing every problem.
+
+    ``checksums=False`` defers comparing files with ``sha256.txt``/``SHA256SUMS`` to the caller,
+    who must call :func:`check_checksums` with the digests it computes.
+    """
+    bundle, problems = inspect_bundle(root, checksums=checksums)
     if bundle is None:
-        first = problems[0] if problems else Problem("", "invalid bundle")
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise BundleInvalidError(f"invalid bundle {root}: {first}{more}", problems)
+        raise _invalid(root, problems)
     return bundle
+
+
+def check_checksums(bundle: Bundle, digests: Mapping[str, tuple[Digest, int]]) -> None:
+    """Compare the bundle's checksum files with ``digests`` (path -> digest, size), already computed.
+
+    Raises :class:`BundleInvalidError` naming each file that is missing or does not match.
+    """
+    listed, _ = read_checksums(bundle.root)
+    if not listed:
+        return
+    sources = {f.path: f.source for f in bundle.files}
+    fallback = hashing_lookup(sources)
+    problems = verify_checksums(
+        listed, sources, lambda path: digests[path][0] if path in digests else fallback(path)
+    )
+    if problems:
+        raise _invalid(bundle.root, problems)

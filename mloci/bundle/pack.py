@@ -24,6 +24,7 @@ from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
 from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.timestamps import rfc3339
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -56,10 +57,6 @@ class PackedArtifact:
 
 def version_tag(version: str) -> str:
     return version.replace("+", "_")
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def source_date(manifest: BundleManifest) -> datetime:

@@ -7,28 +7,32 @@ index. When the typed Python API (``mloci.Client``) lands, this is the one modul
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mloci.errors import MlociError, NotFoundError, UnavailableError, UsageError
+from mloci.errors import IntegrityError, MlociError, NotFoundError, UnsupportedError, UsageError
 from mloci.ops import diff as _diff
 from mloci.ops import inspection as _inspection
 from mloci.ops import policy as _policy
 from mloci.ops import promote as _promote
 from mloci.ops import referrers as _referrers
 from mloci.ops import wheel as _wheel
-from mloci.ops.attach import COSIGN_TAGS, kind_of
-from mloci.ops.image import MODEL_DIGEST
+from mloci.ops.attach import COSIGN_TAGS
 from mloci.ops.listing import is_internal_tag
-from mloci.ops.promote import PROMOTION_TYPE, RECORD_TAG_PREFIX, HistoryEntry, PromotionResult
+from mloci.ops.promote import RECORD_TAG_PREFIX, HistoryEntry, PromotionResult
 from mloci.ops.referrers import fallback_tag
 from mloci.python.artifact import ARTIFACT_TYPE as PYTHON_PACKAGE_TYPE
 from mloci.python.artifact import Release
-from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions
+from mloci.store import ListsRepositories, Session, Store, StoreOptions, read_small_blob
+from mloci.types import kinds as _kinds
+from mloci.types import mediatype
+from mloci.types.annotations import MODEL_DIGEST
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
+from mloci.types.promotion import PromotionRecord
 from mloci.types.reference import Reference
 from mloci.types.semver import is_version_tag
 
@@ -57,36 +61,28 @@ __all__ = [
 ]
 
 
+PROMOTION_TYPE = mediatype.PROMOTION
+
+
 def repositories(store: Store) -> list[str]:
-    """Every repository the store lists (the registry's catalog API; the local layout's index)."""
+    """Every repository the store lists (the registry's catalog API; the local layout's index).
+
+    A registry that refuses its catalog lists nothing; one that cannot be reached is an error (an
+    empty list would look like a registry without models).
+    """
     inner = getattr(store, "inner", store)
-    if isinstance(inner, LayoutStore):
-        return inner.repositories()
-    if isinstance(inner, RegistryStore):
-        return _catalog(inner)
-    return []
-
-
-def _catalog(store: RegistryStore) -> list[str]:
-    """The registry's ``/v2/_catalog``, every page. A registry that refuses it lists nothing; one
-    that cannot be reached is an error (an empty catalog would look like a registry without models)."""
-    repositories: list[str] = []
-    path: str | None = "/v2/_catalog?n=1000"
+    if not isinstance(inner, ListsRepositories):
+        return []
     try:
-        while path:
-            response = store.transport.request("GET", path, scope="registry:catalog:*")
-            try:
-                document = response.json()
-            except ValueError:
-                return repositories
-            repositories.extend(str(r) for r in (document.get("repositories") or []))
-            link = response.headers.get("Link", "")
-            path = link.split(";")[0].strip().strip("<>") if 'rel="next"' in link else None
-    except UnavailableError:
-        raise
-    except MlociError:
-        return repositories
-    return repositories
+        return inner.repositories()
+    except UnsupportedError:
+        return []
+
+
+def kind_of(artifact_type: str | None) -> str | None:
+    """What an attachment is ('sbom: CycloneDX', 'test results'…), or None when unknown."""
+    kind = _kinds.kind_of(artifact_type)
+    return kind.label if kind else None
 
 
 def read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None:
@@ -98,48 +94,47 @@ def list_referrers(store: Store, repo: Reference, subject: Digest) -> list[Descr
 
 
 def describe_layer(layer: Descriptor) -> dict[str, Any]:
-    return _inspection._describe_layer(layer)
+    return _inspection.describe_layer(layer).to_json()
 
 
 def small_json(store: Store, repository: str, descriptor: Descriptor) -> dict[str, Any] | None:
-    return _inspection._small_json(store, repository, descriptor)
+    """A small JSON document (a bundle manifest, a report) read whole, or None when it is no object."""
+    data = read_small_blob(store, repository, descriptor)
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise IntegrityError(
+            f"blob {descriptor.digest} ({descriptor.media_type}) is not valid JSON"
+        ) from None
+    return value if isinstance(value, dict) else None
 
 
-def compare(left: _inspection.InspectResult, right: _inspection.InspectResult) -> dict[str, Any]:
-    """``mloci diff`` of two already inspected artifacts, as its JSON document."""
-    result = _diff.Diff(str(left.reference), str(right.reference), left.digest == right.digest)
-    bundle_a, bundle_b = left.bundle or {}, right.bundle or {}
+def compare(store: Store, left: Reference, right: Reference) -> dict[str, Any]:
+    """``mloci diff`` of two pinned artifacts read through ``store``, as its JSON document."""
+    a = _inspection.read_artifact(store, left)
+    b = _inspection.read_artifact(store, right)
+    result = _diff.Diff(str(a.reference), str(b.reference), a.digest == b.digest)
+    bundle_a = a.bundle.to_document() if a.bundle else {}
+    bundle_b = b.bundle.to_document() if b.bundle else {}
     keys = (set(bundle_a) | set(bundle_b)) - _diff._NOT_METADATA
     result.metadata = (
-        _diff._changed(bundle_a, bundle_b, keys)
+        dict(_diff._changed(bundle_a, bundle_b, keys))
         if keys
-        else _diff._changed(left.annotations, right.annotations)
+        else dict(_diff._changed(a.annotations, b.annotations))
     )
-    result.metrics = _diff._changed(left.metrics, right.metrics)
-    result.dependencies = _diff._changed(_diff._requirements(left), _diff._requirements(right))
-    files_a = {f["path"]: f["digest"] for f in left.files}
-    files_b = {f["path"]: f["digest"] for f in right.files}
+    result.metrics = _diff._changed(a.metrics, b.metrics)
+    result.dependencies = _diff._changed(_diff._requirements(a), _diff._requirements(b))
+    files_a = {f.path or str(f.digest): str(f.digest) for f in a.files}
+    files_b = {f.path or str(f.digest): str(f.digest) for f in b.files}
     result.files = _diff._changed(files_a, files_b)
     result.unchanged_files = sum(1 for p, d in files_a.items() if files_b.get(p) == d)
     return result.to_json()
-
-
-def inspect_result(
-    reference: Reference,
-    digest: Digest,
-    media_type: str,
-    manifest: dict[str, Any],
-    bundle: dict[str, Any] | None,
-    files: list[dict[str, Any]],
-) -> _inspection.InspectResult:
-    return _inspection.InspectResult(reference, digest, media_type, manifest, None, bundle, files)
 
 
 def list_releases(store: Store, repository: Reference) -> list[Release]:
     return _wheel.list_releases(store, repository)
 
 
-InspectResult = _inspection.InspectResult
 Gate = _promote.Gate
 
 
@@ -148,7 +143,8 @@ def verify_signature(reference: Reference, key: Path, options: StoreOptions) -> 
     from mloci.ops import sign as _sign  # noqa: PLC0415  (cryptography loads only when keys are given)
 
     try:
-        result = _sign.verify(reference, key, options=options)
+        with Session(options) as session:
+            result = _sign.verify(reference, key, session=session)
     except MlociError as exc:
         return False, str(exc)
     return True, f"{len(result.signatures)} of {result.checked} signatures verify"
@@ -162,10 +158,8 @@ def local_actor() -> str:
 __all__ += [
     "Descriptor",
     "Gate",
-    "InspectResult",
     "MlociError",
     "Reference",
-    "inspect_result",
     "local_actor",
     "verify_signature",
 ]
@@ -176,7 +170,8 @@ __all__ += [
 
 def check_policy(path: Path, reference: Reference, options: StoreOptions) -> _policy.PolicyReport:
     """Every rule of the policy file at ``path`` evaluated against the artifact ``reference`` pins."""
-    return _policy.check(path, reference, options=options)
+    with Session(options) as session:
+        return _policy.check(path, reference, session=session)
 
 
 def promote_in(
@@ -212,7 +207,7 @@ def promote_in(
     result_ref = alias_ref.pinned(descriptor.digest)
     if previous == descriptor.digest and rollback_of is None:
         return PromotionResult(result_ref, descriptor.digest, environment, previous, None, False)
-    record = _promote.PromotionRecord(
+    record = PromotionRecord(
         environment=environment,
         repository=repository.name,
         alias=target.alias,

@@ -44,10 +44,8 @@ from mloci.catalog.models import (
 )
 from mloci.catalog.query import Query
 from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
-from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions
-from mloci.store.registry import credentials as credential_sources
+from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
-from mloci.store.registry.locations import BlobLocations
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
@@ -196,16 +194,12 @@ class Catalog:
     def _open(self, creds: Credentials | None) -> Store:
         if self.config.registry is None:
             return LayoutStore(settings.home())
-        options = self.config.options
-        registry = self.config.registry
-        return RegistryStore(
-            registry,
-            plain_http=options.plain_http,
-            insecure=options.insecure,
-            ca_file=options.ca_file,
-            credentials=creds if creds is not None else (lambda: credential_sources.lookup(registry)),
-            concurrency=max(options.concurrency, self.config.workers),
-            locations=BlobLocations(None),
+        return open_registry(
+            self.config.registry,
+            self.config.options,
+            credentials_override=creds,
+            pool_size=self.config.workers,
+            remember_locations=False,
         )
 
     def invalidate(self, repository: str) -> None:
@@ -789,21 +783,15 @@ class Catalog:
             ]
         return found
 
-    def _inspected(self, text: str) -> _ops.InspectResult:
+    def _pinned(self, text: str) -> Reference:
         name, digest_or_tag = _split_ref(text)
         repo = self._repo(name)
-        digest = self._find(repo, digest_or_tag)
-        info = self.info(digest, repo.repository)
-        reference = self._ref(repo.repository).with_digest(digest)
-        files = [_ops.describe_layer(layer) for layer in info.layers]
-        return _ops.inspect_result(
-            reference, digest, info.media_type, info.raw, self._bundle(info, repo.repository), files
-        )
+        return self._ref(repo.repository).with_digest(self._find(repo, digest_or_tag))
 
     def compare(self, left: str, right: str) -> Comparison:
         """Two versions side by side (``name:version`` or ``name@sha256:…`` each)."""
-        a, b = self._map(self._inspected, [left, right])
-        document = _ops.compare(a, b)
+        a, b = self._map(self._pinned, [left, right])
+        document = _ops.compare(self.store, a, b)
         return Comparison(
             left=document["left"],
             right=document["right"],

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import click
 
+from mloci.cli._output import printable
 from mloci.cli.app import cli
 from mloci.errors import EXIT_INTERRUPTED, BundleInvalidError, MlociError
 
@@ -35,16 +36,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MlociError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"mloci: error: {exc}", err=True)
+        # Messages may quote what a registry or an artifact said: escape it before it reaches the terminal.
+        click.echo(printable(f"mloci: error: {exc}"), err=True)
         if isinstance(exc, BundleInvalidError) and debug:
             for problem in exc.problems:
-                click.echo(f"  {problem}", err=True)
+                click.echo(printable(f"  {problem}"), err=True)
         return exc.exit_code
     except Exception as exc:
         if debug:
             traceback.print_exc()
         click.echo(
-            f"mloci: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)", err=True
+            printable(
+                f"mloci: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)"
+            ),
+            err=True,
         )
         return 1
 

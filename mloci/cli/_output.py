@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from typing import Any
@@ -10,10 +11,24 @@ from typing import Any
 import click
 
 from mloci.ops.progress import Silent, TransferListener
+from mloci.types.text import escape_controls
+
+# What json.dumps(ensure_ascii=False) leaves raw but a terminal may act on (C1 controls such as
+# CSI U+009B, bidi overrides, line separators) or cannot encode (lone surrogates).
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: object) -> str:
+    """``str(text)`` safe for a terminal: control characters (ESC, newline, C1…), bidi overrides and
+    undecodable bytes escaped as ``\\xNN``/``\\uNNNN``. Everything printed that may hold text from a
+    registry, an artifact or a file name goes through here, so no remote byte drives the terminal."""
+    return escape_controls(str(text))
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False))
+    text = json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False)
+    # Still the same JSON value: these characters only occur inside strings, where \uNNNN means them.
+    click.echo(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def human_size(size: float) -> str:

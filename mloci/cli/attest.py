@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, store_options
+from mloci.cli._output import emit_json, human_size, printable
+from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, session_from
 from mloci.cli.trust import _passphrase
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
@@ -50,7 +50,7 @@ def sbom_command(target: str, attach: bool, output: Path | None, as_json: bool, 
     """
     from mloci.ops.sbom import sbom  # noqa: PLC0415  (cyclonedx loads only for this command)
 
-    result = sbom(target, attach=attach, options=store_options(kw))
+    result = sbom(target, attach=attach, session=session_from(kw))
     if output is not None:
         _write_output(output, result.document)
     if as_json:
@@ -120,7 +120,7 @@ def attest_command(
         builder_id=builder_id,
         started_on=_time(started_on) if started_on else None,
         ci_url=ci_url,
-        options=store_options(kw),
+        session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())
@@ -151,7 +151,7 @@ def verify_attestation_command(
         parse_reference(reference),
         key,
         predicate_type=None if predicate_type == "any" else predicate_type,
-        options=store_options(kw),
+        session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())
@@ -199,7 +199,7 @@ def attach_command(
         artifact_type=artifact_type,
         media_type=media_type,
         annotations=parse_pairs(annotations, "annotation"),
-        options=store_options(kw),
+        session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())
@@ -232,12 +232,12 @@ def discover_command(reference: str, artifact_type: str | None, as_json: bool, *
     """Show the tree of everything attached to REFERENCE: SBOMs, attestations, signatures, records."""
     from mloci.ops.attach import discover  # noqa: PLC0415
 
-    result = discover(parse_reference(reference), artifact_type=artifact_type, options=store_options(kw))
+    result = discover(parse_reference(reference), artifact_type=artifact_type, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
     click.echo(str(result.reference))
     for entry in result.cosign:
-        click.echo(f"· cosign {entry.kind}: {entry.tag} ({entry.layers})")
+        click.echo(printable(f"· cosign {entry.kind}: {entry.tag} ({entry.layers})"))
     for line in _tree_lines(result.referrers, ""):
-        click.echo(line)
+        click.echo(printable(line))

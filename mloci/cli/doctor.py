@@ -5,7 +5,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli.options import json_option, registry_options, session_from
 from mloci.ops.doctor import doctor
 
 _MARKS = {True: "yes", False: "no ", None: " ? "}
@@ -24,7 +24,7 @@ def doctor_command(registry: str, repository: str, as_json: bool, **kw: Any) -> 
     Write probes push a few bytes to a scratch repository and delete them again when the
     registry allows deletes.
     """
-    report = doctor(registry, repository=repository, options=store_options(kw))
+    report = doctor(registry, repository=repository, session=session_from(kw))
     if as_json:
         emit_json(report.to_json())
         return

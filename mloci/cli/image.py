@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, parse_pairs, registry_options, store_options
+from mloci.cli.options import json_option, parse_pairs, registry_options, session_from
 from mloci.errors import UsageError
 from mloci.ops.image import ImageSpec, build_image, split_command
 from mloci.ops.refs import parse_reference
@@ -75,7 +75,7 @@ def build_command(
     The model's files go to <model-root>/<name> with MODEL_PATH, MODEL_NAME and MODEL_DIGEST set;
     labels name the model digest and the base image, so one can be found from the other.
     """
-    options = store_options(kw)
+    session = session_from(kw)
     if engine == "docker":
         if dockerfile is None:
             raise UsageError("--engine docker needs --dockerfile")
@@ -104,7 +104,7 @@ def build_command(
         labels=parse_pairs(labels, "--label"),
         source_url=source_url,
     )
-    result = build_image(source, spec, options=options, push=push)
+    result = build_image(source, spec, session=session, push=push)
     if as_json:
         emit_json(result.to_json())
     else:

@@ -4,8 +4,8 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, registry_options, store_options
+from mloci.cli._output import emit_json, human_size, printable
+from mloci.cli.options import json_option, registry_options, session_from
 from mloci.ops.inspection import inspect
 from mloci.ops.refs import parse_reference
 
@@ -16,22 +16,24 @@ from mloci.ops.refs import parse_reference
 @json_option
 def inspect_command(reference: str, as_json: bool, **kw: Any) -> None:
     """Show an artifact's manifest, annotations, metrics and files, without downloading weights."""
-    result = inspect(parse_reference(reference), options=store_options(kw))
+    result = inspect(parse_reference(reference), session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
+    # Everything below came from the registry: printable() keeps its bytes off the terminal.
     click.echo(f"Reference:  {result.reference}")
-    click.echo(f"Type:       {result.manifest.get('artifactType') or result.media_type}")
+    click.echo(printable(f"Type:       {result.artifact_type or result.media_type}"))
     for key, value in sorted(result.annotations.items()):
-        click.echo(f"  {key}: {value}")
+        click.echo(printable(f"  {key}: {value}"))
     if result.metrics:
         click.echo("Metrics:")
-        for key, value in sorted(result.metrics.items()):
-            click.echo(f"  {key}: {value}")
+        for name, number in sorted(result.metrics.items()):
+            click.echo(printable(f"  {name}: {number:g}"))
     if result.files:
-        click.echo(f"Files ({human_size(sum(f['size'] for f in result.files))}):")
-        width = max(len(f["path"] or "-") for f in result.files)
-        for f in result.files:
+        click.echo(f"Files ({human_size(result.size)}):")
+        paths = [printable(f.path or "-") for f in result.files]
+        width = max(len(p) for p in paths)
+        for f, path in zip(result.files, paths, strict=True):
             click.echo(
-                f"  {f['path'] or '-':<{width}}  {f['kind']:<13} {human_size(f['size']):>10}  {f['digest'][:19]}"
+                printable(f"  {path:<{width}}  {f.kind:<13} {human_size(f.size):>10}  {str(f.digest)[:19]}")
             )

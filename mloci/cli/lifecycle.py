@@ -7,19 +7,16 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size
-from mloci.cli.options import json_option, registry_options, store_options
-from mloci.errors import UsageError
+from mloci.cli._output import emit_json, human_size, printable
+from mloci.cli.options import json_option, registry_options, session_from
 from mloci.ops.diff import diff
 from mloci.ops.gc import gc
 from mloci.ops.listing import list_versions
-from mloci.ops.promote import Gate, history, promote, rollback
+from mloci.ops.promote import history, promote, rollback
 from mloci.ops.refs import parse_reference
 from mloci.ops.tag import tag
 from mloci.ops.transfer import copy
-from mloci.project import ProjectConfig, load_project
-from mloci.store import StoreOptions
-from mloci.types.reference import Reference
+from mloci.project import load_project
 
 
 def _short(digest: object) -> str:
@@ -34,32 +31,11 @@ def _short(digest: object) -> str:
 @json_option
 def tag_command(reference: str, tags: tuple[str, ...], force: bool, as_json: bool, **kw: Any) -> None:
     """Add TAGS to the manifest REFERENCE names: the same bytes, no blob moves."""
-    result = tag(parse_reference(reference), tags, options=store_options(kw), force=force)
+    result = tag(parse_reference(reference), tags, session=session_from(kw), force=force)
     if as_json:
         emit_json(result.to_json())
     else:
         click.echo(str(result.reference))
-
-
-def _repository(text: str | None, environment: str | None, project: ProjectConfig | None) -> Reference:
-    if text:
-        return parse_reference(text)
-    env = project.environment(environment) if project and environment else None
-    if env is None:
-        raise UsageError("name a repository (or an environment defined in mloci.toml / [tool.mloci])")
-    return env.reference
-
-
-def _gate(
-    policy: str | None, environment: str, project: ProjectConfig | None, options: StoreOptions
-) -> Gate | None:
-    env = project.environment(environment) if project else None
-    path = policy or (env.policy if env else None)
-    if path is None:
-        return None
-    from mloci.ops.policy import gate_from_file  # noqa: PLC0415  (only promotions with a policy need it)
-
-    return gate_from_file(Path(path), options)
 
 
 @click.command("promote")
@@ -87,14 +63,14 @@ def promote_command(
     environment lives in another repository or registry). Deployments should pin the printed digest.
     """
     project = load_project()
-    options = store_options(kw)
+    session = session_from(kw)
     result = promote(
         parse_reference(reference),
         environment,
         project=project,
         reason=reason,
-        options=options,
-        gate=_gate(policy, environment, project, options),
+        session=session,
+        policy=Path(policy) if policy else None,
         ci_url=ci_url,
     )
     if as_json:
@@ -115,23 +91,19 @@ def promote_command(
 @json_option
 def history_command(repository: str | None, environment: str | None, as_json: bool, **kw: Any) -> None:
     """Every promotion recorded in REPOSITORY, newest first: when, who, from → to, why."""
-    repo = _repository(repository, environment, load_project())
-    entries = history(repo, environment, options=store_options(kw))
+    repo = parse_reference(repository) if repository else None
+    found = history(repo, environment, project=load_project(), session=session_from(kw))
     if as_json:
-        emit_json(
-            {
-                "repository": repo.name,
-                "environment": environment,
-                "promotions": [e.to_json() for e in entries],
-            }
-        )
+        emit_json(found.to_json())
         return
-    for entry in entries:
+    for entry in found:
         r = entry.record
         was = _short(r.previous) if r.previous else "(none)"
         why = f"  {r.reason}" if r.reason else ""
         click.echo(
-            f"{r.timestamp:%Y-%m-%d %H:%M:%S}Z  {r.environment:<10} {was} → {_short(r.digest)}  {r.actor}{why}"
+            printable(
+                f"{r.timestamp:%Y-%m-%d %H:%M:%S}Z  {r.environment:<10} {was} → {_short(r.digest)}  {r.actor}{why}"
+            )
         )
 
 
@@ -146,8 +118,8 @@ def rollback_command(
 ) -> None:
     """Point ENV's alias back at the digest it named before the current one (recorded as a promotion)."""
     project = load_project()
-    repo = _repository(repository, environment, project)
-    result = rollback(repo, environment, project=project, reason=reason, options=store_options(kw))
+    repo = parse_reference(repository) if repository else None
+    result = rollback(repo, environment, project=project, reason=reason, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
@@ -168,7 +140,7 @@ def copy_command(source: str, destination: str, with_referrers: bool, as_json: b
     result = copy(
         parse_reference(source),
         parse_reference(destination),
-        options=store_options(kw),
+        session=session_from(kw),
         with_referrers=with_referrers,
     )
     if as_json:
@@ -190,7 +162,7 @@ def copy_command(source: str, destination: str, with_referrers: bool, as_json: b
 def ls_command(repository: str, as_json: bool, **kw: Any) -> None:
     """List the versions in REPOSITORY: version, git SHA, created, key metrics, environment aliases."""
     repo = parse_reference(repository)
-    versions = list_versions(repo, options=store_options(kw))
+    versions = list_versions(repo, session=session_from(kw))
     if as_json:
         emit_json({"repository": repo.name, "versions": [v.to_json() for v in versions]})
         return
@@ -198,8 +170,10 @@ def ls_command(repository: str, as_json: bool, **kw: Any) -> None:
         metrics = " ".join(f"{k}={v.metrics[k]}" for k in sorted(v.metrics)[:4])
         aliases = f"  [{', '.join(v.aliases)}]" if v.aliases else ""
         click.echo(
-            f"{(v.version or '-'):<16} {(v.revision or '-')[:7]:<8} {_short(v.digest)}  {(v.created or '-'):<20} "
-            f"{metrics}{aliases}"
+            printable(
+                f"{(v.version or '-'):<16} {(v.revision or '-')[:7]:<8} {_short(v.digest)}  {(v.created or '-'):<20} "
+                f"{metrics}{aliases}"
+            )
         )
 
 
@@ -210,7 +184,7 @@ def ls_command(repository: str, as_json: bool, **kw: Any) -> None:
 @json_option
 def diff_command(left: str, right: str, as_json: bool, **kw: Any) -> None:
     """Show what differs between two artifacts: metadata, metrics, dependencies, files (by digest)."""
-    result = diff(parse_reference(left), parse_reference(right), options=store_options(kw))
+    result = diff(parse_reference(left), parse_reference(right), session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
@@ -231,7 +205,9 @@ def diff_command(left: str, right: str, as_json: bool, **kw: Any) -> None:
             if isinstance(a, int | float) and isinstance(b, int | float):
                 delta = f"  ({b - a:+.4g})"
             click.echo(
-                f"  {key}: {a if a is not None else '(absent)'} → {b if b is not None else '(absent)'}{delta}"
+                printable(
+                    f"  {key}: {a if a is not None else '(absent)'} → {b if b is not None else '(absent)'}{delta}"
+                )
             )
     click.echo(f"{result.unchanged_files} files unchanged")
 
@@ -262,7 +238,7 @@ def gc_command(
         parse_reference(repository),
         keep_last=keep_last,
         dry_run=dry_run,
-        options=store_options(kw),
+        session=session_from(kw),
         grace_seconds=grace_seconds,
     )
     if as_json:
@@ -271,7 +247,11 @@ def gc_command(
     verb = "would delete" if dry_run else "deleted"
     for v in plan.delete:
         extra = len(plan.attachments.get(str(v.digest), []))
-        click.echo(f"{verb} {v.version or '-'} {_short(v.digest)} ({', '.join(v.tags)}) and {extra} attached")
+        click.echo(
+            printable(
+                f"{verb} {v.version or '-'} {_short(v.digest)} ({', '.join(v.tags)}) and {extra} attached"
+            )
+        )
     for v in plan.keep:
         why = f"held by {', '.join(v.aliases)}" if v.aliases else "recent"
-        click.echo(f"keep   {v.version or '-'} {_short(v.digest)} ({why})")
+        click.echo(printable(f"keep   {v.version or '-'} {_short(v.digest)} ({why})"))

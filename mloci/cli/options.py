@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from mloci.errors import UsageError
-from mloci.store import StoreOptions
+from mloci.store import Session, StoreOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,6 +68,11 @@ def store_options(kwargs: dict[str, Any]) -> StoreOptions:
         concurrency=kwargs.pop("concurrency"),
         chunk_size=kwargs.pop("chunk_size"),
     )
+
+
+def session_from(kwargs: dict[str, Any]) -> Session:
+    """Pop the registry options into a session that lives as long as the command (click closes it)."""
+    return click.get_current_context().with_resource(Session(store_options(kwargs)))
 
 
 def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:

@@ -5,16 +5,10 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.cli._output import emit_json, human_size, listener, printable
+from mloci.cli.options import json_option, quiet_option, registry_options, session_from
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 @click.command("pull")
@@ -70,22 +64,18 @@ def pull_command(
     """
     ref = parse_reference(reference)
     target = output or Path(ref.repository.rsplit("/", 1)[-1])
-    options = store_options(kw)
-    progress = listener("pulling", quiet=quiet or as_json)
-    verification: dict[str, Any] | None = None
-    if verify_key is not None:
-        from mloci.ops.verified_pull import pull_verified  # noqa: PLC0415  (cryptography only when verifying)
-
-        verified = pull_verified(
-            ref, target, verify_key, options=options, filters=filters, force=force, listener=progress
-        )
-        result, verification = verified.pulled, verified.verification.to_json()
-    else:
-        result = pull(ref, target, options=options, filters=filters, force=force, listener=progress)
-    if digest_file is not None:
-        write_atomically(digest_file, f"{result.digest}\n")
+    result = pull(
+        ref,
+        target,
+        session=session_from(kw),
+        filters=filters,
+        force=force,
+        listener=listener("pulling", quiet=quiet or as_json),
+        verify_key=verify_key,
+        digest_file=digest_file,
+    )
     if as_json:
-        emit_json({**result.to_json(), **({"verification": verification} if verification else {})})
+        emit_json(result.to_json())
         return
     if not quiet:
         if verify_key is not None:
@@ -99,7 +89,9 @@ def pull_command(
             )
         if result.replaced:
             click.echo(
-                f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}",
+                printable(
+                    f"replaced {len(result.replaced)} entries 'mloci pull' had not written: {', '.join(result.replaced)}"
+                ),
                 err=True,
             )
     click.echo(str(result.reference))

@@ -6,8 +6,8 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, store_options
-from mloci.ops.push import push_bundle
+from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.ops.push import Format, push
 
 
 @click.command("push")
@@ -34,7 +34,7 @@ def push_command(
     target: str | None,
     tags: tuple[str, ...],
     force: bool,
-    layout: str,
+    layout: Format,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -45,19 +45,15 @@ def push_command(
     added to the tags). Without TARGET the bundle's name goes to $MLOCI_REGISTRY, or to
     the local store when that is unset. Tags set: <version> and <version>-<git sha>.
     """
-    if layout == "image-volume":
-        from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415
-
-        result = push_image_volume(bundle, target, options=store_options(kw), force=force)
-    else:
-        result = push_bundle(
-            bundle,
-            target,
-            options=store_options(kw),
-            extra_tags=tags,
-            force=force,
-            listener=listener("pushing", quiet=quiet or as_json),
-        )
+    result = push(
+        bundle,
+        target,
+        format=layout,
+        session=session_from(kw),
+        extra_tags=tags,
+        force=force,
+        listener=listener("pushing", quiet=quiet or as_json),
+    )
     if as_json:
         emit_json(result.to_json())
         return

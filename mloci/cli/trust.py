@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, store_options
+from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, session_from
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
 from mloci.ops.sign import generate_keypair, is_encrypted, sign, verify
@@ -83,7 +83,7 @@ def sign_command(reference: str, key: Path, annotations: tuple[str, ...], as_jso
     claims = parse_pairs(annotations, "annotation")
     ref = parse_reference(reference)
     password = _passphrase(confirm=False) if is_encrypted(key) else None
-    result = sign(ref, key, password, annotations=claims, options=store_options(kw))
+    result = sign(ref, key, password, annotations=claims, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
@@ -107,7 +107,7 @@ def verify_command(reference: str, key: Path, annotations: tuple[str, ...], as_j
         parse_reference(reference),
         key,
         required_annotations=parse_pairs(annotations, "annotation"),
-        options=store_options(kw),
+        session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())

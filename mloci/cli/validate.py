@@ -4,10 +4,10 @@ from pathlib import Path
 
 import click
 
-from mloci.bundle.load import inspect_bundle
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, printable
 from mloci.cli.options import json_option
 from mloci.errors import BundleInvalidError
+from mloci.ops.validate import validate
 
 
 @click.command("validate")
@@ -18,21 +18,14 @@ def validate_command(bundle: Path, as_json: bool) -> None:
 
     Exits 0 when the bundle is valid and 3 when it is not, so CI can gate on it.
     """
-    result, problems = inspect_bundle(bundle)
+    report = validate(bundle)
     if as_json:
-        emit_json(
-            {
-                "bundle": str(bundle),
-                "valid": result is not None,
-                "problems": [{"path": p.path, "message": p.message} for p in problems],
-                "files": [f.path for f in result.files] if result else [],
-            }
-        )
-    elif result is not None:
-        m = result.manifest
-        click.echo(f"{bundle}: valid — {m.name} {m.version}, {len(result.files)} files")
+        emit_json(report.to_json())
+    elif report.manifest is not None:
+        m = report.manifest
+        click.echo(printable(f"{bundle}: valid — {m.name} {m.version}, {len(report.files)} files"))
     else:
-        for problem in problems:
-            click.echo(f"{bundle}: {problem}", err=True)
-    if result is None:
+        for problem in report.problems:
+            click.echo(printable(f"{bundle}: {problem}"), err=True)
+    if not report.valid:
         raise click.exceptions.Exit(BundleInvalidError.exit_code)

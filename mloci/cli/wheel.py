@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, store_options
+from mloci.cli.options import json_option, quiet_option, registry_options, session_from
 from mloci.ops.wheel import pull_release, push_distributions, yank
 
 
@@ -35,7 +35,7 @@ def push_command(files: tuple[Path, ...], namespace: str, as_json: bool, quiet: 
     results = push_distributions(
         list(files),
         namespace,
-        options=store_options(kw),
+        session=session_from(kw),
         listener=listener("pushing", quiet=quiet or as_json),
     )
     if as_json:
@@ -77,7 +77,7 @@ def pull_command(
 
     REFERENCE is REGISTRY/NAMESPACE/PROJECT[==VERSION]. Without a version the highest one that is not yanked is taken (final releases first).
     """
-    result = pull_release(spec, dest, filters=filters, pre=pre, options=store_options(kw))
+    result = pull_release(spec, dest, filters=filters, pre=pre, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return
@@ -103,7 +103,7 @@ def yank_command(spec: str, reason: str, undo: bool, as_json: bool, **kw: Any) -
     REFERENCE is REGISTRY/NAMESPACE/PROJECT==VERSION. The release manifest changes (its digest
     too): sign it again if it was signed.
     """
-    result = yank(spec, reason=reason, undo=undo, options=store_options(kw))
+    result = yank(spec, reason=reason, undo=undo, session=session_from(kw))
     if as_json:
         emit_json(result.to_json())
         return

@@ -45,23 +45,24 @@ from urllib.parse import urlsplit, urlunsplit
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import ValidationError
 
 from mloci import __version__
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import IntegrityError, NotFoundError, RegistryError, UsageError
 from mloci.ops._purl import oci_purl, pypi_purl
-from mloci.ops.attach import DSSE_ENVELOPE, AttachResult, attach_blob
-from mloci.ops.inspection import InspectResult, inspect
+from mloci.ops.attach import AttachResult, attach_blob
+from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.promote import ci_run_url
 from mloci.ops.referrers import list_referrers
 from mloci.ops.sign import Rejected, load_private_key, load_public_key
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.mediatype import DSSE_ENVELOPE
 from mloci.types.reference import Reference
+from mloci.types.timestamps import rfc3339
 
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
 SLSA_PROVENANCE_V1: Final = "https://slsa.dev/provenance/v1"
@@ -255,17 +256,11 @@ def detect_builder() -> str:
 # -- the statement -------------------------------------------------------------------------------
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_rfc3339 = rfc3339
 
 
-def _bundle_manifest(info: InspectResult) -> BundleManifest | None:
-    if info.bundle is None:
-        return None
-    try:
-        return BundleManifest.model_validate(info.bundle)
-    except ValidationError:
-        return None
+def _bundle_manifest(info: Artifact) -> BundleManifest | None:
+    return info.bundle
 
 
 def _sha256_map(digest: Digest | None) -> dict[str, str] | None:
@@ -273,7 +268,7 @@ def _sha256_map(digest: Digest | None) -> dict[str, str] | None:
 
 
 def _resolved_dependencies(
-    info: InspectResult, manifest: BundleManifest | None, source: Source
+    info: Artifact, manifest: BundleManifest | None, source: Source
 ) -> list[dict[str, Any]]:
     deps: list[dict[str, Any]] = []
     if source.commit:
@@ -321,7 +316,7 @@ def _resolved_dependencies(
 
 def provenance_statement(
     reference: Reference,
-    info: InspectResult,
+    info: Artifact,
     *,
     builder_id: str,
     source: Source,
@@ -338,7 +333,7 @@ def provenance_statement(
         external["ref"] = source.ref
     if source.commit:
         external["commit"] = source.commit
-    internal: dict[str, Any] = {"artifactType": info.manifest.get("artifactType") or info.media_type}
+    internal: dict[str, Any] = {"artifactType": info.artifact_type or info.media_type}
     if manifest is not None:
         values = {
             "framework": manifest.framework,
@@ -409,14 +404,14 @@ def attest(
     started_on: datetime | None = None,
     ci_url: str | None = None,
     cwd: Path | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> AttestResult:
     """Sign SLSA provenance for the manifest ``reference`` names and attach it as a referrer."""
     started = started_on or datetime.now(UTC)
     if reference.tag is None and reference.digest is None:
         raise UsageError(f"{reference} names no tag or digest", hint="add :TAG or @sha256:…")
     key = load_private_key(key_path, password)
-    info = inspect(reference, options=options)
+    info = inspect(reference, session=session)
     manifest = _bundle_manifest(info)
     statement = provenance_statement(
         reference,
@@ -439,7 +434,7 @@ def attest(
         Blob(layer, data=data),
         artifact_type=DSSE_ENVELOPE,
         annotations={PREDICATE_TYPE_ANNOTATION: SLSA_PROVENANCE_V1},
-        options=options,
+        session=session,
     )
     return AttestResult(info.reference, info.digest, statement, envelope, attached)
 
@@ -536,7 +531,7 @@ def verify_attestation(
     public_key: Path | ec.EllipticCurvePublicKey,
     *,
     predicate_type: str | None = SLSA_PROVENANCE_V1,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> AttestationVerifyResult:
     """The attestations on exactly the manifest ``reference`` names that verify with ``public_key``.
 
@@ -548,8 +543,8 @@ def verify_attestation(
     key = load_public_key(public_key) if isinstance(public_key, Path) else public_key
     if reference.tag is None and reference.digest is None:
         raise UsageError(f"{reference} names no tag or digest", hint="add :TAG or @sha256:…")
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         digest = store.resolve(reference).digest
         repo = reference.with_tag(None).with_digest(None)
         entries = list_referrers(store, repo, digest, DSSE_ENVELOPE)
@@ -571,8 +566,6 @@ def verify_attestation(
             checked = f" ({len(entries)} checked)" if len(entries) > 1 else ""
             raise IntegrityError(f"no attestation for {digest} verifies: {reason}{checked}")
         return AttestationVerifyResult(reference.pinned(digest), digest, tuple(valid), len(entries))
-    finally:
-        store.close()
 
 
 def statement_of(envelope: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mloci.errors import MlociError, UnsupportedError
-from mloci.store import StoreOptions
-from mloci.store.registry import RegistryStore, credentials
+from mloci.store import Session, scoped
+from mloci.store.registry import RegistryStore
 from mloci.store.registry.auth import Challenge
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -86,12 +86,12 @@ class _Doctor:
         return True, "POST, PATCH, PUT" + (f"; OCI-Chunk-Min-Length {minimum}" if minimum else "")
 
     def artifacts(self) -> tuple[bool, str]:
-        subject = Manifest(artifact_type="application/vnd.mloci.doctor.v1", config=self.config.descriptor)
+        subject = Manifest(artifact_type=mediatype.DOCTOR_PROBE, config=self.config.descriptor)
         self.subject = self.store.push_manifest(
             self.ref("doctor-subject"), subject.to_json(), mediatype.OCI_MANIFEST
         )
         referrer = Manifest(
-            artifact_type="application/vnd.mloci.doctor.referrer.v1",
+            artifact_type=mediatype.DOCTOR_REFERRER,
             config=self.config.descriptor,
             layers=[self.payload.descriptor],
             subject=self.subject,
@@ -142,19 +142,9 @@ class _Doctor:
         self.probe("deletes", self.deletes)
 
 
-def doctor(registry: str, *, repository: str = "mloci-doctor", options: StoreOptions | None = None) -> Report:
+def doctor(registry: str, *, repository: str = "mloci-doctor", session: Session | None = None) -> Report:
     """Probe ``registry``; write probes use ``repository`` and clean up after themselves where deletes work."""
-    options = options or StoreOptions()
-    store = RegistryStore(
-        registry,
-        plain_http=options.plain_http,
-        insecure=options.insecure,
-        ca_file=options.ca_file,
-        credentials=lambda: credentials.lookup(registry),
-    )
-    try:
-        checks = _Doctor(store, repository)
+    with scoped(session) as active:
+        checks = _Doctor(active.registry(registry), repository)
         checks.run()
         return Report(registry, tuple(checks.findings))
-    finally:
-        store.close()

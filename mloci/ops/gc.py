@@ -12,7 +12,7 @@ from typing import Any
 from mloci.errors import NotFoundError, UsageError
 from mloci.ops.listing import ModelVersion, list_versions
 from mloci.ops.referrers import COSIGN_SUFFIXES, fallback_tag, list_referrers
-from mloci.store import LayoutStore, Store, StoreOptions, open_store
+from mloci.store import CollectsGarbage, Session, Store, scoped
 from mloci.store.layout import GC_GRACE_SECONDS
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference
@@ -54,11 +54,11 @@ def _attachments(store: Store, repo: Reference, subject: Digest) -> list[Digest]
     return list(dict.fromkeys(found))
 
 
-def plan_gc(repository: Reference, *, keep_last: int, options: StoreOptions | None = None) -> GcPlan:
+def plan_gc(repository: Reference, *, keep_last: int, session: Session | None = None) -> GcPlan:
     """Which versions go: all but the ``keep_last`` newest, never one an alias (environment) names."""
     if keep_last < 0:
         raise UsageError("--keep-last must be 0 or more")
-    versions = [v for v in list_versions(repository, options=options) if v.tags]
+    versions = [v for v in list_versions(repository, session=session) if v.tags]
     plan = GcPlan(repository.with_tag(None).with_digest(None).name)
     for position, version in enumerate(versions):
         (plan.keep if position < keep_last or version.aliases else plan.delete).append(version)
@@ -70,13 +70,13 @@ def gc(
     *,
     keep_last: int,
     dry_run: bool = True,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     grace_seconds: float = GC_GRACE_SECONDS,
 ) -> GcPlan:
-    plan = plan_gc(repository, keep_last=keep_last, options=options)
-    store = open_store(repository, options)
-    repo = repository.with_tag(None).with_digest(None)
-    try:
+    with scoped(session) as active:
+        plan = plan_gc(repository, keep_last=keep_last, session=active)
+        store = active.store(repository)
+        repo = repository.with_tag(None).with_digest(None)
         for version in plan.delete:
             plan.attachments[str(version.digest)] = [
                 str(d) for d in _attachments(store, repo, version.digest)
@@ -92,8 +92,6 @@ def gc(
                 except NotFoundError:
                     continue
         plan.executed = True
-        if isinstance(store, LayoutStore):
+        if isinstance(store, CollectsGarbage):
             plan.blobs_removed = store.collect_garbage(grace_seconds=grace_seconds)
         return plan
-    finally:
-        store.close()

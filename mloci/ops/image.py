@@ -19,23 +19,20 @@ from typing import Any
 from mloci import settings
 from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
-from mloci.bundle.pack import pack, rfc3339, source_date, version_tag, with_git
+from mloci.bundle.pack import pack, source_date, version_tag, with_git
 from mloci.errors import MlociError, UsageError
 from mloci.image.layer import Entry, ImageLayer, build_layer, iter_entries
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 from mloci.ops.transfer import Copier
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Index, Manifest, canonical_json
 from mloci.types.reference import Reference
-
-MODEL_DIGEST = "dev.mloci.model.digest"
-BASE_NAME = "org.opencontainers.image.base.name"
-BASE_DIGEST = "org.opencontainers.image.base.digest"
+from mloci.types.timestamps import rfc3339
 
 
 @dataclass(frozen=True)
@@ -90,8 +87,8 @@ def _model_from_bundle(path: Path) -> _ImageModel:
     return _ImageModel(m.name, m.version, m.git_sha, packed.digest, bundle.root, source_date(m))
 
 
-def _model_from_reference(ref: Reference, workdir: Path, options: StoreOptions) -> _ImageModel:
-    result = pull(ref, workdir / "model", options=options)
+def _model_from_reference(ref: Reference, workdir: Path, session: Session) -> _ImageModel:
+    result = pull(ref, workdir / "model", session=session)
     manifest_file = result.output / "manifest.json"
     document = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     name = str(document.get("name") or ref.repository.rsplit("/", 1)[-1])
@@ -121,8 +118,10 @@ def _platform_manifests(
 
 
 def _read_json(store: Store, repository: str, descriptor: Descriptor) -> dict[str, Any]:
-    with store.open_blob(repository, descriptor) as chunks:
-        value = json.loads(b"".join(chunks))
+    try:
+        value = json.loads(read_small_blob(store, repository, descriptor))
+    except ValueError:
+        value = None
     if not isinstance(value, dict):
         raise MlociError(f"image config {descriptor.digest} is not a JSON object")
     return value
@@ -172,17 +171,17 @@ def build_image(
     source: str,
     spec: ImageSpec,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     push: bool = True,
 ) -> ImageResult:
     """Build an inference image for ``source`` (a bundle directory or a model reference)."""
-    options = options or StoreOptions()
+    scope = scoped(session)
     workdir = settings.home() / "tmp" / "image-build"
     workdir.mkdir(parents=True, exist_ok=True)
     model = (
         _model_from_bundle(Path(source))
         if Path(source).is_dir()
-        else _model_from_reference(parse_reference(source), workdir, options)
+        else _model_from_reference(parse_reference(source), workdir, scope.session)
     )
     target = spec.repository.with_tag(None).with_digest(None)
     if not push:
@@ -195,17 +194,17 @@ def build_image(
         if not spec.app.is_dir():
             raise UsageError(f"--app {spec.app} is not a directory")
         layers.append(build_layer(list(iter_entries(spec.app, spec.app_path)), workdir=workdir, mtime=mtime))
-    base_store = open_store(spec.base, options)
-    target_store = open_store(target, options)
+    base_store = scope.session.store(spec.base)
+    target_store = scope.session.store(target)
     try:
         base_descriptor, platforms = _platform_manifests(base_store, spec.base)
         pinned_base = spec.base.pinned(base_descriptor.digest)
         labels = {
             ann.VERSION: model.version,
             ann.TITLE: model.name,
-            BASE_NAME: str(spec.base.with_digest(None)),
-            BASE_DIGEST: str(base_descriptor.digest),
-            MODEL_DIGEST: str(model.digest),
+            ann.BASE_NAME: str(spec.base.with_digest(None)),
+            ann.BASE_DIGEST: str(base_descriptor.digest),
+            ann.MODEL_DIGEST: str(model.digest),
             ann.CREATED: rfc3339(model.created),
             **({ann.REVISION: model.revision} if model.revision else {}),
             **({ann.SOURCE: spec.source_url} if spec.source_url else {}),
@@ -213,7 +212,9 @@ def build_image(
         }
         for layer in layers:
             target_store.push_blob(target.repository, layer.blob)
-        copier = Copier(base_store, pinned_base, target_store, target, concurrency=options.concurrency)
+        copier = Copier(
+            base_store, pinned_base, target_store, target, concurrency=scope.session.options.concurrency
+        )
         built: list[tuple[Descriptor, bytes]] = []
         for descriptor, manifest in platforms:
             for blob in manifest.layers:
@@ -252,15 +253,14 @@ def build_image(
     finally:
         for layer in layers:
             layer.remove()
-        base_store.close()
-        target_store.close()
+        scope.close()
 
 
 def _as_oci(descriptor: Descriptor) -> Descriptor:
     """Docker layer media types have OCI twins; keep digests, use the OCI names in an OCI manifest."""
     docker = {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip": mediatype.OCI_LAYER_TAR_GZIP,
-        "application/vnd.docker.image.rootfs.diff.tar": mediatype.OCI_LAYER_TAR,
+        mediatype.DOCKER_LAYER_TAR_GZIP: mediatype.OCI_LAYER_TAR_GZIP,
+        mediatype.DOCKER_LAYER_TAR: mediatype.OCI_LAYER_TAR,
     }
     media_type = docker.get(descriptor.media_type, descriptor.media_type)
     return descriptor.model_copy(update={"media_type": media_type})

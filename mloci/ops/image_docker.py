@@ -18,6 +18,7 @@ from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.pack import pack, version_tag, with_git
 from mloci.errors import MlociError, UnavailableError, UsageError
+from mloci.types import annotations as ann
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference
 
@@ -112,10 +113,10 @@ def _build_and_push(
             **(build_args or {}),
         }
         labels = {
-            "org.opencontainers.image.version": manifest.version,
-            "org.opencontainers.image.title": manifest.name,
-            "dev.mloci.model.digest": str(model_digest),
-            **({"org.opencontainers.image.revision": manifest.git_sha} if manifest.git_sha else {}),
+            ann.VERSION: manifest.version,
+            ann.TITLE: manifest.name,
+            ann.MODEL_DIGEST: str(model_digest),
+            **({ann.REVISION: manifest.git_sha} if manifest.git_sha else {}),
         }
         try:
             image, _ = client.images.build(path=str(root), tag=target, buildargs=args, labels=labels, rm=True)

@@ -8,36 +8,52 @@ the node's platform; the layers are shared, only the config differs), reproducib
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from mloci import settings
 from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
-from mloci.bundle.pack import pack, rfc3339, source_date, version_tag, with_git
+from mloci.bundle.pack import pack, source_date, version_tag, with_git
 from mloci.image.layer import Entry, build_layer
-from mloci.ops.image import MODEL_DIGEST
+from mloci.ops.progress import Silent, TransferListener
 from mloci.ops.push import PushResult, check_tags, target_for
-from mloci.store import StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Index, Manifest, Platform, canonical_json
+from mloci.types.timestamps import rfc3339
 
-IMAGE_VOLUME_TYPE = "application/vnd.mloci.model.image.v1+json"  # index annotation only; runtimes ignore it
 PLATFORMS = ("amd64", "arm64")
+
+
+def _upload_layer(store: Store, repository: str, blob: Blob, listener: TransferListener) -> None:
+    size = blob.descriptor.size
+    key = str(blob.descriptor.digest)
+    listener.begin(size, 1)
+    try:
+        listener.started(key, "model layer", size)
+        present = store.has_blob(repository, blob.descriptor.digest)
+        if not present:
+            store.push_blob(repository, blob, progress=lambda n: listener.advance(key, n))
+        listener.finished(key, skipped=present)
+    finally:
+        listener.end()
 
 
 def push_image_volume(
     path: Path,
     target: str | None = None,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     model_root: str = "/models",
+    extra_tags: Sequence[str] = (),
     force: bool = False,
+    listener: TransferListener | None = None,
 ) -> PushResult:
     """Pack the bundle at ``path`` as a mountable image and push it (tags ``<version>-image``…)."""
-    options = options or StoreOptions()
     bundle = with_git(load_bundle(path), git_state(path))
     model = pack(bundle)
     manifest = bundle.manifest
@@ -47,16 +63,17 @@ def push_image_volume(
     ref, extra = target_for(manifest.name, target)
     workdir = settings.home() / "tmp" / "image-volume"
     layer = build_layer(entries, workdir=workdir, mtime=int(created.timestamp()))
-    store = open_store(ref, options)
+    scope = scoped(session)
+    store = scope.session.store(ref)
     try:
         labels = {
             ann.TITLE: manifest.name,
             ann.VERSION: manifest.version,
             ann.CREATED: rfc3339(created),
-            MODEL_DIGEST: str(model.digest),
+            ann.MODEL_DIGEST: str(model.digest),
             **({ann.REVISION: manifest.git_sha} if manifest.git_sha else {}),
         }
-        store.push_blob(ref.repository, layer.blob)
+        _upload_layer(store, ref.repository, layer.blob, listener or Silent())
         children = []
         for arch in PLATFORMS:
             config = {
@@ -75,7 +92,7 @@ def push_image_volume(
             data = image.to_json()
             pushed = store.push_manifest(ref.with_digest(Digest.of(data)), data, mediatype.OCI_MANIFEST)
             children.append(pushed.model_copy(update={"platform": Platform(architecture=arch, os="linux")}))
-        index = Index(manifests=children, annotations={**labels, "dev.mloci.format": IMAGE_VOLUME_TYPE})
+        index = Index(manifests=children, annotations={**labels, ann.FORMAT: mediatype.MODEL_IMAGE_VOLUME})
         data = index.to_json()
         digest = Digest.of(data)
         version = version_tag(manifest.version)
@@ -83,6 +100,7 @@ def push_image_volume(
             f"{version}-image",
             *([f"{version}-{manifest.git_sha[:7]}-image"] if manifest.git_sha else []),
             *extra,
+            *extra_tags,
         ]
         pending = check_tags(store, ref, tags, digest, force=force)
         for tag in pending:
@@ -100,4 +118,4 @@ def push_image_volume(
         )
     finally:
         layer.remove()
-        store.close()
+        scope.close()

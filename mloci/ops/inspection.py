@@ -6,77 +6,125 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from mloci.bundle.manifest import BundleManifest
 from mloci.errors import IntegrityError
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, read_small_blob, scoped
+from mloci.store.base import MAX_METADATA_SIZE
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor, Manifest
+from mloci.types.json import JSONObject
+from mloci.types.manifest import Descriptor, Index, Manifest
 from mloci.types.reference import Reference
-
-# Small metadata blobs are read; anything larger is described, never downloaded.
-_MAX_METADATA = 4 << 20
 
 
 @dataclass(frozen=True)
-class InspectResult:
+class ArtifactFile:
+    """One layer of an artifact as a file: its path (None for image layers), ModelPack kind, digest and size."""
+
+    path: str | None
+    kind: str
+    media_type: str
+    digest: Digest
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "mediaType": self.media_type,
+            "digest": str(self.digest),
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An artifact as a store holds it, read without its large blobs.
+
+    ``manifest`` is the image manifest (None for an index, then ``index`` is set); ``bundle`` is
+    mloci's bundle manifest when the artifact is a model bundle (None with ``bundle_problem`` set
+    when one is present but does not validate here); ``config`` is the config blob's
+    JSON document when it is small JSON (free-form: ModelPack, image or any tool's config).
+    """
+
     reference: Reference
     digest: Digest
     media_type: str
-    manifest: dict[str, Any]
-    config: dict[str, Any] | None
-    bundle: dict[str, Any] | None
-    files: list[dict[str, Any]]
+    manifest: Manifest | None
+    index: Index | None
+    config: JSONObject | None
+    bundle: BundleManifest | None
+    files: tuple[ArtifactFile, ...]
+    manifest_bytes: bytes
+    bundle_problem: str | None = None  # why a bundle manifest layer did not validate (bundle is then None)
+
+    @property
+    def artifact_type(self) -> str | None:
+        if self.manifest is not None:
+            return self.manifest.artifact_type
+        return self.index.artifact_type if self.index is not None else None
 
     @property
     def annotations(self) -> dict[str, str]:
-        value = self.manifest.get("annotations")
-        return dict(value) if isinstance(value, dict) else {}
+        owner = self.manifest or self.index
+        return dict(owner.annotations or {}) if owner is not None else {}
 
     @property
-    def metrics(self) -> dict[str, Any]:
-        if self.bundle and isinstance(self.bundle.get("metrics"), dict):
-            return dict(self.bundle["metrics"])
+    def metrics(self) -> dict[str, float]:
+        if self.bundle is not None:
+            return {k: float(v) for k, v in self.bundle.metrics.items()}
         raw = self.annotations.get(ann.METRICS)
         try:
             value = json.loads(raw) if raw else {}
         except ValueError:
             return {}
-        return value if isinstance(value, dict) else {}
+        if not isinstance(value, dict):
+            return {}
+        return {
+            str(k): float(v)
+            for k, v in value.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": str(self.reference),
             "digest": str(self.digest),
             "mediaType": self.media_type,
-            "artifactType": self.manifest.get("artifactType"),
-            "size": sum(f["size"] for f in self.files),
+            "artifactType": self.artifact_type,
+            "size": self.size,
             "annotations": self.annotations,
             "metrics": self.metrics,
-            "files": self.files,
-            "manifest": self.manifest,
+            "files": [f.to_json() for f in self.files],
+            "manifest": json.loads(self.manifest_bytes),
             "config": self.config,
-            "bundle": self.bundle,
+            "bundle": self.bundle.to_document() if self.bundle is not None else None,
         }
 
 
-def _describe_layer(layer: Descriptor) -> dict[str, Any]:
+def describe_layer(layer: Descriptor) -> ArtifactFile:
     """A layer as a file entry; image layers (tars without a file path) are listed by kind only."""
     parsed = mediatype.parse_model_layer(layer.media_type)
-    return {
-        "path": layer.annotation(ann.MODEL_FILEPATH) or layer.annotation(ann.TITLE),
-        "kind": parsed[0] if parsed else ("layer" if "image.layer" in layer.media_type else "file"),
-        "mediaType": layer.media_type,
-        "digest": str(layer.digest),
-        "size": layer.size,
-    }
+    return ArtifactFile(
+        path=layer.annotation(ann.MODEL_FILEPATH) or layer.annotation(ann.TITLE),
+        kind=parsed[0] if parsed else ("layer" if "image.layer" in layer.media_type else "file"),
+        media_type=layer.media_type,
+        digest=layer.digest,
+        size=layer.size,
+    )
 
 
-def _small_json(store: Store, repository: str, descriptor: Descriptor) -> dict[str, Any] | None:
-    if descriptor.size > _MAX_METADATA:
-        return None
-    with store.open_blob(repository, descriptor) as chunks:
-        data = b"".join(chunks)
+def _small_json(store: Store, repository: str, descriptor: Descriptor) -> JSONObject | None:
+    if descriptor.size > MAX_METADATA_SIZE:
+        return None  # described, never downloaded
+    data = read_small_blob(store, repository, descriptor)
     try:
         value = json.loads(data)
     except ValueError:
@@ -86,24 +134,40 @@ def _small_json(store: Store, repository: str, descriptor: Descriptor) -> dict[s
     return value if isinstance(value, dict) else None
 
 
-def inspect(reference: Reference, *, options: StoreOptions | None = None) -> InspectResult:
-    store = open_store(reference, options)
+def _bundle(store: Store, ref: Reference, layer: Descriptor) -> tuple[BundleManifest | None, str | None]:
+    """The bundle manifest, or why it could not be read (another mloci version or tool wrote it)."""
+    data = read_small_blob(store, ref.repository, layer)
     try:
-        descriptor, data = store.fetch_manifest(reference)
-        raw = json.loads(data)
-        pinned = reference.pinned(descriptor.digest)
-        if descriptor.media_type in mediatype.INDEX_TYPES:
-            return InspectResult(pinned, descriptor.digest, descriptor.media_type, raw, None, None, [])
-        manifest = Manifest.from_json(data)
-        config = None
-        if manifest.config.media_type.endswith("+json") or manifest.config.media_type.endswith("/json"):
-            config = _small_json(store, reference.repository, manifest.config)
-        bundle = None
-        for layer in manifest.layers:
-            if layer.annotation(ann.ROLE) == ann.ROLE_BUNDLE_MANIFEST:
-                bundle = _small_json(store, reference.repository, layer)
-                break
-        files = [_describe_layer(layer) for layer in manifest.layers]
-        return InspectResult(pinned, descriptor.digest, descriptor.media_type, raw, config, bundle, files)
-    finally:
-        store.close()
+        return BundleManifest.model_validate_json(data), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return None, f"{where}: {first['msg']}"
+
+
+def read_artifact(store: Store, reference: Reference) -> Artifact:
+    """:func:`inspect` over an already-open store."""
+    descriptor, data = store.fetch_manifest(reference)
+    pinned = reference.pinned(descriptor.digest)
+    if descriptor.media_type in mediatype.INDEX_TYPES:
+        index = Index.from_json(data)
+        return Artifact(pinned, descriptor.digest, descriptor.media_type, None, index, None, None, (), data)
+    manifest = Manifest.from_json(data)
+    config = None
+    if manifest.config.media_type.endswith(("+json", "/json")):
+        config = _small_json(store, reference.repository, manifest.config)
+    bundle, problem = None, None
+    for layer in manifest.layers:
+        if layer.annotation(ann.ROLE) == ann.ROLE_BUNDLE_MANIFEST:
+            bundle, problem = _bundle(store, pinned, layer)
+            break
+    files = tuple(describe_layer(layer) for layer in manifest.layers)
+    return Artifact(
+        pinned, descriptor.digest, descriptor.media_type, manifest, None, config, bundle, files, data, problem
+    )
+
+
+def inspect(reference: Reference, *, session: Session | None = None) -> Artifact:
+    """The artifact ``reference`` names: manifest, config, bundle manifest and files, no weights downloaded."""
+    with scoped(session) as active:
+        return read_artifact(active.store(reference), reference)

@@ -10,7 +10,7 @@ from typing import Any
 from mloci.errors import IntegrityError, NotFoundError, RegistryError
 from mloci.ops.promote import RECORD_TAG_PREFIX
 from mloci.ops.referrers import COSIGN_SUFFIXES, is_fallback_tag
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
@@ -26,6 +26,8 @@ def is_internal_tag(tag: str) -> bool:
 
 @dataclass
 class ModelVersion:
+    """One artifact of a repository with every tag naming it: versions, aliases, recorded metrics."""
+
     digest: Digest
     tags: list[str] = field(default_factory=list)  # immutable version tags
     aliases: list[str] = field(default_factory=list)  # moving tags: environments, latest…
@@ -33,7 +35,7 @@ class ModelVersion:
     revision: str | None = None
     created: str | None = None
     artifact_type: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,23 +69,25 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
             parsed = json.loads(raw)
         except ValueError:
             parsed = {}
-        version.metrics = parsed if isinstance(parsed, dict) else {}
+        if isinstance(parsed, dict):
+            version.metrics = {
+                str(k): float(v)
+                for k, v in parsed.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
 
 
-def list_versions(repository: Reference, *, options: StoreOptions | None = None) -> list[ModelVersion]:
+def list_versions(repository: Reference, *, session: Session | None = None) -> list[ModelVersion]:
     """Every artifact a tag names in ``repository``, newest version first."""
-    options = options or StoreOptions()
-    store = open_store(repository, options)
-    repo = repository.with_tag(None).with_digest(None)
-    try:
+    with scoped(session) as active:
+        store = active.store(repository)
+        repo = repository.with_tag(None).with_digest(None)
         tags = [t for t in store.list_tags(repo.repository) if not is_internal_tag(t)]
-        with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
+        with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:
             digests = list(pool.map(lambda t: store.resolve(repo.with_tag(t)).digest, tags))
             versions: dict[Digest, ModelVersion] = {}
             for name, digest in zip(tags, digests, strict=True):
                 entry = versions.setdefault(digest, ModelVersion(digest))
                 (entry.tags if is_version_tag(name) else entry.aliases).append(name)
             list(pool.map(lambda v: _describe(store, repo, v), versions.values()))
-    finally:
-        store.close()
     return sorted(versions.values(), key=lambda v: (sort_key(v.version or ""), v.created or ""), reverse=True)

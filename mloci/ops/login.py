@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mloci.errors import UsageError
-from mloci.store import StoreOptions
-from mloci.store.registry import RegistryStore, credentials
+from mloci.store import StoreOptions, open_registry
+from mloci.store.registry import credentials
 from mloci.store.registry.auth import Credentials
 from mloci.types.reference import Reference
 
@@ -25,15 +25,8 @@ def login(registry: str, username: str, password: str, *, options: StoreOptions 
     host = _registry_host(registry)
     if not username or not password:
         raise UsageError("a username and a password (or token) are required")
-    options = options or StoreOptions()
     creds = Credentials(username=username, password=password)
-    store = RegistryStore(
-        host,
-        plain_http=options.plain_http,
-        insecure=options.insecure,
-        ca_file=options.ca_file,
-        credentials=creds,
-    )
+    store = open_registry(host, options, credentials_override=creds, remember_locations=False)
     try:
         store.ping()
     finally:

@@ -24,65 +24,26 @@ from typing import Any
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from mloci.errors import MlociError, PolicyError, UsageError
-from mloci.ops.inspection import InspectResult, inspect
+from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
-from mloci.store import StoreOptions, open_store
+from mloci.store import Session, scoped
+from mloci.types import annotations as ann
+from mloci.types.kinds import requirement_types
 from mloci.types.manifest import Descriptor
+from mloci.types.policy import AGE_PATTERN, Policy
 from mloci.types.reference import Reference
 
 _METRIC_RULE = (
     r"^\s*([A-Za-z0-9_.:/-]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*$"
 )
-_AGE = r"^([0-9]+)\s*([smhdw])$|^P([0-9]+)D$"
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
 }  # fmt: skip
 
 # What `require:` names mean, as referrer artifact types (any one matches).
-REQUIREMENT_TYPES: dict[str, tuple[str, ...]] = {
-    "sbom": ("application/vnd.cyclonedx+json", "application/spdx+json", "text/spdx+json"),
-    "provenance": ("application/vnd.in-toto+json", "application/vnd.dsse.envelope.v1+json"),
-    "scan": (
-        "application/sarif+json",
-        "application/vnd.mloci.scan.v1+json",
-        "application/vnd.trivy.report+json",
-    ),
-    "evaluation": ("application/vnd.mloci.evaluation.v1+json",),
-    "test-results": ("application/vnd.mloci.test-results.v1+json", "application/junit+xml"),
-}
-
-
-class SignatureRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    keys: list[str] = Field(min_length=1, description="Public key files (PEM); relative to the policy file.")
-    minimum: int = Field(default=1, ge=1, description="How many distinct keys must have signed.")
-    annotations: dict[str, str] = Field(
-        default_factory=dict, description="Annotations each signature must carry."
-    )
-
-
-class Policy(BaseModel):
-    """A promotion/pull policy. Source of ``schemas/policy.schema.json``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    signatures: SignatureRule | None = None
-    require: list[str] = Field(
-        default_factory=list,
-        description="Attachments that must exist: sbom, provenance, scan, evaluation, test-results, or a media type.",
-    )
-    metrics: list[str] = Field(default_factory=list, description="Thresholds such as 'auc >= 0.80'.")
-    fields: list[str] = Field(
-        default_factory=list, description="Bundle manifest fields that must be set (dotted)."
-    )
-    licenses: list[str] = Field(default_factory=list, description="Allowed license expressions (empty: any).")
-    max_age: str | None = Field(
-        default=None, pattern=_AGE, description="e.g. '30d', '12h' or 'P30D', measured from train_time."
-    )
+REQUIREMENT_TYPES: dict[str, tuple[str, ...]] = requirement_types()
 
 
 @dataclass(frozen=True)
@@ -123,11 +84,28 @@ def policy_schema() -> dict[str, Any]:
 def load_policy(path: Path) -> tuple[Policy, Path]:
     """The policy in ``path`` (YAML), schema-checked; returns it with the directory keys are relative to."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > _MAX_POLICY_SIZE:
+            raise UsageError(
+                f"policy {path} is larger than {_MAX_POLICY_SIZE >> 10} KiB; a policy is a few lines"
+            )
+        text = path.read_bytes().decode("utf-8")
+        if _flow_depth(text) > _MAX_POLICY_DEPTH:
+            # PyYAML parses recursively: deep nesting is slow before it fails. A policy is shallow.
+            raise UsageError(f"policy {path} is nested too deeply")
+        document = yaml.safe_load(text)
     except OSError as exc:
         raise UsageError(f"cannot read policy {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"policy {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"policy {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise UsageError(f"policy {path} is nested too deeply") from None
+    if _too_big(document):
+        # YAML aliases can make a few lines stand for billions of values ("billion laughs").
+        raise UsageError(
+            f"policy {path} holds more than {_MAX_POLICY_VALUES} values (after expanding aliases)"
+        )
     document = document or {}
     validator = jsonschema.Draft202012Validator(policy_schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
@@ -139,6 +117,40 @@ def load_policy(path: Path) -> tuple[Policy, Path]:
     return Policy.model_validate(document), path.parent
 
 
+_MAX_POLICY_SIZE = 64 << 10
+_MAX_POLICY_VALUES = 10_000
+_MAX_POLICY_DEPTH = 32
+
+
+def _flow_depth(text: str) -> int:
+    """How deeply YAML flow collections ('[', '{') nest in ``text`` (a bound, quoting aside)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def _too_big(document: Any) -> bool:
+    """Whether ``document`` holds more than _MAX_POLICY_VALUES values, counting shared (aliased) ones each time."""
+    count = 0
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > _MAX_POLICY_VALUES:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _field(document: dict[str, Any], dotted: str) -> Any:
     value: Any = document
     for part in dotted.split("."):
@@ -147,7 +159,7 @@ def _field(document: dict[str, Any], dotted: str) -> Any:
 
 
 def _age_limit(text: str) -> timedelta:
-    match = re.fullmatch(_AGE, text)
+    match = re.fullmatch(AGE_PATTERN, text)
     if match is None:  # the schema has already checked this
         raise UsageError(f"invalid max_age {text!r}")
     if match.group(3):
@@ -156,7 +168,7 @@ def _age_limit(text: str) -> timedelta:
     return timedelta(**{unit: int(match.group(1))})
 
 
-def _check_metrics(policy: Policy, info: InspectResult) -> list[RuleResult]:
+def _check_metrics(policy: Policy, info: Artifact) -> list[RuleResult]:
     results = []
     for rule in policy.metrics:
         match = re.fullmatch(_METRIC_RULE, rule)
@@ -173,8 +185,8 @@ def _check_metrics(policy: Policy, info: InspectResult) -> list[RuleResult]:
     return results
 
 
-def _check_fields(policy: Policy, info: InspectResult) -> list[RuleResult]:
-    document = info.bundle or {}
+def _check_fields(policy: Policy, info: Artifact) -> list[RuleResult]:
+    document = info.bundle.to_document() if info.bundle else {}
     results = []
     for name in policy.fields:
         value = _field(document, name)
@@ -185,22 +197,22 @@ def _check_fields(policy: Policy, info: InspectResult) -> list[RuleResult]:
     return results
 
 
-def _check_license(policy: Policy, info: InspectResult) -> list[RuleResult]:
+def _check_license(policy: Policy, info: Artifact) -> list[RuleResult]:
     if not policy.licenses:
         return []
-    license_ = (info.bundle or {}).get("license") or info.annotations.get("org.opencontainers.image.licenses")
+    license_ = (info.bundle.license if info.bundle else None) or info.annotations.get(ann.LICENSES)
     allowed = license_ in policy.licenses
     detail = f"{license_} is {'allowed' if allowed else 'not allowed'}" if license_ else "no license declared"
     return [RuleResult("licenses", bool(license_) and allowed, detail)]
 
 
-def _check_age(policy: Policy, info: InspectResult, now: datetime) -> list[RuleResult]:
+def _check_age(policy: Policy, info: Artifact, now: datetime) -> list[RuleResult]:
     if policy.max_age is None:
         return []
-    stamp = (info.bundle or {}).get("train_time")
+    stamp = info.bundle.train_time if info.bundle else None
     if not stamp:
         return [RuleResult(f"max_age: {policy.max_age}", False, "train_time is not recorded")]
-    trained = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    trained = stamp
     age = now - trained
     limit = _age_limit(policy.max_age)
     return [RuleResult(f"max_age: {policy.max_age}", age <= limit, f"trained {age.days} days ago")]
@@ -217,9 +229,7 @@ def _check_required(policy: Policy, referrers: list[Descriptor]) -> list[RuleRes
     return results
 
 
-def _check_signatures(
-    policy: Policy, base: Path, reference: Reference, options: StoreOptions | None
-) -> list[RuleResult]:
+def _check_signatures(policy: Policy, base: Path, reference: Reference, session: Session) -> list[RuleResult]:
     rule = policy.signatures
     if rule is None:
         return []
@@ -230,7 +240,7 @@ def _check_signatures(
     for key in rule.keys:
         path = Path(key) if Path(key).is_absolute() else base / key
         try:
-            verify(reference, path, required_annotations=rule.annotations, options=options)
+            verify(reference, path, required_annotations=rule.annotations, session=session)
             good.append(path.name)
         except MlociError as exc:
             reasons.append(f"{path.name}: {exc.message}")
@@ -246,43 +256,38 @@ def evaluate(
     reference: Reference,
     *,
     base: Path = Path(),
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     now: datetime | None = None,
 ) -> PolicyReport:
     """Evaluate every rule of ``policy`` against the artifact ``reference`` names."""
-    info = inspect(reference, options=options)
-    pinned = info.reference
-    referrers: list[Descriptor] = []
-    if policy.require:
-        store = open_store(pinned, options)
-        try:
-            referrers = list_referrers(store, pinned, info.digest)
-        finally:
-            store.close()
-    results = [
-        *_check_signatures(policy, base, pinned, options),
-        *_check_required(policy, referrers),
-        *_check_metrics(policy, info),
-        *_check_fields(policy, info),
-        *_check_license(policy, info),
-        *_check_age(policy, info, now or datetime.now(UTC)),
-    ]
+    with scoped(session) as active:
+        info = inspect(reference, session=active)
+        pinned = info.reference
+        referrers: list[Descriptor] = []
+        if policy.require:
+            referrers = list_referrers(active.store(pinned), pinned, info.digest)
+        results = [
+            *_check_signatures(policy, base, pinned, active),
+            *_check_required(policy, referrers),
+            *_check_metrics(policy, info),
+            *_check_fields(policy, info),
+            *_check_license(policy, info),
+            *_check_age(policy, info, now or datetime.now(UTC)),
+        ]
     return PolicyReport(str(pinned), tuple(results))
 
 
-def check(path: Path, reference: Reference, *, options: StoreOptions | None = None) -> PolicyReport:
+def check(path: Path, reference: Reference, *, session: Session | None = None) -> PolicyReport:
     policy, base = load_policy(path)
-    return evaluate(policy, reference, base=base, options=options)
+    return evaluate(policy, reference, base=base, session=session)
 
 
-def gate_from_file(
-    path: Path, options: StoreOptions | None = None
-) -> Callable[[Reference, Descriptor], None]:
+def gate_from_file(path: Path, session: Session | None = None) -> Callable[[Reference, Descriptor], None]:
     """A promotion gate: raises PolicyError naming every failed rule."""
     policy, base = load_policy(path)
 
     def gate(reference: Reference, descriptor: Descriptor) -> None:
-        report = evaluate(policy, reference.pinned(descriptor.digest), base=base, options=options)
+        report = evaluate(policy, reference.pinned(descriptor.digest), base=base, session=session)
         if not report.passed:
             failed = "; ".join(f"{r.rule} ({r.detail})" for r in report.failures)
             raise PolicyError(f"policy {path.name} refused {reference}: {failed}")

@@ -15,62 +15,35 @@ import getpass
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.ops.referrers import attach
 from mloci.ops.transfer import Copier
 from mloci.project import ProjectConfig
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.manifest import Descriptor, Manifest
+from mloci.types.promotion import PromotionRecord
 from mloci.types.reference import Reference, is_valid_tag
 from mloci.types.semver import is_version_tag
+from mloci.types.timestamps import rfc3339
 
-PROMOTION_TYPE = "application/vnd.mloci.promotion.v1+json"
 RECORD_TAG_PREFIX = "mloci-promotion-"
-ENVIRONMENT = "dev.mloci.promotion.environment"
-PREVIOUS = "dev.mloci.promotion.previous"
-ACTOR = "dev.mloci.promotion.actor"
 
 # Called with the pinned reference and its manifest descriptor before the alias moves;
 # raises PolicyError to refuse. The trust features plug their policy engine in here.
 Gate = Callable[[Reference, Descriptor], None]
-
-
-class PromotionRecord(BaseModel):
-    """What one promotion did, by whom, when and why. Source of ``schemas/promotion-record.schema.json``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    schema_version: Literal[1] = Field(default=1, alias="schemaVersion")
-    environment: str
-    repository: str = Field(description="registry/repository the alias lives in")
-    alias: str = Field(description="the tag that was moved")
-    digest: Digest = Field(description="manifest digest the alias now names")
-    previous: Digest | None = Field(
-        default=None, description="what the alias named before (null: first promotion)"
-    )
-    source: str | None = Field(default=None, description="the reference the artifact was promoted from")
-    actor: str
-    timestamp: AwareDatetime
-    reason: str | None = None
-    ci_run_url: str | None = Field(default=None, alias="ciRunUrl")
-    rollback_of: Digest | None = Field(
-        default=None, alias="rollbackOf", description="set when this is a rollback"
-    )
-
-    def to_json(self) -> bytes:
-        return canonical_json(self.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
 @dataclass(frozen=True)
@@ -158,18 +131,18 @@ def _record_tag(environment: str, moment: datetime) -> str:
 
 def _write_record(store: Store, repo: Reference, subject: Descriptor, record: PromotionRecord) -> Digest:
     empty = Blob.of_bytes(mediatype.OCI_EMPTY, b"{}")
-    layer = Blob.of_bytes(PROMOTION_TYPE, record.to_json())
+    layer = Blob.of_bytes(mediatype.PROMOTION, record.to_json())
     for blob in (empty, layer):
         store.push_blob(repo.repository, blob)
     annotations = {
-        ENVIRONMENT: record.environment,
-        ACTOR: record.actor,
-        ann.CREATED: record.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        ann.PROMOTION_ENVIRONMENT: record.environment,
+        ann.PROMOTION_ACTOR: record.actor,
+        ann.CREATED: rfc3339(record.timestamp, fraction=True),
     }
     if record.previous:
-        annotations[PREVIOUS] = str(record.previous)
+        annotations[ann.PROMOTION_PREVIOUS] = str(record.previous)
     manifest = Manifest(
-        artifact_type=PROMOTION_TYPE,
+        artifact_type=mediatype.PROMOTION,
         config=empty.descriptor,
         layers=[layer.descriptor],
         subject=subject.model_copy(update={"annotations": None, "artifact_type": None}),
@@ -191,24 +164,27 @@ def promote(
     *,
     project: ProjectConfig | None = None,
     reason: str | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     gate: Gate | None = None,
+    policy: Path | None = None,
     rollback_of: Digest | None = None,
     ci_url: str | None = None,
 ) -> PromotionResult:
-    """Point ``environment``'s alias at the manifest ``reference`` names, recording who, when and why."""
-    options = options or StoreOptions()
+    """Point ``environment``'s alias at the manifest ``reference`` names, recording who, when and why.
+
+    ``policy`` (else the environment's own policy in ``project``) must pass first; ``gate`` is
+    any other check to run instead.
+    """
     target = environment_target(environment, project=project, default_repository=reference)
+    if gate is None:
+        gate = _policy_gate(environment, project, policy, session)
     if is_version_tag(target.alias):
         raise UsageError(
             f"alias {target.alias!r} looks like a version; version tags are immutable and never move"
         )
-    source_store = open_store(reference, options)
-    target_store = (
-        source_store
-        if target.repository.registry == reference.registry
-        else open_store(target.repository, options)
-    )
+    scope = scoped(session)
+    source_store = scope.session.store(reference)
+    target_store = scope.session.store(target.repository)
     try:
         try:
             descriptor = source_store.resolve(reference)
@@ -220,7 +196,9 @@ def promote(
         dst = target.repository
         copied = dst.name != reference.name
         if copied:
-            copier = Copier(source_store, reference, target_store, dst, concurrency=options.concurrency)
+            copier = Copier(
+                source_store, reference, target_store, dst, concurrency=scope.session.options.concurrency
+            )
             copier.manifest(descriptor.digest)
             copier.referrers(descriptor.digest)
         alias_ref = dst.with_tag(target.alias)
@@ -250,9 +228,19 @@ def promote(
         target_store.push_manifest(alias_ref, data, descriptor.media_type)
         return PromotionResult(result_ref, descriptor.digest, environment, previous, record_digest, copied)
     finally:
-        source_store.close()
-        if target_store is not source_store:
-            target_store.close()
+        scope.close()
+
+
+def _policy_gate(
+    environment: str, project: ProjectConfig | None, policy: Path | None, session: Session | None
+) -> Gate | None:
+    env = project.environment(environment) if project else None
+    path = policy or (Path(env.policy) if env and env.policy else None)
+    if path is None:
+        return None
+    from mloci.ops.policy import gate_from_file  # noqa: PLC0415  (signature checks load cryptography)
+
+    return gate_from_file(path, session)
 
 
 @dataclass(frozen=True)
@@ -269,10 +257,9 @@ def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None
     try:
         descriptor, data = store.fetch_manifest(repo.with_tag(tag))
         manifest = Manifest.from_json(data)
-        if manifest.artifact_type != PROMOTION_TYPE or not manifest.layers:
+        if manifest.artifact_type != mediatype.PROMOTION or not manifest.layers:
             return None
-        with store.open_blob(repo.repository, manifest.layers[0]) as chunks:
-            payload = b"".join(chunks)
+        payload = read_small_blob(store, repo.repository, manifest.layers[0])
         record = PromotionRecord.model_validate_json(payload)
     except (ValidationError, IntegrityError, NotFoundError):
         return None
@@ -281,67 +268,96 @@ def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None
     return HistoryEntry(record, descriptor.digest)
 
 
+@dataclass(frozen=True)
+class History:
+    """The promotions recorded in one repository, newest first (iterable like a list of entries)."""
+
+    repository: Reference
+    environment: str | None
+    entries: tuple[HistoryEntry, ...]
+
+    def __iter__(self) -> Iterator[HistoryEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository.name,
+            "environment": self.environment,
+            "promotions": [e.to_json() for e in self.entries],
+        }
+
+
 def history(
-    repository: Reference,
+    repository: Reference | None = None,
     environment: str | None = None,
     *,
-    options: StoreOptions | None = None,
-) -> list[HistoryEntry]:
-    """Every promotion recorded in ``repository`` (for one environment), newest first."""
-    options = options or StoreOptions()
-    store = open_store(repository, options)
-    repo = repository.with_tag(None).with_digest(None)
-    try:
+    project: ProjectConfig | None = None,
+    session: Session | None = None,
+) -> History:
+    """Every promotion recorded in ``repository`` (for one environment), newest first.
+
+    Without ``repository``, the repository of ``environment`` as ``project`` defines it.
+    """
+    if repository is None:
+        if environment is None or project is None or project.environment(environment) is None:
+            raise UsageError("name a repository (or an environment defined in mloci.toml / [tool.mloci])")
+        repository = environment_target(environment, project=project, default_repository=None).repository
+    return History(repository, environment, tuple(_entries(repository, environment, session)))
+
+
+def _entries(repository: Reference, environment: str | None, session: Session | None) -> list[HistoryEntry]:
+    with scoped(session) as active:
+        store = active.store(repository)
+        repo = repository.with_tag(None).with_digest(None)
         try:
             tags = store.list_tags(repo.repository)
         except NotFoundError:
             return []
         prefix = RECORD_TAG_PREFIX + (f"{environment}-" if environment else "")
         wanted = [t for t in tags if t.startswith(prefix)]
-        with ThreadPoolExecutor(max_workers=max(options.concurrency, 1)) as pool:
+        with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:
             entries = [e for e in pool.map(lambda t: _read_record(store, repo, t), wanted) if e is not None]
-    finally:
-        store.close()
     if environment:
         entries = [e for e in entries if e.record.environment == environment]
     return sorted(entries, key=lambda e: e.record.timestamp, reverse=True)
 
 
 def rollback(
-    repository: Reference,
+    repository: Reference | None,
     environment: str,
     *,
     project: ProjectConfig | None = None,
     reason: str | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> PromotionResult:
     """Point the alias back at what it named before its current digest was promoted."""
     target = environment_target(environment, project=project, default_repository=repository)
-    store = open_store(target.repository, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(target.repository)
         try:
             current = store.resolve(target.repository.with_tag(target.alias)).digest
         except NotFoundError:
             raise NotFoundError(
                 f"{target.repository.name}:{target.alias} does not exist; nothing to roll back"
             ) from None
-    finally:
-        store.close()
-    entries = history(target.repository, environment, options=options)
-    latest = next((e.record for e in entries if e.record.digest == current), None)
-    if latest is None:
-        raise MlociError(
-            f"no promotion record explains {target.alias} = {current}; cannot tell what came before"
+        entries = _entries(target.repository, environment, active)
+        latest = next((e.record for e in entries if e.record.digest == current), None)
+        if latest is None:
+            raise MlociError(
+                f"no promotion record explains {target.alias} = {current}; cannot tell what came before"
+            )
+        if latest.previous is None:
+            raise MlociError(
+                f"{current} was the first promotion to {environment}; there is nothing to roll back to"
+            )
+        return promote(
+            target.repository.with_digest(latest.previous),
+            environment,
+            project=project,
+            reason=reason or f"rollback of {current}",
+            session=active,
+            rollback_of=current,
         )
-    if latest.previous is None:
-        raise MlociError(
-            f"{current} was the first promotion to {environment}; there is nothing to roll back to"
-        )
-    return promote(
-        target.repository.with_digest(latest.previous),
-        environment,
-        project=project,
-        reason=reason or f"rollback of {current}",
-        options=options,
-        rollback_of=current,
-    )

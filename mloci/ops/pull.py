@@ -10,6 +10,7 @@ containers can restart freely.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fnmatch
 import json
@@ -18,20 +19,26 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
+from mloci.types.text import has_control
+
+if TYPE_CHECKING:
+    from mloci.ops.sign import VerifyResult
 
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
@@ -58,6 +65,8 @@ class PullResult:
     unchanged: bool
     replaced: tuple[str, ...] = ()
     """Entries a previous pull had not written that ``force`` replaced (files and links, never directories)."""
+    verification: VerifyResult | None = None
+    """The signature check that preceded the pull, when a key was required."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +85,7 @@ class PullResult:
             "bytesDownloaded": self.bytes_downloaded,
             "unchanged": self.unchanged,
             "replaced": list(self.replaced),
+            **({"verification": self.verification.to_json()} if self.verification else {}),
         }
 
 
@@ -86,13 +96,13 @@ def safe_path(path: str) -> str:
         not path
         or path.startswith("/")
         or "\\" in path
-        or "\0" in path
+        or has_control(path)
         or any(p in ("", ".", "..") for p in parts)
         or parts[0] == MARKER_DIR
         or (len(path) > 1 and path[1] == ":")
     ):
         raise IntegrityError(
-            f"refusing unsafe file path {path!r} in the artifact (absolute, '..', or reserved)"
+            f"refusing unsafe file path {path!r} in the artifact (absolute, '..', control characters, or reserved)"
         )
     return path
 
@@ -101,6 +111,7 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
     """Every file-bearing layer with a validated path; unsafe or clashing paths are refused."""
     layers: list[FileLayer] = []
     seen: set[str] = set()
+    normalized: set[str] = set()
     for descriptor in manifest.layers:
         path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
         if path is None:
@@ -118,9 +129,11 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
         if packing not in ("raw", "tar", "tar+gzip"):
             raise MlociError(f"layer {path!r} is packed as {packing!r}, which mloci cannot unpack yet")
         path = safe_path(path)
-        if path in seen:
-            raise IntegrityError(f"the artifact holds {path!r} twice")
+        # Names equal after NFC normalization are one file on macOS: treat them as a clash.
+        if path in seen or unicodedata.normalize("NFC", path) in normalized:
+            raise IntegrityError(f"the artifact holds {path!r} twice (or in two Unicode normalizations)")
         seen.add(path)
+        normalized.add(unicodedata.normalize("NFC", path))
         layers.append(FileLayer(path=path, kind=kind, packing=packing, descriptor=descriptor))
     for path in seen:
         parent = path.rpartition("/")[0]
@@ -227,13 +240,16 @@ def _untar(archive: Path, staging: Path) -> list[str]:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
-                if name and not member.isdir():
-                    created.append(safe_path(name))
+                if not member.isdir():
+                    created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
             tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, KeyError) as exc:  # KeyError: tarfile's "linkname … not found"
         raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # Entries that clash (a file and a directory of one name): the layer is malformed, not the disk.
+        raise IntegrityError(f"tar layer entries clash at {Path(exc.filename or '').name!r}") from None
     return created
 
 
@@ -353,15 +369,41 @@ def pull(
     reference: Reference,
     output: Path,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     filters: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
+    verify_key: Path | None = None,
+    digest_file: Path | None = None,
 ) -> PullResult:
-    """Fetch ``reference`` into ``output``; see the module docstring for the guarantees."""
-    options = options or StoreOptions()
-    listener = listener or Silent()
-    store = open_store(reference, options)
+    """Fetch ``reference`` into ``output``; see the module docstring for the guarantees.
+
+    With ``verify_key`` a signature by that key must bind the artifact before anything is
+    downloaded, and exactly the digest it binds is pulled (a tag moved meanwhile cannot slip
+    other content in). ``digest_file`` receives the pulled digest, written atomically.
+    """
+    with scoped(session) as active:
+        verification: VerifyResult | None = None
+        if verify_key is not None:
+            from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography only when verifying)
+
+            verification = verify(reference, verify_key, session=active)
+            reference = verification.reference  # pinned to the digest whose signature verified
+        result = _pull(reference, output, active, filters, force, listener or Silent())
+        if digest_file is not None:
+            write_atomic(digest_file, f"{result.digest}\n".encode())
+        return dataclasses.replace(result, verification=verification)
+
+
+def _pull(
+    reference: Reference,
+    output: Path,
+    session: Session,
+    filters: Sequence[str],
+    force: bool,
+    listener: TransferListener,
+) -> PullResult:
+    store = session.store(reference)
     try:
         descriptor, data = store.fetch_manifest(reference)
         if descriptor.media_type in mediatype.INDEX_TYPES:
@@ -387,7 +429,7 @@ def pull(
                             store, reference.repository, layer, staging, listener, token
                         ),
                         layers,
-                        options.concurrency,
+                        session.options.concurrency,
                     )
                 finally:
                     listener.end()
@@ -419,8 +461,6 @@ def pull(
         raise MlociError(
             f"cannot use {output}: {exc.strerror or exc}", hint="nothing was changed there"
         ) from exc
-    finally:
-        store.close()
 
 
 def _write_marker(directory: Path, marker: dict[str, Any]) -> None:

@@ -6,18 +6,19 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mloci import settings
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
-from mloci.bundle.load import Bundle, load_bundle
+from mloci.bundle.load import Bundle, check_checksums, load_bundle
 from mloci.bundle.manifest import MANIFEST_FILENAME
 from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
 from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_store
+from mloci.store import IngestsFiles, Session, Store, StreamsUploads, scoped
+from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
@@ -92,7 +93,7 @@ def upload_blobs(
         if descriptor.digest in already_sent:
             return True
         key = str(descriptor.digest)
-        label = descriptor.annotation("org.opencontainers.image.title") or descriptor.digest.short
+        label = descriptor.annotation(ann.TITLE) or descriptor.digest.short
         listener.started(key, label, descriptor.size)
         if store.has_blob(repository, descriptor.digest):
             listener.finished(key, skipped=True)
@@ -122,9 +123,15 @@ class EagerUploader:
     MIN_SIZE = 32 << 20  # below this, hashing first costs less than an extra upload session
 
     def __init__(
-        self, store: RegistryStore, repository: str, listener: TransferListener, token: CancelToken
+        self,
+        store: Store,
+        streams: StreamsUploads,
+        repository: str,
+        listener: TransferListener,
+        token: CancelToken,
     ) -> None:
         self.store = store
+        self.streams = streams
         self.repository = repository
         self.listener = listener
         self.token = token
@@ -132,7 +139,7 @@ class EagerUploader:
 
     def __call__(self, path: Path, label: str) -> tuple[Digest, int]:
         size = path.stat().st_size
-        upload = self.store.begin_stream(self.repository) if size >= self.MIN_SIZE else None
+        upload = self.streams.begin_stream(self.repository) if size >= self.MIN_SIZE else None
         if upload is None:
             return hash_file(path, self.token.check)
         key = f"eager:{path}"
@@ -233,23 +240,57 @@ def target_for(name: str, target: str | None) -> tuple[Reference, list[str]]:
     return ref.with_tag(None), [ref.tag] if ref.tag else []
 
 
+Format = Literal["modelpack", "image-volume"]
+
+
+def push(
+    path: Path,
+    target: str | None = None,
+    *,
+    format: Format = "modelpack",
+    session: Session | None = None,
+    extra_tags: Sequence[str] = (),
+    force: bool = False,
+    listener: TransferListener | None = None,
+) -> PushResult:
+    """Validate, pack and push the bundle at ``path``.
+
+    ``format`` is ``modelpack`` (one layer per file, the default) or ``image-volume`` (an image
+    with the files under ``/models/<name>``, mountable as a Kubernetes image volume).
+    """
+    for name in extra_tags:
+        if not is_valid_tag(name):
+            raise UsageError(f"invalid tag {name!r}")
+    if format == "image-volume":
+        from mloci.ops.image_volume import push_image_volume  # noqa: PLC0415  (imports this module)
+
+        return push_image_volume(
+            path, target, session=session, extra_tags=extra_tags, force=force, listener=listener
+        )
+    if format != "modelpack":
+        raise UsageError(f"unknown format {format!r}", hint="use modelpack or image-volume")
+    return push_bundle(path, target, session=session, extra_tags=extra_tags, force=force, listener=listener)
+
+
 def push_bundle(
     path: Path,
     target: str | None = None,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     extra_tags: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
 ) -> PushResult:
     """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY."""
-    options = options or StoreOptions()
-    bundle = with_git(load_bundle(path), git_state(path))
+    # Checksum files are compared with the digests computed below: every file is read once.
+    bundle = with_git(load_bundle(path, checksums=False), git_state(path))
     ref, target_tags = target_for(bundle.manifest.name, target)
     for tag in extra_tags:
         if not is_valid_tag(tag):
             raise UsageError(f"invalid tag {tag!r}")
-    store = open_store(ref, options)
+    scope = scoped(session)
+    store = scope.session.store(ref)
+    concurrency = scope.session.options.concurrency
     cache = default_cache(settings.home())
     listener = listener or Silent()
     token = CancelToken()
@@ -259,16 +300,18 @@ def push_bundle(
         # push reads every byte once.
         eager: EagerUploader | None = None
         inner: Callable[[Path, str], tuple[Digest, int]]
-        if isinstance(store, LayoutStore):
-            inner = lambda path, _: store.ingest_file(path, token.check)  # noqa: E731
-        elif isinstance(store, RegistryStore) and not _version_exists(store, ref, bundle):
-            eager = EagerUploader(store, ref.repository, listener, token)
+        if isinstance(store, IngestsFiles):
+            ingest = store.ingest_file
+            inner = lambda path, _: ingest(path, token.check)  # noqa: E731
+        elif isinstance(store, StreamsUploads) and not _version_exists(store, ref, bundle):
+            eager = EagerUploader(store, store, ref.repository, listener, token)
             inner = eager
         else:
             inner = lambda path, _: hash_file(path, token.check)  # noqa: E731
         listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
         try:
-            digests = file_digests(bundle, cache.hasher(inner), options.concurrency, token)
+            digests = file_digests(bundle, cache.hasher(inner), concurrency, token)
+            check_checksums(bundle, digests)
             packed = pack(bundle, digests=digests)
             return push_packed(
                 packed,
@@ -276,7 +319,7 @@ def push_bundle(
                 store=store,
                 extra_tags=[*target_tags, *extra_tags],
                 force=force,
-                concurrency=options.concurrency,
+                concurrency=concurrency,
                 listener=listener,
                 already_sent=eager.sent if eager else (),
             )
@@ -284,7 +327,7 @@ def push_bundle(
             listener.end()
     finally:
         cache.close()
-        store.close()
+        scope.close()
 
 
 def _version_exists(store: Store, ref: Reference, bundle: Bundle) -> bool:

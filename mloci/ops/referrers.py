@@ -16,6 +16,7 @@ import random
 import time
 
 from mloci.errors import NotFoundError
+from mloci.ops._retry import until_kept
 from mloci.store import Store
 from mloci.types import mediatype
 from mloci.types.digest import Digest
@@ -27,7 +28,6 @@ COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
 
 # Pauses before each re-read of the fallback index (seconds); the writer merges again if needed.
 _VERIFY_PAUSES = (0.05, 0.25)
-_MAX_ROUNDS = 10
 
 
 def fallback_tag(digest: Digest) -> str:
@@ -85,20 +85,20 @@ def register(store: Store, repo: Reference, subject: Digest, entry: Descriptor) 
 
 def _add_to_fallback(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> None:
     tag_ref = repo.with_digest(None).with_tag(fallback_tag(subject))
-    for _ in range(_MAX_ROUNDS):
+
+    def attempt() -> bool | None:
         current = _fallback_index(store, repo, subject)
         if all(d.digest != entry.digest for d in current):
             index = Index(manifests=[*current, entry])
             store.push_manifest(tag_ref, index.to_json(), mediatype.OCI_INDEX)
         # Another writer may have replaced the index with one lacking our entry: look again.
-        survived = True
         for pause in _VERIFY_PAUSES:
             time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311
             if all(d.digest != entry.digest for d in _fallback_index(store, repo, subject)):
-                survived = False
-                break
-        if survived:
-            return
+                return None
+        return True
+
+    until_kept(attempt, what=f"the referrers index {tag_ref}", hint="attach again")
 
 
 def detach(store: Store, repo: Reference, subject: Digest, referrer: Digest) -> None:

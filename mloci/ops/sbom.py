@@ -39,7 +39,6 @@ from cyclonedx.model.contact import OrganizationalContact
 from cyclonedx.model.license import DisjunctiveLicense, License, LicenseExpression
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
-from pydantic import ValidationError
 
 from mloci import __version__, settings
 from mloci.bundle.digests import default_cache
@@ -50,16 +49,17 @@ from mloci.bundle.pack import pack, source_date, with_git
 from mloci.errors import UsageError
 from mloci.ops._parallel import CancelToken
 from mloci.ops._purl import oci_purl, pypi_purl
-from mloci.ops.attach import CYCLONEDX_JSON, AttachResult, attach_blob
+from mloci.ops.attach import AttachResult, attach_blob
 from mloci.ops.inspection import inspect
 from mloci.ops.push import file_digests
 from mloci.ops.refs import parse_reference
-from mloci.store import StoreOptions
+from mloci.store import Session
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference
+from mloci.types.timestamps import rfc3339
 
 SPEC_VERSION: Final = "1.6"
 # Fixed namespace for serial numbers: uuid5(NAMESPACE_URL, "https://github.com/mloci/mloci/sbom").
@@ -159,16 +159,11 @@ def _from_directory(path: Path, *, concurrency: int = 4) -> _SbomSubject:
     )
 
 
-def _from_reference(reference: Reference, options: StoreOptions | None) -> _SbomSubject:
-    info = inspect(reference, options=options)
+def _from_reference(reference: Reference, session: Session | None) -> _SbomSubject:
+    info = inspect(reference, session=session)
     if info.media_type in mediatype.INDEX_TYPES:
         raise UsageError(f"{reference} is an image index; describe one of its manifests by digest")
-    manifest: BundleManifest | None = None
-    if info.bundle is not None:
-        try:
-            manifest = BundleManifest.model_validate(info.bundle)
-        except ValidationError:
-            manifest = None  # written by another mloci version or tool: describe the files only
+    manifest = info.bundle  # None when another mloci version or tool wrote it: describe the files only
     annotations = info.annotations
     name = (
         (manifest.name if manifest else None)
@@ -177,8 +172,7 @@ def _from_reference(reference: Reference, options: StoreOptions | None) -> _Sbom
         or reference.repository.rsplit("/", 1)[-1]
     )
     files = tuple(
-        _File(path=f["path"], kind=f["kind"], digest=Digest.parse(f["digest"]), size=f["size"])
-        for f in info.files
+        _File(path=f.path or str(f.digest), kind=f.kind, digest=f.digest, size=f.size) for f in info.files
     )
     return _SbomSubject(
         name=name,
@@ -218,7 +212,7 @@ def _properties(model: _SbomSubject) -> list[Property]:
                 "mloci:python.requires": manifest.dependencies.python if manifest.dependencies else None,
                 "mloci:git.commit": manifest.git_sha,
                 "mloci:git.dirty": None if manifest.git_dirty is None else str(manifest.git_dirty).lower(),
-                "mloci:train_time": manifest.train_time.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                "mloci:train_time": rfc3339(manifest.train_time, fraction=True)
                 if manifest.train_time
                 else None,
                 "mloci:training_run": manifest.lineage.training_run if manifest.lineage else None,
@@ -381,7 +375,7 @@ def render(model: _SbomSubject) -> tuple[bytes, int]:
     if model.created is None:
         del document["metadata"]["timestamp"]  # unknown: better absent than invented
     else:
-        document["metadata"]["timestamp"] = model.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        document["metadata"]["timestamp"] = rfc3339(model.created)
     card = _model_card(model)
     if card is not None:
         document["metadata"]["component"]["modelCard"] = card
@@ -392,44 +386,44 @@ def render(model: _SbomSubject) -> tuple[bytes, int]:
 # -- entry points --------------------------------------------------------------------------------
 
 
-def sbom_for_bundle(path: Path, *, options: StoreOptions | None = None) -> SbomResult:
+def sbom_for_bundle(path: Path, *, session: Session | None = None) -> SbomResult:
     """The SBOM of the bundle directory ``path``, as ``push`` would publish it (nothing is uploaded)."""
-    model = _from_directory(path, concurrency=(options or StoreOptions()).concurrency)
+    model = _from_directory(path, concurrency=session.options.concurrency if session else 4)
     document, count = render(model)
     return SbomResult(document=document, digest=model.digest, reference=None, components=count)
 
 
 def sbom_for_reference(
-    reference: Reference, *, attach: bool = False, options: StoreOptions | None = None
+    reference: Reference, *, attach: bool = False, session: Session | None = None
 ) -> SbomResult:
     """The SBOM of the artifact ``reference`` names; with ``attach``, pushed as its referrer.
 
     The attachment has artifactType ``application/vnd.cyclonedx+json`` and the artifact's
     creation time, so attaching the same SBOM again adds nothing.
     """
-    model = _from_reference(reference, options)
+    model = _from_reference(reference, session)
     document, count = render(model)
     attached = None
     if attach:
-        layer = Blob.of_bytes(CYCLONEDX_JSON, document)
+        layer = Blob.of_bytes(mediatype.CYCLONEDX_JSON, document)
         layer = Blob(
             layer.descriptor.model_copy(update={"annotations": {ann.TITLE: _LAYER_TITLE}}), data=document
         )
-        created = model.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if model.created else None
+        created = rfc3339(model.created) if model.created else None
         attached = attach_blob(
             model.reference or reference,
             layer,
-            artifact_type=CYCLONEDX_JSON,
-            annotations={"dev.mloci.sbom.spec": f"CycloneDX {SPEC_VERSION}"},
+            artifact_type=mediatype.CYCLONEDX_JSON,
+            annotations={ann.SBOM_SPEC: f"CycloneDX {SPEC_VERSION}"},
             created=created or "1970-01-01T00:00:00Z",
-            options=options,
+            session=session,
         )
     return SbomResult(
         document=document, digest=model.digest, reference=model.reference, components=count, attached=attached
     )
 
 
-def sbom(target: str, *, attach: bool = False, options: StoreOptions | None = None) -> SbomResult:
+def sbom(target: str, *, attach: bool = False, session: Session | None = None) -> SbomResult:
     """``target`` is a bundle directory or a reference; see :func:`sbom_for_bundle` and :func:`sbom_for_reference`."""
     path = Path(target)
     if path.is_dir():
@@ -438,7 +432,7 @@ def sbom(target: str, *, attach: bool = False, options: StoreOptions | None = No
                 f"{target} is a bundle directory; only a pushed artifact can have an SBOM attached",
                 hint="push it, then run 'mloci sbom REF --attach'",
             )
-        return sbom_for_bundle(path, options=options)
+        return sbom_for_bundle(path, session=session)
     if path.exists():
         raise UsageError(f"{target} is a file; give a bundle directory or a reference")
-    return sbom_for_reference(parse_reference(target), attach=attach, options=options)
+    return sbom_for_reference(parse_reference(target), attach=attach, session=session)

@@ -43,7 +43,7 @@ from mloci.errors import (
     UnsupportedError,
     UsageError,
 )
-from mloci.store import Store, StoreOptions, open_store
+from mloci.store import Session, Store, scoped
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -349,7 +349,7 @@ def sign(
     password: bytes | None,
     *,
     annotations: Mapping[str, str] | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> SignResult:
     """Sign the manifest ``reference`` names, cosign-style, keeping any signatures already there.
 
@@ -358,8 +358,8 @@ def sign(
     """
     claims = _check_annotations(annotations or {})
     key = load_private_key(key_path, password)
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         digest = _resolve(store, reference)
         sig_ref = reference.with_digest(None).with_tag(signature_tag(digest))
         payload = simple_signing_payload(docker_reference(reference), digest, claims)
@@ -400,8 +400,6 @@ def sign(
             hint="sign again",
             temporary=True,
         )
-    finally:
-        store.close()
 
 
 def _push_signatures(
@@ -563,7 +561,7 @@ def verify(
     public_key_path: Path,
     *,
     required_annotations: Mapping[str, str] | None = None,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> VerifyResult:
     """The signatures on exactly the manifest ``reference`` names that verify with the public key.
 
@@ -574,8 +572,8 @@ def verify(
     """
     required = dict(required_annotations or {})
     key = load_public_key(public_key_path)
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         digest = _resolve(store, reference)
         sig_ref = reference.with_digest(None).with_tag(signature_tag(digest))
         try:
@@ -617,5 +615,3 @@ def verify(
             signatures=tuple(valid),
             checked=len(layers),
         )
-    finally:
-        store.close()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mloci.errors import ConflictError, NotFoundError, UsageError
-from mloci.store import StoreOptions, open_store
+from mloci.store import Session, scoped
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference, is_valid_tag
 from mloci.types.semver import is_version_tag
@@ -24,14 +24,14 @@ class TagResult:
 
 
 def tag(
-    reference: Reference, tags: Sequence[str], *, options: StoreOptions | None = None, force: bool = False
+    reference: Reference, tags: Sequence[str], *, session: Session | None = None, force: bool = False
 ) -> TagResult:
     """Point each of ``tags`` at the manifest ``reference`` names. Version tags never move (unless ``force``)."""
     for name in tags:
         if not is_valid_tag(name):
             raise UsageError(f"invalid tag {name!r}")
-    store = open_store(reference, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(reference)
         descriptor, data = store.fetch_manifest(reference)
         for name in tags:
             target = reference.with_digest(None).with_tag(name)
@@ -47,5 +47,3 @@ def tag(
         for name in tags:
             store.push_manifest(reference.with_digest(None).with_tag(name), data, descriptor.media_type)
         return TagResult(reference.pinned(descriptor.digest), descriptor.digest, tuple(tags))
-    finally:
-        store.close()

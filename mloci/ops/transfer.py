@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, cast
 from mloci.errors import NotFoundError
 from mloci.ops._parallel import run_all
 from mloci.ops.referrers import COSIGN_SUFFIXES, list_referrers, register
-from mloci.store import RegistryStore, Store, StoreOptions, open_store
+from mloci.store import MountsBlobs, Session, Store, scoped
 from mloci.store.stream import ChunkReader
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -68,12 +68,8 @@ class Copier:
         self.dst = dst
         self.concurrency = concurrency
         self.stats = CopyStats()
-        same_registry = (
-            isinstance(source, RegistryStore)
-            and isinstance(destination, RegistryStore)
-            and source.registry == destination.registry
-        )
-        self._mount_from = src.repository if same_registry and src.repository != dst.repository else None
+        mountable = isinstance(destination, MountsBlobs) and source.location == destination.location
+        self._mount_from = src.repository if mountable and src.repository != dst.repository else None
 
     def blob(self, descriptor: Descriptor) -> None:
         if self.destination.has_blob(self.dst.repository, descriptor.digest):
@@ -81,7 +77,7 @@ class Copier:
             return
         if (
             self._mount_from
-            and isinstance(self.destination, RegistryStore)
+            and isinstance(self.destination, MountsBlobs)
             and self.destination.mount_blob(self.dst.repository, descriptor.digest, self._mount_from)
         ):
             self.stats.blobs_mounted += 1
@@ -132,22 +128,18 @@ def copy(
     source: Reference,
     destination: Reference,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     with_referrers: bool = False,
 ) -> CopyResult:
     """Copy ``source`` to ``destination`` (whose tag defaults to the source's)."""
-    options = options or StoreOptions()
-    src_store = open_store(source, options)
-    dst_store = open_store(destination, options)
-    try:
+    with scoped(session) as active:
+        src_store = active.store(source)
+        dst_store = active.store(destination)
         descriptor = src_store.resolve(source)
         tag = destination.tag or source.tag
-        copier = Copier(src_store, source, dst_store, destination, concurrency=options.concurrency)
+        copier = Copier(src_store, source, dst_store, destination, concurrency=active.options.concurrency)
         copier.manifest(descriptor.digest, tag=tag)
         if with_referrers:
             copier.referrers(descriptor.digest)
         pinned = destination.with_tag(tag).pinned(descriptor.digest)
         return CopyResult(source.pinned(descriptor.digest), pinned, descriptor.digest, copier.stats)
-    finally:
-        src_store.close()
-        dst_store.close()

@@ -26,13 +26,22 @@ from packaging.version import Version
 
 from mloci import settings
 from mloci.bundle.git import GitState, git_state
-from mloci.errors import ConflictError, IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
+from mloci.errors import (
+    ConflictError,
+    IntegrityError,
+    MlociError,
+    NotFoundError,
+    RegistryError,
+    UnsupportedError,
+    UsageError,
+)
+from mloci.ops._retry import until_kept
 from mloci.ops.progress import Silent, TransferListener
 from mloci.ops.push import upload_blobs
 from mloci.python.artifact import Plan, Release, ReleaseFile, merge, with_yank
 from mloci.python.distribution import Distribution, read_distribution
 from mloci.python.filenames import is_project_name, normalize_name, parse_version, version_of_tag, version_tag
-from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_store
+from mloci.store import ListsRepositories, Session, Store, scoped
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -41,8 +50,6 @@ from mloci.types.reference import Reference
 
 # Pauses before each re-read of a release just written (seconds); the writer merges again if needed.
 _VERIFY_PAUSES = (0.05, 0.2)
-_MAX_ROUNDS = 10
-_CATALOG_PAGE = 1000
 _MANIFEST_ATTEMPTS = 4
 
 
@@ -153,36 +160,19 @@ def list_releases(store: Store, repository: Reference, *, concurrency: int = 8) 
 def list_projects(store: Store, namespace: str) -> list[str]:
     """Repositories directly under ``namespace`` (a repository path without registry), from the catalog.
 
-    Registries without the catalog API (or that refuse it) yield an empty list: the simple index's
-    root page is informative, installers ask for project pages directly.
+    Stores without a catalog (or that refuse to show it) yield an empty list: the simple index's
+    root page is informative, installers ask for project pages directly. An unreachable
+    registry is an error, never an empty list.
     """
     prefix = f"{namespace.strip('/')}/" if namespace.strip("/") else ""
-    if isinstance(store, LayoutStore):
+    if not isinstance(store, ListsRepositories):
+        return []
+    try:
         repositories = store.repositories()
-    elif isinstance(store, RegistryStore):
-        repositories = _catalog(store)
-    else:
+    except UnsupportedError:
         return []
     names = {r[len(prefix) :] for r in repositories if r.startswith(prefix)}
     return sorted(n for n in names if "/" not in n and is_project_name(n))
-
-
-def _catalog(store: RegistryStore) -> list[str]:
-    repositories: list[str] = []
-    path: str | None = f"/v2/_catalog?n={_CATALOG_PAGE}"
-    try:
-        while path:
-            response = store.transport.request("GET", path, scope="registry:catalog:*")
-            try:
-                document = response.json()
-            except ValueError:
-                return repositories
-            repositories.extend(str(r) for r in (document.get("repositories") or []))
-            link = response.headers.get("Link", "")
-            path = link.split(";")[0].strip().strip("<>") if 'rel="next"' in link else None
-    except MlociError:
-        return repositories
-    return repositories
 
 
 # -- publishing ----------------------------------------------------------------------------------
@@ -280,7 +270,9 @@ def publish(
     added: set[str] = set()
     blobs_uploaded = 0
     bytes_uploaded = 0
-    for _ in range(_MAX_ROUNDS):
+
+    def attempt() -> ReleasePushResult | None:
+        nonlocal blobs_uploaded, bytes_uploaded
         current = read_release(store, repository, version)
         plan = merge(current, dists, git)
         if plan.unchanged and current is not None:
@@ -295,13 +287,9 @@ def publish(
         added.update(plan.added)
         _write_release(store, tag_ref, plan.manifest, plan.blobs)
         kept = _kept(store, repository, version, expected)
-        if kept is not None:
-            return _pushed(repository, kept, plan, added, blobs_uploaded, bytes_uploaded)
-    raise ConflictError(
-        f"{tag_ref} kept being rewritten by other writers; the files were not kept",
-        hint="push again",
-        temporary=True,
-    )
+        return _pushed(repository, kept, plan, added, blobs_uploaded, bytes_uploaded) if kept else None
+
+    return until_kept(attempt, what=f"{tag_ref} (the files were not kept)", hint="push again")
 
 
 def _pushed(
@@ -324,7 +312,7 @@ def push_distributions(
     paths: Sequence[Path],
     namespace: str,
     *,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
     listener: TransferListener | None = None,
 ) -> list[ReleasePushResult]:
     """Publish wheel and sdist files into ``namespace``: one release per project version they belong to.
@@ -335,7 +323,6 @@ def push_distributions(
     """
     if not paths:
         raise UsageError("name at least one wheel or sdist")
-    options = options or StoreOptions()
     dists = [read_distribution(path) for path in paths]
     groups: dict[tuple[str, Version], list[Distribution]] = {}
     for dist in dists:
@@ -343,9 +330,9 @@ def push_distributions(
     repositories = {key: project_repository(namespace, key[0]) for key in groups}
     git = git_state(paths[0].resolve().parent)
     first = next(iter(repositories.values()))
-    store = open_store(first, options)
-    listener = listener or Silent()
-    try:
+    with scoped(session) as active:
+        store = active.store(first)
+        listener = listener or Silent()
         for key, group in groups.items():
             merge(read_release(store, repositories[key], key[1]), group, git)  # conflicts, before any upload
         listener.begin(sum(d.size for d in dists), len(dists))
@@ -356,15 +343,13 @@ def push_distributions(
                     repositories[key],
                     group,
                     git=git,
-                    concurrency=options.concurrency,
+                    concurrency=active.options.concurrency,
                     listener=listener,
                 )
                 for key, group in sorted(groups.items())
             ]
         finally:
             listener.end()
-    finally:
-        store.close()
 
 
 # -- yanking ---------------------------------------------------------------------------------------
@@ -389,32 +374,30 @@ class YankResult:
 
 
 def yank(
-    spec: str, *, reason: str | None = None, undo: bool = False, options: StoreOptions | None = None
+    spec: str, *, reason: str | None = None, undo: bool = False, session: Session | None = None
 ) -> YankResult:
     """Mark a release yanked (PEP 592) with ``reason``, or un-yank it with ``undo``. Its files stay as they are."""
     parsed = parse_release_spec(spec)
     if parsed.version is None:
         raise UsageError(f"name the version to yank: {spec}==VERSION")
-    store = open_store(parsed.repository, options)
-    try:
-        for _ in range(_MAX_ROUNDS):
-            release = read_release(store, parsed.repository, parsed.version)
+    with scoped(session) as active:
+        store = active.store(parsed.repository)
+        version = parsed.version
+        wanted = None if undo else (reason or "")
+
+        def attempt() -> YankResult | None:
+            release = read_release(store, parsed.repository, version)
             if release is None:
                 raise NotFoundError(f"{parsed} has no release")
-            wanted = None if undo else (reason or "")
             if release.yanked == wanted:
                 return _yanked(parsed, release, unchanged=True)
-            tag_ref = parsed.repository.with_tag(version_tag(parsed.version))
+            tag_ref = parsed.repository.with_tag(version_tag(version))
             _write_release(store, tag_ref, with_yank(release, wanted), ())
             time.sleep(_VERIFY_PAUSES[-1] * random.uniform(0.5, 1.5))  # noqa: S311
-            after = read_release(store, parsed.repository, parsed.version)
-            if after is not None and after.yanked == wanted:
-                return _yanked(parsed, after, unchanged=False)
-        raise ConflictError(
-            f"{parsed} kept being rewritten by other writers", hint="yank again", temporary=True
-        )
-    finally:
-        store.close()
+            after = read_release(store, parsed.repository, version)
+            return _yanked(parsed, after, unchanged=False) if after and after.yanked == wanted else None
+
+        return until_kept(attempt, what=str(parsed), hint="yank again")
 
 
 def _yanked(spec: ReleaseSpec, release: Release, *, unchanged: bool) -> YankResult:
@@ -506,7 +489,7 @@ def pull_release(
     *,
     filters: Sequence[str] = (),
     pre: bool = False,
-    options: StoreOptions | None = None,
+    session: Session | None = None,
 ) -> ReleasePullResult:
     """Download a release's files (those matching a glob in ``filters``, else all) into ``dest``.
 
@@ -514,8 +497,8 @@ def pull_release(
     the same content is left alone.
     """
     parsed = parse_release_spec(spec)
-    store = open_store(parsed.repository, options)
-    try:
+    with scoped(session) as active:
+        store = active.store(parsed.repository)
         release = _resolve(store, parsed, pre=pre)
         chosen = [
             f for f in release.files if not filters or any(fnmatch.fnmatch(f.filename, g) for g in filters)
@@ -543,8 +526,6 @@ def pull_release(
             bytes_downloaded=nbytes,
             yanked=release.yanked,
         )
-    finally:
-        store.close()
 
 
 def _download(store: Store, repository: str, file: ReleaseFile, target: Path) -> None:

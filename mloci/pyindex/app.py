@@ -49,10 +49,8 @@ from mloci.ops.wheel import (
 from mloci.pyindex import negotiation, pages
 from mloci.python.distribution import hash_stream, read_upload
 from mloci.python.filenames import is_project_name, normalize_name, parse_version
-from mloci.store import RegistryStore, StoreOptions
-from mloci.store.registry import credentials as credential_sources
+from mloci.store import RegistryStore, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
-from mloci.store.registry.locations import BlobLocations
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
 
@@ -116,18 +114,13 @@ class StorePool:
         self._clients: OrderedDict[str, RegistryStore] = OrderedDict()
 
     def _make(self, creds: Credentials | None) -> RegistryStore:
-        options = self._config.options
-        registry = self._config.registry
-        return RegistryStore(
-            registry,
-            plain_http=options.plain_http,
-            insecure=options.insecure,
-            ca_file=options.ca_file,
-            credentials=creds if creds is not None else (lambda: credential_sources.lookup(registry)),
-            # Each download holds a connection for its duration: size the pool for many at once.
-            concurrency=max(options.concurrency, 16),
-            chunk_size=options.chunk_size,
-            locations=BlobLocations(None),
+        # Each download holds a connection for its duration: size the pool for many at once.
+        return open_registry(
+            self._config.registry,
+            self._config.options,
+            credentials_override=creds,
+            pool_size=16,
+            remember_locations=False,
         )
 
     def get(self, creds: Credentials | None) -> RegistryStore:

@@ -22,18 +22,18 @@ from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 
-ARTIFACT_TYPE: Final = "application/vnd.mloci.python.package.v1+json"
-WHEEL_LAYER: Final = "application/vnd.mloci.python.wheel.v1+zip"
-SDIST_LAYER: Final = "application/vnd.mloci.python.sdist.v1.tar+gzip"
-METADATA_LAYER: Final = "application/vnd.mloci.python.core-metadata.v1"
+ARTIFACT_TYPE: Final = mediatype.PYTHON_PACKAGE
+WHEEL_LAYER: Final = mediatype.PYTHON_WHEEL
+SDIST_LAYER: Final = mediatype.PYTHON_SDIST
+METADATA_LAYER: Final = mediatype.PYTHON_CORE_METADATA
 LAYER_TYPES: Final = {DistKind.WHEEL: WHEEL_LAYER, DistKind.SDIST: SDIST_LAYER}
 
 # Annotation keys (layers unless noted).
-FILETYPE: Final = "dev.mloci.python.filetype"  # bdist_wheel | sdist
-REQUIRES_PYTHON: Final = "dev.mloci.python.requires-python"
-CORE_METADATA: Final = "dev.mloci.python.core-metadata"  # digest of the file's metadata layer
-METADATA_FOR: Final = "dev.mloci.python.metadata-for"  # on a metadata layer: the file it describes
-YANKED: Final = "dev.mloci.python.yanked"  # manifest: present = yanked; the value is the reason
+FILETYPE: Final = ann.PYTHON_FILETYPE
+REQUIRES_PYTHON: Final = ann.PYTHON_REQUIRES_PYTHON
+CORE_METADATA: Final = ann.PYTHON_CORE_METADATA
+METADATA_FOR: Final = ann.PYTHON_METADATA_FOR
+YANKED: Final = ann.PYTHON_YANKED
 
 EMPTY_CONFIG: Final = Blob.of_bytes(mediatype.OCI_EMPTY, b"{}")
 

@@ -1,44 +1,41 @@
-"""Where artifacts live: one :class:`Store` protocol, a local OCI layout and a remote registry."""
+"""Where artifacts live: one :class:`Store` protocol, a local OCI layout and a remote registry.
+
+Use cases program against :class:`Store` and ask for optional capabilities
+(:class:`ListsRepositories`, :class:`MountsBlobs`, :class:`IngestsFiles`,
+:class:`CollectsGarbage`, :class:`StreamsUploads`) with ``isinstance``; they get stores from a
+:class:`Session`, the one factory that turns :class:`StoreOptions` into stores.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from mloci import settings
-from mloci.store.base import Store
+from mloci.store.base import (
+    CollectsGarbage,
+    IngestsFiles,
+    ListsRepositories,
+    MountsBlobs,
+    Store,
+    StreamsUploads,
+    Upload,
+    read_small_blob,
+)
+from mloci.store.factory import Session, StoreOptions, open_registry, open_store, scoped
 from mloci.store.layout import LayoutStore
-from mloci.store.registry import RegistryStore, credentials
-from mloci.store.registry.locations import BlobLocations
-from mloci.types.reference import Reference
+from mloci.store.registry import RegistryStore
 
-
-@dataclass(frozen=True)
-class StoreOptions:
-    """How to reach registries; the CLI fills this from flags and environment."""
-
-    plain_http: bool | None = None  # None: HTTPS, except loopback registries that only speak HTTP
-    insecure: bool = False
-    ca_file: str | None = None
-    concurrency: int = 4
-    chunk_size: int | None = None  # None: one streamed PATCH per blob
-
-
-def open_store(ref: Reference, options: StoreOptions | None = None) -> Store:
-    """The store ``ref`` lives in: the local OCI layout when it names no registry, else that registry."""
-    if ref.registry is None:
-        return LayoutStore(settings.home())
-    options = options or StoreOptions()
-    registry = ref.registry
-    return RegistryStore(
-        registry,
-        plain_http=options.plain_http,
-        insecure=options.insecure,
-        ca_file=options.ca_file,
-        credentials=lambda: credentials.lookup(registry),
-        concurrency=options.concurrency,
-        chunk_size=options.chunk_size,
-        locations=BlobLocations(settings.home() / "cache" / "blob-locations.sqlite"),
-    )
-
-
-__all__ = ["LayoutStore", "RegistryStore", "Store", "StoreOptions", "open_store"]
+__all__ = [
+    "CollectsGarbage",
+    "IngestsFiles",
+    "LayoutStore",
+    "ListsRepositories",
+    "MountsBlobs",
+    "RegistryStore",
+    "Session",
+    "Store",
+    "StoreOptions",
+    "StreamsUploads",
+    "Upload",
+    "open_registry",
+    "open_store",
+    "read_small_blob",
+    "scoped",
+]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from mloci.errors import IntegrityError
 from mloci.types.blob import Blob
@@ -50,7 +51,10 @@ class Store(Protocol):
     def list_tags(self, repository: str) -> list[str]: ...
 
     def delete_manifest(self, repository: str, digest: Digest) -> None:
-        """Delete a manifest (and so every tag naming it); UnsupportedError where deletes are disabled."""
+        """Delete a manifest (and so every tag naming it); UnsupportedError where deletes are disabled.
+
+        Tags are gone at once; the local store may serve the bytes by digest until it collects garbage.
+        """
         ...
 
     def referrers(
@@ -60,6 +64,56 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# -- optional capabilities ----------------------------------------------------------------------
+# An adapter declares a capability by having the method; use cases ask with isinstance() on
+# these protocols, never on an adapter class, so a new backend is one adapter.
+
+
+@runtime_checkable
+class ListsRepositories(Protocol):
+    def repositories(self) -> list[str]:
+        """Every repository the store holds (the registry's catalog); UnsupportedError where it has none."""
+        ...
+
+
+@runtime_checkable
+class MountsBlobs(Protocol):
+    def mount_blob(self, repository: str, digest: Digest, from_repository: str) -> bool:
+        """Make a blob of ``from_repository`` (same store) available in ``repository``; False when refused."""
+        ...
+
+
+@runtime_checkable
+class IngestsFiles(Protocol):
+    def ingest_file(self, path: Path, check: Callable[[], None] | None = None) -> tuple[Digest, int]:
+        """Store a local file as a blob while hashing it (one read); return its digest and size."""
+        ...
+
+
+@runtime_checkable
+class CollectsGarbage(Protocol):
+    def collect_garbage(self, *, grace_seconds: float) -> int:
+        """Remove blobs no manifest references (older than ``grace_seconds``); return how many."""
+        ...
+
+
+class Upload(Protocol):
+    """A blob upload started before its digest is known (see :class:`StreamsUploads`)."""
+
+    def send(self, path: Path, size: int, progress: Progress | None) -> None: ...
+
+    def finish(self, digest: Digest) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
+class StreamsUploads(Protocol):
+    def begin_stream(self, repository: str) -> Upload | None:
+        """Start an upload whose digest is given at the end; None when the store needs it up front."""
+        ...
 
 
 def verify_bytes(data: bytes, expected: Descriptor | Digest, what: str) -> None:
@@ -90,3 +144,20 @@ def verified(chunks: Iterable[bytes], descriptor: Descriptor, what: str) -> Iter
         raise IntegrityError(f"{what}: {seen} bytes instead of the expected {descriptor.size}")
     if hasher.hexdigest() != descriptor.digest.encoded:
         raise IntegrityError(f"{what}: content does not match digest {descriptor.digest}")
+
+
+# Metadata documents (configs, bundle manifests, records, payloads) are read into memory; larger is refused.
+MAX_METADATA_SIZE = 4 << 20
+
+
+def read_small_blob(
+    store: Store, repository: str, descriptor: Descriptor, *, limit: int = MAX_METADATA_SIZE
+) -> bytes:
+    """A small blob's verified bytes, read whole; IntegrityError when it is larger than ``limit``."""
+    if descriptor.size > limit:
+        raise IntegrityError(
+            f"blob {descriptor.digest} ({descriptor.media_type}) is {descriptor.size} bytes, "
+            f"more than the {limit} a metadata document may have"
+        )
+    with store.open_blob(repository, descriptor) as chunks:
+        return b"".join(chunks)

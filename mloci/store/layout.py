@@ -20,8 +20,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
+from mloci.atomic import write_atomic
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.store._copy import fast_copy
 from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
@@ -29,7 +29,7 @@ from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
-from mloci.types.manifest import Descriptor, Index, canonical_json
+from mloci.types.manifest import Descriptor, Index
 from mloci.types.reference import Reference
 
 _CHUNK = 1 << 20
@@ -73,32 +73,22 @@ class LayoutStore:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         self._tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            Path(tmp).replace(path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data, staging=self._tmp)
 
     def blob_path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.encoded
 
-    def _read_index(self) -> list[dict[str, Any]]:
+    def _read_index(self) -> list[Descriptor]:
         path = self.root / "index.json"
         if not path.exists():
             return []
         try:
-            manifests = json.loads(path.read_bytes()).get("manifests", [])
-        except (ValueError, AttributeError) as exc:
-            raise MlociError(f"the local store's index {path} is corrupt: {exc}") from exc
-        return [m for m in manifests if isinstance(m, dict)]
+            return list(Index.from_json(path.read_bytes()).manifests)
+        except MlociError as exc:
+            raise MlociError(f"the local store's index {path} is corrupt: {exc.message}") from exc
 
     @contextlib.contextmanager
-    def _locked_index(self) -> Iterator[list[dict[str, Any]]]:
+    def _locked_index(self) -> Iterator[list[Descriptor]]:
         """Read-modify-write of index.json, serialized across processes."""
         self._ensure()
         with self._lock_path.open("a") as lock:
@@ -106,19 +96,15 @@ class LayoutStore:
             try:
                 entries = self._read_index()
                 yield entries
-                document = {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": entries}
-                self._write_atomic(self.root / "index.json", canonical_json(document))
+                self._write_atomic(self.root / "index.json", Index(manifests=entries).to_json())
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- Store protocol --------------------------------------------------------------------------
 
-    def _entry_for(self, ref: Reference) -> dict[str, Any] | None:
+    def _entry_for(self, ref: Reference) -> Descriptor | None:
         want = f"{ref.repository}:{ref.tag}"
-        for entry in self._read_index():
-            if (entry.get("annotations") or {}).get(ann.REF_NAME) == want:
-                return entry
-        return None
+        return next((e for e in self._read_index() if e.annotation(ann.REF_NAME) == want), None)
 
     def resolve(self, ref: Reference) -> Descriptor:
         if ref.digest is not None:
@@ -126,8 +112,8 @@ class LayoutStore:
             if not path.is_file():
                 raise NotFoundError(f"{ref} not found in the {self.location}")
             for entry in self._read_index():
-                if entry.get("digest") == str(ref.digest):
-                    return Descriptor.model_validate(entry).model_copy(update={"annotations": None})
+                if entry.digest == ref.digest:
+                    return entry.model_copy(update={"annotations": None})
             size = path.stat().st_size
             if size > MAX_MANIFEST_SIZE:
                 raise IntegrityError(f"{ref} is not a manifest ({size} bytes)")
@@ -137,7 +123,7 @@ class LayoutStore:
         tagged = self._entry_for(ref)
         if tagged is None:
             raise NotFoundError(f"{ref} not found in the {self.location}")
-        return Descriptor.model_validate(tagged).model_copy(update={"annotations": None})
+        return tagged.model_copy(update={"annotations": None})
 
     def fetch_manifest(self, ref: Reference) -> tuple[Descriptor, bytes]:
         descriptor = self.resolve(ref)
@@ -161,32 +147,28 @@ class LayoutStore:
         artifact_type = None
         with contextlib.suppress(ValueError, AttributeError):
             artifact_type = json.loads(data).get("artifactType")
-        entry = descriptor.to_dict()
-        if isinstance(artifact_type, str):
-            entry["artifactType"] = artifact_type
+        entry = descriptor.model_copy(
+            update={"artifact_type": artifact_type if isinstance(artifact_type, str) else None}
+        )
         with self._locked_index() as entries:
             if ref.tag is not None:
                 name = f"{ref.repository}:{ref.tag}"
-                entries[:] = [e for e in entries if (e.get("annotations") or {}).get(ann.REF_NAME) != name]
-                entries.append({**entry, "annotations": {ann.REF_NAME: name}})
+                entries[:] = [e for e in entries if e.annotation(ann.REF_NAME) != name]
+                entries.append(entry.model_copy(update={"annotations": {ann.REF_NAME: name}}))
             # Drop the untagged marker once tagged, or add it when the manifest is not yet listed.
-            untagged = {**entry, "annotations": {ann.REPOSITORY: ref.repository}}
+            untagged = entry.model_copy(update={"annotations": {ann.REPOSITORY: ref.repository}})
             entries[:] = [e for e in entries if e != untagged]
             listed = any(
-                e.get("digest") == entry["digest"] and self._repository_of(e) == ref.repository
-                for e in entries
+                e.digest == entry.digest and self._repository_of(e) == ref.repository for e in entries
             )
             if not listed:
                 entries.append(untagged)
         return descriptor
 
     @staticmethod
-    def _repository_of(entry: dict[str, Any]) -> str | None:
-        annotations = entry.get("annotations") or {}
-        if ann.REF_NAME in annotations:
-            return str(annotations[ann.REF_NAME]).rpartition(":")[0]
-        value = annotations.get(ann.REPOSITORY)
-        return str(value) if value is not None else None
+    def _repository_of(entry: Descriptor) -> str | None:
+        name = entry.annotation(ann.REF_NAME)
+        return name.rpartition(":")[0] if name is not None else entry.annotation(ann.REPOSITORY)
 
     def has_blob(self, repository: str, digest: Digest) -> bool:
         return self.blob_path(digest).is_file()
@@ -291,7 +273,7 @@ class LayoutStore:
         prefix = f"{repository}:"
         tags = []
         for entry in self._read_index():
-            name = (entry.get("annotations") or {}).get(ann.REF_NAME, "")
+            name = entry.annotation(ann.REF_NAME) or ""
             if name.startswith(prefix) and "/" not in name[len(prefix) :]:
                 tags.append(name[len(prefix) :])
         if not tags and not any(self._repository_of(e) == repository for e in self._read_index()):
@@ -303,9 +285,7 @@ class LayoutStore:
         with self._locked_index() as entries:
             before = len(entries)
             entries[:] = [
-                e
-                for e in entries
-                if not (e.get("digest") == str(digest) and self._repository_of(e) == repository)
+                e for e in entries if not (e.digest == digest and self._repository_of(e) == repository)
             ]
             if len(entries) == before:
                 raise NotFoundError(f"{repository}@{digest} not found in the {self.location}")
@@ -320,7 +300,7 @@ class LayoutStore:
         removed = 0
         with self._locked_index() as entries:
             live: set[str] = set()
-            manifests = [str(e.get("digest")) for e in entries]
+            manifests = [str(e.digest) for e in entries]
             while manifests:
                 digest = manifests.pop()
                 if digest in live:

@@ -28,3 +28,25 @@ REPOSITORY: Final = "dev.mloci.repository"
 
 # ORAS: the layer is a tarred directory to unpack (its plain files are raw despite tar media types).
 ORAS_UNPACK: Final = "io.deis.oras.content.unpack"
+BASE_NAME: Final = "org.opencontainers.image.base.name"
+BASE_DIGEST: Final = "org.opencontainers.image.base.digest"
+
+# Inference images and image volumes: which model they carry.
+MODEL_DIGEST: Final = "dev.mloci.model.digest"
+FORMAT: Final = "dev.mloci.format"
+SBOM_SPEC: Final = "dev.mloci.sbom.spec"
+
+# Promotion records.
+PROMOTION_ENVIRONMENT: Final = "dev.mloci.promotion.environment"
+PROMOTION_PREVIOUS: Final = "dev.mloci.promotion.previous"
+PROMOTION_ACTOR: Final = "dev.mloci.promotion.actor"
+
+# Python package artifacts.
+PYTHON_FILETYPE: Final = "dev.mloci.python.filetype"  # bdist_wheel | sdist
+PYTHON_REQUIRES_PYTHON: Final = "dev.mloci.python.requires-python"
+PYTHON_CORE_METADATA: Final = "dev.mloci.python.core-metadata"  # digest of the file's metadata layer
+PYTHON_METADATA_FOR: Final = "dev.mloci.python.metadata-for"  # on a metadata layer: the file it describes
+PYTHON_YANKED: Final = "dev.mloci.python.yanked"  # manifest: present = yanked; the value is the reason
+
+# cosign's simple-signing layers.
+COSIGN_SIGNATURE: Final = "dev.cosignproject.cosign/signature"

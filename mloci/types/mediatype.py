@@ -36,3 +36,38 @@ def parse_model_layer(media_type: str) -> tuple[str, str] | None:
     if not sep or kind not in LAYER_KINDS:
         return None
     return kind, packing
+
+
+# What mloci writes as artifacts of its own.
+PROMOTION: Final = "application/vnd.mloci.promotion.v1+json"
+PYTHON_PACKAGE: Final = "application/vnd.mloci.python.package.v1+json"
+PYTHON_WHEEL: Final = "application/vnd.mloci.python.wheel.v1+zip"
+PYTHON_SDIST: Final = "application/vnd.mloci.python.sdist.v1.tar+gzip"
+PYTHON_CORE_METADATA: Final = "application/vnd.mloci.python.core-metadata.v1"
+MODEL_IMAGE_VOLUME: Final = "application/vnd.mloci.model.image.v1+json"  # index annotation only
+DOCTOR_PROBE: Final = "application/vnd.mloci.doctor.v1"
+DOCTOR_REFERRER: Final = "application/vnd.mloci.doctor.referrer.v1"
+SCAN: Final = "application/vnd.mloci.scan.v1+json"
+EVALUATION: Final = "application/vnd.mloci.evaluation.v1+json"
+TEST_RESULTS: Final = "application/vnd.mloci.test-results.v1+json"
+
+# Docker's image formats (read; their OCI twins are written).
+DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER_TAR: Final = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_TAR_GZIP: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+# Supply-chain documents other tools write too.
+CYCLONEDX_JSON: Final = "application/vnd.cyclonedx+json"
+CYCLONEDX_XML: Final = "application/vnd.cyclonedx+xml"
+CYCLONEDX: Final = "application/vnd.cyclonedx"
+SPDX_JSON: Final = "application/spdx+json"
+SPDX_JSON_COSIGN: Final = "text/spdx+json"  # what cosign attach sbom uses for SPDX JSON
+SPDX_TEXT: Final = "text/spdx"
+DSSE_ENVELOPE: Final = "application/vnd.dsse.envelope.v1+json"
+IN_TOTO_JSON: Final = "application/vnd.in-toto+json"
+COSIGN_SIMPLE_SIGNING: Final = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGSTORE_BUNDLE_PREFIX: Final = "application/vnd.dev.sigstore.bundle"
+NOTARY_SIGNATURE: Final = "application/vnd.cncf.notary.signature"
+SARIF_JSON: Final = "application/sarif+json"
+TRIVY_REPORT: Final = "application/vnd.trivy.report+json"
+JUNIT_XML: Final = "application/junit+xml"

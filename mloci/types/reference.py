@@ -33,6 +33,18 @@ def _looks_like_registry(component: str) -> bool:
     return "." in component or ":" in component or component == "localhost" or component != component.lower()
 
 
+def _host(host: str, where: str) -> str:
+    """``host`` (``name[:port]``) when it is a valid registry address; UsageError saying ``where`` otherwise."""
+    if not _DOMAIN.fullmatch(host):
+        raise UsageError(f"invalid registry host {host!r} {where}")
+    port = host.rpartition("]")[2].partition(":")[2]
+    if port and not 0 < int(port) < 65536:
+        raise UsageError(
+            f"invalid port {port} in registry host {host!r} {where}", hint="ports are 1 to 65535"
+        )
+    return host
+
+
 @dataclass(frozen=True)
 class Reference:
     """A parsed reference. ``registry`` is None for the embedded local store."""
@@ -67,13 +79,27 @@ class Reference:
         registry: str | None = None
         first, sep, rest = text.partition("/")
         if sep and _looks_like_registry(first):
-            if not _DOMAIN.fullmatch(first):
-                raise UsageError(f"invalid registry host {first!r} in {original!r}")
-            registry, text = first, rest
+            registry, text = _host(first, f"in {original!r}"), rest
         elif default_registry:
             host, _, prefix = default_registry.strip("/").partition("/")
-            registry = host
+            where = f"in the default registry {default_registry!r} ($MLOCI_REGISTRY)"
+            registry = _host(host, where)
+            if not _looks_like_registry(host):
+                raise UsageError(
+                    f"{host!r} {where} would be read as a repository name",
+                    hint=f"write the registry with its port or domain, e.g. {host}:5000",
+                )
+            if prefix and not is_valid_repository(prefix):
+                raise UsageError(
+                    f"invalid namespace {prefix!r} {where}",
+                    hint="use lowercase letters, digits, '.', '_', '-', '/'",
+                )
             text = f"{prefix}/{text}" if prefix else text
+        if len(text) > _MAX_NAME:
+            raise UsageError(
+                f"repository name in {original[:60]!r}… is {len(text)} characters long",
+                hint=f"registries accept at most {_MAX_NAME}",
+            )
         if not is_valid_repository(text):
             raise UsageError(
                 f"invalid repository name {text!r} in {original!r}",

@@ -25,7 +25,7 @@ from mloci.errors import (
     UnsupportedError,
     UsageError,
 )
-from mloci.store import RegistryStore
+from mloci.store import open_registry
 from mloci.store.registry.auth import Credentials
 
 _AUTH_MEMO_SECONDS: Final = 60.0
@@ -137,13 +137,8 @@ class State:
         config = self.catalog.config
         if config.registry is None:
             return  # the local store has no credentials to check
-        options = config.options
-        store = RegistryStore(
-            config.registry,
-            plain_http=options.plain_http,
-            insecure=options.insecure,
-            ca_file=options.ca_file,
-            credentials=creds,
+        store = open_registry(
+            config.registry, config.options, credentials_override=creds, remember_locations=False
         )
         try:
             store.ping()

@@ -20,13 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from helpers import Registry, Runner
-from test_sbom import TRUST_COMMANDS
 
 from mloci import __version__
-from mloci.cli.app import COMMANDS
 from mloci.errors import IntegrityError
 from mloci.ops import policy
-from mloci.ops.attach import DSSE_ENVELOPE, attach_blob
+from mloci.ops.attach import attach_blob
 from mloci.ops.attest import (
     Envelope,
     detect_source,
@@ -37,19 +35,18 @@ from mloci.ops.attest import (
     statement_of,
     verify_attestation,
 )
+from mloci.ops.pull import pull
 from mloci.ops.sign import generate_keypair
-from mloci.ops.verified_pull import pull_verified
 from mloci.types import Reference
 from mloci.types.blob import Blob
+from mloci.types.mediatype import DSSE_ENVELOPE
 
 SLSA = "https://slsa.dev/provenance/v1"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @pytest.fixture(autouse=True)
-def trust_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name, target in TRUST_COMMANDS.items():
-        monkeypatch.setitem(COMMANDS, name, target)
+def isolated_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)  # outside any git work tree
@@ -342,7 +339,7 @@ def test_pull_verified_writes_nothing_for_unsigned_artifacts_and_pulls_signed_on
     target = tmp_path / "out" / "model"
     blob_gets = registry.requests_matching(r'"GET /v2/ml/churn/blobs/')
     with pytest.raises(IntegrityError, match="not signed"):
-        pull_verified(ref, target, public)
+        pull(ref, target, verify_key=public)
     assert not target.exists() and not target.parent.exists()
     assert registry.requests_matching(r'"GET /v2/ml/churn/blobs/') == blob_gets  # nothing downloaded
 
@@ -350,13 +347,13 @@ def test_pull_verified_writes_nothing_for_unsigned_artifacts_and_pulls_signed_on
     other, _ = generate_keypair(tmp_path / "other", b"", allow_unencrypted=True)
     assert mloci("sign", f"{repo}:1.0.0", "--key", other).exit_code == 0
     with pytest.raises(IntegrityError):
-        pull_verified(ref, target, public)
+        pull(ref, target, verify_key=public)
     assert not target.parent.exists()
 
     assert mloci("sign", f"{repo}:1.0.0", "--key", private).exit_code == 0
-    result = pull_verified(ref, target, public)
-    assert str(result.pulled.digest) == digest
-    assert str(result.verification.digest) == digest
+    result = pull(ref, target, verify_key=public)
+    assert str(result.digest) == digest
+    assert result.verification is not None and str(result.verification.digest) == digest
     assert (target / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()
     assert result.to_json()["verification"]["verified"] is True
 

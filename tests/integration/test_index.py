@@ -537,7 +537,7 @@ def free_port() -> int:
         return port
 
 
-CLI = "import sys, mloci.cli.app as app; app.COMMANDS['index'] = 'mloci.cli.index:index_group'; from mloci.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI = "import sys; from mloci.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def test_mloci_index_serve_runs_and_stops_cleanly(

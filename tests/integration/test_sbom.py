@@ -19,29 +19,15 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from helpers import Registry, Runner
 
-from mloci.cli.app import COMMANDS
 from mloci.ops.attach import attach_file, discover
 from mloci.types import Reference
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 CYCLONEDX = "application/vnd.cyclonedx+json"
 
-TRUST_COMMANDS = {
-    "sbom": "mloci.cli.attest:sbom_command",
-    "attest": "mloci.cli.attest:attest_command",
-    "verify-attestation": "mloci.cli.attest:verify_attestation_command",
-    "attach": "mloci.cli.attest:attach_command",
-    "discover": "mloci.cli.attest:discover_command",
-    "keygen": "mloci.cli.trust:keygen_command",
-    "sign": "mloci.cli.trust:sign_command",
-    "verify": "mloci.cli.trust:verify_command",
-}
-
 
 @pytest.fixture(autouse=True)
-def trust_commands(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name, target in TRUST_COMMANDS.items():
-        monkeypatch.setitem(COMMANDS, name, target)
+def isolated_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # No ambient git work tree or CI variables leak into what is generated.
     work = tmp_path / "cwd"
     work.mkdir()

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from helpers import Registry, Runner
 
-from mloci.cli.app import COMMANDS
 from mloci.ops.sign import simple_signing_payload
 from mloci.types import Digest
 
@@ -33,9 +32,7 @@ SIG_ANNOTATION = "dev.cosignproject.cosign/signature"
 
 
 @pytest.fixture(autouse=True)
-def trust_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("keygen", "sign", "verify"):
-        monkeypatch.setitem(COMMANDS, name, f"mloci.cli.trust:{name}_command")
+def no_ambient_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLOCI_KEY_PASSWORD", raising=False)
 
 

@@ -1,7 +1,4 @@
-"""mloci wheel push / pull / yank against a real distribution registry, through the real CLI entry point.
-
-The ``wheel`` group is registered in the lazy COMMANDS map for these tests (as app.py will).
-"""
+"""mloci wheel push / pull / yank against a real distribution registry, through the real CLI entry point."""
 
 from __future__ import annotations
 
@@ -16,7 +13,6 @@ import pytest
 from helpers import Registry, Runner
 from pydists import core_metadata, sha256_of, write_sdist, write_wheel
 
-from mloci.cli.app import COMMANDS
 from mloci.errors import ConflictError, UsageError
 from mloci.ops.sign import generate_keypair, sign, verify
 from mloci.ops.wheel import parse_release_spec, publish, read_release
@@ -36,11 +32,6 @@ from mloci.python.filenames import normalize_name, parse_filename, version_of_ta
 from mloci.store import RegistryStore
 from mloci.types import Manifest, Reference, mediatype
 from mloci.types import annotations as ann
-
-
-@pytest.fixture(autouse=True)
-def wheel_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(COMMANDS, "wheel", "mloci.cli.wheel:wheel_group")
 
 
 def run_json(mloci: Runner, *args: object) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from mloci.errors import AuthError
 
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
 
@@ -149,8 +150,11 @@ class Authenticator:
             document = json.loads(body)
             token = document.get("token") or document.get("access_token")
             lifetime = float(document.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             raise AuthError("the token service answered with something that is not a token") from None
         if not isinstance(token, str) or not token:
             raise AuthError("the token service answered without a token")
+        if not _TOKEN.fullmatch(token):
+            # It goes into an HTTP header: a newline or a non-ASCII byte would break (or inject into) it.
+            raise AuthError("the token service answered with a token that is not printable ASCII")
         return token, lifetime

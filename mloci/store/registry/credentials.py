@@ -12,12 +12,13 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mloci.atomic import write_atomic
 from mloci.errors import AuthError, MlociError
 from mloci.store.registry.auth import Credentials
 
@@ -36,7 +37,12 @@ def _read_config(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, ValueError) as exc:
         raise AuthError(f"cannot read docker config {path}: {exc}") from None
-    return data if isinstance(data, dict) else {}
+    except RecursionError:
+        raise AuthError(f"cannot read docker config {path}: nested too deeply") from None
+    if not isinstance(data, dict):
+        # Refused rather than read as empty: a login would otherwise overwrite the file.
+        raise AuthError(f"docker config {path} is not a JSON object", hint="fix or remove it")
+    return data
 
 
 def _keys_for(registry: str) -> list[str]:
@@ -101,42 +107,49 @@ def lookup(registry: str) -> Credentials | None:
     username = os.environ.get("MLOCI_USERNAME", "")
     if username:
         return Credentials(username=username, password=os.environ.get("MLOCI_PASSWORD", ""))
-    config = _read_config(config_path())
-    helpers = config.get("credHelpers") or {}
+    path = config_path()
+    config = _read_config(path)
+    helpers = _section(config, "credHelpers", dict, path)
     for key in _keys_for(registry):
         if key in helpers:
-            return _from_helper(str(helpers[key]), registry)
+            return _from_helper(_helper_name(helpers[key], path), registry)
     if config.get("credsStore"):
-        found = _from_helper(str(config["credsStore"]), registry)
+        found = _from_helper(_helper_name(config["credsStore"], path), registry)
         if found:
             return found
-    auths = config.get("auths") or {}
+    auths = _section(config, "auths", dict, path)
     for key in _keys_for(registry):
         if isinstance(auths.get(key), dict):
             return _from_auths(auths[key])
     return None
 
 
+def _section(config: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+    value = config.get(key) or kind()
+    if not isinstance(value, kind):
+        raise AuthError(f"docker config {path}: {key!r} must be a JSON object", hint="fix or remove it")
+    return value
+
+
+def _helper_name(value: Any, path: Path) -> str:
+    """A credential helper's name: a plain word, so ``docker-credential-<name>`` is looked up on PATH only."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise AuthError(f"docker config {path}: {str(value)[:40]!r} is not a credential helper name")
+    return value
+
+
 def _write_config(path: Path, config: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.json.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(config, handle, indent="\t")
-            handle.write("\n")
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(config, indent="\t") + "\n").encode(), mode=0o600)
 
 
 def store(registry: str, credentials: Credentials) -> str:
     """Save credentials as ``docker login`` would; return where they went (for the message)."""
     path = config_path()
     config = _read_config(path)
-    helper = (config.get("credHelpers") or {}).get(registry) or config.get("credsStore")
+    helper = _section(config, "credHelpers", dict, path).get(registry) or config.get("credsStore")
     if helper:
+        helper = _helper_name(helper, path)
         payload = json.dumps(
             {"ServerURL": registry, "Username": credentials.username, "Secret": credentials.password}
         )
@@ -144,7 +157,8 @@ def store(registry: str, credentials: Credentials) -> str:
         if done.returncode != 0:
             raise AuthError(f"credential helper docker-credential-{helper} could not store the login")
         return f"credential helper docker-credential-{helper}"
-    auths = config.setdefault("auths", {})
+    auths = _section(config, "auths", dict, path)
+    config["auths"] = auths
     raw = f"{credentials.username}:{credentials.password}".encode()
     auths[registry] = {"auth": base64.b64encode(raw).decode()}
     try:
@@ -158,12 +172,12 @@ def remove(registry: str) -> bool:
     """Forget the login for ``registry``; False when there was none."""
     path = config_path()
     config = _read_config(path)
-    helper = (config.get("credHelpers") or {}).get(registry) or config.get("credsStore")
+    helper = _section(config, "credHelpers", dict, path).get(registry) or config.get("credsStore")
     erased = False
     if helper:
         with contextlib.suppress(AuthError):
-            erased = _helper(str(helper), "erase", registry).returncode == 0
-    auths = config.get("auths") or {}
+            erased = _helper(_helper_name(helper, path), "erase", registry).returncode == 0
+    auths = _section(config, "auths", dict, path)
     keys = [key for key in _keys_for(registry) if key in auths]
     for key in keys:
         del auths[key]

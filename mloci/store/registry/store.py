@@ -13,6 +13,7 @@ import urllib3
 from urllib3.exceptions import HTTPError
 
 from mloci.errors import (
+    AuthError,
     IntegrityError,
     MlociError,
     NotFoundError,
@@ -518,17 +519,34 @@ class RegistryStore:
         current[0].release_conn()
 
     def list_tags(self, repository: str) -> list[str]:
-        tags: list[str] = []
-        path: str | None = f"/v2/{repository}/tags/list?n=1000"
+        return sorted(
+            self._paged(f"/v2/{repository}/tags/list?n=1000", "tags", scope_for(repository, "pull"))
+        )
+
+    def repositories(self) -> list[str]:
+        """The registry's catalog; UnsupportedError when it has none or will not show it to these credentials."""
+        try:
+            return sorted(self._paged("/v2/_catalog?n=1000", "repositories", "registry:catalog:*"))
+        except (NotFoundError, AuthError) as exc:
+            raise UnsupportedError(
+                f"registry {self.registry} does not list its repositories (catalog API: {exc.message})"
+            ) from None
+
+    def _paged(self, path: str | None, key: str, scope: str) -> list[str]:
+        """Every string of ``key`` across a listing's pages (``Link: <…>; rel="next"``)."""
+        items: list[str] = []
         while path:
-            response = self.transport.request("GET", path, scope=scope_for(repository, "pull"))
+            response = self.transport.request("GET", path, scope=scope)
             try:
-                tags.extend(json.loads(response.data).get("tags") or [])
+                values = json.loads(response.data).get(key) or []
             except (ValueError, AttributeError):
-                raise RegistryError(f"registry {self.registry} sent a malformed tag list") from None
+                raise RegistryError(f"registry {self.registry} sent a malformed {key} list") from None
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise RegistryError(f"registry {self.registry} sent a malformed {key} list")
+            items.extend(values)
             link = response.headers.get("Link", "")
             path = link.split(";")[0].strip().strip("<>") if 'rel="next"' in link else None
-        return sorted(tags)
+        return items
 
     def close(self) -> None:
         self.transport.close()

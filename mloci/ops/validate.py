@@ -1,0 +1,41 @@
+"""Validate: every problem of a bundle directory at once, without raising."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mloci.bundle.load import inspect_bundle
+from mloci.bundle.manifest import BundleManifest
+from mloci.errors import Problem
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What ``mloci validate`` reports: the manifest when valid, else every problem with its field path."""
+
+    bundle: Path
+    manifest: BundleManifest | None
+    files: tuple[str, ...]
+    problems: tuple[Problem, ...]
+
+    @property
+    def valid(self) -> bool:
+        return self.manifest is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bundle": str(self.bundle),
+            "valid": self.valid,
+            "problems": [{"path": p.path, "message": p.message} for p in self.problems],
+            "files": list(self.files),
+        }
+
+
+def validate(path: Path) -> ValidationReport:
+    """Check the bundle at ``path`` (schema, semantics, files); invalid bundles are reported, not raised."""
+    bundle, problems = inspect_bundle(path)
+    if bundle is None:
+        return ValidationReport(path, None, (), tuple(problems))
+    return ValidationReport(path, bundle.manifest, tuple(f.path for f in bundle.files), ())
