@@ -11,12 +11,11 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UnsupportedError, UsageError
 from mloci.ops import diff as _diff
 from mloci.ops import inspection as _inspection
-from mloci.ops import policy as _policy
 from mloci.ops import promote as _promote
 from mloci.ops import referrers as _referrers
 from mloci.ops import wheel as _wheel
@@ -35,6 +34,9 @@ from mloci.types.manifest import Descriptor
 from mloci.types.promotion import PromotionRecord
 from mloci.types.reference import Reference
 from mloci.types.semver import is_version_tag
+
+if TYPE_CHECKING:
+    from mloci.ops.policy import PolicyReport
 
 __all__ = [
     "COSIGN_TAGS",
@@ -168,8 +170,10 @@ __all__ += [
 # -- writes: promotions with a store that holds the caller's credentials ----------------------
 
 
-def check_policy(path: Path, reference: Reference, options: StoreOptions) -> _policy.PolicyReport:
+def check_policy(path: Path, reference: Reference, options: StoreOptions) -> PolicyReport:
     """Every rule of the policy file at ``path`` evaluated against the artifact ``reference`` pins."""
+    from mloci.ops import policy as _policy  # noqa: PLC0415  (jsonschema loads only for promotions)
+
     with Session(options) as session:
         return _policy.check(path, reference, session=session)
 
