@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from catalog_helpers import CHURN_AUC, model_version, populate, running_catalog
+from catalog_helpers import CHURN_AUC, SLOW, model_version, populate, running_catalog
 from helpers import Registry, Runner
 from pydists import IndexServer, write_wheel
 
@@ -26,7 +26,7 @@ def served(registry: Registry, mloci: Runner, tmp_path: Path) -> Iterator[tuple[
 
 def test_models_list_filters_and_pages(served: tuple[IndexServer, dict[str, str]]) -> None:
     server, digests = served
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, timeout=SLOW) as http:
         everything = http.get("/api/v1/models").json()
         assert [m["name"] for m in everything["models"]] == ["churn-model", "team/fraud-detector"]
         churn = everything["models"][0]
@@ -65,7 +65,7 @@ def test_models_list_filters_and_pages(served: tuple[IndexServer, dict[str, str]
 
 def test_etags_and_immutable_manifests(served: tuple[IndexServer, dict[str, str]]) -> None:
     server, digests = served
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, timeout=SLOW) as http:
         listing = http.get("/api/v1/models")
         etag = listing.headers["etag"]
         assert listing.headers["cache-control"] == "no-cache"
@@ -86,7 +86,7 @@ def test_etags_and_immutable_manifests(served: tuple[IndexServer, dict[str, str]
 
 def test_model_version_history_and_diff(served: tuple[IndexServer, dict[str, str]]) -> None:
     server, digests = served
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, timeout=SLOW) as http:
         model = http.get("/api/v1/models/churn-model").json()
         assert [v["version"] for v in model["versions"]] == ["1.2.0", "1.1.0", "1.0.0"]
         assert model["card"]["intendedUse"].startswith("Rank active customers")
@@ -134,12 +134,12 @@ def test_model_version_history_and_diff(served: tuple[IndexServer, dict[str, str
 
 def test_openapi_document(served: tuple[IndexServer, dict[str, str]]) -> None:
     server, _ = served
-    document = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+    document = httpx.get(f"{server.url}/api/v1/openapi.json", timeout=SLOW).json()
     assert document["openapi"].startswith("3.")
     assert "/api/v1/models/{name}/versions/{ref}" in document["paths"]
     assert "ModelSummary" in document["components"]["schemas"]
     assert "post" in document["paths"]["/api/v1/models/{name}/promote"]
-    page = httpx.get(f"{server.url}/api/v1/")
+    page = httpx.get(f"{server.url}/api/v1/", timeout=SLOW)
     assert page.status_code == 200 and "GET /api/v1/models/{name}/versions/{ref}" in page.text
 
 
@@ -150,20 +150,25 @@ def test_packages_and_the_simple_index(
     wheel = write_wheel(tmp_path / "dist")
     assert mloci("wheel", "push", wheel, f"{registry.host}/ml").exit_code == 0
     simple = httpx.get(
-        f"{server.url}/simple/featurekit/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        f"{server.url}/simple/featurekit/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+        timeout=SLOW,
     )
     assert simple.status_code == 200
     assert [f["filename"] for f in simple.json()["files"]] == [wheel.name]
-    packages = httpx.get(f"{server.url}/api/v1/packages").json()["packages"]
+    packages = httpx.get(f"{server.url}/api/v1/packages", timeout=SLOW).json()["packages"]
     assert [(p["name"], p["releases"][0]["version"]) for p in packages] == [("featurekit", "0.1.3")]
     assert packages[0]["releases"][0]["files"][0]["filename"] == wheel.name
-    models = httpx.get(f"{server.url}/api/v1/models").json()["models"]
+    models = httpx.get(f"{server.url}/api/v1/models", timeout=SLOW).json()["models"]
     assert "featurekit" not in [m["name"] for m in models]
 
 
 def test_local_store(mloci: Runner, tmp_path: Path) -> None:
     populate(mloci, tmp_path, "")
-    with running_catalog(CatalogConfig(refresh=0)) as server, httpx.Client(base_url=server.url) as http:
+    with (
+        running_catalog(CatalogConfig(refresh=0)) as server,
+        httpx.Client(base_url=server.url, timeout=SLOW) as http,
+    ):
         models = http.get("/api/v1/models").json()["models"]
         assert [m["name"] for m in models] == ["churn-model", "team/fraud-detector"]
         assert models[0]["environments"] == {"prod": "1.1.0", "staging": "1.2.0"}
@@ -177,7 +182,7 @@ def test_new_versions_show_up_after_a_background_refresh(
 ) -> None:
     populate(mloci, tmp_path, f"{registry.host}/ml/")
     config = CatalogConfig(registry=registry.host, namespace="ml", refresh=0.5)
-    with running_catalog(config) as server, httpx.Client(base_url=server.url) as http:
+    with running_catalog(config) as server, httpx.Client(base_url=server.url, timeout=SLOW) as http:
         assert http.get("/api/v1/models/churn-model").json()["model"]["latest"]["version"] == "1.2.0"
         (tmp_path / "next").mkdir()
         bundle = model_version(tmp_path / "next", "1.3.0", {"auc": 0.95})

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+from catalog_helpers import SLOW
 from helpers import Registry, Runner
 
 
@@ -31,14 +32,14 @@ def test_serve_prints_the_port_and_serves_everything(registry: Registry, mloci: 
         deadline = time.monotonic() + 20
         while True:
             try:
-                page = httpx.get(url + "/")
+                page = httpx.get(url + "/", timeout=SLOW)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the server did not answer"
                 time.sleep(0.1)
         assert page.status_code == 200 and "churn-model" in page.text
-        assert httpx.get(url + "/api/v1/models").json()["total"] == 1
-        assert httpx.get(url + "/simple/").status_code == 200
+        assert httpx.get(url + "/api/v1/models", timeout=SLOW).json()["total"] == 1
+        assert httpx.get(url + "/simple/", timeout=SLOW).status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from catalog_helpers import attach_trust, model_version, populate, running_catalog
+from catalog_helpers import SLOW, attach_trust, model_version, populate, running_catalog
 from helpers import Registry, Runner
 from pydists import IndexServer
 
@@ -26,7 +26,7 @@ def served(registry: Registry, mloci: Runner, tmp_path: Path) -> Iterator[IndexS
 
 
 def test_every_page_renders(served: IndexServer) -> None:
-    with httpx.Client(base_url=served.url) as http:
+    with httpx.Client(base_url=served.url, timeout=SLOW) as http:
         home = http.get("/")
         assert home.status_code == 200
         assert "default-src 'none'" in home.headers["content-security-policy"]
@@ -82,7 +82,7 @@ def test_registry_text_renders_inert(registry: Registry, mloci: Runner, tmp_path
     assert mloci("promote", f"{base}:1.0.0", "--to", "prod", "--reason", SCRIPT).exit_code == 0
     with running_catalog(CatalogConfig(registry=registry.host, namespace="ml", refresh=0)) as server:
         pages = [
-            httpx.get(f"{server.url}{path}")
+            httpx.get(f"{server.url}{path}", timeout=SLOW)
             for path in (
                 "/",
                 "/models/evil",
@@ -105,10 +105,10 @@ def test_registry_text_renders_inert(registry: Registry, mloci: Runner, tmp_path
 def test_registry_going_away_is_a_clear_error_page(registry: Registry, mloci: Runner, tmp_path: Path) -> None:
     populate(mloci, tmp_path, f"{registry.host}/ml/")
     with running_catalog(CatalogConfig(registry=registry.host, namespace="ml", refresh=0)) as server:
-        assert httpx.get(f"{server.url}/models/churn-model").status_code == 200
+        assert httpx.get(f"{server.url}/models/churn-model", timeout=SLOW).status_code == 200
         registry.stop()
-        page = httpx.get(f"{server.url}/models/churn-model", timeout=120)
-        api = httpx.get(f"{server.url}/api/v1/models", timeout=120)
+        page = httpx.get(f"{server.url}/models/churn-model", timeout=SLOW)
+        api = httpx.get(f"{server.url}/api/v1/models", timeout=SLOW)
     assert page.status_code == 503
     assert "Registry unavailable" in page.text and registry.host in page.text
     assert "Traceback" not in page.text
@@ -124,7 +124,7 @@ def test_version_page_verifies_signatures_and_shows_badges(
     assert mloci("keygen", "--output-key-prefix", tmp_path / "stranger").exit_code == 0
     keys = (tmp_path / "signing.pub", tmp_path / "stranger.pub")
     config = CatalogConfig(registry=registry.host, namespace="ml", refresh=0, verify_keys=keys)
-    with running_catalog(config) as server, httpx.Client(base_url=server.url) as http:
+    with running_catalog(config) as server, httpx.Client(base_url=server.url, timeout=SLOW) as http:
         detail = http.get("/api/v1/models/churn-model/versions/1.2.0").json()
         assert detail["summary"]["badges"] == {
             "signed": True,

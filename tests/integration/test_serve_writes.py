@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from auth_fixtures import TokenRegistry
-from catalog_helpers import populate, running_catalog
+from catalog_helpers import SLOW, populate, running_catalog
 from helpers import Runner
 from pydists import IndexServer, write_wheel
 
@@ -44,7 +44,7 @@ def environments(http: httpx.Client) -> dict[str, str]:
 
 
 def test_promote_needs_the_callers_own_credentials(served: IndexServer) -> None:
-    with httpx.Client(base_url=served.url) as http:
+    with httpx.Client(base_url=served.url, timeout=SLOW) as http:
         before = environments(http)
         anonymous = http.post(
             "/api/v1/models/churn-model/promote", json={"reference": "1.0.0", "to": "staging"}
@@ -78,7 +78,7 @@ def test_promote_needs_the_callers_own_credentials(served: IndexServer) -> None:
 
 
 def test_cross_site_writes_are_refused(served: IndexServer) -> None:
-    with httpx.Client(base_url=served.url, auth=ALICE) as http:
+    with httpx.Client(base_url=served.url, auth=ALICE, timeout=SLOW) as http:
         before = environments(http)
         form = http.post("/api/v1/models/churn-model/promote", data={"reference": "1.0.0", "to": "staging"})
         assert form.status_code == 403 and form.json()["errors"][0]["code"] == "CSRF"
@@ -104,7 +104,7 @@ def test_cross_site_writes_are_refused(served: IndexServer) -> None:
 
 
 def test_policy_refusal_names_every_failed_rule(served: IndexServer) -> None:
-    with httpx.Client(base_url=served.url, auth=ALICE) as http:
+    with httpx.Client(base_url=served.url, auth=ALICE, timeout=SLOW) as http:
         refused = http.post("/api/v1/models/churn-model/promote", json={"reference": "1.1.0", "to": "prod"})
         assert refused.status_code == 403, refused.text
         error = refused.json()["errors"][0]
@@ -126,6 +126,7 @@ def test_read_only_server_refuses_writes(
             f"{server.url}/api/v1/models/churn-model/promote",
             json={"reference": "1.0.0", "to": "x"},
             auth=ALICE,
+            timeout=SLOW,
         )
     assert answer.status_code == 403 and answer.json()["errors"][0]["code"] == "READ_ONLY"
 
@@ -143,7 +144,10 @@ def test_require_auth(
         refresh=0,
         models=("churn-model", "team/fraud-detector"),
     )
-    with running_catalog(config, require_auth=True) as server, httpx.Client(base_url=server.url) as http:
+    with (
+        running_catalog(config, require_auth=True) as server,
+        httpx.Client(base_url=server.url, timeout=SLOW) as http,
+    ):
         assert http.get("/api/v1/models").status_code == 401
         page = http.get("/")
         assert page.status_code == 401 and "WWW-Authenticate" in page.headers
@@ -158,7 +162,7 @@ def test_anonymous_uploads_never_use_the_servers_credentials(served: IndexServer
     wheel = write_wheel(tmp_path / "dist")
     form = {":action": "file_upload"}
     files = {"content": (wheel.name, wheel.read_bytes(), "application/octet-stream")}
-    with httpx.Client(base_url=served.url) as http:
+    with httpx.Client(base_url=served.url, timeout=SLOW) as http:
         anonymous = http.post("/", data=form, files=files)
         assert anonymous.status_code == 401, anonymous.text
         assert http.get("/simple/featurekit/").status_code == 404  # nothing was published
