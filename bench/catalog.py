@@ -138,18 +138,26 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--markdown", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--keep-registry", type=Path, default=None, help="registry storage kept (and reused) across runs"
+    )
+    parser.add_argument("--refresh", default="5", help="mloci serve --refresh")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mloci-bench-catalog-") as tmp:
         work = Path(tmp)
         os.environ["MLOCI_HOME"] = str(work / "home")
         os.environ["MLOCI_ACTOR"] = "bench"
-        (work / "registry").mkdir()
-        registry = Registry(work / "registry")
+        place = args.keep_registry or work / "registry"
+        place.mkdir(parents=True, exist_ok=True)
+        filled = place / f"filled-{args.models}x{args.versions}"
+        registry = Registry(place)
         registry.start()
         try:
             t0 = time.perf_counter()
-            fill(registry.host, args.models, args.versions, args.workers)
+            if not filled.exists():
+                fill(registry.host, args.models, args.versions, args.workers)
+                filled.touch()
             fill_s = time.perf_counter() - t0
             print(f"filled {args.models} x {args.versions} in {fill_s:.1f} s", flush=True)
 
@@ -167,7 +175,7 @@ def main() -> None:
             env = {**os.environ, "MLOCI_HOME": str(work / "serve-home")}
             command = [
                 sys.executable, "-m", "mloci", "serve", "--registry", registry.host, "--namespace", "bench",
-                "--port", "0", "--log-level", "warning", "--cache", str(work / "cache"), "--refresh", "5",
+                "--port", "0", "--log-level", "warning", "--cache", str(work / "cache"), "--refresh", args.refresh,
             ]  # fmt: skip
             t0 = time.perf_counter()
             server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)

@@ -309,9 +309,9 @@ class Catalog:
         def run() -> None:
             try:
                 if repositories is None:
-                    self._refresh(list(self._list_repositories()))
+                    self._refresh(list(self._list_repositories()), prepare=True)
                 else:
-                    self._refresh(repositories)
+                    self._refresh(repositories, prepare=True)
             except Exception:
                 log.warning("background refresh failed", exc_info=True)
             finally:
@@ -418,7 +418,7 @@ class Catalog:
             self._in_background(stale)
         return {r: self._repos[r] for r in wanted if r in self._repos}
 
-    def _refresh(self, repositories: list[str]) -> None:
+    def _refresh(self, repositories: list[str], *, prepare: bool = False) -> None:
         with self._refresh_lock:
             now = time.monotonic()
             todo = [
@@ -434,12 +434,27 @@ class Catalog:
                 if len(todo) == 1
                 else list(self._outer().map(self._refresh_repo, todo))
             )
+            rows: dict[str, ModelSummary | None] = {}
+            details: dict[str, ModelDetail] = {}
+            if prepare:
+                # Work out the pages before the new snapshots are shown, so that no request waits
+                # for it (it may read attachments from the registry).
+                for repo in refreshed:
+                    if repo is None:
+                        continue
+                    rows[repo.repository] = self._row(repo)
+                    if repo.repository in self._details and rows[repo.repository] is not None:
+                        details[repo.repository] = self._model_detail(repo)
             with self._lock:
                 for name, repo in zip(todo, refreshed, strict=True):
                     if repo is None:
                         self._repos.pop(name, None)
-                    else:
-                        self._repos[name] = repo
+                        continue
+                    self._repos[name] = repo
+                    if name in rows:
+                        self._rows[name] = (repo, rows[name])
+                    if name in details:
+                        self._details[name] = (repo, details[name])
 
     def _outer(self) -> ThreadPoolExecutor:
         # Repositories fan out on their own pool: their tag reads use self._pool, never waiting on it.
@@ -645,12 +660,15 @@ class Catalog:
         memo = self._rows.get(repo.repository)
         if memo is not None and memo[0] is repo:
             return memo[1]
-        summary = None
-        if self._kind_of_repo(repo) == "model":
-            summary = self._model_summary(repo, self._summaries(repo, badges=False))
+        summary = self._row(repo)
         with self._lock:
             self._rows[repo.repository] = (repo, summary)
         return summary
+
+    def _row(self, repo: _Repo) -> ModelSummary | None:
+        if self._kind_of_repo(repo) != "model":
+            return None
+        return self._model_summary(repo, self._summaries(repo, badges=False))
 
     def model(self, name: str) -> ModelDetail:
         repo = self._repo(name)
