@@ -151,6 +151,7 @@ def main() -> None:
         place = args.keep_registry or work / "registry"
         place.mkdir(parents=True, exist_ok=True)
         filled = place / f"filled-{args.models}x{args.versions}"
+        (place / "registry.log").unlink(missing_ok=True)  # the port is read from a fresh log
         registry = Registry(place)
         registry.start()
         try:
