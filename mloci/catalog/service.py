@@ -60,6 +60,9 @@ R = TypeVar("R")
 
 _MAX_REFERRER_DEPTH = 4
 
+# Which repositories a caller may read (None: all of them).
+Visible = Callable[[str], bool] | None
+
 
 @dataclass(frozen=True)
 class CatalogConfig:
@@ -628,8 +631,11 @@ class Catalog:
 
     # -- public reads --------------------------------------------------------------------------------
 
-    def models(self, query: Query | None = None, *, page: int = 1, limit: int = 50) -> ModelPage:
-        """The models, filtered by ``query``, one page of them."""
+    def models(
+        self, query: Query | None = None, *, page: int = 1, limit: int = 50, visible: Visible = None
+    ) -> ModelPage:
+        """The models, filtered by ``query`` (and ``visible``: which repositories the caller may read),
+        one page of them."""
         if page < 1 or not 1 <= limit <= 500:
             raise UsageError("page must be ≥ 1 and limit between 1 and 500")
         query = query or Query()
@@ -638,18 +644,23 @@ class Catalog:
         for repo in snapshots.values():
             summary = self._listed_summary(repo)
             if summary is not None and query.matches(summary):
-                summaries.append(summary)
+                summaries.append((repo.repository, summary))
+        if visible is not None:
+            allowed = self._map(lambda item: visible(item[0]), summaries)
+            summaries = [item for item, ok in zip(summaries, allowed, strict=True) if ok]
         start = (page - 1) * limit
         return ModelPage(
-            models=summaries[start : start + limit],
+            models=[summary for _, summary in summaries[start : start + limit]],
             total=len(summaries),
             page=page,
             limit=limit,
             query=query.text,
         )
 
-    def _repo(self, name: str) -> _Repo:
+    def _repo(self, name: str, visible: Visible = None) -> _Repo:
         repository = self.config.repository(name).repository
+        if visible is not None and not visible(repository):
+            raise NotFoundError(f"no model named {name!r}")  # never a hint that it exists
         found = self._snapshots([repository]).get(repository)
         if found is None or self._kind_of_repo(found) != "model":
             raise NotFoundError(f"no model named {name!r}")
@@ -670,8 +681,8 @@ class Catalog:
             return None
         return self._model_summary(repo, self._summaries(repo, badges=False))
 
-    def model(self, name: str) -> ModelDetail:
-        repo = self._repo(name)
+    def model(self, name: str, *, visible: Visible = None) -> ModelDetail:
+        repo = self._repo(name, visible)
         memo = self._details.get(repo.repository)
         if memo is not None and memo[0] is repo:
             return memo[1]
@@ -706,8 +717,10 @@ class Catalog:
         )
         return ModelDetail(model=summary, card=card, versions=versions, history=list(self._records(repo)))
 
-    def history(self, name: str, environment: str | None = None) -> list[Promotion]:
-        repo = self._repo(name)
+    def history(
+        self, name: str, environment: str | None = None, *, visible: Visible = None
+    ) -> list[Promotion]:
+        repo = self._repo(name, visible)
         return [r for r in self._records(repo) if environment is None or r.environment == environment]
 
     def _find(self, repo: _Repo, ref: str) -> Digest:
@@ -724,8 +737,8 @@ class Catalog:
             raise NotFoundError(f"no version {ref!r} of {self.config.name_of(repo.repository)}")
         return found
 
-    def version(self, name: str, ref: str) -> VersionDetail:
-        repo = self._repo(name)
+    def version(self, name: str, ref: str, *, visible: Visible = None) -> VersionDetail:
+        repo = self._repo(name, visible)
         digest = self._find(repo, ref)
         info = self.info(digest, repo.repository)
         tags = sorted(t for t, d in repo.tags.items() if d == digest)
@@ -801,14 +814,14 @@ class Catalog:
             ]
         return found
 
-    def _pinned(self, text: str) -> Reference:
+    def _pinned(self, text: str, visible: Visible = None) -> Reference:
         name, digest_or_tag = _split_ref(text)
-        repo = self._repo(name)
+        repo = self._repo(name, visible)
         return self._ref(repo.repository).with_digest(self._find(repo, digest_or_tag))
 
-    def compare(self, left: str, right: str) -> Comparison:
+    def compare(self, left: str, right: str, *, visible: Visible = None) -> Comparison:
         """Two versions side by side (``name:version`` or ``name@sha256:…`` each)."""
-        a, b = self._map(self._pinned, [left, right])
+        a, b = self._map(lambda text: self._pinned(text, visible), [left, right])
         document = _ops.compare(self.store, a, b)
         return Comparison(
             left=document["left"],
@@ -821,9 +834,15 @@ class Catalog:
             unchanged_files=document["unchangedFiles"],
         )
 
-    def packages(self) -> list[Package]:
+    def packages(self, *, visible: Visible = None) -> list[Package]:
         snapshots = self._snapshots(self.repositories())
         repos = [r for r in snapshots.values() if self._kind_of_repo(r) == "package"]
+        if visible is not None:
+            repos = [
+                r
+                for r, ok in zip(repos, self._map(lambda r: visible(r.repository), repos), strict=True)
+                if ok
+            ]
 
         def package(repo: _Repo) -> Package:
             try:

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from mloci.catalog import Query
 from mloci.catalog.models import Comparison, ModelDetail, ModelPage, Package, Promotion, VersionDetail
-from mloci.errors import MlociError, UsageError
+from mloci.errors import MlociError, NotFoundError, UsageError
 from mloci.types.digest import Digest
 from mloci.web.common import Problem, etag_for, not_modified, state_of
 
@@ -65,7 +65,7 @@ def _link(request: Request, page: int, limit: int) -> str:
 
 def models(request: Request) -> Response:
     state = state_of(request)
-    state.check_caller(request)
+    visible = state.reader(request)
     query = Query.parse(
         request.query_params.get("q"),
         metric_filters=tuple(request.query_params.getlist("metric")),
@@ -73,7 +73,7 @@ def models(request: Request) -> Response:
     )
     page = _int(request, "page", 1)
     limit = _int(request, "limit", 50)
-    result: ModelPage = state.catalog.models(query, page=page, limit=limit)
+    result: ModelPage = state.catalog.models(query, page=page, limit=limit, visible=visible)
     links = []
     if page * limit < result.total:
         links.append(_link(request, page + 1, limit) + '; rel="next"')
@@ -84,24 +84,28 @@ def models(request: Request) -> Response:
 
 def model(request: Request) -> Response:
     state = state_of(request)
-    state.check_caller(request)
-    detail: ModelDetail = state.catalog.model(request.path_params["name"])
+    visible = state.reader(request)
+    detail: ModelDetail = state.catalog.model(request.path_params["name"], visible=visible)
     return _json(request, detail.to_json())
 
 
 def version(request: Request) -> Response:
     state = state_of(request)
-    state.check_caller(request)
-    detail: VersionDetail = state.catalog.version(request.path_params["name"], request.path_params["ref"])
+    visible = state.reader(request)
+    detail: VersionDetail = state.catalog.version(
+        request.path_params["name"], request.path_params["ref"], visible=visible
+    )
     return _json(request, detail.to_json())
 
 
 def manifest(request: Request) -> Response:
     """The manifest's exact bytes: named by digest, so cacheable forever."""
     state = state_of(request)
-    state.check_caller(request)
+    visible = state.reader(request)
     digest = Digest.parse(request.path_params["digest"])
     repository = state.catalog.config.repository(request.path_params["name"])
+    if visible is not None and not visible(repository.repository):
+        raise NotFoundError(f"no model named {request.path_params['name']!r}")
     descriptor, data = state.catalog.store.fetch_manifest(repository.with_digest(digest))
     etag = f'"{descriptor.digest}"'
     headers = {
@@ -116,27 +120,27 @@ def manifest(request: Request) -> Response:
 
 def history(request: Request) -> Response:
     state = state_of(request)
-    state.check_caller(request)
+    visible = state.reader(request)
     entries: list[Promotion] = state.catalog.history(
-        request.path_params["name"], request.query_params.get("environment")
+        request.path_params["name"], request.query_params.get("environment"), visible=visible
     )
     return _json(request, {"history": [e.to_json() for e in entries]})
 
 
 def diff(request: Request) -> Response:
     state = state_of(request)
-    state.check_caller(request)
+    visible = state.reader(request)
     a, b = request.query_params.get("a"), request.query_params.get("b")
     if not a or not b:
         raise UsageError("give two versions: ?a=NAME:VERSION&b=NAME:VERSION (or NAME@sha256:…)")
-    result: Comparison = state.catalog.compare(a, b)
+    result: Comparison = state.catalog.compare(a, b, visible=visible)
     return _json(request, result.to_json())
 
 
 def packages(request: Request) -> Response:
     state = state_of(request)
-    state.check_caller(request)
-    found: list[Package] = state.catalog.packages()
+    visible = state.reader(request)
+    found: list[Package] = state.catalog.packages(visible=visible)
     return _json(request, {"packages": [p.to_json() for p in found]})
 
 

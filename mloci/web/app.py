@@ -173,6 +173,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
         try:
             yield
         finally:
+            state.close()
             catalog.close()
 
     app = Starlette(

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -25,10 +26,11 @@ from mloci.errors import (
     UnsupportedError,
     UsageError,
 )
-from mloci.store import open_registry
+from mloci.store import Store, open_registry
 from mloci.store.registry.auth import Credentials
 
 _AUTH_MEMO_SECONDS: Final = 60.0
+_MAX_CALLER_STORES: Final = 64
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class State:
     require_auth: bool = False
     policies: dict[str, Path] = field(default_factory=dict)  # environment → policy file
     _accepted: dict[str, float] = field(default_factory=dict)
+    _readable: dict[tuple[str, str], tuple[float, bool]] = field(default_factory=dict)
+    _stores: dict[str, Store] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_caller(self, request: Request) -> Credentials | None:
@@ -120,9 +124,7 @@ class State:
             return creds
         if creds is None:
             raise AuthError("this server requires credentials the registry accepts (HTTP Basic or Bearer)")
-        key = hashlib.sha256(
-            f"{creds.username}\0{creds.password}\0{creds.identity_token}".encode()
-        ).hexdigest()
+        key = _key(creds)
         now = time.monotonic()
         with self._lock:
             if now - self._accepted.get(key, -_AUTH_MEMO_SECONDS) < _AUTH_MEMO_SECONDS:
@@ -131,6 +133,64 @@ class State:
         with self._lock:
             self._accepted[key] = now
         return creds
+
+    def reader(self, request: Request) -> Callable[[str], bool] | None:
+        """With ``require_auth``: which repositories the caller's credentials may read (asked of the
+        registry, remembered for a minute); None when everything shown is readable."""
+        creds = self.check_caller(request)
+        if creds is None or not self.require_auth or self.catalog.config.registry is None:
+            return None
+        key = _key(creds)
+
+        def can_read(repository: str) -> bool:
+            now = time.monotonic()
+            with self._lock:
+                known = self._readable.get((key, repository))
+            if known is not None and now - known[0] < _AUTH_MEMO_SECONDS:
+                return known[1]
+            store = self._store_for(key, creds)
+            try:
+                store.list_tags(repository)
+                allowed = True
+            except (AuthError, NotFoundError):
+                allowed = False
+            with self._lock:
+                self._readable[(key, repository)] = (now, allowed)
+            return allowed
+
+        return can_read
+
+    def ensure_readable(self, request: Request, *names: str) -> None:
+        """NotFoundError (never a hint that it exists) when the caller may not read a model."""
+        can_read = self.reader(request)
+        if can_read is None:
+            return
+        for name in names:
+            if not can_read(self.catalog.config.repository(name).repository):
+                raise NotFoundError(f"no model named {name!r}")
+
+    def _store_for(self, key: str, creds: Credentials) -> Store:
+        with self._lock:
+            store = self._stores.get(key)
+            if store is None:
+                registry = self.catalog.config.registry or ""
+                store = self._stores[key] = open_registry(
+                    registry,
+                    self.catalog.config.options,
+                    credentials_override=creds,
+                    remember_locations=False,
+                )
+                if len(self._stores) > _MAX_CALLER_STORES:
+                    oldest = next(iter(self._stores))
+                    self._stores.pop(oldest).close()
+            return store
+
+    def close(self) -> None:
+        with self._lock:
+            stores = list(self._stores.values())
+            self._stores.clear()
+        for store in stores:
+            store.close()
 
     def verify(self, creds: Credentials) -> None:
         """AuthError unless the registry accepts ``creds`` for reading the catalog's namespace."""
@@ -147,6 +207,10 @@ class State:
                 store.list_tags(names[0])
         finally:
             store.close()
+
+
+def _key(creds: Credentials) -> str:
+    return hashlib.sha256(f"{creds.username}\0{creds.password}\0{creds.identity_token}".encode()).hexdigest()
 
 
 def state_of(request: Request) -> State:

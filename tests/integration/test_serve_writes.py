@@ -7,7 +7,7 @@ write.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -169,3 +169,39 @@ def test_anonymous_uploads_never_use_the_servers_credentials(served: IndexServer
         uploaded = http.post("/", data=form, files=files, auth=ALICE)
         assert uploaded.status_code == 200, uploaded.text
         assert http.get("/simple/featurekit/").status_code == 200
+
+
+def test_require_auth_shows_each_caller_what_the_registry_lets_them_read(
+    make_token_registry: Callable[..., TokenRegistry],
+    mloci: Runner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rules = {"alice": {"*": ["pull", "push", "delete"]}, "bob": {"ml/churn-model": ["pull"]}}
+    registry = make_token_registry(rules=rules)
+    monkeypatch.setenv("MLOCI_USERNAME", ALICE[0])
+    monkeypatch.setenv("MLOCI_PASSWORD", ALICE[1])
+    populate(mloci, tmp_path, f"{registry.registry.host}/ml/")
+    config = CatalogConfig(
+        registry=registry.registry.host,
+        namespace="ml",
+        refresh=0,
+        models=("churn-model", "team/fraud-detector"),
+    )
+    with (
+        running_catalog(config, require_auth=True) as server,
+        httpx.Client(base_url=server.url, timeout=SLOW) as http,
+    ):
+        names = [m["name"] for m in http.get("/api/v1/models", auth=ALICE).json()["models"]]
+        assert names == ["churn-model", "team/fraud-detector"]
+        bobs = http.get("/api/v1/models", auth=BOB).json()
+        assert [m["name"] for m in bobs["models"]] == ["churn-model"] and bobs["total"] == 1
+        assert http.get("/api/v1/models/team/fraud-detector", auth=BOB).status_code == 404
+        assert http.get("/models/team/fraud-detector", auth=BOB).status_code == 404
+        assert http.get("/api/v1/models/team/fraud-detector/versions/0.3.0", auth=BOB).status_code == 404
+        hidden = http.get(
+            "/api/v1/diff", params={"a": "churn-model:1.0.0", "b": "team/fraud-detector:0.3.0"}, auth=BOB
+        )
+        assert hidden.status_code == 404
+        assert "fraud" not in http.get("/", auth=BOB).text
+        assert http.get("/api/v1/models/team/fraud-detector", auth=ALICE).status_code == 200
