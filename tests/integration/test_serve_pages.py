@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from catalog_helpers import SLOW, attach_trust, model_version, populate, running_catalog
+from cutting_proxy import CuttingProxy
 from helpers import Registry, Runner
 from pydists import IndexServer
 
@@ -114,6 +115,30 @@ def test_registry_going_away_is_a_clear_error_page(registry: Registry, mloci: Ru
     assert "Traceback" not in page.text
     assert api.status_code == 503
     assert api.json()["errors"][0]["code"] == "REGISTRY_UNAVAILABLE"
+
+
+def test_registry_cut_mid_request_is_a_clear_error_page(
+    registry: Registry, mloci: Runner, tmp_path: Path
+) -> None:
+    populate(mloci, tmp_path, f"{registry.host}/ml/")
+    proxy = CuttingProxy(("127.0.0.1", registry.port or 0))
+    try:
+        config = CatalogConfig(registry=proxy.host, namespace="ml", refresh=0)
+        with running_catalog(config) as server, httpx.Client(base_url=server.url, timeout=SLOW) as http:
+            assert http.get("/models/churn-model").status_code == 200
+            proxy.cut_after(300)  # the next answers stop a few hundred bytes in
+            page = http.get("/models/churn-model/versions/1.0.0")
+            api = http.get("/api/v1/models/churn-model")
+            proxy.cut_after(0)
+            listing = http.get("/")
+    finally:
+        proxy.close()
+    for response in (page, listing):
+        assert response.status_code in (502, 503), response.text
+        assert "Traceback" not in response.text and proxy.host in response.text
+        assert "<script" not in response.text.lower()
+    assert api.status_code in (502, 503)
+    assert api.json()["errors"][0]["code"] in ("REGISTRY_UNAVAILABLE", "REGISTRY_ERROR")
 
 
 def test_version_page_verifies_signatures_and_shows_badges(
