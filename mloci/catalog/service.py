@@ -44,7 +44,7 @@ from mloci.catalog.models import (
 )
 from mloci.catalog.query import Query
 from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
-from mloci.store import LayoutStore, RegistryStore, Store, StoreOptions, open_registry
+from mloci.store import LayoutStore, Store, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -180,6 +180,8 @@ class Catalog:
         self.cache = ContentCache(cache_dir / "catalog.sqlite")
         self.store: Store = CachingStore(self._open(credentials), self.cache, config.registry or "local")
         self._pool = ThreadPoolExecutor(max_workers=max(config.workers, 1), thread_name_prefix="catalog")
+        # Repositories fan out on a pool of their own: their tag reads use self._pool, never waiting on it.
+        self._repo_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-repo")
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._repos: dict[str, _Repo] = {}
@@ -263,9 +265,7 @@ class Catalog:
     def close(self) -> None:
         self._background.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        outer = getattr(self, "_repo_pool", None)
-        if outer is not None:
-            outer.shutdown(wait=False, cancel_futures=True)
+        self._repo_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         self.cache.close()
 
@@ -460,11 +460,7 @@ class Catalog:
                         self._details[name] = (repo, details[name])
 
     def _outer(self) -> ThreadPoolExecutor:
-        # Repositories fan out on their own pool: their tag reads use self._pool, never waiting on it.
-        pool = getattr(self, "_repo_pool", None)
-        if pool is None:
-            pool = self._repo_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-repo")
-        return pool
+        return self._repo_pool
 
     def _kind_of_repo(self, repo: _Repo) -> str | None:
         kinds = {self._infos[d].kind for d in repo.tags.values() if d in self._infos}
@@ -498,24 +494,18 @@ class Catalog:
         if cached is not None and cached[0] >= repo.checked:
             return cached[1]
         ref = self._ref(repo.repository)
-        fallback = (
-            isinstance(getattr(self.store, "inner", None), RegistryStore)
-            and getattr(
-                self.store.inner,  # type: ignore[attr-defined]
-                "_referrers_api",
-                None,
-            )
-            is False
-        )
 
         def children(subject: Digest, depth: int, seen: frozenset[Digest]) -> list[Referrer]:
             if depth >= _MAX_REFERRER_DEPTH:
                 return []
-            # Without a referrers API they live in the fallback tag: no tag, no request.
-            if fallback and _ops.fallback_tag(subject) not in repo.all_tags:
-                return []
             try:
-                found = _ops.list_referrers(self.store, ref, subject)
+                # The referrers API where there is one (a store remembers when there is none) …
+                found = self.store.referrers(repo.repository, subject)
+                if found is None:
+                    # … else the fallback tag's index: no tag, no request.
+                    if _ops.fallback_tag(subject) not in repo.all_tags:
+                        return []
+                    found = _ops.list_referrers(self.store, ref, subject)
             except NotFoundError:
                 return []
             nodes = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -104,8 +105,6 @@ def _answer(result: _ops.PromotionResult) -> Response:
 
 
 async def promote(request: Request) -> Response:
-    from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
-
     state, creds, body = await _prepare(request)
     ref = _text(body, "digest") or _text(body, "reference")
     if ref is None:
@@ -127,8 +126,6 @@ async def promote(request: Request) -> Response:
 
 
 async def rollback(request: Request) -> Response:
-    from starlette.concurrency import run_in_threadpool  # noqa: PLC0415
-
     state, creds, body = await _prepare(request)
     environment = _text(body, "environment", required=True) or _text(body, "to") or ""
     name = request.path_params["name"]
