@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _FUNCTIONS = (
-    "attach", "attest", "build_image", "check_policy", "copy", "diff", "discover", "doctor", "gc",
+    "attach", "attest", "build_image", "check_environment", "check_policy", "copy", "diff", "discover", "doctor", "gc",
     "history", "init", "inspect", "keygen", "login", "logout", "promote", "pull", "pull_wheel", "push",
-    "push_wheels", "rollback", "sbom", "sign", "tag", "validate", "verify", "verify_attestation",
+    "push_wheels", "reserve_projects", "rollback", "run_tests", "sbom", "sign", "tag", "validate", "verify", "verify_attestation",
     "versions", "yank",
 )  # fmt: skip
 _NAMES: dict[str, str] = {
@@ -65,6 +65,9 @@ _NAMES: dict[str, str] = {
     "RegistryError": "mloci.errors",
     "UnsupportedError": "mloci.errors",
     "PolicyError": "mloci.errors",
+    "ContractError": "mloci.errors",
+    "ContractReport": "mloci.contract.run",
+    "CheckReport": "mloci.contract.environment",
 }
 
 __all__ = [
@@ -73,8 +76,11 @@ __all__ = [
     "AuthError",
     "BundleInvalidError",
     "BundleManifest",
+    "CheckReport",
     "Client",
     "ConflictError",
+    "ContractError",
+    "ContractReport",
     "CopyResult",
     "Descriptor",
     "Diff",
@@ -107,6 +113,7 @@ __all__ = [
     "attach",
     "attest",
     "build_image",
+    "check_environment",
     "check_policy",
     "copy",
     "default_client",
@@ -125,7 +132,9 @@ __all__ = [
     "pull_wheel",
     "push",
     "push_wheels",
+    "reserve_projects",
     "rollback",
+    "run_tests",
     "sbom",
     "sign",
     "tag",
@@ -172,6 +181,7 @@ if TYPE_CHECKING:
         pull_wheel,
         push,
         push_wheels,
+        reserve_projects,
         rollback,
         sbom,
         sign,

@@ -21,6 +21,8 @@ from mloci.store import Session, StoreOptions
 from mloci.types.reference import Reference
 
 if TYPE_CHECKING:
+    from mloci.contract.environment import CheckReport
+    from mloci.contract.run import ContractReport
     from mloci.ops.attach import AttachResult, DiscoverResult
     from mloci.ops.attest import AttestationVerifyResult, AttestResult
     from mloci.ops.diff import Diff
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from mloci.ops.promote import History, PromotionResult
     from mloci.ops.pull import PullResult
     from mloci.ops.push import PushResult
+    from mloci.ops.reserve import ReserveResult
     from mloci.ops.sbom import SbomResult
     from mloci.ops.sign import SignResult, VerifyResult
     from mloci.ops.tag import TagResult
@@ -365,22 +368,51 @@ class Client:
         key: PathLike,
         password: str | bytes | None = None,
         annotations: Mapping[str, str] | None = None,
+        format: Literal["bundle", "legacy", "both"] = "bundle",
     ) -> SignResult:
-        """Sign the manifest digest with a cosign-compatible key (passphrase default: ``$MLOCI_KEY_PASSWORD``)."""
+        """Sign the manifest digest with a cosign-compatible key (passphrase default: ``$MLOCI_KEY_PASSWORD``).
+
+        ``format``: a sigstore bundle referrer as cosign v3 writes (default), cosign v2's legacy
+        ``.sig`` tag, or both.
+        """
         from mloci.ops.sign import sign  # noqa: PLC0415
 
         return sign(
-            _ref(reference), Path(key), _password(password), annotations=annotations, session=self.session
+            _ref(reference),
+            Path(key),
+            _password(password),
+            annotations=annotations,
+            format=format,
+            session=self.session,
         )
 
     @_errors
     def verify(
-        self, reference: RefLike, *, key: PathLike, annotations: Mapping[str, str] | None = None
+        self,
+        reference: RefLike,
+        *,
+        key: PathLike | None = None,
+        identity: str | None = None,
+        issuer: str | None = None,
+        trusted_root: PathLike | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> VerifyResult:
-        """Check that a signature by ``key`` binds the artifact's digest (IntegrityError otherwise)."""
-        from mloci.ops.sign import verify  # noqa: PLC0415
+        """Check that a signature by ``key`` (or keyless, by ``identity`` from ``issuer``) binds the digest.
 
-        return verify(_ref(reference), Path(key), required_annotations=annotations, session=self.session)
+        Sigstore bundles (cosign v3) and legacy ``.sig`` signatures count; IntegrityError otherwise.
+        """
+        from mloci.ops.sign import verify  # noqa: PLC0415
+        from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
+
+        rule = IdentityRule(identity=identity, issuer=issuer) if identity or issuer else None
+        return verify(
+            _ref(reference),
+            Path(key) if key is not None else None,
+            identity=rule,
+            trusted_root=Path(trusted_root) if trusted_root is not None else None,
+            required_annotations=annotations,
+            session=self.session,
+        )
 
     @_errors
     def sbom(self, target: RefLike | PathLike, *, attach: bool = False) -> SbomResult:
@@ -442,6 +474,41 @@ class Client:
 
         return check(Path(policy), _ref(reference), session=self.session)
 
+    @_errors
+    def run_tests(
+        self,
+        target: RefLike | PathLike,
+        *,
+        trust_pickle: bool = False,
+        only: Sequence[str] = (),
+        verify_key: PathLike | None = None,
+    ) -> ContractReport:
+        """Run the tests a bundle declares (a directory, or a reference pulled verified into a
+        temporary directory); ``.passed``, ``.failures`` and the measurements of each test."""
+        from mloci.contract.run import run_reference_tests, run_tests  # noqa: PLC0415
+
+        if not isinstance(target, Reference) and Path(target).is_dir():
+            return run_tests(Path(target), trust_pickle=trust_pickle, only=only)
+        return run_reference_tests(
+            target if isinstance(target, Reference) else _ref(os.fspath(target)),
+            session=self.session,
+            verify_key=Path(verify_key) if verify_key is not None else None,
+            trust_pickle=trust_pickle,
+            only=only,
+        )
+
+    @_errors
+    def check_environment(self, target: RefLike | PathLike, *, python: PathLike | None = None) -> CheckReport:
+        """Whether this interpreter (or ``python``) and machine meet the bundle's contract;
+        ``.passed`` and ``.mismatches``."""
+        from mloci.contract.environment import check_target  # noqa: PLC0415
+
+        if isinstance(target, Reference):
+            where: Path | Reference = target
+        else:
+            where = Path(target) if Path(target).is_dir() else _ref(os.fspath(target))
+        return check_target(where, python=os.fspath(python) if python else None, session=self.session)
+
     # -- images, packages, registries ----------------------------------------------------------
 
     @_errors
@@ -493,6 +560,13 @@ class Client:
         from mloci.ops.wheel import yank  # noqa: PLC0415
 
         return yank(spec, reason=reason, undo=undo, session=self.session)
+
+    @_errors
+    def reserve_projects(self, namespace: str, names: Sequence[str]) -> list[ReserveResult]:
+        """Reserve Python project names under ``namespace``: the package index serves them only from the registry."""
+        from mloci.ops.reserve import reserve  # noqa: PLC0415
+
+        return reserve(namespace, list(names), session=self.session)
 
     @_errors
     def doctor(self, registry: str) -> Report:

@@ -12,7 +12,9 @@ The tree, with the process exit code the CLI maps each branch to::
     ├── UnavailableError            8  registry unreachable, DNS, refused, timed out
     ├── RegistryError               9  the registry answered, but not as the spec says
     ├── UnsupportedError           10  the registry cannot do this (deletes disabled, …)
-    └── PolicyError                11  a policy gate refused (promotion, pull with verification)
+    ├── PolicyError                11  a policy gate refused (promotion, pull with verification)
+    └── ContractError              12  the bundle's contract is not met (a test failed, the
+                                       environment is incompatible)
 
 Only the CLI entry point turns these into a message and an exit code; library
 callers catch :class:`MlociError` (or a branch of it). Foreign exceptions are
@@ -122,6 +124,10 @@ class PolicyError(MlociError):
     exit_code = 11
 
 
+class ContractError(MlociError):
+    exit_code = 12
+
+
 EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (
@@ -136,6 +142,7 @@ EXIT_CODES: dict[str, int] = {
         RegistryError,
         UnsupportedError,
         PolicyError,
+        ContractError,
     )
 }
 EXIT_INTERRUPTED = 130

@@ -18,4 +18,8 @@ def home() -> Path:
 def default_registry() -> str | None:
     """``$MLOCI_REGISTRY`` (``host[:port][/namespace]``): where short names go; unset means the local store."""
     value = os.environ.get("MLOCI_REGISTRY", "").strip().strip("/")
-    return value or None
+    if not value:
+        return None
+    from mloci.types.reference import check_default_registry  # noqa: PLC0415  (settings imports nothing eagerly)
+
+    return check_default_registry(value, f"$MLOCI_REGISTRY ({value!r})")

@@ -33,13 +33,19 @@ def escaped(name: str) -> str:
 
 
 def core_metadata(
-    name: str, version: str, *, requires_python: str | None = ">=3.9", summary: str = ""
+    name: str,
+    version: str,
+    *,
+    requires_python: str | None = ">=3.9",
+    summary: str = "",
+    requires: tuple[str, ...] = (),
 ) -> str:
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     if summary:
         lines.append(f"Summary: {summary}")
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
+    lines.extend(f"Requires-Dist: {requirement}" for requirement in requires)
     return "\n".join(lines) + "\n\nA tiny package for mloci's tests.\n"
 
 
@@ -60,6 +66,7 @@ def write_wheel(
     value: int = 42,
     payload: bytes = b"",
     filename: str | None = None,
+    requires: tuple[str, ...] = (),
 ) -> Path:
     """A pure-Python wheel whose package ``<name>`` has ``VALUE = value`` (and ``data.bin`` holding
     ``payload``, stored uncompressed, when given); metadata_* fake a mismatch with the file name."""
@@ -72,6 +79,7 @@ def write_wheel(
             metadata_version or version,
             requires_python=requires_python,
             summary="Features",
+            requires=requires,
         ).encode(),
         f"{dist_info}/WHEEL": (
             f"Wheel-Version: 1.0\nGenerator: mloci-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
@@ -194,3 +202,61 @@ def running_index(app: ASGIApp) -> Iterator[IndexServer]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+# -- a real third-party index as upstream ------------------------------------------------------------
+
+
+@dataclass
+class PypiServer:
+    """pypiserver on 127.0.0.1 serving ``packages`` (PEP 503 HTML, sha256 fragments, no fallback to PyPI)."""
+
+    packages: Path
+    url: str
+    log: Path
+
+    @property
+    def simple(self) -> str:
+        return f"{self.url}/simple/"
+
+    def requests(self, fragment: str) -> int:
+        """How many requests pypiserver logged whose line contains ``fragment``."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return sum(1 for line in text.splitlines() if fragment in line)
+
+
+@contextlib.contextmanager
+def running_pypiserver(workdir: Path) -> Iterator[PypiServer]:
+    """Start pypiserver on a free loopback port (its fallback to pypi.org is disabled)."""
+    import shutil
+    import subprocess
+    import sys
+    import urllib.request
+
+    packages = workdir / "packages"
+    packages.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = workdir / "pypiserver.log"
+    binary = shutil.which("pypi-server", path=str(Path(sys.executable).parent)) or "pypi-server"
+    args = [binary, "run", "-vv", "--log-stream", "stderr", "--hash-algo", "sha256", "-p", str(port)]
+    args += ["-i", "127.0.0.1", "-a", ".", "-P", ".", "--disable-fallback", "--backend", "simple-dir"]
+    with log.open("ab") as sink:  # the access log: one line per request
+        process = subprocess.Popen([*args, str(packages)], stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        while True:
+            try:
+                with opener.open(f"{url}/simple/", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("pypiserver did not start") from None
+                time.sleep(0.1)
+        yield PypiServer(packages, url, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)

@@ -13,6 +13,9 @@ Outputs, written next to this script:
     model.onnx    input "features" float32 [None, 7];
                   outputs "label" int64 [None], "probabilities" float32 [None, 2]
     metrics.json  test-set auc, accuracy, precision, recall, f1
+    tests/golden_inputs.json   the first GOLDEN_ROWS test-set rows, input name -> rows
+    tests/golden_outputs.json  scikit-learn's predictions for them, output name -> values;
+                               ``mloci test`` checks the ONNX export reproduces them
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 SEED = 42
 N_ROWS = 5000
 TEST_FRACTION = 0.2
+GOLDEN_ROWS = 32
 
 # Column order is part of the model's contract: ONNX consumers only see a
 # [N, 7] tensor, so this order is also recorded in the model metadata.
@@ -142,6 +146,18 @@ def export_onnx(model: Pipeline) -> onnx.ModelProto:
     return onx
 
 
+def golden_files(model: Pipeline, x_test: NDArray[np.float32]) -> tuple[str, str]:
+    """Inputs and the reference implementation's outputs, as JSON, for ``mloci test``'s golden test."""
+    rows = x_test[:GOLDEN_ROWS]
+    # str() of a float32 is its shortest round-tripping decimal: the JSON reads back bit-exact.
+    inputs = {"features": [[float(str(value)) for value in row] for row in rows]}
+    outputs = {
+        "label": [int(label) for label in model.predict(rows)],
+        "probabilities": [[float(p) for p in row] for row in model.predict_proba(rows)],
+    }
+    return json.dumps(inputs) + "\n", json.dumps(outputs) + "\n"
+
+
 def main() -> None:
     features, labels = make_dataset(N_ROWS, SEED)
     x_train, x_test, y_train, y_test = train_test_split(
@@ -163,6 +179,10 @@ def main() -> None:
     # runs, so its digest only changes when the model really changes.
     (HERE / "model.onnx").write_bytes(onx.SerializeToString(deterministic=True))
     (HERE / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    golden_inputs, golden_outputs = golden_files(model, x_test)
+    (HERE / "tests").mkdir(exist_ok=True)
+    (HERE / "tests" / "golden_inputs.json").write_text(golden_inputs, encoding="utf-8")
+    (HERE / "tests" / "golden_outputs.json").write_text(golden_outputs, encoding="utf-8")
     print(json.dumps(metrics, sort_keys=True))
 
 

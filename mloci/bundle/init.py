@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from mloci.bundle.files import scan
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest
+from mloci.bundle.onnx import read_signature
 from mloci.bundle.pack import manifest_document
 from mloci.errors import ConflictError, UsageError
 
@@ -43,22 +44,58 @@ def guess_framework(root: Path) -> str | None:
     return None
 
 
+def onnx_signature(root: Path) -> dict[str, object]:
+    """``inputs`` and ``outputs`` read from the bundle's one ONNX model (needs onnxruntime), or {}."""
+    files, _ = scan(root)
+    models = [f.path for f in files if f.path.lower().endswith(".onnx")]
+    signature = read_signature(root / models[0]) if len(models) == 1 else None
+    if signature is None:
+        return {}
+    inputs, outputs = signature
+    return {"inputs": [t.to_json() for t in inputs], "outputs": [t.to_json() for t in outputs]}
+
+
+def guess_tests(root: Path, framework: str | None, *, signature: bool = False) -> list[dict[str, object]]:
+    """Starter ``tests``: a golden test when tests/golden_inputs.* and tests/golden_outputs.* exist;
+    a signature test when the signature was read from the model; for ONNX (which ``mloci test``
+    runs out of the box) an unbounded latency test."""
+    tests: list[dict[str, object]] = []
+    for suffix in (".json", ".npz"):
+        inputs, expected = f"tests/golden_inputs{suffix}", f"tests/golden_outputs{suffix}"
+        if (root / inputs).is_file() and (root / expected).is_file():
+            tests.append({"name": "golden", "kind": "golden", "inputs": inputs, "expected": expected})
+            break
+    if signature:
+        tests.append({"name": "signature", "kind": "signature"})
+    if framework == "onnx":
+        tests.append({"name": "latency", "kind": "latency"})
+    return tests
+
+
 def _name_from(root: Path) -> str:
     name = re.sub(r"[^a-z0-9]+", "-", root.resolve().name.lower()).strip("-")
     return name or "model"
 
 
 def init_bundle(root: Path, *, name: str | None = None, version: str = "0.1.0", force: bool = False) -> Path:
-    """Write ``root/manifest.json`` with name, version and a guessed framework; return its path."""
+    """Write ``root/manifest.json`` with name, version and a guessed framework; return its path.
+
+    For an ONNX model (with onnxruntime installed) its inputs and outputs are read from the model
+    and a signature test added; golden files under ``tests/`` become a golden test."""
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory")
     path = root / MANIFEST_FILENAME
     if path.exists() and not force:
         raise ConflictError(f"{path} already exists", hint="edit it, or pass --force to start over")
-    document = {"name": name or _name_from(root), "version": version}
+    document: dict[str, object] = {"name": name or _name_from(root), "version": version}
     framework = guess_framework(root)
     if framework:
         document["framework"] = framework
+    declared = onnx_signature(root) if framework == "onnx" else {}
+    document.update(declared)
+    tests = guess_tests(root, framework, signature=bool(declared))
+    if tests:
+        document["tests"] = tests
     try:
         manifest = BundleManifest.model_validate(document)
     except ValidationError as exc:

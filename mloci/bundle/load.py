@@ -95,6 +95,11 @@ def inspect_bundle(root: Path, *, checksums: bool = True) -> tuple[Bundle | None
         for index, path in enumerate(manifest.files):
             if path not in present:
                 problems.append(Problem(f"files[{index}]", f"{path!r} is listed but not in the bundle"))
+        for index, test in enumerate(manifest.tests):
+            for field in ("inputs", "expected"):
+                needed = getattr(test, field, None)
+                if needed is not None and needed not in present:
+                    problems.append(Problem(f"tests[{index}].{field}", f"{needed!r} is not in the bundle"))
         if file_metrics:
             for key, value in manifest.metrics.items():
                 if key in file_metrics and file_metrics[key] != value:

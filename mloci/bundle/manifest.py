@@ -123,6 +123,41 @@ class Dependencies(_Strict):
         return values
 
 
+class Timeouts(_Strict):
+    """How long callers and orchestrators should wait."""
+
+    request_ms: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="One inference request, end to end."
+    )
+    startup_s: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="Loading the model until the server is ready (readiness probe budget)."
+    )
+
+
+class Retries(_Strict):
+    """How a caller may retry a failed request."""
+
+    max_attempts: Annotated[int, Field(ge=1)] = Field(description="Attempts in total, the first included.")
+    backoff_ms: Annotated[float, Field(ge=0)] | None = Field(
+        default=None, description="Wait before the first retry; doubled for each further one."
+    )
+    on: list[NonEmpty] = Field(
+        default_factory=list,
+        description="Failures worth retrying, e.g. 'timeout', 'unavailable', 'overloaded'.",
+    )
+
+
+class FailureMode(_Strict):
+    """A known way the model or its server fails, and what should happen then."""
+
+    name: NonEmpty = Field(description="e.g. 'out-of-distribution', 'feature-missing', 'overloaded'.")
+    description: str | None = None
+    action: Literal["retry", "fallback", "reject", "degrade", "alert"] | None = Field(
+        default=None, description="What the caller or platform should do."
+    )
+    fallback: str | None = Field(default=None, description="e.g. a rule, a default value or another model.")
+
+
 class Runtime(_Strict):
     """What serving this model needs and promises."""
 
@@ -135,6 +170,9 @@ class Runtime(_Strict):
     latency_p99_ms: Annotated[float, Field(gt=0)] | None = None
     max_concurrency: Annotated[int, Field(gt=0)] | None = None
     batch_size: Annotated[int, Field(gt=0)] | None = None
+    timeouts: Timeouts | None = None
+    retries: Retries | None = None
+    failure_modes: list[FailureMode] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _latency_order(self) -> Runtime:
@@ -175,6 +213,64 @@ class HardwareTarget(_Strict):
     min_memory: Quantity | None = None
 
 
+def _bundle_path(path: str) -> str:
+    parts = path.split("/")
+    if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(
+            f"{path!r} must be a plain relative path inside the bundle (no '..', no leading '/')"
+        )
+    return path
+
+
+BundlePath = Annotated[str, AfterValidator(_bundle_path)]
+Bound = Annotated[float, Field(gt=0)]
+
+
+class _ContractTest(_Strict):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64, description="Unique in the bundle."
+    )
+    description: str | None = None
+
+
+class GoldenTest(_ContractTest):
+    """Run the model on recorded inputs; outputs must match the recorded ones within tolerances."""
+
+    kind: Literal["golden"]
+    inputs: BundlePath = Field(description="JSON object or .npz of input name → array.")
+    expected: BundlePath = Field(description="JSON object or .npz of output name → array.")
+    rtol: Annotated[float, Field(ge=0)] = Field(default=1e-5, description="Relative tolerance.")
+    atol: Annotated[float, Field(ge=0)] = Field(default=1e-6, description="Absolute tolerance.")
+
+
+class SignatureTest(_ContractTest):
+    """The declared ``inputs``/``outputs`` (names, dtypes, shapes) match the model's real signature."""
+
+    kind: Literal["signature"]
+
+
+class LatencyTest(_ContractTest):
+    """p50/p99 latency over ``iterations`` runs after ``warmup`` runs, against bounds."""
+
+    kind: Literal["latency"]
+    batch_size: Annotated[int, Field(gt=0)] = 1
+    iterations: Annotated[int, Field(gt=0, le=1_000_000)] = 100
+    warmup: Annotated[int, Field(ge=0)] = 10
+    p50_ms: Bound | None = Field(default=None, description="Bound; default runtime.latency_p50_ms.")
+    p99_ms: Bound | None = Field(default=None, description="Bound; default runtime.latency_p99_ms.")
+
+
+class CommandTest(_ContractTest):
+    """Run a command from the bundle, in the bundle directory; exit status 0 passes. Runs bundle code."""
+
+    kind: Literal["command"]
+    run: list[NonEmpty] = Field(min_length=1, description="Program and arguments (no shell).")
+    timeout_s: Bound = Field(default=600, description="Seconds before the command is stopped and fails.")
+
+
+ContractTest = Annotated[GoldenTest | SignatureTest | LatencyTest | CommandTest, Field(discriminator="kind")]
+
+
 class BundleManifest(_Strict):
     """The ``manifest.json`` at the root of a model bundle."""
 
@@ -212,6 +308,9 @@ class BundleManifest(_Strict):
         default_factory=list,
         description="Files the bundle must contain (relative paths); validate checks them.",
     )
+    tests: list[ContractTest] = Field(
+        default_factory=list, description="Tests that travel with the model; 'mloci test' runs them."
+    )
     extensions: dict[str, Any] = Field(
         default_factory=dict,
         description="Free-form data under your own keys; the only place unknown keys may go.",
@@ -233,6 +332,16 @@ class BundleManifest(_Strict):
                 raise ValueError(
                     f"{path!r} must be a plain relative path inside the bundle (no '..', no leading '/')"
                 )
+        return values
+
+    @field_validator("tests")
+    @classmethod
+    def _unique_tests(cls, values: list[ContractTest]) -> list[ContractTest]:
+        seen: set[str] = set()
+        for test in values:
+            if test.name in seen:
+                raise ValueError(f"two tests are named {test.name!r}; names must be unique")
+            seen.add(test.name)
         return values
 
     @property

@@ -17,6 +17,7 @@ from typing import Any
 from mloci.bundle.files import layer_kind
 from mloci.bundle.git import GitState
 from mloci.bundle.load import Bundle
+from mloci.bundle.locks import lock_kind
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest
 from mloci.errors import UsageError
 from mloci.types import annotations as ann
@@ -143,6 +144,9 @@ def pack(bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = N
             )
             layers.append(Blob(descriptor, data=data))
             continue
+        lock = lock_kind(bundle.root, entry.path)
+        if lock is not None:  # which file pins the full environment (mloci check reads it)
+            layer_annotations.update({ann.ROLE: ann.ROLE_LOCK_FILE, ann.LOCK_FORMAT: lock})
         digest, size = digests.get(entry.path) or hash_file(entry.source)
         descriptor = Descriptor(
             media_type=mediatype.model_layer(layer_kind(entry.path)),

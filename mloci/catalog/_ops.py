@@ -154,7 +154,9 @@ def verify_signature(reference: Reference, key: Path, options: StoreOptions) -> 
 
 def local_actor() -> str:
     """Who writes to the local store: the user running the server ($MLOCI_ACTOR, CI user, user@host)."""
-    return _promote.actor()
+    from mloci.buildenv import actor  # noqa: PLC0415
+
+    return actor()
 
 
 __all__ += [

@@ -21,7 +21,7 @@ from typing import Final
 from mloci._sqlite import open_cache
 from mloci.errors import MlociError
 from mloci.store import Store
-from mloci.store.base import Progress, verify_bytes
+from mloci.store.base import BlobOutcome, Progress, verify_bytes
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
@@ -202,8 +202,8 @@ class CachingStore:
     def has_blob(self, repository: str, digest: Digest) -> bool:
         return self.inner.has_blob(repository, digest)
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
-        self.inner.push_blob(repository, blob, progress)
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
+        return self.inner.push_blob(repository, blob, progress)
 
     @contextlib.contextmanager
     def open_blob(self, repository: str, descriptor: Descriptor) -> Iterator[Iterator[bytes]]:

@@ -6,10 +6,12 @@ import json
 import re
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from mloci.errors import Problem
 from mloci.ops.progress import Silent, TransferListener
 from mloci.types.text import escape_controls
 
@@ -29,6 +31,21 @@ def emit_json(value: Any) -> None:
     text = json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False)
     # Still the same JSON value: these characters only occur inside strings, where \uNNNN means them.
     click.echo(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+def error_json(
+    message: str, hint: str | None, exit_code: int, problems: Sequence[Problem] = ()
+) -> dict[str, Any]:
+    """The ``--json`` form of an error: ``{"error": {"message", "hint", "exitCode"}}`` (+ problems)."""
+    error: dict[str, Any] = {"message": message, "hint": hint, "exitCode": exit_code}
+    if problems:
+        error["problems"] = [{"path": p.path, "message": p.message} for p in problems]
+    return {"error": error}
+
+
+def emit_error(message: str, hint: str | None, exit_code: int, problems: Sequence[Problem] = ()) -> None:
+    """Print an error as one JSON object on stdout (the line on stderr is printed by the caller)."""
+    emit_json(error_json(message, hint, exit_code, problems))
 
 
 def human_size(size: float) -> str:

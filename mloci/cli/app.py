@@ -7,8 +7,15 @@ import importlib
 import click
 
 from mloci import __version__
+from mloci.cli.examples import add_examples
 
 EPILOG = """\b
+Examples:
+  $ mloci init ./churn-model && mloci validate ./churn-model
+  $ mloci push ./churn-model registry.example.com/ml/churn-model
+  $ mloci pull registry.example.com/ml/churn-model:1.0.0 -o ./model
+
+\b
 Exit codes:
   0  success              5  authentication
   1  other error          6  integrity (digest, size, unsafe content)
@@ -17,6 +24,7 @@ Exit codes:
   4  not found            9  registry protocol error
                         10  not supported by the registry
 130  interrupted        11  refused by a policy
+                        12  contract not met (test, check)
 
 \b
 References: [registry/]repository[:tag][@sha256:…]. Without a registry, names go to
@@ -48,6 +56,7 @@ COMMANDS = {
     "keygen": "mloci.cli.trust:keygen_command",
     "sign": "mloci.cli.trust:sign_command",
     "verify": "mloci.cli.trust:verify_command",
+    "verify-bundle": "mloci.cli.trust:verify_bundle_command",
     "wheel": "mloci.cli.wheel:wheel_group",
     "index": "mloci.cli.index:index_group",
     "serve": "mloci.cli.serve:serve_command",
@@ -56,6 +65,8 @@ COMMANDS = {
     "verify-attestation": "mloci.cli.attest:verify_attestation_command",
     "attach": "mloci.cli.attest:attach_command",
     "discover": "mloci.cli.attest:discover_command",
+    "test": "mloci.cli.contract:test_command",
+    "check": "mloci.cli.contract:check_command",
 }
 
 
@@ -67,7 +78,7 @@ class LazyGroup(click.Group):
         if cmd_name in COMMANDS:
             module, _, attr = COMMANDS[cmd_name].partition(":")
             command: click.Command = getattr(importlib.import_module(module), attr)
-            return command
+            return add_examples(command, cmd_name)
         return super().get_command(ctx, cmd_name)
 
 

@@ -7,13 +7,20 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
 from mloci.cli._output import emit_json, human_size, printable
-from mloci.cli.options import json_option, key_option, parse_pairs, registry_options, session_from
-from mloci.cli.trust import _passphrase
+from mloci.cli.options import (
+    json_option,
+    key_option,
+    parse_pairs,
+    registry_options,
+    session_from,
+    upload_options,
+)
+from mloci.cli.trust import _passphrase, identity_options, identity_rule
 from mloci.errors import UsageError
 from mloci.ops.refs import parse_reference
 
@@ -39,6 +46,7 @@ def _write_output(path: Path, data: bytes) -> None:
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the SBOM to this file."
 )
 @registry_options
+@upload_options
 @json_option
 def sbom_command(target: str, attach: bool, output: Path | None, as_json: bool, **kw: Any) -> None:
     """A CycloneDX 1.6 SBOM (ML-BOM) of a bundle directory or a pushed artifact.
@@ -93,7 +101,16 @@ def _time(text: str) -> datetime:
 @click.option(
     "--ci-url", help="CI run URL for invocationId (default: detected from CI environment variables)."
 )
+@click.option(
+    "--format",
+    "attest_format",
+    type=click.Choice(("dsse", "bundle", "both")),
+    default="dsse",
+    show_default=True,
+    help="dsse: the envelope as a referrer; bundle: a sigstore bundle referrer (as cosign attest v3); both.",
+)
 @registry_options
+@upload_options
 @json_option
 def attest_command(
     reference: str,
@@ -101,6 +118,7 @@ def attest_command(
     builder_id: str | None,
     started_on: str | None,
     ci_url: str | None,
+    attest_format: Literal["dsse", "bundle", "both"],
     as_json: bool,
     **kw: Any,
 ) -> None:
@@ -120,18 +138,26 @@ def attest_command(
         builder_id=builder_id,
         started_on=_time(started_on) if started_on else None,
         ci_url=ci_url,
+        format=attest_format,
         session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())
         return
     click.echo(f"attested {result.reference} (SLSA provenance v1)", err=True)
+    if result.bundle is not None and result.bundle is not result.attached:
+        click.echo(str(result.bundle.reference))
     click.echo(str(result.attached.reference))
 
 
 @click.command("verify-attestation")
 @click.argument("reference")
-@key_option("Public key (PEM) the attestation must be signed with.")
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Public key (PEM) the attestation must be signed with.",
+)
+@identity_options
 @click.option(
     "--type",
     "predicate_type",
@@ -142,23 +168,38 @@ def attest_command(
 @registry_options
 @json_option
 def verify_attestation_command(
-    reference: str, key: Path, predicate_type: str, as_json: bool, **kw: Any
+    reference: str,
+    key: Path | None,
+    trusted_root: Path | None,
+    predicate_type: str,
+    as_json: bool,
+    **kw: Any,
 ) -> None:
-    """Exit 0 only when an attestation signed by KEY binds exactly the digest REFERENCE names (else 6)."""
+    """Exit 0 only when an attestation signed by KEY (or the identity) binds exactly REFERENCE's digest.
+
+    Reads DSSE envelope referrers and sigstore bundles (cosign attest v3, mloci attest --format
+    bundle); keyless bundles with --certificate-identity/--certificate-oidc-issuer. Else exit 6.
+    """
     from mloci.ops.attest import verify_attestation  # noqa: PLC0415
 
+    rule = identity_rule(kw)
+    if (key is None) == (rule is None):
+        raise UsageError(
+            "verify with either --key or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]"
+        )
     result = verify_attestation(
         parse_reference(reference),
         key,
+        identity=rule,
+        trusted_root=trusted_root,
         predicate_type=None if predicate_type == "any" else predicate_type,
         session=session_from(kw),
     )
     if as_json:
         emit_json(result.to_json())
         return
-    click.echo(
-        f"verified: {len(result.attestations)} of {result.checked} attestations match {key.name}", err=True
-    )
+    who = key.name if key is not None else rule.describe() if rule else "?"
+    click.echo(f"verified: {len(result.attestations)} of {result.checked} attestations match {who}", err=True)
     click.echo(str(result.reference))
 
 
@@ -180,6 +221,7 @@ def verify_attestation_command(
     help="Manifest annotation. Repeatable.",
 )
 @registry_options
+@upload_options
 @json_option
 def attach_command(
     reference: str,

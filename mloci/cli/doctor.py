@@ -5,7 +5,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, registry_options, session_from
+from mloci.cli.options import json_option, registry_options, session_from, upload_options
 from mloci.ops.doctor import doctor
 
 _MARKS = {True: "yes", False: "no ", None: " ? "}
@@ -17,6 +17,7 @@ _MARKS = {True: "yes", False: "no ", None: " ? "}
     "--repository", default="mloci-doctor", show_default=True, help="Scratch repository for write probes."
 )
 @registry_options
+@upload_options
 @json_option
 def doctor_command(registry: str, repository: str, as_json: bool, **kw: Any) -> None:
     """Probe what REGISTRY supports: auth, chunked uploads, OCI 1.1 artifacts, referrers, mounts, deletes.

@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json
-from mloci.cli.options import json_option, parse_pairs, registry_options, session_from
+from mloci.cli.options import json_option, parse_pairs, registry_options, session_from, upload_options
 from mloci.errors import UsageError
 from mloci.ops.image import ImageSpec, build_image, split_command
 from mloci.ops.refs import parse_reference
@@ -50,6 +50,7 @@ def image_group() -> None:
     "--dockerfile", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="For --engine docker."
 )
 @registry_options
+@upload_options
 @json_option
 def build_command(
     source: str,

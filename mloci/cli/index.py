@@ -6,8 +6,10 @@ from typing import Any
 
 import click
 
-from mloci.cli.options import registry_options, store_options
+from mloci.cli._output import emit_json
+from mloci.cli.options import json_option, registry_options, session_from, store_options
 from mloci.errors import UsageError
+from mloci.ops.reserve import reserve
 
 
 @click.group("index")
@@ -24,6 +26,41 @@ def index_group() -> None:
 )
 @click.option("--read-only", is_flag=True, help="Refuse uploads.")
 @click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    metavar="URL",
+    help="Simple index serving projects the namespace does not hold, e.g. https://pypi.org/simple/ "
+    "(repeatable: asked in order).",
+)
+@click.option(
+    "--upstream-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds before an unresponsive upstream gets a 502.",
+)
+@click.option(
+    "--upstream-cache",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds an upstream page is kept at most (less when its Cache-Control says so; 0: never).",
+)
+@click.option(
+    "--redirect-upstream-files",
+    is_flag=True,
+    help="Send clients to the upstream's file URLs instead of streaming files through.",
+)
+@click.option(
+    "--cache-upstream",
+    "cache_namespace",
+    metavar="NAMESPACE",
+    help="Keep verified upstream files as releases under this namespace of the registry (apart from "
+    "--namespace), so installs keep working when the upstream is down.",
+)
+@click.option("--require-auth", is_flag=True, help="Refuse requests without credentials, reads too.")
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -31,17 +68,37 @@ def index_group() -> None:
 )
 @registry_options
 def serve_command(
-    registry: str, namespace: str, host: str, port: int, read_only: bool, log_level: str, **kw: Any
+    registry: str,
+    namespace: str,
+    host: str,
+    port: int,
+    read_only: bool,
+    upstreams: tuple[str, ...],
+    upstream_timeout: float,
+    upstream_cache: float,
+    redirect_upstream_files: bool,
+    cache_namespace: str | None,
+    require_auth: bool,
+    log_level: str,
+    **kw: Any,
 ) -> None:
     """Serve PEP 503/691 simple pages at /simple/ and take twine uploads at /.
 
     \b
+      mloci index serve --registry registry.example.com --namespace py \\
+          --upstream https://pypi.org/simple/
       pip install --index-url http://HOST:PORT/simple/ PROJECT
       twine upload --repository-url http://HOST:PORT/ dist/*
 
-    Credentials pip or twine send (Basic) are used for the registry; requests without any use
-    the server's own (mloci login, docker config, MLOCI_USERNAME/MLOCI_PASSWORD). Anyone who can
-    reach the server acts with those: keep the default 127.0.0.1, or use --read-only.
+    Projects in the namespace (or reserved with 'mloci index reserve') are served only from the
+    registry; every other project comes from the first --upstream that has it. An unreachable
+    upstream or registry gives a 502/503, never an empty page.
+
+    Credentials pip or twine send (Basic) are used for the registry; reads without any use the
+    server's own (mloci login, docker config, MLOCI_USERNAME/MLOCI_PASSWORD), uploads without
+    any are anonymous. --require-auth refuses requests without credentials.
+
+    Exit codes: 2 when the address cannot be used (port in use, unknown --host).
     """
     try:
         from mloci.pyindex.app import IndexConfig, serve  # noqa: PLC0415  (optional dependencies)
@@ -50,7 +107,38 @@ def serve_command(
             f"the index server needs {exc.name or 'starlette and uvicorn'}", hint="pip install 'mloci[index]'"
         ) from None
     config = IndexConfig(
-        registry=registry, namespace=namespace, options=store_options(kw), read_only=read_only
+        registry=registry,
+        namespace=namespace,
+        options=store_options(kw),
+        read_only=read_only,
+        upstreams=upstreams,
+        upstream_timeout=upstream_timeout,
+        upstream_cache_seconds=upstream_cache,
+        redirect_upstream_files=redirect_upstream_files,
+        require_auth=require_auth,
+        cache_namespace=cache_namespace,
     )
     config.check()
     serve(config, host=host, port=port, log_level=log_level)
+
+
+@index_group.command("reserve")
+@click.argument("namespace")
+@click.argument("names", nargs=-1, required=True)
+@registry_options
+@json_option
+def reserve_command(namespace: str, names: tuple[str, ...], as_json: bool, **kw: Any) -> None:
+    """Reserve project NAMES under NAMESPACE: the index serves them only from the registry.
+
+    A reserved name is never taken from an upstream index, even before anything is published
+    under it, so a public package of that name cannot be installed by mistake (dependency
+    confusion). Names are compared after PEP 503 normalization (Feature_Kit = feature-kit). The
+    reservation is stored in the registry, so every index server in front of it agrees.
+    """
+    results = reserve(namespace, list(names), session=session_from(kw))
+    if as_json:
+        emit_json({"reserved": [r.to_json() for r in results]})
+        return
+    for result in results:
+        state = "reserved" if result.created else "already reserved"
+        click.echo(f"{state}: {result.project} ({result.reference})")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -21,4 +22,5 @@ def init_command(bundle: Path, name: str | None, version: str, force: bool, as_j
     if as_json:
         emit_json({"manifest": str(path)})
     else:
-        click.echo(f"wrote {path}; fill in metrics, git_sha, license… then run 'mloci validate {bundle}'")
+        command = f"mloci validate {shlex.quote(str(bundle))}"
+        click.echo(f"wrote {path}; fill in metrics, git_sha, license… then run: {command}")

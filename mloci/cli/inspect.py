@@ -5,6 +5,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, printable
+from mloci.cli.contract import contract_lines
 from mloci.cli.options import json_option, registry_options, session_from
 from mloci.ops.inspection import inspect
 from mloci.ops.refs import parse_reference
@@ -29,6 +30,8 @@ def inspect_command(reference: str, as_json: bool, **kw: Any) -> None:
         click.echo("Metrics:")
         for name, number in sorted(result.metrics.items()):
             click.echo(printable(f"  {name}: {number:g}"))
+    for line in contract_lines(result.bundle):
+        click.echo(line)
     if result.files:
         click.echo(f"Files ({human_size(result.size)}):")
         paths = [printable(f.path or "-") for f in result.files]

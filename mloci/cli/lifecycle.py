@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, printable
-from mloci.cli.options import json_option, registry_options, session_from
+from mloci.cli.options import json_option, registry_options, session_from, upload_options
 from mloci.ops.diff import diff
 from mloci.ops.gc import gc
 from mloci.ops.listing import list_versions
@@ -47,6 +47,7 @@ def tag_command(reference: str, tags: tuple[str, ...], force: bool, as_json: boo
 )
 @click.option("--ci-url", help="CI run URL for the record (default: detected from CI environment variables).")
 @registry_options
+@upload_options
 @json_option
 def promote_command(
     reference: str,
@@ -96,6 +97,9 @@ def history_command(repository: str | None, environment: str | None, as_json: bo
     if as_json:
         emit_json(found.to_json())
         return
+    if not found.entries:
+        where = found.repository.name + (f" for {environment}" if environment else "")
+        click.echo(printable(f"no promotions recorded in {where}"), err=True)
     for entry in found:
         r = entry.record
         was = _short(r.previous) if r.previous else "(none)"
@@ -112,6 +116,7 @@ def history_command(repository: str | None, environment: str | None, as_json: bo
 @click.option("--env", "environment", required=True, help="Environment to roll back.")
 @click.option("--reason", help="Why; kept in the promotion record.")
 @registry_options
+@upload_options
 @json_option
 def rollback_command(
     repository: str | None, environment: str, reason: str | None, as_json: bool, **kw: Any
@@ -134,6 +139,7 @@ def rollback_command(
 @click.argument("destination")
 @click.option("--with-referrers", is_flag=True, help="Also copy signatures, SBOMs, attestations and records.")
 @registry_options
+@upload_options
 @json_option
 def copy_command(source: str, destination: str, with_referrers: bool, as_json: bool, **kw: Any) -> None:
     """Copy SOURCE to DESTINATION (registries or the local store), digest preserved bit for bit."""
@@ -166,6 +172,8 @@ def ls_command(repository: str, as_json: bool, **kw: Any) -> None:
     if as_json:
         emit_json({"repository": repo.name, "versions": [v.to_json() for v in versions]})
         return
+    if versions:
+        click.echo(f"{'VERSION':<16} {'GIT SHA':<8} {'DIGEST':<19}  {'CREATED':<20} METRICS")
     for v in versions:
         metrics = " ".join(f"{k}={v.metrics[k]}" for k in sorted(v.metrics)[:4])
         aliases = f"  [{', '.join(v.aliases)}]" if v.aliases else ""

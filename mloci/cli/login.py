@@ -5,7 +5,8 @@ from typing import Any
 
 import click
 
-from mloci.cli.options import registry_options, store_options
+from mloci.cli._output import emit_json
+from mloci.cli.options import json_option, registry_options, store_options
 from mloci.errors import UsageError
 from mloci.ops.login import login, logout
 
@@ -15,7 +16,10 @@ from mloci.ops.login import login, logout
 @click.option("-u", "--username", help="User name (prompted for when omitted on a terminal).")
 @click.option("--password-stdin", is_flag=True, help="Read the password or token from standard input.")
 @registry_options
-def login_command(registry: str, username: str | None, password_stdin: bool, **kw: Any) -> None:
+@json_option
+def login_command(
+    registry: str, username: str | None, password_stdin: bool, as_json: bool, **kw: Any
+) -> None:
     """Log in to REGISTRY and store the credentials in the docker config (or its credential helper).
 
     There is deliberately no --password option: secrets on command lines end up in shell
@@ -32,14 +36,22 @@ def login_command(registry: str, username: str | None, password_stdin: bool, **k
         username = username or click.prompt("Username")
         password = click.prompt("Password", hide_input=True)
     where = login(registry, username or "", password, options=options)
+    if as_json:
+        emit_json({"registry": registry, "username": username, "storedIn": where})
+        return
     click.echo(f"Login succeeded; credentials stored in {where}")
 
 
 @click.command("logout")
 @click.argument("registry")
-def logout_command(registry: str) -> None:
+@json_option
+def logout_command(registry: str, as_json: bool) -> None:
     """Remove the stored credentials for REGISTRY."""
-    if logout(registry):
+    removed = logout(registry)
+    if as_json:
+        emit_json({"registry": registry, "removed": removed})
+        return
+    if removed:
         click.echo(f"Removed login credentials for {registry}")
     else:
         click.echo(f"Not logged in to {registry}")

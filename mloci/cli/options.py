@@ -15,7 +15,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def registry_options(func: F) -> F:
-    """--plain-http / --insecure / --ca-file / --concurrency, collected into a StoreOptions."""
+    """--plain-http / --insecure / --ca-file: how to reach a registry (every command that talks to one)."""
     decorators = [
         click.option(
             "--plain-http/--https",
@@ -35,29 +35,41 @@ def registry_options(func: F) -> F:
             envvar="MLOCI_CA_FILE",
             help="PEM bundle of CAs to trust for the registry [env: MLOCI_CA_FILE].",
         ),
-        click.option(
-            "--concurrency",
-            type=click.IntRange(1, 64),
-            default=4,
-            show_default=True,
-            envvar="MLOCI_CONCURRENCY",
-            help="Blobs transferred at once.",
-        ),
-        click.option(
-            "--chunk-size",
-            type=click.IntRange(min=1),
-            default=None,
-            envvar="MLOCI_CHUNK_SIZE",
-            help="Upload in PATCH chunks of this many bytes (default: one streamed PATCH per blob).",
-        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
 
 
+_concurrency_option = click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=StoreOptions.concurrency,
+    show_default=True,
+    envvar="MLOCI_CONCURRENCY",
+    help="Blobs transferred at once [env: MLOCI_CONCURRENCY].",
+)
+
+
+def download_options(func: F) -> F:
+    """--concurrency, for commands that download blobs (the registry options come separately)."""
+    return _concurrency_option(func)
+
+
+def upload_options(func: F) -> F:
+    """--concurrency / --chunk-size, for commands that upload blobs; nowhere else, so --help stays honest."""
+    func = click.option(
+        "--chunk-size",
+        type=click.IntRange(min=1),
+        default=None,
+        envvar="MLOCI_CHUNK_SIZE",
+        help="Upload in PATCH chunks of this many bytes (default: one streamed PATCH per blob).",
+    )(func)
+    return _concurrency_option(func)
+
+
 def store_options(kwargs: dict[str, Any]) -> StoreOptions:
-    """Pop the registry options out of a command's kwargs."""
+    """Pop the registry (and, where offered, transfer) options out of a command's kwargs."""
     insecure = bool(kwargs.pop("insecure"))
     if insecure:
         click.echo("mloci: warning: TLS certificate verification is disabled (--insecure)", err=True)
@@ -65,8 +77,35 @@ def store_options(kwargs: dict[str, Any]) -> StoreOptions:
         plain_http=kwargs.pop("plain_http"),
         insecure=insecure,
         ca_file=kwargs.pop("ca_file"),
-        concurrency=kwargs.pop("concurrency"),
-        chunk_size=kwargs.pop("chunk_size"),
+        concurrency=kwargs.pop("concurrency", StoreOptions.concurrency),
+        chunk_size=kwargs.pop("chunk_size", None),
+    )
+
+
+class _AliasedOption(click.Option):
+    """An option whose help shows only its first two spellings; the rest are accepted aliases."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        metavar = record[0].rpartition(" ")[2] if " " in record[0] else ""
+        return (f"{', '.join(self.opts[:2])} {metavar}".strip(), record[1])
+
+
+def output_dir_option(name: str, *, default: Path | None, help: str) -> Callable[[F], F]:
+    """``-o/--output DIR`` (also accepted: ``-d/--dest``), the one way every download names its target."""
+    return click.option(
+        "-o",
+        "--output",
+        "-d",
+        "--dest",
+        name,
+        cls=_AliasedOption,
+        type=click.Path(file_okay=False, path_type=Path),
+        default=default,
+        show_default=default is not None,
+        help=help,
     )
 
 

@@ -6,20 +6,22 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener, printable
-from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.cli.options import (
+    download_options,
+    json_option,
+    output_dir_option,
+    quiet_option,
+    registry_options,
+    session_from,
+)
+from mloci.errors import UsageError
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
 
 
 @click.command("pull")
 @click.argument("reference")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Directory to write the files into (default: ./<name>).",
-)
+@output_dir_option("output", default=None, help="Directory to write the files into (default: ./<name>).")
 @click.option(
     "--filter",
     "filters",
@@ -41,7 +43,23 @@ from mloci.ops.refs import parse_reference
     type=click.Path(dir_okay=False, path_type=Path),
     help="Public key (PEM): pull only when a signature by it binds the digest; else exit 6, nothing written.",
 )
+@click.option(
+    "--verify-identity", help="Keyless: pull only when a certificate with this SAN signed the digest."
+)
+@click.option("--verify-issuer", help="Keyless: the OIDC issuer that certificate must name.")
+@click.option(
+    "--trusted-root",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="sigstore trusted_root.json for --verify-identity (else $MLOCI_TRUSTED_ROOT, else sigstore's cache).",
+)
+@click.option(
+    "--check",
+    "check_env",
+    is_flag=True,
+    help="After pulling, check this environment against the bundle (as 'mloci check'); exit 12 on a mismatch.",
+)
 @registry_options
+@download_options
 @json_option
 @quiet_option
 def pull_command(
@@ -51,6 +69,10 @@ def pull_command(
     force: bool,
     digest_file: Path | None,
     verify_key: Path | None,
+    verify_identity: str | None,
+    verify_issuer: str | None,
+    trusted_root: Path | None,
+    check_env: bool,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -64,6 +86,15 @@ def pull_command(
     """
     ref = parse_reference(reference)
     target = output or Path(ref.repository.rsplit("/", 1)[-1])
+    identity = None
+    if verify_identity is not None or verify_issuer is not None:
+        from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
+
+        if verify_key is not None:
+            raise UsageError("give --verify-key or --verify-identity/--verify-issuer, not both")
+        if verify_identity is None or verify_issuer is None:
+            raise UsageError("--verify-identity and --verify-issuer go together")
+        identity = IdentityRule(identity=verify_identity, issuer=verify_issuer)
     result = pull(
         ref,
         target,
@@ -72,14 +103,22 @@ def pull_command(
         force=force,
         listener=listener("pulling", quiet=quiet or as_json),
         verify_key=verify_key,
+        verify_identity=identity,
+        trusted_root=trusted_root,
         digest_file=digest_file,
     )
+    if check_env:  # exit 12 naming each mismatch; the pulled files stay
+        from mloci.cli.contract import check_pulled  # noqa: PLC0415
+
+        check_pulled(target)
     if as_json:
         emit_json(result.to_json())
         return
     if not quiet:
         if verify_key is not None:
             click.echo(f"verified: signed by the key in {verify_key.name}", err=True)
+        elif verify_identity is not None:
+            click.echo(f"verified: signed by {verify_identity}", err=True)
         if result.unchanged:
             click.echo(f"unchanged: {target} already holds {result.digest}", err=True)
         else:

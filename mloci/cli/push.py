@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.cli.options import json_option, quiet_option, registry_options, session_from, upload_options
 from mloci.ops.push import Format, push
 
 
@@ -27,6 +27,7 @@ from mloci.ops.push import Format, push
     "mountable as a Kubernetes image volume or KServe modelcar (tags <version>-image).",
 )
 @registry_options
+@upload_options
 @json_option
 @quiet_option
 def push_command(
@@ -61,8 +62,9 @@ def push_command(
         if result.unchanged:
             click.echo("unchanged: this exact artifact is already published", err=True)
         else:
+            mounted = f", {result.blobs_mounted} mounted" if result.blobs_mounted else ""
             click.echo(
-                f"uploaded {result.blobs_uploaded} blobs ({human_size(result.bytes_uploaded)}), "
+                f"uploaded {result.blobs_uploaded} blobs ({human_size(result.bytes_uploaded)}){mounted}, "
                 f"{result.blobs_skipped} already present; tags: {', '.join(result.tags)}",
                 err=True,
             )

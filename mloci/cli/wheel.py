@@ -8,8 +8,18 @@ from typing import Any
 import click
 
 from mloci.cli._output import emit_json, human_size, listener
-from mloci.cli.options import json_option, quiet_option, registry_options, session_from
+from mloci.cli.options import (
+    download_options,
+    json_option,
+    output_dir_option,
+    quiet_option,
+    registry_options,
+    session_from,
+    upload_options,
+)
+from mloci.ops.gittag import create_tags, plan_tags
 from mloci.ops.wheel import pull_release, push_distributions, yank
+from mloci.python.filenames import parse_filename
 
 
 @click.group("wheel")
@@ -22,25 +32,51 @@ def wheel_group() -> None:
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.argument("namespace")
+@click.option(
+    "--git-tag",
+    "git_tag",
+    is_flag=True,
+    help="After the push, tag HEAD of the current git repository <project>-v<version>.",
+)
+@click.option("--allow-dirty", is_flag=True, help="With --git-tag: tag even if the work tree has changes.")
 @registry_options
+@upload_options
 @json_option
 @quiet_option
-def push_command(files: tuple[Path, ...], namespace: str, as_json: bool, quiet: bool, **kw: Any) -> None:
+def push_command(
+    files: tuple[Path, ...],
+    namespace: str,
+    git_tag: bool,
+    allow_dirty: bool,
+    as_json: bool,
+    quiet: bool,
+    **kw: Any,
+) -> None:
     """Publish wheel and sdist FILES under NAMESPACE (e.g. registry.example.com/py).
 
     Each project goes to NAMESPACE/<normalized name>, each version to one artifact tagged with
     it. A version gains new files; a file name already published with other content is refused
-    (exit 7), the same content again is a no-op.
+    (exit 7), the same content again is a no-op. --git-tag creates the git tag
+    <project>-v<version> at HEAD once the push succeeded; it refuses a dirty work tree (exit 2,
+    unless --allow-dirty) and a tag of that name on another commit (exit 7) before pushing.
     """
+    plan = None
+    if git_tag:
+        dists = [parse_filename(f.name) for f in files]
+        plan = plan_tags(Path.cwd(), [(d.project, str(d.version)) for d in dists], allow_dirty=allow_dirty)
     results = push_distributions(
         list(files),
         namespace,
         session=session_from(kw),
         listener=listener("pushing", quiet=quiet or as_json),
     )
+    tags = create_tags(plan) if plan is not None else ()
     if as_json:
-        emit_json({"releases": [r.to_json() for r in results]})
+        emit_json({"releases": [r.to_json() for r in results], **({"gitTags": list(tags)} if plan else {})})
         return
+    for tag in tags:
+        if not quiet:
+            click.echo(f"git tag {tag} created at {plan.head[:12] if plan else ''}", err=True)
     for result in results:
         if not quiet:
             if result.unchanged:
@@ -56,19 +92,13 @@ def push_command(files: tuple[Path, ...], namespace: str, as_json: bool, quiet: 
 
 @wheel_group.command("pull")
 @click.argument("spec", metavar="REFERENCE")
-@click.option(
-    "-d",
-    "--dest",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(),
-    show_default=True,
-    help="Directory to write the files into.",
-)
+@output_dir_option("dest", default=Path(), help="Directory to write the files into.")
 @click.option(
     "--filter", "filters", multiple=True, help="Only files matching this glob, e.g. '*.whl' (repeatable)."
 )
 @click.option("--pre", is_flag=True, help="Let the latest version be a pre-release.")
 @registry_options
+@download_options
 @json_option
 def pull_command(
     spec: str, dest: Path, filters: tuple[str, ...], pre: bool, as_json: bool, **kw: Any

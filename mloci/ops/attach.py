@@ -197,7 +197,7 @@ class Node:
 
     @property
     def kind(self) -> str | None:
-        kind = kind_of(self.descriptor.artifact_type)
+        kind = kind_of(self.descriptor.artifact_type, self.descriptor.annotations)
         return kind.label if kind else None
 
     def to_json(self) -> dict[str, Any]:

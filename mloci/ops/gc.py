@@ -58,6 +58,12 @@ def plan_gc(repository: Reference, *, keep_last: int, session: Session | None = 
     """Which versions go: all but the ``keep_last`` newest, never one an alias (environment) names."""
     if keep_last < 0:
         raise UsageError("--keep-last must be 0 or more")
+    if repository.tag or repository.digest:
+        # Naming one version and deleting the others is a trap: gc takes a repository only.
+        raise UsageError(
+            f"gc takes a repository, not the version {repository}",
+            hint=f"run 'mloci gc {repository.with_tag(None).with_digest(None)} …'",
+        )
     versions = [v for v in list_versions(repository, session=session) if v.tags]
     plan = GcPlan(repository.with_tag(None).with_digest(None).name)
     for position, version in enumerate(versions):

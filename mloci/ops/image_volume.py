@@ -19,6 +19,7 @@ from mloci.image.layer import Entry, build_layer
 from mloci.ops.progress import Silent, TransferListener
 from mloci.ops.push import PushResult, check_tags, target_for
 from mloci.store import Session, Store, scoped
+from mloci.store.base import BlobOutcome
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -29,16 +30,17 @@ from mloci.types.timestamps import rfc3339
 PLATFORMS = ("amd64", "arm64")
 
 
-def _upload_layer(store: Store, repository: str, blob: Blob, listener: TransferListener) -> None:
+def _upload_layer(store: Store, repository: str, blob: Blob, listener: TransferListener) -> BlobOutcome:
     size = blob.descriptor.size
     key = str(blob.descriptor.digest)
     listener.begin(size, 1)
     try:
         listener.started(key, "model layer", size)
-        present = store.has_blob(repository, blob.descriptor.digest)
-        if not present:
-            store.push_blob(repository, blob, progress=lambda n: listener.advance(key, n))
-        listener.finished(key, skipped=present)
+        outcome: BlobOutcome = "present"
+        if not store.has_blob(repository, blob.descriptor.digest):
+            outcome = store.push_blob(repository, blob, progress=lambda n: listener.advance(key, n))
+        listener.finished(key, skipped=outcome != "uploaded")
+        return outcome
     finally:
         listener.end()
 
@@ -73,7 +75,15 @@ def push_image_volume(
             ann.MODEL_DIGEST: str(model.digest),
             **({ann.REVISION: manifest.git_sha} if manifest.git_sha else {}),
         }
-        _upload_layer(store, ref.repository, layer.blob, listener or Silent())
+        sent: dict[Digest, tuple[BlobOutcome, int]] = {}
+
+        def put(blob: Blob) -> None:
+            present = store.has_blob(ref.repository, blob.descriptor.digest)
+            done: BlobOutcome = "present" if present else store.push_blob(ref.repository, blob)
+            sent[blob.descriptor.digest] = (done, blob.descriptor.size)
+
+        outcome = _upload_layer(store, ref.repository, layer.blob, listener or Silent())
+        sent[layer.blob.descriptor.digest] = (outcome, layer.blob.descriptor.size)
         children = []
         for arch in PLATFORMS:
             config = {
@@ -85,7 +95,7 @@ def push_image_volume(
                 "history": [{"created": rfc3339(created), "created_by": "mloci push --format image-volume"}],
             }
             config_blob = Blob.of_bytes(mediatype.OCI_CONFIG, canonical_json(config))
-            store.push_blob(ref.repository, config_blob)
+            put(config_blob)
             image = Manifest(
                 config=config_blob.descriptor, layers=[layer.blob.descriptor], annotations=labels
             )
@@ -105,16 +115,17 @@ def push_image_volume(
         pending = check_tags(store, ref, tags, digest, force=force)
         for tag in pending:
             store.push_manifest(ref.with_tag(tag), data, mediatype.OCI_INDEX)
-        blobs = 1 + len(PLATFORMS)
+        outcomes = [outcome for outcome, _ in sent.values()]
         return PushResult(
             ref.with_tag(tags[0]).pinned(digest),
             digest,
             tuple(tags),
-            blobs,
-            0,
-            layer.blob.descriptor.size,
+            outcomes.count("uploaded"),
+            outcomes.count("present"),
+            sum(size for outcome, size in sent.values() if outcome == "uploaded"),
             not pending,
             labels,
+            blobs_mounted=outcomes.count("mounted"),
         )
     finally:
         layer.remove()

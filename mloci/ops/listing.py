@@ -14,7 +14,7 @@ from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.digest import Digest
-from mloci.types.manifest import Manifest
+from mloci.types.manifest import Index, Manifest
 from mloci.types.reference import Reference
 from mloci.types.semver import is_version_tag, sort_key
 
@@ -56,13 +56,15 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
     except (NotFoundError, IntegrityError, RegistryError):
         return
     if descriptor.media_type in mediatype.INDEX_TYPES:
-        version.artifact_type = json.loads(data).get("artifactType") or descriptor.media_type
+        version.artifact_type = Index.from_json(data).artifact_type or descriptor.media_type
         return
     manifest = Manifest.from_json(data)
     version.artifact_type = manifest.kind
     version.version = manifest.annotation(ann.VERSION)
     version.revision = manifest.annotation(ann.REVISION)
-    version.created = manifest.annotation(ann.CREATED)
+    created = manifest.annotation(ann.CREATED)
+    # Reproducible packs without SOURCE_DATE_EPOCH or train_time say 1970: that means "unknown".
+    version.created = None if created and created.startswith("1970-01-01T00:00:00") else created
     raw = manifest.annotation(ann.METRICS)
     if raw:
         try:

@@ -10,6 +10,8 @@ which is generated from :class:`Policy`. Every rule is evaluated and explained, 
     fields: [git_sha, license, governance.owners]
     licenses: [Apache-2.0, MIT]
     max_age: 30d
+    require: [tests]                     # a signed attestation of passing tests for this digest
+    tests: {keys: [keys/ci.pub], latency: {p99_ms: {max: 20}}}
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
 from mloci.store import Session, scoped
 from mloci.types import annotations as ann
-from mloci.types.kinds import requirement_types
+from mloci.types.kinds import TEST_RESULT_PREDICATE, requirement_types
 from mloci.types.manifest import Descriptor
 from mloci.types.policy import AGE_PATTERN, Policy
 from mloci.types.reference import Reference
@@ -220,10 +222,18 @@ def _check_age(policy: Policy, info: Artifact, now: datetime) -> list[RuleResult
 
 def _check_required(policy: Policy, referrers: list[Descriptor]) -> list[RuleResult]:
     present = {d.artifact_type for d in referrers if d.artifact_type}
+    # Signed test results are DSSE envelopes too; they must not pass for provenance.
+    provenance = {
+        d.artifact_type
+        for d in referrers
+        if d.artifact_type and d.annotation(ann.PREDICATE_TYPE) != TEST_RESULT_PREDICATE
+    }
     results = []
     for name in policy.require:
+        if name == "tests":
+            continue  # a signed verdict, not just an attachment: _check_tests
         accepted = REQUIREMENT_TYPES.get(name, (name,))
-        found = sorted(present & set(accepted))
+        found = sorted((provenance if name == "provenance" else present) & set(accepted))
         detail = f"attached ({', '.join(found)})" if found else f"no referrer of type {' or '.join(accepted)}"
         results.append(RuleResult(f"require: {name}", bool(found), detail))
     return results
@@ -234,21 +244,66 @@ def _check_signatures(policy: Policy, base: Path, reference: Reference, session:
     if rule is None:
         return []
     from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography loads only when signatures matter)
+    from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
 
     good = []
     reasons = []
+    root = None
+    if rule.trusted_root:
+        root = Path(rule.trusted_root) if Path(rule.trusted_root).is_absolute() else base / rule.trusted_root
     for key in rule.keys:
         path = Path(key) if Path(key).is_absolute() else base / key
         try:
-            verify(reference, path, required_annotations=rule.annotations, session=session)
+            verify(
+                reference,
+                path,
+                trusted_root=root,
+                require_tlog=rule.require_tlog,
+                required_annotations=rule.annotations,
+                session=session,
+            )
             good.append(path.name)
         except MlociError as exc:
             reasons.append(f"{path.name}: {exc.message}")
+    for signer in rule.identities:
+        try:
+            identity = IdentityRule(
+                identity=signer.identity,
+                identity_regexp=signer.identity_regexp,
+                issuer=signer.issuer,
+                issuer_regexp=signer.issuer_regexp,
+            )
+            verify(
+                reference,
+                identity=identity,
+                trusted_root=root,
+                required_annotations=rule.annotations,
+                session=session,
+            )
+            good.append(identity.describe())
+        except MlociError as exc:
+            reasons.append(f"{signer.identity or signer.identity_regexp}: {exc.message}")
     passed = len(good) >= rule.minimum
-    detail = f"{len(good)} of {rule.minimum} required keys verified" + (
+    total = len(rule.keys) + len(rule.identities)
+    detail = f"{len(good)} of {rule.minimum} required signers verified" + (
         f" ({'; '.join(reasons)})" if reasons else ""
     )
-    return [RuleResult(f"signatures: {rule.minimum} of {len(rule.keys)} keys", passed, detail)]
+    return [RuleResult(f"signatures: {rule.minimum} of {total} signers", passed, detail)]
+
+
+def _check_tests(policy: Policy, base: Path, reference: Reference, session: Session) -> list[RuleResult]:
+    if "tests" not in policy.require:
+        return []
+    if policy.tests is None:
+        return [RuleResult("require: tests", False, "the policy has no 'tests: {keys: [...]}' section")]
+    from mloci.contract.evidence import passing_results  # noqa: PLC0415  (cryptography)
+
+    keys = [Path(k) if Path(k).is_absolute() else base / k for k in policy.tests.keys]
+    latency: dict[str, dict[str, float | None]] = {
+        name: {"min": b.min, "max": b.max} for name, b in policy.tests.latency.items()
+    }
+    passed, detail = passing_results(reference, keys, latency=latency, session=session)
+    return [RuleResult("require: tests", passed, detail)]
 
 
 def evaluate(
@@ -269,6 +324,7 @@ def evaluate(
         results = [
             *_check_signatures(policy, base, pinned, active),
             *_check_required(policy, referrers),
+            *_check_tests(policy, base, pinned, active),
             *_check_metrics(policy, info),
             *_check_fields(policy, info),
             *_check_license(policy, info),

@@ -11,10 +11,7 @@ the registry alone. ``docs/promotion.md`` describes the format and the guarantee
 
 from __future__ import annotations
 
-import getpass
-import os
 import secrets
-import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mloci.buildenv import actor, ci_run_url
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.ops.referrers import attach
 from mloci.ops.transfer import Copier
@@ -69,34 +67,6 @@ class PromotionResult:
             "copied": self.copied,
             "unchanged": self.unchanged,
         }
-
-
-def actor() -> str:
-    """Who is promoting: $MLOCI_ACTOR, else the CI system's user, else user@host."""
-    for name in (
-        "MLOCI_ACTOR",
-        "GITHUB_ACTOR",
-        "GITLAB_USER_LOGIN",
-        "BUILDKITE_BUILD_CREATOR",
-        "BUILD_USER_ID",
-    ):
-        if os.environ.get(name):
-            return os.environ[name]
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def ci_run_url() -> str | None:
-    if os.environ.get("GITHUB_RUN_ID") and os.environ.get("GITHUB_REPOSITORY"):
-        server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
-        return f"{server}/{os.environ['GITHUB_REPOSITORY']}/actions/runs/{os.environ['GITHUB_RUN_ID']}"
-    for name in ("CI_JOB_URL", "BUILDKITE_BUILD_URL", "BUILD_URL"):
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
 
 
 @dataclass(frozen=True)
@@ -312,10 +282,8 @@ def _entries(repository: Reference, environment: str | None, session: Session | 
     with scoped(session) as active:
         store = active.store(repository)
         repo = repository.with_tag(None).with_digest(None)
-        try:
-            tags = store.list_tags(repo.repository)
-        except NotFoundError:
-            return []
+        # A repository that does not exist is an error (as for ls and gc), not an empty history.
+        tags = store.list_tags(repo.repository)
         prefix = RECORD_TAG_PREFIX + (f"{environment}-" if environment else "")
         wanted = [t for t in tags if t.startswith(prefix)]
         with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:

@@ -39,6 +39,7 @@ from mloci.types.text import has_control
 
 if TYPE_CHECKING:
     from mloci.ops.sign import VerifyResult
+    from mloci.trust.keyless import IdentityRule
 
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
@@ -240,6 +241,8 @@ def _untar(archive: Path, staging: Path) -> list[str]:
         with tarfile.open(archive, mode="r:*") as tar:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
+                if "\0" in member.linkname:
+                    raise IntegrityError(f"refusing tar layer entry {name!r}: its link target holds a NUL byte")
                 if not member.isdir():
                     created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
             tar.extractall(staging, filter="data")
@@ -374,20 +377,25 @@ def pull(
     force: bool = False,
     listener: TransferListener | None = None,
     verify_key: Path | None = None,
+    verify_identity: IdentityRule | None = None,
+    trusted_root: Path | None = None,
     digest_file: Path | None = None,
 ) -> PullResult:
     """Fetch ``reference`` into ``output``; see the module docstring for the guarantees.
 
     With ``verify_key`` a signature by that key must bind the artifact before anything is
     downloaded, and exactly the digest it binds is pulled (a tag moved meanwhile cannot slip
-    other content in). ``digest_file`` receives the pulled digest, written atomically.
+    other content in). ``verify_identity`` does the same for keyless signatures (checked against
+    ``trusted_root``). ``digest_file`` receives the pulled digest, written atomically.
     """
     with scoped(session) as active:
         verification: VerifyResult | None = None
-        if verify_key is not None:
+        if verify_key is not None or verify_identity is not None:
             from mloci.ops.sign import verify  # noqa: PLC0415  (cryptography only when verifying)
 
-            verification = verify(reference, verify_key, session=active)
+            verification = verify(
+                reference, verify_key, identity=verify_identity, trusted_root=trusted_root, session=active
+            )
             reference = verification.reference  # pinned to the digest whose signature verified
         result = _pull(reference, output, active, filters, force, listener or Silent())
         if digest_file is not None:

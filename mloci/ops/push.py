@@ -18,6 +18,7 @@ from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import IngestsFiles, Session, Store, StreamsUploads, scoped
+from mloci.store.base import BlobOutcome
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -35,6 +36,7 @@ class PushResult:
     bytes_uploaded: int
     unchanged: bool  # every tag already named this exact manifest: nothing was written
     annotations: dict[str, str] = field(default_factory=dict)
+    blobs_mounted: int = 0  # linked by the registry from another repository: nothing sent
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +45,7 @@ class PushResult:
             "tags": list(self.tags),
             "blobsUploaded": self.blobs_uploaded,
             "blobsSkipped": self.blobs_skipped,
+            "blobsMounted": self.blobs_mounted,
             "bytesUploaded": self.bytes_uploaded,
             "unchanged": self.unchanged,
             "annotations": self.annotations,
@@ -72,6 +75,16 @@ def check_tags(
     return pending
 
 
+@dataclass(frozen=True)
+class BlobCounts:
+    """What an upload did with each distinct blob: sent it, had it mounted, or found it present."""
+
+    uploaded: int
+    mounted: int
+    present: int
+    bytes_sent: int
+
+
 def upload_blobs(
     store: Store,
     repository: str,
@@ -80,36 +93,41 @@ def upload_blobs(
     concurrency: int = 4,
     listener: TransferListener | None = None,
     already_sent: Collection[Digest] = (),
-) -> tuple[int, int, int]:
-    """Upload every blob the store lacks (checked with HEAD first); return (uploaded, skipped, bytes).
+) -> BlobCounts:
+    """Upload every blob the store lacks (checked with HEAD first) and count what really happened.
 
-    ``already_sent`` are blobs this push uploaded while hashing them; they count as uploaded.
+    ``already_sent`` are blobs this push stored while hashing them (eager upload, local ingest);
+    they count as uploaded.
     """
     listener = listener or Silent()
     unique = list({b.descriptor.digest: b for b in blobs}.values())
 
-    def one(blob: Blob, token: CancelToken) -> bool:
+    def one(blob: Blob, token: CancelToken) -> BlobOutcome:
         descriptor = blob.descriptor
         if descriptor.digest in already_sent:
-            return True
+            return "uploaded"
         key = str(descriptor.digest)
         label = descriptor.annotation(ann.TITLE) or descriptor.digest.short
         listener.started(key, label, descriptor.size)
         if store.has_blob(repository, descriptor.digest):
             listener.finished(key, skipped=True)
-            return False
+            return "present"
 
         def progress(n: int) -> None:
             token.check()
             listener.advance(key, n)
 
-        store.push_blob(repository, blob, progress=progress)
-        listener.finished(key, skipped=False)
-        return True
+        outcome = store.push_blob(repository, blob, progress=progress)
+        listener.finished(key, skipped=outcome != "uploaded")
+        return outcome
 
     done = run_all(one, unique, concurrency)
-    sent = [b.descriptor.size for b, ok in zip(unique, done, strict=True) if ok]
-    return len(sent), len(unique) - len(sent), sum(sent)
+    return BlobCounts(
+        uploaded=done.count("uploaded"),
+        mounted=done.count("mounted"),
+        present=done.count("present"),
+        bytes_sent=sum(b.descriptor.size for b, o in zip(unique, done, strict=True) if o == "uploaded"),
+    )
 
 
 class EagerUploader:
@@ -215,7 +233,7 @@ def push_packed(
     pinned = target.with_tag(tags[0]).pinned(digest)
     if not pending:
         return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
-    uploaded, skipped, nbytes = upload_blobs(
+    counts = upload_blobs(
         store,
         target.repository,
         packed.blobs,
@@ -227,7 +245,17 @@ def push_packed(
         store.push_manifest(
             target.with_tag(tag).with_digest(None), packed.manifest_bytes, mediatype.OCI_MANIFEST
         )
-    return PushResult(pinned, digest, tuple(tags), uploaded, skipped, nbytes, False, annotations)
+    return PushResult(
+        pinned,
+        digest,
+        tuple(tags),
+        counts.uploaded,
+        counts.present,
+        counts.bytes_sent,
+        False,
+        annotations,
+        blobs_mounted=counts.mounted,
+    )
 
 
 def target_for(name: str, target: str | None) -> tuple[Reference, list[str]]:
@@ -300,9 +328,10 @@ def push_bundle(
         # push reads every byte once.
         eager: EagerUploader | None = None
         inner: Callable[[Path, str], tuple[Digest, int]]
+        ingested: set[Digest] = set()  # new in the local store: stored while hashed
         if isinstance(store, IngestsFiles):
             ingest = store.ingest_file
-            inner = lambda path, _: ingest(path, token.check)  # noqa: E731
+            inner = lambda path, _: ingest(path, token.check, added=ingested)  # noqa: E731
         elif isinstance(store, StreamsUploads) and not _version_exists(store, ref, bundle):
             eager = EagerUploader(store, store, ref.repository, listener, token)
             inner = eager
@@ -321,7 +350,7 @@ def push_bundle(
                 force=force,
                 concurrency=concurrency,
                 listener=listener,
-                already_sent=eager.sent if eager else (),
+                already_sent=eager.sent if eager else ingested,
             )
         finally:
             listener.end()

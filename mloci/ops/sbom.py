@@ -44,20 +44,22 @@ from mloci import __version__, settings
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
+from mloci.bundle.locks import LockFile, lock_layer, parse_lock, read_lock
 from mloci.bundle.manifest import BundleManifest
 from mloci.bundle.pack import pack, source_date, with_git
-from mloci.errors import UsageError
+from mloci.errors import NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken
 from mloci.ops._purl import oci_purl, pypi_purl
 from mloci.ops.attach import AttachResult, attach_blob
 from mloci.ops.inspection import inspect
 from mloci.ops.push import file_digests
 from mloci.ops.refs import parse_reference
-from mloci.store import Session
+from mloci.store import Session, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
+from mloci.types.manifest import Manifest
 from mloci.types.reference import Reference
 from mloci.types.timestamps import rfc3339
 
@@ -88,6 +90,7 @@ class _SbomSubject:
     reference: Reference | None  # None for a bundle directory
     description: str | None
     license: str | None
+    locked: LockFile | None = None  # the bundle's lock file: the full transitive set of packages
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,19 @@ def _from_directory(path: Path, *, concurrency: int = 4) -> _SbomSubject:
         reference=None,
         description=manifest.description,
         license=manifest.license,
+        locked=read_lock(path, None),
     )
+
+
+def _locked(reference: Reference, manifest: Manifest | None, session: Session | None) -> LockFile | None:
+    """The lock file of an artifact, from the one small layer ``push`` marked as such."""
+    found = lock_layer(manifest)
+    if found is None:
+        return None
+    name, kind, layer = found
+    with scoped(session) as active, active.store(reference).open_blob(reference.repository, layer) as chunks:
+        data = b"".join(chunks)
+    return parse_lock(name, kind, data.decode("utf-8", "replace"), None)
 
 
 def _from_reference(reference: Reference, session: Session | None) -> _SbomSubject:
@@ -184,6 +199,7 @@ def _from_reference(reference: Reference, session: Session | None) -> _SbomSubje
         reference=info.reference,
         description=(manifest.description if manifest else None) or annotations.get(ann.DESCRIPTION),
         license=(manifest.license if manifest else None) or annotations.get(ann.LICENSES),
+        locked=_locked(info.reference, info.manifest, session),
     )
 
 
@@ -268,6 +284,22 @@ def _components(model: _SbomSubject) -> tuple[list[Component], list[Component]]:
                 type=ComponentType.LIBRARY,
                 bom_ref=purl,
                 purl=PackageURL.from_string(purl),
+            )
+        )
+    locked = model.locked
+    for package in locked.packages if locked else []:
+        parsed = pypi_purl(f"{package.name}=={package.version}")
+        if parsed is None or parsed[2] in seen or locked is None:
+            continue
+        seen.add(parsed[2])
+        depends.append(
+            Component(
+                name=parsed[0],
+                version=parsed[1],
+                type=ComponentType.LIBRARY,
+                bom_ref=parsed[2],
+                purl=PackageURL.from_string(parsed[2]),
+                properties=[Property(name="mloci:lock.file", value=locked.path)],
             )
         )
     for dataset in manifest.lineage.datasets if manifest.lineage else []:
@@ -435,4 +467,6 @@ def sbom(target: str, *, attach: bool = False, session: Session | None = None) -
         return sbom_for_bundle(path, session=session)
     if path.exists():
         raise UsageError(f"{target} is a file; give a bundle directory or a reference")
+    if target.startswith(("/", "./", "../", "~")):
+        raise NotFoundError(f"no bundle directory {target}", hint="give a bundle directory or a reference")
     return sbom_for_reference(parse_reference(target), attach=attach, session=session)

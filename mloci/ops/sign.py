@@ -1,10 +1,17 @@
-"""Key-based signatures that cosign reads and writes (sigstore/cosign ``specs/SIGNATURE_SPEC.md``).
+"""Signatures that cosign reads and writes: sigstore bundles (cosign v3) and the legacy ``.sig`` tag.
 
-Storage is cosign's *tag-based discovery*: the signatures of ``repo@sha256:<hex>`` live in one
-OCI image manifest tagged ``sha256-<hex>.sig`` in the same repository. Each signature is one
+**Bundles** (the default, as ``cosign sign`` v3 writes them): a sigstore bundle v0.3 holding a
+DSSE envelope around an in-toto statement (``predicateType`` ``https://sigstore.dev/cosign/sign/v1``,
+subject = the manifest digest), attached as an OCI 1.1 referrer (artifactType and layer media type
+``application/vnd.dev.sigstore.bundle.v0.3+json``; cosign ``specs/BUNDLE_SPEC.md``), found through
+the referrers API or the referrers tag schema. Verification accepts key-based bundles (checked with
+``cryptography``) and keyless ones (a Fulcio certificate, through the ``sigstore`` extra).
+
+**Legacy** (sigstore/cosign ``specs/SIGNATURE_SPEC.md``, cosign v1/v2): cosign's *tag-based
+discovery*: the signatures of ``repo@sha256:<hex>`` live in one OCI image manifest tagged ``sha256-<hex>.sig`` in the same repository. Each signature is one
 layer of media type ``application/vnd.dev.cosign.simplesigning.v1+json``: its blob is the signed
 *simple-signing* payload, and the layer annotation ``dev.cosignproject.cosign/signature`` holds the
-base64 of an ASN.1 DER ECDSA P-256 / SHA-256 signature over the payload's exact bytes. A further
+base64 of the signature over the payload's exact bytes (ECDSA P-256 / SHA-256 DER, or Ed25519). A further
 signature appends a layer; like cosign, concurrent signers can race (the spec says so), so the
 writer re-reads once after writing and merges again if its layer was lost.
 
@@ -14,295 +21,132 @@ manifest are shaped as cosign (go-containerregistry) writes them, so ``cosign ve
 what :func:`sign` writes (mloci does not upload to a transparency log: cosign 2 needs
 ``--insecure-ignore-tlog=true``), and :func:`verify` accepts what ``cosign sign --key`` writes.
 
-Keys are ECDSA P-256: the private key as PKCS#8 PEM (encrypted with a passphrase), the public key
-as SubjectPublicKeyInfo PEM, which cosign takes with ``--key``. Passphrases never appear in a
-message or an exception.
+Wire formats and keys are :mod:`mloci.trust`; offline bundle verification is
+:mod:`mloci.trust.verifier`; this module is the use case over a store. Model signatures are
+:mod:`mloci.ops.model_signature`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import Any, Literal
 
 from mloci.errors import (
     ConflictError,
     IntegrityError,
     NotFoundError,
     RegistryError,
+    UnavailableError,
     UnsupportedError,
     UsageError,
 )
+from mloci.ops.attach import attach_blob
+from mloci.ops.referrers import list_referrers
 from mloci.store import Session, Store, scoped
+from mloci.trust import Rejected
+from mloci.trust.bundle import (
+    BUNDLE_PREFIX,
+    BUNDLE_V03,
+    CONTENT_ANNOTATION,
+    PREDICATE_ANNOTATION,
+    Bundle,
+    image_signature_bundle,
+    image_signature_statement,
+)
+from mloci.trust.cosign import (
+    COSIGN_SIGNATURE_TYPE,
+    DOCKER_CONFIG,
+    SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING,
+    check_annotations,
+    check_payload,
+    config_blob,
+    docker_reference,
+    signature_tag,
+    simple_signing_payload,
+)
+from mloci.trust.intoto import COSIGN_SIGN_V1
+from mloci.trust.keyless import IdentityRule
+from mloci.trust.keys import (
+    PrivateKey,
+    PublicKey,
+    generate_keypair,
+    is_encrypted,
+    load_private_key,
+    load_public_key,
+    sign_bytes,
+    verifies,
+)
+from mloci.trust.verifier import MAX_BUNDLE, TrustRule, verify_bundle_bytes
+from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor, Manifest, canonical_json
+from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
 
-SIMPLE_SIGNING: Final = "application/vnd.dev.cosign.simplesigning.v1+json"
-SIGNATURE_ANNOTATION: Final = "dev.cosignproject.cosign/signature"
-COSIGN_SIGNATURE_TYPE: Final = "cosign container image signature"
-DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
+__all__ = [
+    "COSIGN_SIGNATURE_TYPE",
+    "IDENTITY_TOKEN_ENV",
+    "SIGNATURE_ANNOTATION",
+    "SIGN_FORMATS",
+    "SIMPLE_SIGNING",
+    "Rejected",
+    "SignFormat",
+    "SignResult",
+    "TrustRule",
+    "VerifiedSignature",
+    "VerifyResult",
+    "bundle_referrers",
+    "docker_reference",
+    "fetch_bundle",
+    "generate_keypair",
+    "is_encrypted",
+    "load_private_key",
+    "load_public_key",
+    "sign",
+    "sign_keyless",
+    "signature_tag",
+    "simple_signing_payload",
+    "verify",
+]
 
 # Payloads are a few hundred bytes; a larger blob is refused unread.
 _MAX_PAYLOAD = 1 << 20
 _MAX_WRITE_ROUNDS = 5
-# encoding/json (which cosign uses) escapes these even inside strings; mloci writes the same bytes.
-_GO_ESCAPES = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-)
-# go-containerregistry's zero time, as in every config blob cosign writes.
-_ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-# -- keys ----------------------------------------------------------------------------------------
-
-
-def _read_key_file(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
-def _not_p256(key: object, path: Path) -> UsageError:
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        kind = f"ECDSA {key.curve.name}"
-    else:
-        kind = type(key).__name__.lstrip("_").removesuffix("PrivateKey").removesuffix("PublicKey") or "?"
-    return UsageError(f"{path} is a {kind} key; mloci signs and verifies with ECDSA P-256 keys only")
-
-
-def _cosign_format(data: bytes) -> bool:
-    return b"SIGSTORE PRIVATE KEY" in data or b"COSIGN PRIVATE KEY" in data
-
-
-def _encrypted_pem(data: bytes) -> bool:
-    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data or b"Proc-Type: 4,ENCRYPTED" in data
-
-
-def is_encrypted(path: Path) -> bool:
-    """Whether the PEM private key at ``path`` needs a passphrase (so a caller knows to ask for one)."""
-    return _encrypted_pem(_read_key_file(path, "private key"))
-
-
-def load_private_key(path: Path, password: bytes | None) -> ec.EllipticCurvePrivateKey:
-    """The ECDSA P-256 private key in PEM file ``path``, decrypted with ``password`` when encrypted.
-
-    Raises UsageError (one line) for a missing file, a missing or wrong passphrase, a key that
-    is not ECDSA P-256, or cosign's own encrypted key format (not PKCS#8).
-    """
-    data = _read_key_file(path, "private key")
-    if _cosign_format(data):
-        raise UsageError(
-            f"{path} is in cosign's own encrypted key format, which mloci does not read",
-            hint="use a PKCS#8 PEM key such as 'mloci keygen' writes",
-        )
-    encrypted = _encrypted_pem(data)
-    if encrypted and not password:
-        raise UsageError(f"{path} is encrypted and no passphrase was given", hint="set MLOCI_KEY_PASSWORD")
-    try:
-        key = serialization.load_pem_private_key(data, password=password if encrypted else None)
-    except ValueError:
-        if encrypted:
-            raise UsageError(f"wrong passphrase for {path}") from None
-        raise UsageError(f"{path} is not a PEM private key") from None
-    except UnsupportedAlgorithm:
-        raise UsageError(f"{path} uses a key type or encryption this system cannot read") from None
-    except TypeError:
-        raise UsageError(f"{path} could not be decrypted with the given passphrase") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise _not_p256(key, path)
-    return key
-
-
-def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
-    """The ECDSA P-256 public key in PEM file ``path`` (SubjectPublicKeyInfo, as cosign writes)."""
-    data = _read_key_file(path, "public key")
-    if b"PRIVATE KEY" in data:
-        raise UsageError(f"{path} is a private key; verify with the public key (the .pub file)")
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm):
-        raise UsageError(f"{path} is not a PEM public key") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise _not_p256(key, path)
-    return key
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Write ``path`` with ``mode`` through a temporary file; never replace an existing file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp_path = Path(tmp)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            # A hard link publishes the finished file without clobbering one that appeared meanwhile.
-            path.hardlink_to(tmp_path)
-        except FileExistsError:
-            raise ConflictError(f"{path} already exists; not overwriting a key") from None
-        except OSError:
-            # Filesystems without hard links: check, then rename (not atomic against a racing writer).
-            if path.exists():
-                raise ConflictError(f"{path} already exists; not overwriting a key") from None
-            tmp_path.rename(path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def generate_keypair(
-    prefix: Path, password: bytes | None, *, allow_unencrypted: bool = False
-) -> tuple[Path, Path]:
-    """Create ``<prefix>.key`` (PKCS#8 PEM, mode 0600) and ``<prefix>.pub``; return both paths.
-
-    The private key is encrypted with ``password``. An unencrypted key is written only when
-    ``password`` is explicitly ``b""`` *and* ``allow_unencrypted`` is set. Existing files are
-    never overwritten (ConflictError).
-    """
-    if not prefix.name or prefix.name in (".", ".."):
-        raise UsageError(f"key prefix {str(prefix)!r} names no file")
-    private_path = prefix.with_name(prefix.name + ".key")
-    public_path = prefix.with_name(prefix.name + ".pub")
-    if password is None:
-        raise UsageError("a passphrase is needed to encrypt the private key", hint="set MLOCI_KEY_PASSWORD")
-    encryption: serialization.KeySerializationEncryption
-    if password:
-        encryption = serialization.BestAvailableEncryption(password)
-    elif allow_unencrypted:
-        encryption = serialization.NoEncryption()
-    else:
-        raise UsageError(
-            "refusing to write an unencrypted private key",
-            hint="give a passphrase, or allow it explicitly for throwaway keys",
-        )
-    if not private_path.parent.is_dir():
-        raise UsageError(f"directory {private_path.parent} does not exist")
-    for path in (private_path, public_path):
-        if path.exists():
-            raise ConflictError(f"{path} already exists; not overwriting a key")
-    key = ec.generate_private_key(ec.SECP256R1())
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    try:
-        _write_new(private_path, private_pem, 0o600)
-        try:
-            _write_new(public_path, public_pem, 0o644)
-        except BaseException:
-            private_path.unlink(missing_ok=True)  # no half key pair
-            raise
-    except OSError as exc:
-        raise UsageError(f"cannot write the key pair at {prefix}: {exc.strerror or exc}") from None
-    return private_path, public_path
-
-
-# -- payload and storage format ------------------------------------------------------------------
-
-
-def signature_tag(digest: Digest) -> str:
-    """cosign's tag for the signatures of ``digest``: ``sha256-<hex>.sig``."""
-    if digest.algorithm != "sha256":
-        raise UnsupportedError(f"cosign's signature tags only address sha256 digests, not {digest}")
-    return f"{digest.algorithm}-{digest.encoded}.sig"
-
-
-def docker_reference(reference: Reference) -> str:
-    """``critical.identity.docker-reference`` as cosign writes it (go-containerregistry's Repository.Name)."""
-    if reference.registry is None:
-        return reference.repository  # the local store has no registry name
-    registry, repository = reference.registry, reference.repository
-    if registry in ("docker.io", "index.docker.io"):
-        registry = "index.docker.io"
-        if "/" not in repository:
-            repository = f"library/{repository}"
-    return f"{registry}/{repository}"
-
-
-def _check_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
-    clean: dict[str, str] = {}
-    for key, value in annotations.items():
-        if not key:
-            raise UsageError("annotation keys cannot be empty")
-        try:
-            key.encode()
-            value.encode()
-        except UnicodeEncodeError:
-            raise UsageError(f"annotation {key!r} is not valid UTF-8 text") from None
-        clean[key] = value
-    return clean
-
-
-def simple_signing_payload(identity: str, digest: Digest, annotations: Mapping[str, str]) -> bytes:
-    """The simple-signing payload, byte for byte as cosign serializes it.
-
-    Go marshals the struct fields in declaration order (critical, optional; identity, image, type),
-    which is also sorted order, and map keys sorted; ``optional`` is ``null`` without annotations;
-    ``<``, ``>``, ``&``, U+2028 and U+2029 are escaped as ``\\u00XX``.
-    """
-    value = {
-        "critical": {
-            "identity": {"docker-reference": identity},
-            "image": {"docker-manifest-digest": str(digest)},
-            "type": COSIGN_SIGNATURE_TYPE,
-        },
-        "optional": dict(annotations) or None,
-    }
-    return canonical_json(value).decode().translate(_GO_ESCAPES).encode()
-
-
-def _config_blob(layers: list[Descriptor]) -> bytes:
-    """The image config go-containerregistry computes for cosign's signature image.
-
-    Field order is Go's (not sorted) so the bytes, and so the digest, equal cosign's.
-    """
-    config = {
-        "architecture": "",
-        "created": _ZERO_TIME,
-        "history": [{"created": _ZERO_TIME} for _ in layers],
-        "os": "",
-        "rootfs": {"type": "layers", "diff_ids": [str(layer.digest) for layer in layers]},
-        "config": {},
-    }
-    return json.dumps(config, separators=(",", ":")).encode()
 
 
 # -- sign ----------------------------------------------------------------------------------------
+
+SignFormat = Literal["bundle", "legacy", "both"]
+SIGN_FORMATS: tuple[SignFormat, ...] = ("bundle", "legacy", "both")
 
 
 @dataclass(frozen=True)
 class SignResult:
     reference: Reference  # the signed artifact, pinned
     digest: Digest
-    signature_reference: Reference  # repo:sha256-<hex>.sig@<manifest digest>
-    payload_digest: Digest
-    signature: str  # base64 DER, as stored in the layer annotation
-    signatures: int  # layers in the .sig manifest now
-    unchanged: bool  # an identical signature by this key was already there
+    signature_reference: Reference | None  # legacy: repo:sha256-<hex>.sig@<manifest digest>
+    payload_digest: Digest | None  # legacy: the simple-signing payload
+    signature: str  # base64 signature (the bundle's when a bundle was written)
+    signatures: int  # legacy: layers in the .sig manifest; bundle: bundle referrers by this key
+    unchanged: bool  # an equivalent signature by this key was already there
+    bundle_reference: Reference | None = None  # the bundle referrer manifest
+    format: SignFormat = "legacy"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": str(self.reference),
             "digest": str(self.digest),
-            "signatureReference": str(self.signature_reference),
-            "payloadDigest": str(self.payload_digest),
+            "format": self.format,
+            "bundleReference": str(self.bundle_reference) if self.bundle_reference else None,
+            "signatureReference": str(self.signature_reference) if self.signature_reference else None,
+            "payloadDigest": str(self.payload_digest) if self.payload_digest else None,
             "signature": self.signature,
             "signatures": self.signatures,
             "unchanged": self.unchanged,
@@ -328,19 +172,17 @@ def _current_signatures(store: Store, sig_ref: Reference) -> tuple[Manifest | No
         raise ConflictError(f"{sig_ref} is not a cosign signature manifest; not overwriting it") from None
 
 
-def _layer_signed_by(
-    layer: Descriptor, payload_digest: Digest, key: ec.EllipticCurvePublicKey, payload: bytes
-) -> bool:
+def _layer_signed_by(layer: Descriptor, payload_digest: Digest, key: PublicKey, payload: bytes) -> bool:
     if layer.digest != payload_digest or layer.media_type != SIMPLE_SIGNING:
         return False
     encoded = layer.annotation(SIGNATURE_ANNOTATION)
     if encoded is None:
         return False
     try:
-        key.verify(base64.b64decode(encoded, validate=True), payload, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, binascii.Error, ValueError):
+        signature = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
         return False
-    return True
+    return verifies(key, signature, payload)
 
 
 def sign(
@@ -349,57 +191,85 @@ def sign(
     password: bytes | None,
     *,
     annotations: Mapping[str, str] | None = None,
+    format: SignFormat = "bundle",
     session: Session | None = None,
 ) -> SignResult:
-    """Sign the manifest ``reference`` names, cosign-style, keeping any signatures already there.
+    """Sign the manifest ``reference`` names, keeping any signatures already there.
 
-    ``annotations`` become the payload's ``optional`` claims (``cosign sign -a``). Signing the
-    same payload again with the same key changes nothing (as cosign's duplicate detection).
+    ``format``: ``bundle`` (cosign v3: a sigstore bundle referrer), ``legacy`` (cosign v2: a layer
+    of the ``.sig`` tag) or ``both``. ``annotations`` become signed claims: the legacy payload's
+    ``optional`` section (``cosign sign -a``), the bundle statement's subject annotations. Signing
+    again with the same key and claims changes nothing.
     """
-    claims = _check_annotations(annotations or {})
+    if format not in SIGN_FORMATS:
+        raise UsageError(f"unknown signature format {format!r}", hint=f"use one of {', '.join(SIGN_FORMATS)}")
+    claims = check_annotations(annotations or {})
     key = load_private_key(key_path, password)
     with scoped(session) as active:
         store = active.store(reference)
         digest = _resolve(store, reference)
-        sig_ref = reference.with_digest(None).with_tag(signature_tag(digest))
-        payload = simple_signing_payload(docker_reference(reference), digest, claims)
-        payload_blob = Blob.of_bytes(SIMPLE_SIGNING, payload)
-        public_key = key.public_key()
-        signature = base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
-        layer = payload_blob.descriptor.model_copy(update={"annotations": {SIGNATURE_ANNOTATION: signature}})
-        if not store.has_blob(reference.repository, payload_blob.descriptor.digest):
-            store.push_blob(reference.repository, payload_blob)
-        for round_ in range(_MAX_WRITE_ROUNDS + 1):
-            current, current_digest = _current_signatures(store, sig_ref)
-            layers = list(current.layers) if current else []
-            mine = next(
-                (
-                    existing
-                    for existing in layers
-                    if _layer_signed_by(existing, payload_blob.descriptor.digest, public_key, payload)
-                ),
-                None,
-            )
-            if mine is not None and current_digest is not None:
-                # Ours (written in an earlier round), or an equivalent one this key made before.
-                return SignResult(
-                    reference=reference.pinned(digest),
-                    digest=digest,
-                    signature_reference=sig_ref.with_digest(current_digest),
-                    payload_digest=payload_blob.descriptor.digest,
-                    signature=mine.annotation(SIGNATURE_ANNOTATION) or signature,
-                    signatures=len(layers),
-                    unchanged=round_ == 0,
-                )
-            if round_ == _MAX_WRITE_ROUNDS:
-                break
-            # Re-read after writing: another signer may have replaced the manifest without our layer.
-            _push_signatures(store, sig_ref, current, [*layers, layer])
-        raise ConflictError(
-            f"{sig_ref} kept being rewritten by other signers; the signature was not kept",
-            hint="sign again",
-            temporary=True,
+        legacy = _sign_legacy(store, reference, digest, key, claims) if format != "bundle" else None
+        bundled = _sign_bundle(store, reference, digest, key, claims, active) if format != "legacy" else None
+    if bundled is None:
+        assert legacy is not None  # noqa: S101
+        return legacy
+    if legacy is None:
+        return bundled
+    return SignResult(
+        reference=bundled.reference,
+        digest=digest,
+        signature_reference=legacy.signature_reference,
+        payload_digest=legacy.payload_digest,
+        signature=bundled.signature,
+        signatures=bundled.signatures,
+        unchanged=bundled.unchanged and legacy.unchanged,
+        bundle_reference=bundled.bundle_reference,
+        format="both",
+    )
+
+
+def _sign_legacy(
+    store: Store, reference: Reference, digest: Digest, key: PrivateKey, claims: dict[str, str]
+) -> SignResult:
+    sig_ref = reference.with_digest(None).with_tag(signature_tag(digest))
+    payload = simple_signing_payload(docker_reference(reference), digest, claims)
+    payload_blob = Blob.of_bytes(SIMPLE_SIGNING, payload)
+    public_key = key.public_key()
+    signature = base64.b64encode(sign_bytes(key, payload)).decode()
+    layer = payload_blob.descriptor.model_copy(update={"annotations": {SIGNATURE_ANNOTATION: signature}})
+    if not store.has_blob(reference.repository, payload_blob.descriptor.digest):
+        store.push_blob(reference.repository, payload_blob)
+    for round_ in range(_MAX_WRITE_ROUNDS + 1):
+        current, current_digest = _current_signatures(store, sig_ref)
+        layers = list(current.layers) if current else []
+        mine = next(
+            (
+                existing
+                for existing in layers
+                if _layer_signed_by(existing, payload_blob.descriptor.digest, public_key, payload)
+            ),
+            None,
         )
+        if mine is not None and current_digest is not None:
+            # Ours (written in an earlier round), or an equivalent one this key made before.
+            return SignResult(
+                reference=reference.pinned(digest),
+                digest=digest,
+                signature_reference=sig_ref.with_digest(current_digest),
+                payload_digest=payload_blob.descriptor.digest,
+                signature=mine.annotation(SIGNATURE_ANNOTATION) or signature,
+                signatures=len(layers),
+                unchanged=round_ == 0,
+            )
+        if round_ == _MAX_WRITE_ROUNDS:
+            break
+        # Re-read after writing: another signer may have replaced the manifest without our layer.
+        _push_signatures(store, sig_ref, current, [*layers, layer])
+    raise ConflictError(
+        f"{sig_ref} kept being rewritten by other signers; the signature was not kept",
+        hint="sign again",
+        temporary=True,
+    )
 
 
 def _push_signatures(
@@ -411,7 +281,7 @@ def _push_signatures(
         config_type = DOCKER_CONFIG
     else:
         manifest_type, config_type = mediatype.OCI_MANIFEST, mediatype.OCI_CONFIG
-    config = Blob.of_bytes(config_type, _config_blob(layers))
+    config = Blob.of_bytes(config_type, config_blob(layers))
     if not store.has_blob(sig_ref.repository, config.descriptor.digest):
         store.push_blob(sig_ref.repository, config)
     if current is not None:
@@ -423,22 +293,164 @@ def _push_signatures(
     store.push_manifest(sig_ref, manifest.to_json(), manifest_type)
 
 
+def _sign_bundle(
+    store: Store,
+    reference: Reference,
+    digest: Digest,
+    key: PrivateKey,
+    claims: dict[str, str],
+    session: Session,
+) -> SignResult:
+    repo = reference.with_tag(None).with_digest(None)
+    rule = TrustRule(key=key.public_key(), key_name="the key")
+    for entry in bundle_referrers(store, repo, digest):
+        # An equivalent bundle by this key is already attached (ECDSA signatures differ each time).
+        try:
+            found = _check_bundle(fetch_bundle(store, repo, digest, entry), digest, rule, claims)
+        except Rejected:
+            continue
+        if found.annotations != claims:
+            continue
+        return SignResult(
+            reference=reference.pinned(digest),
+            digest=digest,
+            signature_reference=None,
+            payload_digest=None,
+            signature=found.signature,
+            signatures=1,
+            unchanged=True,
+            bundle_reference=repo.with_digest(entry.digest),
+            format="bundle",
+        )
+    return _attach_signature_bundle(reference, digest, image_signature_bundle(digest, key, claims), session)
+
+
+def _attach_signature_bundle(
+    reference: Reference, digest: Digest, data: bytes, session: Session | None
+) -> SignResult:
+    title = f"{digest.algorithm}-{Digest.of(data).encoded}.sigstore.json"
+    layer = Descriptor.of_bytes(BUNDLE_V03, data, annotations={ann.TITLE: title})
+    attached = attach_blob(
+        reference.pinned(digest),
+        Blob(layer, data=data),
+        artifact_type=BUNDLE_V03,
+        annotations={CONTENT_ANNOTATION: "dsse-envelope", PREDICATE_ANNOTATION: COSIGN_SIGN_V1},
+        session=session,
+    )
+    parsed = Bundle.from_json(data)
+    return SignResult(
+        reference=reference.pinned(digest),
+        digest=digest,
+        signature_reference=None,
+        payload_digest=None,
+        signature=base64.b64encode(parsed.signature).decode(),
+        signatures=1,
+        unchanged=False,
+        bundle_reference=attached.reference,
+        format="bundle",
+    )
+
+
+# -- keyless signing (CI) ------------------------------------------------------------------------
+
+IDENTITY_TOKEN_ENV = "SIGSTORE_ID_TOKEN"
+
+
+def identity_token() -> Any:
+    """The OIDC identity token for keyless signing, checked offline (no network call yet).
+
+    $SIGSTORE_ID_TOKEN (as cosign), else the ambient GitHub Actions credential (a job with
+    ``permissions: id-token: write``). The token is never printed.
+    """
+    keyless_support()
+    from sigstore.oidc import IdentityError, IdentityToken, detect_credential  # noqa: PLC0415
+
+    raw = os.environ.get(IDENTITY_TOKEN_ENV)
+    if not raw and os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL"):
+        try:
+            raw = detect_credential()
+        except IdentityError as exc:
+            raise UsageError(f"cannot get the GitHub Actions identity token: {exc}") from None
+    if not raw:
+        raise UsageError(
+            "no OIDC identity token for keyless signing",
+            hint=f"set ${IDENTITY_TOKEN_ENV}, or run in GitHub Actions with 'permissions: id-token: write'",
+        )
+    try:
+        return IdentityToken(raw)
+    except IdentityError as exc:
+        raise UsageError(f"${IDENTITY_TOKEN_ENV} is not a usable OIDC identity token: {exc}") from None
+
+
+def keyless_support() -> None:
+    """UnsupportedError (exit 10) with what to install when the sigstore package is missing."""
+    try:
+        import sigstore.sign  # noqa: F401, PLC0415
+    except ImportError:
+        raise UnsupportedError(
+            "keyless signing needs the sigstore package", hint="pip install 'mloci[sigstore]'"
+        ) from None
+
+
+def sign_keyless(
+    reference: Reference,
+    *,
+    annotations: Mapping[str, str] | None = None,
+    session: Session | None = None,
+) -> SignResult:
+    """Sign keyless, as ``cosign sign`` in CI: a Fulcio certificate for the CI's OIDC identity and a Rekor entry.
+
+    The statement is the one :func:`sign` writes, with the repository as the subject's name
+    (sigstore-python requires one). Fulcio, Rekor and the public-good TUF root are reached over
+    the network through sigstore-python; everything before that (token, reference, statement)
+    is checked first.
+    """
+    claims = check_annotations(annotations or {})
+    token = identity_token()
+    with scoped(session) as active:
+        store = active.store(reference)
+        digest = _resolve(store, reference)
+    statement = image_signature_statement(digest, claims, name=docker_reference(reference))
+    from sigstore.dsse import Statement  # noqa: PLC0415
+    from sigstore.errors import Error as SigstoreError  # noqa: PLC0415
+    from sigstore.models import ClientTrustConfig  # noqa: PLC0415
+    from sigstore.sign import SigningContext  # noqa: PLC0415
+
+    try:
+        context = SigningContext.from_trust_config(ClientTrustConfig.production())
+        with context.signer(token) as signer:
+            data = signer.sign_dsse(Statement(statement)).to_json().encode()
+    except SigstoreError as exc:
+        raise UnavailableError(
+            f"keyless signing failed: {str(exc).splitlines()[0] if str(exc) else exc}"
+        ) from None
+    return _attach_signature_bundle(reference, digest, data, session)
+
+
 # -- verify --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class VerifiedSignature:
-    payload_digest: Digest
+    payload_digest: Digest  # legacy: the simple-signing payload; bundle: the bundle blob
     signature: str
     docker_reference: str
     annotations: dict[str, Any]
+    format: Literal["legacy", "bundle"] = "legacy"
+    signer: str | None = None  # bundles: "key <hint>" or the certificate identity
+    issuer: str | None = None
+    transparency_log: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "format": self.format,
             "payloadDigest": str(self.payload_digest),
             "signature": self.signature,
             "dockerReference": self.docker_reference,
             "annotations": self.annotations,
+            "signer": self.signer,
+            "issuer": self.issuer,
+            "transparencyLog": self.transparency_log,
         }
 
 
@@ -446,51 +458,19 @@ class VerifiedSignature:
 class VerifyResult:
     reference: Reference  # the verified artifact, pinned
     digest: Digest
-    signature_reference: Reference
+    signature_reference: Reference | None  # the legacy .sig manifest, when there is one
     signatures: tuple[VerifiedSignature, ...]
-    checked: int  # signature layers examined
+    checked: int  # signatures examined (bundles and legacy layers)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": str(self.reference),
             "digest": str(self.digest),
             "verified": True,
-            "signatureReference": str(self.signature_reference),
+            "signatureReference": str(self.signature_reference) if self.signature_reference else None,
             "signatures": [s.to_json() for s in self.signatures],
             "checked": self.checked,
         }
-
-
-class Rejected(Exception):
-    """One signature or attestation that does not count; ``rank`` orders reasons by how far the check got."""
-
-    def __init__(self, reason: str, rank: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.rank = rank
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    value: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in value:
-            raise ValueError(f"duplicate key {key!r}")
-        value[key] = item
-    return value
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _field(obj: Any, name: str) -> Any:
-    """``obj[name]`` matched case-insensitively, as Go's encoding/json does; ambiguity is refused."""
-    if not isinstance(obj, dict):
-        raise Rejected(f"the signed payload is not a simple-signing document (at {name!r})", 1)
-    matches = [key for key in obj if key.casefold() == name.casefold()]
-    if len(matches) > 1:
-        raise Rejected(f"the signed payload is ambiguous: {len(matches)} keys spell {name!r}", 1)
-    return obj[matches[0]] if matches else None
 
 
 def _fetch_payload(store: Store, repository: str, layer: Descriptor) -> bytes:
@@ -509,7 +489,7 @@ def _check_layer(
     store: Store,
     repository: str,
     layer: Descriptor,
-    key: ec.EllipticCurvePublicKey,
+    key: PublicKey,
     digest: Digest,
     required: Mapping[str, str],
     payloads: dict[Digest, bytes],
@@ -524,94 +504,172 @@ def _check_layer(
     if layer.digest not in payloads:
         payloads[layer.digest] = _fetch_payload(store, repository, layer)
     payload = payloads[layer.digest]
-    try:
-        key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise Rejected("signature does not match", 0) from None
+    if not verifies(key, signature, payload):
+        raise Rejected("signature does not match", 0)
     # Only now, with the bytes vouched for by the key, is the payload parsed.
-    try:
-        document = json.loads(payload, object_pairs_hook=_strict_object, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"the signed payload is not valid JSON ({exc})", 1) from None
-    critical = _field(document, "critical")
-    kind = _field(critical, "type")
-    if kind != COSIGN_SIGNATURE_TYPE:
-        raise Rejected(f"the signed payload is of type {kind!r}, not {COSIGN_SIGNATURE_TYPE!r}", 2)
-    bound = _field(_field(critical, "image"), "docker-manifest-digest")
-    if bound != str(digest):
-        raise Rejected(f"the signed payload signs {bound}, not this artifact", 3)
-    identity = _field(_field(critical, "identity"), "docker-reference")
-    optional = _field(document, "optional")
-    if optional is not None and not isinstance(optional, dict):
-        raise Rejected("the signed payload's optional section is not an object", 2)
-    claims: dict[str, Any] = optional or {}
-    for name, value in required.items():
-        if claims.get(name) != value:
-            raise Rejected(f"the signed payload lacks annotation {name}={value}", 4)
+    checked = check_payload(payload, digest, required)
     return VerifiedSignature(
         payload_digest=layer.digest,
         signature=encoded,
-        docker_reference=identity if isinstance(identity, str) else "",
+        docker_reference=checked.docker_reference,
+        annotations=checked.annotations,
+    )
+
+
+def bundle_referrers(store: Store, repo: Reference, digest: Digest) -> list[Descriptor]:
+    """The sigstore bundle referrers of ``digest`` (signatures and attestations alike)."""
+    return [
+        entry
+        for entry in list_referrers(store, repo, digest)
+        if (entry.artifact_type or "").startswith(BUNDLE_PREFIX)
+    ]
+
+
+def fetch_bundle(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
+    """The bundle bytes of referrer ``entry``; Rejected unless it is one bundle attached to ``subject``."""
+    try:
+        _, data = store.fetch_manifest(repo.with_digest(entry.digest))
+        manifest = Manifest.from_json(data)
+    except NotFoundError:
+        raise Rejected(f"bundle {entry.digest.short} is listed but missing", 0) from None
+    except RegistryError:
+        raise Rejected(f"bundle {entry.digest.short} is not an image manifest", 0) from None
+    if manifest.subject is None or manifest.subject.digest != subject:
+        raise Rejected(f"bundle {entry.digest.short} is attached to another artifact", 0)
+    layers = [layer for layer in manifest.layers if layer.media_type.startswith(BUNDLE_PREFIX)]
+    if len(layers) != 1:
+        raise Rejected(f"referrer {entry.digest.short} holds {len(layers)} sigstore bundles, not one", 0)
+    if layers[0].size > MAX_BUNDLE:
+        raise Rejected(f"bundle {layers[0].digest.short} is larger than {MAX_BUNDLE} bytes", 0)
+    try:
+        with store.open_blob(repo.repository, layers[0]) as chunks:
+            return b"".join(chunks)
+    except IntegrityError:
+        raise Rejected(f"bundle {layers[0].digest.short} does not match its digest (tampered)", 1) from None
+    except NotFoundError:
+        raise Rejected(f"bundle {layers[0].digest.short} is missing", 0) from None
+
+
+def _check_bundle(
+    data: bytes,
+    digest: Digest,
+    rule: TrustRule,
+    required: Mapping[str, str],
+    predicate_type: str | None = COSIGN_SIGN_V1,
+) -> VerifiedSignature:
+    verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
+    claims: dict[str, Any] = {}
+    if verified.statement is not None:
+        for item in verified.statement.get("subject") or []:
+            if isinstance(item, dict) and (item.get("digest") or {}).get(digest.algorithm) == digest.encoded:
+                found = item.get("annotations")
+                claims = dict(found) if isinstance(found, dict) else {}
+    for name, value in required.items():
+        if claims.get(name) != value:
+            raise Rejected(f"the signed statement lacks annotation {name}={value}", 4)
+    log = verified.log
+    return VerifiedSignature(
+        payload_digest=Digest.of(data),
+        signature=base64.b64encode(Bundle.from_json(data).signature).decode(),
+        docker_reference="",
         annotations=claims,
+        format="bundle",
+        signer=verified.signer,
+        issuer=verified.issuer,
+        transparency_log=(
+            {"logIndex": log.log_index, "integratedTime": log.integrated_time.isoformat(), "log": log.log_url}
+            if log
+            else None
+        ),
     )
 
 
 def verify(
     reference: Reference,
-    public_key_path: Path,
+    public_key_path: Path | None = None,
     *,
+    identity: IdentityRule | None = None,
+    trusted_root: Path | None = None,
+    require_tlog: bool = False,
     required_annotations: Mapping[str, str] | None = None,
     session: Session | None = None,
 ) -> VerifyResult:
-    """The signatures on exactly the manifest ``reference`` names that verify with the public key.
+    """The signatures on exactly the manifest ``reference`` names that verify with the key or identity.
 
-    A signature counts when the ECDSA signature matches the payload's exact bytes, the payload
-    is a cosign simple-signing document binding this digest, and its ``optional`` claims hold
-    every ``required_annotations`` pair. Raises IntegrityError when the artifact is unsigned or
-    no signature counts, with the reason of the signature that came closest.
+    Sigstore bundles are found through the referrers API (or the referrers tag schema), then
+    cosign's legacy ``sha256-<hex>.sig`` tag. A bundle counts when its signature verifies (key, or
+    certificate chain, SCT and transparency log for ``identity``) and its statement's subject is
+    this digest; a legacy signature when the signature matches the payload's exact bytes and the
+    payload binds this digest. Every ``required_annotations`` pair must be among the signed
+    claims. Raises IntegrityError when the artifact is unsigned or no signature counts, with the
+    reason of the signature that came closest. ``require_tlog``: a key-based signature counts only
+    with a transparency-log entry that verifies against the trusted root (keyless ones always need it).
     """
     required = dict(required_annotations or {})
-    key = load_public_key(public_key_path)
+    rule = TrustRule.of(public_key_path, identity, trusted_root, require_tlog=require_tlog)
     with scoped(session) as active:
         store = active.store(reference)
-        digest = _resolve(store, reference)
+        # As cosign: a digest is what is verified, whether or not the registry holds its manifest.
+        digest = reference.digest if reference.digest is not None else _resolve(store, reference)
+        repo = reference.with_tag(None).with_digest(None)
+        valid: list[VerifiedSignature] = []
+        closest: Rejected | None = None
+        checked = 0
+        for entry in bundle_referrers(store, repo, digest):
+            predicate = (entry.annotations or {}).get(PREDICATE_ANNOTATION)
+            if predicate is not None and predicate != COSIGN_SIGN_V1:
+                continue  # an attestation or model signature, not an image signature
+            checked += 1
+            try:
+                data = fetch_bundle(store, repo, digest, entry)
+                valid.append(_check_bundle(data, digest, rule, required))
+            except Rejected as rejected:
+                if closest is None or rejected.rank > closest.rank:
+                    closest = rejected
         sig_ref = reference.with_digest(None).with_tag(signature_tag(digest))
+        signature_reference: Reference | None = None
+        layers: list[Descriptor] = []
         try:
             descriptor, data = store.fetch_manifest(sig_ref)
         except NotFoundError:
-            raise IntegrityError(f"{reference.name}@{digest} is not signed (no tag {sig_ref.tag})") from None
-        if descriptor.media_type in mediatype.INDEX_TYPES:
-            raise IntegrityError(f"{sig_ref} is not a cosign signature manifest")
-        try:
-            manifest = Manifest.from_json(data)
-        except RegistryError:
-            raise IntegrityError(f"{sig_ref} is not a cosign signature manifest") from None
-        layers = [layer for layer in manifest.layers if layer.media_type == SIMPLE_SIGNING]
-        if not layers:
-            raise IntegrityError(
-                f"{reference.name}@{digest} is not signed ({sig_ref.tag} holds no signature)"
-            )
-        valid: list[VerifiedSignature] = []
-        closest: Rejected | None = None
+            descriptor = None
+        if descriptor is not None:
+            signature_reference = sig_ref.with_digest(descriptor.digest)
+            if descriptor.media_type in mediatype.INDEX_TYPES:
+                raise IntegrityError(f"{sig_ref} is not a cosign signature manifest")
+            try:
+                manifest = Manifest.from_json(data)
+            except RegistryError:
+                raise IntegrityError(f"{sig_ref} is not a cosign signature manifest") from None
+            layers = [layer for layer in manifest.layers if layer.media_type == SIMPLE_SIGNING]
         payloads: dict[Digest, bytes] = {}
         for layer in layers:
+            checked += 1
             try:
+                if rule.key is None:
+                    raise Rejected("mloci verifies legacy .sig signatures with --key only", 0)
+                if rule.require_tlog:
+                    raise Rejected(
+                        "a legacy .sig signature carries no transparency-log proof mloci checks", 0
+                    )
                 valid.append(
-                    _check_layer(store, reference.repository, layer, key, digest, required, payloads)
+                    _check_layer(store, reference.repository, layer, rule.key, digest, required, payloads)
                 )
             except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
+        if checked == 0:
+            raise IntegrityError(
+                f"{reference.name}@{digest} is not signed (no sigstore bundle referrer, no tag {sig_ref.tag})"
+            )
         if not valid:
             reason = closest.reason if closest else "no usable signature"
-            checked = f" ({len(layers)} checked)" if len(layers) > 1 else ""
-            raise IntegrityError(
-                f"no signature for {digest} verifies with {public_key_path.name}: {reason}{checked}"
-            )
+            many = f" ({checked} checked)" if checked > 1 else ""
+            raise IntegrityError(f"no signature for {digest} verifies with {rule.describe()}: {reason}{many}")
         return VerifyResult(
             reference=reference.pinned(digest),
             digest=digest,
-            signature_reference=sig_ref.with_digest(descriptor.digest),
+            signature_reference=signature_reference,
             signatures=tuple(valid),
-            checked=len(layers),
+            checked=checked,
         )

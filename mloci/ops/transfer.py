@@ -9,11 +9,10 @@ travels too.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from mloci.errors import NotFoundError
+from mloci.errors import NotFoundError, UsageError
 from mloci.ops._parallel import run_all
 from mloci.ops.referrers import COSIGN_SUFFIXES, list_referrers, register
 from mloci.store import MountsBlobs, Session, Store, scoped
@@ -21,7 +20,7 @@ from mloci.store.stream import ChunkReader
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor
+from mloci.types.manifest import Descriptor, Index, Manifest
 from mloci.types.reference import Reference
 
 
@@ -87,20 +86,24 @@ class Copier:
             return cast(BinaryIO, ChunkReader(self.source.open_blob(self.src.repository, descriptor)))
 
         stream = Blob(descriptor, opener=open_source)
-        self.destination.push_blob(self.dst.repository, stream)
-        self.stats.blobs_copied += 1
-        self.stats.bytes_copied += descriptor.size
+        outcome = self.destination.push_blob(self.dst.repository, stream)
+        if outcome == "uploaded":
+            self.stats.blobs_copied += 1
+            self.stats.bytes_copied += descriptor.size
+        elif outcome == "mounted":  # the registry knew the blob from another repository
+            self.stats.blobs_mounted += 1
+        else:
+            self.stats.blobs_present += 1
 
     def manifest(self, digest: Digest, tag: str | None = None) -> Descriptor:
         """Copy the manifest ``digest`` (children and blobs first), tagging it ``tag`` at the destination."""
         descriptor, data = self.source.fetch_manifest(self.src.with_tag(None).with_digest(digest))
-        document = json.loads(data)
         if descriptor.media_type in mediatype.INDEX_TYPES:
-            for child in document.get("manifests") or []:
-                self.manifest(Digest.parse(child["digest"]))
+            for child in Index.from_json(data).manifests:
+                self.manifest(child.digest)
         else:
-            blobs = [document["config"], *(document.get("layers") or [])]
-            wanted = list({d["digest"]: Descriptor.model_validate(d) for d in blobs}.values())
+            image = Manifest.from_json(data)
+            wanted = list({d.digest: d for d in [image.config, *image.layers]}.values())
             run_all(lambda d, _: self.blob(d), wanted, self.concurrency)
         target = self.dst.with_tag(tag).with_digest(None if tag else digest)
         self.destination.push_manifest(target, data, descriptor.media_type)
@@ -136,6 +139,12 @@ def copy(
         src_store = active.store(source)
         dst_store = active.store(destination)
         descriptor = src_store.resolve(source)
+        if destination.digest is not None and destination.digest != descriptor.digest:
+            # A copy never changes bytes, so a destination digest can only restate the source's.
+            raise UsageError(
+                f"{source} is {descriptor.digest}, not the {destination.digest} the destination names",
+                hint="name the destination without @digest",
+            )
         tag = destination.tag or source.tag
         copier = Copier(src_store, source, dst_store, destination, concurrency=active.options.concurrency)
         copier.manifest(descriptor.digest, tag=tag)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mloci.bundle.load import inspect_bundle
+from mloci.bundle.locks import unpinned_requirements
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import Problem
 
@@ -19,6 +20,7 @@ class ValidationReport:
     manifest: BundleManifest | None
     files: tuple[str, ...]
     problems: tuple[Problem, ...]
+    warnings: tuple[Problem, ...] = ()  # worth fixing, not invalid: unpinned requirements files
 
     @property
     def valid(self) -> bool:
@@ -30,12 +32,14 @@ class ValidationReport:
             "valid": self.valid,
             "problems": [{"path": p.path, "message": p.message} for p in self.problems],
             "files": list(self.files),
+            "warnings": [{"path": w.path, "message": w.message} for w in self.warnings],
         }
 
 
 def validate(path: Path) -> ValidationReport:
     """Check the bundle at ``path`` (schema, semantics, files); invalid bundles are reported, not raised."""
     bundle, problems = inspect_bundle(path)
+    warnings = tuple(unpinned_requirements(path)) if path.is_dir() else ()
     if bundle is None:
-        return ValidationReport(path, None, (), tuple(problems))
-    return ValidationReport(path, bundle.manifest, tuple(f.path for f in bundle.files), ())
+        return ValidationReport(path, None, (), tuple(problems), warnings)
+    return ValidationReport(path, bundle.manifest, tuple(f.path for f in bundle.files), (), warnings)

@@ -278,12 +278,12 @@ def publish(
         if plan.unchanged and current is not None:
             return _pushed(repository, current, plan, added, blobs_uploaded, bytes_uploaded)
         pending = [b for b in plan.blobs if b.descriptor.digest not in uploaded]
-        count, _, nbytes = upload_blobs(
+        counts = upload_blobs(
             store, repository.repository, pending, concurrency=concurrency, listener=listener
         )
         uploaded.update(b.descriptor.digest for b in pending)
-        blobs_uploaded += count
-        bytes_uploaded += nbytes
+        blobs_uploaded += counts.uploaded
+        bytes_uploaded += counts.bytes_sent
         added.update(plan.added)
         _write_release(store, tag_ref, plan.manifest, plan.blobs)
         kept = _kept(store, repository, version, expected)

@@ -12,22 +12,28 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
+import errno
 import hashlib
 import importlib.util
 import io
 import logging
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, BinaryIO, Final
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mloci.errors import (
     AuthError,
@@ -47,6 +53,9 @@ from mloci.ops.wheel import (
     read_release,
 )
 from mloci.pyindex import negotiation, pages
+from mloci.pyindex.cache import Spool, UpstreamCache
+from mloci.pyindex.upstream import Upstream, UpstreamError, UpstreamProject, versions_of
+from mloci.python.artifact import Release
 from mloci.python.distribution import hash_stream, read_upload
 from mloci.python.filenames import is_project_name, normalize_name, parse_version
 from mloci.store import RegistryStore, StoreOptions, open_registry
@@ -61,6 +70,8 @@ log = logging.getLogger("mloci.pyindex")
 
 _REALM: Final = 'Basic realm="mloci index", charset="UTF-8"'
 _MAX_CLIENT_STORES: Final = 64
+# Chunks (1 MiB) each download reads ahead of its client: memory is downloads x this, not x 8.
+_READ_AHEAD: Final = 1
 _MAX_FORM_FIELDS: Final = 1000
 _MAX_FIELD_SIZE: Final = 4 << 20  # long descriptions travel as a form field
 _UPLOAD_DIGESTS: Final = (
@@ -78,6 +89,13 @@ class IndexConfig:
     namespace: str = ""
     options: StoreOptions = field(default_factory=StoreOptions)
     read_only: bool = False
+    # Simple index URLs serving every project the namespace does not hold, asked in this order.
+    upstreams: tuple[str, ...] = ()
+    upstream_timeout: float = 30.0  # seconds for an upstream page, or between two chunks of a file
+    upstream_cache_seconds: float = 60.0  # at most; less when the upstream's Cache-Control says so
+    redirect_upstream_files: bool = False  # True: send clients to the upstream's file URLs
+    require_auth: bool = False  # refuse requests without credentials (reads too)
+    cache_namespace: str | None = None  # keep verified upstream files as releases under this namespace
 
     @property
     def base(self) -> str:
@@ -97,6 +115,36 @@ class IndexConfig:
             )
         if self.namespace.strip("/"):
             self.repository("probe")
+        if self.cache_namespace is not None:
+            cache, own = self.cache_namespace.strip("/"), self.namespace.strip("/")
+            if not cache or cache == own or cache.startswith(f"{own}/") or own.startswith(f"{cache}/"):
+                raise UsageError(
+                    f"the upstream cache namespace {self.cache_namespace!r} must lie apart from {self.namespace!r}",
+                    hint="cached public projects would otherwise count as private; e.g. --cache-upstream pypi-cache",
+                )
+            project_repository(f"{self.registry}/{cache}", "probe")
+        if self.upstream_timeout <= 0:
+            raise UsageError("the upstream timeout must be positive")
+        for url in self.upstreams:
+            Upstream(url).close()  # UsageError for anything but an http(s) URL
+
+
+def registry_store(
+    config: IndexConfig, creds: Credentials | None, *, server_credentials: bool
+) -> RegistryStore:
+    """The one place the index opens a registry store: with a client's ``creds``, else the server's
+    own credentials when ``server_credentials``, else anonymous (empty credentials)."""
+    override = creds if creds is not None else (None if server_credentials else Credentials())
+    # Each download holds a connection for its duration: size the pool for many at once.
+    store = open_registry(
+        config.registry,
+        config.options,
+        credentials_override=override,
+        pool_size=16,
+        remember_locations=False,
+    )
+    store.read_ahead = _READ_AHEAD
+    return store
 
 
 class StorePool:
@@ -111,28 +159,25 @@ class StorePool:
         self._config = config
         self._lock = threading.Lock()
         self._own: RegistryStore | None = None
+        self._anonymous: RegistryStore | None = None
         self._clients: OrderedDict[str, RegistryStore] = OrderedDict()
 
-    def _make(self, creds: Credentials | None) -> RegistryStore:
-        # Each download holds a connection for its duration: size the pool for many at once.
-        return open_registry(
-            self._config.registry,
-            self._config.options,
-            credentials_override=creds,
-            pool_size=16,
-            remember_locations=False,
-        )
-
-    def get(self, creds: Credentials | None) -> RegistryStore:
+    def get(self, creds: Credentials | None, *, anonymous: bool = False) -> RegistryStore:
+        """The store for a client's ``creds``; without any, the server's own credentials, or none
+        at all when ``anonymous`` (uploads never borrow the server's credentials)."""
         with self._lock:
+            if creds is None and anonymous:
+                if self._anonymous is None:
+                    self._anonymous = registry_store(self._config, None, server_credentials=False)
+                return self._anonymous
             if creds is None:
                 if self._own is None:
-                    self._own = self._make(None)
+                    self._own = registry_store(self._config, None, server_credentials=True)
                 return self._own
             key = hashlib.sha256(f"{creds.username}\0{creds.password}".encode()).hexdigest()
             store = self._clients.get(key)
             if store is None:
-                store = self._clients[key] = self._make(creds)
+                store = self._clients[key] = registry_store(self._config, creds, server_credentials=False)
                 if len(self._clients) > _MAX_CLIENT_STORES:
                     # Dropped, not closed: a request may still be streaming through it; its
                     # connections close when it is collected.
@@ -143,9 +188,9 @@ class StorePool:
 
     def close(self) -> None:
         with self._lock:
-            stores = [*self._clients.values(), *([self._own] if self._own else [])]
+            stores = [*self._clients.values(), *(s for s in (self._own, self._anonymous) if s)]
             self._clients.clear()
-            self._own = None
+            self._own = self._anonymous = None
         for store in stores:
             store.close()
 
@@ -181,6 +226,9 @@ def error_response(exc: MlociError, *, upload: bool = False) -> Response:
         return _text(message, 409)
     if isinstance(exc, UsageError) or (upload and isinstance(exc, IntegrityError)):
         return _text(message, 400)
+    if isinstance(exc, UpstreamError):
+        log.warning("upstream failed: %s", message)
+        return _text(message, 502)
     if isinstance(exc, UnavailableError):
         log.warning("registry unavailable: %s", message)
         return _text(message, 503)
@@ -252,6 +300,30 @@ def _verified_stream(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield previous
 
 
+def _aborting(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """The verified stream of an upstream file; a mismatch or failure ends the connection short."""
+    try:
+        yield from _verified_stream(chunks)
+    except MlociError as exc:
+        log.error("download of %s aborted: %s", what, exc)
+        raise DownloadAborted(str(exc)) from None
+
+
+def _teed(chunks: Iterator[bytes], spool: Spool) -> Iterator[bytes]:
+    """Write the chunks aside as they are sent; the spool is committed once the whole file verified."""
+    complete = False
+    try:
+        for chunk in chunks:
+            spool.write(chunk)
+            yield chunk
+        complete = True
+    finally:
+        if complete:
+            spool.commit()
+        else:
+            spool.discard()
+
+
 def _blob_body(store: RegistryStore, repository: str, descriptor: Descriptor) -> Iterator[bytes]:
     """Start the download now, so a missing blob or refused credentials still get a proper status;
     the body then streams as the response is sent."""
@@ -276,9 +348,60 @@ class PackageIndex:
     def __init__(self, config: IndexConfig) -> None:
         self.config = config
         self.stores = StorePool(config)
+        self.cache = (
+            UpstreamCache(
+                f"{config.registry}/{config.cache_namespace.strip('/')}",
+                lambda: self.stores.get(None),
+                concurrency=config.options.concurrency,
+            )
+            if config.cache_namespace
+            else None
+        )
+        self.upstreams = [
+            Upstream(url, timeout=config.upstream_timeout, cache_seconds=config.upstream_cache_seconds)
+            for url in config.upstreams
+        ]
 
     def store(self, request: Request) -> RegistryStore:
-        return self.stores.get(client_credentials(request))
+        creds = client_credentials(request)
+        if creds is None and self.config.require_auth:
+            raise AuthError("this index requires credentials", hint="give pip or uv a user name and token")
+        return self.stores.get(creds)
+
+    def close(self) -> None:
+        self.stores.close()
+        for upstream in self.upstreams:
+            upstream.close()
+        if self.cache is not None:
+            self.cache.close()
+
+    def private_releases(self, store: RegistryStore, name: str) -> list[Release] | None:
+        """The releases of ``name`` when the namespace holds (or reserves) it, else None.
+
+        A name the registry holds is private: it is served only from the registry, even with no
+        file a client can use. Anything but "no such repository" (refused credentials, an
+        unreachable registry) is raised, so it can never fall through to an upstream.
+        """
+        try:
+            return list_releases(store, self.config.repository(name))
+        except NotFoundError:
+            return None
+
+    def is_private(self, store: RegistryStore, name: str) -> bool:
+        """Whether the namespace holds (or reserves) ``name``: one tag listing, no release reads."""
+        try:
+            store.list_tags(self.config.repository(name).repository)
+        except NotFoundError:
+            return False
+        return True
+
+    def upstream_project(self, name: str) -> UpstreamProject | None:
+        """The first upstream's page of ``name`` (an unreachable upstream before it is an error)."""
+        for upstream in self.upstreams:
+            project = upstream.project(name)
+            if project is not None:
+                return project
+        return None
 
     # -- simple API ------------------------------------------------------------------------------
 
@@ -290,6 +413,11 @@ class PackageIndex:
         if chosen is None:
             return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
         projects = list_projects(self.store(request), self.config.namespace)
+        if self.upstreams:
+            merged = set(projects)
+            for upstream in self.upstreams:
+                merged.update(upstream.project_names())
+            projects = sorted(merged)
         if chosen == negotiation.JSON_V1:
             return self._page(pages.project_list_json(projects), chosen)
         return self._page(pages.project_list_html(projects).encode(), chosen)
@@ -305,17 +433,60 @@ class PackageIndex:
         chosen = _negotiate(request)
         if chosen is None:
             return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
-        repository = self.config.repository(name)
-        try:
-            releases = list_releases(self.store(request), repository)
-        except NotFoundError:
-            releases = []
+        releases = self.private_releases(self.store(request), name)
+        if releases is None and self.upstreams:
+            try:
+                project = self.upstream_project(name)
+            except UpstreamError as exc:
+                cached = self.cache.releases(self.stores.get(None), name) if self.cache else []
+                if not cached:
+                    raise
+                log.warning("serving %s from the upstream cache: %s", name, exc)
+                return self._cached_page(name, cached, chosen)
+            if project is not None:
+                return self._upstream_page(project, chosen)
         if not releases:
+            if releases is not None and self.upstreams:
+                # Never upstream: a private or reserved name is served from the registry alone.
+                return _text(f"{name} is a private project in {self.config.base} with no files", 404)
             return _text(f"no project named {name!r} in {self.config.base}", 404)
         links = pages.links(name, releases)
         if chosen == negotiation.JSON_V1:
             return self._page(pages.project_json(name, releases, links), chosen)
         return self._page(pages.project_html(name, links).encode(), chosen)
+
+    def _cached_page(self, name: str, releases: list[Release], chosen: str) -> Response:
+        links = [
+            dataclasses.replace(
+                link, url=f"../../upstream/{quote(name, safe='')}/{quote(link.filename, safe='')}"
+            )
+            for link in pages.links(name, releases)
+        ]
+        if chosen == negotiation.JSON_V1:
+            return self._page(pages.project_json(name, releases, links), chosen)
+        return self._page(pages.project_html(name, links).encode(), chosen)
+
+    def _upstream_page(self, project: UpstreamProject, chosen: str) -> Response:
+        links = [
+            pages.FileLink(
+                filename=file.filename,
+                version="",
+                url=f"../../upstream/{quote(project.name, safe='')}/{quote(file.filename, safe='')}",
+                sha256=file.hashes.get("sha256"),
+                size=file.size,
+                requires_python=file.requires_python,
+                metadata_sha256=(file.core_metadata or {}).get("sha256"),
+                yanked=file.yanked,
+                other_hashes=tuple((k, v) for k, v in file.hashes.items() if k != "sha256"),
+                upload_time=file.upload_time,
+                provenance=file.provenance,
+            )
+            for file in project.files
+        ]
+        if chosen == negotiation.JSON_V1:
+            body = pages.project_json(project.name, [], links, versions=versions_of(project))
+            return self._page(body, chosen)
+        return self._page(pages.project_html(project.name, links).encode(), chosen)
 
     @staticmethod
     def _page(body: bytes, content_type: str) -> Response:
@@ -348,6 +519,13 @@ class PackageIndex:
         descriptor = (file.metadata if is_metadata else file.layer) if file else None
         if descriptor is None:
             return _text(f"no file {filename} in {project} {version}", 404)
+        return self._registry_file(request, store, repository, descriptor, filename)
+
+    @staticmethod
+    def _registry_file(
+        request: Request, store: RegistryStore, repository: Reference, descriptor: Descriptor, filename: str
+    ) -> Response:
+        is_metadata = filename.endswith(".metadata")
         headers = {
             "Content-Length": str(descriptor.size),
             "ETag": f'"{descriptor.digest}"',
@@ -362,11 +540,59 @@ class PackageIndex:
         body = _blob_body(store, repository.repository, descriptor)
         return StreamingResponse(body, media_type=media_type, headers=headers)
 
+    def upstream_download(self, request: Request) -> Response:
+        project = request.path_params["project"]
+        filename = request.path_params["filename"]
+        if not is_project_name(project) or normalize_name(project) != project:
+            return _text(f"no project named {project!r}", 404)
+        store = self.store(request)
+        if self.is_private(store, project):
+            return _text(f"{project} is a private project: its files are served only from the registry", 404)
+        is_metadata = filename.endswith(".metadata")
+        if self.cache is not None:
+            # The cache is the server's: read (as it was written) with the server's credentials.
+            own = self.stores.get(None)
+            cached = self.cache.file(own, project, filename.removesuffix(".metadata"))
+            descriptor = (cached.metadata if is_metadata else cached.layer) if cached else None
+            if descriptor is not None:
+                return self._registry_file(request, own, self.cache.repository(project), descriptor, filename)
+        found = self.upstream_project(project)
+        file = found.file(filename.removesuffix(".metadata") if is_metadata else filename) if found else None
+        if found is None or file is None or (is_metadata and file.core_metadata is None):
+            return _text(f"no file {filename} in {project} upstream", 404)
+        url = f"{file.url}.metadata" if is_metadata else file.url
+        hashes = (file.core_metadata or {}) if is_metadata else file.hashes
+        if self.config.redirect_upstream_files:
+            return RedirectResponse(url, status_code=302)
+        upstream = next(u for u in self.upstreams if u.display == found.upstream)
+        what = f"{filename} of {project}"
+        response, chunks = upstream.open(url, hashes, what)
+        headers = {"Cache-Control": "public, max-age=31536000, immutable"} if hashes else {}
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and (is_metadata or file.size in (None, int(length))):
+            headers["Content-Length"] = length
+        if is_metadata:
+            media_type = "text/plain; charset=utf-8"
+        else:
+            media_type = "application/octet-stream"
+            headers["Content-Disposition"] = f'attachment; filename="{quote(filename)}"'
+        if request.method == "HEAD":
+            response.close()  # nothing was read: the connection cannot go back to the pool
+            response.release_conn()
+            return Response(None, media_type=media_type, headers=headers)
+        body = _aborting(chunks, what)
+        spool = self.cache.spool(project, filename, dict(hashes)) if self.cache and not is_metadata else None
+        return StreamingResponse(
+            _teed(body, spool) if spool else body, media_type=media_type, headers=headers
+        )
+
     # -- uploads (the legacy API twine speaks) ---------------------------------------------------
 
     async def upload(self, request: Request) -> Response:
         if self.config.read_only:
             return _text("this index is read-only", 403)
+        if self.config.require_auth and not request.headers.get("authorization"):
+            return _text("this index requires credentials", 401, {"WWW-Authenticate": _REALM})
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return _text("uploads are multipart/form-data POSTs with :action=file_upload (use twine)", 400)
         try:
@@ -411,7 +637,7 @@ class PackageIndex:
             )
         if filetype is not None and filetype != dist.kind.value:
             raise UsageError(f"{filename} is a {dist.kind.value}, but the upload says {filetype!r}")
-        store = self.stores.get(creds)
+        store = self.stores.get(creds, anonymous=True)
         return publish(
             store,
             self.config.repository(dist.project),
@@ -419,6 +645,21 @@ class PackageIndex:
             git=None,
             concurrency=self.config.options.concurrency,
         )
+
+
+class _EndAborted:
+    """End a download that failed after its response started without a traceback in the log: the
+    failure was logged as one line where it happened, and the server closes the connection short
+    of Content-Length (uvicorn notes the incomplete response)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except DownloadAborted:
+            return
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
@@ -441,7 +682,7 @@ def create_app(config: IndexConfig) -> Starlette:
         try:
             yield
         finally:
-            index.stores.close()
+            index.close()
 
     routes = [
         Route("/", index.root, methods=["GET"]),
@@ -450,14 +691,61 @@ def create_app(config: IndexConfig) -> Starlette:
         Route("/simple/", index.project_list, methods=["GET"]),
         Route("/simple/{project}/", index.project_page, methods=["GET"]),
         Route("/packages/{project}/{version}/{filename}", index.download, methods=["GET"]),
+        Route("/upstream/{project}/{filename}", index.upstream_download, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={MlociError: _on_error}, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={MlociError: _on_error},
+        lifespan=lifespan,
+        middleware=[Middleware(_EndAborted)],
+    )
     app.state.index = index
     return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening; UsageError naming the address when that fails.
+
+    Binding before uvicorn starts turns "address in use" or an unknown host name into one clear
+    line and exit code, instead of uvicorn's log lines and its own exit status.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(
+            f"cannot listen on {host!r}: {reason}",
+            hint="give --host an address of this machine, e.g. 127.0.0.1",
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        hint = (
+            "another process listens there; choose another --port"
+            if exc.errno == errno.EADDRINUSE
+            else "give --host an address of this machine and --port one you may use"
+        )
+        raise UsageError(f"cannot listen on {where}: {exc.strerror or exc}", hint=hint) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def serve(config: IndexConfig, *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
     """Run the index until interrupted (uvicorn handles SIGINT/SIGTERM with a graceful shutdown)."""
     import uvicorn  # noqa: PLC0415  (only the server needs it)
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, server_header=False)
+    app = create_app(config)
+    sock = listen(host, port)
+    try:
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level=log_level, server_header=False)
+        )
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

@@ -26,10 +26,17 @@ class FileLink:
     version: str
     url: str
     sha256: str | None
-    size: int
+    size: int | None  # None: unknown (an upstream page that does not say)
     requires_python: str | None
     metadata_sha256: str | None  # the PEP 658 .metadata file's hash; None: no .metadata served
     yanked: str | None  # None: not yanked; "" yanked without a reason
+    other_hashes: tuple[tuple[str, str], ...] = ()  # more hashes an upstream published, preserved
+    upload_time: str | None = None  # PEP 700, ISO 8601 (upstream files only: releases record no time)
+    provenance: str | None = None  # PEP 740 provenance URL (an upstream's, passed on as it is)
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {**({"sha256": self.sha256} if self.sha256 else {}), **dict(self.other_hashes)}
 
 
 def file_url(project: str, version: str, filename: str) -> str:
@@ -99,7 +106,8 @@ def project_list_json(projects: Sequence[str]) -> bytes:
 def project_html(project: str, files: Sequence[FileLink]) -> str:
     anchors = []
     for link in files:
-        href = link.url + (f"#sha256={link.sha256}" if link.sha256 else "")
+        fragment = next(iter(link.hashes.items()), None)
+        href = link.url + (f"#{fragment[0]}={fragment[1]}" if fragment else "")
         attributes = [f'href="{escape(href)}"']
         if link.requires_python:
             # PEP 503: '<' and '>' in the value must be written as entities; escape() does that (and quotes).
@@ -111,19 +119,27 @@ def project_html(project: str, files: Sequence[FileLink]) -> str:
             attributes.append(f'data-dist-info-metadata="{value}"')
         if link.yanked is not None:
             attributes.append(f'data-yanked="{escape(link.yanked)}"')
+        if link.provenance:
+            attributes.append(f'data-provenance="{escape(link.provenance)}"')
         anchors.append(f"<a {' '.join(attributes)}>{escape(link.filename)}</a><br>")
     return _html(f"Links for {project}", anchors)
 
 
-def project_json(project: str, releases: Sequence[Release], files: Sequence[FileLink]) -> bytes:
+def project_json(
+    project: str,
+    releases: Sequence[Release],
+    files: Sequence[FileLink],
+    *,
+    versions: Sequence[str] | None = None,
+) -> bytes:
+    """The PEP 691 page; ``versions`` overrides the releases' (pages of upstream projects)."""
     entries: list[dict[str, Any]] = []
     for link in files:
-        entry: dict[str, Any] = {
-            "filename": link.filename,
-            "url": link.url,
-            "hashes": {"sha256": link.sha256} if link.sha256 else {},
-            "size": link.size,
-        }
+        entry: dict[str, Any] = {"filename": link.filename, "url": link.url, "hashes": link.hashes}
+        if link.size is not None:
+            entry["size"] = link.size
+        if link.upload_time:
+            entry["upload-time"] = link.upload_time
         if link.requires_python:
             entry["requires-python"] = link.requires_python
         if link.metadata_sha256:
@@ -131,10 +147,14 @@ def project_json(project: str, releases: Sequence[Release], files: Sequence[File
             entry["core-metadata"] = {"sha256": link.metadata_sha256}
         if link.yanked is not None:
             entry["yanked"] = link.yanked or True
+        if link.provenance:
+            entry["provenance"] = link.provenance
         entries.append(entry)
-    versions = sorted({r.version for r in releases}, key=_version_key)
+    listed = sorted({r.version for r in releases} | set(versions or ()), key=_version_key)
+    # 1.1 promises every file's size; a page built from an upstream's HTML may not know them.
+    api_version = API_VERSION if all(link.size is not None for link in files) else "1.0"
     return _json(
-        {"meta": {"api-version": API_VERSION}, "name": project, "versions": versions, "files": entries}
+        {"meta": {"api-version": api_version}, "name": project, "versions": listed, "files": entries}
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from mloci.errors import IntegrityError
 from mloci.types.blob import Blob
@@ -15,6 +15,10 @@ from mloci.types.reference import Reference
 
 # Called with the number of bytes just transferred; progress bars hang off this.
 Progress = Callable[[int], None]
+
+# What push_blob did: sent the bytes, had the registry link them from another repository, or
+# found them already there. Transfer statistics count these, never guess.
+BlobOutcome = Literal["uploaded", "mounted", "present"]
 
 # Manifests are small by spec (registries cap them at 4 MiB); anything larger is refused unread.
 MAX_MANIFEST_SIZE = 4 << 20
@@ -42,7 +46,9 @@ class Store(Protocol):
 
     def has_blob(self, repository: str, digest: Digest) -> bool: ...
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None: ...
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
+        """Store ``blob`` unless it is there already; say what it took (see :data:`BlobOutcome`)."""
+        ...
 
     def open_blob(self, repository: str, descriptor: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
         """Chunks of the blob, verified: the iterator raises IntegrityError instead of ending on bad content."""
@@ -87,8 +93,13 @@ class MountsBlobs(Protocol):
 
 @runtime_checkable
 class IngestsFiles(Protocol):
-    def ingest_file(self, path: Path, check: Callable[[], None] | None = None) -> tuple[Digest, int]:
-        """Store a local file as a blob while hashing it (one read); return its digest and size."""
+    def ingest_file(
+        self, path: Path, check: Callable[[], None] | None = None, *, added: set[Digest] | None = None
+    ) -> tuple[Digest, int]:
+        """Store a local file as a blob while hashing it (one read); return its digest and size.
+
+        The digest goes into ``added`` when the store did not hold the blob before (push statistics).
+        """
         ...
 
 

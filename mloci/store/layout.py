@@ -24,13 +24,13 @@ from pathlib import Path
 from mloci.atomic import write_atomic
 from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
 from mloci.store._copy import fast_copy
-from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
+from mloci.store.base import MAX_MANIFEST_SIZE, BlobOutcome, Progress, verified, verify_bytes
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest, hash_file
-from mloci.types.manifest import Descriptor, Index
-from mloci.types.reference import Reference
+from mloci.types.manifest import Descriptor, Index, check_manifest
+from mloci.types.reference import NO_VERSION_HINT, Reference
 
 _CHUNK = 1 << 20
 LAYOUT_VERSION = b'{"imageLayoutVersion":"1.0.0"}'
@@ -119,7 +119,7 @@ class LayoutStore:
                 raise IntegrityError(f"{ref} is not a manifest ({size} bytes)")
             return Descriptor(media_type=_media_type_of(path.read_bytes()), digest=ref.digest, size=size)
         if ref.tag is None:
-            raise UsageError(f"{ref} names no tag or digest")
+            raise UsageError(f"{ref} names no tag or digest", hint=NO_VERSION_HINT)
         tagged = self._entry_for(ref)
         if tagged is None:
             raise NotFoundError(f"{ref} not found in the {self.location}")
@@ -134,6 +134,7 @@ class LayoutStore:
         except FileNotFoundError as exc:
             raise NotFoundError(f"manifest {descriptor.digest} is missing from the {self.location}") from exc
         verify_bytes(data, descriptor, f"manifest {descriptor.digest}")
+        check_manifest(data, descriptor.media_type, what=str(ref))
         return descriptor, data
 
     def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
@@ -173,11 +174,11 @@ class LayoutStore:
     def has_blob(self, repository: str, digest: Digest) -> bool:
         return self.blob_path(digest).is_file()
 
-    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> None:
+    def push_blob(self, repository: str, blob: Blob, progress: Progress | None = None) -> BlobOutcome:
         descriptor = blob.descriptor
         target = self.blob_path(descriptor.digest)
         if target.is_file():
-            return
+            return "present"
         self._ensure()
 
         def chunks() -> Iterator[bytes]:
@@ -186,9 +187,14 @@ class LayoutStore:
                     yield chunk
 
         self._store_verified(target, verified(chunks(), descriptor, f"blob {descriptor.digest}"), progress)
+        return "uploaded"
 
-    def ingest_file(self, path: Path, check: Callable[[], None] | None = None) -> tuple[Digest, int]:
+    def ingest_file(
+        self, path: Path, check: Callable[[], None] | None = None, *, added: set[Digest] | None = None
+    ) -> tuple[Digest, int]:
         """Copy a file into the blob pool while hashing it, in parallel.
+
+        The digest goes into ``added`` when the pool did not hold the blob before (push statistics).
 
         The kernel copies (a reflink, or ``copy_file_range``: no bytes through Python) while this thread hashes from
         the page cache, so ingesting costs about one hash. The file's identity is checked
@@ -228,6 +234,8 @@ class LayoutStore:
                 Path(tmp).unlink()
             else:
                 Path(tmp).replace(target)
+                if added is not None:
+                    added.add(digest)
         except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
             if isinstance(exc, OSError):

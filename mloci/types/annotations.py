@@ -23,6 +23,9 @@ METRICS: Final = "dev.mloci.metrics"
 GIT_DIRTY: Final = "dev.mloci.git.dirty"
 ROLE: Final = "dev.mloci.role"
 ROLE_BUNDLE_MANIFEST: Final = "bundle-manifest"
+ROLE_LOCK_FILE: Final = "lock-file"
+LOCK_FORMAT: Final = "dev.mloci.lock.format"  # pylock, uv or requirements (hashed)
+PREDICATE_TYPE: Final = "in-toto.io/predicate-type"  # on DSSE referrers: the statement's predicate type
 # Which repository an untagged manifest in the local OCI layout belongs to.
 REPOSITORY: Final = "dev.mloci.repository"
 

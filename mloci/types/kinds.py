@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,13 +34,22 @@ KINDS: Final[dict[str, Kind]] = {
     mt.JUNIT_XML: Kind("test results: JUnit", "test-results"),
 }
 _SIGSTORE: Final = Kind("signature: sigstore bundle", None)
+# The in-toto predicate of signed test results (mloci test --attach): an attestation, not provenance.
+TEST_RESULT_PREDICATE: Final = "https://in-toto.io/attestation/test-result/v0.1"
 
 
-def kind_of(artifact_type: str | None) -> Kind | None:
-    """The kind of an artifact type, or None when unknown."""
+def kind_of(artifact_type: str | None, annotations: Mapping[str, str] | None = None) -> Kind | None:
+    """The kind of an artifact type, or None when unknown.
+
+    A sigstore bundle is an attestation when its ``dev.sigstore.bundle.predicateType`` annotation
+    (cosign ``specs/BUNDLE_SPEC.md``) names another predicate than cosign's image signature.
+    """
     if not artifact_type:
         return None
     if artifact_type.startswith(mt.SIGSTORE_BUNDLE_PREFIX):
+        predicate = (annotations or {}).get("dev.sigstore.bundle.predicateType")
+        if predicate and predicate != "https://sigstore.dev/cosign/sign/v1":
+            return Kind(f"attestation: sigstore bundle ({predicate})", None)
         return _SIGSTORE
     return KINDS.get(artifact_type)
 

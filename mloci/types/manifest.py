@@ -12,7 +12,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mloci.errors import RegistryError
+from mloci.errors import IntegrityError, MlociError
 from mloci.types import mediatype
 from mloci.types.digest import Digest
 
@@ -29,18 +29,27 @@ class _Wire(BaseModel):
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Self:
+        """Parse wire bytes; IntegrityError (content is not what it claims to be) when they do not fit."""
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise RegistryError(f"malformed {cls.__name__.lower()}: {where}: {first['msg']}") from None
+            raise IntegrityError(f"malformed {cls.__name__.lower()}: {_first_problem(exc)}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def to_json(self) -> bytes:
         return canonical_json(self.to_dict())
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return "not JSON"
+    where = ".".join(str(p) for p in first["loc"])
+    if not where and first["type"] in ("model_type", "dict_type"):
+        return "not a JSON object"
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
 
 
 class Platform(_Wire):
@@ -94,3 +103,23 @@ class Index(_Wire):
     manifests: list[Descriptor] = Field(default_factory=list)
     subject: Descriptor | None = None
     annotations: dict[str, str] | None = None
+
+
+def check_manifest(
+    data: bytes, media_type: str, *, what: str, error: type[MlociError] = IntegrityError
+) -> Manifest | Index:
+    """``data`` parsed as the image manifest or index ``media_type`` says it is.
+
+    Stores call this before handing manifest bytes on, so every caller may rely on them being a
+    manifest. Anything else (a layer blob named by its digest, text, truncated JSON) raises
+    ``error`` saying "<what> is not a manifest": IntegrityError for content read locally, the
+    registry adapter passes RegistryError (a registry must only serve manifests there).
+    """
+    model: type[Manifest] | type[Index] = Index if media_type in mediatype.INDEX_TYPES else Manifest
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise error(
+            f"{what} is not {'an index' if model is Index else 'a manifest'} ({_first_problem(exc)})",
+            hint="name a tag or a manifest digest, not the digest of a file",
+        ) from None

@@ -19,6 +19,8 @@ _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?")
 _MAX_NAME = 255
+# A reference to one artifact needs a tag or digest: there is no implicit ``latest`` (pushes tag versions).
+NO_VERSION_HINT = "add :<tag> or @sha256:<digest>; 'mloci ls REPOSITORY' lists the versions"
 
 
 def is_valid_tag(tag: str) -> bool:
@@ -29,20 +31,34 @@ def is_valid_repository(name: str) -> bool:
     return _REPOSITORY.fullmatch(name) is not None and len(name) <= _MAX_NAME
 
 
+def check_registry_host(host: str, where: str | None = None) -> str:
+    """``host[:port]`` as a reference names a registry; UsageError (naming ``where``) when it is not one."""
+    place = f" in {where}" if where else ""
+    if _DOMAIN.fullmatch(host) is None:
+        raise UsageError(
+            f"invalid registry host {host!r}{place}",
+            hint="expected host[:port], e.g. registry.example.com or 127.0.0.1:5000",
+        )
+    port = host.rpartition("]")[2].partition(":")[2]
+    if port and not 0 < int(port) <= 65535:
+        raise UsageError(f"invalid port {port} in registry host {host!r}{place}", hint="ports are 1 to 65535")
+    return host
+
+
+def check_default_registry(value: str, where: str) -> str:
+    """``host[:port][/namespace]`` (the form of $MLOCI_REGISTRY), checked; UsageError naming ``where``."""
+    host, _, prefix = value.strip("/").partition("/")
+    check_registry_host(host, where)
+    if prefix and not is_valid_repository(prefix):
+        raise UsageError(
+            f"invalid namespace {prefix!r} in {where}",
+            hint="use lowercase letters, digits and separators '.', '_', '-', '/'",
+        )
+    return value
+
+
 def _looks_like_registry(component: str) -> bool:
     return "." in component or ":" in component or component == "localhost" or component != component.lower()
-
-
-def _host(host: str, where: str) -> str:
-    """``host`` (``name[:port]``) when it is a valid registry address; UsageError saying ``where`` otherwise."""
-    if not _DOMAIN.fullmatch(host):
-        raise UsageError(f"invalid registry host {host!r} {where}")
-    port = host.rpartition("]")[2].partition(":")[2]
-    if port and not 0 < int(port) < 65536:
-        raise UsageError(
-            f"invalid port {port} in registry host {host!r} {where}", hint="ports are 1 to 65535"
-        )
-    return host
 
 
 @dataclass(frozen=True)
@@ -79,11 +95,11 @@ class Reference:
         registry: str | None = None
         first, sep, rest = text.partition("/")
         if sep and _looks_like_registry(first):
-            registry, text = _host(first, f"in {original!r}"), rest
+            registry, text = check_registry_host(first, repr(original)), rest
         elif default_registry:
             host, _, prefix = default_registry.strip("/").partition("/")
             where = f"in the default registry {default_registry!r} ($MLOCI_REGISTRY)"
-            registry = _host(host, where)
+            registry = check_registry_host(host, where)
             if not _looks_like_registry(host):
                 raise UsageError(
                     f"{host!r} {where} would be read as a repository name",

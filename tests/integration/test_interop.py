@@ -77,7 +77,15 @@ def test_oras_sdk_pulls_our_files(mloci: Runner, registry: Registry, bundle: Pat
         client = oras_client.OrasClient(hostname=registry.host, insecure=True)
         files = client.pull(target=f"{repo}:1.0.0", outdir=str(tmp_path / "oras"))
     names = sorted(Path(f).name for f in files)
-    assert names == ["manifest.json", "metrics.json", "model.onnx", "requirements.txt", "train.py"]
+    assert names == [
+        "golden_inputs.json",
+        "golden_outputs.json",
+        "manifest.json",
+        "metrics.json",
+        "model.onnx",
+        "requirements.txt",
+        "train.py",
+    ]
     assert (tmp_path / "oras" / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()
 
 

@@ -115,7 +115,7 @@ def test_unchanged_blobs_are_not_uploaded_again(mloci: Runner, registry: Registr
     second = push_json(mloci, bundle, repo)
     # Only the changed manifest.json layer and the config are new.
     assert second["blobsUploaded"] == 2
-    assert second["blobsSkipped"] == 4
+    assert second["blobsSkipped"] == 6  # model, metrics, requirements, train.py, golden inputs/outputs
 
 
 def test_short_names_use_mloci_registry(
@@ -146,7 +146,7 @@ def test_filter_pulls_a_subset(mloci: Runner, registry: Registry, bundle: Path, 
     assert sorted(p.name for p in weights.iterdir()) == [".mloci", "model.onnx"]
     docs = tmp_path / "docs"
     assert mloci("pull", f"{repo}@{digest}", "-o", docs, "--filter", "*.json").exit_code == 0
-    assert sorted(p.name for p in docs.iterdir()) == [".mloci", "manifest.json", "metrics.json"]
+    assert sorted(p.name for p in docs.iterdir()) == [".mloci", "manifest.json", "metrics.json", "tests"]
     none = mloci("pull", f"{repo}@{digest}", "-o", tmp_path / "none", "--filter", "*.xyz")
     assert none.exit_code == 2 and not (tmp_path / "none").exists()
 

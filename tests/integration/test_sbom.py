@@ -25,6 +25,8 @@ from mloci.types import Reference
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 CYCLONEDX = "application/vnd.cyclonedx+json"
 
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
 
 @pytest.fixture(autouse=True)
 def isolated_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -235,25 +237,27 @@ def test_discover_shows_referrers_of_referrers_cosign_tags_and_filters_by_type(
 
     monkeypatch.setenv("MLOCI_KEY_PASSWORD", "")
     assert mloci("keygen", "--output-key-prefix", tmp_path / "k", "--allow-unencrypted").exit_code == 0
-    assert mloci("sign", f"{repo}:1.0.0", "--key", tmp_path / "k.key").exit_code == 0
-    assert mloci("sign", f"{repo}@{sbom['digest']}", "--key", tmp_path / "k.key").exit_code == 0
+    assert mloci("sign", f"{repo}:1.0.0", "--key", tmp_path / "k.key", "--format", "both").exit_code == 0
+    signed_sbom = mloci("sign", f"{repo}@{sbom['digest']}", "--key", tmp_path / "k.key", "--format", "both")
+    assert signed_sbom.exit_code == 0
 
     tree = run_json(mloci, "discover", f"{repo}:1.0.0")
     assert tree["cosign"]["signatures"]["tag"] == digest.replace(":", "-") + ".sig"
     assert tree["cosign"]["signatures"]["layers"] == 1
     by_type = {n["artifactType"]: n for n in tree["referrers"]}
-    assert set(by_type) == {CYCLONEDX, "application/junit+xml"}
+    assert set(by_type) == {CYCLONEDX, "application/junit+xml", SIGSTORE_BUNDLE}
     assert by_type["application/junit+xml"]["kind"] == "test results: JUnit"
+    assert by_type[SIGSTORE_BUNDLE]["kind"] == "signature: sigstore bundle"
     sbom_node = by_type[CYCLONEDX]
     assert sbom_node["cosign"]["signatures"]["layers"] == 1  # the SBOM itself is signed
-    [child] = sbom_node["referrers"]
+    [child] = [n for n in sbom_node["referrers"] if n["artifactType"] != SIGSTORE_BUNDLE]
     assert child["digest"] == nested["digest"]
     assert child["artifactType"] == "application/vnd.example.review+json"
     assert child["annotations"]["reviewer"] == "alice"
 
     only = run_json(mloci, "discover", f"{repo}:1.0.0", "--artifact-type", CYCLONEDX)
     assert [n["artifactType"] for n in only["referrers"]] == [CYCLONEDX]
-    assert len(only["referrers"][0]["referrers"]) == 1  # what hangs below a match is shown
+    assert len(only["referrers"][0]["referrers"]) == 2  # what hangs below a match is shown
 
     text = mloci("discover", f"{repo}:1.0.0").stdout
     assert "cosign signatures" in text and "application/vnd.example.review+json" in text

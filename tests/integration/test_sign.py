@@ -226,7 +226,7 @@ def test_sign_then_verify_round_trip_in_cosign_layout(
     digest = push(mloci, bundle, repo)
     key = keygen(mloci, monkeypatch, tmp_path / "mloci")
 
-    signed = mloci("sign", f"{repo}:1.0.0", "--key", key, "--json")
+    signed = mloci("sign", f"{repo}:1.0.0", "--key", key, "--format", "legacy", "--json")
     assert signed.exit_code == 0, signed.stderr
     info = json.loads(signed.stdout)
     assert info["digest"] == digest and info["unchanged"] is False and info["signatures"] == 1
@@ -271,7 +271,7 @@ def test_sign_then_verify_round_trip_in_cosign_layout(
     assert mloci("verify", f"{repo}:1.0.0", "--key", pub(key)).stdout.strip() == f"{repo}:1.0.0@{digest}"
 
     # Signing the same payload with the same key again adds nothing.
-    again = mloci("sign", f"{repo}@{digest}", "--key", key, "--json")
+    again = mloci("sign", f"{repo}@{digest}", "--key", key, "--format", "legacy", "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["unchanged"] is True
     assert len(json.loads(http_get(registry, f"/v2/{repo_path}/manifests/{sig_tag(digest)}"))["layers"]) == 1
@@ -285,9 +285,11 @@ def test_a_second_key_appends_a_signature_and_both_verify(
     alice = keygen(mloci, monkeypatch, tmp_path / "alice")
     bob = keygen(mloci, monkeypatch, tmp_path / "bob", password="bob's passphrase")
     monkeypatch.setenv("MLOCI_KEY_PASSWORD", PASSWORD)
-    assert mloci("sign", f"{repo}:1.0.0", "--key", alice, "-a", "by=alice").exit_code == 0
+    assert (
+        mloci("sign", f"{repo}:1.0.0", "--key", alice, "--format", "legacy", "-a", "by=alice").exit_code == 0
+    )
     monkeypatch.setenv("MLOCI_KEY_PASSWORD", "bob's passphrase")
-    signed = mloci("sign", f"{repo}:1.0.0", "--key", bob, "-a", "by=bob", "--json")
+    signed = mloci("sign", f"{repo}:1.0.0", "--key", bob, "--format", "legacy", "-a", "by=bob", "--json")
     assert signed.exit_code == 0, signed.stderr
     assert json.loads(signed.stdout)["signatures"] == 2
 
@@ -314,6 +316,7 @@ def test_verify_with_another_key_fails_with_exit_6(
     assert result.exit_code == 6
     assert one_line_error(result.stderr) == (
         f"mloci: error: no signature for {digest} verifies with stranger.pub: signature does not match"
+        " (the bundle was altered or signed by another key)"
     )
 
 
@@ -323,7 +326,7 @@ def test_a_payload_tampered_in_registry_storage_fails_with_exit_6(
     repo = f"{registry.host}/ml/churn-model"
     digest = push(mloci, bundle, repo)
     key = keygen(mloci, monkeypatch, tmp_path / "mloci")
-    assert mloci("sign", f"{repo}:1.0.0", "--key", key).exit_code == 0
+    assert mloci("sign", f"{repo}:1.0.0", "--key", key, "--format", "legacy").exit_code == 0
     [layer] = json.loads(http_get(registry, f"/v2/ml/churn-model/manifests/{sig_tag(digest)}"))["layers"]
     stored = registry.blob_data_path(layer["digest"])
     data = stored.read_bytes()
@@ -339,7 +342,9 @@ def test_a_rewritten_sig_manifest_with_a_new_payload_fails_with_exit_6(
     repo = f"{registry.host}/ml/churn-model"
     digest = push(mloci, bundle, repo)
     key = keygen(mloci, monkeypatch, tmp_path / "mloci")
-    assert mloci("sign", f"{repo}:1.0.0", "--key", key, "-a", "approved=no").exit_code == 0
+    assert (
+        mloci("sign", f"{repo}:1.0.0", "--key", key, "--format", "legacy", "-a", "approved=no").exit_code == 0
+    )
     manifest = json.loads(http_get(registry, f"/v2/ml/churn-model/manifests/{sig_tag(digest)}"))
     [layer] = manifest["layers"]
     payload = http_get(registry, f"/v2/ml/churn-model/blobs/{layer['digest']}", accept="*/*")
@@ -363,7 +368,7 @@ def test_a_signature_copied_onto_another_artifact_fails_with_exit_6(
     other_digest = push(mloci, bundle, repo)
     assert other_digest != signed_digest
     key = keygen(mloci, monkeypatch, tmp_path / "mloci")
-    assert mloci("sign", f"{repo}:1.0.0", "--key", key).exit_code == 0
+    assert mloci("sign", f"{repo}:1.0.0", "--key", key, "--format", "legacy").exit_code == 0
     raw = http_get(registry, f"/v2/ml/churn-model/manifests/{sig_tag(signed_digest)}")
     http_put_manifest(registry, "ml/churn-model", sig_tag(other_digest), raw, OCI_MANIFEST)
     result = mloci("verify", f"{repo}:1.0.1", "--key", pub(key))
@@ -499,7 +504,9 @@ def test_sign_and_verify_in_the_local_store(
     unsigned = mloci("verify", "churn-model:1.0.0", "--key", pub(key))
     assert unsigned.exit_code == 6
     assert "is not signed" in one_line_error(unsigned.stderr)
-    signed = mloci("sign", "churn-model:1.0.0", "--key", key, "-a", "stage=dev", "--json")
+    signed = mloci(
+        "sign", "churn-model:1.0.0", "--key", key, "--format", "legacy", "-a", "stage=dev", "--json"
+    )
     assert signed.exit_code == 0, signed.stderr
     assert json.loads(signed.stdout)["signatureReference"].startswith(f"churn-model:{sig_tag(digest)}@")
     verified = mloci("verify", f"churn-model@{digest}", "--key", pub(key), "-a", "stage=dev")

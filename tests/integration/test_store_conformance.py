@@ -57,7 +57,7 @@ def test_blob_round_trip_and_existence(store_and_ref: tuple[Store, Reference], t
     )
     assert not store.has_blob(ref.repository, blob.descriptor.digest)
     seen: list[int] = []
-    store.push_blob(ref.repository, blob, progress=seen.append)
+    assert store.push_blob(ref.repository, blob, progress=seen.append) == "uploaded"
     assert sum(seen) == 3_000_000  # progress reports every byte, once
     assert store.has_blob(ref.repository, blob.descriptor.digest)
     with store.open_blob(ref.repository, blob.descriptor) as chunks:
@@ -198,12 +198,17 @@ def test_capabilities_are_declared_and_work(store_and_ref: tuple[Store, Referenc
     if isinstance(store, IngestsFiles):
         source = tmp_path / "file.bin"
         source.write_bytes(b"ingested")
-        digest, size = store.ingest_file(source)
+        added: set[Digest] = set()
+        digest, size = store.ingest_file(source, added=added)
         assert (digest, size) == (Digest.of(b"ingested"), 8)
         assert store.has_blob(ref.repository, digest)
+        assert added == {digest}  # new blobs are reported (push statistics), present ones are not
+        store.ingest_file(source, added=(again := set()))
+        assert again == set()
     if isinstance(store, CollectsGarbage):
         orphan = Blob.of_bytes("application/octet-stream", b"orphan")
-        store.push_blob(ref.repository, orphan)
+        assert store.push_blob(ref.repository, orphan) == "uploaded"
+        assert store.push_blob(ref.repository, orphan) in ("present", "uploaded")
         assert store.collect_garbage(grace_seconds=0) >= 1
         assert not store.has_blob(ref.repository, orphan.descriptor.digest)
         assert store.resolve(ref.with_tag("v"))  # referenced content survives

@@ -454,6 +454,7 @@ def tar_with(*members: tuple[str, bytes, str]) -> bytes:
         [("./", tarfile.REGTYPE, "")],
         [("a", tarfile.LNKTYPE, "missing")],  # was KeyError: hard link to an entry the tar lacks
         [("a", tarfile.REGTYPE, ""), ("a/b", tarfile.REGTYPE, "")],  # was NotADirectoryError
+        [("0", tarfile.LNKTYPE, "\x00\x80")],  # was ValueError: embedded null byte (found by the fuzzer)
     ],
 )
 def test_malformed_tar_layers_are_integrity_errors(members: list[tuple[str, bytes, str]]) -> None:

@@ -48,7 +48,7 @@ def _namespace() -> dict[str, object]:
     import pkgutil
 
     names: dict[str, object] = {}
-    for package in ("mloci.types", "mloci.ops", "mloci.bundle", "mloci.store"):
+    for package in ("mloci.types", "mloci.ops", "mloci.bundle", "mloci.store", "mloci.contract"):
         for info in pkgutil.iter_modules(importlib.import_module(package).__path__, f"{package}."):
             names.update(vars(importlib.import_module(info.name)))
     names.update(vars(importlib.import_module("mloci.project")))
@@ -125,7 +125,7 @@ def test_ops_ask_for_capabilities_not_adapter_classes() -> None:
         assert "RegistryStore(" not in text and "LayoutStore(" not in text, path.name
 
 
-@pytest.mark.parametrize("layer", ["types", "store", "bundle"])
+@pytest.mark.parametrize("layer", ["types", "store", "bundle", "trust"])
 def test_lower_layers_never_import_upward(layer: str) -> None:
     upward = (
         "mloci.ops",

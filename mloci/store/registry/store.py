@@ -20,17 +20,18 @@ from mloci.errors import (
     RegistryError,
     UnavailableError,
     UnsupportedError,
+    UsageError,
 )
 from mloci.store._prefetch import prefetch
-from mloci.store.base import MAX_MANIFEST_SIZE, Progress, verified, verify_bytes
+from mloci.store.base import MAX_MANIFEST_SIZE, BlobOutcome, Progress, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
 from mloci.store.registry.locations import BlobLocations
 from mloci.store.registry.transport import Transport
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor, Index
-from mloci.types.reference import Reference
+from mloci.types.manifest import Descriptor, Index, check_manifest
+from mloci.types.reference import NO_VERSION_HINT, Reference
 
 _ACCEPT = ", ".join(mediatype.MANIFEST_TYPES)
 _CHUNK = 1 << 20
@@ -100,6 +101,10 @@ class StreamUpload:
 
 
 class RegistryStore:
+    # 1 MiB chunks a blob download reads ahead of its consumer. A server streaming many downloads
+    # at once (the package index) lowers it: memory grows with downloads times this.
+    read_ahead: int = 8
+
     def __init__(
         self,
         registry: str,
@@ -140,7 +145,7 @@ class RegistryStore:
     def _manifest_path(self, ref: Reference) -> str:
         identifier = ref.identifier
         if identifier is None:
-            raise NotFoundError(f"{ref} names no tag or digest")
+            raise UsageError(f"{ref} names no tag or digest", hint=NO_VERSION_HINT)
         return f"/v2/{ref.repository}/manifests/{identifier}"
 
     def resolve(self, ref: Reference) -> Descriptor:
@@ -189,9 +194,9 @@ class RegistryStore:
                 raise IntegrityError(
                     f"manifest for {ref} does not match the digest the registry claims ({header})"
                 )
-        return Descriptor(
-            media_type=media_type or mediatype.OCI_MANIFEST, digest=digest, size=len(data)
-        ), data
+        media_type = media_type or mediatype.OCI_MANIFEST
+        check_manifest(data, media_type, what=f"{ref} (from {self.location})", error=RegistryError)
+        return Descriptor(media_type=media_type, digest=digest, size=len(data)), data
 
     def push_manifest(self, ref: Reference, data: bytes, media_type: str) -> Descriptor:
         descriptor = Descriptor.of_bytes(media_type, data)
@@ -225,7 +230,7 @@ class RegistryStore:
 
     def push_blob(
         self, repository: str, blob: Blob, progress: Progress | None = None, *, mount_from: str | None = None
-    ) -> None:
+    ) -> BlobOutcome:
         """Upload ``blob``, resuming from the registry's offset after a dropped connection.
 
         The default is one streamed PATCH (or ``chunk_size`` PATCHes) then a PUT with the
@@ -237,14 +242,14 @@ class RegistryStore:
         if mount_from is None:
             for source in self.locations.candidates(self.registry, repository, descriptor.digest):
                 if self.mount_blob(repository, descriptor.digest, source):
-                    return
+                    return "mounted"
                 self.locations.forget(self.registry, source, descriptor.digest)
         also = [f"repository:{mount_from}:pull"] if mount_from else []
         scope = scope_for(repository, "pull,push", *also)
         session = self._start_upload(repository, scope, descriptor.digest, mount_from)
         if session is None:
             self.locations.note(self.registry, repository, descriptor.digest)
-            return  # mounted
+            return "mounted"
         failures = 0
         offset = 0
         with blob.open() as handle:
@@ -285,6 +290,7 @@ class RegistryStore:
         if header and header != str(descriptor.digest):
             raise IntegrityError(f"registry stored blob as {header}, expected {descriptor.digest}")
         self.locations.note(self.registry, repository, descriptor.digest)
+        return "uploaded"
 
     def _start_upload(
         self, repository: str, scope: str, digest: Digest, mount_from: str | None
@@ -511,7 +517,7 @@ class RegistryStore:
                     _discard(resumed, offset)
 
         try:
-            yield verified(prefetch(chunks()), descriptor, f"blob {descriptor.digest}")
+            yield verified(prefetch(chunks(), self.read_ahead), descriptor, f"blob {descriptor.digest}")
         except BaseException:
             # Unread bytes would poison a pooled connection: drop this one.
             current[0].close()

@@ -32,6 +32,7 @@ from urllib3.exceptions import (
 from mloci import __version__
 from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
 from mloci.store.registry.auth import Authenticator, Credentials
+from mloci.types.reference import check_registry_host
 
 USER_AGENT = f"mloci/{__version__}"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -72,14 +73,23 @@ def _retry_after(value: str | None) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def _printable(text: str, limit: int = 300) -> str:
+    """Text from a registry made safe for one terminal line: no control characters, bounded length."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def _oci_errors(body: bytes) -> tuple[list[str], str]:
+    """The OCI error codes and messages of a response body; for a plain-text body, its text as the message."""
     try:
         errors = json.loads(body).get("errors") or []
         codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
         messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict) and e.get("message")]
-    except (ValueError, AttributeError):
-        return [], ""
-    return codes, "; ".join(messages)
+    except (ValueError, AttributeError, TypeError):
+        # Not OCI JSON: registries (and proxies in front of them) often explain in plain text.
+        text = body[:4096].decode("utf-8", "replace").strip()
+        return [], "" if text.startswith(("<", "{", "[")) else _printable(text)
+    return codes, _printable("; ".join(messages))
 
 
 class Transport:
@@ -98,7 +108,8 @@ class Transport:
         max_retries: int = 4,
         backoff: float = 0.5,
     ) -> None:
-        self.registry = registry
+        # Every way in (references, doctor, index serve, login) ends here: never hand urllib3 a bad host.
+        self.registry = check_registry_host(registry)
         self.max_retries = max_retries
         self.backoff = backoff
         self.host = _DOCKER_HUB.get(registry, registry)
@@ -108,6 +119,8 @@ class Transport:
         if self._scheme is None and not is_loopback(self.host):
             self._scheme = "https"
         self.auth = Authenticator(credentials)
+        self._is_registry: bool | None = None  # learnt from GET /v2/ on the first bare 404
+        self._probe_status = 0
         pool_kw: dict[str, Any] = {
             "maxsize": max(concurrency, 1) + 2,
             "block": False,
@@ -297,17 +310,53 @@ class Transport:
                 f"access denied by {self.host} for {what}{detail}", hint="the credentials lack this scope"
             )
         if status == 404:
+            if not codes and not self._speaks_distribution(url):
+                return RegistryError(
+                    f"{self.host} is not an OCI registry: GET {redact(self.url('/v2/'))} answered HTTP "
+                    f"{self._probe_status}",
+                    hint="check the registry host and port",
+                    method=method,
+                    url=redact(url),
+                    status=status,
+                )
             return NotFoundError(f"not found: {what}{detail}")
         if {"DIGEST_INVALID", "SIZE_INVALID"} & set(codes):
             return IntegrityError(f"registry {self.host} rejected the content of {what}{detail}")
+        hint = None
+        allowed = response.headers.get("Allow")
+        if status == 405 and allowed:
+            detail += f" (allowed: {_printable(allowed, 80)})"
+            if not {"PUT", "POST", "PATCH", "DELETE"} & {m.strip().upper() for m in allowed.split(",")}:
+                hint = "the registry is read-only here: maintenance mode, a mirror or a pull-through cache"
         return RegistryError(
             f"registry {self.host} answered HTTP {status} to {what}{detail}",
+            hint=hint,
             method=method,
             url=redact(url),
             status=status,
             codes=codes,
             temporary=status in RETRYABLE_STATUS,
         )
+
+    def _speaks_distribution(self, url: str) -> bool:
+        """Whether the host answers the distribution API's base endpoint as a registry does (asked once).
+
+        A 404 that carries no OCI error code may be a registry's bare "no such manifest" (HEAD
+        has no body) or a web server that is no registry at all; ``GET /v2/`` tells them apart.
+        """
+        if self._is_registry is None:
+            if urlsplit(url).path == "/v2/":
+                self._probe_status, self._is_registry = 404, False
+                return False
+            try:
+                probe = self._raw("GET", self.url("/v2/"), {}, None, stream=False)
+            except MlociError:
+                return True  # cannot tell: keep the answer the registry gave
+            self._probe_status = probe.status
+            self._is_registry = probe.status in (200, 401) or bool(
+                probe.headers.get("Docker-Distribution-API-Version")
+            )
+        return self._is_registry
 
     def close(self) -> None:
         self._pool.clear()

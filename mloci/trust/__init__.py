@@ -1,0 +1,37 @@
+"""Signature wire formats and keys, without I/O on stores: the pieces ``ops.sign`` and ``ops.attest`` use.
+
+- :mod:`mloci.trust.keys`: ECDSA P-256 and Ed25519 keys (PEM), signing and verifying bytes.
+- :mod:`mloci.trust.cosign`: cosign's legacy *simple signing* payload and ``.sig`` image.
+- :mod:`mloci.trust.dsse`: DSSE envelopes and their pre-authentication encoding.
+- :mod:`mloci.trust.intoto`: in-toto Statement v1 and SLSA Provenance v1.
+- :mod:`mloci.trust.bundle`: sigstore bundles v0.3 (key-based, written and verified here).
+- :mod:`mloci.trust.rekor`: Rekor v1 evidence (inclusion proof, checkpoint, SET) checked offline.
+- :mod:`mloci.trust.keyless`: keyless bundle verification against a trusted root (``sigstore`` extra).
+- :mod:`mloci.trust.verifier`: whose signature counts (key or identity) and offline bundle checks.
+- :mod:`mloci.trust.model_signing`: OpenSSF Model Signing v1.0 statements over a file tree.
+
+Nothing here opens a store; dependencies point down only (``types``, ``errors``).
+"""
+
+from __future__ import annotations
+
+from mloci.types.text import escape_controls
+
+
+class Rejected(Exception):
+    """One signature or attestation that does not count; ``rank`` orders reasons by how far the check got."""
+
+    def __init__(self, reason: str, rank: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rank = rank
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """``value`` (from a bundle, a certificate or a registry) safe for a terminal and short.
+
+    Control characters and bidi overrides are escaped (:func:`mloci.types.text.escape_controls`)
+    and the text is cut at ``limit`` characters.
+    """
+    escaped = escape_controls(str(value))
+    return escaped if len(escaped) <= limit else escaped[:limit] + "…"

@@ -1,0 +1,345 @@
+"""sigstore bundles (protobuf-specs ``sigstore_bundle.proto``, JSON form), as cosign v3 writes them.
+
+A bundle is ``{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "verificationMaterial":
+{...}, "dsseEnvelope" | "messageSignature": {...}}``. The verification material is a key hint
+(``publicKey.hint``: base64 SHA-256 of the key's DER SPKI), a Fulcio certificate
+(``certificate.rawBytes``; ``x509CertificateChain`` before v0.3), transparency-log entries and
+RFC 3161 timestamps.
+
+``cosign sign --key`` (v3) signs an image as a DSSE envelope around an in-toto Statement v1 whose
+``predicateType`` is ``https://sigstore.dev/cosign/sign/v1`` and whose only subject is the image
+manifest digest (no name, empty predicate); :func:`image_signature_bundle` writes exactly that
+structure. ``cosign sign-blob`` writes a ``messageSignature``: the artifact's SHA-256 and a
+signature over the artifact bytes.
+
+Key-based bundles are verified here with ``cryptography`` alone (:func:`verify_with_key`); their
+transparency-log entries too, when a trusted root is given. Certificate (keyless) bundles go
+through :mod:`mloci.trust.keyless`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
+
+from mloci.trust import Rejected, rekor, shown
+from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, b64decode, sign_envelope, signed_by
+from mloci.trust.intoto import COSIGN_SIGN_V1, STATEMENT_TYPE, check_statement
+from mloci.trust.keys import PrivateKey, PublicKey, key_hint, spki_der
+from mloci.types.digest import Digest
+
+BUNDLE_V03: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
+BUNDLE_PREFIX: Final = "application/vnd.dev.sigstore.bundle"
+BUNDLE_TYPES: Final = (
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    BUNDLE_V03,
+)
+# OCI manifest annotations cosign puts on a bundle referrer (cosign specs/BUNDLE_SPEC.md).
+CONTENT_ANNOTATION: Final = "dev.sigstore.bundle.content"
+PREDICATE_ANNOTATION: Final = "dev.sigstore.bundle.predicateType"
+
+Content = Literal["dsse-envelope", "message-signature"]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A parsed sigstore bundle; nothing in it is trusted until a ``verify_*`` function says so."""
+
+    media_type: str
+    content: Content
+    envelope: Envelope | None
+    message_digest: bytes | None  # SHA-256 of the artifact, for message signatures
+    signature: bytes  # the DSSE signature (the first) or the message signature
+    hint: str | None
+    certificate: bytes | None  # DER of the signing certificate
+    tlog_entries: tuple[dict[str, Any], ...]
+    document: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def predicate_type(self) -> str | None:
+        """The statement's predicate type, *unverified* (for annotations and display)."""
+        if self.envelope is None or self.envelope.payload_type != IN_TOTO_PAYLOAD:
+            return None
+        try:
+            value = json.loads(self.envelope.payload)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        kind = value.get("predicateType") if isinstance(value, dict) else None
+        return kind if isinstance(kind, str) else None
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Bundle:
+        """Parse a bundle; ValueError (one line) when it is not a sigstore bundle mloci understands."""
+        try:
+            document = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        media_type = document.get("mediaType")
+        if media_type not in BUNDLE_TYPES:
+            raise ValueError(f"media type {media_type!r} is not a sigstore bundle")
+        material = document.get("verificationMaterial")
+        if not isinstance(material, dict):
+            raise ValueError("verificationMaterial is missing")
+        hint = (material.get("publicKey") or {}).get("hint")
+        certificate: bytes | None = None
+        try:
+            if isinstance(material.get("certificate"), dict):
+                certificate = base64.b64decode(material["certificate"]["rawBytes"], validate=True)
+            elif isinstance(material.get("x509CertificateChain"), dict):
+                chain = material["x509CertificateChain"].get("certificates") or []
+                certificate = base64.b64decode(chain[0]["rawBytes"], validate=True) if chain else None
+        except (KeyError, TypeError, binascii.Error, ValueError):
+            raise ValueError("the certificate is not base64 DER") from None
+        entries = material.get("tlogEntries") or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ValueError("tlogEntries is not a list of entries")
+        envelope: Envelope | None = None
+        message_digest: bytes | None = None
+        if "dsseEnvelope" in document:
+            envelope = Envelope.from_dict(document["dsseEnvelope"])
+            if len(envelope.signatures) != 1:
+                raise ValueError(f"the envelope holds {len(envelope.signatures)} signatures, not one")
+            signature = envelope.signatures[0].sig
+            content: Content = "dsse-envelope"
+        elif isinstance(document.get("messageSignature"), dict):
+            message = document["messageSignature"]
+            try:
+                signature = b64decode(message["signature"])
+                digest = message.get("messageDigest")
+                if digest is not None:
+                    if digest.get("algorithm") != "SHA2_256":
+                        raise ValueError(
+                            f"message digest algorithm {digest.get('algorithm')!r} is not SHA2_256"
+                        )
+                    message_digest = b64decode(digest["digest"])
+            except (KeyError, TypeError, AttributeError, binascii.Error):
+                raise ValueError("messageSignature needs a base64 signature and digest") from None
+            content = "message-signature"
+        else:
+            raise ValueError("the bundle holds neither a dsseEnvelope nor a messageSignature")
+        return cls(
+            media_type=str(media_type),
+            content=content,
+            envelope=envelope,
+            message_digest=message_digest,
+            signature=signature,
+            hint=hint if isinstance(hint, str) else None,
+            certificate=certificate,
+            tlog_entries=tuple(entries),
+            document=document,
+        )
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def image_signature_statement(
+    digest: Digest, annotations: Mapping[str, str] | None = None, *, name: str | None = None
+) -> bytes:
+    """The statement ``cosign sign`` (v3) signs for an image: subject = the manifest digest, no name.
+
+    Field for field as cosign v3.1 writes it (``annotations`` and ``predicate`` present and
+    empty); cosign's protojson output adds random spaces after separators, mloci writes none.
+    ``annotations`` (``sign -a``) are signed as the subject's annotations; ``name`` (keyless
+    signing through sigstore-python, which requires one) names the repository.
+    """
+    subject: dict[str, Any] = {"name": name} if name else {}
+    subject.update({"digest": {digest.algorithm: digest.encoded}, "annotations": dict(annotations or {})})
+    statement = {
+        "_type": STATEMENT_TYPE,
+        "subject": [subject],
+        "predicateType": COSIGN_SIGN_V1,
+        "predicate": {},
+    }
+    return _compact(statement)
+
+
+def dsse_bundle_of(envelope: Envelope, key: PublicKey) -> bytes:
+    """A key-based v0.3 bundle around an already signed ``envelope`` (one signature by ``key``)."""
+    document = {
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {"publicKey": {"hint": key_hint(key)}},
+        "dsseEnvelope": envelope.to_dict(keyids=False),
+    }
+    return _compact(document)
+
+
+def dsse_bundle(statement: bytes, key: PrivateKey) -> bytes:
+    """A key-based v0.3 bundle: ``publicKey.hint`` and a DSSE envelope signing ``statement``.
+
+    Field order and shape as cosign v3 (``mediaType``, ``verificationMaterial``, ``dsseEnvelope``
+    with ``payload``, ``payloadType``, ``signatures: [{sig}]``); no transparency-log entry.
+    """
+    return dsse_bundle_of(sign_envelope(statement, key), key.public_key())
+
+
+def image_signature_bundle(
+    digest: Digest, key: PrivateKey, annotations: Mapping[str, str] | None = None
+) -> bytes:
+    """What ``cosign sign --key`` (v3) attaches to the image ``digest``."""
+    return dsse_bundle(image_signature_statement(digest, annotations), key)
+
+
+# -- verification --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a verified bundle vouches for."""
+
+    content: Content
+    digest: Digest  # the artifact (subject) the signature binds
+    predicate_type: str | None
+    statement: dict[str, Any] | None
+    signer: str  # "key <hint>" or the certificate identity
+    issuer: str | None = None
+    log: rekor.LogEvidence | None = None
+    timestamps: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "digest": str(self.digest),
+            "predicateType": self.predicate_type,
+            "signer": self.signer,
+            "issuer": self.issuer,
+            "transparencyLog": (
+                {
+                    "logIndex": self.log.log_index,
+                    "integratedTime": self.log.integrated_time.isoformat(),
+                    "log": self.log.log_url,
+                }
+                if self.log
+                else None
+            ),
+        }
+
+
+def _verify_prehashed(key: PublicKey, signature: bytes, digest: bytes) -> bool:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return False  # Ed25519 signs the message itself; there is no prehashed form
+    try:
+        key.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _pem_key(data: bytes) -> PublicKey | None:
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey) else None
+
+
+def _same_key(pem_b64: Any, key: PublicKey) -> bool:
+    if not isinstance(pem_b64, str):
+        return False
+    try:
+        logged = _pem_key(base64.b64decode(pem_b64, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+    return logged is not None and spki_der(logged) == spki_der(key)
+
+
+def bind_entry(body: dict[str, Any], bundle: Bundle, verifier_matches: Any) -> None:
+    """Rejected unless the logged ``body`` is this bundle's signature (artifact/payload hash and signature).
+
+    ``verifier_matches(value)`` says whether the entry's key or certificate (base64 PEM) is the signer's.
+    """
+    kind, spec = body.get("kind"), body.get("spec")
+    if not isinstance(spec, dict):
+        raise Rejected("transparency log entry: the body has no spec", 6)
+    signature = base64.b64encode(bundle.signature).decode()
+    if kind == "hashedrekord" and bundle.content == "message-signature":
+        logged_hash = ((spec.get("data") or {}).get("hash") or {}).get("value")
+        if bundle.message_digest is None or logged_hash != bundle.message_digest.hex():
+            raise Rejected("transparency log entry: it logs another artifact hash", 6)
+        logged = spec.get("signature") or {}
+        if logged.get("content") != signature:
+            raise Rejected("transparency log entry: it logs another signature", 6)
+        if not verifier_matches((logged.get("publicKey") or {}).get("content")):
+            raise Rejected("transparency log entry: it logs another key or certificate", 6)
+        return
+    if kind == "dsse" and bundle.envelope is not None:
+        payload_hash = (spec.get("payloadHash") or {}).get("value")
+        if payload_hash != hashlib.sha256(bundle.envelope.payload).hexdigest():
+            raise Rejected("transparency log entry: it logs another payload", 6)
+        for item in spec.get("signatures") or []:
+            if isinstance(item, dict) and item.get("signature") == signature:
+                if verifier_matches(item.get("verifier")):
+                    return
+                raise Rejected("transparency log entry: it logs another key or certificate", 6)
+        raise Rejected("transparency log entry: it logs another signature", 6)
+    raise Rejected(f"transparency log entry: kind {shown(kind)!r} does not match the bundle's content", 6)
+
+
+def verify_with_key(
+    bundle: Bundle,
+    key: PublicKey,
+    digest: Digest,
+    *,
+    trusted_root: dict[str, Any] | None = None,
+    predicate_type: str | None = None,
+    require_tlog: bool = False,
+) -> Verified:
+    """Verify a key-based bundle over the artifact ``digest`` (the subject, or the blob's SHA-256).
+
+    DSSE: a signature by ``key`` over the PAE, an in-toto statement (of ``predicate_type``; None:
+    any) whose subject names ``digest``. Message signature: the bundle's message digest is
+    ``digest`` and the signature verifies over it. With ``trusted_root`` every transparency-log
+    entry must verify and log this signature; without one, entries are not checked (unless
+    ``require_tlog``, which then fails). Rejected with the reason otherwise.
+    """
+    statement: dict[str, Any] | None = None
+    kind: str | None = None
+    if bundle.envelope is not None:
+        if not signed_by(bundle.envelope, key):
+            raise Rejected("signature does not match (the bundle was altered or signed by another key)", 2)
+        kind, statement = check_statement(
+            bundle.envelope.payload_type, bundle.envelope.payload, digest, predicate_type
+        )
+    else:
+        if digest.algorithm != "sha256":
+            raise Rejected(f"message signatures are over SHA-256, not {digest.algorithm}", 2)
+        if bundle.message_digest is not None and bundle.message_digest != bytes.fromhex(digest.encoded):
+            raise Rejected(
+                f"the bundle signs artifact sha256:{bundle.message_digest.hex()[:12]}…, not {digest}", 5
+            )
+        if not _verify_prehashed(key, bundle.signature, bytes.fromhex(digest.encoded)):
+            raise Rejected("signature does not match (the artifact was altered or signed by another key)", 2)
+        if predicate_type not in (None, COSIGN_SIGN_V1):
+            raise Rejected("a message signature carries no attestation", 4)
+    evidence: rekor.LogEvidence | None = None
+    if trusted_root is not None:
+        if not bundle.tlog_entries and require_tlog:
+            raise Rejected("the bundle has no transparency-log entry", 6)
+        logs = rekor.log_keys(trusted_root)
+        for entry in bundle.tlog_entries:
+            evidence = rekor.verify_entry(entry, logs)
+            bind_entry(rekor.entry_body(entry), bundle, lambda value: _same_key(value, key))
+    elif require_tlog:
+        raise Rejected("transparency-log inclusion was required but no trusted root was given", 6)
+    return Verified(
+        content=bundle.content,
+        digest=digest,
+        predicate_type=kind,
+        statement=statement,
+        signer=f"key {key_hint(key)}",
+        log=evidence,
+    )

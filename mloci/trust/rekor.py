@@ -1,0 +1,222 @@
+"""Transparency-log evidence in sigstore bundles (Rekor v1), checked offline against a trusted root.
+
+For one ``tlogEntries[]`` item this verifies, with ``cryptography`` only:
+
+- the **inclusion proof** (RFC 6962 / RFC 9162 §2.1.3.2): the leaf ``SHA-256(0x00 || body)`` and the
+  audit path recompute ``rootHash`` for ``logIndex`` in a tree of ``treeSize``;
+- the **checkpoint** (a signed note, transparency-dev ``checkpoint.md``): origin, size and root
+  equal the proof's, and a signature line by the log verifies with the log's key from the trusted
+  root (the 4-byte key hint is the start of the log id, SHA-256 of the key's DER SPKI);
+- the **SET** (``inclusionPromise``), where present: the log's signature over the RFC 8785
+  canonical JSON ``{body, integratedTime, logID, logIndex}``;
+- that the log id names a log of the trusted root, valid at the integrated time.
+
+Binding the entry to the signature (same artifact hash, signature and key) is the caller's job:
+:func:`entry_body` returns the logged body. ``envelopeHash`` of a ``dsse`` entry depends on how
+the signer serialized the envelope, so callers bind through payload hash, signature and verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from mloci.trust import Rejected
+from mloci.trust.keys import PublicKey, verifies
+
+# Ranks for Rejected: past the signature, the log evidence is what failed.
+_RANK = 6
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise Rejected(f"transparency log entry: {what} is missing", _RANK)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise Rejected(f"transparency log entry: {what} is not base64", _RANK) from None
+
+
+def _int(value: Any, what: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Rejected(f"transparency log entry: {what} is not a number", _RANK) from None
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class LogKey:
+    """A transparency log (or CT log) of a trusted root: its id, key and validity window."""
+
+    log_id: bytes
+    key: PublicKey
+    start: datetime | None
+    end: datetime | None
+    base_url: str
+
+    def valid_at(self, moment: datetime) -> bool:
+        return (self.start is None or self.start <= moment) and (self.end is None or moment < self.end)
+
+
+def log_keys(trusted_root: dict[str, Any], section: str = "tlogs") -> list[LogKey]:
+    """The logs of a sigstore ``trusted_root.json`` section (``tlogs`` or ``ctlogs``) with usable keys."""
+    found: list[LogKey] = []
+    for item in trusted_root.get(section) or []:
+        try:
+            raw = base64.b64decode(item["publicKey"]["rawBytes"])
+            log_id = base64.b64decode(item["logId"]["keyId"])
+            key = load_der_public_key(raw)
+        except (KeyError, TypeError, ValueError):
+            continue
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: PLC0415
+
+        if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+            continue
+        valid = item["publicKey"].get("validFor") or {}
+        found.append(
+            LogKey(
+                log_id, key, _time(valid.get("start")), _time(valid.get("end")), str(item.get("baseUrl", ""))
+            )
+        )
+    return found
+
+
+def entry_body(entry: dict[str, Any]) -> dict[str, Any]:
+    """The logged entry (``canonicalizedBody``), parsed."""
+    try:
+        body = json.loads(_b64(entry.get("canonicalizedBody"), "canonicalizedBody"))
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected("transparency log entry: the body is not JSON", _RANK) from None
+    if not isinstance(body, dict):
+        raise Rejected("transparency log entry: the body is not an object", _RANK)
+    return body
+
+
+def _hash_children(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
+    """RFC 9162 §2.1.3.2: whether ``proof`` shows leaf hash ``leaf`` at ``index`` in a tree of ``size``."""
+    if index < 0 or index >= size:
+        return False
+    fn, sn = index, size - 1
+    current = leaf
+    for sibling in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            current = _hash_children(sibling, current)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            current = _hash_children(current, sibling)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and current == root
+
+
+def _check_checkpoint(envelope: Any, log: LogKey, size: int, root: bytes) -> None:
+    if not isinstance(envelope, str) or "\n\n" not in envelope:
+        raise Rejected("transparency log entry: the checkpoint is missing or malformed", _RANK)
+    body, _, signatures = envelope.partition("\n\n")
+    lines = body.split("\n")
+    if len(lines) < 3:
+        raise Rejected("transparency log entry: the checkpoint is malformed", _RANK)
+    if lines[1] != str(size) or lines[2] != base64.b64encode(root).decode():
+        raise Rejected("transparency log entry: the checkpoint does not match the inclusion proof", _RANK)
+    message = (body + "\n").encode()
+    for line in signatures.split("\n"):
+        if not line.startswith("\u2014 "):
+            continue
+        _, _, encoded = line[2:].rpartition(" ")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if raw[:4] == log.log_id[:4] and verifies(log.key, raw[4:], message):
+            return
+    raise Rejected("transparency log entry: no checkpoint signature verifies with the log's key", _RANK)
+
+
+def _check_set(entry: dict[str, Any], log: LogKey, index: int, integrated: int) -> None:
+    promise = entry.get("inclusionPromise")
+    if not isinstance(promise, dict):
+        return
+    signature = _b64(promise.get("signedEntryTimestamp"), "signedEntryTimestamp")
+    payload = {
+        "body": entry.get("canonicalizedBody"),
+        "integratedTime": integrated,
+        "logID": log.log_id.hex(),
+        "logIndex": index,
+    }
+    message = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    if not verifies(log.key, signature, message):
+        raise Rejected("transparency log entry: the signed entry timestamp (SET) does not verify", _RANK)
+
+
+@dataclass(frozen=True)
+class LogEvidence:
+    log_index: int
+    integrated_time: datetime
+    log_url: str
+
+
+def is_v1(entry: dict[str, Any]) -> bool:
+    """Whether the entry is a Rekor v1 entry (kind version 0.0.1), the form :func:`verify_entry` checks."""
+    return (entry.get("kindVersion") or {}).get("version") == "0.0.1"
+
+
+def verify_entry(entry: dict[str, Any], logs: list[LogKey]) -> LogEvidence:
+    """Check one Rekor v1 ``tlogEntries[]`` item against the trusted logs; Rejected with the reason otherwise.
+
+    Rekor v2 entries (kind version 0.0.2: no integrated time, another body shape) are refused
+    with that reason; keyless bundles have them checked by sigstore-python instead.
+    """
+    if not is_v1(entry):
+        kind = entry.get("kindVersion") or {}
+        raise Rejected(
+            f"transparency log entry: {kind.get('kind')!r} {kind.get('version')!r} entries (Rekor v2) are "
+            "checked for keyless bundles only",
+            _RANK,
+        )
+    log_id = _b64((entry.get("logId") or {}).get("keyId"), "logId")
+    log = next((candidate for candidate in logs if candidate.log_id == log_id), None)
+    if log is None:
+        raise Rejected("transparency log entry: its log is not in the trusted root", _RANK)
+    body = _b64(entry.get("canonicalizedBody"), "canonicalizedBody")
+    index = _int(entry.get("logIndex"), "logIndex")
+    integrated = _int(entry.get("integratedTime"), "integratedTime")
+    moment = datetime.fromtimestamp(integrated, UTC)
+    if not log.valid_at(moment):
+        raise Rejected("transparency log entry: the log's key was not valid at the integrated time", _RANK)
+    proof = entry.get("inclusionProof")
+    if not isinstance(proof, dict):
+        raise Rejected("transparency log entry: there is no inclusion proof", _RANK)
+    hashes = proof.get("hashes")
+    if not isinstance(hashes, list):
+        raise Rejected("transparency log entry: the inclusion proof has no hashes", _RANK)
+    size = _int(proof.get("treeSize"), "treeSize")
+    root = _b64(proof.get("rootHash"), "rootHash")
+    leaf = hashlib.sha256(b"\x00" + body).digest()
+    path = [_b64(h, "inclusion proof hash") for h in hashes]
+    if not verify_inclusion(leaf, _int(proof.get("logIndex"), "inclusion proof logIndex"), size, path, root):
+        raise Rejected("transparency log entry: the inclusion proof does not verify", _RANK)
+    _check_checkpoint((proof.get("checkpoint") or {}).get("envelope"), log, size, root)
+    _check_set(entry, log, index, integrated)
+    return LogEvidence(index, moment, log.base_url)

@@ -1,0 +1,188 @@
+"""Verifying sigstore bundles offline: whose signature counts (:class:`TrustRule`) and the checks.
+
+No store and no network: a bundle's bytes (or a file) against an artifact digest, by key
+(:func:`mloci.trust.bundle.verify_with_key`, ``cryptography`` only) or by keyless identity
+(:func:`mloci.trust.keyless.verify_keyless`, the ``sigstore`` extra). ``ops.sign`` finds the
+bundles in registries and uses these.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mloci.errors import IntegrityError, UsageError
+from mloci.trust import Rejected, rekor
+from mloci.trust.bundle import Bundle, Verified, verify_with_key
+from mloci.trust.dsse import Envelope, signed_by
+from mloci.trust.intoto import check_statement
+from mloci.trust.keyless import IdentityRule, trusted_root_path, verify_keyless
+from mloci.trust.keys import PublicKey, key_hint, load_public_key
+from mloci.types.digest import Digest, hash_file
+
+# Bundles are a few KiB (a certificate chain and log proofs at most); a larger one is refused unread.
+MAX_BUNDLE = 1 << 20
+
+
+@dataclass(frozen=True)
+class TrustRule:
+    """Whose signatures count: a public key, or a certificate identity and issuer (keyless)."""
+
+    key: PublicKey | None = None
+    key_name: str = "the key"
+    identity: IdentityRule | None = None
+    trusted_root: Path | None = None
+    require_tlog: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.key is None) == (self.identity is None):
+            raise UsageError(
+                "verify with either --key or --certificate-identity and --certificate-oidc-issuer",
+            )
+
+    def describe(self) -> str:
+        return self.key_name if self.identity is None else self.identity.describe()
+
+    @classmethod
+    def of(
+        cls,
+        key: Path | PublicKey | None = None,
+        identity: IdentityRule | None = None,
+        trusted_root: Path | None = None,
+        *,
+        require_tlog: bool = False,
+    ) -> TrustRule:
+        if isinstance(key, Path):
+            return cls(load_public_key(key), key.name, identity, trusted_root, require_tlog)
+        return cls(key, "the key", identity, trusted_root, require_tlog)
+
+
+def load_root(path: Path | None) -> dict[str, Any] | None:
+    path = trusted_root_path(path)
+    if path is None:
+        return None
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"trusted root {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"trusted root {path} is not readable JSON: {exc}") from None
+    if not isinstance(document, dict) or "tlogs" not in document:
+        raise UsageError(f"{path} is not a sigstore trusted_root.json (no tlogs)")
+    return document
+
+
+def verify_bundle_bytes(
+    data: bytes, digest: Digest, rule: TrustRule, *, predicate_type: str | None = None
+) -> Verified:
+    """Verify the sigstore bundle ``data`` over the artifact ``digest`` with ``rule``; Rejected otherwise."""
+    try:
+        bundle = Bundle.from_json(data)
+    except ValueError as exc:
+        raise Rejected(f"not a sigstore bundle ({exc})", 1) from None
+    if rule.identity is not None:
+        verified = verify_keyless(
+            data, bundle, digest, rule.identity, trusted_root=rule.trusted_root, predicate_type=predicate_type
+        )
+        root = load_root(rule.trusted_root)
+        if root is not None and bundle.tlog_entries:
+            # sigstore-python checked the log; this records which entry (and checks it a second time).
+            logs = rekor.log_keys(root)
+            evidence = [
+                rekor.verify_entry(entry, logs) for entry in bundle.tlog_entries if rekor.is_v1(entry)
+            ]
+            if evidence:
+                verified = replace(verified, log=evidence[0])
+        return verified
+    assert rule.key is not None  # noqa: S101
+    if bundle.certificate is not None:
+        raise Rejected("the bundle is signed with a certificate: verify it with --certificate-identity", 1)
+    return verify_with_key(
+        bundle,
+        rule.key,
+        digest,
+        trusted_root=load_root(rule.trusted_root),
+        predicate_type=predicate_type,
+        require_tlog=rule.require_tlog,
+    )
+
+
+@dataclass(frozen=True)
+class BundleVerifyResult:
+    path: Path
+    verified: Verified
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bundle": str(self.path), "verified": True, **self.verified.to_json()}
+
+
+def read_bundle_file(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > MAX_BUNDLE:
+            raise UsageError(f"{path} is larger than {MAX_BUNDLE} bytes; not a sigstore bundle")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"bundle {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a bundle file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def verify_bundle_file(
+    path: Path,
+    rule: TrustRule,
+    *,
+    digest: Digest | None = None,
+    artifact: Path | None = None,
+    predicate_type: str | None = None,
+) -> BundleVerifyResult:
+    """Verify a bundle file offline, like ``cosign verify-blob --bundle`` / ``verify-blob-attestation``.
+
+    The artifact is ``digest`` (an image or artifact manifest digest, the statement's subject) or
+    the file ``artifact`` (hashed once, streaming). A bare DSSE envelope (cosign's legacy ``.att``
+    layer) is accepted too, with ``--key``. IntegrityError (exit 6) when it does not verify.
+    """
+    if (digest is None) == (artifact is None):
+        raise UsageError("give exactly one of --digest and --artifact")
+    if artifact is not None:
+        if not artifact.is_file():
+            raise UsageError(f"artifact {artifact} is not a file")
+        digest = hash_file(artifact)[0]
+    assert digest is not None  # noqa: S101
+    data = read_bundle_file(path)
+    try:
+        if _is_bare_envelope(data):
+            verified = _verify_bare_envelope(data, digest, rule, predicate_type)
+        else:
+            verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
+    except Rejected as rejected:
+        raise IntegrityError(f"{path.name} does not verify for {digest}: {rejected.reason}") from None
+    return BundleVerifyResult(path, verified)
+
+
+def _is_bare_envelope(data: bytes) -> bool:
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(document, dict) and "payloadType" in document and "mediaType" not in document
+
+
+def _verify_bare_envelope(
+    data: bytes, digest: Digest, rule: TrustRule, predicate_type: str | None
+) -> Verified:
+    if rule.key is None:
+        raise Rejected("a bare DSSE envelope carries no certificate: verify it with --key", 1)
+    try:
+        envelope = Envelope.from_json(data)
+    except ValueError as exc:
+        raise Rejected(f"not a DSSE envelope ({exc})", 1) from None
+    if not signed_by(envelope, rule.key):
+        raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
+    kind, statement = check_statement(
+        envelope.payload_type, envelope.payload, digest, predicate_type, legacy=True
+    )
+    return Verified("dsse-envelope", digest, kind, statement, f"key {key_hint(rule.key)}")
