@@ -87,11 +87,6 @@ def serve_command(
 ) -> None:
     """Browse models, versions, metrics and promotions in a web UI, with a REST API and a package index.
 
-    \b
-      mloci serve                                            # the local store → http://127.0.0.1:8080/
-      mloci serve --registry registry.example.com --namespace ml --port 0
-      curl 'http://127.0.0.1:8080/api/v1/models?q=auc>0.9'
-
     Pages: / (models), /models/NAME, /models/NAME/versions/VERSION-OR-DIGEST, /compare?a=&b=,
     /packages/. API: /api/v1/ (OpenAPI document at /api/v1/openapi.json). With --registry the
     PEP 503 index (what `mloci index serve` serves) is at /simple/.
