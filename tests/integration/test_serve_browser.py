@@ -95,7 +95,7 @@ def test_browse_search_open_compare(
         assert "/versions/1.2.0" in driver.current_url  # type: ignore[attr-defined]
         assert "mloci pull" in driver.find_element(By.ID, "pull").text  # type: ignore[attr-defined]
         attached = driver.find_element(By.ID, "referrers").text  # type: ignore[attr-defined]
-        assert "sbom: CycloneDX" in attached and "test results" in attached and ".sig" in attached
+        assert "sbom: CycloneDX" in attached and "test results" in attached and "signature" in attached
         _full_page(driver, shots / "version.png")
 
         driver.back()  # type: ignore[attr-defined]
