@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _FUNCTIONS = (
-    "attach", "attest", "build_image", "check_environment", "check_policy", "copy", "diff", "discover", "doctor", "gc",
-    "history", "init", "inspect", "keygen", "login", "logout", "promote", "pull", "pull_wheel", "push",
-    "push_wheels", "reserve_projects", "rollback", "run_tests", "sbom", "sign", "tag", "validate", "verify", "verify_attestation",
+    "attach", "attest", "build_image", "check_environment", "check_policy", "copy", "diff", "discover", "doctor",
+    "export", "gc", "history", "import_archive", "init", "inspect", "keygen", "login", "logout", "promote", "pull",
+    "pull_wheel", "push", "push_wheels", "reserve_projects", "rollback", "run_tests", "sbom", "sign", "tag",
+    "validate", "verify", "verify_attestation",
     "versions", "yank",
 )  # fmt: skip
 _NAMES: dict[str, str] = {
@@ -46,6 +47,8 @@ _NAMES: dict[str, str] = {
     "ModelVersion": "mloci.ops.listing",
     "Diff": "mloci.ops.diff",
     "CopyResult": "mloci.ops.transfer",
+    "ExportResult": "mloci.ops.archive",
+    "ImportResult": "mloci.ops.archive",
     "TagResult": "mloci.ops.tag",
     "PromotionResult": "mloci.ops.promote",
     "History": "mloci.ops.promote",
@@ -85,8 +88,10 @@ __all__ = [
     "Descriptor",
     "Diff",
     "Digest",
+    "ExportResult",
     "History",
     "HistoryEntry",
+    "ImportResult",
     "Index",
     "IntegrityError",
     "Manifest",
@@ -120,8 +125,10 @@ __all__ = [
     "diff",
     "discover",
     "doctor",
+    "export",
     "gc",
     "history",
+    "import_archive",
     "init",
     "inspect",
     "keygen",

@@ -23,6 +23,7 @@ from mloci.types.reference import Reference
 if TYPE_CHECKING:
     from mloci.contract.environment import CheckReport
     from mloci.contract.run import ContractReport
+    from mloci.ops.archive import ExportResult, ImportResult
     from mloci.ops.attach import AttachResult, DiscoverResult
     from mloci.ops.attest import AttestationVerifyResult, AttestResult
     from mloci.ops.diff import Diff
@@ -177,11 +178,14 @@ class Client:
         format: Literal["modelpack", "image-volume"] = "modelpack",
         force: bool = False,
         progress: TransferListener | None = None,
+        pack: Mapping[str, Literal["tar", "raw"]] | None = None,
     ) -> PushResult:
         """Validate, pack and push a bundle directory; tags ``<version>`` and ``<version>-<sha7>``.
 
         Without ``repository`` the bundle's name goes to ``$MLOCI_REGISTRY`` or the local store.
-        A version tag naming other content is a ConflictError unless ``force``.
+        A version tag naming other content is a ConflictError unless ``force``. ``pack`` maps
+        directories to ``"tar"`` (one tar layer) or ``"raw"`` (a layer per file), over the
+        manifest's ``pack`` section.
         """
         from mloci.ops.push import push  # noqa: PLC0415
 
@@ -194,6 +198,7 @@ class Client:
             extra_tags=tags,
             force=force,
             listener=progress,
+            pack_overrides=sorted((pack or {}).items()),
         )
 
     @_errors
@@ -207,11 +212,13 @@ class Client:
         verify_key: PathLike | None = None,
         digest_file: PathLike | None = None,
         progress: TransferListener | None = None,
+        connections: int = 1,
     ) -> PullResult:
         """Fetch an artifact into ``output``, every byte verified before anything appears there.
 
         ``verify_key`` requires a signature by that key first (then exactly the signed digest is
         pulled); ``force`` replaces same-named files mloci did not write, never anything else.
+        ``connections`` > 1 downloads blobs of 32 MiB or more in that many parallel byte ranges.
         """
         from mloci.ops.pull import pull  # noqa: PLC0415
 
@@ -224,7 +231,37 @@ class Client:
             listener=progress,
             verify_key=Path(verify_key) if verify_key is not None else None,
             digest_file=Path(digest_file) if digest_file is not None else None,
+            connections=connections,
         )
+
+    @_errors
+    def export(
+        self,
+        references: Sequence[RefLike],
+        output: PathLike,
+        *,
+        with_referrers: bool = False,
+        compress: bool = False,
+    ) -> ExportResult:
+        """Write artifacts (with their signatures, SBOMs… when ``with_referrers``) into one
+        deterministic OCI image-layout tar; read it with ``oci-archive:PATH`` references."""
+        from mloci.ops.archive import export  # noqa: PLC0415
+
+        return export(
+            [_ref(r) for r in references],
+            Path(output),
+            with_referrers=with_referrers,
+            compress=compress,
+            session=self.session,
+        )
+
+    @_errors
+    def import_archive(self, archive: PathLike, target: str | None = None) -> ImportResult:
+        """Load every artifact of an archive from :meth:`export` into the local store or
+        ``target`` (``REGISTRY[/NAMESPACE]``), digests unchanged."""
+        from mloci.ops.archive import import_archive  # noqa: PLC0415
+
+        return import_archive(Path(archive), target, session=self.session)
 
     @_errors
     def inspect(self, reference: RefLike) -> Artifact:

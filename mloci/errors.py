@@ -81,6 +81,10 @@ class IntegrityError(MlociError):
     exit_code = 6
 
 
+class NotAManifestError(IntegrityError):
+    """A reference resolved to a blob (a layer, a config), not a manifest; a tag naming one may be replaced."""
+
+
 class ConflictError(MlociError):
     exit_code = 7
 
@@ -145,4 +149,5 @@ EXIT_CODES: dict[str, int] = {
         ContractError,
     )
 }
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM (Kubernetes, CI cancel): 128 + 15

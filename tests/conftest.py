@@ -43,6 +43,10 @@ def mloci_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
         "DOCKER_CONFIG",
     ):
         monkeypatch.delenv(name, raising=False)
+    # Mirrors come only from a test's own registries.conf, never the machine's /etc/containers one.
+    no_mirrors = home / "registries.conf"
+    no_mirrors.write_text("")
+    monkeypatch.setenv("MLOCI_REGISTRIES_CONF", str(no_mirrors))
     return home
 
 

@@ -11,13 +11,14 @@ invalid: a stale checksum file means the files are not the ones somebody checked
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mloci.errors import Problem
-from mloci.types.digest import Digest, hash_file
+from mloci.types.digest import Digest
 
 CHECKSUM_FILENAMES = ("sha256.txt", "SHA256SUMS")
 
@@ -117,13 +118,23 @@ def verify_checksums(
     return problems
 
 
-def hashing_lookup(present: Mapping[str, Path]) -> Callable[[str], Digest]:
-    """``digest_of`` for :func:`verify_checksums` that hashes each file (once) when asked."""
-    cache: dict[str, Digest] = {}
+@contextlib.contextmanager
+def hashing_lookup(present: Mapping[str, Path]) -> Iterator[Callable[[str], Digest]]:
+    """``digest_of`` for :func:`verify_checksums` that hashes each file when asked, through the digest
+    cache: a multi-GB file that ``push`` (or an earlier ``validate``) already hashed is not read again."""
+    from mloci import settings  # noqa: PLC0415 - only bundles with checksum files pay for the cache
+    from mloci.bundle.digests import default_cache  # noqa: PLC0415
+
+    cache = default_cache(settings.home())
+    hasher = cache.hasher()
+    found: dict[str, Digest] = {}
 
     def digest_of(path: str) -> Digest:
-        if path not in cache:
-            cache[path] = hash_file(present[path])[0]
-        return cache[path]
+        if path not in found:
+            found[path] = hasher(present[path], path)[0]
+        return found[path]
 
-    return digest_of
+    try:
+        yield digest_of
+    finally:
+        cache.close()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
 import stat
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from mloci.bundle.manifest import MANIFEST_FILENAME, METRICS_FILENAME
 from mloci.errors import Problem
@@ -97,15 +98,18 @@ _DATASET_SUFFIXES = frozenset(
 
 def layer_kind(path: str) -> str:
     """The ModelPack layer kind for a bundle file: weight, weight.config, doc, code or dataset."""
-    name = PurePosixPath(path).name.lower()
-    suffix = PurePosixPath(name).suffix
+    # String operations, not PurePosixPath: this runs once per file, and bundles can hold 100,000 files.
+    name = path.rpartition("/")[2].lower()
+    stem, suffix = posixpath.splitext(name)
+    if suffix == ".":
+        stem, suffix = name, ""
     if path in (MANIFEST_FILENAME, METRICS_FILENAME):
         return "doc"
     if name in _CONFIG_NAMES:
         return "weight.config"
     if name in _CODE_NAMES or suffix in _CODE_SUFFIXES:
         return "code"
-    if PurePosixPath(name).stem in _DOC_STEMS or suffix in _DOC_SUFFIXES:
+    if stem in _DOC_STEMS or suffix in _DOC_SUFFIXES:
         return "doc"
     if suffix in _DATASET_SUFFIXES:
         return "dataset"
@@ -133,7 +137,9 @@ def _ignore_patterns(root: Path) -> list[str]:
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
-    name = PurePosixPath(path).name
+    if not patterns:
+        return False
+    name = path.rpartition("/")[2]
     return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 

@@ -116,7 +116,8 @@ def inspect_bundle(root: Path, *, checksums: bool = True) -> tuple[Bundle | None
     problems.extend(checksum_syntax)
     if checksums and listed:
         sources = {f.path: f.source for f in files}
-        problems.extend(verify_checksums(listed, sources, hashing_lookup(sources)))
+        with hashing_lookup(sources) as digest_of:
+            problems.extend(verify_checksums(listed, sources, digest_of))
 
     if problems or manifest is None:
         return None, problems
@@ -150,9 +151,9 @@ def check_checksums(bundle: Bundle, digests: Mapping[str, tuple[Digest, int]]) -
     if not listed:
         return
     sources = {f.path: f.source for f in bundle.files}
-    fallback = hashing_lookup(sources)
-    problems = verify_checksums(
-        listed, sources, lambda path: digests[path][0] if path in digests else fallback(path)
-    )
+    with hashing_lookup(sources) as fallback:
+        problems = verify_checksums(
+            listed, sources, lambda path: digests[path][0] if path in digests else fallback(path)
+        )
     if problems:
         raise _invalid(bundle.root, problems)

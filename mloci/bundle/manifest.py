@@ -271,6 +271,40 @@ class CommandTest(_ContractTest):
 ContractTest = Annotated[GoldenTest | SignatureTest | LatencyTest | CommandTest, Field(discriminator="kind")]
 
 
+def _relative_paths(values: list[str]) -> list[str]:
+    for path in values:
+        parts = path.split("/")
+        if path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(
+                f"{path!r} must be a plain relative path inside the bundle (no '..', no leading '/')"
+            )
+    return values
+
+
+RelativePaths = Annotated[list[str], AfterValidator(_relative_paths)]
+
+
+class Pack(_Strict):
+    """How files become layers: one raw layer per file, or directories of many small files as one tar layer."""
+
+    tar: RelativePaths = Field(
+        default_factory=list,
+        description="Directories packed as one tar layer each, whatever their size or file count.",
+    )
+    raw: RelativePaths = Field(
+        default_factory=list,
+        description="Directories or files always packed one raw layer per file (never into a tar layer).",
+    )
+    min_files: Annotated[int, Field(gt=0)] = Field(
+        default=100,
+        description="A top-level directory holding at least this many small files packs them as one tar layer.",
+    )
+    small_file_size: Annotated[int, Field(ge=0)] = Field(
+        default=1 << 20,
+        description="Files up to this many bytes count as small; larger ones stay raw layers unless under a 'tar' directory.",
+    )
+
+
 class BundleManifest(_Strict):
     """The ``manifest.json`` at the root of a model bundle."""
 
@@ -310,6 +344,9 @@ class BundleManifest(_Strict):
     )
     tests: list[ContractTest] = Field(
         default_factory=list, description="Tests that travel with the model; 'mloci test' runs them."
+    )
+    pack: Pack | None = Field(
+        default=None, description="How files are grouped into layers; see docs/format.md (Tar layers)."
     )
     extensions: dict[str, Any] = Field(
         default_factory=dict,

@@ -12,8 +12,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from mloci.bundle import tarpack
 from mloci.bundle.files import layer_kind
 from mloci.bundle.git import GitState
 from mloci.bundle.load import Bundle
@@ -122,18 +124,31 @@ def _manifest_annotations(manifest: BundleManifest, created: str) -> dict[str, s
     return {key: value for key, value in values.items() if value is not None}
 
 
-def pack(bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = None) -> PackedArtifact:
+def pack(
+    bundle: Bundle,
+    *,
+    digests: Mapping[str, tuple[Digest, int]] | None = None,
+    spool: Path | None = None,
+    tar_cache: tarpack.TarCache | None = None,
+) -> PackedArtifact:
     """Build the artifact's config and manifest.
 
     ``digests`` maps bundle paths to (digest, size) already computed by the caller (who may
     have cached them, or copied or uploaded each file while hashing it); files missing from
-    it are hashed here.
+    it are hashed here. Tar layers are written into ``spool`` (a directory the caller removes)
+    when given, else re-generated from the files whenever they are read.
     """
     digests = digests or {}
     manifest = bundle.manifest
     created = rfc3339(source_date(manifest))
     layers: list[Blob] = []
-    for entry in bundle.files:
+    # Directories of many small files become tar layers plus a file index (mloci.bundle.tarpack).
+    packing = tarpack.plan(bundle.files, manifest.pack)
+    if packing.groups:
+        tar_layers = [tarpack.build(group, spool, cache=tar_cache) for group in packing.groups]
+        layers += [layer.blob for layer in tar_layers]
+        layers.append(tarpack.index_blob(tar_layers))
+    for entry in packing.raw:
         layer_annotations = {ann.MODEL_FILEPATH: entry.path, ann.TITLE: entry.path}
         if entry.path == MANIFEST_FILENAME:
             # Packed from the validated model (git fields filled in), not copied from disk.
@@ -156,7 +171,9 @@ def pack(bundle: Bundle, *, digests: Mapping[str, tuple[Digest, int]] | None = N
         )
         layers.append(Blob(descriptor, path=entry.source))
 
-    # Raw layers are uncompressed, so each diffId is the layer digest itself.
+    if packing.groups:
+        layers.sort(key=lambda b: (b.descriptor.annotation(ann.MODEL_FILEPATH) or "").encode())
+    # Raw and tar layers are uncompressed, so each diffId is the layer digest itself.
     config_data = canonical_json(_config(manifest, created, [str(b.descriptor.digest) for b in layers]))
     config = Blob.of_bytes(mediatype.MODEL_CONFIG, config_data)
     oci_manifest = Manifest(

@@ -10,7 +10,8 @@ import click
 
 from mloci.cli._output import emit_error, printable
 from mloci.cli.app import cli
-from mloci.errors import EXIT_INTERRUPTED, BundleInvalidError, MlociError
+from mloci.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, BundleInvalidError, MlociError
+from mloci.interrupts import Terminated, handle_signals
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -20,6 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``{"error": {"message", "hint", "exitCode"}}``, whatever the command, so CI can parse it.
     """
     args = list(argv) if argv is not None else sys.argv[1:]
+    with handle_signals():
+        return _run(args)
+
+
+def _run(args: list[str]) -> int:
     debug = "--debug" in args
     as_json = "--json" in (args[: args.index("--")] if "--" in args else args)
     try:
@@ -33,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if as_json:
             emit_error(exc.format_message(), None, exc.exit_code)
         return exc.exit_code
+    except Terminated:
+        click.echo("mloci: terminated (SIGTERM); nothing was left half-written", err=True)
+        if as_json:
+            emit_error("terminated (SIGTERM)", None, EXIT_TERMINATED)
+        return EXIT_TERMINATED
     except click.exceptions.Abort:
         click.echo("mloci: interrupted", err=True)
         if as_json:

@@ -73,7 +73,8 @@ class _Bars:
 
         self._verb = verb
         self._progress = Progress(
-            TextColumn("{task.description}", justify="left"),
+            # Labels are file paths, some from a registry: never read them as rich markup ("[link=…]").
+            TextColumn("{task.description}", justify="left", markup=False),
             BarColumn(),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),

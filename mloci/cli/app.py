@@ -24,7 +24,7 @@ Exit codes:
   4  not found            9  registry protocol error
                         10  not supported by the registry
 130  interrupted        11  refused by a policy
-                        12  contract not met (test, check)
+143  terminated         12  contract not met (test, check)
 
 \b
 References: [registry/]repository[:tag][@sha256:…]. Without a registry, names go to
@@ -48,9 +48,12 @@ COMMANDS = {
     "history": "mloci.cli.lifecycle:history_command",
     "rollback": "mloci.cli.lifecycle:rollback_command",
     "copy": "mloci.cli.lifecycle:copy_command",
+    "export": "mloci.cli.archive:export_command",
+    "import": "mloci.cli.archive:import_command",
     "ls": "mloci.cli.lifecycle:ls_command",
     "diff": "mloci.cli.lifecycle:diff_command",
     "gc": "mloci.cli.lifecycle:gc_command",
+    "fsck": "mloci.cli.fsck:fsck_command",
     "policy": "mloci.cli.policy:policy_group",
     "image": "mloci.cli.image:image_group",
     "keygen": "mloci.cli.trust:keygen_command",

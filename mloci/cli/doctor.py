@@ -4,7 +4,7 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, printable
 from mloci.cli.options import json_option, registry_options, session_from, upload_options
 from mloci.ops.doctor import doctor
 
@@ -31,4 +31,4 @@ def doctor_command(registry: str, repository: str, as_json: bool, **kw: Any) -> 
         return
     width = max(len(f.name) for f in report.findings)
     for finding in report.findings:
-        click.echo(f"{_MARKS[finding.supported]}  {finding.name:<{width}}  {finding.detail}")
+        click.echo(printable(f"{_MARKS[finding.supported]}  {finding.name:<{width}}  {finding.detail}"))

@@ -16,11 +16,23 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mloci push ./churn-model                # local store, or $MLOCI_REGISTRY",
         f"mloci push ./churn-model {R}",
         f"mloci push ./churn-model {R} -t latest --json",
+        f"mloci push ./tokenizer-model {R} --pack vocab=tar --pack shards=raw",
+    ),
+    "export": (
+        f"mloci export {R}:1.5.0 --with-referrers -o churn-model-1.5.0.tar",
+        "mloci export churn-model:1.5.0 other-model:2.0.0 --compress -o models.tar.gz",
+    ),
+    "import": (
+        "mloci import churn-model-1.5.0.tar registry.internal:5000/ml",
+        "mloci import churn-model-1.5.0.tar          # into the local store",
+        "mloci inspect oci-archive:churn-model-1.5.0.tar:1.5.0   # or read it in place",
     ),
     "pull": (
         f"mloci pull {R}:1.0.0 -o ./model",
         f"mloci pull {R}@sha256:<digest> -o /models --digest-file /models/DIGEST",
         f"mloci pull {R}:1.0.0 --filter weight -o ./weights",
+        f"mloci pull {R}:1.0.0 -o ./model --connections 8   # large blobs in parallel ranges",
+        "mloci pull oci-archive:churn-model-1.5.0.tar:1.5.0 -o ./model",
     ),
     "inspect": (f"mloci inspect {R}:1.0.0", "mloci inspect churn-model:1.0.0 --json"),
     "login": ('echo "$TOKEN" | mloci login registry.example.com -u ci --password-stdin',),

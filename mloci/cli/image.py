@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from mloci.cli._output import emit_json
+from mloci.cli._output import emit_json, printable
 from mloci.cli.options import json_option, parse_pairs, registry_options, session_from, upload_options
 from mloci.errors import UsageError
 from mloci.ops.image import ImageSpec, build_image, split_command
@@ -109,5 +109,5 @@ def build_command(
     if as_json:
         emit_json(result.to_json())
     else:
-        click.echo(f"model {result.model_digest} on {', '.join(result.platforms)}", err=True)
+        click.echo(printable(f"model {result.model_digest} on {', '.join(result.platforms)}"), err=True)
         click.echo(str(result.reference))

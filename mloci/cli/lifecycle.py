@@ -168,9 +168,14 @@ def copy_command(source: str, destination: str, with_referrers: bool, as_json: b
 def ls_command(repository: str, as_json: bool, **kw: Any) -> None:
     """List the versions in REPOSITORY: version, git SHA, created, key metrics, environment aliases."""
     repo = parse_reference(repository)
-    versions = list_versions(repo, session=session_from(kw))
+    broken: list[str] = []
+    versions = list_versions(repo, session=session_from(kw), broken=broken)
+    for line in broken:
+        click.echo(f"mloci: warning: {line}", err=True)
     if as_json:
-        emit_json({"repository": repo.name, "versions": [v.to_json() for v in versions]})
+        emit_json(
+            {"repository": repo.name, "versions": [v.to_json() for v in versions], "brokenTags": broken}
+        )
         return
     if versions:
         click.echo(f"{'VERSION':<16} {'GIT SHA':<8} {'DIGEST':<19}  {'CREATED':<20} METRICS")
@@ -249,6 +254,8 @@ def gc_command(
         session=session_from(kw),
         grace_seconds=grace_seconds,
     )
+    for line in plan.broken_tags:
+        click.echo(f"mloci: warning: {line}", err=True)
     if as_json:
         emit_json(plan.to_json())
         return

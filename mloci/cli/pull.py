@@ -58,6 +58,14 @@ from mloci.ops.refs import parse_reference
     is_flag=True,
     help="After pulling, check this environment against the bundle (as 'mloci check'); exit 12 on a mismatch.",
 )
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 32),
+    default=1,
+    show_default=True,
+    help="Download each blob of 32 MiB or more over N connections in byte ranges (faster when one connection "
+    "is throttled, e.g. object storage behind the registry); the digest is verified once it is complete.",
+)
 @registry_options
 @download_options
 @json_option
@@ -73,6 +81,7 @@ def pull_command(
     verify_issuer: str | None,
     trusted_root: Path | None,
     check_env: bool,
+    connections: int,
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -106,6 +115,7 @@ def pull_command(
         verify_identity=identity,
         trusted_root=trusted_root,
         digest_file=digest_file,
+        connections=connections,
     )
     if check_env:  # exit 12 naming each mismatch; the pulled files stay
         from mloci.cli.contract import check_pulled  # noqa: PLC0415

@@ -5,6 +5,7 @@ from typing import Any
 
 import click
 
+from mloci.bundle.tarpack import parse_override
 from mloci.cli._output import emit_json, human_size, listener
 from mloci.cli.options import json_option, quiet_option, registry_options, session_from, upload_options
 from mloci.ops.push import Format, push
@@ -26,6 +27,15 @@ from mloci.ops.push import Format, push
     help="modelpack: one raw layer per file. image-volume: an image with the files under /models/<name>, "
     "mountable as a Kubernetes image volume or KServe modelcar (tags <version>-image).",
 )
+@click.option(
+    "--pack",
+    "pack",
+    multiple=True,
+    metavar="DIR=tar|raw",
+    help="Pack directory DIR as one tar layer, or each of its files as its own raw layer (repeatable; "
+    "overrides the manifest's 'pack' section). By default a top-level directory of 100 or more small "
+    "files becomes a tar layer.",
+)
 @registry_options
 @upload_options
 @json_option
@@ -36,6 +46,7 @@ def push_command(
     tags: tuple[str, ...],
     force: bool,
     layout: Format,
+    pack: tuple[str, ...],
     as_json: bool,
     quiet: bool,
     **kw: Any,
@@ -54,6 +65,7 @@ def push_command(
         extra_tags=tags,
         force=force,
         listener=listener("pushing", quiet=quiet or as_json),
+        pack_overrides=[parse_override(text) for text in pack],
     )
     if as_json:
         emit_json(result.to_json())

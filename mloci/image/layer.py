@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from mloci import leftovers
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 
 _BLOCK = 1 << 20
+LAYER_PREFIX = "layer-"
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def build_layer(
     """Write a reproducible tar(+gzip) layer of ``entries`` under ``workdir``; return it with its digests."""
     files = sorted(entries, key=lambda e: e.path)
     workdir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=workdir, prefix="layer-")
+    # Named after this process, so what a SIGKILL leaves is swept by `mloci gc` (mloci.leftovers).
+    fd, tmp = tempfile.mkstemp(dir=workdir, prefix=leftovers.owned_prefix(LAYER_PREFIX))
     target = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as raw:

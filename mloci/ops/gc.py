@@ -26,6 +26,8 @@ class GcPlan:
     attachments: dict[str, list[str]] = field(default_factory=dict)  # deleted digest -> its referrers
     executed: bool = False
     blobs_removed: int = 0
+    leftovers_removed: int = 0  # temporary files of killed processes swept from the local store
+    broken_tags: list[str] = field(default_factory=list)  # tags that name no manifest: skipped, named
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,6 +38,8 @@ class GcPlan:
                 {**v.to_json(), "referrers": self.attachments.get(str(v.digest), [])} for v in self.delete
             ],
             "blobsRemoved": self.blobs_removed,
+            "leftoversRemoved": self.leftovers_removed,
+            "brokenTags": self.broken_tags,
         }
 
 
@@ -64,8 +68,9 @@ def plan_gc(repository: Reference, *, keep_last: int, session: Session | None = 
             f"gc takes a repository, not the version {repository}",
             hint=f"run 'mloci gc {repository.with_tag(None).with_digest(None)} …'",
         )
-    versions = [v for v in list_versions(repository, session=session) if v.tags]
-    plan = GcPlan(repository.with_tag(None).with_digest(None).name)
+    broken: list[str] = []
+    versions = [v for v in list_versions(repository, session=session, broken=broken) if v.tags]
+    plan = GcPlan(repository.with_tag(None).with_digest(None).name, broken_tags=broken)
     for position, version in enumerate(versions):
         (plan.keep if position < keep_last or version.aliases else plan.delete).append(version)
     return plan
@@ -87,7 +92,7 @@ def gc(
             plan.attachments[str(version.digest)] = [
                 str(d) for d in _attachments(store, repo, version.digest)
             ]
-        if dry_run or not plan.delete:
+        if dry_run:
             return plan
         for version in plan.delete:
             # The version first: a registry refusing deletes fails here, before anything is gone.
@@ -99,5 +104,7 @@ def gc(
                     continue
         plan.executed = True
         if isinstance(store, CollectsGarbage):
+            # Also when no version went: a killed push leaves temporary files and unlisted blobs.
+            plan.leftovers_removed = store.sweep_leftovers(grace_seconds=grace_seconds)
             plan.blobs_removed = store.collect_garbage(grace_seconds=grace_seconds)
         return plan

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ from mloci.errors import IntegrityError
 from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.store.base import MAX_METADATA_SIZE
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import file_index, jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.json import JSONObject
 from mloci.types.manifest import Descriptor, Index, Manifest
@@ -29,15 +29,19 @@ class ArtifactFile:
     media_type: str
     digest: Digest
     size: int
+    layer: Digest | None = None  # the tar layer holding this file (tar-packed directories), else None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "path": self.path,
             "kind": self.kind,
             "mediaType": self.media_type,
             "digest": str(self.digest),
             "size": self.size,
         }
+        if self.layer is not None:
+            value["layer"] = str(self.layer)
+        return value
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ class Artifact:
             return {k: float(v) for k, v in self.bundle.metrics.items()}
         raw = self.annotations.get(ann.METRICS)
         try:
-            value = json.loads(raw) if raw else {}
+            value = jsontext.loads(raw) if raw else {}
         except ValueError:
             return {}
         if not isinstance(value, dict):
@@ -103,7 +107,7 @@ class Artifact:
             "annotations": self.annotations,
             "metrics": self.metrics,
             "files": [f.to_json() for f in self.files],
-            "manifest": json.loads(self.manifest_bytes),
+            "manifest": jsontext.loads(self.manifest_bytes),
             "config": self.config,
             "bundle": self.bundle.to_document() if self.bundle is not None else None,
         }
@@ -121,12 +125,38 @@ def describe_layer(layer: Descriptor) -> ArtifactFile:
     )
 
 
+def _files(store: Store, repository: str, manifest: Manifest) -> tuple[ArtifactFile, ...]:
+    """One entry per file: tar layers with a file index are listed as the files they hold."""
+    index_descriptor = file_index.index_layer(manifest)
+    index: file_index.FileIndex = {}
+    if index_descriptor is not None:
+        index = file_index.parse_index(
+            read_small_blob(store, repository, index_descriptor, limit=file_index.MAX_INDEX_SIZE)
+        )
+    files: list[ArtifactFile] = []
+    for layer in manifest.layers:
+        if layer is index_descriptor:
+            continue
+        entry = describe_layer(layer)
+        packed = index.get(layer.digest)
+        if packed is None:
+            files.append(entry)
+            continue
+        files.extend(
+            dataclasses.replace(
+                entry, path=f.path, digest=Digest.parse(f.digest), size=f.size, layer=layer.digest
+            )
+            for f in packed
+        )
+    return tuple(files)
+
+
 def _small_json(store: Store, repository: str, descriptor: Descriptor) -> JSONObject | None:
     if descriptor.size > MAX_METADATA_SIZE:
         return None  # described, never downloaded
     data = read_small_blob(store, repository, descriptor)
     try:
-        value = json.loads(data)
+        value = jsontext.loads(data)
     except ValueError:
         raise IntegrityError(
             f"blob {descriptor.digest} ({descriptor.media_type}) is not valid JSON"
@@ -161,7 +191,7 @@ def read_artifact(store: Store, reference: Reference) -> Artifact:
         if layer.annotation(ann.ROLE) == ann.ROLE_BUNDLE_MANIFEST:
             bundle, problem = _bundle(store, pinned, layer)
             break
-    files = tuple(describe_layer(layer) for layer in manifest.layers)
+    files = _files(store, reference.repository, manifest)
     return Artifact(
         pinned, descriptor.digest, descriptor.media_type, manifest, None, config, bundle, files, data, problem
     )

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mloci.errors import IntegrityError, NotFoundError, RegistryError
+from mloci.errors import IntegrityError, NotAManifestError, NotFoundError, RegistryError
 from mloci.ops.promote import RECORD_TAG_PREFIX
 from mloci.ops.referrers import COSIGN_SUFFIXES, is_fallback_tag
 from mloci.store import Session, Store, scoped
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Index, Manifest
 from mloci.types.reference import Reference
@@ -68,7 +67,7 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
     raw = manifest.annotation(ann.METRICS)
     if raw:
         try:
-            parsed = json.loads(raw)
+            parsed = jsontext.loads(raw)
         except ValueError:
             parsed = {}
         if isinstance(parsed, dict):
@@ -79,16 +78,33 @@ def _describe(store: Store, repo: Reference, version: ModelVersion) -> None:
             }
 
 
-def list_versions(repository: Reference, *, session: Session | None = None) -> list[ModelVersion]:
-    """Every artifact a tag names in ``repository``, newest version first."""
+def list_versions(
+    repository: Reference, *, session: Session | None = None, broken: list[str] | None = None
+) -> list[ModelVersion]:
+    """Every artifact a tag names in ``repository``, newest version first.
+
+    A tag that names no manifest (a blob tagged by an older mloci) is skipped; when ``broken``
+    is given, a line naming it is appended there for the caller to show.
+    """
     with scoped(session) as active:
         store = active.store(repository)
         repo = repository.with_tag(None).with_digest(None)
+
+        def resolve(tag: str) -> Digest | NotAManifestError:
+            try:
+                return store.resolve(repo.with_tag(tag)).digest
+            except NotAManifestError as exc:
+                return exc
+
         tags = [t for t in store.list_tags(repo.repository) if not is_internal_tag(t)]
         with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:
-            digests = list(pool.map(lambda t: store.resolve(repo.with_tag(t)).digest, tags))
+            digests = list(pool.map(resolve, tags))
             versions: dict[Digest, ModelVersion] = {}
             for name, digest in zip(tags, digests, strict=True):
+                if isinstance(digest, NotAManifestError):
+                    if broken is not None:
+                        broken.append(f"skipped tag {repo.name}:{name}: {digest.message}")
+                    continue
                 entry = versions.setdefault(digest, ModelVersion(digest))
                 (entry.tags if is_version_tag(name) else entry.aliases).append(name)
             list(pool.map(lambda v: _describe(store, repo, v), versions.values()))

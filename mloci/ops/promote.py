@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from mloci.buildenv import actor, ci_run_url
-from mloci.errors import IntegrityError, MlociError, NotFoundError, UsageError
+from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
 from mloci.ops.referrers import attach
 from mloci.ops.transfer import Copier
 from mloci.project import ProjectConfig
@@ -231,8 +231,8 @@ def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None
             return None
         payload = read_small_blob(store, repo.repository, manifest.layers[0])
         record = PromotionRecord.model_validate_json(payload)
-    except (ValidationError, IntegrityError, NotFoundError):
-        return None
+    except (ValidationError, IntegrityError, NotFoundError, RegistryError):
+        return None  # not a record mloci can read (malformed, or a tag that merely looks like one)
     if manifest.subject is None or manifest.subject.digest != record.digest:
         return None  # a record must bind the digest it describes
     return HistoryEntry(record, descriptor.digest)

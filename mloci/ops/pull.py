@@ -19,19 +19,25 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloci import leftovers
 from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
+from mloci.interrupts import deferred
 from mloci.ops._parallel import CancelToken, run_all
+from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
+from mloci.ops._tarextract import extract_indexed
+from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import Session, Store, scoped
+from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import file_index, jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
@@ -44,6 +50,8 @@ if TYPE_CHECKING:
 MARKER_DIR = ".mloci"
 MARKER = f"{MARKER_DIR}/pull.json"
 STAGING_PREFIX = ".mloci-staging-"
+# Staging of mloci versions that did not name the owner is swept only once this old.
+LEGACY_STAGING_AGE = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class FileLayer:
     kind: str  # weight, weight.config, doc, code, dataset, or "file" for non-ModelPack layers
     packing: str  # raw, tar, tar+gzip
     descriptor: Descriptor
+    files: tuple[str, ...] | None = None
+    """For a tar layer with a file index: the files to extract (all, or those --filter chose); None: everything."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +122,11 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
     """Every file-bearing layer with a validated path; unsafe or clashing paths are refused."""
     layers: list[FileLayer] = []
     seen: set[str] = set()
+    raw: set[str] = set()
     normalized: set[str] = set()
     for descriptor in manifest.layers:
+        if descriptor.annotation(ann.ROLE) == file_index.ROLE_FILE_INDEX:
+            continue  # metadata about tar layers (see _with_file_index), not a file to write
         path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
         if path is None:
             raise IntegrityError(
@@ -135,30 +148,61 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
             raise IntegrityError(f"the artifact holds {path!r} twice (or in two Unicode normalizations)")
         seen.add(path)
         normalized.add(unicodedata.normalize("NFC", path))
+        if packing == "raw":
+            raw.add(path)
         layers.append(FileLayer(path=path, kind=kind, packing=packing, descriptor=descriptor))
     for path in seen:
         parent = path.rpartition("/")[0]
         while parent:
-            if parent in seen:
+            if parent in raw:
                 raise IntegrityError(f"the artifact holds {parent!r} both as a file and as a directory")
             parent = parent.rpartition("/")[0]
     return layers
+
+
+def _with_file_index(store: Store, repository: str, manifest: Manifest) -> list[FileLayer]:
+    """``layers_of``, with each tar layer's files taken from mloci's file index when the artifact has one."""
+    layers = layers_of(manifest)
+    descriptor = file_index.index_layer(manifest)
+    if descriptor is None:
+        return layers
+    index = file_index.parse_index(
+        read_small_blob(store, repository, descriptor, limit=file_index.MAX_INDEX_SIZE)
+    )
+    result = []
+    for layer in layers:
+        files = index.get(layer.descriptor.digest) if layer.packing != "raw" else None
+        if files is None:
+            result.append(layer)
+            continue
+        paths = tuple(safe_path(f.path) for f in files)
+        outside = next((p for p in paths if not p.startswith(layer.path + "/")), None)
+        if outside is not None:
+            raise IntegrityError(
+                f"the file index puts {outside!r} in the tar layer of {layer.path!r}, outside it"
+            )
+        result.append(dataclasses.replace(layer, files=paths))
+    return result
 
 
 def select(layers: Sequence[FileLayer], filters: Sequence[str]) -> list[FileLayer]:
     """Layers matching any filter: a glob on the path (or file name), or a layer kind such as 'weight'."""
     if not filters:
         return list(layers)
-    chosen = [
-        layer
-        for layer in layers
-        if any(
-            f == layer.kind
-            or fnmatch.fnmatchcase(layer.path, f)
-            or fnmatch.fnmatchcase(layer.path.rsplit("/")[-1], f)
-            for f in filters
-        )
-    ]
+
+    def matches(path: str, kind: str) -> bool:
+        name = path.rsplit("/", maxsplit=1)[-1]
+        return any(f == kind or fnmatch.fnmatchcase(path, f) or fnmatch.fnmatchcase(name, f) for f in filters)
+
+    chosen = []
+    for layer in layers:
+        if matches(layer.path, layer.kind):
+            chosen.append(layer)
+        elif layer.files is not None:
+            # A tar layer with a file index: extract just the files that match.
+            wanted = tuple(p for p in layer.files if matches(p, layer.kind))
+            if wanted:
+                chosen.append(dataclasses.replace(layer, files=wanted))
     if not chosen:
         raise UsageError(f"--filter {' '.join(filters)} matches no file in the artifact")
     return chosen
@@ -166,7 +210,7 @@ def select(layers: Sequence[FileLayer], filters: Sequence[str]) -> list[FileLaye
 
 def _read_marker(output: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((output / MARKER).read_text(encoding="utf-8"))
+        data = jsontext.loads((output / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -182,6 +226,8 @@ def _already_there(output: Path, digest: Digest, layers: Sequence[FileLayer]) ->
     if sorted(recorded) != sorted(str(layer.descriptor.digest) for layer in layers):
         return False
     for layer in layers:
+        if layer.files is not None and not all((output / path).is_file() for path in layer.files):
+            return False  # a file of a tar layer was removed since
         if layer.packing != "raw":
             continue
         target = output / layer.path
@@ -197,21 +243,52 @@ def _write_blob(
     staging: Path,
     listener: TransferListener,
     token: CancelToken,
+    connections: int = 1,
 ) -> list[str]:
     """Stream one layer into ``staging``; return the paths it created (relative)."""
     descriptor = layer.descriptor
     key = str(descriptor.digest)
     listener.started(key, layer.path, descriptor.size)
+    if layer.files is not None:
+        # mloci's own tar layer: only the files its index lists, written as the layer streams in.
+        with store.open_blob(repository, descriptor) as chunks:
+            created = extract_indexed(
+                chunks, staging, layer.files, lambda n: listener.advance(key, n), token.check
+            )
+        listener.finished(key, skipped=False)
+        return created
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     target.parent.mkdir(parents=True, exist_ok=True)
     # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(
+        target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
+    )  # read back by ranged pulls
     _preallocate(fd, descriptor.size)
-    with os.fdopen(fd, "wb") as handle, store.open_blob(repository, descriptor) as chunks:
-        for chunk in chunks:
-            token.check()
-            handle.write(chunk)
-            listener.advance(key, len(chunk))
+    with os.fdopen(fd, "wb") as handle:
+        ranged = connections > 1 and descriptor.size >= MIN_RANGED_SIZE and isinstance(store, ServesRanges)
+        if ranged and isinstance(store, ServesRanges):
+            try:  # several byte ranges at once (pull --connections), verified once complete
+                ranged_download(
+                    store,
+                    repository,
+                    descriptor,
+                    handle.fileno(),
+                    connections,
+                    lambda n: listener.advance(key, n),
+                    token,
+                )
+            except RangesUnsupported:
+                ranged = False
+        if not ranged:
+            # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
+            with (
+                store.open_blob(repository, descriptor) as chunks,
+                BackgroundWriter(handle.fileno()) as writer,
+            ):
+                for chunk in chunks:
+                    token.check()
+                    writer.write(chunk)
+                    listener.advance(key, len(chunk))
     listener.finished(key, skipped=False)
     if layer.packing == "raw":
         return [layer.path]
@@ -242,34 +319,81 @@ def _untar(archive: Path, staging: Path) -> list[str]:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
                 if "\0" in member.linkname:
-                    raise IntegrityError(f"refusing tar layer entry {name!r}: its link target holds a NUL byte")
+                    raise IntegrityError(
+                        f"refusing tar layer entry {name!r}: its link target holds a NUL byte"
+                    )
                 if not member.isdir():
                     created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
+                elif name.rstrip("/") not in ("", "."):
+                    safe_path(name.rstrip("/"))  # directories too: no control characters, NUL or '.mloci'
+            _distinct(created)  # an entry twice: the later would replace (or loop through) the earlier
             tar.extractall(staging, filter="data")
     except tarfile.FilterError as exc:
         raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
-    except (tarfile.TarError, KeyError) as exc:  # KeyError: tarfile's "linkname … not found"
+    except (tarfile.TarError, KeyError, ValueError) as exc:  # "linkname … not found", "embedded null byte"
         raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
-    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-        # Entries that clash (a file and a directory of one name): the layer is malformed, not the disk.
+    except OSError as exc:
+        if exc.errno not in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ELOOP):
+            raise  # the disk, not the layer: pull reports it as such
+        # Entries that clash (a file and a directory of one name, links in a loop): the layer is malformed.
         raise IntegrityError(f"tar layer entries clash at {Path(exc.filename or '').name!r}") from None
     return created
 
 
+def _sibling_prefix(output: Path) -> str:
+    return f".{output.name}.mloci-"
+
+
+def _distinct(paths: Sequence[str]) -> list[str]:
+    """``paths`` sorted; IntegrityError when two layers (or two tar entries) write one file, which
+    would leave whichever came last — also when the names differ only in Unicode normalization."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        key = unicodedata.normalize("NFC", path)
+        if key in seen:
+            raise IntegrityError(f"the artifact writes {path!r} twice (in two layers or tar entries)")
+        seen[key] = path
+    return sorted(paths)
+
+
 @contextlib.contextmanager
 def _staging(output: Path) -> Iterator[Path]:
-    """A private directory on the target's filesystem, removed whatever happens."""
+    """A private directory on the target's filesystem, removed whatever happens.
+
+    Its name carries this process's PID and it stays locked while we run, so a later pull can
+    tell it from a live one's and sweep it if a SIGKILL left it behind (:func:`sweep_staging`).
+    """
     if output.exists():
-        path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output))
+        parent, prefix = output, STAGING_PREFIX
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix=f".{output.name}.mloci-", dir=output.parent))
-        # mkdtemp makes 0700; the published directory should look like any other one.
-        path.chmod(0o755)
+        parent, prefix = output.parent, _sibling_prefix(output)
+    created: list[Path] = []
+    lock: int | None = None
     try:
+        # Deferred: a signal must not fall between creating the directory and knowing its name.
+        with deferred():
+            created.append(Path(tempfile.mkdtemp(prefix=leftovers.owned_prefix(prefix), dir=parent)))
+        path = created[0]
+        lock = leftovers.hold_path(path)
+        if parent != output:
+            # mkdtemp makes 0700; the published directory should look like any other one.
+            path.chmod(0o755)
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        for made in created:
+            shutil.rmtree(made, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+
+
+def sweep_staging(output: Path) -> list[Path]:
+    """Remove staging that killed pulls into ``output`` left beside it or inside it; return what went."""
+    legacy = time.time() - LEGACY_STAGING_AGE
+    swept = leftovers.sweep(output.parent, (_sibling_prefix(output),), legacy_before=legacy)
+    if output.is_dir() and not output.is_symlink():
+        swept += leftovers.sweep(output, (STAGING_PREFIX,), legacy_before=legacy)
+    return swept
 
 
 def _owned_files(output: Path) -> set[str]:
@@ -368,6 +492,19 @@ def _check_target(output: Path, incoming: set[str], *, force: bool) -> list[str]
     return replaceable
 
 
+def check_output_file(path: Path, what: str) -> None:
+    """Refuse an output file that cannot be written, before anything else is written."""
+    parent = path.parent
+    if path.is_dir():
+        raise UsageError(f"the {what} {path} is a directory", hint="name a file")
+    if not parent.is_dir():
+        raise UsageError(
+            f"the {what} {path} cannot be written: {parent} does not exist", hint="create it first"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"the {what} {path} cannot be written: permission denied on {parent}")
+
+
 def pull(
     reference: Reference,
     output: Path,
@@ -380,6 +517,7 @@ def pull(
     verify_identity: IdentityRule | None = None,
     trusted_root: Path | None = None,
     digest_file: Path | None = None,
+    connections: int = 1,
 ) -> PullResult:
     """Fetch ``reference`` into ``output``; see the module docstring for the guarantees.
 
@@ -387,7 +525,12 @@ def pull(
     downloaded, and exactly the digest it binds is pulled (a tag moved meanwhile cannot slip
     other content in). ``verify_identity`` does the same for keyless signatures (checked against
     ``trusted_root``). ``digest_file`` receives the pulled digest, written atomically.
+
+    Registry mirrors configured in registries.conf are tried first (:mod:`mloci.store.mirrors`);
+    when one fails after data began to flow (wrong bytes), the pull is repeated from the origin.
     """
+    if digest_file is not None:
+        check_output_file(digest_file, "digest file")  # before anything is fetched or written
     with scoped(session) as active:
         verification: VerifyResult | None = None
         if verify_key is not None or verify_identity is not None:
@@ -397,10 +540,47 @@ def pull(
                 reference, verify_key, identity=verify_identity, trusted_root=trusted_root, session=active
             )
             reference = verification.reference  # pinned to the digest whose signature verified
-        result = _pull(reference, output, active, filters, force, listener or Silent())
+        mirrored = _mirrored(active, reference)
+        try:
+            result = _pull(
+                reference,
+                output,
+                active,
+                filters,
+                force,
+                listener or Silent(),
+                store=mirrored,
+                connections=connections,
+            )
+        except mirrors.MirrorFailure as exc:
+            mirrors.warn(f"{exc}; pulling again from {reference.registry}")
+            result = _pull(
+                reference, output, active, filters, force, listener or Silent(), connections=connections
+            )
+        finally:
+            if mirrored is not None:
+                mirrored.close()  # the mirrors' connections; the origin belongs to the session
         if digest_file is not None:
-            write_atomic(digest_file, f"{result.digest}\n".encode())
+            try:
+                write_atomic(digest_file, f"{result.digest}\n".encode())
+            except OSError as exc:
+                raise MlociError(
+                    f"cannot write the digest file {digest_file}: {exc.strerror or exc}"
+                ) from exc
         return dataclasses.replace(result, verification=verification)
+
+
+def _mirrored(session: Session, reference: Reference) -> mirrors.MirroredStore | None:
+    """The session's store for ``reference`` read through the mirrors registries.conf configures; None without."""
+    if reference.registry is None:
+        return None
+
+    def open_mirror(host: str, insecure: bool) -> Store:
+        options = session.options
+        return open_registry(host, dataclasses.replace(options, insecure=options.insecure or insecure))
+
+    store = mirrors.with_mirrors(session.store(reference), reference, open_mirror)
+    return store if isinstance(store, mirrors.MirroredStore) else None
 
 
 def _pull(
@@ -410,15 +590,19 @@ def _pull(
     filters: Sequence[str],
     force: bool,
     listener: TransferListener,
+    *,
+    store: Store | None = None,
+    connections: int = 1,
 ) -> PullResult:
-    store = session.store(reference)
+    store = store or session.store(reference)
     try:
         descriptor, data = store.fetch_manifest(reference)
         if descriptor.media_type in mediatype.INDEX_TYPES:
             raise UsageError(f"{reference} is an image index; pull one of its manifests by digest")
         manifest = Manifest.from_json(data)
-        layers = select(layers_of(manifest), filters)
+        layers = select(_with_file_index(store, reference.repository, manifest), filters)
         pinned = reference.pinned(descriptor.digest)
+        sweep_staging(output)
         if output.is_dir() and _already_there(output, descriptor.digest, layers):
             return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True, ())
         if output.exists() and not output.is_dir():
@@ -426,6 +610,7 @@ def _pull(
         # Decide before downloading anything whether the target may be written; tar layers'
         # files are known only after extraction and are checked again before anything moves.
         incoming = {layer.path for layer in layers if layer.packing == "raw"}
+        incoming.update(path for layer in layers for path in layer.files or ())
         replaced = _check_target(output, incoming, force=force) if output.is_dir() else []
 
         try:
@@ -434,21 +619,23 @@ def _pull(
                 try:
                     created_per_layer = run_all(
                         lambda layer, token: _write_blob(
-                            store, reference.repository, layer, staging, listener, token
+                            store, reference.repository, layer, staging, listener, token, connections
                         ),
                         layers,
                         session.options.concurrency,
                     )
                 finally:
                     listener.end()
-                created = sorted({p for paths in created_per_layer for p in paths})
+                created = _distinct([p for paths in created_per_layer for p in paths])
                 marker = {
                     "reference": str(pinned),
                     "digest": str(descriptor.digest),
                     "layers": sorted(str(layer.descriptor.digest) for layer in layers),
                     "files": created,
                 }
-                replaced = _move_into_place(staging, output, created, marker, force=force)
+                # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
+                with deferred():
+                    replaced = _move_into_place(staging, output, created, marker, force=force)
         except OSError as exc:
             # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
             reason = exc.strerror or type(exc).__name__

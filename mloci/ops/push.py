@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mloci import settings
+from mloci import leftovers, settings
+from mloci.bundle import tarpack
 from mloci.bundle.digests import default_cache
 from mloci.bundle.git import git_state
 from mloci.bundle.load import Bundle, check_checksums, load_bundle
 from mloci.bundle.manifest import MANIFEST_FILENAME
 from mloci.bundle.pack import PackedArtifact, pack, version_tag, with_git
-from mloci.errors import ConflictError, MlociError, NotFoundError, UsageError
+from mloci.errors import ConflictError, MlociError, NotAManifestError, NotFoundError, UsageError
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
-from mloci.store import IngestsFiles, Session, Store, StreamsUploads, scoped
+from mloci.store import IngestsFiles, RepairsBlobs, Session, Store, StreamsUploads, scoped
 from mloci.store.base import BlobOutcome
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -60,7 +64,7 @@ def check_tags(
     for tag in tags:
         try:
             existing = store.resolve(ref.with_tag(tag).with_digest(None)).digest
-        except NotFoundError:
+        except (NotFoundError, NotAManifestError):  # free, or broken (naming a blob): write it
             pending.append(tag)
             continue
         if existing == digest:
@@ -209,8 +213,12 @@ class EagerUploader:
 def file_digests(
     bundle: Bundle, hasher: Callable[[Path, str], tuple[Digest, int]], concurrency: int, token: CancelToken
 ) -> dict[str, tuple[Digest, int]]:
-    """(digest, size) of every file, computed ``concurrency`` at a time."""
-    files = [f for f in bundle.files if f.path != MANIFEST_FILENAME]
+    """(digest, size) of every file packed as its own layer, computed ``concurrency`` at a time.
+
+    Files packed into tar layers are hashed (once) when their layer is built, not here.
+    """
+    packed = tarpack.plan(bundle.files, bundle.manifest.pack).packed_paths
+    files = [f for f in bundle.files if f.path != MANIFEST_FILENAME and f.path not in packed]
     results = run_all(lambda f, _: hasher(f.source, f.path), files, concurrency, token)
     return {f.path: result for f, result in zip(files, results, strict=True)}
 
@@ -232,7 +240,34 @@ def push_packed(
     annotations = dict(packed.manifest.annotations or {})
     pinned = target.with_tag(tags[0]).pinned(digest)
     if not pending:
-        return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
+        if not isinstance(store, RepairsBlobs):
+            return PushResult(pinned, digest, tuple(tags), 0, len(packed.blobs), 0, True, annotations)
+        # Listed already; but a blob of the local store may have been damaged since: a push replaces
+        # it (ingest did, for files it copied; upload_blobs does for the others).
+        counts = upload_blobs(
+            store,
+            target.repository,
+            packed.blobs,
+            concurrency=concurrency,
+            listener=listener,
+            already_sent=already_sent,
+        )
+        uploaded = counts.uploaded
+        if not store.blob_intact(digest):
+            uploaded += 1
+            store.push_manifest(
+                target.with_tag(tags[0]).with_digest(None), packed.manifest_bytes, mediatype.OCI_MANIFEST
+            )
+        return PushResult(
+            pinned,
+            digest,
+            tuple(tags),
+            uploaded,
+            counts.present,
+            counts.bytes_sent,
+            not uploaded,
+            annotations,
+        )
     counts = upload_blobs(
         store,
         target.repository,
@@ -280,6 +315,7 @@ def push(
     extra_tags: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
+    pack_overrides: Sequence[tuple[str, str]] = (),
 ) -> PushResult:
     """Validate, pack and push the bundle at ``path``.
 
@@ -297,7 +333,15 @@ def push(
         )
     if format != "modelpack":
         raise UsageError(f"unknown format {format!r}", hint="use modelpack or image-volume")
-    return push_bundle(path, target, session=session, extra_tags=extra_tags, force=force, listener=listener)
+    return push_bundle(
+        path,
+        target,
+        session=session,
+        extra_tags=extra_tags,
+        force=force,
+        listener=listener,
+        pack_overrides=pack_overrides,
+    )
 
 
 def push_bundle(
@@ -308,10 +352,17 @@ def push_bundle(
     extra_tags: Sequence[str] = (),
     force: bool = False,
     listener: TransferListener | None = None,
+    pack_overrides: Sequence[tuple[str, str]] = (),
 ) -> PushResult:
-    """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY."""
+    """Validate, pack and push the bundle at ``path``; ``target`` defaults to the local store or $MLOCI_REGISTRY.
+
+    ``pack_overrides`` are (directory, "tar" or "raw") choices merged into the manifest's ``pack`` section.
+    """
     # Checksum files are compared with the digests computed below: every file is read once.
     bundle = with_git(load_bundle(path, checksums=False), git_state(path))
+    if pack_overrides:
+        manifest = tarpack.with_overrides(bundle.manifest, pack_overrides)
+        bundle = Bundle(root=bundle.root, manifest=manifest, files=bundle.files)
     ref, target_tags = target_for(bundle.manifest.name, target)
     for tag in extra_tags:
         if not is_valid_tag(tag):
@@ -338,10 +389,21 @@ def push_bundle(
         else:
             inner = lambda path, _: hash_file(path, token.check)  # noqa: E731
         listener.begin(sum(f.size for f in bundle.files), len(bundle.files))
+        # Tar layers (directories of many small files) are written once, here, and uploaded from there.
+        (settings.home() / "tmp").mkdir(parents=True, exist_ok=True)
+        # Named for its owner and held, so a push killed with -9 leaves a spool the next push sweeps.
+        leftovers.sweep(settings.home() / "tmp", ("pack-",))
+        spool = Path(tempfile.mkdtemp(prefix=leftovers.owned_prefix("pack-"), dir=settings.home() / "tmp"))
+        spool_lock = leftovers.hold_path(spool)
+        tar_cache = tarpack.TarCache(
+            None
+            if os.environ.get("MLOCI_NO_DIGEST_CACHE")
+            else settings.home() / "cache" / "tar-layers.sqlite"
+        )
         try:
             digests = file_digests(bundle, cache.hasher(inner), concurrency, token)
             check_checksums(bundle, digests)
-            packed = pack(bundle, digests=digests)
+            packed = pack(bundle, digests=digests, spool=spool, tar_cache=tar_cache)
             return push_packed(
                 packed,
                 ref,
@@ -353,6 +415,10 @@ def push_bundle(
                 already_sent=eager.sent if eager else ingested,
             )
         finally:
+            shutil.rmtree(spool, ignore_errors=True)
+            if spool_lock is not None:
+                os.close(spool_lock)
+            tar_cache.close()
             listener.end()
     finally:
         cache.close()

@@ -56,7 +56,7 @@ from mloci.ops.push import file_digests
 from mloci.ops.refs import parse_reference
 from mloci.store import Session, scoped
 from mloci.types import annotations as ann
-from mloci.types import mediatype
+from mloci.types import file_index, mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Manifest
@@ -137,13 +137,24 @@ def _from_directory(path: Path, *, concurrency: int = 4) -> _SbomSubject:
     finally:
         cache.close()
     packed = pack(bundle, digests=digests)
+    # Tar layers (directories of many small files) are described file by file, as inspect lists them.
+    index_blob = next(
+        (b for b in packed.layers if b.descriptor.annotation(ann.ROLE) == file_index.ROLE_FILE_INDEX), None
+    )
+    packed_files = file_index.parse_index(index_blob.data or b"") if index_blob is not None else {}
     files = []
     for layer in packed.manifest.layers:
         parsed = mediatype.parse_model_layer(layer.media_type)
+        kind = parsed[0] if parsed else "file"
+        if index_blob is not None and layer.digest == index_blob.descriptor.digest:
+            continue
+        if layer.digest in packed_files:
+            files += [_File(f.path, kind, Digest.parse(f.digest), f.size) for f in packed_files[layer.digest]]
+            continue
         files.append(
             _File(
                 path=layer.annotation(ann.MODEL_FILEPATH) or "",
-                kind=parsed[0] if parsed else "file",
+                kind=kind,
                 digest=layer.digest,
                 size=layer.size,
             )

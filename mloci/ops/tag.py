@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mloci.errors import ConflictError, NotFoundError, UsageError
+from mloci.errors import ConflictError, NotAManifestError, NotFoundError, UsageError
 from mloci.store import Session, scoped
 from mloci.types.digest import Digest
 from mloci.types.reference import Reference, is_valid_tag
@@ -37,8 +37,8 @@ def tag(
             target = reference.with_digest(None).with_tag(name)
             try:
                 existing = store.resolve(target).digest
-            except NotFoundError:
-                existing = None
+            except (NotFoundError, NotAManifestError):
+                existing = None  # free, or a broken tag (naming a blob) that may be repaired
             if existing not in (None, descriptor.digest) and is_version_tag(name) and not force:
                 raise ConflictError(
                     f"{target} already names {existing}; version tags are immutable",

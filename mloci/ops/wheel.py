@@ -24,7 +24,7 @@ from typing import Any
 
 from packaging.version import Version
 
-from mloci import settings
+from mloci import leftovers, settings
 from mloci.bundle.git import GitState, git_state
 from mloci.errors import (
     ConflictError,
@@ -507,6 +507,7 @@ def pull_release(
             wanted = f" matching {', '.join(filters)}" if filters else ""
             raise NotFoundError(f"{parsed.repository} {release.version} has no files{wanted}")
         dest.mkdir(parents=True, exist_ok=True)
+        leftovers.sweep(dest, tuple(_partial_prefix(dest / f.filename) for f in chosen))
         written: list[Path] = []
         skipped: list[Path] = []
         nbytes = 0
@@ -528,10 +529,18 @@ def pull_release(
         )
 
 
+def _partial_prefix(target: Path) -> str:
+    return f".{target.name}.mloci-"
+
+
 def _download(store: Store, repository: str, file: ReleaseFile, target: Path) -> None:
-    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    # Named after this process and locked while written: the next pull sweeps what a SIGKILL left.
+    partial = target.with_name(
+        f"{leftovers.owned_prefix(_partial_prefix(target))}{secrets.token_hex(4)}.part"
+    )
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        leftovers.hold(fd)
         with os.fdopen(fd, "wb") as handle:
             for chunk in stream_file(store, repository, file):
                 handle.write(chunk)

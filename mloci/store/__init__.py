@@ -2,7 +2,7 @@
 
 Use cases program against :class:`Store` and ask for optional capabilities
 (:class:`ListsRepositories`, :class:`MountsBlobs`, :class:`IngestsFiles`,
-:class:`CollectsGarbage`, :class:`StreamsUploads`) with ``isinstance``; they get stores from a
+:class:`CollectsGarbage`, :class:`StreamsUploads`, :class:`RepairsBlobs`) with ``isinstance``; they get stores from a
 :class:`Session`, the one factory that turns :class:`StoreOptions` into stores.
 """
 
@@ -13,6 +13,7 @@ from mloci.store.base import (
     IngestsFiles,
     ListsRepositories,
     MountsBlobs,
+    RepairsBlobs,
     Store,
     StreamsUploads,
     Upload,
@@ -29,6 +30,7 @@ __all__ = [
     "ListsRepositories",
     "MountsBlobs",
     "RegistryStore",
+    "RepairsBlobs",
     "Session",
     "Store",
     "StoreOptions",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-from mloci.errors import IntegrityError
+from mloci.errors import IntegrityError, NotAManifestError
+from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
-from mloci.types.manifest import Descriptor
+from mloci.types.manifest import NOT_A_MANIFEST_HINT, Descriptor
 from mloci.types.reference import Reference
 
 # Called with the number of bytes just transferred; progress bars hang off this.
@@ -72,6 +74,29 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def manifest_media_type(data: bytes, what: str) -> str:
+    """The media type of ``data`` when it is an image manifest or index; IntegrityError otherwise.
+
+    The one check that keeps a layer or config blob from being tagged, signed, promoted,
+    attached to or parsed as a manifest, whichever store it came from.
+    """
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        document = None
+    if isinstance(document, dict) and document.get("schemaVersion") == 2:
+        declared = document.get("mediaType")
+        if declared in mediatype.MANIFEST_TYPES:
+            return str(declared)
+        if declared is None and isinstance(document.get("manifests"), list):
+            return mediatype.OCI_INDEX
+        if declared is None and isinstance(document.get("layers"), list):
+            return mediatype.OCI_MANIFEST
+    raise NotAManifestError(
+        f"{what} is not a manifest (a layer, config or other blob)", hint=NOT_A_MANIFEST_HINT
+    )
+
+
 # -- optional capabilities ----------------------------------------------------------------------
 # An adapter declares a capability by having the method; use cases ask with isinstance() on
 # these protocols, never on an adapter class, so a new backend is one adapter.
@@ -108,6 +133,37 @@ class CollectsGarbage(Protocol):
     def collect_garbage(self, *, grace_seconds: float) -> int:
         """Remove blobs no manifest references (older than ``grace_seconds``); return how many."""
         ...
+
+    def sweep_leftovers(self, *, grace_seconds: float | None = None) -> int:
+        """Remove temporary files that killed processes left (see :mod:`mloci.leftovers`); return how many."""
+        ...
+
+
+@runtime_checkable
+class RepairsBlobs(Protocol):
+    """Blobs kept as files that can be damaged in place (the local store): a push checks and replaces them."""
+
+    def blob_intact(self, digest: Digest, *, rehash: bool = False) -> bool:
+        """Whether the blob is present and matches its digest (``rehash``: hash it even if checked before)."""
+        ...
+
+    def blob_path(self, digest: Digest) -> Path:
+        """The file that holds (or would hold) the blob."""
+        ...
+
+    def blob_files(self) -> Iterator[tuple[Digest, Path]]:
+        """Every blob file, with the digest its name claims (what ``mloci fsck`` checks)."""
+        ...
+
+    def replace_blob(self, descriptor: Descriptor, chunks: Iterator[bytes]) -> None:
+        """Write the blob from ``chunks`` (verified on the way) over whatever the store holds for it."""
+        ...
+
+    def listed(self) -> list[tuple[Descriptor, str]]:
+        """Every manifest the store lists, with its repository."""
+        ...
+
+    def resolve(self, ref: Reference) -> Descriptor: ...
 
 
 class Upload(Protocol):

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mloci import settings
+from mloci.store.archive import ArchiveReference, ArchiveStore
 from mloci.store.base import Store
 from mloci.store.layout import LayoutStore
 from mloci.store.registry import RegistryStore, credentials
@@ -55,6 +56,8 @@ def open_registry(
 
 def open_store(ref: Reference, options: StoreOptions | None = None) -> Store:
     """The store ``ref`` lives in: the local OCI layout when it names no registry, else that registry."""
+    if isinstance(ref, ArchiveReference):  # oci-archive:PATH (read-only)
+        return ArchiveStore(ref.archive)
     if ref.registry is None:
         return LayoutStore(settings.home())
     return open_registry(ref.registry, options)
@@ -72,10 +75,14 @@ class Session:
         self._lock = threading.Lock()
         self._registries: dict[str, RegistryStore] = {}
         self._layouts: dict[Path, LayoutStore] = {}
+        self._archives: dict[Path, ArchiveStore] = {}
         self._closed = False
 
     def store(self, ref: Reference) -> Store:
         """The store ``ref`` lives in (the local store follows ``$MLOCI_HOME`` as it is now)."""
+        if isinstance(ref, ArchiveReference):  # oci-archive:PATH (read-only), closed with the session
+            with self._lock:
+                return self._archives.setdefault(ref.archive, ArchiveStore(ref.archive))
         if ref.registry is None:
             home = settings.home()
             with self._lock:
@@ -94,9 +101,14 @@ class Session:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            stores: list[Store] = [*self._registries.values(), *self._layouts.values()]
+            stores: list[Store] = [
+                *self._registries.values(),
+                *self._layouts.values(),
+                *self._archives.values(),
+            ]
             self._registries.clear()
             self._layouts.clear()
+            self._archives.clear()
         for store in stores:
             store.close()
 

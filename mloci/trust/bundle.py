@@ -35,6 +35,7 @@ from mloci.trust import Rejected, rekor, shown
 from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, b64decode, sign_envelope, signed_by
 from mloci.trust.intoto import COSIGN_SIGN_V1, STATEMENT_TYPE, check_statement
 from mloci.trust.keys import PrivateKey, PublicKey, key_hint, spki_der
+from mloci.types import jsontext
 from mloci.types.digest import Digest
 
 BUNDLE_V03: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -72,7 +73,7 @@ class Bundle:
         if self.envelope is None or self.envelope.payload_type != IN_TOTO_PAYLOAD:
             return None
         try:
-            value = json.loads(self.envelope.payload)
+            value = jsontext.loads(self.envelope.payload)
         except (ValueError, UnicodeDecodeError):
             return None
         kind = value.get("predicateType") if isinstance(value, dict) else None
@@ -82,7 +83,7 @@ class Bundle:
     def from_json(cls, data: bytes | str) -> Bundle:
         """Parse a bundle; ValueError (one line) when it is not a sigstore bundle mloci understands."""
         try:
-            document = json.loads(data)
+            document = jsontext.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"not JSON ({exc})") from None
         if not isinstance(document, dict):

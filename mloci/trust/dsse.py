@@ -9,11 +9,11 @@ accept standard and URL-safe base64, as the spec requires.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from mloci.trust.keys import PrivateKey, PublicKey, key_id, sign_bytes, verifies
+from mloci.types import jsontext
 from mloci.types.manifest import canonical_json
 
 IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"
@@ -90,7 +90,7 @@ class Envelope:
     @classmethod
     def from_json(cls, data: bytes) -> Envelope:
         """Parse an envelope; ValueError when it is not one (the fields DSSE requires are missing)."""
-        return cls.from_dict(json.loads(data))
+        return cls.from_dict(jsontext.loads(data))
 
 
 def sign_envelope(payload: bytes, key: PrivateKey, payload_type: str = IN_TOTO_PAYLOAD) -> Envelope:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from mloci.trust import Rejected
 from mloci.trust.keys import PublicKey, verifies
+from mloci.types import jsontext
 
 # Ranks for Rejected: past the signature, the log evidence is what failed.
 _RANK = 6
@@ -97,7 +98,7 @@ def log_keys(trusted_root: dict[str, Any], section: str = "tlogs") -> list[LogKe
 def entry_body(entry: dict[str, Any]) -> dict[str, Any]:
     """The logged entry (``canonicalizedBody``), parsed."""
     try:
-        body = json.loads(_b64(entry.get("canonicalizedBody"), "canonicalizedBody"))
+        body = jsontext.loads(_b64(entry.get("canonicalizedBody"), "canonicalizedBody"))
     except (ValueError, UnicodeDecodeError):
         raise Rejected("transparency log entry: the body is not JSON", _RANK) from None
     if not isinstance(body, dict):

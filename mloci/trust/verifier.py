@@ -8,7 +8,6 @@ bundles in registries and uses these.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from mloci.trust.dsse import Envelope, signed_by
 from mloci.trust.intoto import check_statement
 from mloci.trust.keyless import IdentityRule, trusted_root_path, verify_keyless
 from mloci.trust.keys import PublicKey, key_hint, load_public_key
+from mloci.types import jsontext
 from mloci.types.digest import Digest, hash_file
 
 # Bundles are a few KiB (a certificate chain and log proofs at most); a larger one is refused unread.
@@ -64,7 +64,7 @@ def load_root(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
     try:
-        document = json.loads(path.read_bytes())
+        document = jsontext.loads(path.read_bytes())
     except FileNotFoundError:
         raise UsageError(f"trusted root {path} does not exist") from None
     except (OSError, ValueError) as exc:
@@ -165,7 +165,7 @@ def verify_bundle_file(
 
 def _is_bare_envelope(data: bytes) -> bool:
     try:
-        document = json.loads(data)
+        document = jsontext.loads(data)
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(document, dict) and "payloadType" in document and "mediaType" not in document

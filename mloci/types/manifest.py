@@ -105,6 +105,12 @@ class Index(_Wire):
     annotations: dict[str, str] | None = None
 
 
+NOT_A_MANIFEST_HINT = (
+    "name a tag or a manifest digest, not the digest of a file: only a manifest can be pulled, "
+    "tagged, signed, promoted or attached to"
+)
+
+
 def check_manifest(
     data: bytes, media_type: str, *, what: str, error: type[MlociError] = IntegrityError
 ) -> Manifest | Index:
@@ -121,5 +127,5 @@ def check_manifest(
     except ValidationError as exc:
         raise error(
             f"{what} is not {'an index' if model is Index else 'a manifest'} ({_first_problem(exc)})",
-            hint="name a tag or a manifest digest, not the digest of a file",
+            hint=NOT_A_MANIFEST_HINT,
         ) from None

@@ -98,16 +98,16 @@ class Reference:
             registry, text = check_registry_host(first, repr(original)), rest
         elif default_registry:
             host, _, prefix = default_registry.strip("/").partition("/")
-            where = f"in the default registry {default_registry!r} ($MLOCI_REGISTRY)"
+            where = f"the default registry {default_registry!r} ($MLOCI_REGISTRY)"
             registry = check_registry_host(host, where)
             if not _looks_like_registry(host):
                 raise UsageError(
-                    f"{host!r} {where} would be read as a repository name",
+                    f"{host!r} in {where} would be read as a repository name",
                     hint=f"write the registry with its port or domain, e.g. {host}:5000",
                 )
             if prefix and not is_valid_repository(prefix):
                 raise UsageError(
-                    f"invalid namespace {prefix!r} {where}",
+                    f"invalid namespace {prefix!r} in {where}",
                     hint="use lowercase letters, digits, '.', '_', '-', '/'",
                 )
             text = f"{prefix}/{text}" if prefix else text

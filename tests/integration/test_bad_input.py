@@ -4,7 +4,9 @@ and stale checksum files, pull refuses control characters, and nothing remote re
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from helpers import Registry, Runner, random_bundle
 
 from mloci.ops import referrers
 from mloci.ops.push import EagerUploader
-from mloci.store import RegistryStore
+from mloci.store import RegistryStore, open_store
 from mloci.types import Descriptor, Manifest, Reference, mediatype
 from mloci.types.blob import Blob
 
@@ -209,3 +211,60 @@ def test_history_escapes_what_promotion_records_hold(
     assert history.exit_code == 0, history.stderr
     assert_escaped(history.stdout)
     assert "mallory\\x1b]0;owned" in history.stdout and "why\\x0a" in history.stdout
+
+
+def tar_holding(*names: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = len(b"from the tar")
+            tar.addfile(info, io.BytesIO(b"from the tar"))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [("raw", "model.onnx"), ("tar", "model.onnx")],  # a tar entry over a raw layer's file
+        [("tar", "model.onnx"), ("tar", "model.onnx")],  # two tar layers writing one file
+        [("tar", "mod\u00e8le.bin"), ("raw", "mode\u0300le.bin")],  # equal after NFC
+    ],
+)
+def test_pull_refuses_two_layers_writing_one_file(
+    mloci: Runner, registry: Registry, tmp_path: Path, layers: list[tuple[str, str]]
+) -> None:
+    store = RegistryStore(registry.host)
+    repo = Reference(registry.host, "crafted/clash")
+    config = Blob.of_bytes(mediatype.OCI_EMPTY, b"{}")
+    store.push_blob(repo.repository, config)
+    descriptors = []
+    for index, (packing, path) in enumerate(layers):
+        if packing == "raw":
+            blob = Blob.of_bytes(mediatype.model_layer("weight"), b"verified raw layer")
+            annotation = path
+        else:
+            blob = Blob.of_bytes(mediatype.model_layer("weight", "tar"), tar_holding(path))
+            annotation = f"dir{index}"
+        store.push_blob(repo.repository, blob)
+        descriptors.append(
+            blob.descriptor.model_copy(update={"annotations": {"org.cncf.model.filepath": annotation}})
+        )
+    manifest = Manifest(artifact_type=mediatype.MODEL_ARTIFACT, config=config.descriptor, layers=descriptors)
+    pushed = store.push_manifest(repo.with_tag("t"), manifest.to_json(), mediatype.OCI_MANIFEST)
+    store.close()
+    out = tmp_path / "out"
+    result = mloci("pull", f"{repo.name}@{pushed.digest}", "-o", out, "--concurrency", "1")
+    assert result.exit_code == 6, result.stderr
+    assert "twice" in result.stderr
+    assert not out.exists()
+
+
+def test_history_skips_a_malformed_record_instead_of_failing(mloci: Runner, bundle: Path) -> None:
+    assert mloci("push", bundle).exit_code == 0
+    assert mloci("promote", "churn-model:1.0.0", "--to", "prod").exit_code == 0
+    ref = Reference(None, "churn-model", tag="mloci-promotion-prod-20990101T000000000000Z-deadbeef")
+    open_store(ref).push_manifest(ref, b'{"schemaVersion": 2, "layers": 7}', mediatype.OCI_MANIFEST)
+    result = mloci("history", "churn-model", "--env", "prod", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)["promotions"]) == 1

@@ -17,6 +17,7 @@ from mloci.store import (
     ListsRepositories,
     MountsBlobs,
     RegistryStore,
+    RepairsBlobs,
     Session,
     Store,
     StreamsUploads,
@@ -238,6 +239,7 @@ def test_every_adapter_declares_what_it_can(tmp_path: Path, registry: Registry) 
         "ListsRepositories",
         "IngestsFiles",
         "CollectsGarbage",
+        "RepairsBlobs",
     }
     assert {c.__name__ for c in CAPABILITIES if isinstance(remote, c)} == {
         "ListsRepositories",
@@ -246,4 +248,4 @@ def test_every_adapter_declares_what_it_can(tmp_path: Path, registry: Registry) 
     }
 
 
-CAPABILITIES = (ListsRepositories, MountsBlobs, IngestsFiles, CollectsGarbage, StreamsUploads)
+CAPABILITIES = (ListsRepositories, MountsBlobs, IngestsFiles, CollectsGarbage, StreamsUploads, RepairsBlobs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import unicodedata
 from pathlib import Path
 
@@ -13,9 +14,13 @@ import pytest
 from helpers import Runner
 
 from mloci.bundle import inspect_bundle, load_bundle
+from mloci.bundle.digests import MIN_CACHED_SIZE
+from mloci.cli._output import _Bars, printable
 from mloci.errors import BundleInvalidError, IntegrityError, UsageError
 from mloci.ops.pull import safe_path
-from mloci.types import Reference
+from mloci.store import open_store
+from mloci.store.registry.transport import _oci_errors
+from mloci.types import Reference, mediatype
 
 
 def messages(bundle: Path) -> list[str]:
@@ -226,3 +231,51 @@ def test_names_equal_after_nfc_normalization_are_refused(bundle: Path) -> None:
     (bundle / nfd).write_bytes(b"b")
     (problem,) = messages(bundle)
     assert "only in Unicode normalization (NFC/NFD)" in problem
+
+
+def test_mlociignore_that_is_not_utf8_is_a_problem_not_a_crash(bundle: Path) -> None:
+    (bundle / ".mlociignore").write_bytes(b"*.log\n\xff\n")
+    assert messages(bundle) == [".mlociignore: not UTF-8 text"]
+
+
+# --- JSON from outside nested too deeply ---------------------------------------------------------
+
+
+def test_deeply_nested_json_in_the_local_store_is_malformed_not_a_crash(mloci: Runner) -> None:
+    ref = Reference(None, "deep", tag="1")
+    open_store(ref).push_manifest(ref, b"[" * 100_000, mediatype.OCI_MANIFEST)  # was RecursionError
+    for args in (("ls", "deep"), ("gc", "deep", "--keep-last", "1", "--dry-run"), ("inspect", "deep:1")):
+        result = mloci(*args)
+        assert "internal error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_deeply_nested_registry_error_bodies_are_malformed_not_a_crash() -> None:
+    assert _oci_errors(b"[" * 100_000) == ([], "")  # was RecursionError
+
+
+def test_progress_bar_labels_are_text_not_rich_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    """A remote file path such as '[link=…]' must not become a hyperlink (or any markup) in the bars."""
+    bars = _Bars("pulling")
+    bars.begin(1, 1)
+    bars.started("k", "[link=https://evil.example]model.onnx[/link]", 1)
+    bars.end()
+    assert "[link=https://evil.example]model.onnx[/link]" in capsys.readouterr().err
+
+
+def test_printable_escapes_controls_bidi_and_undecodable_bytes() -> None:
+    assert printable("a\x1b[2Jb\nc\x9b\u202e\udcff") == "a\\x1b[2Jb\\x0ac\\x9b\\u202e\\xff"
+    assert printable("modèle — ok") == "modèle — ok"
+
+
+def test_validate_remembers_checksummed_digests_so_a_repeat_reads_nothing(
+    bundle: Path, mloci_home: Path
+) -> None:
+    big = bundle / "weights.bin"
+    big.write_bytes(os.urandom(MIN_CACHED_SIZE + 1))
+    (bundle / "sha256.txt").write_text(f"{sha256(big)}  weights.bin\n")
+    load_bundle(bundle)
+    db = sqlite3.connect(mloci_home / "cache" / "digests.sqlite")
+    try:
+        assert db.execute("SELECT digest FROM digests").fetchall() == [(f"sha256:{sha256(big)}",)]
+    finally:
+        db.close()

@@ -43,6 +43,7 @@ def _failing_args(path: str, command: click.Command, tmp_path: Path) -> list[str
         "init": [str(tmp_path / "bundle"), "--version", "not-a-version"],
         "validate": [str(tmp_path / "missing")],
         "push": [str(tmp_path)],  # a directory without manifest.json
+        "fsck": ["--repair-from", "not a registry"],
     }
     if path in special:
         return special[path]

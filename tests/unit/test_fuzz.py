@@ -9,6 +9,7 @@ finds in ``.hypothesis/`` and replays it first next time.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import io
 import json
@@ -32,21 +33,25 @@ from mloci.bundle.load import inspect_bundle
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import AuthError, IntegrityError, MlociError, UsageError
 from mloci.ops.policy import load_policy
-from mloci.ops.pull import _untar, layers_of
+from mloci.ops.pull import _check_target, _owned_files, _untar, layers_of, safe_path
 from mloci.python.filenames import parse_filename, version_of_tag
 from mloci.python.metadata import parse_core_metadata, read_sdist_metadata, read_wheel_metadata
+from mloci.store.layout import LayoutStore
 from mloci.store.registry import credentials
 from mloci.store.registry.auth import Authenticator, Challenge, Credentials
+from mloci.trust.bundle import Bundle as SigstoreBundle
+from mloci.trust.dsse import Envelope
 from mloci.types import Digest, Index, Manifest, Reference
 
 T = TypeVar("T")
 
+# MLOCI_FUZZ_EXAMPLES=5000 for a deeper run by hand; CI keeps the default bounded.
 FUZZ = settings(
-    max_examples=150,
-    deadline=2000,  # ms per example: a hang is a failure
+    max_examples=int(os.environ.get("MLOCI_FUZZ_EXAMPLES", "150")),
+    deadline=5000,  # ms per example: a hang is a failure (generous: CI machines are shared)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-FEW = settings(FUZZ, max_examples=60)
+FEW = settings(FUZZ, max_examples=max(FUZZ.max_examples * 2 // 5, 1))
 
 
 def result_or_mloci_error(call: Callable[[], T]) -> T | MlociError:
@@ -454,6 +459,14 @@ def tar_with(*members: tuple[str, bytes, str]) -> bytes:
         [("./", tarfile.REGTYPE, "")],
         [("a", tarfile.LNKTYPE, "missing")],  # was KeyError: hard link to an entry the tar lacks
         [("a", tarfile.REGTYPE, ""), ("a/b", tarfile.REGTYPE, "")],  # was NotADirectoryError
+        [("\x00\x80", tarfile.DIRTYPE, "")],  # was ValueError: embedded null byte
+        [("d\x1b[2J", tarfile.DIRTYPE, "")],  # directories are checked like files
+        [("0", tarfile.SYMTYPE, "0"), ("0", tarfile.REGTYPE, "")],  # was OSError ELOOP: one entry twice
+        [
+            ("a", tarfile.SYMTYPE, "b"),
+            ("b", tarfile.SYMTYPE, "a"),
+            ("a/x", tarfile.REGTYPE, ""),
+        ],  # a link loop
         [("0", tarfile.LNKTYPE, "\x00\x80")],  # was ValueError: embedded null byte (found by the fuzzer)
     ],
 )
@@ -542,3 +555,49 @@ def test_malformed_policies_are_usage_errors_quickly(data: bytes) -> None:
         with pytest.raises(UsageError):
             load_policy(root / "policy.yaml")
         assert time.monotonic() - started < 5
+
+
+# --- more outside input: DSSE envelopes, pull markers, the local store's index.json -------------------------
+
+
+@FUZZ
+@given(data=token_bodies)
+def test_dsse_envelopes(data: bytes) -> None:
+    """An envelope or sigstore bundle from a registry parses, or is a ValueError (the documented contract)."""
+    with contextlib.suppress(ValueError):
+        Envelope.from_json(data)
+    with contextlib.suppress(ValueError):
+        SigstoreBundle.from_json(data)
+
+
+@FEW
+@given(marker=st.one_of(st.binary(max_size=200), config_documents.map(lambda d: json.dumps(d).encode()),
+                        st.dictionaries(st.sampled_from(["digest", "files", "layers", "reference"]),
+                                        st.one_of(json_values, st.lists(tar_names, max_size=4))).map(
+                            lambda d: json.dumps(d).encode()),
+                        st.integers(1, 100_000).map(lambda n: b"[" * n)))  # fmt: skip
+def test_pull_markers_written_by_hand_or_by_anyone(marker: bytes) -> None:
+    """``.mloci/pull.json`` is read before a pull decides what to replace: whatever it holds, only safe
+    paths are ever owned, and checking the target raises nothing but an MlociError."""
+    with scratch() as root:
+        (root / ".mloci").mkdir()
+        (root / ".mloci" / "pull.json").write_bytes(marker)
+        (root / "keep.txt").write_text("mine")
+        for path in _owned_files(root):
+            assert safe_path(path) == path
+        result_or_mloci_error(lambda: _check_target(root, {"model.onnx"}, force=True))
+        assert (root / "keep.txt").read_text() == "mine"
+
+
+@FEW
+@given(index=st.one_of(st.binary(max_size=200), manifest_documents.map(lambda d: json.dumps(d).encode()),
+                       st.integers(1, 100_000).map(lambda n: b'{"manifests":' * n)))  # fmt: skip
+def test_local_store_index_json(index: bytes) -> None:
+    """A damaged ``index.json`` in ``$MLOCI_HOME/oci`` is an MlociError naming it, for every read."""
+    with scratch() as root:
+        store = LayoutStore(root)
+        (root / "oci").mkdir(exist_ok=True)
+        (store.root / "index.json").write_bytes(index)
+        (store.root / "oci-layout").write_bytes(b'{"imageLayoutVersion":"1.0.0"}')
+        result_or_mloci_error(lambda: store.list_tags("model"))
+        result_or_mloci_error(lambda: store.resolve(Reference(None, "model", tag="1")))

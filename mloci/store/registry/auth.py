@@ -7,7 +7,6 @@ ever part of a message, an exception or a repr.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import threading
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from mloci.errors import AuthError
+from mloci.types import jsontext
 
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -147,7 +147,7 @@ class Authenticator:
         if status != 200:
             raise AuthError(f"the token service answered HTTP {status}")
         try:
-            document = json.loads(body)
+            document = jsontext.loads(body)
             token = document.get("token") or document.get("access_token")
             lifetime = float(document.get("expires_in") or 60)
         except (ValueError, AttributeError, TypeError, RecursionError):

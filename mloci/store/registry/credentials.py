@@ -21,6 +21,7 @@ from typing import Any
 from mloci.atomic import write_atomic
 from mloci.errors import AuthError, MlociError
 from mloci.store.registry.auth import Credentials
+from mloci.types import jsontext
 
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 
@@ -32,7 +33,7 @@ def config_path() -> Path:
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsontext.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
@@ -72,7 +73,7 @@ def _from_helper(name: str, registry: str) -> Credentials | None:
         if done.returncode != 0:
             continue  # "credentials not found" is a normal answer
         try:
-            data = json.loads(done.stdout)
+            data = jsontext.loads(done.stdout)
         except ValueError:
             raise AuthError(
                 f"credential helper docker-credential-{name} answered with invalid JSON"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -27,7 +26,7 @@ from mloci.store.base import MAX_MANIFEST_SIZE, BlobOutcome, Progress, verified,
 from mloci.store.registry.auth import Credentials, scope_for
 from mloci.store.registry.locations import BlobLocations
 from mloci.store.registry.transport import Transport
-from mloci.types import mediatype
+from mloci.types import jsontext, mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Index, check_manifest
@@ -183,7 +182,7 @@ class RegistryStore:
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         if media_type not in mediatype.MANIFEST_TYPES:
             with contextlib.suppress(ValueError, AttributeError):
-                media_type = json.loads(data).get("mediaType") or media_type
+                media_type = jsontext.loads(data).get("mediaType") or media_type
         if ref.digest is not None:
             verify_bytes(data, ref.digest, f"manifest {ref.digest}")
             digest = ref.digest
@@ -544,7 +543,7 @@ class RegistryStore:
         while path:
             response = self.transport.request("GET", path, scope=scope)
             try:
-                values = json.loads(response.data).get(key) or []
+                values = jsontext.loads(response.data).get(key) or []
             except (ValueError, AttributeError):
                 raise RegistryError(f"registry {self.registry} sent a malformed {key} list") from None
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):

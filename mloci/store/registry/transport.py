@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
-import json
 import random
 import ssl
 import time
@@ -32,6 +31,7 @@ from urllib3.exceptions import (
 from mloci import __version__
 from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
 from mloci.store.registry.auth import Authenticator, Credentials
+from mloci.types import jsontext
 from mloci.types.reference import check_registry_host
 
 USER_AGENT = f"mloci/{__version__}"
@@ -82,7 +82,7 @@ def _printable(text: str, limit: int = 300) -> str:
 def _oci_errors(body: bytes) -> tuple[list[str], str]:
     """The OCI error codes and messages of a response body; for a plain-text body, its text as the message."""
     try:
-        errors = json.loads(body).get("errors") or []
+        errors = jsontext.loads(body).get("errors") or []
         codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
         messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict) and e.get("message")]
     except (ValueError, AttributeError, TypeError):

@@ -1,0 +1,516 @@
+"""Directories of many small files as one deterministic ModelPack tar layer, with a file index.
+
+Pushing 100,000 tokenizer or dataset files as 100,000 raw layers costs 100,000 round trips and
+a manifest larger than registries accept. Instead, a directory of many small files becomes one
+``application/vnd.cncf.model.<kind>.v1.tar`` layer, and a small JSON *file index* layer records
+each file's path, size and digest, so ``inspect``, ``diff`` and ``pull --filter`` still see files.
+
+The tar bytes depend only on the files' paths and contents: entries sorted by the UTF-8 bytes of
+their path, regular files only (directories are implied), mode 0644, uid/gid 0, empty user and
+group names, mtime 0. Headers are POSIX ustar; an entry ustar cannot describe (a path longer than
+100 bytes or not ASCII, a file of 8 GiB or more) is preceded by a PAX extended header holding just
+``path``/``size`` records. The archive ends with two zero blocks. Headers are written here, not by
+:mod:`tarfile`, so the bytes cannot change with the Python version. ``docs/format.md`` documents it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from pydantic import ValidationError
+
+from mloci._sqlite import open_cache
+from mloci.bundle.files import FileEntry, layer_kind
+from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
+from mloci.errors import IntegrityError, MlociError, UsageError
+from mloci.types import annotations as ann
+from mloci.types import mediatype
+from mloci.types.blob import Blob
+from mloci.types.digest import Digest
+from mloci.types.file_index import FILE_INDEX_PATH, INDEX_VERSION, ROLE_FILE_INDEX
+from mloci.types.manifest import Descriptor, canonical_json
+
+BLOCK = 512
+_USTAR_MAX_SIZE = 0o77777777777  # 8 GiB - 1: the largest size 11 octal digits hold
+_READ = 1 << 20
+_BATCH = 1 << 20
+
+
+@dataclass(frozen=True)
+class TarGroup:
+    """Files packed together: ``path`` is the directory the layer stands for."""
+
+    path: str
+    files: tuple[FileEntry, ...]
+
+    @property
+    def kind(self) -> str:
+        """The most common ModelPack kind among the files (ties: in ModelPack's kind order)."""
+        counts = Counter(layer_kind(f.path) for f in self.files)
+        return max(mediatype.LAYER_KINDS, key=lambda k: (counts[k], -mediatype.LAYER_KINDS.index(k)))
+
+
+@dataclass(frozen=True)
+class PackPlan:
+    raw: tuple[FileEntry, ...]
+    groups: tuple[TarGroup, ...]
+
+    @property
+    def packed_paths(self) -> frozenset[str]:
+        return frozenset(f.path for g in self.groups for f in g.files)
+
+
+def _rule(path: str, settings: Pack) -> tuple[str, str] | None:
+    """The longest ``tar``/``raw`` directory of ``settings`` containing ``path``: (choice, directory)."""
+    best: tuple[str, str] | None = None
+    for choice, dirs in (("tar", settings.tar), ("raw", settings.raw)):
+        for directory in dirs:
+            if (path == directory or path.startswith(directory + "/")) and (
+                best is None or len(directory) > len(best[1])
+            ):
+                best = (choice, directory)
+    return best
+
+
+_last_plan: list[tuple[Sequence[FileEntry], Pack | None, PackPlan]] = []
+
+
+def plan(files: Sequence[FileEntry], settings: Pack | None) -> PackPlan:
+    """Which files stay raw layers and which directories pack as tar layers (see docs/format.md).
+
+    A push asks twice for the same bundle (hashing, then packing); the last answer is reused.
+    """
+    if _last_plan and _last_plan[0][0] is files and _last_plan[0][1] == settings:
+        return _last_plan[0][2]
+    result = _plan(files, settings)
+    _last_plan[:] = [(files, settings, result)]
+    return result
+
+
+def _plan(files: Sequence[FileEntry], settings: Pack | None) -> PackPlan:
+    settings = settings or Pack()
+    raw: list[FileEntry] = []
+    forced: dict[str, list[FileEntry]] = {}
+    auto: dict[str, list[FileEntry]] = {}
+    for entry in files:
+        rule = _rule(entry.path, settings)
+        if entry.path == MANIFEST_FILENAME or "/" not in entry.path or (rule and rule[0] == "raw"):
+            raw.append(entry)
+        elif rule:
+            if rule[1] == entry.path:  # a file named in 'tar' is just a file
+                raw.append(entry)
+            else:
+                forced.setdefault(rule[1], []).append(entry)
+        elif entry.size <= settings.small_file_size:
+            auto.setdefault(entry.path.split("/", 1)[0], []).append(entry)
+        else:
+            raw.append(entry)
+    for directory, entries in auto.items():
+        if len(entries) >= settings.min_files:
+            forced.setdefault(directory, []).extend(entries)
+        else:
+            raw.extend(entries)
+    groups = [
+        TarGroup(d, tuple(sorted(fs, key=lambda f: f.path.encode()))) for d, fs in sorted(forced.items())
+    ]
+    return PackPlan(tuple(sorted(raw, key=lambda f: f.path.encode())), tuple(groups))
+
+
+# --- tar bytes -------------------------------------------------------------------------
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _template(typeflag: bytes) -> bytearray:
+    block = bytearray(BLOCK)
+    block[100:108] = _octal(0o644, 8)
+    block[108:116] = _octal(0, 8)
+    block[116:124] = _octal(0, 8)
+    block[136:148] = _octal(0, 12)
+    block[148:156] = b" " * 8
+    block[156:157] = typeflag
+    block[257:263] = b"ustar\0"
+    block[263:265] = b"00"
+    block[329:337] = _octal(0, 8)
+    block[337:345] = _octal(0, 8)
+    return block
+
+
+def _dir_template() -> bytearray:
+    block = _template(b"5")
+    block[100:108] = _octal(0o755, 8)
+    return block
+
+
+_TEMPLATES = {flag: (_template(flag), sum(_template(flag))) for flag in (b"0", b"x")}
+_TEMPLATES[b"5"] = (_dir_template(), sum(_dir_template()))
+
+
+def _header(name: bytes, size: int, typeflag: bytes) -> bytes:
+    """A ustar header: the fixed fields come from a template, so only name, size and checksum are computed."""
+    template, base = _TEMPLATES[typeflag]
+    block = bytearray(template)
+    block[0 : len(name)] = name
+    size_field = _octal(size, 12)
+    block[124:136] = size_field
+    block[148:156] = b"%06o\0 " % (base + sum(name) + sum(size_field))
+    return bytes(block)
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+pad = _pad  # the zero bytes that complete an entry of ``size`` bytes to a 512-byte block
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length).encode()) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def directory_header(path: str) -> bytes:
+    """The header of a directory entry (mode 0755), for archives that list directories (OCI layouts)."""
+    name = (path.rstrip("/") + "/").encode()
+    if len(name) > 100 or not path.isascii():
+        raise ValueError(f"directory name {path!r} does not fit a ustar header")
+    return _header(name, 0, b"5")
+
+
+def entry_header(path: str, size: int) -> bytes:
+    """The header block(s) of one regular file: ustar, with a PAX header first when ustar cannot hold it."""
+    name = path.encode()
+    records = b""
+    if len(name) > 100 or not path.isascii():
+        records += _pax_record("path", path)
+        name = b"mloci-pax-path"
+    if size > _USTAR_MAX_SIZE:
+        records += _pax_record("size", str(size))
+    if not records:
+        return _header(name, size, b"0")
+    return (
+        _header(b"././@PaxHeader", len(records), b"x")
+        + records
+        + _pad(len(records))
+        + _header(name, size if size <= _USTAR_MAX_SIZE else 0, b"0")
+    )
+
+
+END = b"\0" * (2 * BLOCK)
+
+
+def _read_small(entry: FileEntry) -> bytes:
+    """A small file's bytes in one read; IntegrityError when its size changed since the bundle was scanned."""
+    try:
+        fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, entry.size + 1)
+            while len(data) < entry.size and (more := os.read(fd, entry.size + 1 - len(data))):
+                data += more
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    if len(data) != entry.size:
+        raise IntegrityError(f"{entry.path} changed while it was being packed; push again")
+    return data
+
+
+def _contents(entry: FileEntry) -> Iterator[bytes]:
+    if entry.size <= _READ:
+        yield _read_small(entry)
+    else:
+        yield from _read_exact(entry)
+
+
+def _read_exact(entry: FileEntry) -> Iterator[bytes]:
+    """The file's bytes (small files in one read), refusing a file whose size changed since the bundle was scanned."""
+    remaining = entry.size
+    try:
+        fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    try:
+        while remaining:
+            chunk = os.read(fd, min(remaining, _READ))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+        extra = os.read(fd, 1)
+    except OSError as exc:
+        raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if remaining or extra:
+        raise IntegrityError(f"{entry.path} changed while it was being packed; push again")
+
+
+def tar_chunks(files: Iterable[FileEntry], check: Callable[[], None] | None = None) -> Iterator[bytes]:
+    """The tar layer's bytes, in batches of about 1 MiB."""
+    batch = bytearray()
+    for entry in files:
+        if check is not None:
+            check()
+        batch += entry_header(entry.path, entry.size)
+        for chunk in _contents(entry):
+            batch += chunk
+            if len(batch) >= _BATCH:
+                yield bytes(batch)
+                batch.clear()
+        batch += _pad(entry.size)
+        if len(batch) >= _BATCH:
+            yield bytes(batch)
+            batch.clear()
+    batch += END
+    yield bytes(batch)
+
+
+class _IterReader(io.RawIOBase):
+    """A forward-only file object over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buffer = memoryview(b"")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET or offset != self._position:
+            raise MlociError("a tar layer is generated as it is read and cannot be re-read from the middle")
+        return self._position
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = memoryview(chunk)
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        self._position += n
+        return n
+
+
+@dataclass
+class TarLayer:
+    """A packed group: the layer blob (its bytes are re-generated from the files when read) and its file list."""
+
+    blob: Blob
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TarCache:
+    """Tar layers already built from exactly these files, by what ``stat`` says (path, size, mtime,
+    ctime, inode, device — the evidence the digest cache trusts), so an unchanged directory of
+    100,000 files is not read again on the next push. Any problem with it means "build again"."""
+
+    _SCHEMA = "CREATE TABLE IF NOT EXISTS tar_layers (signature TEXT PRIMARY KEY, layer TEXT)"
+
+    def __init__(self, path: Path | None) -> None:
+        self._db = open_cache(path, self._SCHEMA)
+
+    def get(self, signature: str) -> dict[str, Any] | None:
+        if self._db is None:
+            return None
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            row = self._db.execute("SELECT layer FROM tar_layers WHERE signature=?", (signature,)).fetchone()
+            value = json.loads(row[0]) if row else None
+            return value if isinstance(value, dict) else None
+        return None
+
+    def put(self, signature: str, layer: dict[str, Any]) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute(
+                    "INSERT OR REPLACE INTO tar_layers VALUES (?, ?)", (signature, json.dumps(layer))
+                )
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _signature(group: TarGroup) -> str | None:
+    """What ``stat`` says about every file of the group, hashed; None when a file cannot be stat'ed."""
+    hasher = hashlib.sha256(b"mloci tar layer v1\n")
+    try:
+        for entry in group.files:
+            info = entry.source.stat()
+            line = f"{entry.path}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ctime_ns}\0{info.st_ino}\0{info.st_dev}\n"
+            hasher.update(line.encode())
+    except OSError:
+        return None
+    return hasher.hexdigest()
+
+
+def build(
+    group: TarGroup,
+    spool: Path | None = None,
+    check: Callable[[], None] | None = None,
+    cache: TarCache | None = None,
+) -> TarLayer:
+    """Read every file once, hashing each file and the tar stream they make.
+
+    With ``spool`` (a directory), the tar is also written to a new file there and the blob reads
+    from it; otherwise the blob re-reads the files when it is uploaded. The caller removes ``spool``.
+    With ``cache``, a group whose files are unchanged since a previous build is not read at all:
+    its blob re-generates the bytes only if a store asks for them (and the store verifies them).
+    """
+    signature = _signature(group) if cache is not None else None
+    if cache is not None and signature is not None:
+        hit = cache.get(signature)
+        with contextlib.suppress(KeyError, TypeError, ValueError, MlociError):
+            if hit is not None:
+                descriptor = Descriptor(
+                    media_type=str(hit["mediaType"]),
+                    digest=Digest.parse(str(hit["digest"])),
+                    size=int(hit["size"]),
+                    annotations={ann.MODEL_FILEPATH: group.path, ann.TITLE: group.path},
+                )
+                entries = group.files
+                blob = Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries))))
+                return TarLayer(blob, list(hit["files"]))
+    layer = _build(group, spool, check)
+    if cache is not None and signature is not None and _signature(group) == signature:
+        descriptor = layer.blob.descriptor
+        cache.put(
+            signature,
+            {
+                "mediaType": descriptor.media_type,
+                "digest": str(descriptor.digest),
+                "size": descriptor.size,
+                "files": layer.files,
+            },
+        )
+    return layer
+
+
+def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None) -> TarLayer:
+    layer_hash = hashlib.sha256()
+    size = 0
+    files: list[dict[str, Any]] = []
+    out = tempfile.NamedTemporaryFile(dir=spool, prefix="tar-", delete=False) if spool else None  # noqa: SIM115
+    batch = bytearray()
+    try:
+        for entry in group.files:
+            if check is not None:
+                check()
+            header = entry_header(entry.path, entry.size)
+            batch += header
+            if entry.size <= _READ:
+                data = _read_small(entry)
+                file_hash = hashlib.sha256(data)
+                batch += data
+            else:
+                file_hash = hashlib.sha256()
+                for chunk in _read_exact(entry):
+                    file_hash.update(chunk)
+                    batch += chunk
+            batch += _pad(entry.size)
+            if len(batch) >= _BATCH:
+                layer_hash.update(batch)
+                size += len(batch)
+                if out is not None:
+                    out.write(batch)
+                batch.clear()
+            files.append(
+                {"path": entry.path, "size": entry.size, "digest": f"sha256:{file_hash.hexdigest()}"}
+            )
+        batch += END
+        layer_hash.update(batch)
+        size += len(batch)
+        if out is not None:
+            out.write(batch)
+            out.close()
+    except BaseException:
+        if out is not None:
+            out.close()
+            Path(out.name).unlink(missing_ok=True)
+        raise
+    descriptor = Descriptor(
+        media_type=mediatype.model_layer(group.kind, "tar"),
+        digest=Digest("sha256", layer_hash.hexdigest()),
+        size=size,
+        annotations={ann.MODEL_FILEPATH: group.path, ann.TITLE: group.path},
+    )
+    if out is not None:
+        return TarLayer(Blob(descriptor, path=Path(out.name)), files)
+    entries = group.files
+    return TarLayer(Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries)))), files)
+
+
+def index_blob(layers: Sequence[TarLayer]) -> Blob:
+    """The file index layer: which files each tar layer holds, with their sizes and digests."""
+    document = {
+        "version": INDEX_VERSION,
+        "layers": [
+            {
+                "digest": str(layer.blob.descriptor.digest),
+                "path": layer.blob.descriptor.annotation(ann.MODEL_FILEPATH),
+                "files": layer.files,
+            }
+            for layer in layers
+        ],
+    }
+    data = canonical_json(document)
+    descriptor = Descriptor.of_bytes(
+        mediatype.model_layer("doc"),
+        data,
+        annotations={
+            ann.MODEL_FILEPATH: FILE_INDEX_PATH,
+            ann.TITLE: FILE_INDEX_PATH,
+            ann.ROLE: ROLE_FILE_INDEX,
+        },
+    )
+    return Blob(descriptor, data=data)
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    """``DIR=tar`` or ``DIR=raw`` (the CLI's --pack) as (directory, choice); UsageError otherwise."""
+    directory, sep, choice = text.rpartition("=")
+    if not sep or choice not in ("tar", "raw") or not directory:
+        raise UsageError(f"--pack {text!r}: expected DIR=tar or DIR=raw, e.g. --pack tokenizer=tar")
+    return directory.strip("/"), choice
+
+
+def with_overrides(manifest: BundleManifest, overrides: Sequence[tuple[str, str]]) -> BundleManifest:
+    """The manifest with --pack choices merged into its ``pack`` section (they win over the file's)."""
+    if not overrides:
+        return manifest
+    settings = manifest.pack or Pack()
+    tar = [d for d in settings.tar if d not in {d for d, _ in overrides}]
+    raw = [d for d in settings.raw if d not in {d for d, _ in overrides}]
+    for directory, choice in overrides:
+        (tar if choice == "tar" else raw).append(directory)
+    try:
+        merged = Pack.model_validate(
+            {**settings.model_dump(), "tar": sorted(set(tar)), "raw": sorted(set(raw))}
+        )
+    except ValidationError as exc:
+        raise UsageError(f"--pack: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    return manifest.model_copy(update={"pack": merged})
