@@ -62,6 +62,7 @@ COMMANDS = {
     "verify-bundle": "mloci.cli.trust:verify_bundle_command",
     "wheel": "mloci.cli.wheel:wheel_group",
     "index": "mloci.cli.index:index_group",
+    "serve": "mloci.cli.serve:serve_command",
     "sbom": "mloci.cli.attest:sbom_command",
     "attest": "mloci.cli.attest:attest_command",
     "verify-attestation": "mloci.cli.attest:verify_attestation_command",

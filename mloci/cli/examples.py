@@ -98,6 +98,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mloci index serve --registry registry.example.com --namespace py --upstream https://pypi.org/simple/",
         "pip install --index-url http://127.0.0.1:8080/simple/ mypkg",
     ),
+    "serve": (
+        "mloci serve                                    # the local store -> http://127.0.0.1:8080/",
+        "mloci serve --registry registry.example.com --namespace ml --port 0",
+        "mloci serve --registry registry.example.com --namespace ml --require-auth --policy prod=prod.yaml",
+        "curl 'http://127.0.0.1:8080/api/v1/models?q=auc>0.9'",
+    ),
     "index reserve": ("mloci index reserve registry.example.com/py mypkg mypkg-internal",),
     "sbom": ("mloci sbom ./churn-model -o sbom.cdx.json", f"mloci sbom {R}:1.0.0 --attach"),
     "attest": (

@@ -127,7 +127,15 @@ def test_ops_ask_for_capabilities_not_adapter_classes() -> None:
 
 @pytest.mark.parametrize("layer", ["types", "store", "bundle", "trust"])
 def test_lower_layers_never_import_upward(layer: str) -> None:
-    upward = ("mloci.ops", "mloci.cli", "mloci.client", "mloci._api", "mloci.pyindex")
+    upward = (
+        "mloci.ops",
+        "mloci.cli",
+        "mloci.client",
+        "mloci._api",
+        "mloci.pyindex",
+        "mloci.catalog",
+        "mloci.web",
+    )
     for path in sorted((PACKAGE / layer).rglob("*.py")):
         bad = [m for m in imports_of(path) if m.startswith(upward)]
         assert not bad, f"{path.relative_to(REPO_ROOT)} imports {bad}"

@@ -1,0 +1,880 @@
+"""The catalog: models, versions, promotion history and packages of one registry namespace.
+
+The registry stays the single source of truth. What the catalog keeps is a snapshot per
+repository — its tag list and what each tag names — refreshed when older than ``refresh``
+seconds; everything a digest names is parsed once and kept (content never changes). Reads fan
+out over a thread pool: one request per new tag, none for what the cache already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mloci import settings
+from mloci.catalog import _ops
+from mloci.catalog.cache import CachingStore, ContentCache
+from mloci.catalog.models import (
+    Badges,
+    Change,
+    Comparison,
+    FileEntry,
+    Image,
+    Lineage,
+    ModelCard,
+    ModelDetail,
+    ModelPage,
+    ModelSummary,
+    Package,
+    PackageFile,
+    PackageRelease,
+    Promotion,
+    Referrer,
+    SignatureCheck,
+    VersionDetail,
+    VersionSummary,
+)
+from mloci.catalog.query import Query
+from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
+from mloci.store import LayoutStore, Store, StoreOptions, open_registry
+from mloci.store.registry.auth import Credentials
+from mloci.types import annotations as ann
+from mloci.types import mediatype
+from mloci.types.digest import Digest
+from mloci.types.manifest import Descriptor
+from mloci.types.reference import Reference
+from mloci.types.semver import is_version_tag, sort_key
+
+log = logging.getLogger("mloci.catalog")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_MAX_REFERRER_DEPTH = 4
+
+# Which repositories a caller may read (None: all of them).
+Visible = Callable[[str], bool] | None
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """What the catalog shows: the repositories under ``namespace`` in ``registry`` (None: the local store)."""
+
+    registry: str | None = None
+    namespace: str = ""
+    options: StoreOptions = field(default_factory=StoreOptions)
+    cache_dir: Path | None = None  # None: $MLOCI_HOME/cache
+    refresh: float = 5.0  # seconds a tag list is trusted before it is read again
+    workers: int = 16
+    # Model names to show even when the registry does not list its catalog (many refuse /v2/_catalog).
+    models: tuple[str, ...] = ()
+    verify_keys: tuple[Path, ...] = ()  # public keys signatures are verified against on version pages
+
+    @property
+    def prefix(self) -> str:
+        namespace = self.namespace.strip("/")
+        return f"{namespace}/" if namespace else ""
+
+    def repository(self, name: str) -> Reference:
+        """The repository of the model ``name`` (UsageError for a name that is no repository path)."""
+        text = f"{self.prefix}{name.strip('/')}"
+        ref = Reference.parse(f"{self.registry}/{text}" if self.registry else text)
+        if ref.registry != self.registry or ref.tag or ref.digest:
+            raise UsageError(f"{name!r} is not a model name")
+        return ref
+
+    def name_of(self, repository: str) -> str:
+        return repository[len(self.prefix) :] if self.prefix else repository
+
+
+@dataclass(frozen=True)
+class _Info:
+    """What one manifest (by digest) says, parsed once."""
+
+    digest: Digest
+    media_type: str
+    raw: dict[str, Any]
+    kind: str
+    annotations: dict[str, str]
+    layers: tuple[Descriptor, ...]
+    bundle_layer: Descriptor | None
+
+    @property
+    def size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        raw = self.annotations.get(ann.METRICS)
+        try:
+            value = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+def _parse_info(descriptor: Descriptor, data: bytes) -> _Info:
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        raise IntegrityError(f"manifest {descriptor.digest} is not JSON") from None
+    if not isinstance(raw, dict):
+        raise IntegrityError(f"manifest {descriptor.digest} is not a JSON object")
+    notes = raw.get("annotations")
+    annotations = {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) else {}
+    layers: list[Descriptor] = []
+    bundle_layer = None
+    kind = str(raw.get("artifactType") or descriptor.media_type)
+    if descriptor.media_type not in mediatype.INDEX_TYPES:
+        config = raw.get("config")
+        if not raw.get("artifactType") and isinstance(config, dict):
+            kind = str(config.get("mediaType") or kind)
+        for item in raw.get("layers") or []:
+            try:
+                layer = Descriptor.model_validate(item)
+            except ValueError:
+                continue
+            layers.append(layer)
+            if layer.annotation(ann.ROLE) == ann.ROLE_BUNDLE_MANIFEST and bundle_layer is None:
+                bundle_layer = layer
+    return _Info(
+        digest=descriptor.digest,
+        media_type=descriptor.media_type,
+        raw=raw,
+        kind=kind,
+        annotations=annotations,
+        layers=tuple(layers),
+        bundle_layer=bundle_layer,
+    )
+
+
+@dataclass
+class _Repo:
+    """A repository as of its last refresh."""
+
+    repository: str
+    tags: dict[str, Digest]  # every non-internal tag
+    all_tags: frozenset[str]
+    record_tags: tuple[str, ...]  # promotion-record tags, newest first (their names hold the time)
+    checked: float
+
+
+def _version_of(info: _Info, tags: Sequence[str]) -> str | None:
+    return info.annotations.get(ann.VERSION) or next((t for t in tags if is_version_tag(t)), None)
+
+
+class Catalog:
+    """Read access to one registry namespace (or the local store), with a shared cache."""
+
+    def __init__(self, config: CatalogConfig, *, credentials: Credentials | None = None) -> None:
+        self.config = config
+        cache_dir = config.cache_dir or (settings.home() / "cache")
+        self.cache = ContentCache(cache_dir / "catalog.sqlite")
+        self.store: Store = CachingStore(self._open(credentials), self.cache, config.registry or "local")
+        self._pool = ThreadPoolExecutor(max_workers=max(config.workers, 1), thread_name_prefix="catalog")
+        # Repositories fan out on a pool of their own: their tag reads use self._pool, never waiting on it.
+        self._repo_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-repo")
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._repos: dict[str, _Repo] = {}
+        self._listed: tuple[float, tuple[str, ...]] = (0.0, ())
+        self._infos: dict[Digest, _Info] = {}
+        self._bundles: dict[Digest, dict[str, Any] | None] = {}
+        self._referrers: dict[Digest, tuple[float, tuple[Referrer, ...]]] = {}
+        self._refreshing = False
+        self._rows: dict[str, tuple[_Repo, ModelSummary | None]] = {}
+        self._history: dict[str, tuple[_Repo, bool, tuple[Promotion, ...]]] = {}
+        self._details: dict[str, tuple[_Repo, ModelDetail]] = {}
+        self._verified: dict[Digest, tuple[tuple[Digest, bool, float], list[SignatureCheck]]] = {}
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
+
+    def _open(self, creds: Credentials | None) -> Store:
+        if self.config.registry is None:
+            return LayoutStore(settings.home())
+        return open_registry(
+            self.config.registry,
+            self.config.options,
+            credentials_override=creds,
+            pool_size=self.config.workers,
+            remember_locations=False,
+        )
+
+    def invalidate(self, repository: str) -> None:
+        """Forget the snapshot of ``repository``: the next read lists its tags again."""
+        with self._lock:
+            self._repos.pop(repository, None)
+
+    def writer(self, creds: Credentials | None) -> Store:
+        """A store for writes: with the caller's credentials, never the server's.
+
+        AuthError for a registry when the caller sent none. The local store has no credentials:
+        it belongs to the user running the server.
+        """
+        if self.config.registry is None:
+            return LayoutStore(settings.home())
+        if creds is None:
+            raise AuthError(
+                "a write needs your registry credentials (HTTP Basic or Bearer); the server's are never used"
+            )
+        return self._open(creds)
+
+    def promote(
+        self,
+        name: str,
+        ref: str,
+        environment: str,
+        *,
+        creds: Credentials | None,
+        actor: str,
+        reason: str | None = None,
+        gate: Callable[[Reference, Descriptor], None] | None = None,
+    ) -> _ops.PromotionResult:
+        """Point ``environment``'s alias at version or digest ``ref`` of ``name``, as the caller."""
+        repository = self.config.repository(name)
+        target = (
+            repository.with_digest(Digest.parse(ref))
+            if ref.startswith(("sha256:", "sha512:"))
+            else repository.with_tag(ref)
+        )
+        store = self.writer(creds)
+        try:
+            return _ops.promote_in(store, target, environment, actor=actor, reason=reason, gate=gate)
+        finally:
+            store.close()
+            self.invalidate(repository.repository)
+
+    def rollback(
+        self, name: str, environment: str, *, creds: Credentials | None, actor: str, reason: str | None = None
+    ) -> _ops.PromotionResult:
+        repository = self.config.repository(name)
+        store = self.writer(creds)
+        try:
+            return _ops.rollback_in(store, repository, environment, actor=actor, reason=reason)
+        finally:
+            store.close()
+            self.invalidate(repository.repository)
+
+    def close(self) -> None:
+        self._background.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._repo_pool.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+        self.cache.close()
+
+    # -- fan-out ---------------------------------------------------------------------------------
+
+    def _map(self, func: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        values = list(items)
+        if len(values) <= 1:
+            return [func(v) for v in values]
+        return list(self._pool.map(func, values))
+
+    # -- snapshots ---------------------------------------------------------------------------------
+
+    def _ref(self, repository: str) -> Reference:
+        return Reference(self.config.registry, repository)
+
+    def repositories(self) -> tuple[str, ...]:
+        """The repositories under the namespace; a list older than ``refresh`` is read again in the
+        background (served as it is meanwhile), or at once when ``refresh`` is 0."""
+        checked, names = self._listed
+        age = time.monotonic() - checked
+        if checked and age < self.config.refresh:
+            return names
+        if checked and self.config.refresh > 0:
+            self._in_background(None)
+            return names
+        return self._list_repositories()
+
+    def _list_repositories(self) -> tuple[str, ...]:
+        found = {r for r in _ops.repositories(self.store) if r.startswith(self.config.prefix)}
+        found |= {self.config.repository(name).repository for name in self.config.models}
+        found |= set(self._repos)  # opened by name since: the registry's catalog may not list them
+        listed = tuple(sorted(found))
+        self._listed = (time.monotonic(), listed)
+        return listed
+
+    def _in_background(self, repositories: list[str] | None) -> None:
+        """Refresh the repository list (None) or ``repositories`` on the background thread, once at a time."""
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+
+        def run() -> None:
+            try:
+                if repositories is None:
+                    self._refresh(list(self._list_repositories()), prepare=True)
+                else:
+                    self._refresh(repositories, prepare=True)
+            except Exception:
+                log.warning("background refresh failed", exc_info=True)
+            finally:
+                with self._lock:
+                    self._refreshing = False
+
+        self._background.submit(run)
+
+    def info(self, digest: Digest, repository: str) -> _Info:
+        found = self._infos.get(digest)
+        if found is None:
+            descriptor, data = self.store.fetch_manifest(self._ref(repository).with_digest(digest))
+            found = _parse_info(descriptor, data)
+            with self._lock:
+                self._infos[digest] = found
+        return found
+
+    def _resolve(self, repository: str, tag: str) -> Digest | None:
+        try:
+            return self.store.resolve(self._ref(repository).with_tag(tag)).digest
+        except NotFoundError:
+            return None  # deleted since the tag list was read
+
+    def _refresh_repo(self, repository: str) -> _Repo | None:
+        try:
+            all_tags = self.store.list_tags(repository)
+        except NotFoundError:
+            return None
+        visible = [t for t in all_tags if not _ops.is_internal_tag(t)]
+        records = sorted(
+            (t for t in all_tags if t.startswith(_ops.RECORD_TAG_PREFIX)), key=_record_time, reverse=True
+        )
+        digests = self._map(lambda t: self._resolve(repository, t), visible)
+        tags = {t: d for t, d in zip(visible, digests, strict=True) if d is not None}
+        self._map(lambda d: self.info(d, repository), set(tags.values()))
+        return _Repo(repository, tags, frozenset(all_tags), tuple(records), time.monotonic())
+
+    def _records(self, repo: _Repo, *, newest_only: bool = False) -> tuple[Promotion, ...]:
+        """The promotion records of ``repo``, newest first; read when first asked for (the models
+        list needs only the newest, which the tag names tell without reading the others)."""
+        memo = self._history.get(repo.repository)
+        if memo is not None and memo[0] is repo and (memo[1] or newest_only):
+            return memo[2][:1] if newest_only else memo[2]
+        wanted = repo.record_tags[:1] if newest_only else repo.record_tags
+        ref = self._ref(repo.repository)
+        entries = [
+            e for e in self._map(lambda t: _ops.read_record(self.store, ref, t), wanted) if e is not None
+        ]
+        if newest_only and not entries and len(repo.record_tags) > 1:
+            return self._records(repo)  # the newest tag held no valid record: read them all
+        promotions = self._promotions(entries, repo.tags, repo.repository)
+        with self._lock:
+            self._history[repo.repository] = (repo, not newest_only, promotions)
+        return promotions
+
+    def _promotions(
+        self, entries: list[_ops.HistoryEntry], tags: dict[str, Digest], repository: str
+    ) -> tuple[Promotion, ...]:
+        by_digest: dict[Digest, list[str]] = {}
+        for tag, digest in tags.items():
+            by_digest.setdefault(digest, []).append(tag)
+
+        def version(digest: Digest | None) -> str | None:
+            if digest is None:
+                return None
+            info = self._infos.get(digest)
+            return _version_of(info, by_digest.get(digest, [])) if info else None
+
+        result = []
+        for entry in sorted(entries, key=lambda e: e.record.timestamp, reverse=True):
+            record = entry.record
+            result.append(
+                Promotion(
+                    environment=record.environment,
+                    alias=record.alias,
+                    digest=str(record.digest),
+                    previous=str(record.previous) if record.previous else None,
+                    version=version(record.digest),
+                    previous_version=version(record.previous),
+                    actor=record.actor,
+                    timestamp=record.timestamp.isoformat().replace("+00:00", "Z"),
+                    reason=record.reason,
+                    ci_run_url=record.ci_run_url,
+                    rollback_of=str(record.rollback_of) if record.rollback_of else None,
+                    record=str(entry.manifest),
+                )
+            )
+        return tuple(result)
+
+    def _snapshots(self, repositories: Iterable[str]) -> dict[str, _Repo]:
+        """Snapshots of ``repositories``: unknown ones are read now; stale ones are read again in the
+        background (or now, when ``refresh`` is 0) while the last snapshot is served."""
+        wanted = list(repositories)
+        now = time.monotonic()
+        missing = [r for r in wanted if r not in self._repos]
+        stale = [
+            r for r in wanted if r in self._repos and now - self._repos[r].checked >= self.config.refresh
+        ]
+        if self.config.refresh <= 0:
+            missing, stale = missing + stale, []
+        if missing:
+            self._refresh(missing)
+        if stale:
+            self._in_background(stale)
+        return {r: self._repos[r] for r in wanted if r in self._repos}
+
+    def _refresh(self, repositories: list[str], *, prepare: bool = False) -> None:
+        with self._refresh_lock:
+            now = time.monotonic()
+            todo = [
+                r
+                for r in repositories
+                if r not in self._repos or now - self._repos[r].checked >= self.config.refresh
+            ]
+            if not todo:
+                return
+            # One repository at a time fans out its tags; many at once fan out by repository.
+            refreshed = (
+                [self._refresh_repo(todo[0])]
+                if len(todo) == 1
+                else list(self._outer().map(self._refresh_repo, todo))
+            )
+            rows: dict[str, ModelSummary | None] = {}
+            details: dict[str, ModelDetail] = {}
+            if prepare:
+                # Work out the pages before the new snapshots are shown, so that no request waits
+                # for it (it may read attachments from the registry).
+                for repo in refreshed:
+                    if repo is None:
+                        continue
+                    rows[repo.repository] = self._row(repo)
+                    if repo.repository in self._details and rows[repo.repository] is not None:
+                        details[repo.repository] = self._model_detail(repo)
+            with self._lock:
+                for name, repo in zip(todo, refreshed, strict=True):
+                    if repo is None:
+                        self._repos.pop(name, None)
+                        continue
+                    self._repos[name] = repo
+                    if name in rows:
+                        self._rows[name] = (repo, rows[name])
+                    if name in details:
+                        self._details[name] = (repo, details[name])
+
+    def _outer(self) -> ThreadPoolExecutor:
+        return self._repo_pool
+
+    def _kind_of_repo(self, repo: _Repo) -> str | None:
+        kinds = {self._infos[d].kind for d in repo.tags.values() if d in self._infos}
+        if mediatype.MODEL_ARTIFACT in kinds:
+            return "model"
+        if _ops.PYTHON_PACKAGE_TYPE in kinds:
+            return "package"
+        if any(
+            _ops.MODEL_DIGEST in self._infos[d].annotations for d in repo.tags.values() if d in self._infos
+        ):
+            return "image"
+        return None
+
+    # -- versions ----------------------------------------------------------------------------------
+
+    def _bundle(self, info: _Info, repository: str) -> dict[str, Any] | None:
+        if info.digest in self._bundles:
+            return self._bundles[info.digest]
+        bundle = None
+        if info.bundle_layer is not None:
+            try:
+                bundle = _ops.small_json(self.store, repository, info.bundle_layer)
+            except (IntegrityError, NotFoundError, RegistryError):
+                bundle = None
+        with self._lock:
+            self._bundles[info.digest] = bundle
+        return bundle
+
+    def _referrer_tree(self, repo: _Repo, digest: Digest) -> tuple[Referrer, ...]:
+        cached = self._referrers.get(digest)
+        if cached is not None and cached[0] >= repo.checked:
+            return cached[1]
+        ref = self._ref(repo.repository)
+
+        def children(subject: Digest, depth: int, seen: frozenset[Digest]) -> list[Referrer]:
+            if depth >= _MAX_REFERRER_DEPTH:
+                return []
+            try:
+                # The referrers API where there is one (a store remembers when there is none) …
+                found = self.store.referrers(repo.repository, subject)
+                if found is None:
+                    # … else the fallback tag's index: no tag, no request.
+                    if _ops.fallback_tag(subject) not in repo.all_tags:
+                        return []
+                    found = _ops.list_referrers(self.store, ref, subject)
+            except NotFoundError:
+                return []
+            nodes = []
+            for d in sorted(found, key=lambda d: ((d.annotations or {}).get(ann.CREATED, ""), str(d.digest))):
+                if d.digest in seen:
+                    continue
+                notes = dict(d.annotations or {})
+                nodes.append(
+                    Referrer(
+                        digest=str(d.digest),
+                        artifact_type=d.artifact_type,
+                        kind=_ops.kind_of(d.artifact_type),
+                        media_type=d.media_type,
+                        size=d.size,
+                        created=notes.get(ann.CREATED),
+                        annotations=notes,
+                        referrers=children(d.digest, depth + 1, seen | {d.digest}),
+                    )
+                )
+            return nodes
+
+        tree = tuple(children(digest, 0, frozenset({digest})))
+        with self._lock:
+            self._referrers[digest] = (time.monotonic(), tree)
+        return tree
+
+    def _cosign(self, repo: _Repo, digest: Digest) -> list[str]:
+        base = f"{digest.algorithm}-{digest.encoded}"
+        return [base + suffix for suffix in _ops.COSIGN_TAGS if base + suffix in repo.all_tags]
+
+    def _badges(self, repo: _Repo, digest: Digest) -> tuple[Badges, int]:
+        tree = self._referrer_tree(repo, digest)
+        kinds: list[str] = []
+        stack = list(tree)
+        while stack:
+            node = stack.pop()
+            kinds.append(node.kind or "")
+            stack.extend(node.referrers)
+        cosign = self._cosign(repo, digest)
+        badges = Badges(
+            signed=any(t.endswith(".sig") for t in cosign) or any(k.startswith("signature") for k in kinds),
+            sbom=any(t.endswith(".sbom") for t in cosign) or any(k.startswith("sbom") for k in kinds),
+            provenance=any(k.startswith("attestation") for k in kinds)
+            or any(t.endswith(".att") for t in cosign),
+            tests=any(k.startswith(("test results", "evaluation")) for k in kinds),
+        )
+        attachments = sum(1 for n in tree if n.kind != "promotion record") + len(cosign)
+        return badges, attachments
+
+    def _summaries(self, repo: _Repo, *, badges: bool) -> list[VersionSummary]:
+        by_digest: dict[Digest, list[str]] = {}
+        for tag, digest in repo.tags.items():
+            by_digest.setdefault(digest, []).append(tag)
+        digests = [
+            d for d in by_digest if d in self._infos and self._infos[d].kind == mediatype.MODEL_ARTIFACT
+        ]
+        marks = (
+            dict(zip(digests, self._map(lambda d: self._badges(repo, d), digests), strict=True))
+            if badges
+            else {}
+        )
+        result = []
+        for digest in digests:
+            info = self._infos[digest]
+            tags = sorted(by_digest[digest])
+            badge, attachments = marks.get(digest, (Badges(), 0))
+            result.append(
+                VersionSummary(
+                    digest=str(digest),
+                    version=_version_of(info, tags),
+                    tags=[t for t in tags if is_version_tag(t)],
+                    aliases=[t for t in tags if not is_version_tag(t)],
+                    revision=info.annotations.get(ann.REVISION),
+                    created=info.annotations.get(ann.CREATED),
+                    size=info.size,
+                    framework=info.annotations.get(ann.FRAMEWORK),
+                    metrics=info.metrics,
+                    badges=badge,
+                    attachments=attachments,
+                )
+            )
+        result.sort(key=lambda v: (sort_key(v.version or ""), v.created or ""), reverse=True)
+        return result
+
+    def _model_summary(self, repo: _Repo, versions: list[VersionSummary]) -> ModelSummary:
+        latest = next((v for v in versions if v.tags), versions[0] if versions else None)
+        if latest is not None and latest.badges == Badges():
+            badge, attachments = self._badges(repo, Digest.parse(latest.digest))
+            latest = latest.model_copy(update={"badges": badge, "attachments": attachments})
+        info = self._infos.get(Digest.parse(latest.digest)) if latest else None
+        bundle = self._bundle(info, repo.repository) if info else None
+        bundle = bundle or {}
+        version_of = {v.digest: v.version for v in versions}
+        environments: dict[str, str | None] = {}
+        for tag, digest in sorted(repo.tags.items()):
+            if not is_version_tag(tag):
+                environments[tag] = version_of.get(str(digest)) or str(digest)
+        owners = (bundle.get("governance") or {}).get("owners") or []
+        return ModelSummary(
+            name=self.config.name_of(repo.repository),
+            repository=str(self._ref(repo.repository)),
+            description=bundle.get("description")
+            or (info.annotations.get(ann.DESCRIPTION) if info else None),
+            framework=latest.framework if latest else None,
+            license=bundle.get("license") or (info.annotations.get(ann.LICENSES) if info else None),
+            owners=[str(o) for o in owners],
+            features=[str(f) for f in bundle.get("features") or []],
+            latest=latest,
+            versions=len(versions),
+            environments=environments,
+            last_promotion=next(iter(self._records(repo, newest_only=True)), None),
+        )
+
+    # -- public reads --------------------------------------------------------------------------------
+
+    def models(
+        self, query: Query | None = None, *, page: int = 1, limit: int = 50, visible: Visible = None
+    ) -> ModelPage:
+        """The models, filtered by ``query`` (and ``visible``: which repositories the caller may read),
+        one page of them."""
+        if page < 1 or not 1 <= limit <= 500:
+            raise UsageError("page must be ≥ 1 and limit between 1 and 500")
+        query = query or Query()
+        snapshots = self._snapshots(self.repositories())
+        summaries = []
+        for repo in snapshots.values():
+            summary = self._listed_summary(repo)
+            if summary is not None and query.matches(summary):
+                summaries.append((repo.repository, summary))
+        if visible is not None:
+            allowed = self._map(lambda item: visible(item[0]), summaries)
+            summaries = [item for item, ok in zip(summaries, allowed, strict=True) if ok]
+        start = (page - 1) * limit
+        return ModelPage(
+            models=[summary for _, summary in summaries[start : start + limit]],
+            total=len(summaries),
+            page=page,
+            limit=limit,
+            query=query.text,
+        )
+
+    def _repo(self, name: str, visible: Visible = None) -> _Repo:
+        repository = self.config.repository(name).repository
+        if visible is not None and not visible(repository):
+            raise NotFoundError(f"no model named {name!r}")  # never a hint that it exists
+        found = self._snapshots([repository]).get(repository)
+        if found is None or self._kind_of_repo(found) != "model":
+            raise NotFoundError(f"no model named {name!r}")
+        return found
+
+    def _listed_summary(self, repo: _Repo) -> ModelSummary | None:
+        """The models-list row of ``repo`` (None: not a model), computed once per snapshot."""
+        memo = self._rows.get(repo.repository)
+        if memo is not None and memo[0] is repo:
+            return memo[1]
+        summary = self._row(repo)
+        with self._lock:
+            self._rows[repo.repository] = (repo, summary)
+        return summary
+
+    def _row(self, repo: _Repo) -> ModelSummary | None:
+        if self._kind_of_repo(repo) != "model":
+            return None
+        return self._model_summary(repo, self._summaries(repo, badges=False))
+
+    def model(self, name: str, *, visible: Visible = None) -> ModelDetail:
+        repo = self._repo(name, visible)
+        memo = self._details.get(repo.repository)
+        if memo is not None and memo[0] is repo:
+            return memo[1]
+        detail = self._model_detail(repo)
+        with self._lock:
+            self._details[repo.repository] = (repo, detail)
+        return detail
+
+    def _model_detail(self, repo: _Repo) -> ModelDetail:
+        versions = self._summaries(repo, badges=True)
+        summary = self._model_summary(repo, versions)
+        info = self._infos.get(Digest.parse(summary.latest.digest)) if summary.latest else None
+        bundle = (self._bundle(info, repo.repository) if info else None) or {}
+        notes = info.annotations if info else {}
+        card = ModelCard(
+            description=summary.description,
+            intended_use=bundle.get("intended_use"),
+            notes=bundle.get("notes"),
+            features=summary.features,
+            inputs=list(bundle.get("inputs") or []),
+            outputs=list(bundle.get("outputs") or []),
+            runtime=bundle.get("runtime"),
+            dependencies=bundle.get("dependencies"),
+            governance=bundle.get("governance"),
+            lineage=bundle.get("lineage"),
+            hardware=list(bundle.get("hardware") or []),
+            authors=[str(a) for a in bundle.get("authors") or []]
+            or ([notes[ann.AUTHORS]] if notes.get(ann.AUTHORS) else []),
+            license=summary.license,
+            framework=bundle.get("framework") or summary.framework,
+            source=notes.get(ann.SOURCE),
+        )
+        return ModelDetail(model=summary, card=card, versions=versions, history=list(self._records(repo)))
+
+    def history(
+        self, name: str, environment: str | None = None, *, visible: Visible = None
+    ) -> list[Promotion]:
+        repo = self._repo(name, visible)
+        return [r for r in self._records(repo) if environment is None or r.environment == environment]
+
+    def _find(self, repo: _Repo, ref: str) -> Digest:
+        if ref.startswith(("sha256:", "sha512:")):
+            digest = Digest.parse(ref)
+            if digest in repo.tags.values():
+                return digest
+            try:
+                return self.info(digest, repo.repository).digest
+            except NotFoundError:
+                raise NotFoundError(f"no version {ref} of {self.config.name_of(repo.repository)}") from None
+        found = repo.tags.get(ref) or repo.tags.get(ref.replace("+", "_"))
+        if found is None:
+            raise NotFoundError(f"no version {ref!r} of {self.config.name_of(repo.repository)}")
+        return found
+
+    def version(self, name: str, ref: str, *, visible: Visible = None) -> VersionDetail:
+        repo = self._repo(name, visible)
+        digest = self._find(repo, ref)
+        info = self.info(digest, repo.repository)
+        tags = sorted(t for t, d in repo.tags.items() if d == digest)
+        badge, attachments = self._badges(repo, digest)
+        summary = VersionSummary(
+            digest=str(digest),
+            version=_version_of(info, tags),
+            tags=[t for t in tags if is_version_tag(t)],
+            aliases=[t for t in tags if not is_version_tag(t)],
+            revision=info.annotations.get(ann.REVISION),
+            created=info.annotations.get(ann.CREATED),
+            size=info.size,
+            framework=info.annotations.get(ann.FRAMEWORK),
+            metrics=info.metrics,
+            badges=badge,
+            attachments=attachments,
+        )
+        bundle = self._bundle(info, repo.repository)
+        lineage = (bundle or {}).get("lineage") or {}
+        pinned = self._ref(repo.repository).with_digest(digest)
+        return VersionDetail(
+            name=self.config.name_of(repo.repository),
+            repository=str(self._ref(repo.repository)),
+            reference=str(pinned),
+            summary=summary,
+            media_type=info.media_type,
+            artifact_type=info.raw.get("artifactType"),
+            annotations=info.annotations,
+            bundle=bundle,
+            files=[FileEntry.model_validate(_ops.describe_layer(layer)) for layer in info.layers],
+            referrers=list(self._referrer_tree(repo, digest)),
+            cosign=self._cosign(repo, digest),
+            signatures=self._signatures(repo, digest),
+            lineage=Lineage(
+                datasets=[d for d in lineage.get("datasets") or [] if isinstance(d, dict)],
+                training_run=lineage.get("training_run"),
+                parent_model=lineage.get("parent_model"),
+                images=self._images(digest),
+            ),
+            pull=f"mloci pull {pinned}",
+        )
+
+    def _signatures(self, repo: _Repo, digest: Digest) -> list[SignatureCheck]:
+        if not self.config.verify_keys:
+            return []
+        tag = f"{digest.algorithm}-{digest.encoded}.sig"
+        key = (digest, tag in repo.all_tags, repo.checked)
+        cached = self._verified.get(digest)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        reference = self._ref(repo.repository).with_digest(digest)
+        checks = []
+        for path in self.config.verify_keys:
+            ok, detail = _ops.verify_signature(reference, path, self.config.options)
+            checks.append(SignatureCheck(key=path.name, verified=ok, detail=detail))
+        with self._lock:
+            self._verified[digest] = (key, checks)
+        return checks
+
+    def _images(self, model: Digest) -> list[Image]:
+        """Inference images built from ``model``, among the repositories seen so far."""
+        wanted = str(model)
+        found = []
+        for repo in list(self._repos.values()):
+            by_digest: dict[Digest, list[str]] = {}
+            for tag, digest in repo.tags.items():
+                info = self._infos.get(digest)
+                if info is not None and info.annotations.get(_ops.MODEL_DIGEST) == wanted:
+                    by_digest.setdefault(digest, []).append(tag)
+            found += [
+                Image(repository=str(self._ref(repo.repository)), digest=str(d), tags=sorted(t))
+                for d, t in by_digest.items()
+            ]
+        return found
+
+    def _pinned(self, text: str, visible: Visible = None) -> Reference:
+        name, digest_or_tag = _split_ref(text)
+        repo = self._repo(name, visible)
+        return self._ref(repo.repository).with_digest(self._find(repo, digest_or_tag))
+
+    def compare(self, left: str, right: str, *, visible: Visible = None) -> Comparison:
+        """Two versions side by side (``name:version`` or ``name@sha256:…`` each)."""
+        a, b = self._map(lambda text: self._pinned(text, visible), [left, right])
+        document = _ops.compare(self.store, a, b)
+        return Comparison(
+            left=document["left"],
+            right=document["right"],
+            identical=document["identical"],
+            metadata={k: Change.model_validate(v) for k, v in document["metadata"].items()},
+            metrics={k: Change.model_validate(v) for k, v in document["metrics"].items()},
+            dependencies={k: Change.model_validate(v) for k, v in document["dependencies"].items()},
+            files={k: Change.model_validate(v) for k, v in document["files"].items()},
+            unchanged_files=document["unchangedFiles"],
+        )
+
+    def packages(self, *, visible: Visible = None) -> list[Package]:
+        snapshots = self._snapshots(self.repositories())
+        repos = [r for r in snapshots.values() if self._kind_of_repo(r) == "package"]
+        if visible is not None:
+            repos = [
+                r
+                for r, ok in zip(repos, self._map(lambda r: visible(r.repository), repos), strict=True)
+                if ok
+            ]
+
+        def package(repo: _Repo) -> Package:
+            try:
+                releases = _ops.list_releases(self.store, self._ref(repo.repository))
+            except MlociError:
+                releases = []
+            return Package(
+                name=releases[-1].project if releases else self.config.name_of(repo.repository),
+                repository=str(self._ref(repo.repository)),
+                releases=[
+                    PackageRelease(
+                        version=r.version,
+                        yanked=r.yanked is not None,
+                        yanked_reason=r.yanked or None,
+                        files=[
+                            PackageFile(filename=f.filename, size=f.layer.size, digest=str(f.layer.digest))
+                            for f in r.files
+                        ],
+                    )
+                    for r in reversed(releases)
+                ],
+            )
+
+        return self._map(package, repos)
+
+
+_RECORD_TIME = re.compile(r"-(\d{8}T\d{6,12}Z)-[0-9a-f]+$")
+
+
+def _record_time(tag: str) -> str:
+    """The UTC time a promotion-record tag was written (``…-<YYYYmmddTHHMMSSffffffZ>-<random>``)."""
+    match = _RECORD_TIME.search(tag)
+    return match[1] if match else ""
+
+
+def _split_ref(text: str) -> tuple[str, str]:
+    """``name:version`` or ``name@sha256:…`` → (name, version-or-digest)."""
+    text = text.strip()
+    if "@" in text:
+        name, _, digest = text.partition("@")
+        return name, digest
+    name, sep, tag = text.rpartition(":")
+    if not sep or not name or "/" in tag:
+        raise UsageError(f"{text!r} names no version", hint="use NAME:VERSION or NAME@sha256:…")
+    return name, tag

@@ -1,0 +1,132 @@
+"""``mloci serve``: the model catalog (web UI), the REST API and the package index on one port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mloci.cli.options import parse_pairs, registry_options, store_options
+from mloci.errors import UsageError
+
+
+@click.command("serve")
+@click.option("--registry", default=None, help="Registry host[:port] to serve. Default: the local store.")
+@click.option("--namespace", default="", help="Repository path the models live under, e.g. 'ml'.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one (printed).",
+)
+@click.option("--read-only", is_flag=True, help="Refuse every write (package uploads, promotions).")
+@click.option(
+    "--require-auth",
+    is_flag=True,
+    help="Every request needs credentials (Basic or Bearer) that the registry accepts.",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of the content cache. Default: $MLOCI_HOME/cache.",
+)
+@click.option(
+    "--refresh",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="Seconds a tag list is trusted before the registry is asked again.",
+)
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    metavar="ENV=FILE",
+    help="Policy file promotions to ENV must pass (repeatable); a refusal names each failed rule.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME",
+    help="A model to list even when the registry refuses its catalog API (repeatable).",
+)
+@click.option(
+    "--verify-key",
+    "verify_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Public key (PEM) version pages verify signatures against (repeatable).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+@registry_options
+def serve_command(
+    registry: str | None,
+    namespace: str,
+    host: str,
+    port: int,
+    read_only: bool,
+    require_auth: bool,
+    cache_dir: Path | None,
+    refresh: float,
+    policies: tuple[str, ...],
+    models: tuple[str, ...],
+    verify_keys: tuple[Path, ...],
+    log_level: str,
+    **kw: Any,
+) -> None:
+    """Browse models, versions, metrics and promotions in a web UI, with a REST API and a package index.
+
+    Pages: / (models), /models/NAME, /models/NAME/versions/VERSION-OR-DIGEST, /compare?a=&b=,
+    /packages/. API: /api/v1/ (OpenAPI document at /api/v1/openapi.json). With --registry the
+    PEP 503 index (what `mloci index serve` serves) is at /simple/.
+
+    Reads use the server's credentials (mloci login, docker config, MLOCI_USERNAME/MLOCI_PASSWORD);
+    --require-auth makes every request bring credentials the registry accepts. Writes
+    (POST /api/v1/models/NAME/promote and /rollback) always use the caller's credentials, never the
+    server's. Anyone who can reach the server can read: keep the default 127.0.0.1.
+    """
+    try:
+        from mloci.catalog import CatalogConfig  # noqa: PLC0415
+        from mloci.web.app import ServeConfig, serve  # noqa: PLC0415  (optional dependencies)
+    except ImportError as exc:
+        raise UsageError(
+            f"mloci serve needs {exc.name or 'starlette, uvicorn and jinja2'}",
+            hint="pip install 'mloci[serve]'",
+        ) from None
+    options = store_options(kw)
+    policy_files = {env: Path(path) for env, path in parse_pairs(policies, "--policy").items()}
+    for env, path in policy_files.items():
+        if not path.is_file():
+            raise UsageError(f"--policy {env}={path}: no such file")
+    catalog = CatalogConfig(
+        registry=registry,
+        namespace=namespace,
+        options=options,
+        cache_dir=cache_dir,
+        refresh=refresh,
+        models=models,
+        verify_keys=verify_keys,
+    )
+    for name in models:
+        catalog.repository(name)
+    if registry is not None:
+        from mloci.pyindex.app import IndexConfig  # noqa: PLC0415
+
+        IndexConfig(registry=registry, namespace=namespace, options=options).check()
+    serve(
+        ServeConfig(catalog=catalog, read_only=read_only, require_auth=require_auth, policies=policy_files),
+        host=host,
+        port=port,
+        log_level=log_level,
+    )

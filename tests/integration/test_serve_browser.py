@@ -1,0 +1,121 @@
+"""The catalog in a real browser: headless Chromium (Debian's chromium + chromium-driver) via selenium.
+
+Screenshots of each page go to the test's tmp directory (``pytest --basetemp`` to keep them).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from catalog_helpers import attach_trust, populate, running_catalog
+from helpers import Registry, Runner
+
+from mloci.catalog import CatalogConfig
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.fail(
+            "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _full_page(driver: object, path: Path) -> None:
+    """A screenshot of the whole page, not just the window."""
+    height = driver.execute_script("return document.documentElement.scrollHeight")  # type: ignore[attr-defined]
+    driver.set_window_size(1280, min(max(int(height) + 160, 600), 5000))  # type: ignore[attr-defined]
+    driver.save_screenshot(str(path))  # type: ignore[attr-defined]
+    driver.set_window_size(1280, 1000)  # type: ignore[attr-defined]
+
+
+def test_browse_search_open_compare(
+    browser: object, registry: Registry, mloci: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    populate(mloci, tmp_path, f"{registry.host}/ml/")
+    attach_trust(mloci, tmp_path, f"{registry.host}/ml/churn-model:1.2.0", monkeypatch)
+    with running_catalog(CatalogConfig(registry=registry.host, namespace="ml", refresh=0)) as server:
+        driver.get(server.url + "/")  # type: ignore[attr-defined]
+        cards = driver.find_elements(By.CSS_SELECTOR, "#models .card h2 a")  # type: ignore[attr-defined]
+        assert [c.text for c in cards] == ["churn-model", "team/fraud-detector"]
+        badges = driver.find_elements(By.CSS_SELECTOR, "#models .card .badge")  # type: ignore[attr-defined]
+        assert [b.text for b in badges] == ["signed", "SBOM", "provenance", "tests"]
+        _full_page(driver, shots / "models.png")
+
+        box = driver.find_element(By.ID, "q")  # type: ignore[attr-defined]
+        box.clear()
+        box.send_keys("auc>0.9")
+        box.submit()
+        cards = driver.find_elements(By.CSS_SELECTOR, "#models .card h2 a")  # type: ignore[attr-defined]
+        assert [c.text for c in cards] == ["churn-model"]
+        _full_page(driver, shots / "search.png")
+
+        cards[0].click()
+        assert driver.current_url.endswith("/models/churn-model")  # type: ignore[attr-defined]
+        charts = driver.find_elements(By.CSS_SELECTOR, "#metrics svg")  # type: ignore[attr-defined]
+        assert len(charts) == 2 and all(c.size["height"] > 50 for c in charts)  # rendered, visible
+        points = driver.find_elements(By.CSS_SELECTOR, "#metrics svg circle")  # type: ignore[attr-defined]
+        assert len(points) == 6
+        timeline = driver.find_elements(By.CSS_SELECTOR, "#timeline ol.timeline li")  # type: ignore[attr-defined]
+        assert len(timeline) == 3 and "better auc" in driver.find_element(By.ID, "timeline").text  # type: ignore[attr-defined]
+        _full_page(driver, shots / "model.png")
+
+        driver.find_element(By.LINK_TEXT, "1.2.0").click()  # type: ignore[attr-defined]
+        assert "/versions/1.2.0" in driver.current_url  # type: ignore[attr-defined]
+        assert "mloci pull" in driver.find_element(By.ID, "pull").text  # type: ignore[attr-defined]
+        attached = driver.find_element(By.ID, "referrers").text  # type: ignore[attr-defined]
+        assert "sbom: CycloneDX" in attached and "test results" in attached and "signature" in attached
+        _full_page(driver, shots / "version.png")
+
+        driver.back()  # type: ignore[attr-defined]
+        Select(driver.find_element(By.NAME, "a")).select_by_visible_text("1.0.0")  # type: ignore[attr-defined]
+        Select(driver.find_element(By.NAME, "b")).select_by_visible_text("1.2.0")  # type: ignore[attr-defined]
+        driver.find_element(By.CSS_SELECTOR, "form.compare button").click()  # type: ignore[attr-defined]
+        deltas = driver.find_element(By.ID, "metric-deltas").text  # type: ignore[attr-defined]
+        assert "+0.12" in deltas
+        _full_page(driver, shots / "compare.png")
+
+        driver.set_window_size(390, 844)  # type: ignore[attr-defined]  # a phone
+        driver.get(server.url + "/models/churn-model")  # type: ignore[attr-defined]
+        width = driver.execute_script("return document.documentElement.scrollWidth")  # type: ignore[attr-defined]
+        assert width <= 390, "the model page scrolls sideways on a phone"
+        driver.save_screenshot(str(shots / "model-phone.png"))  # type: ignore[attr-defined]
+    assert sorted(p.name for p in shots.iterdir()) == [
+        "compare.png",
+        "model-phone.png",
+        "model.png",
+        "models.png",
+        "search.png",
+        "version.png",
+    ]
