@@ -37,7 +37,7 @@ from mloci.bundle.load import load_bundle
 from mloci.bundle.locks import lock_layer, read_lock
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import BundleInvalidError, UsageError
-from mloci.store import Session, scoped
+from mloci.store import Session, read_small_blob, scoped
 from mloci.types.manifest import Manifest
 from mloci.types.reference import Reference
 
@@ -442,8 +442,8 @@ def fetch_lock(
     if found is None:
         return False
     name, _, layer = found
-    with scoped(session) as active, active.store(reference).open_blob(reference.repository, layer) as chunks:
-        (target / name).write_bytes(b"".join(chunks))
+    with scoped(session) as active:
+        (target / name).write_bytes(read_small_blob(active.store(reference), reference.repository, layer))
     return True
 
 

@@ -31,7 +31,7 @@ from mloci.ops.attach import AttachResult, attach_blob
 from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
 from mloci.ops.sign import bundle_referrers, fetch_bundle
-from mloci.store import Session, Store, scoped
+from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.trust import Rejected
 from mloci.trust.bundle import BUNDLE_V03, CONTENT_ANNOTATION, PREDICATE_ANNOTATION, dsse_bundle_of
 from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, Signature, b64decode, pae, sign_envelope, signed_by
@@ -350,8 +350,7 @@ def _fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descr
     if layers[0].size > _MAX_ENVELOPE:
         raise Rejected(f"attestation {entry.digest.short} is larger than {_MAX_ENVELOPE} bytes", 0)
     try:
-        with store.open_blob(repo.repository, layers[0]) as chunks:
-            return b"".join(chunks)
+        return read_small_blob(store, repo.repository, layers[0], limit=_MAX_ENVELOPE)
     except IntegrityError:
         raise Rejected(f"envelope {layers[0].digest.short} does not match its digest (tampered)", 1) from None
     except NotFoundError:

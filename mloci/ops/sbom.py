@@ -54,7 +54,7 @@ from mloci.ops.attach import AttachResult, attach_blob
 from mloci.ops.inspection import inspect
 from mloci.ops.push import file_digests
 from mloci.ops.refs import parse_reference
-from mloci.store import Session, scoped
+from mloci.store import Session, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import file_index, mediatype
 from mloci.types.blob import Blob
@@ -180,8 +180,8 @@ def _locked(reference: Reference, manifest: Manifest | None, session: Session | 
     if found is None:
         return None
     name, kind, layer = found
-    with scoped(session) as active, active.store(reference).open_blob(reference.repository, layer) as chunks:
-        data = b"".join(chunks)
+    with scoped(session) as active:
+        data = read_small_blob(active.store(reference), reference.repository, layer)
     return parse_lock(name, kind, data.decode("utf-8", "replace"), None)
 
 

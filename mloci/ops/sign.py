@@ -47,7 +47,7 @@ from mloci.errors import (
 )
 from mloci.ops.attach import attach_blob
 from mloci.ops.referrers import list_referrers
-from mloci.store import Session, Store, scoped
+from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.trust import Rejected
 from mloci.trust.bundle import (
     BUNDLE_PREFIX,
@@ -477,8 +477,7 @@ def _fetch_payload(store: Store, repository: str, layer: Descriptor) -> bytes:
     if layer.size > _MAX_PAYLOAD:
         raise Rejected(f"payload {layer.digest} is larger than {_MAX_PAYLOAD} bytes", 1)
     try:
-        with store.open_blob(repository, layer) as chunks:
-            return b"".join(chunks)
+        return read_small_blob(store, repository, layer, limit=_MAX_PAYLOAD)
     except IntegrityError:
         raise Rejected(f"payload blob {layer.digest} does not match its digest (tampered)", 1) from None
     except NotFoundError:
@@ -542,8 +541,7 @@ def fetch_bundle(store: Store, repo: Reference, subject: Digest, entry: Descript
     if layers[0].size > MAX_BUNDLE:
         raise Rejected(f"bundle {layers[0].digest.short} is larger than {MAX_BUNDLE} bytes", 0)
     try:
-        with store.open_blob(repo.repository, layers[0]) as chunks:
-            return b"".join(chunks)
+        return read_small_blob(store, repo.repository, layers[0], limit=MAX_BUNDLE)
     except IntegrityError:
         raise Rejected(f"bundle {layers[0].digest.short} does not match its digest (tampered)", 1) from None
     except NotFoundError:
