@@ -40,10 +40,22 @@ def browser() -> Iterator[object]:
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(60)
+    driver.implicitly_wait(15)  # a loaded CI machine may take a while to render the next page
     try:
         yield driver
     finally:
         driver.quit()
+
+
+def _arrived(driver: object, fragment: str, *, at_end: bool = False) -> None:
+    """Wait until a click, submit or back has navigated to a URL containing (or ending with) ``fragment``."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def there(d: object) -> bool:
+        url: str = d.current_url  # type: ignore[attr-defined]
+        return url.endswith(fragment) if at_end else fragment in url
+
+    WebDriverWait(driver, 30).until(there)
 
 
 def _full_page(driver: object, path: Path) -> None:
@@ -77,12 +89,13 @@ def test_browse_search_open_compare(
         box.clear()
         box.send_keys("auc>0.9")
         box.submit()
+        _arrived(driver, "q=")
         cards = driver.find_elements(By.CSS_SELECTOR, "#models .card h2 a")  # type: ignore[attr-defined]
         assert [c.text for c in cards] == ["churn-model"]
         _full_page(driver, shots / "search.png")
 
         cards[0].click()
-        assert driver.current_url.endswith("/models/churn-model")  # type: ignore[attr-defined]
+        _arrived(driver, "/models/churn-model", at_end=True)
         charts = driver.find_elements(By.CSS_SELECTOR, "#metrics svg")  # type: ignore[attr-defined]
         assert len(charts) == 2 and all(c.size["height"] > 50 for c in charts)  # rendered, visible
         points = driver.find_elements(By.CSS_SELECTOR, "#metrics svg circle")  # type: ignore[attr-defined]
@@ -92,16 +105,18 @@ def test_browse_search_open_compare(
         _full_page(driver, shots / "model.png")
 
         driver.find_element(By.LINK_TEXT, "1.2.0").click()  # type: ignore[attr-defined]
-        assert "/versions/1.2.0" in driver.current_url  # type: ignore[attr-defined]
+        _arrived(driver, "/versions/1.2.0")
         assert "mloci pull" in driver.find_element(By.ID, "pull").text  # type: ignore[attr-defined]
         attached = driver.find_element(By.ID, "referrers").text  # type: ignore[attr-defined]
         assert "sbom: CycloneDX" in attached and "test results" in attached and "signature" in attached
         _full_page(driver, shots / "version.png")
 
         driver.back()  # type: ignore[attr-defined]
+        _arrived(driver, "/models/churn-model", at_end=True)
         Select(driver.find_element(By.NAME, "a")).select_by_visible_text("1.0.0")  # type: ignore[attr-defined]
         Select(driver.find_element(By.NAME, "b")).select_by_visible_text("1.2.0")  # type: ignore[attr-defined]
         driver.find_element(By.CSS_SELECTOR, "form.compare button").click()  # type: ignore[attr-defined]
+        _arrived(driver, "/compare")
         deltas = driver.find_element(By.ID, "metric-deltas").text  # type: ignore[attr-defined]
         assert "+0.12" in deltas
         _full_page(driver, shots / "compare.png")
