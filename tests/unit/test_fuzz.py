@@ -47,7 +47,7 @@ T = TypeVar("T")
 
 # MLOCI_FUZZ_EXAMPLES=5000 for a deeper run by hand; CI keeps the default bounded.
 FUZZ = settings(
-    max_examples=int(os.environ.get("MLOCI_FUZZ_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("MLOCI_FUZZ_EXAMPLES", "100")),
     deadline=5000,  # ms per example: a hang is a failure (generous: CI machines are shared)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

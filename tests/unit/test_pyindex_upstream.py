@@ -177,7 +177,7 @@ def test_pages_pass_on_upstream_fields_escaped() -> None:
 
 # -- fuzzing: whatever an upstream sends is a page or one UpstreamError, never another exception -----
 
-_FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _HTML_BITS = st.sampled_from(
     [
         "<a ",
