@@ -48,6 +48,7 @@ from mloci.trust.verifier import TrustRule, verify_bundle_bytes
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
+from mloci.types.json import JSONObject
 from mloci.types.manifest import Descriptor, Manifest, canonical_json
 from mloci.types.mediatype import DSSE_ENVELOPE
 from mloci.types.reference import Reference
@@ -216,7 +217,7 @@ ATTEST_FORMATS: tuple[AttestFormat, ...] = ("dsse", "bundle", "both")
 class AttestResult:
     reference: Reference  # the attested artifact, pinned
     digest: Digest
-    statement: dict[str, Any]
+    statement: JSONObject  # the in-toto statement as signed (its predicate is free-form)
     envelope: Envelope
     attached: AttachResult  # the first written: the DSSE referrer, else the bundle
     bundle: AttachResult | None = None  # the sigstore bundle referrer, when one was written
@@ -311,7 +312,7 @@ def attest(
 class VerifiedAttestation:
     digest: Digest  # the attestation manifest
     predicate_type: str
-    statement: dict[str, Any]
+    statement: JSONObject  # the in-toto statement as signed (its predicate is free-form)
 
     def to_json(self) -> dict[str, Any]:
         return {"digest": str(self.digest), "predicateType": self.predicate_type, "statement": self.statement}
