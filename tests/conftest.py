@@ -40,9 +40,13 @@ def mloci_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
         "SOURCE_DATE_EPOCH",
         "MLOCI_KEY_PASSWORD",
         "MLOCI_ACTOR",
-        "DOCKER_CONFIG",
     ):
         monkeypatch.delenv(name, raising=False)
+    # Credentials and container configuration come only from the test's own (empty) directories.
+    docker_config = home / "docker-config"
+    docker_config.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
     # Mirrors come only from a test's own registries.conf, never the machine's /etc/containers one.
     no_mirrors = home / "registries.conf"
     no_mirrors.write_text("")
