@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,11 +31,13 @@ from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.interrupts import deferred
 from mloci.ops._parallel import CancelToken, run_all
+from mloci.ops._partial import Partial, clean_partials, partial_dir, ranged_chunks
 from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
 from mloci.ops._tarextract import extract_indexed
 from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
+from mloci.store._prefetch import prefetch
 from mloci.types import annotations as ann
 from mloci.types import file_index, jsontext, mediatype
 from mloci.types.digest import Digest
@@ -75,6 +77,8 @@ class PullResult:
     bytes_downloaded: int
     unchanged: bool
     replaced: tuple[str, ...] = ()
+    bytes_resumed: int = 0
+    """Of ``bytes_downloaded``, those an earlier, interrupted pull had already received (not fetched again)."""
     """Entries a previous pull had not written that ``force`` replaced (files and links, never directories)."""
     verification: VerifyResult | None = None
     """The signature check that preceded the pull, when a key was required."""
@@ -94,6 +98,7 @@ class PullResult:
                 for f in self.files
             ],
             "bytesDownloaded": self.bytes_downloaded,
+            "bytesResumed": self.bytes_resumed,
             "unchanged": self.unchanged,
             "replaced": list(self.replaced),
             **({"verification": self.verification.to_json()} if self.verification else {}),
@@ -244,8 +249,14 @@ def _write_blob(
     listener: TransferListener,
     token: CancelToken,
     connections: int = 1,
+    partials: Path | None = None,
+    resumed: list[int] | None = None,
 ) -> list[str]:
-    """Stream one layer into ``staging``; return the paths it created (relative)."""
+    """Stream one layer into ``staging``; return the paths it created (relative).
+
+    With ``partials`` (a registry source) the blob downloads through a partial file kept there
+    across process restarts (:mod:`mloci.ops._partial`); bytes reused from it go to ``resumed``.
+    """
     descriptor = layer.descriptor
     key = str(descriptor.digest)
     listener.started(key, layer.path, descriptor.size)
@@ -259,6 +270,111 @@ def _write_blob(
         return created
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    partial = (
+        Partial.open(partials, descriptor)
+        if partials is not None and descriptor.size > 0 and isinstance(store, ServesRanges)
+        else None
+    )
+    if partial is not None and isinstance(store, ServesRanges):
+        try:
+            reused = _download_partial(
+                store, repository, partial, lambda n: listener.advance(key, n), token, connections
+            )
+            partial.complete(target)
+        finally:
+            partial.close()
+        if resumed is not None:
+            resumed.append(reused)
+    else:
+        _download(store, repository, descriptor, target, listener, token, connections)
+    listener.finished(key, skipped=False)
+    if layer.packing == "raw":
+        return [layer.path]
+    try:
+        return _untar(target, staging)
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def _download_partial(
+    store: ServesRanges,
+    repository: str,
+    partial: Partial,
+    advance: Callable[[int], None],
+    token: CancelToken,
+    connections: int,
+) -> int:
+    """Complete ``partial`` from the registry and verify it; return how many bytes were reused.
+
+    What an earlier run left is re-hashed and the rest fetched with ``Range``. When the digest
+    then does not match (the partial was damaged on disk), it is discarded and the blob fetched
+    once more from the start.
+    """
+    descriptor = partial.descriptor
+    _preallocate(partial.fd, descriptor.size)
+    for attempt in (1, 2):
+        if connections > 1 and descriptor.size >= MIN_RANGED_SIZE:
+            missing = partial.missing()
+            reused = descriptor.size - sum(end - start for start, end in missing)
+            try:
+                ranged_download(
+                    store,
+                    repository,
+                    descriptor,
+                    partial.fd,
+                    connections,
+                    advance,
+                    token,
+                    missing=missing,
+                    written=partial.written,
+                )
+                advance(reused)
+                return reused
+            except RangesUnsupported:
+                pass  # one stream, below
+            except IntegrityError:
+                partial.discard()
+                if reused == 0 or attempt == 2:
+                    raise
+                continue
+        reused = partial.prefix()
+        hasher = partial.hash_prefix(reused, token.check)
+        received = reused
+        os.lseek(partial.fd, reused, os.SEEK_SET)
+
+        def on_written(count: int) -> None:
+            nonlocal received
+            partial.written(received, count)
+            received += count
+
+        chunks = prefetch(ranged_chunks(store.transport, store.registry, repository, descriptor, reused))
+        advance(reused)
+        # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
+        with BackgroundWriter(partial.fd, on_written=on_written) as writer:
+            for chunk in chunks:
+                token.check()
+                hasher.update(chunk)
+                writer.write(chunk)
+                advance(len(chunk))
+        if received == descriptor.size and hasher.hexdigest() == descriptor.digest.encoded:
+            return reused
+        partial.discard()
+        if reused == 0 or attempt == 2:
+            raise IntegrityError(f"blob {descriptor.digest}: content does not match the digest")
+    raise AssertionError("unreachable")
+
+
+def _download(
+    store: Store,
+    repository: str,
+    descriptor: Descriptor,
+    target: Path,
+    listener: TransferListener,
+    token: CancelToken,
+    connections: int,
+) -> None:
+    """Stream a blob into ``target`` (a new file), verified."""
+    key = str(descriptor.digest)
     # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
     fd = os.open(
         target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
@@ -289,13 +405,6 @@ def _write_blob(
                     token.check()
                     writer.write(chunk)
                     listener.advance(key, len(chunk))
-    listener.finished(key, skipped=False)
-    if layer.packing == "raw":
-        return [layer.path]
-    try:
-        return _untar(target, staging)
-    finally:
-        target.unlink(missing_ok=True)
 
 
 def _preallocate(fd: int, size: int) -> None:
@@ -613,13 +722,23 @@ def _pull(
         incoming.update(path for layer in layers for path in layer.files or ())
         replaced = _check_target(output, incoming, force=force) if output.is_dir() else []
 
+        partials = partial_dir(output)  # kept across restarts; removed once the pull is published
+        resumed: list[int] = []
         try:
             with _staging(output) as staging:
                 listener.begin(sum(layer.descriptor.size for layer in layers), len(layers))
                 try:
                     created_per_layer = run_all(
                         lambda layer, token: _write_blob(
-                            store, reference.repository, layer, staging, listener, token, connections
+                            store,
+                            reference.repository,
+                            layer,
+                            staging,
+                            listener,
+                            token,
+                            connections,
+                            partials,
+                            resumed,
                         ),
                         layers,
                         session.options.concurrency,
@@ -636,6 +755,7 @@ def _pull(
                 # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
                 with deferred():
                     replaced = _move_into_place(staging, output, created, marker, force=force)
+            clean_partials(partials)
         except OSError as exc:
             # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
             reason = exc.strerror or type(exc).__name__
@@ -650,6 +770,7 @@ def _pull(
             sum(layer.descriptor.size for layer in layers),
             False,
             tuple(replaced),
+            sum(resumed),
         )
     except OSError as exc:
         # An unreadable or unwritable target, found before anything was written.
