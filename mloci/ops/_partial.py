@@ -32,7 +32,7 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from mloci.errors import UnavailableError
+from mloci.errors import IntegrityError, UnavailableError
 from mloci.store.registry.auth import scope_for
 from mloci.store.registry.transport import Transport
 from mloci.types.manifest import Descriptor
@@ -183,10 +183,26 @@ class Partial:
         self.data.replace(target)
         self.sidecar.unlink(missing_ok=True)
 
-    def close(self) -> None:
-        if self.data.exists():
-            self.save()
-        os.close(self.fd)
+    def close(self, *, keep: bool = True) -> None:
+        """Save the record for a later run, or (``keep`` false, or nothing received) remove the partial."""
+        try:
+            if keep and self.spans:
+                if self.data.exists():
+                    self.save()
+                return
+            self.sidecar.unlink(missing_ok=True)
+            if self.data.exists() and os.path.samestat(self.data.stat(), os.fstat(self.fd)):
+                self.data.unlink()
+        finally:
+            os.close(self.fd)
+
+
+def worth_keeping(error: BaseException) -> bool:
+    """Whether a download that failed with ``error`` should keep its partial for the next run:
+    yes when interrupted or the network failed; no when the bytes were wrong or the disk failed."""
+    if isinstance(error, IntegrityError):
+        return False
+    return not isinstance(error, OSError) or isinstance(error, ConnectionError | TimeoutError)
 
 
 def clean_partials(directory: Path) -> None:

@@ -31,7 +31,7 @@ from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.interrupts import deferred
 from mloci.ops._parallel import CancelToken, run_all
-from mloci.ops._partial import Partial, clean_partials, partial_dir, ranged_chunks
+from mloci.ops._partial import Partial, clean_partials, partial_dir, ranged_chunks, worth_keeping
 from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
 from mloci.ops._tarextract import extract_indexed
 from mloci.ops._writer import BackgroundWriter
@@ -281,8 +281,10 @@ def _write_blob(
                 store, repository, partial, lambda n: listener.advance(key, n), token, connections
             )
             partial.complete(target)
-        finally:
-            partial.close()
+        except BaseException as exc:
+            partial.close(keep=worth_keeping(exc))
+            raise
+        partial.close()
         if resumed is not None:
             resumed.append(reused)
     else:
@@ -725,37 +727,44 @@ def _pull(
         partials = partial_dir(output)  # kept across restarts; removed once the pull is published
         resumed: list[int] = []
         try:
-            with _staging(output) as staging:
-                listener.begin(sum(layer.descriptor.size for layer in layers), len(layers))
-                try:
-                    created_per_layer = run_all(
-                        lambda layer, token: _write_blob(
-                            store,
-                            reference.repository,
-                            layer,
-                            staging,
-                            listener,
-                            token,
-                            connections,
-                            partials,
-                            resumed,
-                        ),
-                        layers,
-                        session.options.concurrency,
-                    )
-                finally:
-                    listener.end()
-                created = _distinct([p for paths in created_per_layer for p in paths])
-                marker = {
-                    "reference": str(pinned),
-                    "digest": str(descriptor.digest),
-                    "layers": sorted(str(layer.descriptor.digest) for layer in layers),
-                    "files": created,
-                }
-                # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
-                with deferred():
-                    replaced = _move_into_place(staging, output, created, marker, force=force)
-            clean_partials(partials)
+            try:
+                with _staging(output) as staging:
+                    listener.begin(sum(layer.descriptor.size for layer in layers), len(layers))
+                    try:
+                        created_per_layer = run_all(
+                            lambda layer, token: _write_blob(
+                                store,
+                                reference.repository,
+                                layer,
+                                staging,
+                                listener,
+                                token,
+                                connections,
+                                partials,
+                                resumed,
+                            ),
+                            layers,
+                            session.options.concurrency,
+                        )
+                    finally:
+                        listener.end()
+                    created = _distinct([p for paths in created_per_layer for p in paths])
+                    marker = {
+                        "reference": str(pinned),
+                        "digest": str(descriptor.digest),
+                        "layers": sorted(str(layer.descriptor.digest) for layer in layers),
+                        "files": created,
+                    }
+                    # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
+                    with deferred():
+                        replaced = _move_into_place(staging, output, created, marker, force=force)
+                clean_partials(partials)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    partials.rmdir()  # only when empty: a failed pull keeps nothing but resumable bytes
+                    if partials.parent.name == MARKER_DIR:
+                        partials.parent.rmdir()  # made for it (an existing target that had no marker)
+                raise
         except OSError as exc:
             # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
             reason = exc.strerror or type(exc).__name__

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,7 +93,13 @@ def test_sigterm_mid_download_into_a_new_directory_leaves_nothing(
     _, err = child.communicate(timeout=30)
     assert child.returncode == 143, err  # 128 + SIGTERM
     assert "terminated" in err and "Traceback" not in err
-    assert list(parent.iterdir()) == []
+    # Nothing at the target; only the bytes received, kept for the next pull to resume (then removed).
+    assert [p.name for p in parent.iterdir()] in ([], [".mloci-partial-out"])
+    for kept in (parent / ".mloci-partial-out").glob("*"):
+        assert re.fullmatch(r"sha256-[0-9a-f]{64}(\.json)?", kept.name), kept
+    again = mloci("pull", f"{proxy.host}/ml/big@{digest}", "-o", parent / "out")
+    assert again.exit_code == 0, again.stderr
+    assert [p.name for p in parent.iterdir()] == ["out"]
 
 
 def test_sigterm_mid_download_into_an_existing_directory_leaves_it_as_it_was(
