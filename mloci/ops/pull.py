@@ -4,7 +4,8 @@ Every blob is hashed while it streams into a staging directory on the target's
 filesystem; only when all of them verified are they renamed into place, and the
 marker ``.mloci/pull.json`` is written last. A failed or interrupted pull leaves the
 target as it was. Pulling the digest a directory already holds is a no-op, so init
-containers can restart freely.
+containers can restart freely. Bytes received from a registry survive even SIGKILL in a partial
+file beside the target, from which the next pull resumes (:mod:`mloci.ops._partial`).
 """
 
 from __future__ import annotations
