@@ -266,7 +266,11 @@ def ranged_chunks(
                 if offset >= descriptor.size:
                     break
             else:
-                raise ConnectionError("the registry ended the download early")
+                # The response ended where its Content-Length said (urllib3 raises on a cut one):
+                # the registry holds fewer bytes than the descriptor names.
+                raise IntegrityError(
+                    f"blob {descriptor.digest}: {offset} bytes instead of the expected {descriptor.size}"
+                )
         except (HTTPError, OSError):
             failures += 1
             if failures > transport.max_retries:

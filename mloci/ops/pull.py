@@ -279,7 +279,7 @@ def _write_blob(
     if partial is not None and isinstance(store, ServesRanges):
         try:
             reused = _download_partial(
-                store, repository, partial, lambda n: listener.advance(key, n), token, connections
+                store, store, repository, partial, lambda n: listener.advance(key, n), token, connections
             )
             partial.complete(target)
         except BaseException as exc:
@@ -300,7 +300,8 @@ def _write_blob(
 
 
 def _download_partial(
-    store: ServesRanges,
+    store: Store,
+    http: ServesRanges,
     repository: str,
     partial: Partial,
     advance: Callable[[int], None],
@@ -321,7 +322,7 @@ def _download_partial(
             reused = descriptor.size - sum(end - start for start, end in missing)
             try:
                 ranged_download(
-                    store,
+                    http,
                     repository,
                     descriptor,
                     partial.fd,
@@ -350,21 +351,37 @@ def _download_partial(
             partial.written(received, count)
             received += count
 
-        chunks = prefetch(ranged_chunks(store.transport, store.registry, repository, descriptor, reused))
+        if reused == 0:
+            # From the start: the store's own stream (verified, resuming a dropped connection in-process).
+            try:
+                with (
+                    store.open_blob(repository, descriptor) as chunks,
+                    BackgroundWriter(partial.fd, on_written=on_written) as writer,
+                ):
+                    for chunk in chunks:
+                        token.check()
+                        writer.write(chunk)
+                        advance(len(chunk))
+            except IntegrityError:
+                partial.discard()
+                raise
+            return 0
+        chunks = prefetch(ranged_chunks(http.transport, http.registry, repository, descriptor, reused))
         advance(reused)
         # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
-        with BackgroundWriter(partial.fd, on_written=on_written) as writer:
-            for chunk in chunks:
-                token.check()
-                hasher.update(chunk)
-                writer.write(chunk)
-                advance(len(chunk))
+        try:
+            with BackgroundWriter(partial.fd, on_written=on_written) as writer:
+                for chunk in chunks:
+                    token.check()
+                    hasher.update(chunk)
+                    writer.write(chunk)
+                    advance(len(chunk))
+        except IntegrityError:
+            pass  # the registry's blob is shorter than its descriptor: try once more from the start
         if received == descriptor.size and hasher.hexdigest() == descriptor.digest.encoded:
             return reused
-        partial.discard()
-        if reused == 0 or attempt == 2:
-            raise IntegrityError(f"blob {descriptor.digest}: content does not match the digest")
-    raise AssertionError("unreachable")
+        partial.discard()  # damaged on disk (or by a power cut): fetch it all again
+    raise AssertionError("unreachable: the second attempt starts from byte 0")
 
 
 def _download(
@@ -572,12 +589,19 @@ def _only_owned(output: Path, directory: str, owned: set[str]) -> bool:
     return True
 
 
+def _only_partials(entry: Path) -> bool:
+    """Whether ``entry`` is a marker directory holding nothing but a killed pull's partial downloads."""
+    if entry.name != MARKER_DIR or entry.is_symlink() or not entry.is_dir():
+        return False
+    return {p.name for p in entry.iterdir()} <= {"partial"}
+
+
 def _check_target(output: Path, incoming: set[str], *, force: bool) -> list[str]:
     """Refuse, before anything is downloaded, to write over what mloci did not write; return what --force replaces.
 
     ``incoming`` are the file paths the pull will create. Nothing outside them is ever touched.
     """
-    present = [p for p in output.iterdir() if not p.name.startswith(STAGING_PREFIX)]
+    present = [p for p in output.iterdir() if not p.name.startswith(STAGING_PREFIX) and not _only_partials(p)]
     if not present:
         return []
     marker = _read_marker(output)

@@ -237,3 +237,22 @@ def test_a_push_killed_mid_patch_starts_over_cleanly(
     out = Path(str(mloci_home)) / "check"
     assert mloci("pull", f"{registry.host}/ml/big@{digest}", "-o", out).exit_code == 0
     assert (out / "model.bin").read_bytes() == (big / "model.bin").read_bytes()
+
+
+def test_a_pull_into_an_existing_empty_directory_resumes_there(
+    mloci: Runner, registry: Registry, proxy: FaultProxy, big: Path, tmp_path: Path, mloci_home: Path
+) -> None:
+    # Like a Kubernetes emptyDir volume: the target exists, so partials live in its .mloci/ directory,
+    # which must not make the next pull call the directory "not empty".
+    digest = pushed(mloci, big, f"{registry.host}/ml/big")
+    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.04, times=10))
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    partials = mount / ".mloci" / "partial"
+    child = spawn(["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(mount)], mloci_home)
+    kill_when(child, lambda: received(partials) >= SIZE // 4)
+    result = mloci("pull", f"{registry.host}/ml/big@{digest}", "-o", mount, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["bytesResumed"] >= SIZE // 4
+    assert (mount / "model.bin").read_bytes() == (big / "model.bin").read_bytes()
+    assert sorted(p.name for p in (mount / ".mloci").iterdir()) == ["pull.json"]
