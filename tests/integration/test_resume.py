@@ -256,3 +256,42 @@ def test_a_pull_into_an_existing_empty_directory_resumes_there(
     assert json.loads(result.stdout)["bytesResumed"] >= SIZE // 4
     assert (mount / "model.bin").read_bytes() == (big / "model.bin").read_bytes()
     assert sorted(p.name for p in (mount / ".mloci").iterdir()) == ["pull.json"]
+
+
+def test_a_recorded_session_holding_other_bytes_is_abandoned_for_a_fresh_upload(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from mloci.store.registry import RegistryStore
+    from mloci.store.registry.sessions import UploadSessions
+    from mloci.types.blob import Blob
+    from mloci.types.manifest import Descriptor
+
+    sessions = UploadSessions(tmp_path / "uploads")
+    store = RegistryStore(registry.host, sessions=sessions, chunk_size=1 << 20)
+    data = os.urandom(3 << 20)
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    blob = Blob(Descriptor.of_bytes("application/octet-stream", data), path=path)
+    # A session that received 1 MiB of something else, recorded as if for this blob.
+    scope = "repository:ml/big:pull,push"
+    started = store.transport.request("POST", "/v2/ml/big/blobs/uploads/", scope=scope, expect=(202,))
+    started.release_conn()
+    patched = store.transport.request(
+        "PATCH",
+        store.transport.url(started.headers["Location"]),
+        scope=scope,
+        headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{(1 << 20) - 1}"},
+        body=os.urandom(1 << 20),
+        expect=(202,),
+    )
+    patched.release_conn()
+    digest = str(blob.descriptor.digest)
+    sessions.save(registry.host, "ml/big", digest, store.transport.url(patched.headers["Location"]))
+
+    assert store.push_blob("ml/big", blob) == "uploaded"
+    assert store.has_blob("ml/big", blob.descriptor.digest)
+    assert sessions.load(registry.host, "ml/big", digest) is None
+    # It did resume first (GET of the recorded session), then started over.
+    assert registry.requests_matching(r'"GET /v2/ml/big/blobs/uploads/') == 1
+    assert registry.requests_matching(r'"POST /v2/ml/big/blobs/uploads/') == 2
+    store.close()

@@ -273,8 +273,10 @@ class RegistryStore:
         also = [f"repository:{mount_from}:pull"] if mount_from else []
         scope = scope_for(repository, "pull,push", *also)
         subject = str(descriptor.digest)
-        # A session an earlier, killed push left (mloci.store.registry.sessions): continue it.
-        resumed = None if mount_from else self.resume_recorded(repository, scope, subject)
+        # A session an earlier, killed push of this file left (mloci.store.registry.sessions):
+        # continue it. Streams (a copy between registries) cannot seek to the offset, so never do.
+        keep = mount_from is None and blob.path is not None
+        resumed = self.resume_recorded(repository, scope, subject) if keep else None
         if resumed is not None:
             session, offset = resumed
         else:
@@ -285,7 +287,8 @@ class RegistryStore:
             session, offset = started, 0
 
         def record(location: str) -> None:
-            self.record_session(repository, subject, location)
+            if keep:
+                self.record_session(repository, subject, location)
 
         record(session)
         failures = 0
@@ -331,11 +334,14 @@ class RegistryStore:
                         self.transport.pause(failures, None)
                         session, offset = self._resume_point(repository, scope, session, descriptor)
                         record(session)
-            except BaseException:
+            except BaseException as exc:
                 # Interrupted or failed: tell the registry to drop the half-written upload.
                 self._cancel_upload(session, scope)
                 self.forget_session(repository, subject)
-                raise
+                if resumed is None or not isinstance(exc, IntegrityError | RegistryError):
+                    raise
+                # The resumed session held bytes that were not this blob's: once more, from the start.
+                return self.push_blob(repository, blob, progress, mount_from=mount_from)
         self.forget_session(repository, subject)
         header = done.headers.get("Docker-Content-Digest")
         if header and header != str(descriptor.digest):
