@@ -107,6 +107,18 @@ def test_upload_records_hold_no_credentials_and_are_private(tmp_path: Path) -> N
     assert list((tmp_path / "uploads").iterdir()) == []
 
 
+def test_records_older_than_a_week_are_pruned_and_foreign_files_kept(tmp_path: Path) -> None:
+    sessions = UploadSessions(tmp_path)
+    sessions.save("r.example", "ml/m", "sha256:01", "https://r.example/v2/ml/m/blobs/uploads/a")
+    (old,) = tmp_path.glob("*.json")
+    os.utime(old, (0, 0))
+    (tmp_path / "mine.json").write_text("{}")
+    sessions.save("r.example", "ml/m", "sha256:02", "https://r.example/v2/ml/m/blobs/uploads/b")
+    assert not old.exists()
+    assert (tmp_path / "mine.json").exists()
+    assert sessions.load("r.example", "ml/m", "sha256:02") is not None
+
+
 def test_a_changed_file_is_a_new_upload_subject(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"one")

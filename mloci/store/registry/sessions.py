@@ -7,7 +7,7 @@ file's identity: path, size, modification time, inode). After each PATCH the reg
 the record gets the URL it answered with. The next push of the same blob to the same repository
 asks the registry where that session stands (``GET`` → ``Range``) and sends only the rest; when
 the registry no longer has it, the upload starts over. The record is removed once the blob is
-committed or the upload is cancelled.
+committed or the upload is cancelled, and after a week (when registries have purged the session).
 
 No credential is ever written: the URL is the registry's upload location without any
 ``user:password@`` part, and tokens live only in memory. (The URL may carry registry-issued
@@ -20,11 +20,17 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from mloci.atomic import write_atomic
+
+# Registries drop unfinished uploads after a while (distribution: uploadpurging, a week by default).
+STALE_AFTER = 7 * 24 * 3600
+_RECORD = re.compile(r"[0-9a-f]{64}\.json")
 
 
 def _without_userinfo(url: str) -> str:
@@ -73,11 +79,20 @@ class UploadSessions:
         }
         with contextlib.suppress(OSError):
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._prune()
             write_atomic(
                 self._path(registry, repository, subject),
                 json.dumps(record, sort_keys=True).encode(),
                 mode=0o600,
             )
+
+    def _prune(self) -> None:
+        """Remove records older than any registry keeps an upload (only names of the form written here)."""
+        cutoff = time.time() - STALE_AFTER
+        for entry in os.scandir(self.directory):
+            with contextlib.suppress(OSError):
+                if _RECORD.fullmatch(entry.name) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    Path(entry.path).unlink()
 
     def forget(self, registry: str, repository: str, subject: str) -> None:
         with contextlib.suppress(OSError):
