@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,8 +70,8 @@ def tree(root: Path) -> dict[str, bytes]:
     }
 
 
-def push(mloci: Runner, path: Path, repo: str) -> str:
-    result = mloci("push", path, repo, "--json")
+def push(mloci: Runner, path: Path, repo: str, *args: str) -> str:
+    result = mloci("push", path, repo, *args, "--json")
     assert result.exit_code == 0, result.stderr
     digest = json.loads(result.stdout)["digest"]
     assert isinstance(digest, str)
@@ -181,3 +182,34 @@ def test_a_bundle_whose_manifest_is_already_normalized_keeps_the_single_layer_an
     assert push(mloci, out, repo) == digest
     inspected = json.loads(mloci("inspect", f"{repo}@{digest}", "--json").stdout)
     assert inspected["bundle"]["name"] == "churn-model"
+
+
+def test_what_push_filled_in_comes_back_with_the_pulled_directory(
+    mloci: Runner, registry: Registry, bundle: Path, tmp_path: Path
+) -> None:
+    """git_sha/git_dirty detected from the work tree and --pack choices are only in the metadata
+    layer, not in the user's manifest.json: pull keeps them, so the directory re-packs the same."""
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "model"]):
+        subprocess.run(["git", *args], cwd=bundle, env={**os.environ, **env}, check=True, capture_output=True)
+    repo = f"{registry.host}/ml/from-git"
+    digest = push(mloci, bundle, repo, "--pack", "tests=raw")
+    inspected = json.loads(mloci("inspect", f"{repo}@{digest}", "--json").stdout)
+    assert inspected["bundle"]["git_sha"] and inspected["bundle"]["pack"]["raw"] == ["tests"]
+    assert "git_sha" not in json.loads((bundle / "manifest.json").read_text())
+
+    out = tmp_path / "elsewhere" / "pulled"  # outside the git work tree
+    assert mloci("pull", f"{repo}@{digest}", "-o", out).exit_code == 0
+    assert (out / "manifest.json").read_bytes() == (bundle / "manifest.json").read_bytes()
+    assert push(mloci, out, repo) == digest
+
+    # Once manifest.json is edited it is another bundle: nothing is taken from the old metadata.
+    edited = (out / "manifest.json").read_text().replace('"1.0.0"', '"1.0.1"')
+    (out / "manifest.json").write_text(edited)
+    again = json.loads(mloci("inspect", f"{repo}:1.0.1@{push(mloci, out, repo)}", "--json").stdout)
+    assert again["bundle"].get("git_sha") is None
