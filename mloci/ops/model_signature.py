@@ -153,7 +153,7 @@ def verify_model_directory(
         inner = _inside(path, root)
         ignore = [*model_signing.signed_ignore_paths(verified.statement), *([inner] if inner else [])]
         if (root / PULL_MARKER).is_file():
-            ignore.append(".mloci")  # the marker a pull wrote (docs/trust.md#a-signed-model-directory)
+            ignore.append(".mloci")  # the marker a pull wrote, not a model file (docs/trust.md)
         actual = model_signing.hash_tree(root, ignore)
         model_signing.compare(verified.statement, actual)
         if model_signing.model_digest(model_signing.signed_resources(verified.statement)) != subject:
