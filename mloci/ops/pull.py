@@ -605,7 +605,10 @@ def _pull(
         layers = select(_with_file_index(store, reference.repository, manifest), filters)
         pinned = reference.pinned(descriptor.digest)
         sweep_staging(output)
-        if output.is_dir() and _already_there(output, descriptor.digest, layers):
+        kept = bundle_metadata.metadata_layer(manifest) is None or (
+            (output / bundle_metadata.PULLED_METADATA).is_file()
+        )
+        if output.is_dir() and kept and _already_there(output, descriptor.digest, layers):
             return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True, ())
         if output.exists() and not output.is_dir():
             raise ConflictError(f"{output} exists and is not a directory")

@@ -159,6 +159,13 @@ def test_the_users_manifest_json_and_the_normalized_metadata_travel_in_their_own
     assert not (out / ".mloci-manifest.json").exists()
     kept = json.loads((out / ".mloci" / "manifest.json").read_text())
     assert kept["metrics"] == json.loads((bundle / "metrics.json").read_text()) | kept["metrics"]
+    # A repeated pull is a no-op only while that copy is there.
+    again = mloci("pull", f"{repo}@{digest}", "-o", out, "--json")
+    assert json.loads(again.stdout)["unchanged"] is True
+    (out / ".mloci" / "manifest.json").unlink()
+    restored = mloci("pull", f"{repo}@{digest}", "-o", out, "--json")
+    assert json.loads(restored.stdout)["unchanged"] is False
+    assert json.loads((out / ".mloci" / "manifest.json").read_text()) == kept
 
 
 def test_a_bundle_whose_manifest_is_already_normalized_keeps_the_single_layer_and_its_digest(
