@@ -605,9 +605,10 @@ def _pull(
         layers = select(_with_file_index(store, reference.repository, manifest), filters)
         pinned = reference.pinned(descriptor.digest)
         sweep_staging(output)
-        kept = bundle_metadata.metadata_layer(manifest) is None or (
-            (output / bundle_metadata.PULLED_METADATA).is_file()
-        )
+        # The normalized bundle manifest, when it travels apart from the user's manifest.json
+        # (mloci.types.bundle_metadata): kept beside the marker, so the directory re-packs identically.
+        metadata_descriptor = bundle_metadata.metadata_layer(manifest)
+        kept = metadata_descriptor is None or (output / bundle_metadata.PULLED_METADATA).is_file()
         if output.is_dir() and kept and _already_there(output, descriptor.digest, layers):
             return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True, ())
         if output.exists() and not output.is_dir():
@@ -617,9 +618,6 @@ def _pull(
         incoming = {layer.path for layer in layers if layer.packing == "raw"}
         incoming.update(path for layer in layers for path in layer.files or ())
         replaced = _check_target(output, incoming, force=force) if output.is_dir() else []
-        # The normalized bundle manifest, when it travels apart from the user's manifest.json
-        # (mloci.types.bundle_metadata): kept beside the marker, so the directory re-packs identically.
-        metadata_descriptor = bundle_metadata.metadata_layer(manifest)
         metadata = (
             read_small_blob(store, reference.repository, metadata_descriptor)
             if metadata_descriptor is not None
