@@ -18,7 +18,7 @@ The output is deterministic: bom-refs are derived from content, ``serialNumber``
 the model's manifest digest, ``metadata.timestamp`` is the artifact's creation time (see
 docs/format.md, *Determinism*), and keys are sorted. The same bundle gives the same bytes.
 A bundle directory is described as it would be pushed (its digest is the one ``push`` prints);
-a reference is described from its manifest and the small ``manifest.json`` layer only, so no
+a reference is described from its manifest and the small bundle manifest layer only, so no
 weights are downloaded.
 """
 
