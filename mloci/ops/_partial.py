@@ -45,9 +45,15 @@ _HASH_BLOCK = 8 << 20
 
 def partial_dir(output: Path) -> Path:
     """Where partial downloads for a pull into ``output`` are kept (same filesystem as its staging)."""
-    if output.is_dir() and not output.is_symlink():
+    if output.is_dir():  # as staging goes: inside an existing target (even one reached through a link)
         return output / ".mloci" / "partial"
     return output.parent / f".mloci-partial-{output.name}"
+
+
+def _linked(directory: Path) -> bool:
+    """Whether the partial directory (or the marker directory holding it) is a symbolic link:
+    never written or cleaned through, so nothing outside the target's tree is touched."""
+    return directory.is_symlink() or (directory.parent.name == ".mloci" and directory.parent.is_symlink())
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -75,8 +81,11 @@ class Partial:
     @classmethod
     def open(cls, directory: Path, descriptor: Descriptor) -> Partial | None:
         """The partial for ``descriptor`` in ``directory`` (created empty if there is none), locked;
-        None when another live pull holds it or the filesystem cannot lock."""
+        None when another live pull holds it, the filesystem cannot lock, or the directory is a link
+        (then the blob downloads straight into staging, as without resume)."""
         directory.mkdir(parents=True, exist_ok=True)
+        if _linked(directory):
+            return None
         data = directory / f"{descriptor.digest.algorithm}-{descriptor.digest.encoded}"
         fd = os.open(data, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
@@ -209,6 +218,8 @@ def clean_partials(directory: Path) -> None:
     """Remove the partials in ``directory`` no live pull holds, then the directory if it is empty.
 
     Only names of the form this module writes are touched; anything else keeps the directory."""
+    if _linked(directory):
+        return
     try:
         entries = list(os.scandir(directory))
     except OSError:

@@ -76,6 +76,18 @@ def test_clean_removes_only_unlocked_partials_it_wrote(tmp_path: Path) -> None:
     live.close()
 
 
+def test_a_linked_partial_directory_is_neither_written_nor_cleaned(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / f"sha256-{DESCRIPTOR.digest.encoded}"
+    victim.write_bytes(b"not mloci's")
+    link = tmp_path / ".mloci-partial-out"
+    link.symlink_to(elsewhere)
+    assert Partial.open(link, DESCRIPTOR) is None
+    clean_partials(link)
+    assert victim.read_bytes() == b"not mloci's"
+
+
 def test_partial_dir_sits_on_the_targets_filesystem(tmp_path: Path) -> None:
     assert partial_dir(tmp_path / "new") == tmp_path / ".mloci-partial-new"
     (tmp_path / "old").mkdir()
