@@ -338,9 +338,10 @@ class RegistryStore:
                 # Interrupted or failed: tell the registry to drop the half-written upload.
                 self._cancel_upload(session, scope)
                 self.forget_session(repository, subject)
-                if resumed is None or not isinstance(exc, IntegrityError | RegistryError):
+                if resumed is None or not isinstance(exc, IntegrityError | RegistryError | NotFoundError):
                     raise
-                # The resumed session held bytes that were not this blob's: once more, from the start.
+                # The resumed session held bytes that were not this blob's, or vanished meanwhile (another
+                # push resumed it too, and the registry dropped it): once more, from the start.
                 return self.push_blob(repository, blob, progress, mount_from=mount_from)
         self.forget_session(repository, subject)
         header = done.headers.get("Docker-Content-Digest")
