@@ -549,17 +549,46 @@ class PackageIndex:
         if self.is_private(store, project):
             return _text(f"{project} is a private project: its files are served only from the registry", 404)
         is_metadata = filename.endswith(".metadata")
-        if self.cache is not None:
-            # The cache is the server's: read (as it was written) with the server's credentials.
-            own = self.stores.get(None)
-            cached = self.cache.file(own, project, filename.removesuffix(".metadata"))
-            descriptor = (cached.metadata if is_metadata else cached.layer) if cached else None
-            if descriptor is not None:
-                return self._registry_file(request, own, self.cache.repository(project), descriptor, filename)
-        found = self.upstream_project(project)
-        file = found.file(filename.removesuffix(".metadata") if is_metadata else filename) if found else None
+        dist_name = filename.removesuffix(".metadata") if is_metadata else filename
+        cache = self.cache
+        # The cache is the server's: read (as it was written) with the server's credentials.
+        own = self.stores.get(None) if cache is not None else store
+        cached = cache.file(own, project, dist_name) if cache is not None else None
+        cached_descriptor = (cached.metadata if is_metadata else cached.layer) if cached else None
+        cache_repository = cache.repository(project) if cache is not None else None
+
+        def from_cache(descriptor: Descriptor, repository: Reference) -> Response:
+            return self._registry_file(request, own, repository, descriptor, filename)
+
+        try:
+            found = self.upstream_project(project)
+        except UpstreamError as exc:
+            if cached_descriptor is None or cache_repository is None:
+                raise
+            # What the cache is for: installs keep working while the upstream is down.
+            log.warning("serving %s of %s from the upstream cache: %s", filename, project, exc)
+            return from_cache(cached_descriptor, cache_repository)
+        file = found.file(dist_name) if found else None
         if found is None or file is None or (is_metadata and file.core_metadata is None):
+            # Also when a cached copy exists: a file the upstream withdrew is no longer served.
             return _text(f"no file {filename} in {project} upstream", 404)
+        # A cached copy is served only while the page lists the same file (a release layer's digest
+        # is its sha256, verified as the registry's bytes stream); else the upstream's is.
+        page_sha256 = file.hashes.get("sha256")
+        stale = cached is not None and page_sha256 is not None and page_sha256 != cached.sha256
+        if cached_descriptor is not None and cache_repository is not None and page_sha256 and not stale:
+            page_metadata = (file.core_metadata or {}).get("sha256")
+            if not is_metadata or page_metadata in (None, cached_descriptor.digest.encoded):
+                return from_cache(cached_descriptor, cache_repository)
+        if stale and cached is not None:
+            log.warning(
+                "%s of %s changed upstream since it was cached (cached sha256 %s, the page now lists %s): "
+                "serving the upstream's file; the cached copy stays as it is",
+                dist_name,
+                project,
+                cached.sha256,
+                page_sha256,
+            )
         url = f"{file.url}.metadata" if is_metadata else file.url
         hashes = (file.core_metadata or {}) if is_metadata else file.hashes
         if self.config.redirect_upstream_files:
@@ -581,7 +610,10 @@ class PackageIndex:
             response.release_conn()
             return Response(None, media_type=media_type, headers=headers)
         body = _aborting(chunks, what)
-        spool = self.cache.spool(project, filename, dict(hashes)) if self.cache and not is_metadata else None
+        # A changed file cannot replace the cached one (a release file never changes): not spooled.
+        spool = (
+            cache.spool(project, filename, dict(hashes)) if cache and not is_metadata and not stale else None
+        )
         return StreamingResponse(
             _teed(body, spool) if spool else body, media_type=media_type, headers=headers
         )
