@@ -96,6 +96,7 @@ class IndexConfig:
     redirect_upstream_files: bool = False  # True: send clients to the upstream's file URLs
     require_auth: bool = False  # refuse requests without credentials (reads too)
     cache_namespace: str | None = None  # keep verified upstream files as releases under this namespace
+    upstream_ca_file: str | None = None  # PEM CAs trusted for upstreams, besides the system's
 
     @property
     def base(self) -> str:
@@ -126,7 +127,8 @@ class IndexConfig:
         if self.upstream_timeout <= 0:
             raise UsageError("the upstream timeout must be positive")
         for url in self.upstreams:
-            Upstream(url).close()  # UsageError for anything but an http(s) URL
+            # UsageError for anything but an http(s) URL, or a CA file that is not PEM.
+            Upstream(url, ca_file=self.upstream_ca_file).close()
 
 
 def registry_store(
@@ -358,7 +360,12 @@ class PackageIndex:
             else None
         )
         self.upstreams = [
-            Upstream(url, timeout=config.upstream_timeout, cache_seconds=config.upstream_cache_seconds)
+            Upstream(
+                url,
+                timeout=config.upstream_timeout,
+                cache_seconds=config.upstream_cache_seconds,
+                ca_file=config.upstream_ca_file,
+            )
             for url in config.upstreams
         ]
 
