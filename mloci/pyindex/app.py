@@ -619,7 +619,9 @@ class PackageIndex:
         body = _aborting(chunks, what)
         # A changed file cannot replace the cached one (a release file never changes): not spooled.
         spool = (
-            cache.spool(project, filename, dict(hashes)) if cache and not is_metadata and not stale else None
+            cache.spool(project, filename, dict(hashes), file.upload_time)
+            if cache and not is_metadata and not stale
+            else None
         )
         return StreamingResponse(
             _teed(body, spool) if spool else body, media_type=media_type, headers=headers

@@ -31,7 +31,7 @@ class FileLink:
     metadata_sha256: str | None  # the PEP 658 .metadata file's hash; None: no .metadata served
     yanked: str | None  # None: not yanked; "" yanked without a reason
     other_hashes: tuple[tuple[str, str], ...] = ()  # more hashes an upstream published, preserved
-    upload_time: str | None = None  # PEP 700, ISO 8601 (upstream files only: releases record no time)
+    upload_time: str | None = None  # PEP 700, ISO 8601 (a registry file's layer annotation, docs/wheels.md)
     provenance: str | None = None  # PEP 740 provenance URL (an upstream's, passed on as it is)
 
     @property
@@ -63,6 +63,7 @@ def links(project: str, releases: Sequence[Release]) -> list[FileLink]:
                     and metadata.digest.algorithm == "sha256"
                     else None,
                     yanked=release.yanked,
+                    upload_time=file.upload_time,
                 )
             )
     return found
