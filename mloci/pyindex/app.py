@@ -44,6 +44,7 @@ from mloci.errors import (
     UnavailableError,
     UsageError,
 )
+from mloci.ops.sign import bundle_referrers, fetch_bundle
 from mloci.ops.wheel import (
     ReleasePushResult,
     list_projects,
@@ -52,7 +53,7 @@ from mloci.ops.wheel import (
     publish,
     read_release,
 )
-from mloci.pyindex import negotiation, pages
+from mloci.pyindex import negotiation, pages, provenance
 from mloci.pyindex.cache import Spool, UpstreamCache
 from mloci.pyindex.upstream import Upstream, UpstreamError, UpstreamProject, versions_of
 from mloci.python.artifact import Release
@@ -60,6 +61,7 @@ from mloci.python.distribution import hash_stream, read_upload
 from mloci.python.filenames import is_project_name, normalize_name, parse_version
 from mloci.store import RegistryStore, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
+from mloci.trust import Rejected
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
 
@@ -440,7 +442,8 @@ class PackageIndex:
         chosen = _negotiate(request)
         if chosen is None:
             return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
-        releases = self.private_releases(self.store(request), name)
+        store = self.store(request)
+        releases = self.private_releases(store, name)
         if releases is None and self.upstreams:
             try:
                 project = self.upstream_project(name)
@@ -457,10 +460,67 @@ class PackageIndex:
                 # Never upstream: a private or reserved name is served from the registry alone.
                 return _text(f"{name} is a private project in {self.config.base} with no files", 404)
             return _text(f"no project named {name!r} in {self.config.base}", 404)
-        links = pages.links(name, releases)
+        links = self._with_provenance(store, name, releases, pages.links(name, releases))
         if chosen == negotiation.JSON_V1:
             return self._page(pages.project_json(name, releases, links), chosen)
         return self._page(pages.project_html(name, links).encode(), chosen)
+
+    def attestations(
+        self, store: RegistryStore, project: str, release: Release
+    ) -> dict[str, list[provenance.FileAttestation]]:
+        """PEP 740 attestations per file name, from the keyless bundles attached to ``release``."""
+        repository = self.config.repository(project)
+        found: dict[str, list[provenance.FileAttestation]] = {}
+        for entry in bundle_referrers(store, repository, release.digest):
+            try:
+                data = fetch_bundle(store, repository, release.digest, entry)
+            except Rejected as exc:
+                log.warning("%s %s: %s", project, release.version, exc)
+                continue
+            for file in release.files:
+                made = provenance.attestation_for(data, file.filename, file.sha256) if file.sha256 else None
+                if made is not None:
+                    found.setdefault(file.filename, []).append(made)
+        return found
+
+    def _with_provenance(
+        self, store: RegistryStore, project: str, releases: list[Release], links: list[pages.FileLink]
+    ) -> list[pages.FileLink]:
+        """``links`` with a PEP 740 provenance URL on each file some attached bundle attests."""
+        attested: set[tuple[str, str]] = set()
+        for release in releases:
+            try:
+                attested.update(
+                    (release.version, name) for name in self.attestations(store, project, release)
+                )
+            except MlociError as exc:  # provenance is extra: the page still lets clients install
+                log.warning("no provenance for %s %s: %s", project, release.version, exc)
+        return [
+            dataclasses.replace(link, provenance=pages.provenance_url(project, link.version, link.filename))
+            if (link.version, link.filename) in attested
+            else link
+            for link in links
+        ]
+
+    def provenance_file(self, request: Request) -> Response:
+        """GET /provenance/<project>/<version>/<file>: the PEP 740 provenance object of a registry file."""
+        project = request.path_params["project"]
+        filename = request.path_params["filename"]
+        if not is_project_name(project) or normalize_name(project) != project:
+            return _text(f"no project named {project!r}", 404)
+        store = self.store(request)
+        try:
+            version = parse_version(request.path_params["version"])
+        except UsageError:
+            return _text(f"no version {request.path_params['version']!r} of {project}", 404)
+        release = read_release(store, self.config.repository(project), version)
+        if release is None or release.file(filename) is None:
+            return _text(f"no file {filename} in {project} {version}", 404)
+        found = self.attestations(store, project, release).get(filename, [])
+        if not found:
+            return _text(f"no provenance for {filename}: no keyless attestation of it is attached", 404)
+        headers = {"Cache-Control": "no-cache"}  # more attestations may be attached
+        return Response(provenance.document(found), media_type=provenance.MEDIA_TYPE, headers=headers)
 
     def _cached_page(self, name: str, releases: list[Release], chosen: str) -> Response:
         links = [
@@ -733,6 +793,7 @@ def create_app(config: IndexConfig) -> Starlette:
         Route("/simple/{project}/", index.project_page, methods=["GET"]),
         Route("/packages/{project}/{version}/{filename}", index.download, methods=["GET"]),
         Route("/upstream/{project}/{filename}", index.upstream_download, methods=["GET"]),
+        Route("/provenance/{project}/{version}/{filename}", index.provenance_file, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
