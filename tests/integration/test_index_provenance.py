@@ -10,11 +10,12 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pypi_attestations as pa
 import pytest
 import urllib3
-from helpers import Registry
+from helpers import Registry, Runner
 from pep740 import REPOSITORY, keyless_bundle
 from pydists import running_index, sha256_of, write_sdist, write_wheel
 from test_index import JSON_ACCEPT, fresh_venv, run, tool_env
@@ -91,4 +92,55 @@ def test_a_keyless_attestation_of_a_wheel_is_served_as_pep_740_provenance(
                 "featurekit",
             ],
             env,
+        )
+
+
+VECTORS = Path(__file__).resolve().parent.parent / "data" / "pep740"
+REAL_SDIST = "pypi_attestations-0.0.19.tar.gz"
+
+
+def test_a_real_pypi_attestation_round_trips_and_verifies_offline_against_the_public_good_sigstore(
+    registry: Registry, http: urllib3.PoolManager, mloci: Runner, tmp_path: Path
+) -> None:
+    from sigstore.verify import policy
+
+    sdist = VECTORS / REAL_SDIST
+    (pushed,) = push_distributions([sdist], f"{registry.host}/py")
+    # What a publisher attaches: the sigstore bundle behind the attestation (sigstore-python's
+    # `attest` writes one; pypi-attestations converts either way).
+    original = pa.Attestation.model_validate_json(
+        (VECTORS / f"{REAL_SDIST}.publish.attestation").read_bytes()
+    )
+    bundle_file = tmp_path / f"{REAL_SDIST}.sigstore.json"
+    bundle_file.write_text(original.to_bundle().to_json())
+    attached = mloci("attach", str(pushed.reference), str(bundle_file), "--artifact-type", BUNDLE_V03)
+    assert attached.exit_code == 0, attached.stderr
+
+    with running_index(create_app(IndexConfig(registry=registry.host, namespace="py"))) as server:
+        page = http.request("GET", f"{server.simple}pypi-attestations/", headers={"Accept": JSON_ACCEPT})
+        (entry,) = json.loads(page.data)["files"]
+        download = http.request("GET", urljoin(f"{server.simple}pypi-attestations/", entry["url"]))
+        answer = http.request("GET", urljoin(f"{server.simple}pypi-attestations/", entry["provenance"]))
+    assert answer.status == 200, answer.data
+    downloaded = tmp_path / REAL_SDIST
+    downloaded.write_bytes(download.data)
+    document = json.loads(answer.data)
+    (bundle,) = document["attestation_bundles"]
+    # Not a Trusted Publisher (an e-mail identity): PEP 740 allows any publisher kind.
+    assert bundle["publisher"] == {
+        "kind": "Sigstore",
+        "claims": {"identity": "jku@goto.fi", "issuer": "https://github.com/login/oauth"},
+    }
+    (served,) = [pa.Attestation.model_validate(a) for a in bundle["attestations"]]
+    assert served.envelope == original.envelope
+    assert served.verification_material.certificate == original.verification_material.certificate
+    # The verification a client runs (`pypi-attestations verify attestation --identity …` does the same).
+    identity = policy.Identity(identity="jku@goto.fi", issuer="https://github.com/login/oauth")
+    kind, _ = served.verify(identity, pa.Distribution.from_file(downloaded), offline=True)
+    assert kind == "https://docs.pypi.org/attestations/publish/v1"
+    with pytest.raises(pa.VerificationError):
+        served.verify(
+            policy.Identity(identity="someone@else.example", issuer="https://github.com/login/oauth"),
+            pa.Distribution.from_file(downloaded),
+            offline=True,
         )
