@@ -20,8 +20,10 @@ import io
 import logging
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, BinaryIO, Final
 from urllib.parse import quote
@@ -76,6 +78,8 @@ _MAX_CLIENT_STORES: Final = 64
 _READ_AHEAD: Final = 1
 _MAX_FORM_FIELDS: Final = 1000
 _MAX_FIELD_SIZE: Final = 4 << 20  # long descriptions travel as a form field
+_ATTESTED_SECONDS: Final = 30.0  # a newly attached attestation shows on pages within this
+_MAX_ATTESTED: Final = 4096
 _UPLOAD_DIGESTS: Final = (
     ("sha256_digest", "sha256"),
     ("blake2_256_digest", "blake2_256"),
@@ -361,6 +365,10 @@ class PackageIndex:
             if config.cache_namespace
             else None
         )
+        # Which files of a release (by digest) some attached bundle attests, for a short while:
+        # a page of many releases would otherwise cost one referrers request per release each time.
+        self._attested: OrderedDict[tuple[str, str], tuple[float, frozenset[str]]] = OrderedDict()
+        self._attested_lock = threading.Lock()
         self.upstreams = [
             Upstream(
                 url,
@@ -487,14 +495,33 @@ class PackageIndex:
         self, store: RegistryStore, project: str, releases: list[Release], links: list[pages.FileLink]
     ) -> list[pages.FileLink]:
         """``links`` with a PEP 740 provenance URL on each file some attached bundle attests."""
-        attested: set[tuple[str, str]] = set()
-        for release in releases:
+
+        def attested_in(release: Release) -> set[tuple[str, str]]:
+            key = (project, str(release.digest))
+            now = time.monotonic()
+            with self._attested_lock:
+                hit = self._attested.get(key)
+            if hit is not None and hit[0] > now:
+                return {(release.version, name) for name in hit[1]}
             try:
-                attested.update(
-                    (release.version, name) for name in self.attestations(store, project, release)
-                )
+                names = frozenset(self.attestations(store, project, release))
             except MlociError as exc:  # provenance is extra: the page still lets clients install
                 log.warning("no provenance for %s %s: %s", project, release.version, exc)
+                return set()
+            with self._attested_lock:
+                self._attested[key] = (now + _ATTESTED_SECONDS, names)
+                self._attested.move_to_end(key)
+                while len(self._attested) > _MAX_ATTESTED:
+                    self._attested.popitem(last=False)
+            return {(release.version, name) for name in names}
+
+        # One referrers request per release, as many at once as list_releases reads releases.
+        if len(releases) <= 1:
+            found = [attested_in(release) for release in releases]
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(releases))) as pool:
+                found = list(pool.map(attested_in, releases))
+        attested: set[tuple[str, str]] = set().union(*found)
         return [
             dataclasses.replace(link, provenance=pages.provenance_url(project, link.version, link.filename))
             if (link.version, link.filename) in attested
