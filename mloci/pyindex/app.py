@@ -55,7 +55,7 @@ from mloci.ops.wheel import (
     publish,
     read_release,
 )
-from mloci.pyindex import negotiation, pages, provenance
+from mloci.pyindex import attestations, negotiation, pages, provenance
 from mloci.pyindex.cache import Spool, UpstreamCache
 from mloci.pyindex.upstream import Upstream, UpstreamError, UpstreamProject, versions_of
 from mloci.python.artifact import Release
@@ -473,7 +473,7 @@ class PackageIndex:
             return self._page(pages.project_json(name, releases, links), chosen)
         return self._page(pages.project_html(name, links).encode(), chosen)
 
-    def attestations(
+    def file_attestations(
         self, store: RegistryStore, project: str, release: Release
     ) -> dict[str, list[provenance.FileAttestation]]:
         """PEP 740 attestations per file name, from the keyless bundles attached to ``release``."""
@@ -504,7 +504,7 @@ class PackageIndex:
             if hit is not None and hit[0] > now:
                 return {(release.version, name) for name in hit[1]}
             try:
-                names = frozenset(self.attestations(store, project, release))
+                names = frozenset(self.file_attestations(store, project, release))
             except MlociError as exc:  # provenance is extra: the page still lets clients install
                 log.warning("no provenance for %s %s: %s", project, release.version, exc)
                 return set()
@@ -543,7 +543,7 @@ class PackageIndex:
         release = read_release(store, self.config.repository(project), version)
         if release is None or release.file(filename) is None:
             return _text(f"no file {filename} in {project} {version}", 404)
-        found = self.attestations(store, project, release).get(filename, [])
+        found = self.file_attestations(store, project, release).get(filename, [])
         if not found:
             return _text(f"no provenance for {filename}: no keyless attestation of it is attached", 404)
         headers = {"Cache-Control": "no-cache"}  # more attestations may be attached
@@ -765,14 +765,20 @@ class PackageIndex:
             )
         if filetype is not None and filetype != dist.kind.value:
             raise UsageError(f"{filename} is a {dist.kind.value}, but the upload says {filetype!r}")
+        attested = _field(form, "attestations")
+        bundles = attestations.parse_upload(attested, dist.filename, dist.digest.encoded) if attested else []
         store = self.stores.get(creds, anonymous=True)
-        return publish(
-            store,
-            self.config.repository(dist.project),
-            [dist],
-            git=None,
-            concurrency=self.config.options.concurrency,
-        )
+        repository = self.config.repository(dist.project)
+        before = read_release(store, repository, parse_version(dist.version))
+        result = publish(store, repository, [dist], git=None, concurrency=self.config.options.concurrency)
+        if bundles or (before is not None and before.digest != result.digest):
+            # PEP 740: keep the upload's attestations, and those of the release's other files,
+            # on the release's new digest.
+            release = store.resolve(repository.with_digest(result.digest))
+            if before is not None and before.digest != result.digest:
+                attestations.carry_forward(store, repository, before, release)
+            attestations.attach_all(store, repository, release, bundles)
+        return result
 
 
 class _EndAborted:

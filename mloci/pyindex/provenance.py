@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from cryptography import x509
 
-from mloci.trust.bundle import Bundle
+from mloci.trust.bundle import BUNDLE_V03, Bundle
 from mloci.trust.dsse import IN_TOTO_PAYLOAD
 from mloci.trust.intoto import SLSA_PROVENANCE_V1, STATEMENT_TYPE
 from mloci.trust.keyless import certificate_identities, certificate_issuer
@@ -164,3 +164,42 @@ def provenance(attestations: Iterable[FileAttestation]) -> dict[str, Any] | None
 def document(attestations: Sequence[FileAttestation]) -> bytes:
     value = provenance(attestations)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def bundle_of(attestation: object) -> bytes:
+    """The sigstore bundle (v0.3 JSON) a PEP 740 attestation object stands for; ValueError (one line)
+    when it is not one. The inverse of :func:`attestation_for`'s conversion."""
+    if not isinstance(attestation, dict) or attestation.get("version") != 1:
+        raise ValueError("not a PEP 740 attestation object (version 1)")
+    material, envelope = attestation.get("verification_material"), attestation.get("envelope")
+    if not isinstance(material, dict) or not isinstance(envelope, dict):
+        raise ValueError("verification_material and envelope are required")
+    certificate, entries = material.get("certificate"), material.get("transparency_entries")
+    statement, signature = envelope.get("statement"), envelope.get("signature")
+    if not all(isinstance(v, str) for v in (certificate, statement, signature)):
+        raise ValueError("certificate, statement and signature must be base64 strings")
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ValueError("transparency_entries must list at least one entry")
+    document = {
+        "mediaType": BUNDLE_V03,
+        "verificationMaterial": {"certificate": {"rawBytes": certificate}, "tlogEntries": entries},
+        "dsseEnvelope": {
+            "payload": statement,
+            "payloadType": IN_TOTO_PAYLOAD,
+            "signatures": [{"sig": signature}],
+        },
+    }
+    data = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        Bundle.from_json(data)  # base64 and shape, as a bundle reader will see them
+    except ValueError as exc:
+        raise ValueError(f"not a valid attestation: {exc}") from None
+    return data
+
+
+def predicate_type(bundle: bytes) -> str | None:
+    """The predicate type of a bundle's statement (unverified, for the referrer's annotation)."""
+    try:
+        return Bundle.from_json(bundle).predicate_type
+    except ValueError:
+        return None

@@ -18,7 +18,8 @@ import urllib3
 from helpers import Registry, Runner
 from pep740 import REPOSITORY, keyless_bundle
 from pydists import running_index, sha256_of, write_sdist, write_wheel
-from test_index import JSON_ACCEPT, fresh_venv, run, tool_env
+from sigstore.verify import policy
+from test_index import JSON_ACCEPT, fresh_venv, run, tool_env, twine
 
 from mloci.ops.attach import attach_blob
 from mloci.ops.wheel import push_distributions
@@ -102,8 +103,6 @@ REAL_SDIST = "pypi_attestations-0.0.19.tar.gz"
 def test_a_real_pypi_attestation_round_trips_and_verifies_offline_against_the_public_good_sigstore(
     registry: Registry, http: urllib3.PoolManager, mloci: Runner, tmp_path: Path
 ) -> None:
-    from sigstore.verify import policy
-
     sdist = VECTORS / REAL_SDIST
     (pushed,) = push_distributions([sdist], f"{registry.host}/py")
     # What a publisher attaches: the sigstore bundle behind the attestation (sigstore-python's
@@ -144,3 +143,55 @@ def test_a_real_pypi_attestation_round_trips_and_verifies_offline_against_the_pu
             pa.Distribution.from_file(downloaded),
             offline=True,
         )
+
+
+def test_twine_upload_with_attestations_keeps_them_through_later_uploads_and_refuses_strangers(
+    registry: Registry, http: urllib3.PoolManager, tmp_path: Path
+) -> None:
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    real = dist / REAL_SDIST
+    real.write_bytes((VECTORS / REAL_SDIST).read_bytes())
+    (dist / f"{REAL_SDIST}.publish.attestation").write_bytes(
+        (VECTORS / f"{REAL_SDIST}.publish.attestation").read_bytes()
+    )
+    wheel = write_wheel(dist, "pypi-attestations", "0.0.19")
+    env = tool_env(tmp_path)
+    with running_index(create_app(IndexConfig(registry=registry.host, namespace="py"))) as server:
+        # One PEP 740 upload (twine finds <file>.publish.attestation beside the file) ...
+        done = twine(
+            [real, dist / f"{REAL_SDIST}.publish.attestation"], f"{server.url}/", env, "--attestations"
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        # ... then another file of the release, without attestations: the release gets a new digest.
+        done = twine([wheel], f"{server.url}/", env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        page = http.request("GET", f"{server.simple}pypi-attestations/", headers={"Accept": JSON_ACCEPT})
+        files = {entry["filename"]: entry for entry in json.loads(page.data)["files"]}
+        assert "provenance" not in files[wheel.name]
+        answer = http.request(
+            "GET", urljoin(f"{server.simple}pypi-attestations/", files[REAL_SDIST]["provenance"])
+        )
+        assert answer.status == 200, answer.data
+        (served,) = json.loads(answer.data)["attestation_bundles"][0]["attestations"]
+        identity = policy.Identity(identity="jku@goto.fi", issuer="https://github.com/login/oauth")
+        attestation = pa.Attestation.model_validate(served)
+        assert attestation.verify(identity, pa.Distribution.from_file(real), offline=True)[0].endswith(
+            "publish/v1"
+        )
+
+        # An attestation of another file is refused, and the file is not published.
+        stranger = write_wheel(tmp_path / "other", "pypi-attestations", "0.0.20")
+        (stranger.parent / f"{stranger.name}.publish.attestation").write_bytes(
+            (VECTORS / f"{REAL_SDIST}.publish.attestation").read_bytes()
+        )
+        refused = twine(
+            [stranger, stranger.parent / f"{stranger.name}.publish.attestation"],
+            f"{server.url}/",
+            env,
+            "--attestations",
+            "--verbose",
+        )
+        assert refused.returncode != 0 and "does not attest" in refused.stdout + refused.stderr
+        missing = http.request("GET", f"{server.url}/packages/pypi-attestations/0.0.20/{stranger.name}")
+        assert missing.status == 404
