@@ -120,7 +120,7 @@ def attestation_for(data: bytes, filename: str, sha256: str) -> FileAttestation 
     try:
         statement = json.loads(envelope.payload)
         certificate = x509.load_der_x509_certificate(bundle.certificate)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         return None
@@ -145,7 +145,11 @@ def attestation_for(data: bytes, filename: str, sha256: str) -> FileAttestation 
         },
         "envelope": {"statement": _b64(envelope.payload), "signature": _b64(envelope.signatures[0].sig)},
     }
-    return FileAttestation(attestation, publisher_of(certificate))
+    try:
+        publisher = publisher_of(certificate)
+    except ValueError:  # extensions that do not parse: no certificate Fulcio issued
+        return None
+    return FileAttestation(attestation, publisher)
 
 
 def provenance(attestations: Iterable[FileAttestation]) -> dict[str, Any] | None:

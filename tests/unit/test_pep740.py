@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 
 import pypi_attestations as pa
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pep740 import REPOSITORY, WORKFLOW, keyless_bundle
 
+from mloci.errors import UsageError
 from mloci.pyindex import provenance
+from mloci.pyindex.attestations import parse_upload
 from mloci.trust.bundle import dsse_bundle
 
 FILENAME = "featurekit-0.1.3-py3-none-any.whl"
@@ -45,3 +51,40 @@ def test_bundles_pep_740_cannot_express_convert_to_nothing() -> None:
     for data in (other_file, other_digest, cosign_signature, two_subjects, key_based, b"{}", b"not json"):
         assert provenance.attestation_for(data, FILENAME, SHA256) is None
     assert provenance.provenance([]) is None
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+_FUZZ = settings(
+    max_examples=int(os.environ.get("MLOCI_FUZZ_EXAMPLES", "100")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@_FUZZ
+@given(value=_json)
+def test_any_upload_field_is_a_usage_error_or_bundles(value: object) -> None:
+    """What a client sends as PEP 740 attestations: never anything but UsageError."""
+    with contextlib.suppress(UsageError):
+        parse_upload(json.dumps(value), FILENAME, SHA256)
+
+
+@_FUZZ
+@given(data=st.binary(max_size=200) | _json.map(lambda v: json.dumps(v).encode()))
+def test_any_attached_bundle_converts_or_is_skipped(data: bytes) -> None:
+    assert provenance.attestation_for(data, FILENAME, SHA256) is None
+
+
+@_FUZZ
+@given(cut=st.integers(min_value=0, max_value=4000), flip=st.integers(min_value=0, max_value=255))
+def test_a_damaged_keyless_bundle_never_raises(cut: int, flip: int) -> None:
+    data = bytearray(BUNDLE)
+    data[cut % len(data)] ^= flip
+    provenance.attestation_for(bytes(data), FILENAME, SHA256)  # None or an attestation: never an exception
+
+
+BUNDLE = keyless_bundle(FILENAME, SHA256)
