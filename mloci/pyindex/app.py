@@ -64,6 +64,7 @@ from mloci.python.filenames import is_project_name, normalize_name, parse_versio
 from mloci.store import RegistryStore, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
 from mloci.trust import Rejected
+from mloci.trust.bundle import PREDICATE_ANNOTATION
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
 
@@ -480,6 +481,8 @@ class PackageIndex:
         repository = self.config.repository(project)
         found: dict[str, list[provenance.FileAttestation]] = {}
         for entry in bundle_referrers(store, repository, release.digest):
+            if (entry.annotations or {}).get(PREDICATE_ANNOTATION) not in (None, *provenance.PREDICATE_TYPES):
+                continue  # e.g. a signature of the release (cosign/sign/v1): no need to fetch it
             try:
                 data = fetch_bundle(store, repository, release.digest, entry)
             except Rejected as exc:
