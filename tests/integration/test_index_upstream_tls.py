@@ -22,6 +22,7 @@ from test_index import fresh_venv, run, tool_env
 
 from mloci.errors import UsageError
 from mloci.pyindex.app import IndexConfig, create_app
+from mloci.store import StoreOptions
 
 pytest_plugins = ["auth_fixtures"]
 
@@ -116,7 +117,14 @@ def test_an_https_upstream_with_an_untrusted_certificate_is_a_502_naming_the_opt
 ) -> None:
     pypi, simple = https_pypi
     write_wheel(pypi.packages, "publicdep", "2.0")
-    config = IndexConfig(registry=registry.host, namespace="py", upstreams=(simple,), upstream_timeout=10)
+    # --insecure is the registry's: it never turns off verification of an upstream.
+    config = IndexConfig(
+        registry=registry.host,
+        namespace="py",
+        upstreams=(simple,),
+        upstream_timeout=10,
+        options=StoreOptions(insecure=True),
+    )
     with running_index(create_app(config)) as server:
         pool = urllib3.PoolManager(retries=False, timeout=30.0)
         page = pool.request("GET", f"{server.simple}publicdep/")
