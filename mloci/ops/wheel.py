@@ -276,9 +276,13 @@ def publish(
     blobs_uploaded = 0
     bytes_uploaded = 0
 
+    first: list[Release | None] = []  # the release as the first attempt found it
+
     def attempt() -> ReleasePushResult | None:
         nonlocal blobs_uploaded, bytes_uploaded
         current = read_release(store, repository, version)
+        if not first:
+            first.append(current)
         plan = merge(current, dists, git, created=created)
         if plan.unchanged and current is not None:
             return _pushed(repository, current, plan, added, blobs_uploaded, bytes_uploaded)
@@ -294,7 +298,12 @@ def publish(
         kept = _kept(store, repository, version, expected)
         return _pushed(repository, kept, plan, added, blobs_uploaded, bytes_uploaded) if kept else None
 
-    return until_kept(attempt, what=f"{tag_ref} (the files were not kept)", hint="push again")
+    result = until_kept(attempt, what=f"{tag_ref} (the files were not kept)", hint="push again")
+    if first and first[0] is not None and first[0].digest != result.digest:
+        from mloci.ops.wheel_attestations import carry_forward  # noqa: PLC0415  (sigstore parsing)
+
+        carry_forward(store, repository, first[0], result.digest)
+    return result
 
 
 def _pushed(
@@ -392,10 +401,14 @@ def yank(
         version = parsed.version
         wanted = None if undo else (reason or "")
 
+        before: list[Release] = []
+
         def attempt() -> YankResult | None:
             release = read_release(store, parsed.repository, version)
             if release is None:
                 raise NotFoundError(f"{parsed} has no release")
+            if not before:
+                before.append(release)
             if release.yanked == wanted:
                 return _yanked(parsed, release, unchanged=True)
             tag_ref = parsed.repository.with_tag(version_tag(version))
@@ -404,7 +417,12 @@ def yank(
             after = read_release(store, parsed.repository, version)
             return _yanked(parsed, after, unchanged=False) if after and after.yanked == wanted else None
 
-        return until_kept(attempt, what=str(parsed), hint="yank again")
+        result = until_kept(attempt, what=str(parsed), hint="yank again")
+        if before and not result.unchanged:
+            from mloci.ops.wheel_attestations import carry_forward  # noqa: PLC0415  (sigstore parsing)
+
+            carry_forward(store, parsed.repository, before[0], result.digest)
+        return result
 
 
 def _yanked(spec: ReleaseSpec, release: Release, *, unchanged: bool) -> YankResult:

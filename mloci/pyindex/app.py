@@ -772,14 +772,9 @@ class PackageIndex:
         bundles = attestations.parse_upload(attested, dist.filename, dist.digest.encoded) if attested else []
         store = self.stores.get(creds, anonymous=True)
         repository = self.config.repository(dist.project)
-        before = read_release(store, repository, parse_version(dist.version))
         result = publish(store, repository, [dist], git=None, concurrency=self.config.options.concurrency)
-        if bundles or (before is not None and before.digest != result.digest):
-            # PEP 740: keep the upload's attestations, and those of the release's other files,
-            # on the release's new digest.
+        if bundles:  # PEP 740: kept as referrers (publish carries those of the other files along)
             release = store.resolve(repository.with_digest(result.digest))
-            if before is not None and before.digest != result.digest:
-                attestations.carry_forward(store, repository, before, release)
             attestations.attach_all(store, repository, release, bundles)
         return result
 

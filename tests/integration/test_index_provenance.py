@@ -22,9 +22,11 @@ from sigstore.verify import policy
 from test_index import JSON_ACCEPT, fresh_venv, run, tool_env, twine
 
 from mloci.ops.attach import attach_blob
-from mloci.ops.wheel import push_distributions
+from mloci.ops.sign import bundle_referrers
+from mloci.ops.wheel import push_distributions, read_release
 from mloci.pyindex.app import IndexConfig, create_app
-from mloci.trust.bundle import BUNDLE_V03
+from mloci.store import RegistryStore
+from mloci.trust.bundle import BUNDLE_V03, PREDICATE_ANNOTATION
 from mloci.types import Reference
 from mloci.types.blob import Blob
 from mloci.types.manifest import Descriptor
@@ -146,7 +148,11 @@ def test_a_real_pypi_attestation_round_trips_and_verifies_offline_against_the_pu
 
 
 def test_twine_upload_with_attestations_keeps_them_through_later_uploads_and_refuses_strangers(
-    registry: Registry, http: urllib3.PoolManager, tmp_path: Path
+    registry: Registry,
+    http: urllib3.PoolManager,
+    mloci: Runner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dist = tmp_path / "dist"
     dist.mkdir()
@@ -179,6 +185,31 @@ def test_twine_upload_with_attestations_keeps_them_through_later_uploads_and_ref
         assert attestation.verify(identity, pa.Distribution.from_file(real), offline=True)[0].endswith(
             "publish/v1"
         )
+
+        # A release signature (of one manifest digest) is not carried along; the attestation is,
+        # through a yank and a file added by `mloci wheel push` (both give the release a new digest).
+        monkeypatch.setenv("MLOCI_KEY_PASSWORD", "pw")
+        assert mloci("keygen", "--output-key-prefix", str(tmp_path / "team")).exit_code == 0
+        release = f"{registry.host}/py/pypi-attestations:0.0.19"
+        signed = mloci("sign", release, "--key", str(tmp_path / "team.key"))
+        assert signed.exit_code == 0, signed.stderr
+        assert mloci("wheel", "yank", f"{registry.host}/py/pypi-attestations==0.0.19").exit_code == 0
+        other = write_wheel(tmp_path / "more", "pypi-attestations", "0.0.19", tag="py311-none-any")
+        push_distributions([other], f"{registry.host}/py")
+        store = RegistryStore(registry.host)
+        try:
+            final = read_release(store, Reference.parse(f"{registry.host}/py/pypi-attestations"), "0.0.19")
+            assert final is not None and final.yanked == ""
+            kinds = [
+                (e.annotations or {}).get(PREDICATE_ANNOTATION)
+                for e in bundle_referrers(store, Reference.parse(release), final.digest)
+            ]
+        finally:
+            store.close()
+        assert kinds == ["https://docs.pypi.org/attestations/publish/v1"]  # not the cosign signature
+        page = http.request("GET", f"{server.simple}pypi-attestations/", headers={"Accept": JSON_ACCEPT})
+        files = {entry["filename"]: entry for entry in json.loads(page.data)["files"]}
+        assert "provenance" in files[REAL_SDIST] and "provenance" not in files[other.name]
 
         # An attestation of another file is refused, and the file is not published.
         stranger = write_wheel(tmp_path / "other", "pypi-attestations", "0.0.20")
