@@ -574,11 +574,7 @@ def _check_bundle(
         format="bundle",
         signer=verified.signer,
         issuer=verified.issuer,
-        transparency_log=(
-            {"logIndex": log.log_index, "integratedTime": log.integrated_time.isoformat(), "log": log.log_url}
-            if log
-            else None
-        ),
+        transparency_log=log.to_json() if log else None,
     )
 
 

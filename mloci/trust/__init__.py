@@ -5,7 +5,8 @@
 - :mod:`mloci.trust.dsse`: DSSE envelopes and their pre-authentication encoding.
 - :mod:`mloci.trust.intoto`: in-toto Statement v1 and SLSA Provenance v1.
 - :mod:`mloci.trust.bundle`: sigstore bundles v0.3 (key-based, written and verified here).
-- :mod:`mloci.trust.rekor`: Rekor v1 evidence (inclusion proof, checkpoint, SET) checked offline.
+- :mod:`mloci.trust.rekor`: Rekor v1 and v2 evidence (inclusion proof, checkpoint, SET) checked offline.
+- :mod:`mloci.trust.timestamp`: RFC 3161 signed timestamps checked against the root's TSAs.
 - :mod:`mloci.trust.keyless`: keyless bundle verification against a trusted root (``sigstore`` extra).
 - :mod:`mloci.trust.verifier`: whose signature counts (key or identity) and offline bundle checks.
 - :mod:`mloci.trust.model_signing`: OpenSSF Model Signing v1.0 statements over a file tree.

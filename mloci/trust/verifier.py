@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mloci.errors import IntegrityError, UsageError
-from mloci.trust import Rejected, rekor
+from mloci.trust import Rejected, rekor, timestamp
 from mloci.trust.bundle import Bundle, Verified, verify_with_key
 from mloci.trust.dsse import Envelope, signed_by
 from mloci.trust.intoto import check_statement
@@ -87,14 +87,13 @@ def verify_bundle_bytes(
             data, bundle, digest, rule.identity, trusted_root=rule.trusted_root, predicate_type=predicate_type
         )
         root = load_root(rule.trusted_root)
-        if root is not None and bundle.tlog_entries:
-            # sigstore-python checked the log; this records which entry (and checks it a second time).
+        if root is not None:
+            # sigstore-python checked the log and the timestamps; this records which entry and when,
+            # and is stricter: every timestamp the bundle carries must verify (sigstore skips bad ones).
+            times = timestamp.verify_timestamps(bundle.document, bundle.signature, root)
             logs = rekor.log_keys(root)
-            evidence = [
-                rekor.verify_entry(entry, logs) for entry in bundle.tlog_entries if rekor.is_v1(entry)
-            ]
-            if evidence:
-                verified = replace(verified, log=evidence[0])
+            evidence = [rekor.verify_entry(entry, logs, times) for entry in bundle.tlog_entries]
+            verified = replace(verified, log=evidence[0] if evidence else None, timestamps=tuple(times))
         return verified
     assert rule.key is not None  # noqa: S101
     if bundle.certificate is not None:
