@@ -210,7 +210,7 @@ def provenance_statement(
 
 
 AttestFormat = Literal["bundle", "dsse", "both"]
-ATTEST_FORMATS: tuple[AttestFormat, ...] = ("dsse", "bundle", "both")
+ATTEST_FORMATS: tuple[AttestFormat, ...] = ("bundle", "dsse", "both")
 
 
 @dataclass(frozen=True)
@@ -244,13 +244,14 @@ def attest(
     started_on: datetime | None = None,
     ci_url: str | None = None,
     cwd: Path | None = None,
-    format: AttestFormat = "dsse",
+    format: AttestFormat = "bundle",
     session: Session | None = None,
 ) -> AttestResult:
     """Sign SLSA provenance for the manifest ``reference`` names and attach it as a referrer.
 
-    ``format``: ``dsse`` (the envelope itself, ``application/vnd.dsse.envelope.v1+json``),
-    ``bundle`` (a sigstore bundle around it, as ``cosign attest`` v3 writes) or ``both``.
+    ``format``: ``bundle`` (the default, as ``sign``: a key-based sigstore bundle around the DSSE
+    envelope, as ``cosign attest`` v3 writes), ``dsse`` (the envelope itself,
+    ``application/vnd.dsse.envelope.v1+json``, for readers of cosign v2's ``.att`` layers) or ``both``.
     """
     if format not in ATTEST_FORMATS:
         raise UsageError(
