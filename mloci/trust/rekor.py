@@ -269,3 +269,22 @@ def verify_entry(entry: dict[str, Any], logs: list[LogKey], times: Sequence[date
     if version == V1:
         _check_set(entry, log, index, integrated)
     return LogEvidence(index, moment, log.base_url)
+
+
+def verify_promise(
+    body: str, integrated: int, log_index: int, log_id: bytes, signed_entry_timestamp: str, logs: list[LogKey]
+) -> LogEvidence:
+    """A Rekor v1 *inclusion promise* alone (cosign v2's ``dev.sigstore.cosign/bundle`` annotation).
+
+    The SET must verify with the key of a log of the trusted root (``log_id``) valid at
+    ``integrated``; ``body`` is the base64 ``canonicalizedBody`` the caller binds to the signature.
+    """
+    log = next((candidate for candidate in logs if candidate.log_id == log_id), None)
+    if log is None:
+        raise Rejected("transparency log entry: its log is not in the trusted root", _RANK)
+    moment = datetime.fromtimestamp(integrated, UTC)
+    if not log.valid_at(moment):
+        raise Rejected("transparency log entry: the log's key was not valid at the integrated time", _RANK)
+    entry = {"canonicalizedBody": body, "inclusionPromise": {"signedEntryTimestamp": signed_entry_timestamp}}
+    _check_set(entry, log, log_index, integrated)
+    return LogEvidence(log_index, moment, log.base_url)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from mloci.errors import IntegrityError, UsageError
-from mloci.trust import Rejected, rekor, timestamp
+from mloci.trust import Rejected, rekor, shown, timestamp
 from mloci.trust.bundle import Bundle, Verified, verify_with_key
 from mloci.trust.dsse import Envelope, signed_by
 from mloci.trust.intoto import check_statement
-from mloci.trust.keyless import IdentityRule, trusted_root_path, verify_keyless
+from mloci.trust.keyless import TRUSTED_ROOT_ENV, IdentityRule, trusted_root_path, verify_keyless
 from mloci.trust.keys import PublicKey, key_hint, load_public_key
 from mloci.types import jsontext
 from mloci.types.digest import Digest, hash_file
@@ -72,6 +72,30 @@ def load_root(path: Path | None) -> dict[str, Any] | None:
     if not isinstance(document, dict) or "tlogs" not in document:
         raise UsageError(f"{path} is not a sigstore trusted_root.json (no tlogs)")
     return document
+
+
+def keyless_root(path: Path | None) -> dict[str, Any]:
+    """The trusted root for keyless checks mloci does itself: ``--trusted-root``, $MLOCI_TRUSTED_ROOT,
+    else the public-good root in sigstore-python's TUF cache (read offline)."""
+    document = load_root(path)
+    if document is not None:
+        return document
+    hint = f"pass --trusted-root FILE or set {TRUSTED_ROOT_ENV}"
+    try:
+        from sigstore.errors import Error as SigstoreError  # noqa: PLC0415
+        from sigstore.models import ClientTrustConfig  # noqa: PLC0415
+    except ImportError:
+        raise UsageError("no trusted root for keyless verification", hint=hint) from None
+    try:
+        inner = ClientTrustConfig.production(offline=True).trusted_root._inner
+        loaded = jsontext.loads(inner.to_json())
+    except (SigstoreError, OSError, ValueError) as exc:
+        raise UsageError(
+            f"cannot read sigstore's cached trusted root ({shown(exc, 120)})", hint=hint
+        ) from None
+    if not isinstance(loaded, dict):
+        raise UsageError("sigstore's trusted root is not a JSON object", hint="pass --trusted-root FILE")
+    return loaded
 
 
 def verify_bundle_bytes(

@@ -1,0 +1,248 @@
+"""cosign v2 *keyless* legacy signatures: a ``.sig`` layer with a Fulcio certificate and a Rekor SET.
+
+``cosign sign`` (v1/v2) without a key writes, on the simple-signing layer of ``sha256-<hex>.sig``,
+besides the signature annotation (``dev.cosignproject.cosign/signature``):
+
+- ``dev.sigstore.cosign/certificate``: the Fulcio signing certificate (PEM);
+- ``dev.sigstore.cosign/chain``: the intermediate and root (PEM) — a hint only: the chain is
+  built from the trusted root's ``certificateAuthorities``, never anchored on this annotation;
+- ``dev.sigstore.cosign/bundle``: the Rekor v1 inclusion promise,
+  ``{"SignedEntryTimestamp": b64, "Payload": {"body": b64, "integratedTime", "logIndex", "logID": hex}}``.
+
+Verified offline against a ``trusted_root.json`` with ``cryptography`` only (no ``sigstore``
+package): the SET by a Rekor key of the root valid at the integrated time; the logged
+``hashedrekord`` is this payload's SHA-256, this signature and this certificate; the certificate
+chains to a Fulcio CA of the root valid at the integrated time (every certificate of the path
+valid then; the leaf for code signing); an embedded SCT (RFC 6962) verifies with a CT log of the
+root; the signature verifies over the payload's exact bytes with the certificate's key; and the
+certificate's SAN and OIDC issuer match the identity rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from mloci.trust import Rejected, rekor, shown
+from mloci.trust.keyless import IdentityRule
+from mloci.trust.keys import verifies
+
+CERTIFICATE_ANNOTATION: Final = "dev.sigstore.cosign/certificate"
+CHAIN_ANNOTATION: Final = "dev.sigstore.cosign/chain"
+BUNDLE_ANNOTATION: Final = "dev.sigstore.cosign/bundle"
+_RANK = 6
+
+
+@dataclass(frozen=True)
+class KeylessSignature:
+    """Who signed a legacy layer and where it was logged."""
+
+    identity: str
+    issuer: str
+    log: rekor.LogEvidence
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
+
+
+def _pem_certificates(text: str | None) -> list[x509.Certificate]:
+    if not text:
+        return []
+    try:
+        return x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        raise Rejected("the certificate annotation is not PEM", 1) from None
+
+
+def _authorities(
+    root: dict[str, Any], moment: datetime
+) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+    """The Fulcio roots and intermediates of ``root`` whose ``validFor`` holds ``moment``."""
+    anchors: list[x509.Certificate] = []
+    intermediates: list[x509.Certificate] = []
+    for authority in root.get("certificateAuthorities") or []:
+        valid = authority.get("validFor") or {}
+        start, end = _time(valid.get("start")), _time(valid.get("end"))
+        if (start is not None and moment < start) or (end is not None and moment > end):
+            continue
+        try:
+            chain = [
+                x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"], validate=True))
+                for c in authority["certChain"]["certificates"]
+            ]
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            continue
+        if chain:
+            anchors.append(chain[-1])
+            intermediates.extend(chain[:-1])
+    return anchors, intermediates
+
+
+def verify_chain(
+    leaf: x509.Certificate, hints: list[x509.Certificate], root: dict[str, Any], moment: datetime
+) -> list[x509.Certificate]:
+    """The path from ``leaf`` to a Fulcio CA of ``root`` valid at ``moment`` (leaf excluded); Rejected otherwise."""
+    anchors, intermediates = _authorities(root, moment)
+    if not anchors:
+        raise Rejected(f"no Fulcio CA of the trusted root was valid at {moment.isoformat()}", _RANK)
+    # Fulcio certificates carry the code-signing usage, not client-auth: allow any EKU here and
+    # check code signing below, keeping every other default extension rule.
+    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store(anchors))
+        .time(moment)
+        .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+        .build_client_verifier()
+    )
+    try:
+        chain = verifier.verify(leaf, [*intermediates, *hints]).chain[1:]
+    except (VerificationError, ValueError) as exc:
+        raise Rejected(
+            f"the certificate does not chain to a Fulcio CA of the trusted root at {moment.isoformat()} "
+            f"({shown(str(exc), 120)})",
+            _RANK,
+        ) from None
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is None or ExtendedKeyUsageOID.CODE_SIGNING not in usage:
+        raise Rejected("the certificate is not for code signing", _RANK)
+    return list(chain)
+
+
+def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root: dict[str, Any]) -> None:
+    """An embedded SCT of ``leaf`` verifies with a CT log of ``root`` (RFC 6962 §3.2, precertificate entry)."""
+    try:
+        scts = leaf.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
+    except x509.ExtensionNotFound:
+        raise Rejected("the certificate has no SCT (it was not logged in a CT log)", _RANK) from None
+    logs = {log.log_id: log for log in rekor.log_keys(root, "ctlogs")}
+    issuer_key_hash = hashlib.sha256(
+        issuer.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).digest()
+    tbs = leaf.tbs_precertificate_bytes
+    for sct in scts:
+        log = logs.get(sct.log_id)
+        when = sct.timestamp.replace(tzinfo=UTC)
+        if log is None or not log.valid_at(when) or not isinstance(log.key, ec.EllipticCurvePublicKey):
+            continue
+        milliseconds = round(when.timestamp() * 1000)
+        extensions = sct.extension_bytes
+        signed = (
+            b"\x00\x00"
+            + milliseconds.to_bytes(8, "big")
+            + b"\x00\x01"
+            + issuer_key_hash
+            + len(tbs).to_bytes(3, "big")
+            + tbs
+            + len(extensions).to_bytes(2, "big")
+            + extensions
+        )
+        try:
+            log.key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        return
+    raise Rejected("no SCT of the certificate verifies with a CT log of the trusted root", _RANK)
+
+
+def _bind(body: dict[str, Any], payload: bytes, signature: bytes, certificate: x509.Certificate) -> None:
+    spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
+    assert isinstance(spec, dict)  # noqa: S101
+    if body.get("kind") != "hashedrekord":
+        raise Rejected(f"transparency log entry: kind {shown(body.get('kind'))!r} is not hashedrekord", _RANK)
+    logged_hash = ((spec.get("data") or {}).get("hash") or {}).get("value")
+    if logged_hash != hashlib.sha256(payload).hexdigest():
+        raise Rejected("transparency log entry: it logs another payload", _RANK)
+    logged = spec.get("signature") or {}
+    if logged.get("content") != base64.b64encode(signature).decode():
+        raise Rejected("transparency log entry: it logs another signature", _RANK)
+    try:
+        pem = base64.b64decode((logged.get("publicKey") or {}).get("content") or "", validate=True)
+        logged_certificate = x509.load_pem_x509_certificate(pem)
+    except (binascii.Error, ValueError):
+        raise Rejected("transparency log entry: it logs no certificate", _RANK) from None
+    if logged_certificate != certificate:
+        raise Rejected("transparency log entry: it logs another certificate", _RANK)
+
+
+def verify_layer(
+    payload: bytes, annotations: Mapping[str, str], rule: IdentityRule, root: dict[str, Any]
+) -> KeylessSignature:
+    """Verify one keyless legacy signature layer (payload bytes and layer annotations); Rejected otherwise.
+
+    The payload's binding to an image digest is the caller's (:func:`mloci.trust.cosign.check_payload`).
+    """
+    leaf_pem = annotations.get(CERTIFICATE_ANNOTATION)
+    certificates = _pem_certificates(leaf_pem)
+    if not certificates:
+        raise Rejected(
+            f"the layer has no {CERTIFICATE_ANNOTATION} annotation: it is not a keyless signature", 0
+        )
+    leaf = certificates[0]
+    try:
+        signature = base64.b64decode(
+            annotations.get("dev.cosignproject.cosign/signature") or "", validate=True
+        )
+    except (binascii.Error, ValueError):
+        raise Rejected("the signature annotation is not base64", 0) from None
+    identity, issuer = rule.check(leaf)
+    key = leaf.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not verifies(key, signature, payload):
+        raise Rejected("signature does not match the certificate's key", 2)
+    raw = annotations.get(BUNDLE_ANNOTATION)
+    if not raw:
+        raise Rejected(
+            f"the layer has no {BUNDLE_ANNOTATION} (Rekor SET): nothing places the short-lived certificate in time",
+            _RANK,
+        )
+    try:
+        document = json.loads(raw)
+        promise = document["Payload"]
+        body_b64 = promise["body"]
+        integrated = int(promise["integratedTime"])
+        index = int(promise["logIndex"])
+        log_id = bytes.fromhex(promise["logID"])
+        set_b64 = document["SignedEntryTimestamp"]
+        body = json.loads(base64.b64decode(body_b64, validate=True))
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise Rejected(f"the {BUNDLE_ANNOTATION} annotation is not a Rekor bundle", _RANK) from None
+    if not isinstance(body, dict) or not isinstance(body_b64, str) or not isinstance(set_b64, str):
+        raise Rejected(f"the {BUNDLE_ANNOTATION} annotation is not a Rekor bundle", _RANK)
+    evidence = rekor.verify_promise(body_b64, integrated, index, log_id, set_b64, rekor.log_keys(root))
+    _bind(body, payload, signature, leaf)
+    assert evidence.integrated_time is not None  # noqa: S101
+    chain = verify_chain(
+        leaf, _pem_certificates(annotations.get(CHAIN_ANNOTATION)), root, evidence.integrated_time
+    )
+    verify_sct(leaf, chain[0], root)
+    return KeylessSignature(shown(identity), shown(issuer), evidence)
