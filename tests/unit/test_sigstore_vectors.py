@@ -182,6 +182,7 @@ TAMPERS: dict[str, list[tuple[str, Callable[[dict[str, Any]], None]]]] = {
         ("signature", _dsse_sig),
         ("certificate", _certificate),
         ("inclusion proof hash", _proof_hash),
+        ("inclusion proof root", _proof_root),
         ("checkpoint", _checkpoint),
         ("log entry body", _body),
     ],

@@ -1,9 +1,13 @@
-"""A real cosign v2 keyless ``.sig`` in a real registry: ``mloci verify`` by identity, offline.
+"""Real cosign v1/v2 legacy signatures and attestations in a real registry, verified by mloci.
 
-The signature manifest cosign v2 wrote for ``securebuild-bazel@sha256:5ce2d8cd…`` (two layers on the
-same payload: a KMS key signature and a keyless one with certificate, chain and Rekor bundle) is
-pushed under cosign's tag ``sha256-<hex>.sig``; the image itself is not needed (a digest is what is
-verified, as cosign does). The public-good trusted root comes from the shared vectors.
+- A cosign v2 **keyless** ``.sig`` (tests/data/cosign-legacy-keyless): the manifest cosign wrote for
+  ``securebuild-bazel@sha256:5ce2d8cd…`` (a KMS key layer and a keyless layer with certificate,
+  chain and Rekor bundle on the same payload), pushed under ``sha256-<hex>.sig``; ``mloci verify``
+  by identity and issuer against the public-good trusted root from the shared vectors.
+- Early cosign ``.att`` envelopes (shared vector 16) pushed as cosign's ``sha256-<hex>.att`` image.
+- The shared key-based ``.sig`` vectors (../shared/interop/cosign).
+
+The images themselves are not needed: a digest is what is verified, as cosign does.
 """
 
 from __future__ import annotations
@@ -176,3 +180,101 @@ def test_a_key_still_verifies_the_key_layer_and_not_the_keyless_one(
     )
     result = mloci("verify", f"{registry.host}/cosign-test/keyed@{subject}", "--key", public)
     assert result.exit_code == 6 and "signature does not match" in result.stderr
+
+
+# -- cosign v1/v2 legacy .att attestations ----------------------------------------------------------
+
+
+def push_attestations(registry: Registry, repo: str, subject: str, envelopes: list[bytes]) -> None:
+    """cosign's ``sha256-<hex>.att`` image: one DSSE envelope layer per attestation."""
+    ref = Reference.parse(f"{registry.host}/{repo}")
+    store = open_store(ref)
+    try:
+        descriptors = []
+        for data in envelopes:
+            blob = Blob.of_bytes("application/vnd.dsse.envelope.v1+json", data)
+            store.push_blob(ref.repository, blob)
+            descriptors.append(blob.descriptor)
+        config = Blob.of_bytes(OCI_CONFIG, config_blob(descriptors))
+        store.push_blob(ref.repository, config)
+        manifest = Manifest(media_type=OCI_MANIFEST, config=config.descriptor, layers=descriptors)
+        store.push_manifest(
+            ref.with_tag(subject.replace(":", "-") + ".att"), manifest.to_json(), OCI_MANIFEST
+        )
+    finally:
+        store.close()
+
+
+def test_real_cosign_legacy_att_envelopes_verify_in_the_registry(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    v = json.loads(
+        (SHARED / "interop/sigstore/16-cosign-legacy-att-keyed-dsse-envelopes-kyverno.json").read_text()
+    )
+    subject = "sha256:" + v["subject"]["sha256"]
+    envelopes = [raw.encode() for raw in v["dsse_envelopes_raw"]]
+    push_attestations(registry, "jimbugwadia/pause2", subject, envelopes)
+    public = tmp_path / "cosign.pub"
+    public.write_text(v["public_key_pem"])
+    ref = f"{registry.host}/jimbugwadia/pause2@{subject}"
+
+    review = mloci(
+        "verify-attestation", ref, "--key", public, "--type", "https://example.com/CodeReview/v1", "--json"
+    )
+    assert review.exit_code == 0, review.stderr
+    found = json.loads(review.stdout)
+    assert found["checked"] == 3 and len(found["attestations"]) == 2
+    every = mloci("verify-attestation", ref, "--key", public, "--type", "any", "--json")
+    assert every.exit_code == 0 and len(json.loads(every.stdout)["attestations"]) == 3
+    slsa = mloci("verify-attestation", ref, "--key", public)  # the default type: SLSA provenance
+    assert slsa.exit_code == 6 and "predicate type" in slsa.stderr
+
+    # One changed payload byte in the registry's copy; the same envelopes under another digest.
+    document = json.loads(envelopes[0])
+    payload = bytearray(base64.b64decode(document["payload"]))
+    payload[-3] ^= 0x01
+    document["payload"] = base64.b64encode(bytes(payload)).decode()
+    push_attestations(registry, "jimbugwadia/tampered", subject, [json.dumps(document).encode()])
+    tampered = mloci("verify-attestation", f"{registry.host}/jimbugwadia/tampered@{subject}", "--key", public,
+                     "--type", "any")  # fmt: skip
+    assert tampered.exit_code == 6 and "signature does not match" in tampered.stderr
+    other = "sha256:" + "5" * 64
+    push_attestations(registry, "jimbugwadia/moved", other, envelopes)
+    moved = mloci(
+        "verify-attestation", f"{registry.host}/jimbugwadia/moved@{other}", "--key", public, "--type", "any"
+    )
+    assert moved.exit_code == 6 and "subject" in moved.stderr
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    (tmp_path / "stranger.pub").write_bytes(
+        stranger.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    foreign = mloci("verify-attestation", ref, "--key", tmp_path / "stranger.pub", "--type", "any")
+    assert foreign.exit_code == 6
+
+
+# -- cosign legacy key-based .sig vectors ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["bleala-postfix-key.json", "sigstore-rs-busybox-key.json"])
+def test_real_cosign_key_signatures_verify_in_the_registry(
+    mloci: Runner, registry: Registry, tmp_path: Path, name: str
+) -> None:
+    v = json.loads((SHARED / "interop/cosign" / name).read_text())
+    payload = base64.b64decode(v["payload_b64"])
+    subject = v["manifest_digest"]
+    annotations = {"dev.cosignproject.cosign/signature": v["signature_b64"]}
+    push_signatures(registry, "cosign/real", subject, [(payload, annotations)])
+    public = tmp_path / "cosign.pub"
+    public.write_text(v["public_key_pem"])
+    ok = mloci("verify", f"{registry.host}/cosign/real@{subject}", "--key", public, "--json")
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["signatures"][0]["payloadDigest"] == v["layer_digest"]
+
+    changed = bytearray(payload)
+    changed[-3] ^= 0x01
+    push_signatures(registry, "cosign/changed", subject, [(bytes(changed), annotations)])
+    assert mloci("verify", f"{registry.host}/cosign/changed@{subject}", "--key", public).exit_code == 6
+    other = "sha256:" + "6" * 64
+    push_signatures(registry, "cosign/moved", other, [(payload, annotations)])
+    moved = mloci("verify", f"{registry.host}/cosign/moved@{other}", "--key", public)
+    assert moved.exit_code == 6 and "not this artifact" in moved.stderr
