@@ -319,9 +319,9 @@ def verify_command(
     """Exit 0 only when a signature by KEY (or the identity) binds exactly the digest REFERENCE names.
 
     Looks at sigstore bundles attached as referrers (cosign v3, mloci sign), then cosign's legacy
-    sha256-<hex>.sig tag (cosign v2, mloci sign --format legacy). Keyless bundles need the
-    identity and issuer, and the sigstore package (pip install 'mloci[sigstore]'). Exit 6 when
-    no signature counts.
+    sha256-<hex>.sig tag (cosign v2, mloci sign --format legacy; keyless ones by identity, with
+    their certificate and Rekor SET). Keyless bundles need the identity and issuer, and the
+    sigstore package (pip install 'mloci[sigstore]'). Exit 6 when no signature counts.
     """
     rule = identity_rule(kw)
     _key_or_identity(key, rule)

@@ -627,6 +627,8 @@ def verify(
     claims. Raises IntegrityError when the artifact is unsigned or no signature counts, with the
     reason of the signature that came closest. ``require_tlog``: a key-based signature counts only
     with a transparency-log entry that verifies against the trusted root (keyless ones always need it).
+    With ``identity``, legacy layers count when they are cosign v2 keyless signatures
+    (:mod:`mloci.trust.legacy_keyless`: certificate, chain and Rekor SET annotations).
     """
     required = dict(required_annotations or {})
     rule = TrustRule.of(public_key_path, identity, trusted_root, require_tlog=require_tlog)

@@ -110,8 +110,8 @@ def verify_bundle_bytes(
         verified = verify_keyless(
             data, bundle, digest, rule.identity, trusted_root=rule.trusted_root, predicate_type=predicate_type
         )
-        root = load_root(rule.trusted_root)
-        if root is not None:
+        root = keyless_root(rule.trusted_root)
+        if root:
             # sigstore-python checked the log and the timestamps; this records which entry and when,
             # and is stricter: every timestamp the bundle carries must verify (sigstore skips bad ones).
             times = timestamp.verify_timestamps(bundle.document, bundle.signature, root)
