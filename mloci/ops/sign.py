@@ -526,8 +526,6 @@ def _check_keyless_layer(
     payloads: dict[Digest, bytes],
 ) -> VerifiedSignature:
     """A cosign v2 keyless layer: certificate, chain and Rekor SET annotations (:mod:`mloci.trust.legacy_keyless`)."""
-    if layer.annotation(legacy_keyless.CERTIFICATE_ANNOTATION) is None:
-        raise Rejected("a legacy .sig signature made with a key: verify it with --key", 0)
     if layer.digest not in payloads:
         payloads[layer.digest] = _fetch_payload(store, repository, layer)
     payload = payloads[layer.digest]
@@ -673,6 +671,8 @@ def verify(
             checked += 1
             try:
                 if rule.identity is not None:
+                    if layer.annotation(legacy_keyless.CERTIFICATE_ANNOTATION) is None:
+                        raise Rejected("a legacy .sig signature made with a key: verify it with --key", 0)
                     if root is None:
                         root = keyless_root(rule.trusted_root)
                     valid.append(
