@@ -228,7 +228,8 @@ def verify_entry(entry: dict[str, Any], logs: list[LogKey], times: Sequence[date
     if log is None:
         raise Rejected("transparency log entry: its log is not in the trusted root", _RANK)
     body = _b64(entry.get("canonicalizedBody"), "canonicalizedBody")
-    index = _int(entry.get("logIndex"), "logIndex")
+    # protojson omits zero values: a Rekor v2 shard's first entry has no "logIndex".
+    index = _int(entry.get("logIndex", "0" if version == V2 else None), "logIndex")
     moment: datetime | None = None
     integrated = 0
     if version == V1:

@@ -651,6 +651,18 @@ def test_rekor_v2_entry_must_log_this_signature_and_key(tmp_path: Path) -> None:
         case.run(raw=json.dumps(case.document))
 
 
+def test_rekor_v2_first_entry_of_a_shard_omits_its_zero_index(tmp_path: Path) -> None:
+    """protojson leaves out zero values: index 0 has no logIndex, a one-entry tree no hashes."""
+    case, log = _v2_case(tmp_path)
+    entry = case.document["verificationMaterial"]["tlogEntries"][0]
+    body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    first = log.entry(body, index=0, size=1)
+    del first["logIndex"], first["inclusionProof"]["logIndex"], first["inclusionProof"]["hashes"]
+    case.document["verificationMaterial"]["tlogEntries"] = [first]
+    verified = case.run(raw=json.dumps(case.document))
+    assert verified.log is not None and verified.log.log_index == 0
+
+
 def test_rekor_v2_log_key_must_be_valid_at_the_signed_time(tmp_path: Path) -> None:
     case, _ = _v2_case(tmp_path)
     assert case.root is not None
