@@ -24,7 +24,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -32,7 +32,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -42,9 +42,10 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from mloci.errors import UsageError
 from mloci.trust import Rejected, rekor, shown
 from mloci.trust.keyless import IdentityRule
-from mloci.trust.keys import verifies
+from mloci.trust.keys import PublicKey, key_hint, public_key_from_pem, spki_der, verifies
 
 CERTIFICATE_ANNOTATION: Final = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION: Final = "dev.sigstore.cosign/chain"
@@ -175,24 +176,78 @@ def verify_sct(leaf: x509.Certificate, issuer: x509.Certificate, root: dict[str,
     raise Rejected("no SCT of the certificate verifies with a CT log of the trusted root", _RANK)
 
 
-def _bind(body: dict[str, Any], payload: bytes, signature: bytes, certificate: x509.Certificate) -> None:
+def _bind(
+    body: dict[str, Any], data_hash: str, signature: bytes, verifier_matches: Callable[[bytes], bool]
+) -> None:
+    """Rejected unless the logged hashedrekord is ``data_hash`` (hex), ``signature`` and the signer (PEM)."""
     spec = body.get("spec") if isinstance(body.get("spec"), dict) else {}
     assert isinstance(spec, dict)  # noqa: S101
     if body.get("kind") != "hashedrekord":
         raise Rejected(f"transparency log entry: kind {shown(body.get('kind'))!r} is not hashedrekord", _RANK)
     logged_hash = ((spec.get("data") or {}).get("hash") or {}).get("value")
-    if logged_hash != hashlib.sha256(payload).hexdigest():
+    if logged_hash != data_hash:
         raise Rejected("transparency log entry: it logs another payload", _RANK)
     logged = spec.get("signature") or {}
     if logged.get("content") != base64.b64encode(signature).decode():
         raise Rejected("transparency log entry: it logs another signature", _RANK)
     try:
         pem = base64.b64decode((logged.get("publicKey") or {}).get("content") or "", validate=True)
-        logged_certificate = x509.load_pem_x509_certificate(pem)
     except (binascii.Error, ValueError):
-        raise Rejected("transparency log entry: it logs no certificate", _RANK) from None
-    if logged_certificate != certificate:
-        raise Rejected("transparency log entry: it logs another certificate", _RANK)
+        pem = b""
+    if not verifier_matches(pem):
+        raise Rejected("transparency log entry: it logs another certificate or key", _RANK)
+
+
+def _same_certificate(certificate: x509.Certificate) -> Callable[[bytes], bool]:
+    def matches(pem: bytes) -> bool:
+        try:
+            return x509.load_pem_x509_certificate(pem) == certificate
+        except ValueError:
+            return False
+
+    return matches
+
+
+def _same_key(key: PublicKey) -> Callable[[bytes], bool]:
+    def matches(pem: bytes) -> bool:
+        try:
+            return spki_der(public_key_from_pem(pem)) == spki_der(key)
+        except UsageError:
+            return False
+
+    return matches
+
+
+@dataclass(frozen=True)
+class _Promise:
+    body: dict[str, Any]
+    evidence: rekor.LogEvidence
+
+
+def _promise(document: Any, root: dict[str, Any], what: str) -> _Promise:
+    """A verified Rekor bundle ``{"SignedEntryTimestamp", "Payload": {body, integratedTime, logIndex, logID}}``."""
+    try:
+        promise = document["Payload"]
+        body_b64 = promise["body"]
+        integrated = int(promise["integratedTime"])
+        index = int(promise["logIndex"])
+        log_id = bytes.fromhex(promise["logID"])
+        set_b64 = document["SignedEntryTimestamp"]
+        body = json.loads(base64.b64decode(body_b64, validate=True))
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise Rejected(f"{what} is not a Rekor bundle", _RANK) from None
+    if not isinstance(body, dict) or not isinstance(body_b64, str) or not isinstance(set_b64, str):
+        raise Rejected(f"{what} is not a Rekor bundle", _RANK)
+    evidence = rekor.verify_promise(body_b64, integrated, index, log_id, set_b64, rekor.log_keys(root))
+    return _Promise(body, evidence)
+
+
+def _check_certificate(
+    leaf: x509.Certificate, hints: list[x509.Certificate], root: dict[str, Any], moment: datetime | None
+) -> None:
+    assert moment is not None  # noqa: S101  (a Rekor v1 SET always has its integrated time)
+    chain = verify_chain(leaf, hints, root, moment)
+    verify_sct(leaf, chain[0], root)
 
 
 def verify_layer(
@@ -227,22 +282,84 @@ def verify_layer(
         )
     try:
         document = json.loads(raw)
-        promise = document["Payload"]
-        body_b64 = promise["body"]
-        integrated = int(promise["integratedTime"])
-        index = int(promise["logIndex"])
-        log_id = bytes.fromhex(promise["logID"])
-        set_b64 = document["SignedEntryTimestamp"]
-        body = json.loads(base64.b64decode(body_b64, validate=True))
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise Rejected(f"the {BUNDLE_ANNOTATION} annotation is not a Rekor bundle", _RANK) from None
-    if not isinstance(body, dict) or not isinstance(body_b64, str) or not isinstance(set_b64, str):
-        raise Rejected(f"the {BUNDLE_ANNOTATION} annotation is not a Rekor bundle", _RANK)
-    evidence = rekor.verify_promise(body_b64, integrated, index, log_id, set_b64, rekor.log_keys(root))
-    _bind(body, payload, signature, leaf)
-    assert evidence.integrated_time is not None  # noqa: S101
-    chain = verify_chain(
-        leaf, _pem_certificates(annotations.get(CHAIN_ANNOTATION)), root, evidence.integrated_time
-    )
-    verify_sct(leaf, chain[0], root)
-    return KeylessSignature(shown(identity), shown(issuer), evidence)
+    except ValueError:
+        raise Rejected(f"the {BUNDLE_ANNOTATION} annotation is not JSON", _RANK) from None
+    promise = _promise(document, root, f"the {BUNDLE_ANNOTATION} annotation")
+    _bind(promise.body, hashlib.sha256(payload).hexdigest(), signature, _same_certificate(leaf))
+    hints = _pem_certificates(annotations.get(CHAIN_ANNOTATION))
+    _check_certificate(leaf, hints, root, promise.evidence.integrated_time)
+    return KeylessSignature(shown(identity), shown(issuer), promise.evidence)
+
+
+def is_blob_bundle(document: Any) -> bool:
+    """Whether ``document`` is cosign v1/v2's ``sign-blob --bundle`` file (``base64Signature``, ``cert``, ``rekorBundle``)."""
+    return isinstance(document, dict) and "base64Signature" in document and "mediaType" not in document
+
+
+@dataclass(frozen=True)
+class BlobSignature:
+    signer: str
+    issuer: str | None
+    log: rekor.LogEvidence | None
+
+
+def verify_blob_bundle(
+    document: dict[str, Any],
+    digest: bytes,
+    *,
+    key: PublicKey | None,
+    rule: IdentityRule | None,
+    root: dict[str, Any] | None,
+) -> BlobSignature:
+    """Verify a cosign v1/v2 ``sign-blob --bundle`` file over the blob's SHA-256 ``digest``.
+
+    Keyless (``cert``: base64 of the PEM certificate) with ``rule`` and ``root``: as a keyless
+    ``.sig`` layer (SET, logged body, chain at the integrated time, SCT, identity). With ``key``:
+    the signature, and with ``root`` the Rekor bundle when there is one.
+    """
+    try:
+        signature = base64.b64decode(document["base64Signature"], validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise Rejected("base64Signature is not base64", 1) from None
+    rekor_bundle = document.get("rekorBundle")
+    if rule is not None:
+        if not document.get("cert"):
+            raise Rejected("the bundle is signed with a key, not a certificate: verify it with --key", 1)
+        if root is None:
+            raise Rejected("keyless verification needs a trusted root", 1)
+        try:
+            certificates = _pem_certificates(base64.b64decode(document["cert"], validate=True).decode())
+        except (TypeError, ValueError, binascii.Error):
+            raise Rejected("cert is not a base64 PEM certificate", 1) from None
+        if not certificates:
+            raise Rejected("cert is not a base64 PEM certificate", 1)
+        leaf = certificates[0]
+        identity, issuer = rule.check(leaf)
+        cert_key = leaf.public_key()
+        if not isinstance(cert_key, ec.EllipticCurvePublicKey) or not _prehashed(cert_key, signature, digest):
+            raise Rejected("signature does not match the certificate's key (the blob was altered?)", 2)
+        if not isinstance(rekor_bundle, dict):
+            raise Rejected("the bundle has no rekorBundle: nothing places the certificate in time", _RANK)
+        promise = _promise(rekor_bundle, root, "rekorBundle")
+        _bind(promise.body, digest.hex(), signature, _same_certificate(leaf))
+        _check_certificate(leaf, certificates[1:], root, promise.evidence.integrated_time)
+        return BlobSignature(shown(identity), shown(issuer), promise.evidence)
+    assert key is not None  # noqa: S101
+    if document.get("cert"):
+        raise Rejected("the bundle is signed with a certificate: verify it with --certificate-identity", 1)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not _prehashed(key, signature, digest):
+        raise Rejected("signature does not match (the blob was altered or signed by another key)", 2)
+    evidence = None
+    if root is not None and isinstance(rekor_bundle, dict):
+        promise = _promise(rekor_bundle, root, "rekorBundle")
+        _bind(promise.body, digest.hex(), signature, _same_key(key))
+        evidence = promise.evidence
+    return BlobSignature(f"key {key_hint(key)}", None, evidence)
+
+
+def _prehashed(key: ec.EllipticCurvePublicKey, signature: bytes, digest: bytes) -> bool:
+    try:
+        key.verify(signature, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    except (InvalidSignature, ValueError):
+        return False
+    return True

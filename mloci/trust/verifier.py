@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from mloci.errors import IntegrityError, UsageError
-from mloci.trust import Rejected, rekor, shown, timestamp
+from mloci.trust import Rejected, legacy_keyless, rekor, shown, timestamp
 from mloci.trust.bundle import Bundle, Verified, verify_with_key
 from mloci.trust.dsse import Envelope, signed_by
-from mloci.trust.intoto import check_statement
+from mloci.trust.intoto import COSIGN_SIGN_V1, check_statement
 from mloci.trust.keyless import TRUSTED_ROOT_ENV, IdentityRule, trusted_root_path, verify_keyless
 from mloci.trust.keys import PublicKey, key_hint, load_public_key
 from mloci.types import jsontext
@@ -179,11 +179,38 @@ def verify_bundle_file(
     try:
         if _is_bare_envelope(data):
             verified = _verify_bare_envelope(data, digest, rule, predicate_type)
+        elif _blob_bundle(data) is not None:
+            verified = _verify_blob_bundle(data, digest, rule, predicate_type)
         else:
             verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
     except Rejected as rejected:
         raise IntegrityError(f"{path.name} does not verify for {digest}: {rejected.reason}") from None
     return BundleVerifyResult(path, verified)
+
+
+def _blob_bundle(data: bytes) -> dict[str, Any] | None:
+    try:
+        document = jsontext.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return document if legacy_keyless.is_blob_bundle(document) else None
+
+
+def _verify_blob_bundle(data: bytes, digest: Digest, rule: TrustRule, predicate_type: str | None) -> Verified:
+    """cosign v1/v2 ``sign-blob --bundle`` files: a signature over the blob, a certificate, a Rekor SET."""
+    document = _blob_bundle(data)
+    assert document is not None  # noqa: S101
+    if digest.algorithm != "sha256":
+        raise Rejected(f"cosign blob signatures are over SHA-256, not {digest.algorithm}", 2)
+    if predicate_type not in (None, COSIGN_SIGN_V1):
+        raise Rejected("a blob signature carries no attestation", 4)
+    root = keyless_root(rule.trusted_root) if rule.identity is not None else load_root(rule.trusted_root)
+    signed = legacy_keyless.verify_blob_bundle(
+        document, bytes.fromhex(digest.encoded), key=rule.key, rule=rule.identity, root=root
+    )
+    if rule.require_tlog and signed.log is None:
+        raise Rejected("the bundle has no transparency-log entry verified against a trusted root", 6)
+    return Verified("message-signature", digest, None, None, signed.signer, signed.issuer, signed.log)
 
 
 def _is_bare_envelope(data: bytes) -> bool:

@@ -266,3 +266,131 @@ def test_a_changed_certificate_does_not_chain(v: dict[str, Any], root: dict[str,
     assert verify_chain(original, [], root, moment)  # the intermediate comes from the root
     with pytest.raises(Rejected, match="does not chain"):  # the leaf lived ten minutes
         verify_chain(original, [], root, moment + datetime.timedelta(minutes=11))
+
+
+# -- cosign v1/v2 sign-blob --bundle files (verify-bundle) -----------------------------------------
+
+BLOB = VECTOR.parent / "sigstore-rs-sign-blob-bundle.json"
+
+
+def _blob_case(
+    tmp_path: Path, root: dict[str, Any], document: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
+    b = json.loads(BLOB.read_text())
+    path = tmp_path / "artifact.bundle"
+    path.write_text(json.dumps(document) if document is not None else b["bundle_raw"])
+    root_path = tmp_path / "trusted_root.json"
+    root_path.write_text(json.dumps(root))
+    return path, root_path
+
+
+def _blob_rule(root_path: Path, **override: str | None) -> Any:
+    from mloci.trust.verifier import TrustRule
+
+    b = json.loads(BLOB.read_text())
+    identity = IdentityRule(
+        identity=override.get("identity", b["expected_identity"]),
+        issuer=override.get("issuer", b["expected_issuer"]),
+    )
+    return TrustRule.of(None, identity, root_path)
+
+
+def test_cosign_v2_blob_bundle_verifies_with_verify_bundle(tmp_path: Path, root: dict[str, Any]) -> None:
+    from mloci.trust.verifier import verify_bundle_file
+
+    b = json.loads(BLOB.read_text())
+    path, root_path = _blob_case(tmp_path, root)
+    digest = Digest.parse("sha256:" + b["artifact_sha256"])
+    verified = verify_bundle_file(path, _blob_rule(root_path), digest=digest).verified
+    assert (verified.signer, verified.issuer) == (b["expected_identity"], b["expected_issuer"])
+    assert verified.content == "message-signature" and verified.log is not None
+    assert verified.log.log_index == 7810348
+
+
+def _blob_signature(d: dict[str, Any]) -> None:
+    d["base64Signature"] = flip_b64(d["base64Signature"], -5)
+
+
+def _blob_certificate(d: dict[str, Any]) -> None:
+    pem = base64.b64decode(d["cert"]).decode()
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    der[-10] ^= 0x01
+    body = base64.encodebytes(bytes(der)).decode()
+    d["cert"] = base64.b64encode(
+        f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n".encode()
+    ).decode()
+
+
+def _blob_set(d: dict[str, Any]) -> None:
+    d["rekorBundle"]["SignedEntryTimestamp"] = flip_b64(d["rekorBundle"]["SignedEntryTimestamp"], -5)
+
+
+def _blob_time(d: dict[str, Any]) -> None:
+    d["rekorBundle"]["Payload"]["integratedTime"] -= 1
+
+
+@pytest.mark.parametrize("change", [_blob_signature, _blob_certificate, _blob_set, _blob_time])
+def test_cosign_v2_blob_bundle_fails_when_one_part_changes(
+    change: Any, tmp_path: Path, root: dict[str, Any]
+) -> None:
+    from mloci.errors import IntegrityError
+    from mloci.trust.verifier import verify_bundle_file
+
+    b = json.loads(BLOB.read_text())
+    document = json.loads(b["bundle_raw"])
+    change(document)
+    path, root_path = _blob_case(tmp_path, root, document)
+    with pytest.raises(IntegrityError):
+        verify_bundle_file(path, _blob_rule(root_path), digest=Digest.parse("sha256:" + b["artifact_sha256"]))
+
+
+def test_cosign_v2_blob_bundle_refuses_another_blob_identity_or_root(
+    tmp_path: Path, root: dict[str, Any]
+) -> None:
+    from mloci.errors import IntegrityError
+    from mloci.trust.verifier import verify_bundle_file
+
+    b = json.loads(BLOB.read_text())
+    digest = Digest.parse("sha256:" + b["artifact_sha256"])
+    path, root_path = _blob_case(tmp_path, root)
+    with pytest.raises(IntegrityError, match="signature does not match"):
+        verify_bundle_file(path, _blob_rule(root_path), digest=Digest.parse("sha256:" + "2" * 64))
+    with pytest.raises(IntegrityError, match="identity"):
+        verify_bundle_file(path, _blob_rule(root_path, identity="someone@example.com"), digest=digest)
+    with pytest.raises(IntegrityError, match="issuer"):
+        verify_bundle_file(path, _blob_rule(root_path, issuer="https://accounts.google.com"), digest=digest)
+    other = copy.deepcopy(root)
+    for log in other["tlogs"]:
+        log["publicKey"]["rawBytes"] = _spki()
+    path, root_path = _blob_case(tmp_path, other)
+    with pytest.raises(IntegrityError, match="SET"):
+        verify_bundle_file(path, _blob_rule(root_path), digest=digest)
+
+
+def test_key_based_blob_bundle_verifies_with_the_key_only(tmp_path: Path) -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import utils
+
+    from mloci.errors import IntegrityError
+    from mloci.trust.verifier import TrustRule, verify_bundle_file
+
+    blob = b"model weights\n"
+    private = ec.generate_private_key(ec.SECP256R1())
+    signature = private.sign(hashlib.sha256(blob).digest(), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    path = tmp_path / "blob.bundle"
+    path.write_text(json.dumps({"base64Signature": base64.b64encode(signature).decode()}))
+    artifact = tmp_path / "blob"
+    artifact.write_bytes(blob)
+    key = tmp_path / "k.pub"
+    key.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    verified = verify_bundle_file(path, TrustRule.of(key), artifact=artifact).verified
+    assert verified.signer.startswith("key ") and verified.log is None
+    artifact.write_bytes(blob + b"!")
+    with pytest.raises(IntegrityError, match="signature does not match"):
+        verify_bundle_file(path, TrustRule.of(key), artifact=artifact)
