@@ -16,6 +16,8 @@ Nothing here opens a store; dependencies point down only (``types``, ``errors``)
 
 from __future__ import annotations
 
+from typing import Any
+
 from mloci.types.text import escape_controls
 
 
@@ -36,3 +38,13 @@ def shown(value: object, limit: int = 200) -> str:
     """
     escaped = escape_controls(str(value))
     return escaped if len(escaped) <= limit else escaped[:limit] + "…"
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: outside input navigated without crashing."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []

@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
-from mloci.trust import Rejected, rekor, shown, timestamp
+from mloci.trust import Rejected, items, obj, rekor, shown, timestamp
 from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, b64decode, pae, sign_envelope, signed_by
 from mloci.trust.intoto import COSIGN_SIGN_V1, STATEMENT_TYPE, check_statement
 from mloci.trust.keys import PrivateKey, PublicKey, key_hint, spki_der
@@ -95,7 +95,7 @@ class Bundle:
         material = document.get("verificationMaterial")
         if not isinstance(material, dict):
             raise ValueError("verificationMaterial is missing")
-        hint = (material.get("publicKey") or {}).get("hint")
+        hint = obj(material.get("publicKey")).get("hint")
         certificate: bytes | None = None
         try:
             if isinstance(material.get("certificate"), dict):
@@ -245,7 +245,7 @@ def _pem_key(data: bytes) -> PublicKey | None:
 def _same_key(pem_b64: Any, key: PublicKey) -> bool:
     """Whether a logged verifier is ``key``: base64 PEM (Rekor v1) or ``{publicKey: {rawBytes}}`` (v2)."""
     if isinstance(pem_b64, dict):
-        raw = (pem_b64.get("publicKey") or {}).get("rawBytes")
+        raw = obj(pem_b64.get("publicKey")).get("rawBytes")
         try:
             return isinstance(raw, str) and base64.b64decode(raw, validate=True) == spki_der(key)
         except (binascii.Error, ValueError):
@@ -272,7 +272,7 @@ def bind_entry(body: dict[str, Any], bundle: Bundle, verifier_matches: Any) -> N
         return
     signature = base64.b64encode(bundle.signature).decode()
     if kind == "hashedrekord":
-        logged_hash = ((spec.get("data") or {}).get("hash") or {}).get("value")
+        logged_hash = obj(obj(spec.get("data")).get("hash")).get("value")
         expected: str | None
         if bundle.envelope is not None:
             # A DSSE bundle logged as hashedrekord (sigstore client spec): the hash of the PAE.
@@ -281,17 +281,17 @@ def bind_entry(body: dict[str, Any], bundle: Bundle, verifier_matches: Any) -> N
             expected = bundle.message_digest.hex() if bundle.message_digest is not None else None
         if expected is None or logged_hash != expected:
             raise Rejected("transparency log entry: it logs another artifact hash", 6)
-        logged = spec.get("signature") or {}
+        logged = obj(spec.get("signature"))
         if logged.get("content") != signature:
             raise Rejected("transparency log entry: it logs another signature", 6)
-        if not verifier_matches((logged.get("publicKey") or {}).get("content")):
+        if not verifier_matches(obj(logged.get("publicKey")).get("content")):
             raise Rejected("transparency log entry: it logs another key or certificate", 6)
         return
     if kind == "dsse" and bundle.envelope is not None:
-        payload_hash = (spec.get("payloadHash") or {}).get("value")
+        payload_hash = obj(spec.get("payloadHash")).get("value")
         if payload_hash != hashlib.sha256(bundle.envelope.payload).hexdigest():
             raise Rejected("transparency log entry: it logs another payload", 6)
-        for item in spec.get("signatures") or []:
+        for item in items(spec.get("signatures")):
             if isinstance(item, dict) and item.get("signature") == signature:
                 if verifier_matches(item.get("verifier")):
                     return
@@ -319,7 +319,7 @@ def _bind_v2(kind: Any, spec: dict[str, Any], bundle: Bundle, verifier_matches: 
     """
     if kind == "hashedrekord" and isinstance(spec.get("hashedRekordV002"), dict):
         entry = spec["hashedRekordV002"]
-        data = entry.get("data") or {}
+        data = obj(entry.get("data"))
         if data.get("algorithm") != "SHA2_256":
             raise Rejected("transparency log entry: the logged digest is not SHA2_256", 6)
         if bundle.envelope is not None:
@@ -328,23 +328,23 @@ def _bind_v2(kind: Any, spec: dict[str, Any], bundle: Bundle, verifier_matches: 
             expected = bundle.message_digest or b""
         if _logged_bytes(data.get("digest")) != expected:
             raise Rejected("transparency log entry: it logs another artifact hash", 6)
-        logged = entry.get("signature") or {}
+        logged = obj(entry.get("signature"))
         if _logged_bytes(logged.get("content")) != bundle.signature:
             raise Rejected("transparency log entry: it logs another signature", 6)
-        if not verifier_matches(logged.get("verifier") or {}):
+        if not verifier_matches(obj(logged.get("verifier"))):
             raise Rejected("transparency log entry: it logs another key or certificate", 6)
         return
     if kind == "dsse" and bundle.envelope is not None and isinstance(spec.get("dsseV002"), dict):
         entry = spec["dsseV002"]
-        payload_hash = entry.get("payloadHash") or {}
+        payload_hash = obj(entry.get("payloadHash"))
         if (
             payload_hash.get("algorithm") != "SHA2_256"
             or _logged_bytes(payload_hash.get("digest")) != hashlib.sha256(bundle.envelope.payload).digest()
         ):
             raise Rejected("transparency log entry: it logs another payload", 6)
-        for item in entry.get("signatures") or []:
+        for item in items(entry.get("signatures")):
             if isinstance(item, dict) and _logged_bytes(item.get("content")) == bundle.signature:
-                if verifier_matches(item.get("verifier") or {}):
+                if verifier_matches(obj(item.get("verifier"))):
                     return
                 raise Rejected("transparency log entry: it logs another key or certificate", 6)
         raise Rejected("transparency log entry: it logs another signature", 6)

@@ -43,7 +43,7 @@ from cryptography.x509.verification import (
 )
 
 from mloci.errors import UsageError
-from mloci.trust import Rejected, rekor, shown
+from mloci.trust import Rejected, items, obj, rekor, shown
 from mloci.trust.keyless import IdentityRule
 from mloci.trust.keys import PublicKey, key_hint, public_key_from_pem, spki_der, verifies
 
@@ -81,8 +81,8 @@ def _authorities(
     """The Fulcio roots and intermediates of ``root`` whose ``validFor`` holds ``moment``."""
     anchors: list[x509.Certificate] = []
     intermediates: list[x509.Certificate] = []
-    for authority in root.get("certificateAuthorities") or []:
-        valid = authority.get("validFor") or {}
+    for authority in items(root.get("certificateAuthorities")):
+        valid = obj(authority.get("validFor"))
         start, end = _time(valid.get("start")), _time(valid.get("end"))
         if (start is not None and moment < start) or (end is not None and moment > end):
             continue
@@ -184,14 +184,14 @@ def _bind(
     assert isinstance(spec, dict)  # noqa: S101
     if body.get("kind") != "hashedrekord":
         raise Rejected(f"transparency log entry: kind {shown(body.get('kind'))!r} is not hashedrekord", _RANK)
-    logged_hash = ((spec.get("data") or {}).get("hash") or {}).get("value")
+    logged_hash = obj(obj(spec.get("data")).get("hash")).get("value")
     if logged_hash != data_hash:
         raise Rejected("transparency log entry: it logs another payload", _RANK)
-    logged = spec.get("signature") or {}
+    logged = obj(spec.get("signature"))
     if logged.get("content") != base64.b64encode(signature).decode():
         raise Rejected("transparency log entry: it logs another signature", _RANK)
     try:
-        pem = base64.b64decode((logged.get("publicKey") or {}).get("content") or "", validate=True)
+        pem = base64.b64decode(obj(logged.get("publicKey")).get("content") or "", validate=True)
     except (binascii.Error, ValueError):
         pem = b""
     if not verifier_matches(pem):

@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from mloci.trust import Rejected, shown
+from mloci.trust import Rejected, items, obj, shown
 from mloci.trust.keys import PublicKey, verifies
 from mloci.types import jsontext
 
@@ -80,7 +80,7 @@ class LogKey:
 def log_keys(trusted_root: dict[str, Any], section: str = "tlogs") -> list[LogKey]:
     """The logs of a sigstore ``trusted_root.json`` section (``tlogs`` or ``ctlogs``) with usable keys."""
     found: list[LogKey] = []
-    for item in trusted_root.get(section) or []:
+    for item in items(trusted_root.get(section)):
         try:
             raw = base64.b64decode(item["publicKey"]["rawBytes"])
             log_id = base64.b64decode(item["logId"]["keyId"])
@@ -91,7 +91,7 @@ def log_keys(trusted_root: dict[str, Any], section: str = "tlogs") -> list[LogKe
 
         if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
             continue
-        valid = item["publicKey"].get("validFor") or {}
+        valid = obj(item["publicKey"].get("validFor"))
         found.append(
             LogKey(
                 log_id, key, _time(valid.get("start")), _time(valid.get("end")), str(item.get("baseUrl", ""))
@@ -200,7 +200,7 @@ V2: Final = "0.0.2"
 
 def is_v1(entry: dict[str, Any]) -> bool:
     """Whether the entry is a Rekor v1 entry (kind version 0.0.1)."""
-    return (entry.get("kindVersion") or {}).get("version") == V1
+    return obj(entry.get("kindVersion")).get("version") == V1
 
 
 def _origin(base_url: str) -> str:
@@ -216,14 +216,14 @@ def verify_entry(entry: dict[str, Any], logs: list[LogKey], times: Sequence[date
     SET; the inclusion proof and the checkpoint, whose origin must be the log's host name, and the
     log's key valid at each of ``times`` (the bundle's verified RFC 3161 timestamps).
     """
-    kind = entry.get("kindVersion") or {}
+    kind = obj(entry.get("kindVersion"))
     version = kind.get("version") if isinstance(kind, dict) else None
     if version not in (V1, V2):
         raise Rejected(
             f"transparency log entry: kind version {shown(version)!r} is neither Rekor v1 (0.0.1) nor v2 (0.0.2)",
             _RANK,
         )
-    log_id = _b64((entry.get("logId") or {}).get("keyId"), "logId")
+    log_id = _b64(obj(entry.get("logId")).get("keyId"), "logId")
     log = next((candidate for candidate in logs if candidate.log_id == log_id), None)
     if log is None:
         raise Rejected("transparency log entry: its log is not in the trusted root", _RANK)
@@ -266,7 +266,7 @@ def verify_entry(entry: dict[str, Any], logs: list[LogKey], times: Sequence[date
     if not verify_inclusion(leaf, proof_index, size, path, root):
         raise Rejected("transparency log entry: the inclusion proof does not verify", _RANK)
     origin = _origin(log.base_url) if version == V2 else None
-    _check_checkpoint((proof.get("checkpoint") or {}).get("envelope"), log, size, root, origin)
+    _check_checkpoint(obj(proof.get("checkpoint")).get("envelope"), log, size, root, origin)
     if version == V1:
         _check_set(entry, log, index, integrated)
     return LogEvidence(index, moment, log.base_url)

@@ -29,7 +29,7 @@ from typing import Any, Final
 from cryptography import x509
 
 from mloci.errors import UnsupportedError
-from mloci.trust import Rejected, shown
+from mloci.trust import Rejected, items, obj, shown
 
 # sigstore-go's limit (pkg/verify/tsa.go): more timestamps than this is a denial-of-service attempt.
 MAX_TIMESTAMPS: Final = 32
@@ -56,7 +56,7 @@ class Authority:
 def authorities(trusted_root: dict[str, Any]) -> list[Authority]:
     """The timestamp authorities of a ``trusted_root.json`` with a usable chain."""
     found: list[Authority] = []
-    for item in trusted_root.get("timestampAuthorities") or []:
+    for item in items(trusted_root.get("timestampAuthorities")):
         try:
             certificates = item["certChain"]["certificates"]
             chain = tuple(
@@ -67,8 +67,8 @@ def authorities(trusted_root: dict[str, Any]) -> list[Authority]:
             continue
         if not chain:
             continue
-        valid = item.get("validFor") or {}
-        subject = item.get("subject") or {}
+        valid = obj(item.get("validFor"))
+        subject = obj(item.get("subject"))
         name = str(subject.get("commonName") or item.get("uri") or "timestamp authority")
         found.append(Authority(name, chain, _time(valid.get("start")), _time(valid.get("end"))))
     return found
@@ -76,7 +76,7 @@ def authorities(trusted_root: dict[str, Any]) -> list[Authority]:
 
 def signed_timestamps(document: dict[str, Any]) -> list[bytes]:
     """The DER timestamp responses a bundle carries (none when it has no ``timestampVerificationData``)."""
-    material = document.get("verificationMaterial") or {}
+    material = obj(document.get("verificationMaterial"))
     data = material.get("timestampVerificationData") if isinstance(material, dict) else None
     if not isinstance(data, dict):
         return []
