@@ -57,6 +57,14 @@ def _int(value: Any, what: str) -> int:
         raise Rejected(f"transparency log entry: {what} is not a number", _RANK) from None
 
 
+def _moment(seconds: int) -> datetime:
+    """The UTC time of a log's integrated time; Rejected when it is no time at all (out of range)."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise Rejected(f"transparency log entry: integrated time {seconds} is out of range", _RANK) from None
+
+
 def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -234,7 +242,7 @@ def verify_entry(entry: dict[str, Any], logs: list[LogKey], times: Sequence[date
     integrated = 0
     if version == V1:
         integrated = _int(entry.get("integratedTime"), "integratedTime")
-        moment = datetime.fromtimestamp(integrated, UTC)
+        moment = _moment(integrated)
         if not log.valid_at(moment):
             raise Rejected(
                 "transparency log entry: the log's key was not valid at the integrated time", _RANK
@@ -283,7 +291,7 @@ def verify_promise(
     log = next((candidate for candidate in logs if candidate.log_id == log_id), None)
     if log is None:
         raise Rejected("transparency log entry: its log is not in the trusted root", _RANK)
-    moment = datetime.fromtimestamp(integrated, UTC)
+    moment = _moment(integrated)
     if not log.valid_at(moment):
         raise Rejected("transparency log entry: the log's key was not valid at the integrated time", _RANK)
     entry = {"canonicalizedBody": body, "inclusionPromise": {"signedEntryTimestamp": signed_entry_timestamp}}

@@ -392,6 +392,14 @@ def test_unknown_log_entry_versions_get_a_clear_reason(tmp_path: Path) -> None:
         case.run(raw=json.dumps(case.document))
 
 
+@pytest.mark.parametrize("seconds", [10**20, -(10**20), 2**63])
+def test_an_integrated_time_out_of_range_is_a_rejection_not_a_crash(seconds: int, tmp_path: Path) -> None:
+    case = Case(KEYED_BLOB, tmp_path)
+    case.document["verificationMaterial"]["tlogEntries"][0]["integratedTime"] = str(seconds)
+    with pytest.raises(IntegrityError, match="out of range"):
+        case.run(raw=json.dumps(case.document))
+
+
 # -- RFC 3161 timestamps -------------------------------------------------------------------------
 
 
