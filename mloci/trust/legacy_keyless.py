@@ -123,7 +123,7 @@ def verify_chain(
     )
     try:
         chain = verifier.verify(leaf, [*intermediates, *hints]).chain[1:]
-    except (VerificationError, ValueError) as exc:
+    except (VerificationError, ValueError, x509.UnsupportedGeneralNameType) as exc:
         raise Rejected(
             f"the certificate does not chain to a Fulcio CA of the trusted root at {moment.isoformat()} "
             f"({shown(str(exc), 120)})",
