@@ -328,7 +328,8 @@ def test_a_registry_restart_mid_pull(
         assert (out / "model.onnx").read_bytes() == (big_bundle / "model.onnx").read_bytes()
     else:
         assert child.returncode == 8, err
-        assert list(parent.iterdir()) == []
+        # No target, no staging; what arrived is kept for the next pull to resume.
+        assert [p.name for p in parent.iterdir()] in ([], [".mloci-partial-out"])
     again = mloci("pull", f"{registry.host}/ml/big@{digest}", "-o", out)
     assert again.exit_code == 0, again.stderr
     assert (out / "model.onnx").read_bytes() == (big_bundle / "model.onnx").read_bytes()
