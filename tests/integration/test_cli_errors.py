@@ -11,17 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import Registry, Runner
+from helpers import Registry, Runner, run_json
 
 from mloci.types import Digest
-
-
-def run_json(mloci: Runner, *args: object) -> dict[str, object]:
-    result = mloci(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    value = json.loads(result.stdout)
-    assert isinstance(value, dict)
-    return value
 
 
 def file_digests(mloci: Runner, ref: str) -> dict[str, str]:
