@@ -1,6 +1,6 @@
 """The autouse fixture gives each test its own homes: nothing reads or writes the machine's.
 
-tests/integration/test_isolation.py checks the same for the tools the tests launch.
+tests/integration/test_tool_isolation.py checks the same for the tools the tests launch.
 """
 
 from __future__ import annotations
