@@ -105,8 +105,9 @@ class Pages:
             page = max(int(request.query_params.get("page", "1")), 1)
         except ValueError:
             page = 1
-        result = state.catalog.models(Query.parse(q), page=page, limit=50, visible=visible)
-        return self.render(request, "models.html", result=result, q=q, title="Models")
+        env = request.query_params.get("env", "")
+        result = state.catalog.models(Query.parse(q, env=env or None), page=page, limit=50, visible=visible)
+        return self.render(request, "models.html", result=result, q=q, env=env, title="Models")
 
     def model(self, request: Request) -> Response:
         state = state_of(request)
