@@ -172,6 +172,8 @@ class Lineage(_Value):
     datasets: list[dict[str, Any]] = Field(default_factory=list)
     training_run: str | None = None
     parent_model: str | None = None
+    parent_name: str | None = Field(default=None, description="the parent's model name, when in this catalog")
+    parent_version: str | None = Field(default=None, description="the parent's version or digest, ditto")
     images: list[Image] = Field(default_factory=list)
 
 

@@ -886,6 +886,7 @@ class Catalog:
                 datasets=[d for d in lineage.get("datasets") or [] if isinstance(d, dict)],
                 training_run=lineage.get("training_run"),
                 parent_model=lineage.get("parent_model"),
+                **self._parent(lineage.get("parent_model")),
                 images=self._images(digest),
             ),
             pull=f"mloci pull {pinned}",
@@ -979,11 +980,26 @@ class Catalog:
 
         return rebuild(subject, tree)
 
+    def _parent(self, text: object) -> dict[str, str]:
+        """The parent model's name and version in this catalog, when ``text`` names one there."""
+        if not isinstance(text, str):
+            return {}
+        try:
+            ref = Reference.parse(text.strip())
+        except (ValueError, MlociError):
+            return {}
+        version = str(ref.digest) if ref.digest else ref.tag
+        if ref.registry != self.config.registry or not version:
+            return {}
+        if not ref.repository.startswith(self.config.prefix):
+            return {}
+        return {"parent_name": self.config.name_of(ref.repository), "parent_version": version}
+
     def _images(self, model: Digest) -> list[Image]:
-        """Inference images built from ``model``, among the repositories seen so far."""
+        """Inference images built from ``model``, among the repositories of the namespace."""
         wanted = str(model)
         found = []
-        for repo in list(self._repos.values()):
+        for repo in self._snapshots(self.repositories()).values():
             by_digest: dict[Digest, list[str]] = {}
             for tag, digest in repo.tags.items():
                 info = self._infos.get(digest)
