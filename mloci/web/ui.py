@@ -115,8 +115,17 @@ class Pages:
         name = request.path_params["name"]
         detail = state.catalog.model(name, visible=visible)
         timeline: OrderedDict[str, list[Promotion]] = OrderedDict()
+        configured = [env for env in detail.environments if env.configured]
+        by_alias = {env.alias: env.name for env in configured}
+        for env in configured:
+            timeline[env.name] = []  # configured environments in promotion order
         for record in detail.history:
-            timeline.setdefault(record.environment, []).append(record)
+            name = record.environment
+            if name not in timeline:
+                name = by_alias.get(record.alias, name)  # promoted under the alias's name
+            timeline.setdefault(name, []).append(record)
+        for name in [name for name, records in timeline.items() if not records]:
+            del timeline[name]
         return self.render(
             request,
             "model.html",

@@ -92,6 +92,9 @@ def test_configured_environments_in_order_with_aliases_and_filters(
         page = http.get("/models/churn-model").text
         assert page.index("<b>dev</b>") < page.index("<b>staging</b>") < page.index("<b>production</b>")
         assert "(tag prod)" in page and "policy prod.yaml" in page and "ml-dev/churn-model" in page
+        timeline = page[page.index('id="timeline"') :]
+        assert timeline.index("<h3>staging</h3>") < timeline.index("<h3>production</h3>")
+        assert "<h3>prod</h3>" not in timeline  # records written as prod are production's (its alias)
         home = http.get("/", params={"env": "production"}).text
         assert 'href="/models/churn-model"' in home and "/models/team/fraud-detector" not in home
         assert '<option value="production" selected>' in home
