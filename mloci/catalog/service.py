@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mloci import settings
 from mloci.catalog import _ops
@@ -63,6 +63,9 @@ from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
 from mloci.types.semver import is_version_tag, sort_key
+
+if TYPE_CHECKING:
+    from mloci.trust.verifier import TrustRule
 
 log = logging.getLogger("mloci.catalog")
 
@@ -214,7 +217,7 @@ class Catalog:
         self._details: dict[str, tuple[_Repo, ModelDetail]] = {}
         self._verified: dict[Digest, tuple[tuple[Digest, bool, float], list[SignatureCheck]]] = {}
         self._checks: dict[tuple[Digest, Digest], Verification] = {}  # (subject, referrer): immutable
-        self._rules: list[Any] | None = None
+        self._rules: list[TrustRule] | None = None
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
 
     def _open(self, creds: Credentials | None) -> Store:
@@ -909,7 +912,7 @@ class Catalog:
             self._verified[digest] = (key, checks)
         return checks
 
-    def _trust_rules(self) -> list[Any]:
+    def _trust_rules(self) -> list[TrustRule]:
         if self._rules is None:
             config = self.config
             self._rules = _ops.trust_rules(
