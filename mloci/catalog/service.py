@@ -712,9 +712,18 @@ class Catalog:
         info = self._infos.get(Digest.parse(latest.digest)) if latest else None
         bundle = self._bundle(info, repo.repository) if info else None
         bundle = bundle or {}
-        if targets is None:
-            targets = self._environments(repo, versions)
-        environments = {t.name: t.version or t.digest for t in targets}
+        environments: dict[str, str | None]
+        if targets is None and not self.config.environments:
+            # The models list's path (every row, every refresh): no EnvironmentTarget objects.
+            version_of = {v.digest: v.version for v in versions}
+            environments = {
+                tag: version_of.get(str(d)) or str(d)
+                for tag, d in sorted(repo.tags.items())
+                if not is_version_tag(tag)
+            }
+        else:
+            targets = self._environments(repo, versions) if targets is None else targets
+            environments = {t.name: t.version or t.digest for t in targets}
         owners = (bundle.get("governance") or {}).get("owners") or []
         return ModelSummary(
             name=self.config.name_of(repo.repository),
