@@ -268,3 +268,27 @@ def test_keyless_bundles_are_checked_against_the_identity(
         )
         assert detail["signatures"] == []  # no --verify-key: the .sig list is not checked
         assert "not verified" in http.get("/models/churn-model/versions/1.0.0").text
+
+
+def test_a_hostile_bundle_is_not_verified_and_renders_inert(
+    registry: Registry, mloci: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOCI_KEY_PASSWORD", "")
+    digests = populate(mloci, tmp_path, f"{registry.host}/ml/")
+    hostile = (
+        b'{"mediaType": "<script>alert(1)</script>", "verificationMaterial": "<img src=x onerror=alert(2)>"}'
+    )
+    _attach_bundle(registry, "ml/churn-model", digests["1.1.0"], hostile)
+    assert mloci("keygen", "--output-key-prefix", tmp_path / "k", "--allow-unencrypted").exit_code == 0
+    config = CatalogConfig(
+        registry=registry.host, namespace="ml", refresh=0, verify_keys=(tmp_path / "k.pub",)
+    )
+    with running_catalog(config) as server, httpx.Client(base_url=server.url, timeout=SLOW) as http:
+        detail = http.get("/api/v1/models/churn-model/versions/1.1.0").json()
+        [bundle] = [r for r in detail["referrers"] if r["kind"] != "promotion record"]
+        assert bundle["verification"]["verified"] is False
+        assert "not a sigstore bundle" in bundle["verification"]["detail"]
+        page = http.get("/models/churn-model/versions/1.1.0")
+    assert page.status_code == 200
+    assert "<script" not in page.text.lower() and "<img" not in page.text.lower()
+    assert "not verified" in page.text
