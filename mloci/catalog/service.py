@@ -649,15 +649,9 @@ class Catalog:
                 for tag, d in sorted(repo.tags.items())
                 if not is_version_tag(tag)
             ]
-        # The model the configuration describes keeps each environment in that environment's own
-        # repository; any other model is promoted in place (its aliases in its own repository).
-        placed = {e.reference.repository: e for e in self.config.environments if self._ours(e)}
-        own = repo.repository in placed
         targets = []
         for env in self.config.environments:
-            where: str | None = repo.repository
-            if own:
-                where = env.reference.repository if self._ours(env) else None
+            where = self._home(env, repo)
             found = repo if where == repo.repository else (self._aside_repo(where) if where else None)
             digest = found.tags.get(env.tag) if found else None
             version = None
@@ -678,6 +672,37 @@ class Catalog:
                 )
             )
         return targets
+
+    def _home(self, env: Environment, repo: _Repo) -> str | None:
+        """The repository ``env``'s alias for the model in ``repo`` lives in (None: another registry).
+
+        The model the configuration describes keeps each environment in that environment's own
+        repository; any other model is promoted in place (its aliases in its own repository)."""
+        placed = {e.reference.repository for e in self.config.environments if self._ours(e)}
+        if repo.repository not in placed:
+            return repo.repository
+        return env.reference.repository if self._ours(env) else None
+
+    def _all_records(self, repo: _Repo) -> list[Promotion]:
+        """The model's promotion records, with those of its environments in other repositories."""
+        if not self.config.environments:
+            return list(self._records(repo))
+        records = {p.record: p for p in [*self._records(repo), *self._history_elsewhere(repo)]}
+        return sorted(records.values(), key=lambda p: p.timestamp, reverse=True)
+
+    def _history_elsewhere(self, repo: _Repo) -> list[Promotion]:
+        """Promotion records of configured environments whose repository is not the model's own."""
+        found: list[Promotion] = []
+        for env in self.config.environments:
+            where = self._home(env, repo)
+            aside = self._aside_repo(where) if where and where != repo.repository else None
+            if aside is not None:
+                found += [
+                    p
+                    for p in self._records(aside)
+                    if p.environment in (env.name, env.tag) or p.alias == env.tag
+                ]
+        return found
 
     def _ours(self, env: Environment) -> bool:
         """Whether ``env``'s repository is in the registry this catalog reads."""
@@ -835,7 +860,7 @@ class Catalog:
             model=summary,
             card=card,
             versions=versions,
-            history=list(self._records(repo)),
+            history=self._all_records(repo),
             environments=targets,
         )
 
@@ -843,7 +868,12 @@ class Catalog:
         self, name: str, environment: str | None = None, *, visible: Visible = None
     ) -> list[Promotion]:
         repo = self._repo(name, visible)
-        return [r for r in self._records(repo) if environment is None or r.environment == environment]
+        records = self._all_records(repo)
+        if environment is None:
+            return records
+        # A configured environment's records may carry its alias's name (promoted as `--to prod`).
+        aliases = {e.tag for e in self.config.environments if e.name == environment}
+        return [r for r in records if r.environment == environment or r.alias in aliases]
 
     def _find(self, repo: _Repo, ref: str) -> Digest:
         if ref.startswith(("sha256:", "sha512:")):

@@ -95,6 +95,11 @@ def test_configured_environments_in_order_with_aliases_and_filters(
         timeline = page[page.index('id="timeline"') :]
         assert timeline.index("<h3>staging</h3>") < timeline.index("<h3>production</h3>")
         assert "<h3>prod</h3>" not in timeline  # records written as prod are production's (its alias)
+        assert timeline.index("<h3>dev</h3>") < timeline.index("<h3>staging</h3>")  # from ml-dev/churn-model
+        dev = http.get("/api/v1/models/churn-model/history", params={"environment": "dev"}).json()
+        assert [(h["version"], h["alias"]) for h in dev["history"]] == [("1.3.0", "dev")]
+        production = http.get("/api/v1/models/churn-model/history", params={"environment": "production"})
+        assert [h["version"] for h in production.json()["history"]] == ["1.1.0", "1.0.0"]
         home = http.get("/", params={"env": "production"}).text
         assert 'href="/models/churn-model"' in home and "/models/team/fraud-detector" not in home
         assert '<option value="production" selected>' in home
