@@ -17,13 +17,12 @@ from mloci.ops.attest import _check_statement, _fetch_envelope
 from mloci.ops.sign import fetch_bundle
 from mloci.store import Store
 from mloci.trust import Rejected, shown
+from mloci.trust.intoto import COSIGN_SIGN_V1
 from mloci.trust.verifier import TrustRule, verify_bundle_bytes
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 from mloci.types.mediatype import DSSE_ENVELOPE, SIGSTORE_BUNDLE_PREFIX
 from mloci.types.reference import Reference
-
-COSIGN_SIGN_V1 = "https://sigstore.dev/cosign/sign/v1"
 
 
 @dataclass(frozen=True)
