@@ -154,18 +154,36 @@ def test_serve_config_errors(mloci: Runner, tmp_path: Path, monkeypatch: pytest.
 # -- verification of each signature and attestation ------------------------------------------
 
 
+DSSE = "application/vnd.dsse.envelope.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle"
+
+
 def _checks(nodes: list[dict[str, object]]) -> dict[str, object]:
-    """kind (with the predicate type for attestations) → verification, for every node of the tree."""
+    """What each node of the tree is (kind, or wire form and predicate type for what carries a
+    signature) → its verification."""
     found: dict[str, object] = {}
     for node in nodes:
         check = node["verification"]
         kind = str(node["kind"])
-        if isinstance(check, dict) and check.get("predicateType"):
-            kind += " " + str(check["predicateType"])
-        found.setdefault(kind, check)
+        if isinstance(check, dict):
+            form = "dsse" if node["artifactType"] == DSSE else "bundle"
+            assert str(node["artifactType"]).startswith((DSSE, BUNDLE))
+            kind = f"{form} {check.get('predicateType') or 'signature'}"
+        assert kind not in found, kind
+        found[kind] = check
         children = node["referrers"]
         assert isinstance(children, list)
         found.update(_checks(children))
+    return found
+
+
+def _verifications(nodes: list[dict[str, object]]) -> list[object]:
+    found: list[object] = []
+    for node in nodes:
+        found.append(node["verification"])
+        children = node["referrers"]
+        assert isinstance(children, list)
+        found += _verifications(children)
     return found
 
 
@@ -174,24 +192,32 @@ def test_version_page_verifies_each_signature_and_attestation(
 ) -> None:
     populate(mloci, tmp_path, f"{registry.host}/ml/")
     reference = f"{registry.host}/ml/churn-model:1.2.0"
-    attach_trust(mloci, tmp_path, reference, monkeypatch)
-    bundled = mloci("attest", reference, "--key", tmp_path / "signing.key", "--format", "bundle")
-    assert bundled.exit_code == 0, bundled.stderr
+    attach_trust(mloci, tmp_path, reference, monkeypatch)  # signature and SLSA attestation: sigstore bundles
+    enveloped = mloci("attest", reference, "--key", tmp_path / "signing.key", "--format", "dsse")
+    assert enveloped.exit_code == 0, enveloped.stderr
     assert mloci("keygen", "--output-key-prefix", tmp_path / "stranger").exit_code == 0
     keys = (tmp_path / "stranger.pub", tmp_path / "signing.pub")
     config = CatalogConfig(registry=registry.host, namespace="ml", refresh=0, verify_keys=keys)
     with running_catalog(config) as server, httpx.Client(base_url=server.url, timeout=SLOW) as http:
         detail = http.get("/api/v1/models/churn-model/versions/1.2.0").json()
         checks = _checks(detail["referrers"])
-        signature = checks["signature: sigstore bundle"]
+        assert set(checks) == {
+            "bundle signature",
+            f"bundle {SLSA}",
+            f"dsse {SLSA}",
+            "sbom: CycloneDX",
+            "test results",
+            "promotion record",
+        }
+        signature = checks["bundle signature"]
         assert isinstance(signature, dict)
         assert signature["verified"] is True and signature["rule"] == "signing.pub"
         assert signature["detail"] == "signature verified with signing.pub"
-        dsse = checks[f"attestation: DSSE / in-toto {SLSA}"]
-        bundle = checks[f"signature: sigstore bundle {SLSA}"]
-        for attestation in (dsse, bundle):
+        for form in ("bundle", "dsse"):
+            attestation = checks[f"{form} {SLSA}"]
             assert isinstance(attestation, dict)
             assert attestation["verified"] is True and attestation["rule"] == "signing.pub"
+            assert attestation["detail"] == "attestation verified with signing.pub"
         for unsigned in ("sbom: CycloneDX", "test results", "promotion record"):
             assert checks[unsigned] is None  # nothing to verify: no signature of its own
         page = http.get("/models/churn-model/versions/1.2.0").text
@@ -202,11 +228,11 @@ def test_version_page_verifies_each_signature_and_attestation(
         CatalogConfig(registry=registry.host, namespace="ml", refresh=0, verify_keys=keys[:1])
     ) as server:
         stranger = httpx.get(f"{server.url}/api/v1/models/churn-model/versions/1.2.0", timeout=SLOW).json()
-    checks = _checks(stranger["referrers"])
-    for kind in ("signature: sigstore bundle", "attestation: DSSE / in-toto"):
-        check = checks[kind]
-        assert isinstance(check, dict) and check["verified"] is False
-        assert "another key" in str(check["detail"]) or "does not match" in str(check["detail"])
+    failed = [check for check in _verifications(stranger["referrers"]) if check is not None]
+    assert len(failed) == 3
+    for check in failed:
+        assert check["verified"] is False and check["rule"] is None
+        assert "another key" in str(check["detail"]) or "does not match" in str(check["detail"]), check
 
 
 def _vector(name: str) -> dict[str, object]:
