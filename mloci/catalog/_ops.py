@@ -145,13 +145,28 @@ def list_releases(store: Store, repository: Reference) -> list[Release]:
 Gate = _promote.Gate
 
 
-def verify_signature(reference: Reference, key: Path, options: StoreOptions) -> tuple[bool, str]:
-    """Whether a cosign signature on ``reference`` verifies with the public key ``key``, and why (not)."""
+def verify_signature(
+    reference: Reference,
+    key: Path | None,
+    options: StoreOptions,
+    *,
+    identity: tuple[str, str] | None = None,
+    trusted_root: Path | None = None,
+) -> tuple[bool, str]:
+    """Whether a cosign signature on ``reference`` verifies with the public key ``key`` (or the keyless
+    ``identity``: certificate identity and issuer), and why (not)."""
     from mloci.ops import sign as _sign  # noqa: PLC0415  (cryptography loads only when keys are given)
+    from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
 
     try:
         with Session(options) as session:
-            result = _sign.verify(reference, key, session=session)
+            result = _sign.verify(
+                reference,
+                key,
+                identity=IdentityRule(*identity) if identity else None,
+                trusted_root=trusted_root,
+                session=session,
+            )
     except MlociError as exc:
         return False, str(exc)
     return True, f"{len(result.signatures)} of {result.checked} signatures verify"

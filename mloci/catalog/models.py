@@ -178,9 +178,10 @@ class Lineage(_Value):
 
 
 class SignatureCheck(_Value):
-    """A cosign signature checked against one of the server's ``--verify-key`` public keys."""
+    """The version's signatures checked (as ``mloci verify``) against one of the server's trust rules:
+    a ``--verify-key`` public key, or the ``--verify-identity``/``--verify-issuer`` keyless signer."""
 
-    key: str = Field(description="the key file's name")
+    key: str = Field(description="the key file's name, or the keyless identity and issuer")
     verified: bool
     detail: str
 

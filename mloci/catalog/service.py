@@ -935,7 +935,13 @@ class Catalog:
         )
 
     def _signatures(self, repo: _Repo, digest: Digest) -> list[SignatureCheck]:
-        if not self.config.verify_keys:
+        config = self.config
+        identity = (
+            (config.verify_identity, config.verify_issuer)
+            if config.verify_identity and config.verify_issuer
+            else None
+        )
+        if not config.verify_keys and identity is None:
             return []
         tag = f"{digest.algorithm}-{digest.encoded}.sig"
         key = (digest, tag in repo.all_tags, repo.checked)
@@ -944,9 +950,18 @@ class Catalog:
             return cached[1]
         reference = self._ref(repo.repository).with_digest(digest)
         checks = []
-        for path in self.config.verify_keys:
-            ok, detail = _ops.verify_signature(reference, path, self.config.options)
+        for path in config.verify_keys:
+            ok, detail = _ops.verify_signature(
+                reference, path, config.options, trusted_root=config.trusted_root
+            )
             checks.append(SignatureCheck(key=path.name, verified=ok, detail=detail))
+        if identity is not None:
+            ok, detail = _ops.verify_signature(
+                reference, None, config.options, identity=identity, trusted_root=config.trusted_root
+            )
+            checks.append(
+                SignatureCheck(key=f"{identity[0]} (issuer {identity[1]})", verified=ok, detail=detail)
+            )
         with self._lock:
             self._verified[digest] = (key, checks)
         return checks

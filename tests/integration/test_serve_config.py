@@ -297,7 +297,9 @@ def test_keyless_bundles_are_checked_against_the_identity(
             digests["1.0.0"] in bundle["verification"]["detail"]
             or "subject" in bundle["verification"]["detail"]
         )
-        assert detail["signatures"] == []  # no --verify-key: the .sig list is not checked
+        [summary] = detail["signatures"]  # what `mloci verify` answers for the identity
+        assert summary["key"] == f"{v['expected_identity']} (issuer {v['expected_issuer']})"
+        assert summary["verified"] is False and "verif" in summary["detail"]
         assert "not verified" in http.get("/models/churn-model/versions/1.0.0").text
 
 
