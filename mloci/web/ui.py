@@ -120,12 +120,12 @@ class Pages:
         for env in configured:
             timeline[env.name] = []  # configured environments in promotion order
         for record in detail.history:
-            name = record.environment
-            if name not in timeline:
-                name = by_alias.get(record.alias, name)  # promoted under the alias's name
-            timeline.setdefault(name, []).append(record)
-        for name in [name for name, records in timeline.items() if not records]:
-            del timeline[name]
+            group = record.environment
+            if group not in timeline:
+                group = by_alias.get(record.alias, group)  # promoted under the alias's name
+            timeline.setdefault(group, []).append(record)
+        for empty in [group for group, records in timeline.items() if not records]:
+            del timeline[empty]
         return self.render(
             request,
             "model.html",
