@@ -37,6 +37,8 @@ from mloci.types.semver import is_version_tag
 
 if TYPE_CHECKING:
     from mloci.ops.policy import PolicyReport
+    from mloci.ops.trustcheck import ReferrerCheck
+    from mloci.trust.verifier import TrustRule
 
 __all__ = [
     "COSIGN_TAGS",
@@ -143,16 +145,59 @@ def list_releases(store: Store, repository: Reference) -> list[Release]:
 Gate = _promote.Gate
 
 
-def verify_signature(reference: Reference, key: Path, options: StoreOptions) -> tuple[bool, str]:
-    """Whether a cosign signature on ``reference`` verifies with the public key ``key``, and why (not)."""
+def verify_signature(
+    reference: Reference,
+    key: Path | None,
+    options: StoreOptions,
+    *,
+    identity: tuple[str, str] | None = None,
+    trusted_root: Path | None = None,
+) -> tuple[bool, str]:
+    """Whether a cosign signature on ``reference`` verifies with the public key ``key`` (or the keyless
+    ``identity``: certificate identity and issuer), and why (not)."""
     from mloci.ops import sign as _sign  # noqa: PLC0415  (cryptography loads only when keys are given)
+    from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
 
     try:
         with Session(options) as session:
-            result = _sign.verify(reference, key, session=session)
+            result = _sign.verify(
+                reference,
+                key,
+                identity=IdentityRule(*identity) if identity else None,
+                trusted_root=trusted_root,
+                session=session,
+            )
     except MlociError as exc:
         return False, str(exc)
     return True, f"{len(result.signatures)} of {result.checked} signatures verify"
+
+
+def trust_rules(
+    keys: tuple[Path, ...], identity: str | None, issuer: str | None, trusted_root: Path | None
+) -> list[TrustRule]:
+    """The server's trust rules: one per ``--verify-key``, and the keyless identity when given."""
+    from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
+    from mloci.trust.verifier import TrustRule  # noqa: PLC0415
+
+    rules = [TrustRule.of(key, trusted_root=trusted_root) for key in keys]
+    if identity is not None or issuer is not None:
+        rules.append(TrustRule.of(identity=IdentityRule(identity, issuer), trusted_root=trusted_root))
+    return rules
+
+
+def check_referrer(
+    store: Store, repo: Reference, subject: Digest, entry: Descriptor, rules: list[TrustRule]
+) -> ReferrerCheck:
+    """One signature or attestation referrer checked against the server's trust rules."""
+    from mloci.ops import trustcheck  # noqa: PLC0415  (cryptography loads only when rules are given)
+
+    return trustcheck.check_referrer(store, repo, subject, entry, rules)
+
+
+def checkable(entry: Descriptor) -> bool:
+    from mloci.ops import trustcheck  # noqa: PLC0415
+
+    return trustcheck.checkable(entry)
 
 
 def local_actor() -> str:

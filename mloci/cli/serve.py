@@ -9,6 +9,7 @@ import click
 
 from mloci.cli.options import parse_pairs, registry_options, store_options
 from mloci.errors import UsageError
+from mloci.project import Environment, find_project, load_project_file
 
 
 @click.command("serve")
@@ -64,6 +65,35 @@ from mloci.errors import UsageError
     help="Public key (PEM) version pages verify signatures against (repeatable).",
 )
 @click.option(
+    "--verify-identity",
+    default=None,
+    metavar="SAN",
+    help="Certificate identity (e.g. a CI workflow URL) keyless signatures and attestations must carry; "
+    "with --verify-issuer.",
+)
+@click.option(
+    "--verify-issuer",
+    default=None,
+    metavar="URL",
+    help="OIDC issuer of --verify-identity, e.g. https://token.actions.githubusercontent.com.",
+)
+@click.option(
+    "--trusted-root",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Sigstore trusted_root.json keyless bundles (and transparency-log entries) are checked "
+    "against. Default: $MLOCI_TRUSTED_ROOT, else sigstore's.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Project configuration (mloci.toml, or pyproject.toml [tool.mloci]) whose environments the "
+    "catalog shows, in order, with their aliases and policies. Default: the one found from the working "
+    "directory, if any; without one every alias found is an environment.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -82,6 +112,10 @@ def serve_command(
     policies: tuple[str, ...],
     models: tuple[str, ...],
     verify_keys: tuple[Path, ...],
+    verify_identity: str | None,
+    verify_issuer: str | None,
+    trusted_root: Path | None,
+    config_path: Path | None,
     log_level: str,
     **kw: Any,
 ) -> None:
@@ -109,6 +143,9 @@ def serve_command(
     for env, path in policy_files.items():
         if not path.is_file():
             raise UsageError(f"--policy {env}={path}: no such file")
+    environments = configured_environments(config_path, policy_files)
+    if (verify_identity is None) != (verify_issuer is None):
+        raise UsageError("give --verify-identity and --verify-issuer together")
     catalog = CatalogConfig(
         registry=registry,
         namespace=namespace,
@@ -117,6 +154,10 @@ def serve_command(
         refresh=refresh,
         models=models,
         verify_keys=verify_keys,
+        verify_identity=verify_identity,
+        verify_issuer=verify_issuer,
+        trusted_root=trusted_root,
+        environments=environments,
     )
     for name in models:
         catalog.repository(name)
@@ -130,3 +171,25 @@ def serve_command(
         port=port,
         log_level=log_level,
     )
+
+
+def configured_environments(path: Path | None, policies: dict[str, Path]) -> tuple[Environment, ...]:
+    """The environments of the project configuration at ``path`` (None: the one found from the working
+    directory), each with its effective policy; ``policies`` (from --policy) wins and gains theirs.
+
+    A policy path in the configuration is relative to the file that names it.
+    """
+    found = (path, load_project_file(path)) if path is not None else find_project()
+    if found is None:
+        return ()
+    source, project = found
+    environments = []
+    for env in project.environments:
+        policy = policies.get(env.name)
+        if policy is None and env.policy:
+            policy = source.parent / env.policy
+            if not policy.is_file():
+                raise UsageError(f"{source}: environment {env.name!r}: policy {env.policy}: no such file")
+            policies[env.name] = policy
+        environments.append(env.model_copy(update={"policy": str(policy) if policy else None}))
+    return tuple(environments)

@@ -63,6 +63,22 @@ def _link(request: Request, page: int, limit: int) -> str:
     return f"<{request.url.path}?{urlencode([*params, ('page', str(page)), ('limit', str(limit))])}>"
 
 
+def _paged(request: Request, key: str, items: list[Any], default: int = 100) -> Response:
+    """``items`` one page at a time (``?page=``, ``?limit=`` 1 to 500), with ``Link`` rel=next/prev."""
+    page = _int(request, "page", 1)
+    limit = _int(request, "limit", default)
+    if page < 1 or not 1 <= limit <= 500:
+        raise UsageError("page must be ≥ 1 and limit between 1 and 500")
+    start = (page - 1) * limit
+    links = []
+    if page * limit < len(items):
+        links.append(_link(request, page + 1, limit) + '; rel="next"')
+    if page > 1:
+        links.append(_link(request, page - 1, limit) + '; rel="prev"')
+    document = {key: items[start : start + limit], "total": len(items), "page": page, "limit": limit}
+    return _json(request, document, headers={"Link": ", ".join(links)} if links else None)
+
+
 def models(request: Request) -> Response:
     state = state_of(request)
     visible = state.reader(request)
@@ -124,7 +140,7 @@ def history(request: Request) -> Response:
     entries: list[Promotion] = state.catalog.history(
         request.path_params["name"], request.query_params.get("environment"), visible=visible
     )
-    return _json(request, {"history": [e.to_json() for e in entries]})
+    return _paged(request, "history", [e.to_json() for e in entries])
 
 
 def diff(request: Request) -> Response:
@@ -141,7 +157,7 @@ def packages(request: Request) -> Response:
     state = state_of(request)
     visible = state.reader(request)
     found: list[Package] = state.catalog.packages(visible=visible)
-    return _json(request, {"packages": [p.to_json() for p in found]})
+    return _paged(request, "packages", [p.to_json() for p in found])
 
 
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -250,8 +266,13 @@ def openapi() -> dict[str, Any]:
             f"{PREFIX}/models/{{name}}/history": {
                 "get": {
                     "summary": "Promotion records, newest first",
-                    "parameters": [name, query("environment", "one environment")],
-                    "responses": {"200": {"description": "{history: [Promotion]}"}},
+                    "parameters": [
+                        name,
+                        query("environment", "one environment"),
+                        query("page", "page number, from 1"),
+                        query("limit", "records per page, 1–500 (default 100)"),
+                    ],
+                    "responses": {"200": {"description": "{history: [Promotion], total, page, limit}"}},
                 }
             },
             f"{PREFIX}/diff": {
@@ -289,8 +310,12 @@ def openapi() -> dict[str, Any]:
             },
             f"{PREFIX}/packages": {
                 "get": {
-                    "summary": "Python projects, releases and files",
-                    "responses": {"200": {"description": "{packages: [Package]}"}},
+                    "summary": "Python projects, releases and files (Link: rel=next/prev)",
+                    "parameters": [
+                        query("page", "page number, from 1"),
+                        query("limit", "projects per page, 1–500 (default 100)"),
+                    ],
+                    "responses": {"200": {"description": "{packages: [Package], total, page, limit}"}},
                 }
             },
         },
@@ -312,6 +337,10 @@ def docs(request: Request) -> Response:
     """The API's paths as a readable page (served by the app: no CDN, no script)."""
     pages = request.app.state.pages
     page: Response = pages.render(request, "api.html", document=openapi(), title="REST API")
+    etag = etag_for(bytes(page.body))
+    page.headers["ETag"] = etag
+    if not_modified(request, etag):
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
     return page
 
 

@@ -105,8 +105,9 @@ class Pages:
             page = max(int(request.query_params.get("page", "1")), 1)
         except ValueError:
             page = 1
-        result = state.catalog.models(Query.parse(q), page=page, limit=50, visible=visible)
-        return self.render(request, "models.html", result=result, q=q, title="Models")
+        env = request.query_params.get("env", "")
+        result = state.catalog.models(Query.parse(q, env=env or None), page=page, limit=50, visible=visible)
+        return self.render(request, "models.html", result=result, q=q, env=env, title="Models")
 
     def model(self, request: Request) -> Response:
         state = state_of(request)
@@ -114,8 +115,17 @@ class Pages:
         name = request.path_params["name"]
         detail = state.catalog.model(name, visible=visible)
         timeline: OrderedDict[str, list[Promotion]] = OrderedDict()
+        configured = [env for env in detail.environments if env.configured]
+        by_alias = {env.alias: env.name for env in configured}
+        for env in configured:
+            timeline[env.name] = []  # configured environments in promotion order
         for record in detail.history:
-            timeline.setdefault(record.environment, []).append(record)
+            group = record.environment
+            if group not in timeline:
+                group = by_alias.get(record.alias, group)  # promoted under the alias's name
+            timeline.setdefault(group, []).append(record)
+        for empty in [group for group, records in timeline.items() if not records]:
+            del timeline[empty]
         return self.render(
             request,
             "model.html",
