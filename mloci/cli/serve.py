@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,13 @@ from mloci.errors import UsageError
     help="Public key (PEM) version pages verify signatures against (repeatable).",
 )
 @click.option(
+    "--registry-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the registry to answer before a page gives up (502), tried twice.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -82,6 +90,7 @@ def serve_command(
     policies: tuple[str, ...],
     models: tuple[str, ...],
     verify_keys: tuple[Path, ...],
+    registry_timeout: float,
     log_level: str,
     **kw: Any,
 ) -> None:
@@ -91,10 +100,17 @@ def serve_command(
     /packages/. API: /api/v1/ (OpenAPI document at /api/v1/openapi.json). With --registry the
     PEP 503 index (what `mloci index serve` serves) is at /simple/.
 
-    Reads use the server's credentials (mloci login, docker config, MLOCI_USERNAME/MLOCI_PASSWORD);
-    --require-auth makes every request bring credentials the registry accepts. Writes
-    (POST /api/v1/models/NAME/promote and /rollback) always use the caller's credentials, never the
-    server's. Anyone who can reach the server can read: keep the default 127.0.0.1.
+    Reads use the caller's credentials when the request brings some (HTTP Basic, or
+    Authorization: Bearer with a registry identity token), else the server's (mloci login, docker
+    config, MLOCI_USERNAME/MLOCI_PASSWORD); --require-auth makes every request bring credentials the
+    registry accepts. Writes (promote/rollback, package uploads) always use the caller's
+    credentials, never the server's. Without --require-auth anyone who can reach the server reads
+    with the server's credentials: keep the default 127.0.0.1.
+
+    \b
+    Examples:
+      mloci serve                                            # the local store
+      mloci serve --registry registry.example.com --namespace ml --require-auth
     """
     try:
         from mloci.catalog import CatalogConfig  # noqa: PLC0415
@@ -104,7 +120,8 @@ def serve_command(
             f"mloci serve needs {exc.name or 'starlette, uvicorn and jinja2'}",
             hint="pip install 'mloci[serve]'",
         ) from None
-    options = store_options(kw)
+    # A stalled registry must fail a page in seconds: a short timeout, and one retry instead of four.
+    options = replace(store_options(kw), timeout=registry_timeout, retries=1)
     policy_files = {env: Path(path) for env, path in parse_pairs(policies, "--policy").items()}
     for env, path in policy_files.items():
         if not path.is_file():

@@ -99,20 +99,20 @@ class Pages:
 
     def models(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
+        catalog = state.catalog_for(request)
         q = request.query_params.get("q", "")
         try:
             page = max(int(request.query_params.get("page", "1")), 1)
         except ValueError:
             page = 1
-        result = state.catalog.models(Query.parse(q), page=page, limit=50, visible=visible)
+        result = catalog.models(Query.parse(q), page=page, limit=50)
         return self.render(request, "models.html", result=result, q=q, title="Models")
 
     def model(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
+        catalog = state.catalog_for(request)
         name = request.path_params["name"]
-        detail = state.catalog.model(name, visible=visible)
+        detail = catalog.model(name)
         timeline: OrderedDict[str, list[Promotion]] = OrderedDict()
         for record in detail.history:
             timeline.setdefault(record.environment, []).append(record)
@@ -127,27 +127,23 @@ class Pages:
 
     def version(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
-        detail = state.catalog.version(
-            request.path_params["name"], request.path_params["ref"], visible=visible
-        )
+        catalog = state.catalog_for(request)
+        detail = catalog.version(request.path_params["name"], request.path_params["ref"])
         return self.render(
             request, "version.html", detail=detail, title=f"{detail.name} {detail.summary.version or ''}"
         )
 
     def compare(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
+        catalog = state.catalog_for(request)
         a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
-        result = state.catalog.compare(a, b, visible=visible) if a and b else None
+        result = catalog.compare(a, b) if a and b else None
         return self.render(request, "compare.html", result=result, a=a, b=b, title="Compare")
 
     def packages(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
-        return self.render(
-            request, "packages.html", packages=state.catalog.packages(visible=visible), title="Packages"
-        )
+        catalog = state.catalog_for(request)
+        return self.render(request, "packages.html", packages=catalog.packages(), title="Packages")
 
     def redirect_model(self, request: Request) -> Response:
         return RedirectResponse(request.url.path.rstrip("/"), status_code=308)
