@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mloci.catalog import Catalog, CatalogConfig
 from mloci.errors import AuthError, MlociError
-from mloci.web import api, writes
+from mloci.web import api, forms, writes
 from mloci.web.common import Problem, State, caller_credentials, problem
 from mloci.web.ui import Pages
 
@@ -164,6 +164,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
         Route("/static/style.css", _stylesheet, methods=["GET"]),
         *api.routes(),
         *writes.routes(),
+        *forms.routes(),
         *pages.routes(),
     ]
     index = _index_app(config)

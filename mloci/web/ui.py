@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from mloci.catalog import Query
 from mloci.catalog.models import Promotion
-from mloci.web import chart
+from mloci.web import chart, forms
 from mloci.web.common import Problem, state_of
 
 
@@ -116,14 +116,18 @@ class Pages:
         timeline: OrderedDict[str, list[Promotion]] = OrderedDict()
         for record in detail.history:
             timeline.setdefault(record.environment, []).append(record)
-        return self.render(
+        token = forms.csrf_token(request)
+        response = self.render(
             request,
             "model.html",
             detail=detail,
             charts=chart.charts(detail.versions),
             timeline=timeline,
             title=detail.model.name,
+            forms=forms.forms_for(request, detail, token),
         )
+        forms.set_cookie(response, request, token)
+        return response
 
     def version(self, request: Request) -> Response:
         state = state_of(request)
