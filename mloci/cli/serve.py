@@ -121,6 +121,11 @@ def serve_command(
             hint="pip install 'mloci[serve]'",
         ) from None
     # A stalled registry must fail a page in seconds: a short timeout, and one retry instead of four.
+    if require_auth and registry is None:
+        raise UsageError(
+            "--require-auth needs --registry: the local store has no credentials to check",
+            hint="serve the local store on 127.0.0.1 only, or serve a registry",
+        )
     options = replace(store_options(kw), timeout=registry_timeout, retries=1)
     policy_files = {env: Path(path) for env, path in parse_pairs(policies, "--policy").items()}
     for env, path in policy_files.items():

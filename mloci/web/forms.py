@@ -26,7 +26,8 @@ from starlette.routing import BaseRoute, Route
 
 from mloci.catalog.models import ModelDetail
 from mloci.errors import UsageError
-from mloci.web.common import Forbidden, State, caller_credentials, state_of
+from mloci.store.registry.auth import Credentials
+from mloci.web.common import Forbidden, State, state_of
 from mloci.web.writes import _actor, _gate
 
 COOKIE: Final = "mloci_csrf"
@@ -109,7 +110,7 @@ def check_form_origin(request: Request, token: str | None) -> None:
         raise Forbidden("cross-origin request refused (the Origin is not this server)", "CSRF")
 
 
-async def _form(request: Request) -> tuple[State, dict[str, str]]:
+async def _form(request: Request) -> tuple[State, Credentials | None, dict[str, str]]:
     state = state_of(request)
     if state.read_only:
         raise Forbidden("this server is read-only", "READ_ONLY")
@@ -121,7 +122,9 @@ async def _form(request: Request) -> tuple[State, dict[str, str]]:
     async with request.form(max_files=0, max_fields=20) as form:
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
     check_form_origin(request, fields.get(FIELD))
-    return state, fields
+    # --require-auth covers the local store (which takes no credentials) too.
+    creds = await run_in_threadpool(state.check_caller, request)
+    return state, creds, fields
 
 
 def _field(fields: dict[str, str], name: str, *, required: bool = True) -> str | None:
@@ -136,8 +139,7 @@ def _field(fields: dict[str, str], name: str, *, required: bool = True) -> str |
 
 
 async def promote(request: Request) -> Response:
-    state, fields = await _form(request)
-    creds = caller_credentials(request)
+    state, creds, fields = await _form(request)
     name = request.path_params["name"]
     ref = _field(fields, "reference") or ""
     environment = _field(fields, "to") or ""
@@ -147,7 +149,7 @@ async def promote(request: Request) -> Response:
             ref,
             environment,
             creds=creds,
-            actor=_actor(creds),
+            actor=_actor(state, creds),
             reason=_field(fields, "reason", required=False),
             gate=_gate(state, environment),
         )
@@ -158,8 +160,7 @@ async def promote(request: Request) -> Response:
 
 
 async def rollback(request: Request) -> Response:
-    state, fields = await _form(request)
-    creds = caller_credentials(request)
+    state, creds, fields = await _form(request)
     name = request.path_params["name"]
     environment = _field(fields, "environment") or ""
     result = await run_in_threadpool(
@@ -167,7 +168,7 @@ async def rollback(request: Request) -> Response:
             name,
             environment,
             creds=creds,
-            actor=_actor(creds),
+            actor=_actor(state, creds),
             reason=_field(fields, "reason", required=False),
         )
     )

@@ -24,7 +24,7 @@ from mloci.errors import UsageError
 from mloci.store import Session
 from mloci.store.registry.auth import Credentials
 from mloci.web.api import PREFIX
-from mloci.web.common import Forbidden, PolicyRefused, State, caller_credentials, state_of
+from mloci.web.common import Forbidden, PolicyRefused, State, state_of
 
 _MAX_BODY = 64 << 10
 
@@ -68,10 +68,11 @@ def _text(document: dict[str, Any], key: str, *, required: bool = False) -> str 
     return value.strip()
 
 
-def _actor(creds: Credentials | None) -> str | None:
-    """Who the promotion record names: the caller (None: the user running the server, for the
-    local store, which takes no credentials)."""
-    if creds is None:
+def _actor(state: State, creds: Credentials | None) -> str | None:
+    """Who the promotion record names: the caller the registry authenticated (None: the user
+    running the server — always for the local store, which checks no credentials, so a name
+    a caller merely claims is never recorded)."""
+    if creds is None or state.catalog.config.registry is None:
         return None
     return creds.username or "identity-token holder"
 
@@ -100,7 +101,8 @@ async def _prepare(request: Request) -> tuple[State, Credentials | None, dict[st
     if state.read_only:
         raise Forbidden("this server is read-only", "READ_ONLY")
     check_same_origin(request)
-    creds = caller_credentials(request)
+    # With --require-auth even the local store (which takes no credentials) needs accepted ones.
+    creds = await run_in_threadpool(state.check_caller, request)
     return state, creds, await _body(request)
 
 
@@ -124,7 +126,7 @@ async def promote(request: Request) -> Response:
             ref,
             environment,
             creds=creds,
-            actor=_actor(creds),
+            actor=_actor(state, creds),
             reason=_text(body, "reason"),
             gate=_gate(state, environment),
         )
@@ -138,7 +140,7 @@ async def rollback(request: Request) -> Response:
     name = request.path_params["name"]
     result = await run_in_threadpool(
         lambda: state.catalog.rollback(
-            name, environment, creds=creds, actor=_actor(creds), reason=_text(body, "reason")
+            name, environment, creds=creds, actor=_actor(state, creds), reason=_text(body, "reason")
         )
     )
     return _answer(result)

@@ -153,3 +153,26 @@ def test_a_stalled_registry_fails_the_page_in_seconds(
     error = api.json()["errors"][0]
     assert error["code"] == "REGISTRY_UNAVAILABLE" and "timed out" in error["message"]
     assert page_seconds < 15 and api_seconds < 15
+
+
+def test_local_store_writes_as_the_server_user(
+    mloci: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    populate(mloci, tmp_path, "")
+    monkeypatch.setenv("MLOCI_ACTOR", "server-user")
+    body = {"reference": "1.0.0", "to": "staging"}
+    with (
+        running_catalog(CatalogConfig(refresh=0)) as server,
+        httpx.Client(base_url=server.url, timeout=SLOW) as http,
+    ):
+        done = http.post("/api/v1/models/churn-model/promote", json=body, auth=BOB)
+        assert done.status_code == 200, done.text
+        latest = http.get("/api/v1/models/churn-model/history").json()["history"][0]
+    # The local store checks no credentials: a name the caller merely claims is never recorded.
+    assert latest["actor"] == "server-user" and latest["version"] == "1.0.0"
+
+
+def test_require_auth_needs_a_registry(mloci: Runner) -> None:
+    result = mloci("serve", "--require-auth", "--port", "0")
+    assert result.exit_code == 2, result.stderr
+    assert "--require-auth needs --registry" in result.stderr and "Traceback" not in result.stderr
