@@ -412,7 +412,7 @@ class Catalog:
         except NotFoundError:
             return None
         except AuthError:
-            if self.credentials is None:
+            if self._parent is None:  # the server's own reads: a refusal is an error
                 raise
             return None  # a caller's view: a repository these credentials may not read is not shown
         visible = [t for t in all_tags if not _ops.is_internal_tag(t)]
@@ -807,7 +807,7 @@ class Catalog:
         except NotFoundError:
             return False
         except AuthError:
-            if self.credentials is None:
+            if self._parent is None:  # the server's own reads: a refusal is an error
                 raise
             return False
         with self._lock:
