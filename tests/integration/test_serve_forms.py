@@ -98,6 +98,9 @@ def test_forms_without_a_valid_token_or_from_another_site_are_refused(served: In
             "cross-site": http.post(
                 f"{PAGE}/promote", data={**form, "csrf": token}, headers={"Sec-Fetch-Site": "cross-site"}
             ),
+            "an opaque origin": http.post(
+                f"{PAGE}/promote", data={**form, "csrf": token}, headers={"Origin": "null"}
+            ),
         }
         # A cross-site form sends no SameSite=Strict cookie: the token alone is not enough.
         with httpx.Client(base_url=served.url, timeout=SLOW, auth=ALICE) as other:
