@@ -14,6 +14,7 @@ from mloci.store.layout import LayoutStore
 from mloci.store.registry import RegistryStore, credentials
 from mloci.store.registry.auth import Credentials
 from mloci.store.registry.locations import BlobLocations
+from mloci.store.registry.sessions import UploadSessions
 from mloci.types.reference import Reference
 
 
@@ -57,6 +58,7 @@ def open_registry(
         locations=BlobLocations(
             settings.home() / "cache" / "blob-locations.sqlite" if remember_locations else None
         ),
+        sessions=UploadSessions(settings.home() / "uploads"),
     )
 
 
