@@ -8,11 +8,13 @@ out over a thread pool: one request per new tag, none for what the cache already
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,7 +57,7 @@ from mloci.errors import (
     UsageError,
 )
 from mloci.project import Environment
-from mloci.store import LayoutStore, Store, StoreOptions, open_registry
+from mloci.store import LayoutStore, Session, Store, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -73,6 +75,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _MAX_REFERRER_DEPTH = 4
+_MAX_VIEWS = 64  # callers' views kept open (one registry connection pool each)
 
 # Which repositories a caller may read (None: all of them).
 Visible = Callable[[str], bool] | None
@@ -193,23 +196,47 @@ def _version_of(info: _Info, tags: Sequence[str]) -> str | None:
 
 
 class Catalog:
-    """Read access to one registry namespace (or the local store), with a shared cache."""
+    """Read access to one registry namespace (or the local store), with a shared cache.
 
-    def __init__(self, config: CatalogConfig, *, credentials: Credentials | None = None) -> None:
+    :meth:`as_caller` gives the catalog as one caller's credentials see it: a view with its own
+    registry connection and its own tag snapshots (what a caller may list is what the registry
+    lets *them* list), sharing only what a digest names — and a digest is only ever looked up
+    after the view's own authorised read of a tag or of that digest in that repository.
+    """
+
+    def __init__(
+        self,
+        config: CatalogConfig,
+        *,
+        credentials: Credentials | None = None,
+        _parent: Catalog | None = None,
+    ) -> None:
         self.config = config
-        cache_dir = config.cache_dir or (settings.home() / "cache")
-        self.cache = ContentCache(cache_dir / "catalog.sqlite")
-        self.store: Store = CachingStore(self._open(credentials), self.cache, config.registry or "local")
-        self._pool = ThreadPoolExecutor(max_workers=max(config.workers, 1), thread_name_prefix="catalog")
-        # Repositories fan out on a pool of their own: their tag reads use self._pool, never waiting on it.
-        self._repo_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-repo")
+        self.credentials = credentials
+        if _parent is None:
+            cache_dir = config.cache_dir or (settings.home() / "cache")
+            self.cache = ContentCache(cache_dir / "catalog.sqlite")
+            self._pool = ThreadPoolExecutor(max_workers=max(config.workers, 1), thread_name_prefix="catalog")
+            # Repositories fan out on a pool of their own: their tag reads use self._pool, never waiting on it.
+            self._repo_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-repo")
+            self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
+            self._infos: dict[Digest, _Info] = {}
+            self._bundles: dict[Digest, dict[str, Any] | None] = {}
+        else:
+            self.cache = _parent.cache
+            self._pool, self._repo_pool = _parent._pool, _parent._repo_pool
+            self._background = _parent._background
+            self._infos, self._bundles = _parent._infos, _parent._bundles  # keyed by digest
+        self._parent = _parent
+        self._views: OrderedDict[str, Catalog] = OrderedDict()
+        self._direct = self._open(credentials)
+        self.store: Store = CachingStore(self._direct, self.cache, config.registry or "local")
+        self._held: set[tuple[str, Digest]] = set()  # untagged digests the registry showed in a repository
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._repos: dict[str, _Repo] = {}
         self._aside: dict[str, _Repo] = {}  # environment repositories outside the namespace
         self._listed: tuple[float, tuple[str, ...]] = (0.0, ())
-        self._infos: dict[Digest, _Info] = {}
-        self._bundles: dict[Digest, dict[str, Any] | None] = {}
         self._referrers: dict[Digest, tuple[float, tuple[Referrer, ...]]] = {}
         self._refreshing = False
         self._rows: dict[str, tuple[_Repo, ModelSummary | None]] = {}
@@ -218,7 +245,6 @@ class Catalog:
         self._verified: dict[Digest, tuple[tuple[Digest, bool, float], list[SignatureCheck]]] = {}
         self._checks: dict[tuple[Digest, Digest], Verification] = {}  # (subject, referrer): immutable
         self._rules: list[TrustRule] | None = None
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
 
     def _open(self, creds: Credentials | None) -> Store:
         if self.config.registry is None:
@@ -231,24 +257,46 @@ class Catalog:
             remember_locations=False,
         )
 
+    def as_caller(self, creds: Credentials) -> Catalog:
+        """The catalog as ``creds`` see it (kept for the next request with the same credentials).
+
+        The local store has no credentials: every caller sees it as the server does.
+        """
+        if self.config.registry is None:
+            return self
+        if self._parent is not None:
+            return self._parent.as_caller(creds)
+        key = credentials_key(creds)
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+                return view
+            view = self._views[key] = Catalog(self.config, credentials=creds, _parent=self)
+            evicted = self._views.popitem(last=False)[1] if len(self._views) > _MAX_VIEWS else None
+        if evicted is not None:
+            evicted.close()
+        return view
+
     def invalidate(self, repository: str) -> None:
-        """Forget the snapshot of ``repository``: the next read lists its tags again."""
+        """Forget the snapshot of ``repository`` (in every caller's view): the next read lists its tags again."""
         with self._lock:
             self._repos.pop(repository, None)
+            views = list(self._views.values())
+        for view in views:
+            view.invalidate(repository)
 
-    def writer(self, creds: Credentials | None) -> Store:
-        """A store for writes: with the caller's credentials, never the server's.
+    def session(self, creds: Credentials | None) -> Session:
+        """A session for a write: with the caller's credentials, never the server's.
 
         AuthError for a registry when the caller sent none. The local store has no credentials:
         it belongs to the user running the server.
         """
-        if self.config.registry is None:
-            return LayoutStore(settings.home())
-        if creds is None:
+        if self.config.registry is not None and creds is None:
             raise AuthError(
                 "a write needs your registry credentials (HTTP Basic or Bearer); the server's are never used"
             )
-        return self._open(creds)
+        return Session(self.config.options, credentials=creds)
 
     def promote(
         self,
@@ -257,11 +305,12 @@ class Catalog:
         environment: str,
         *,
         creds: Credentials | None,
-        actor: str,
+        actor: str | None,
         reason: str | None = None,
-        gate: Callable[[Reference, Descriptor], None] | None = None,
+        gate: Callable[[Session], _ops.Gate] | None = None,
     ) -> _ops.PromotionResult:
-        """Point ``environment``'s alias at version or digest ``ref`` of ``name``, as the caller."""
+        """Point ``environment``'s alias at version or digest ``ref`` of ``name``, as the caller
+        (``gate`` is called with the caller's session, to check a policy with their reads)."""
         repository = self.config.repository(name)
         self._check_environment(environment, repository)
         target = (
@@ -269,23 +318,36 @@ class Catalog:
             if ref.startswith(("sha256:", "sha512:"))
             else repository.with_tag(ref)
         )
-        store = self.writer(creds)
+        session = self.session(creds)
         try:
-            return _ops.promote_in(store, target, environment, actor=actor, reason=reason, gate=gate)
+            return _ops.promote(
+                target,
+                environment,
+                reason=reason,
+                session=session,
+                gate=gate(session) if gate is not None else None,
+                actor=actor,
+            )
         finally:
-            store.close()
+            session.close()
             self.invalidate(repository.repository)
 
     def rollback(
-        self, name: str, environment: str, *, creds: Credentials | None, actor: str, reason: str | None = None
+        self,
+        name: str,
+        environment: str,
+        *,
+        creds: Credentials | None,
+        actor: str | None,
+        reason: str | None = None,
     ) -> _ops.PromotionResult:
         repository = self.config.repository(name)
         self._check_environment(environment, repository)
-        store = self.writer(creds)
+        session = self.session(creds)
         try:
-            return _ops.rollback_in(store, repository, environment, actor=actor, reason=reason)
+            return _ops.rollback(repository, environment, reason=reason, session=session, actor=actor)
         finally:
-            store.close()
+            session.close()
             self.invalidate(repository.repository)
 
     def _check_environment(self, environment: str, repository: Reference) -> None:
@@ -310,11 +372,17 @@ class Catalog:
             )
 
     def close(self) -> None:
-        self._background.shutdown(wait=False, cancel_futures=True)
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._repo_pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            views = list(self._views.values())
+            self._views.clear()
+        for view in views:
+            view.close()
         self.store.close()
-        self.cache.close()
+        if self._parent is None:
+            self._background.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._repo_pool.shutdown(wait=False, cancel_futures=True)
+            self.cache.close()
 
     # -- fan-out ---------------------------------------------------------------------------------
 
@@ -390,6 +458,10 @@ class Catalog:
             all_tags = self.store.list_tags(repository)
         except NotFoundError:
             return None
+        except AuthError:
+            if self._parent is None:  # the server's own reads: a refusal is an error
+                raise
+            return None  # a caller's view: a repository these credentials may not read is not shown
         visible = [t for t in all_tags if not _ops.is_internal_tag(t)]
         records = sorted(
             (t for t in all_tags if t.startswith(_ops.RECORD_TAG_PREFIX)), key=_record_time, reverse=True
@@ -878,16 +950,31 @@ class Catalog:
     def _find(self, repo: _Repo, ref: str) -> Digest:
         if ref.startswith(("sha256:", "sha512:")):
             digest = Digest.parse(ref)
-            if digest in repo.tags.values():
+            if digest in repo.tags.values() or self.holds(repo.repository, digest):
                 return digest
-            try:
-                return self.info(digest, repo.repository).digest
-            except NotFoundError:
-                raise NotFoundError(f"no version {ref} of {self.config.name_of(repo.repository)}") from None
+            raise NotFoundError(f"no version {ref} of {self.config.name_of(repo.repository)}")
         found = repo.tags.get(ref) or repo.tags.get(ref.replace("+", "_"))
         if found is None:
             raise NotFoundError(f"no version {ref!r} of {self.config.name_of(repo.repository)}")
         return found
+
+    def holds(self, repository: str, digest: Digest) -> bool:
+        """Whether the registry (asked with this catalog's credentials, never the shared cache)
+        has the manifest ``digest`` in ``repository``: the cache holds content by digest from every
+        repository and every caller, so a digest named in a request is checked before it is shown."""
+        if (repository, digest) in self._held:
+            return True
+        try:
+            self._direct.resolve(self._ref(repository).with_digest(digest))
+        except NotFoundError:
+            return False
+        except AuthError:
+            if self._parent is None:  # the server's own reads: a refusal is an error
+                raise
+            return False
+        with self._lock:
+            self._held.add((repository, digest))
+        return True
 
     def version(self, name: str, ref: str, *, visible: Visible = None) -> VersionDetail:
         repo = self._repo(name, visible)
@@ -928,7 +1015,7 @@ class Catalog:
                 datasets=[d for d in lineage.get("datasets") or [] if isinstance(d, dict)],
                 training_run=lineage.get("training_run"),
                 parent_model=lineage.get("parent_model"),
-                **self._parent(lineage.get("parent_model")),
+                **self._parent_model(lineage.get("parent_model")),
                 images=self._images(digest),
             ),
             pull=f"mloci pull {pinned}",
@@ -952,12 +1039,21 @@ class Catalog:
         checks = []
         for path in config.verify_keys:
             ok, detail = _ops.verify_signature(
-                reference, path, config.options, trusted_root=config.trusted_root
+                reference,
+                path,
+                config.options,
+                trusted_root=config.trusted_root,
+                credentials=self.credentials,
             )
             checks.append(SignatureCheck(key=path.name, verified=ok, detail=detail))
         if identity is not None:
             ok, detail = _ops.verify_signature(
-                reference, None, config.options, identity=identity, trusted_root=config.trusted_root
+                reference,
+                None,
+                config.options,
+                identity=identity,
+                trusted_root=config.trusted_root,
+                credentials=self.credentials,
             )
             checks.append(
                 SignatureCheck(key=f"{identity[0]} (issuer {identity[1]})", verified=ok, detail=detail)
@@ -1037,7 +1133,7 @@ class Catalog:
 
         return rebuild(subject, tree)
 
-    def _parent(self, text: object) -> dict[str, str]:
+    def _parent_model(self, text: object) -> dict[str, str]:
         """The parent model's name and version in this catalog, when ``text`` names one there."""
         if not isinstance(text, str):
             return {}
@@ -1124,6 +1220,12 @@ class Catalog:
 
 
 _RECORD_TIME = re.compile(r"-(\d{8}T\d{6,12}Z)-[0-9a-f]+$")
+
+
+def credentials_key(creds: Credentials) -> str:
+    """A key for ``creds`` that holds no secret (a hash of all of their parts)."""
+    text = f"{creds.username}\0{creds.password}\0{creds.identity_token}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _record_time(tag: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,13 @@ from mloci.project import Environment, find_project, load_project_file
     "directory, if any; without one every alias found is an environment.",
 )
 @click.option(
+    "--registry-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the registry to answer before a page gives up (503), tried twice.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -116,6 +124,7 @@ def serve_command(
     verify_issuer: str | None,
     trusted_root: Path | None,
     config_path: Path | None,
+    registry_timeout: float,
     log_level: str,
     **kw: Any,
 ) -> None:
@@ -125,10 +134,17 @@ def serve_command(
     /packages/. API: /api/v1/ (OpenAPI document at /api/v1/openapi.json). With --registry the
     PEP 503 index (what `mloci index serve` serves) is at /simple/.
 
-    Reads use the server's credentials (mloci login, docker config, MLOCI_USERNAME/MLOCI_PASSWORD);
-    --require-auth makes every request bring credentials the registry accepts. Writes
-    (POST /api/v1/models/NAME/promote and /rollback) always use the caller's credentials, never the
-    server's. Anyone who can reach the server can read: keep the default 127.0.0.1.
+    Reads use the caller's credentials when the request brings some (HTTP Basic, or
+    Authorization: Bearer with a registry identity token), else the server's (mloci login, docker
+    config, MLOCI_USERNAME/MLOCI_PASSWORD); --require-auth makes every request bring credentials the
+    registry accepts. Writes (promote/rollback, package uploads) always use the caller's
+    credentials, never the server's. Without --require-auth anyone who can reach the server reads
+    with the server's credentials: keep the default 127.0.0.1.
+
+    \b
+    Examples:
+      mloci serve                                            # the local store
+      mloci serve --registry registry.example.com --namespace ml --require-auth
     """
     try:
         from mloci.catalog import CatalogConfig  # noqa: PLC0415
@@ -138,7 +154,13 @@ def serve_command(
             f"mloci serve needs {exc.name or 'starlette, uvicorn and jinja2'}",
             hint="pip install 'mloci[serve]'",
         ) from None
-    options = store_options(kw)
+    if require_auth and registry is None:
+        raise UsageError(
+            "--require-auth needs --registry: the local store has no credentials to check",
+            hint="serve the local store on 127.0.0.1 only, or serve a registry",
+        )
+    # A stalled registry must fail a page in seconds: a short timeout, and one retry instead of four.
+    options = replace(store_options(kw), timeout=registry_timeout, retries=1)
     policy_files = {env: Path(path) for env, path in parse_pairs(policies, "--policy").items()}
     for env, path in policy_files.items():
         if not path.is_file():

@@ -160,3 +160,35 @@ def test_browse_search_open_compare(
         "search.png",
         "version.png",
     ]
+
+
+def test_promote_from_the_model_page(
+    browser: object, registry: Registry, mloci: Runner, tmp_path: Path
+) -> None:
+    """The form in a real browser: its SameSite cookie, Origin and Sec-Fetch-Site headers pass the
+    CSRF checks, and the caller's Basic credentials (sent by the browser) make the write."""
+    import base64
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    populate(mloci, tmp_path, f"{registry.host}/ml/")
+    basic = "Basic " + base64.b64encode(b"carol:carol-token").decode()
+    with running_catalog(CatalogConfig(registry=registry.host, namespace="ml", refresh=0)) as server:
+        driver.execute_cdp_cmd("Network.enable", {})  # type: ignore[attr-defined]
+        driver.execute_cdp_cmd(  # type: ignore[attr-defined]
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": basic}}
+        )
+        driver.get(server.url + "/models/churn-model")  # type: ignore[attr-defined]
+        form = driver.find_element(By.XPATH, "//form[input[@name='to' and @value='staging']]")  # type: ignore[attr-defined]
+        Select(form.find_element(By.NAME, "reference")).select_by_visible_text("1.0.0")
+        form.find_element(By.NAME, "reason").send_keys("from the browser")
+        form.find_element(By.TAG_NAME, "button").click()
+        _arrived(driver, "/models/churn-model/promote", at_end=True)
+        assert "now points at" in driver.find_element(By.TAG_NAME, "main").text  # type: ignore[attr-defined]
+        _full_page(driver, tmp_path / "promoted.png")
+        driver.find_element(By.LINK_TEXT, "Back to churn-model").click()  # type: ignore[attr-defined]
+        _arrived(driver, "/models/churn-model", at_end=True)
+        timeline = driver.find_element(By.ID, "timeline").text  # type: ignore[attr-defined]
+        assert "from the browser" in timeline and "carol" in timeline

@@ -140,6 +140,8 @@ class RegistryStore:
         concurrency: int = 4,
         chunk_size: int | None = None,
         locations: BlobLocations | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
         sessions: UploadSessions | None = None,
     ) -> None:
         self.registry = registry
@@ -156,6 +158,8 @@ class RegistryStore:
             ca_file=ca_file,
             credentials=credentials,
             concurrency=concurrency,
+            timeout=60.0 if timeout is None else timeout,
+            max_retries=4 if retries is None else retries,
         )
 
     @property
