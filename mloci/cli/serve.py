@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from mloci.cli.index import upstream_options, upstream_settings
 from mloci.cli.options import parse_pairs, registry_options, store_options
 from mloci.errors import UsageError
 from mloci.project import Environment, find_project, load_project_file
@@ -107,6 +108,7 @@ from mloci.project import Environment, find_project, load_project_file
     default="info",
     show_default=True,
 )
+@upstream_options
 @registry_options
 def serve_command(
     registry: str | None,
@@ -132,7 +134,7 @@ def serve_command(
 
     Pages: / (models), /models/NAME, /models/NAME/versions/VERSION-OR-DIGEST, /compare?a=&b=,
     /packages/. API: /api/v1/ (OpenAPI document at /api/v1/openapi.json). With --registry the
-    PEP 503 index (what `mloci index serve` serves) is at /simple/.
+    PEP 503 index (what `mloci index serve` serves, with the same --upstream options) is at /simple/.
 
     Reads use the caller's credentials when the request brings some (HTTP Basic, or
     Authorization: Bearer with a registry identity token), else the server's (mloci login, docker
@@ -145,6 +147,7 @@ def serve_command(
     Examples:
       mloci serve                                            # the local store
       mloci serve --registry registry.example.com --namespace ml --require-auth
+      mloci serve --registry registry.example.com --namespace py --upstream https://pypi.org/simple/
     """
     try:
         from mloci.catalog import CatalogConfig  # noqa: PLC0415
@@ -160,6 +163,9 @@ def serve_command(
             hint="serve the local store on 127.0.0.1 only, or serve a registry",
         )
     # A stalled registry must fail a page in seconds: a short timeout, and one retry instead of four.
+    upstream = upstream_settings(kw)
+    if upstream.get("upstreams") and registry is None:
+        raise UsageError("--upstream needs --registry: the package index serves a registry namespace")
     options = replace(store_options(kw), timeout=registry_timeout, retries=1)
     policy_files = {env: Path(path) for env, path in parse_pairs(policies, "--policy").items()}
     for env, path in policy_files.items():
@@ -186,9 +192,15 @@ def serve_command(
     if registry is not None:
         from mloci.pyindex.app import IndexConfig  # noqa: PLC0415
 
-        IndexConfig(registry=registry, namespace=namespace, options=options).check()
+        IndexConfig(registry=registry, namespace=namespace, options=options, **upstream).check()
     serve(
-        ServeConfig(catalog=catalog, read_only=read_only, require_auth=require_auth, policies=policy_files),
+        ServeConfig(
+            catalog=catalog,
+            read_only=read_only,
+            require_auth=require_auth,
+            policies=policy_files,
+            upstream=upstream,
+        ),
         host=host,
         port=port,
         log_level=log_level,

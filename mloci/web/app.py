@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mloci.catalog import Catalog, CatalogConfig
 from mloci.errors import AuthError, MlociError
+from mloci.pyindex.settings import UpstreamSettings
 from mloci.web import api, forms, writes
 from mloci.web.common import Problem, State, caller_credentials, problem
 from mloci.web.ui import Pages
@@ -73,6 +74,7 @@ class ServeConfig:
     require_auth: bool = False
     package_index: bool = True  # mount the PEP 503 index at /simple/ (needs a registry)
     policies: Mapping[str, Path] = field(default_factory=dict)  # environment → policy file
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # for /simple/
 
 
 def _stylesheet(request: Request) -> Response:
@@ -94,6 +96,7 @@ def _index_app(config: ServeConfig) -> ASGIApp | None:
             namespace=config.catalog.namespace,
             options=config.catalog.options,
             read_only=config.read_only,
+            **config.upstream,
         )
     )
 
