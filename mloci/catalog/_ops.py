@@ -8,7 +8,7 @@ index. When the typed Python API (``mloci.Client``) lands, this is the one modul
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +100,11 @@ def list_referrers(store: Store, repo: Reference, subject: Digest) -> list[Descr
 
 def describe_layer(layer: Descriptor) -> dict[str, Any]:
     return _inspection.describe_layer(layer).to_json()
+
+
+def list_files(store: Store, repository: str, layers: Sequence[Descriptor]) -> list[dict[str, Any]]:
+    """The files of an artifact as `mloci inspect` lists them (tar-packed directories as their files)."""
+    return [f.to_json() for f in _inspection.list_files(store, repository, layers)]
 
 
 def small_json(store: Store, repository: str, descriptor: Descriptor) -> dict[str, Any] | None:

@@ -131,6 +131,7 @@ class FileEntry(_Value):
     media_type: str
     digest: str
     size: int
+    layer: str | None = None  # the tar layer holding the file (tar-packed directories)
 
 
 class Verification(_Value):

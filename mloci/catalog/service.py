@@ -1007,7 +1007,9 @@ class Catalog:
             artifact_type=info.raw.get("artifactType"),
             annotations=info.annotations,
             bundle=bundle,
-            files=[FileEntry.model_validate(_ops.describe_layer(layer)) for layer in info.layers],
+            files=[
+                FileEntry.model_validate(f) for f in _ops.list_files(self.store, repo.repository, info.layers)
+            ],
             referrers=self._verify_tree(repo, digest, self._referrer_tree(repo, digest)),
             cosign=self._cosign(repo, digest),
             signatures=self._signatures(repo, digest),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,18 +126,19 @@ def describe_layer(layer: Descriptor) -> ArtifactFile:
     )
 
 
-def _files(store: Store, repository: str, manifest: Manifest) -> tuple[ArtifactFile, ...]:
-    """One entry per file: tar layers with a file index are listed as the files they hold."""
-    index_descriptor = file_index.index_layer(manifest)
+def list_files(store: Store, repository: str, layers: Sequence[Descriptor]) -> tuple[ArtifactFile, ...]:
+    """One entry per file: tar layers with a file index are listed as the files they hold; mloci's
+    metadata layers (about the files, not files: pull does not write them) are left out."""
+    index_descriptor = next((d for d in layers if d.annotation(ann.ROLE) == file_index.ROLE_FILE_INDEX), None)
     index: file_index.FileIndex = {}
     if index_descriptor is not None:
         index = file_index.parse_index(
             read_small_blob(store, repository, index_descriptor, limit=file_index.MAX_INDEX_SIZE)
         )
     files: list[ArtifactFile] = []
-    for layer in manifest.layers:
+    for layer in layers:
         if layer is index_descriptor or bundle_metadata.is_metadata_layer(layer):
-            continue  # about the files, not a file (pull does not write it)
+            continue
         entry = describe_layer(layer)
         packed = index.get(layer.digest)
         if packed is None:
@@ -191,7 +193,7 @@ def read_artifact(store: Store, reference: Reference) -> Artifact:
         if layer.annotation(ann.ROLE) == ann.ROLE_BUNDLE_MANIFEST:
             bundle, problem = _bundle(store, pinned, layer)
             break
-    files = _files(store, reference.repository, manifest)
+    files = list_files(store, reference.repository, manifest.layers)
     return Artifact(
         pinned, descriptor.digest, descriptor.media_type, manifest, None, config, bundle, files, data, problem
     )

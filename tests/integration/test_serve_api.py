@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,7 @@ def test_model_version_history_and_diff(served: tuple[IndexServer, dict[str, str
         assert by_tag["summary"]["aliases"] == ["prod"]
         assert by_tag["pull"] == f"mloci pull {by_tag['repository']}@{digests['1.1.0']}"
         assert {f["path"] for f in by_tag["files"]} >= {"model.onnx", "manifest.json"}
+        assert ".mloci-manifest.json" not in {f["path"] for f in by_tag["files"]}  # metadata, not a file
         kinds = [r["kind"] for r in by_tag["referrers"]]
         assert kinds == ["promotion record"]
 
@@ -192,3 +194,24 @@ def test_new_versions_show_up_after_a_background_refresh(
             assert time.monotonic() < deadline, "the new version never showed up"
             time.sleep(0.2)
         assert http.get("/api/v1/models", params={"q": "auc>0.94"}).json()["total"] == 1
+
+
+def test_version_files_are_listed_as_inspect_lists_them(
+    registry: Registry, mloci: Runner, tmp_path: Path
+) -> None:
+    bundle = model_version(tmp_path, "2.0.0", {"auc": 0.9})
+    (bundle / "tokenizer").mkdir()
+    for i in range(120):  # enough small files for a tar layer (docs/format.md)
+        (bundle / "tokenizer" / f"piece-{i:03}.txt").write_text(f"token {i}\n")
+    assert mloci("push", bundle, f"{registry.host}/ml/churn-model", "-q").exit_code == 0
+    inspected = mloci("inspect", f"{registry.host}/ml/churn-model:2.0.0", "--json")
+    expected = {f["path"] for f in json.loads(inspected.stdout)["files"]}
+    config = CatalogConfig(registry=registry.host, namespace="ml", refresh=0)
+    with running_catalog(config) as server, httpx.Client(base_url=server.url, timeout=SLOW) as http:
+        files = http.get("/api/v1/models/churn-model/versions/2.0.0").json()["files"]
+        page = http.get("/models/churn-model/versions/2.0.0").text
+    paths = {f["path"] for f in files}
+    assert paths == expected
+    assert "tokenizer/piece-007.txt" in paths and ".mloci-files.json" not in paths
+    assert next(f for f in files if f["path"] == "tokenizer/piece-007.txt")["layer"].startswith("sha256:")
+    assert "tokenizer/piece-007.txt" in page
