@@ -36,6 +36,7 @@ from mloci._sqlite import open_cache
 from mloci.bundle.files import FileEntry, layer_kind
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
 from mloci.errors import IntegrityError, MlociError, UsageError
+from mloci.ops._writer import BackgroundWriter
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -479,6 +480,8 @@ def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None
     files: list[dict[str, Any]] = []
     unchanged = True
     out = tempfile.NamedTemporaryFile(dir=spool, prefix="tar-", delete=False) if spool else None  # noqa: SIM115
+    # The spool is written on its own thread while the next files are packed.
+    writer = BackgroundWriter(out.fileno()) if out is not None else None
     batch = bytearray()
     try:
         for entry, read in zip(group.files, _read_ahead(group.files), strict=True):
@@ -504,17 +507,20 @@ def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None
             if len(batch) >= _BATCH:
                 layer_hash.update(batch)
                 size += len(batch)
-                if out is not None:
-                    out.write(batch)
+                if writer is not None:
+                    writer.write(bytes(batch))
                 batch.clear()
             files.append({"path": entry.path, "size": entry.size, "digest": digest})
         batch += END
         layer_hash.update(batch)
         size += len(batch)
-        if out is not None:
-            out.write(batch)
+        if writer is not None and out is not None:
+            writer.write(bytes(batch))
+            writer.close()
             out.close()
     except BaseException:
+        if writer is not None:
+            writer.abort()
         if out is not None:
             out.close()
             Path(out.name).unlink(missing_ok=True)
