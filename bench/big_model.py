@@ -12,15 +12,17 @@ on 127.0.0.1 (see ``bench/transfer.py``) and times, each once, in this order:
   bytes to another repository, digest known beforehand, so the registry stores nothing new);
 * ``mloci pull REF@DIGEST -o DIR`` (streamed, hashed, written, verified) and ``curl -o FILE``.
 
-For each mloci run: peak RSS (``os.wait4``) and the most disk space it took beyond what the
-result needs, sampled every 0.2 s with ``statvfs`` (a temporary copy would show as extra
-gigabytes; the registry's own copy during a push and the pulled file are the result). Each
-pulled copy is deleted before the next step. Disk needed: about 3 x ``--size``.
+For each mloci run: peak RSS (``os.wait4``) and the most disk space its files took beyond the
+result, sampled every 0.2 s over ``$MLOCI_HOME``, ``$TMPDIR`` and the pull's output directory
+(a temporary copy would show as extra gigabytes; the pulled file is the result, a push's result
+is in the registry). Each pulled copy is deleted before the next step. Disk needed: about
+3 x ``--size``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -37,30 +39,34 @@ VENV_BIN = Path(sys.executable).parent
 
 
 class DiskWatch:
-    """The lowest free space of a filesystem while a command runs, sampled on a thread."""
+    """The most disk space the files under some directories took while a command ran (allocated
+    blocks, sampled on a thread every 0.2 s). Other jobs on the machine do not disturb it, unlike
+    the filesystem's free space."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, roots: list[Path]) -> None:
+        self._roots = roots
         self._stop = threading.Event()
-        self.start_free = self._free()
-        self.min_free = self.start_free
+        self.peak = self._used()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _free(self) -> int:
-        info = os.statvfs(self._path)
-        return info.f_bavail * info.f_frsize
+    def _used(self) -> int:
+        total = 0
+        for root in self._roots:
+            for directory, _, files in os.walk(root):
+                for name in files:
+                    with contextlib.suppress(OSError):
+                        total += (Path(directory) / name).lstat().st_blocks * 512
+        return total
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            self.min_free = min(self.min_free, self._free())
+            self.peak = max(self.peak, self._used())
 
     def stop(self) -> int:
-        """Bytes the filesystem lost at its worst during the run."""
         self._stop.set()
         self._thread.join()
-        self.min_free = min(self.min_free, self._free())
-        return self.start_free - self.min_free
+        return max(self.peak, self._used())
 
 
 def run(argv: list[str], env: dict[str, str]) -> float:
@@ -73,8 +79,8 @@ def run(argv: list[str], env: dict[str, str]) -> float:
     return wall
 
 
-def timed_rss(argv: list[str], env: dict[str, str], watch: Path) -> tuple[float, int, int, str]:
-    """(wall seconds, peak RSS KiB, most disk space lost meanwhile in bytes, stdout) of one mloci command."""
+def timed_rss(argv: list[str], env: dict[str, str], watch: list[Path]) -> tuple[float, int, int, str]:
+    """(wall seconds, peak RSS KiB, peak bytes under ``watch``, stdout) of one mloci command."""
     disk = DiskWatch(watch)
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -118,8 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"writing {gib:.1f} GiB model.bin ...", flush=True)
         write_model(bundle / "model.bin", args.size)
         env = {k: v for k, v in os.environ.items() if k != "MLOCI_REGISTRY"}
+        # mloci's own files (home, cache, temporary files) and the pull's output are all under these.
+        (work / "home").mkdir()
+        (work / "tmp").mkdir()
+        mine = [work / "home", work / "tmp"]
         env.update(
-            NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", MLOCI_HOME=str(work / "home")
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+            MLOCI_HOME=str(work / "home"),
+            TMPDIR=str(work / "tmp"),
         )
         registry = LocalRegistry(work)
         registry.start()
@@ -128,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             subprocess.run(["sync"], check=True)
             wall, rss, grown, out = timed_rss(
-                [mloci, "push", str(bundle), f"{registry.host}/bench/big", "--json"], env, work
+                [mloci, "push", str(bundle), f"{registry.host}/bench/big", "--json"], env, mine
             )
             digest = json.loads(out)["digest"]
-            # The registry's copy is the result of a push: anything beyond it is a temporary copy.
-            rows.append(("mloci push", wall, f"{rss / 1024:.0f}", f"{(grown - args.size) / 2**20:+.0f}"))
+            # A push's result is in the registry: whatever mloci stores itself is beyond it.
+            rows.append(("mloci push", wall, f"{rss / 1024:.0f}", f"{grown / 2**20:.0f}"))
             loads.append(os.getloadavg()[0])
             print(f"mloci push {wall:.1f} s, peak RSS {rss / 1024:.0f} MiB", flush=True)
             inspect = subprocess.run(
@@ -155,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["sync"], check=True)
             pulled = work / "pulled"
             wall, rss, grown, _ = timed_rss(
-                [mloci, "pull", f"{registry.host}/bench/big@{digest}", "-o", str(pulled)], env, work
+                [mloci, "pull", f"{registry.host}/bench/big@{digest}", "-o", str(pulled)],
+                env,
+                [*mine, pulled],
             )
             if (pulled / "model.bin").stat().st_size != args.size:
                 raise RuntimeError("pulled model.bin has the wrong size")
             rows.append(
-                ("mloci pull (verified)", wall, f"{rss / 1024:.0f}", f"{(grown - args.size) / 2**20:+.0f}")
+                ("mloci pull (verified)", wall, f"{rss / 1024:.0f}", f"{(grown - args.size) / 2**20:.0f}")
             )
             loads.append(os.getloadavg()[0])
             print(f"mloci pull {wall:.1f} s, peak RSS {rss / 1024:.0f} MiB", flush=True)
