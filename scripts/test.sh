@@ -23,6 +23,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# poetry pins its own dependencies, so it gets a venv of its own (tests/integration/test_index_poetry.py).
+if [ ! -x .venv-poetry/bin/poetry ]; then
+  "$python" -m venv .venv-poetry
+  .venv-poetry/bin/python -m pip install -q "poetry>=2"
+fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -89,6 +89,11 @@ def parse_json(data: bytes, name: str) -> Any:
 
 def read_json(path: Path, name: str) -> Any:
     """The JSON value in the bundle file at ``path`` (shown as ``name``), or :class:`JsonProblem`."""
+    return read_document(path, name)[0]
+
+
+def read_document(path: Path, name: str) -> tuple[Any, bytes]:
+    """:func:`read_json`, with the exact bytes the value was parsed from."""
     if path.is_dir():
         raise JsonProblem(Problem(name, "is a directory; it must be a JSON file"))
     try:
@@ -100,4 +105,4 @@ def read_json(path: Path, name: str) -> Any:
         data = path.read_bytes()
     except OSError as exc:
         raise JsonProblem(Problem(name, f"cannot read: {exc.strerror or exc}")) from None
-    return parse_json(data, name)
+    return parse_json(data, name), data

@@ -12,9 +12,10 @@ from pydantic import ValidationError
 
 from mloci.bundle.checksums import hashing_lookup, read_checksums, verify_checksums
 from mloci.bundle.files import FileEntry, scan
-from mloci.bundle.jsondoc import JsonProblem, read_json
+from mloci.bundle.jsondoc import JsonProblem, read_document, read_json
 from mloci.bundle.manifest import MANIFEST_FILENAME, METRICS_FILENAME, BundleManifest
 from mloci.bundle.messages import json_type, problems_from
+from mloci.bundle.pulled import restored
 from mloci.errors import BundleInvalidError, Problem
 from mloci.types.digest import Digest
 
@@ -26,6 +27,8 @@ class Bundle:
     root: Path
     manifest: BundleManifest
     files: tuple[FileEntry, ...]
+    manifest_bytes: bytes | None = None
+    """``manifest.json`` exactly as read (the manifest was validated from these bytes)."""
 
 
 _FAILED = object()  # a JSON file that could not be read; its problem is already recorded
@@ -70,15 +73,19 @@ def inspect_bundle(root: Path, *, checksums: bool = True) -> tuple[Bundle | None
         return None, [Problem("", "no such directory" if not root.exists() else "not a directory")]
     manifest_path = root / MANIFEST_FILENAME
     document: Any = _FAILED
+    manifest_bytes = b""
     if manifest_path.exists():
-        document = _read_json(manifest_path, problems)
+        try:
+            document, manifest_bytes = read_document(manifest_path, MANIFEST_FILENAME)
+        except JsonProblem as exc:
+            problems.append(exc.problem)
     else:
         problems.append(Problem(MANIFEST_FILENAME, "missing; create one with 'mloci init'"))
 
     manifest: BundleManifest | None = None
     if isinstance(document, dict):
         try:
-            manifest = BundleManifest.model_validate(document)
+            manifest = restored(root, BundleManifest.model_validate(document), manifest_bytes)
         except ValidationError as exc:
             problems.extend(problems_from(exc, BundleManifest))
     elif document is not _FAILED:
@@ -121,7 +128,7 @@ def inspect_bundle(root: Path, *, checksums: bool = True) -> tuple[Bundle | None
 
     if problems or manifest is None:
         return None, problems
-    return Bundle(root=root, manifest=manifest, files=tuple(files)), []
+    return Bundle(root=root, manifest=manifest, files=tuple(files), manifest_bytes=manifest_bytes), []
 
 
 def _invalid(root: Path, problems: list[Problem]) -> BundleInvalidError:

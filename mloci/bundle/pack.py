@@ -25,6 +25,7 @@ from mloci.errors import UsageError
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
+from mloci.types.bundle_metadata import METADATA_PATH
 from mloci.types.digest import Digest, hash_file
 from mloci.types.manifest import Descriptor, Manifest, canonical_json
 from mloci.types.timestamps import rfc3339
@@ -78,7 +79,9 @@ def with_git(bundle: Bundle, state: GitState | None) -> Bundle:
     if state is None or bundle.manifest.git_sha is not None:
         return bundle
     manifest = bundle.manifest.model_copy(update={"git_sha": state.sha, "git_dirty": state.dirty})
-    return Bundle(root=bundle.root, manifest=manifest, files=bundle.files)
+    return Bundle(
+        root=bundle.root, manifest=manifest, files=bundle.files, manifest_bytes=bundle.manifest_bytes
+    )
 
 
 def manifest_document(manifest: BundleManifest) -> bytes:
@@ -124,6 +127,28 @@ def _manifest_annotations(manifest: BundleManifest, created: str) -> dict[str, s
     return {key: value for key, value in values.items() if value is not None}
 
 
+def _manifest_layers(manifest: BundleManifest, original: bytes | None) -> list[Blob]:
+    """The layer(s) of ``manifest.json``: see :mod:`mloci.types.bundle_metadata`.
+
+    When the file on disk already is the normalized document (or is unknown), that one layer
+    carries it, marked as the bundle manifest, as it always has. Otherwise the user's bytes travel
+    unchanged (a model signature over them still holds after a pull), and the normalized metadata
+    (metrics merged, git fields filled in) gets its own hidden layer.
+    """
+    data = manifest_document(manifest)
+    doc = mediatype.model_layer("doc")
+    marked = {ann.ROLE: ann.ROLE_BUNDLE_MANIFEST}
+    if original is None or original == data:
+        paths = {ann.MODEL_FILEPATH: MANIFEST_FILENAME, ann.TITLE: MANIFEST_FILENAME}
+        return [Blob(Descriptor.of_bytes(doc, data, annotations={**paths, **marked}), data=data)]
+    files = {ann.MODEL_FILEPATH: MANIFEST_FILENAME, ann.TITLE: MANIFEST_FILENAME}
+    metadata = {ann.MODEL_FILEPATH: METADATA_PATH, ann.TITLE: METADATA_PATH, **marked}
+    return [
+        Blob(Descriptor.of_bytes(doc, original, annotations=files), data=original),
+        Blob(Descriptor.of_bytes(doc, data, annotations=metadata), data=data),
+    ]
+
+
 def pack(
     bundle: Bundle,
     *,
@@ -151,13 +176,7 @@ def pack(
     for entry in packing.raw:
         layer_annotations = {ann.MODEL_FILEPATH: entry.path, ann.TITLE: entry.path}
         if entry.path == MANIFEST_FILENAME:
-            # Packed from the validated model (git fields filled in), not copied from disk.
-            data = manifest_document(manifest)
-            layer_annotations[ann.ROLE] = ann.ROLE_BUNDLE_MANIFEST
-            descriptor = Descriptor.of_bytes(
-                mediatype.model_layer("doc"), data, annotations=layer_annotations
-            )
-            layers.append(Blob(descriptor, data=data))
+            layers += _manifest_layers(manifest, bundle.manifest_bytes)
             continue
         lock = lock_kind(bundle.root, entry.path)
         if lock is not None:  # which file pins the full environment (mloci check reads it)
@@ -171,7 +190,7 @@ def pack(
         )
         layers.append(Blob(descriptor, path=entry.source))
 
-    if packing.groups:
+    if packing.groups or len(layers) != len(packing.raw):  # tar layers, index or metadata layer added
         layers.sort(key=lambda b: (b.descriptor.annotation(ann.MODEL_FILEPATH) or "").encode())
     # Raw and tar layers are uncompressed, so each diffId is the layer digest itself.
     config_data = canonical_json(_config(manifest, created, [str(b.descriptor.digest) for b in layers]))

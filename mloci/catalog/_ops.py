@@ -8,7 +8,7 @@ index. When the typed Python API (``mloci.Client``) lands, this is the one modul
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,9 +81,12 @@ def repositories(store: Store) -> list[str]:
         return []
 
 
-def kind_of(artifact_type: str | None) -> str | None:
-    """What an attachment is ('sbom: CycloneDX', 'test results'…), or None when unknown."""
-    kind = _kinds.kind_of(artifact_type)
+def kind_of(artifact_type: str | None, annotations: Mapping[str, str] | None = None) -> str | None:
+    """What an attachment is ('sbom: CycloneDX', 'test results'…), or None when unknown.
+
+    ``annotations`` tell a sigstore bundle attestation from a bundle signature.
+    """
+    kind = _kinds.kind_of(artifact_type, annotations)
     return kind.label if kind else None
 
 

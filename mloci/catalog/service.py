@@ -517,7 +517,7 @@ class Catalog:
                     Referrer(
                         digest=str(d.digest),
                         artifact_type=d.artifact_type,
-                        kind=_ops.kind_of(d.artifact_type),
+                        kind=_ops.kind_of(d.artifact_type, d.annotations),
                         media_type=d.media_type,
                         size=d.size,
                         created=notes.get(ann.CREATED),

@@ -104,10 +104,10 @@ def _time(text: str) -> datetime:
 @click.option(
     "--format",
     "attest_format",
-    type=click.Choice(("dsse", "bundle", "both")),
-    default="dsse",
+    type=click.Choice(("bundle", "dsse", "both")),
+    default="bundle",
     show_default=True,
-    help="dsse: the envelope as a referrer; bundle: a sigstore bundle referrer (as cosign attest v3); both.",
+    help="bundle: a sigstore bundle referrer (as cosign attest v3); dsse: the bare envelope as a referrer; both.",
 )
 @registry_options
 @upload_options
@@ -122,7 +122,7 @@ def attest_command(
     as_json: bool,
     **kw: Any,
 ) -> None:
-    """Sign SLSA v1 provenance for REFERENCE (in-toto Statement in a DSSE envelope) and attach it.
+    """Sign SLSA v1 provenance for REFERENCE (in-toto Statement, DSSE, in a sigstore bundle) and attach it.
 
     The passphrase comes from $MLOCI_KEY_PASSWORD, else it is asked for on the terminal.
     """

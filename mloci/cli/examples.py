@@ -108,7 +108,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "sbom": ("mloci sbom ./churn-model -o sbom.cdx.json", f"mloci sbom {R}:1.0.0 --attach"),
     "attest": (
         f"mloci attest {R}:1.0.0 --key release.key",
-        f"mloci attest {R}:1.0.0 --key release.key --format both   # and a sigstore bundle",
+        f"mloci attest {R}:1.0.0 --key release.key --format both   # and the bare DSSE envelope",
     ),
     "verify-attestation": (
         f"mloci verify-attestation {R}:1.0.0 --key release.pub",

@@ -59,6 +59,12 @@ def index_group() -> None:
     help="Keep verified upstream files as releases under this namespace of the registry (apart from "
     "--namespace), so installs keep working when the upstream is down.",
 )
+@click.option(
+    "--upstream-ca-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM bundle of CAs trusted for HTTPS upstreams, besides the system's (--ca-file and "
+    "--insecure are the registry's only).",
+)
 @click.option("--require-auth", is_flag=True, help="Refuse requests without credentials, reads too.")
 @click.option(
     "--log-level",
@@ -78,6 +84,7 @@ def serve_command(
     upstream_cache: float,
     redirect_upstream_files: bool,
     cache_namespace: str | None,
+    upstream_ca_file: str | None,
     require_auth: bool,
     log_level: str,
     **kw: Any,
@@ -117,6 +124,7 @@ def serve_command(
         redirect_upstream_files=redirect_upstream_files,
         require_auth=require_auth,
         cache_namespace=cache_namespace,
+        upstream_ca_file=upstream_ca_file,
     )
     config.check()
     serve(config, host=host, port=port, log_level=log_level)

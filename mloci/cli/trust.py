@@ -319,9 +319,9 @@ def verify_command(
     """Exit 0 only when a signature by KEY (or the identity) binds exactly the digest REFERENCE names.
 
     Looks at sigstore bundles attached as referrers (cosign v3, mloci sign), then cosign's legacy
-    sha256-<hex>.sig tag (cosign v2, mloci sign --format legacy). Keyless bundles need the
-    identity and issuer, and the sigstore package (pip install 'mloci[sigstore]'). Exit 6 when
-    no signature counts.
+    sha256-<hex>.sig tag (cosign v2, mloci sign --format legacy; keyless ones by identity, with
+    their certificate and Rekor SET). Keyless bundles need the identity and issuer, and the
+    sigstore package (pip install 'mloci[sigstore]'). Exit 6 when no signature counts.
     """
     rule = identity_rule(kw)
     _key_or_identity(key, rule)
@@ -405,7 +405,7 @@ def verify_bundle_command(
 
     The artifact is a manifest digest (--digest, the statement's subject) or a file (--artifact).
     Key-based bundles need only the key (and --trusted-root to check their transparency-log
-    entries); keyless bundles are checked against the trusted root: Fulcio chain at signing time,
+    entries, Rekor v1 or v2, and RFC 3161 timestamps); keyless bundles are checked against the trusted root: Fulcio chain at signing time,
     SCT, Rekor inclusion proof, checkpoint and SET, identity and issuer.
     """
     rule = identity_rule(kw)
@@ -421,5 +421,8 @@ def verify_bundle_command(
     verified = result.verified
     issuer = f" (issuer {verified.issuer})" if verified.issuer else ""
     log = f", logged in {verified.log.log_url} at index {verified.log.log_index}" if verified.log else ""
-    click.echo(printable(f"verified: {bundle.name} signed by {verified.signer}{issuer}{log}"), err=True)
+    stamped = "".join(f", timestamped {moment.isoformat()}" for moment in verified.timestamps)
+    click.echo(
+        printable(f"verified: {bundle.name} signed by {verified.signer}{issuer}{log}{stamped}"), err=True
+    )
     click.echo(str(verified.digest))

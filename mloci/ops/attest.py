@@ -210,7 +210,7 @@ def provenance_statement(
 
 
 AttestFormat = Literal["bundle", "dsse", "both"]
-ATTEST_FORMATS: tuple[AttestFormat, ...] = ("dsse", "bundle", "both")
+ATTEST_FORMATS: tuple[AttestFormat, ...] = ("bundle", "dsse", "both")
 
 
 @dataclass(frozen=True)
@@ -244,13 +244,14 @@ def attest(
     started_on: datetime | None = None,
     ci_url: str | None = None,
     cwd: Path | None = None,
-    format: AttestFormat = "dsse",
+    format: AttestFormat = "bundle",
     session: Session | None = None,
 ) -> AttestResult:
     """Sign SLSA provenance for the manifest ``reference`` names and attach it as a referrer.
 
-    ``format``: ``dsse`` (the envelope itself, ``application/vnd.dsse.envelope.v1+json``),
-    ``bundle`` (a sigstore bundle around it, as ``cosign attest`` v3 writes) or ``both``.
+    ``format``: ``bundle`` (the default, as ``sign``: a key-based sigstore bundle around the DSSE
+    envelope, as ``cosign attest`` v3 writes), ``dsse`` (the envelope itself,
+    ``application/vnd.dsse.envelope.v1+json``, for readers of cosign v2's ``.att`` layers) or ``both``.
     """
     if format not in ATTEST_FORMATS:
         raise UsageError(
@@ -359,7 +360,7 @@ def _fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descr
 
 
 def _check_statement(
-    data: bytes, key: PublicKey, digest: Digest, predicate_type: str | None
+    data: bytes, key: PublicKey, digest: Digest, predicate_type: str | None, *, legacy: bool = False
 ) -> tuple[str, dict[str, Any]]:
     try:
         envelope = Envelope.from_json(data)
@@ -368,7 +369,17 @@ def _check_statement(
     if not signed_by(envelope, key):
         raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
     # Only bytes vouched for by the key are parsed from here on.
-    return check_statement(envelope.payload_type, envelope.payload, digest, predicate_type)
+    return check_statement(envelope.payload_type, envelope.payload, digest, predicate_type, legacy=legacy)
+
+
+def _legacy_envelopes(store: Store, repo: Reference, digest: Digest) -> list[Descriptor]:
+    """The DSSE layers of cosign's legacy ``sha256-<hex>.att`` image (``cosign attest`` v1/v2), if any."""
+    try:
+        _, data = store.fetch_manifest(repo.with_tag(f"{digest.algorithm}-{digest.encoded}.att"))
+        manifest = Manifest.from_json(data)
+    except (NotFoundError, RegistryError):
+        return []
+    return [layer for layer in manifest.layers if layer.media_type == DSSE_ENVELOPE]
 
 
 def verify_attestation(
@@ -382,9 +393,10 @@ def verify_attestation(
 ) -> AttestationVerifyResult:
     """The attestations on exactly the manifest ``reference`` names that verify with the key or identity.
 
-    Both forms count: DSSE envelope referrers (mloci ``attest``, ``--format dsse``) and sigstore
-    bundle referrers holding a DSSE in-toto statement (``cosign attest`` v3, mloci ``--format
-    bundle``; keyless ones with ``identity``). One counts when a signature verifies over the PAE of
+    These count: DSSE envelope referrers (mloci ``attest --format dsse``), sigstore bundle
+    referrers holding a DSSE in-toto statement (``cosign attest`` v3, mloci ``attest``; keyless
+    ones with ``identity``) and, with a key, the DSSE layers of cosign v1/v2's ``sha256-<hex>.att``
+    image (in-toto v0.1 statements accepted there). One counts when a signature verifies over the PAE of
     its payload, the payload is an in-toto Statement v1 of ``predicate_type`` (None: any but
     cosign's image-signature type), and the statement's subject names this artifact's digest.
     IntegrityError when none counts, with the reason of the one that came closest.
@@ -399,7 +411,8 @@ def verify_attestation(
         repo = reference.with_tag(None).with_digest(None)
         envelopes = list_referrers(store, repo, digest, DSSE_ENVELOPE) if rule.key is not None else []
         bundles = bundle_referrers(store, repo, digest)
-        if not envelopes and not bundles:
+        legacy = _legacy_envelopes(store, repo, digest) if rule.key is not None else []
+        if not envelopes and not bundles and not legacy:
             raise IntegrityError(f"{reference.name}@{digest} has no attestation")
         valid: list[VerifiedAttestation] = []
         closest: Rejected | None = None
@@ -415,6 +428,25 @@ def verify_attestation(
                     closest = rejected
                 continue
             valid.append(VerifiedAttestation(entry.digest, kind, statement))
+        for layer in legacy:
+            checked += 1
+            try:
+                assert rule.key is not None  # noqa: S101
+                if layer.size > _MAX_ENVELOPE:
+                    raise Rejected(f"envelope {layer.digest.short} is larger than {_MAX_ENVELOPE} bytes", 0)
+                try:
+                    data = read_small_blob(store, repo.repository, layer, limit=_MAX_ENVELOPE)
+                except IntegrityError:
+                    raise Rejected(f"envelope {layer.digest.short} does not match its digest", 1) from None
+                except NotFoundError:
+                    raise Rejected(f"envelope {layer.digest.short} is missing", 0) from None
+                # cosign's .att layers: in-toto v0.1 statements, early cosign's payloadType quirk.
+                kind, statement = _check_statement(data, rule.key, digest, predicate_type, legacy=True)
+            except Rejected as rejected:
+                if closest is None or rejected.rank > closest.rank:
+                    closest = rejected
+                continue
+            valid.append(VerifiedAttestation(layer.digest, kind, statement))
         for entry in bundles:
             try:
                 data = fetch_bundle(store, repo, digest, entry)

@@ -29,6 +29,7 @@ from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
+from mloci.types.bundle_metadata import PULLED_METADATA
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Index, Manifest, canonical_json
 from mloci.types.reference import Reference
@@ -89,7 +90,10 @@ def _model_from_bundle(path: Path) -> _ImageModel:
 
 def _model_from_reference(ref: Reference, workdir: Path, session: Session) -> _ImageModel:
     result = pull(ref, workdir / "model", session=session)
-    manifest_file = result.output / "manifest.json"
+    # The normalized manifest, where pull keeps it apart from the user's manifest.json (docs/format.md).
+    manifest_file = result.output / PULLED_METADATA
+    if not manifest_file.is_file():
+        manifest_file = result.output / "manifest.json"
     document = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     name = str(document.get("name") or ref.repository.rsplit("/", 1)[-1])
     version = str(document.get("version") or ref.tag or "0.0.0")

@@ -13,7 +13,7 @@ from mloci.errors import IntegrityError
 from mloci.store import Session, Store, read_small_blob, scoped
 from mloci.store.base import MAX_METADATA_SIZE
 from mloci.types import annotations as ann
-from mloci.types import file_index, jsontext, mediatype
+from mloci.types import bundle_metadata, file_index, jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.json import JSONObject
 from mloci.types.manifest import Descriptor, Index, Manifest
@@ -135,8 +135,8 @@ def _files(store: Store, repository: str, manifest: Manifest) -> tuple[ArtifactF
         )
     files: list[ArtifactFile] = []
     for layer in manifest.layers:
-        if layer is index_descriptor:
-            continue
+        if layer is index_descriptor or bundle_metadata.is_metadata_layer(layer):
+            continue  # about the files, not a file (pull does not write it)
         entry = describe_layer(layer)
         packed = index.get(layer.digest)
         if packed is None:

@@ -25,6 +25,7 @@ from mloci.trust.keys import load_private_key
 from mloci.trust.verifier import TrustRule, read_bundle_file, verify_bundle_bytes
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
+from mloci.types.bundle_metadata import PULL_MARKER
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
@@ -126,7 +127,8 @@ def verify_model_directory(
     The bundle must verify (key, or keyless identity) with predicate type
     ``https://model_signing/signature/v1.0``, and the files on disk, less the paths the signature
     says it ignored (and the signature file itself), must be exactly the signed ones.
-    IntegrityError (exit 6) otherwise, naming the files that differ.
+    IntegrityError (exit 6) otherwise, naming the files that differ. The ``.mloci`` marker
+    directory of a pulled directory is not a model file and is left out.
     """
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory")
@@ -150,6 +152,8 @@ def verify_model_directory(
         assert verified.statement is not None  # noqa: S101
         inner = _inside(path, root)
         ignore = [*model_signing.signed_ignore_paths(verified.statement), *([inner] if inner else [])]
+        if (root / PULL_MARKER).is_file():
+            ignore.append(".mloci")  # the marker a pull wrote, not a model file (docs/trust.md)
         actual = model_signing.hash_tree(root, ignore)
         model_signing.compare(verified.statement, actual)
         if model_signing.model_digest(model_signing.signed_resources(verified.statement)) != subject:

@@ -32,6 +32,7 @@ from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
 from mloci.store import Session, scoped
 from mloci.types import annotations as ann
+from mloci.types import mediatype
 from mloci.types.kinds import TEST_RESULT_PREDICATE, requirement_types
 from mloci.types.manifest import Descriptor
 from mloci.types.policy import AGE_PATTERN, Policy
@@ -220,7 +221,37 @@ def _check_age(policy: Policy, info: Artifact, now: datetime) -> list[RuleResult
     return [RuleResult(f"max_age: {policy.max_age}", age <= limit, f"trained {age.days} days ago")]
 
 
-def _check_required(policy: Policy, referrers: list[Descriptor]) -> list[RuleResult]:
+# A sigstore bundle referrer's predicate type (cosign specs/BUNDLE_SPEC.md); SLSA provenance ones count.
+BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
+SLSA_PROVENANCE = "https://slsa.dev/provenance/"
+
+
+def _provenance_bundles(
+    referrers: list[Descriptor], predicate_of: Callable[[Descriptor], str | None] | None
+) -> set[str]:
+    """Sigstore bundle referrers holding SLSA provenance (``cosign attest`` v3, ``mloci attest``).
+
+    The referrer's ``dev.sigstore.bundle.predicateType`` annotation says which; a bundle without
+    it is read (``predicate_of``: the statement's predicate type) — presence, like every
+    ``require:``; ``verify-attestation`` and ``tests`` check signatures.
+    """
+    found: set[str] = set()
+    for d in referrers:
+        if not (d.artifact_type or "").startswith(mediatype.SIGSTORE_BUNDLE_PREFIX):
+            continue
+        predicate = d.annotation(BUNDLE_PREDICATE)
+        if predicate is None and predicate_of is not None:
+            predicate = predicate_of(d)
+        if predicate and predicate.startswith(SLSA_PROVENANCE):
+            found.add(f"{d.artifact_type} ({predicate})")
+    return found
+
+
+def _check_required(
+    policy: Policy,
+    referrers: list[Descriptor],
+    predicate_of: Callable[[Descriptor], str | None] | None = None,
+) -> list[RuleResult]:
     present = {d.artifact_type for d in referrers if d.artifact_type}
     # Signed test results are DSSE envelopes too; they must not pass for provenance.
     provenance = {
@@ -234,6 +265,8 @@ def _check_required(policy: Policy, referrers: list[Descriptor]) -> list[RuleRes
             continue  # a signed verdict, not just an attachment: _check_tests
         accepted = REQUIREMENT_TYPES.get(name, (name,))
         found = sorted((provenance if name == "provenance" else present) & set(accepted))
+        if name == "provenance":
+            found += sorted(_provenance_bundles(referrers, predicate_of))
         detail = f"attached ({', '.join(found)})" if found else f"no referrer of type {' or '.join(accepted)}"
         results.append(RuleResult(f"require: {name}", bool(found), detail))
     return results
@@ -321,9 +354,23 @@ def evaluate(
         referrers: list[Descriptor] = []
         if policy.require:
             referrers = list_referrers(active.store(pinned), pinned, info.digest)
+
+        def predicate_of(entry: Descriptor) -> str | None:
+            from mloci.ops.sign import fetch_bundle  # noqa: PLC0415  (only for bundles without annotations)
+            from mloci.trust import Rejected  # noqa: PLC0415
+            from mloci.trust.bundle import Bundle  # noqa: PLC0415
+
+            repo = pinned.with_tag(None).with_digest(None)
+            try:
+                return Bundle.from_json(
+                    fetch_bundle(active.store(pinned), repo, info.digest, entry)
+                ).predicate_type
+            except (Rejected, ValueError):
+                return None
+
         results = [
             *_check_signatures(policy, base, pinned, active),
-            *_check_required(policy, referrers),
+            *_check_required(policy, referrers, predicate_of),
             *_check_tests(policy, base, pinned, active),
             *_check_metrics(policy, info),
             *_check_fields(policy, info),

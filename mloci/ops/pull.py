@@ -37,7 +37,7 @@ from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
 from mloci.types import annotations as ann
-from mloci.types import file_index, jsontext, mediatype
+from mloci.types import bundle_metadata, file_index, jsontext, mediatype
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Manifest
 from mloci.types.reference import Reference
@@ -127,6 +127,8 @@ def layers_of(manifest: Manifest) -> list[FileLayer]:
     for descriptor in manifest.layers:
         if descriptor.annotation(ann.ROLE) == file_index.ROLE_FILE_INDEX:
             continue  # metadata about tar layers (see _with_file_index), not a file to write
+        if bundle_metadata.is_metadata_layer(descriptor):
+            continue  # the normalized manifest: kept in the marker directory, not among the files
         path = descriptor.annotation(ann.MODEL_FILEPATH) or descriptor.annotation(ann.TITLE)
         if path is None:
             raise IntegrityError(
@@ -603,7 +605,11 @@ def _pull(
         layers = select(_with_file_index(store, reference.repository, manifest), filters)
         pinned = reference.pinned(descriptor.digest)
         sweep_staging(output)
-        if output.is_dir() and _already_there(output, descriptor.digest, layers):
+        # The normalized bundle manifest, when it travels apart from the user's manifest.json
+        # (mloci.types.bundle_metadata): kept beside the marker, so the directory re-packs identically.
+        metadata_descriptor = bundle_metadata.metadata_layer(manifest)
+        kept = metadata_descriptor is None or (output / bundle_metadata.PULLED_METADATA).is_file()
+        if output.is_dir() and kept and _already_there(output, descriptor.digest, layers):
             return PullResult(pinned, descriptor.digest, output, tuple(layers), 0, True, ())
         if output.exists() and not output.is_dir():
             raise ConflictError(f"{output} exists and is not a directory")
@@ -612,6 +618,11 @@ def _pull(
         incoming = {layer.path for layer in layers if layer.packing == "raw"}
         incoming.update(path for layer in layers for path in layer.files or ())
         replaced = _check_target(output, incoming, force=force) if output.is_dir() else []
+        metadata = (
+            read_small_blob(store, reference.repository, metadata_descriptor)
+            if metadata_descriptor is not None
+            else None
+        )
 
         try:
             with _staging(output) as staging:
@@ -635,7 +646,9 @@ def _pull(
                 }
                 # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
                 with deferred():
-                    replaced = _move_into_place(staging, output, created, marker, force=force)
+                    replaced = _move_into_place(
+                        staging, output, created, marker, force=force, metadata=metadata
+                    )
         except OSError as exc:
             # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
             reason = exc.strerror or type(exc).__name__
@@ -658,20 +671,33 @@ def _pull(
         ) from exc
 
 
-def _write_marker(directory: Path, marker: dict[str, Any]) -> None:
+def _write_marker(directory: Path, marker: dict[str, Any], metadata: bytes | None = None) -> None:
     (directory / MARKER_DIR).mkdir(exist_ok=True)
+    kept = directory / bundle_metadata.PULLED_METADATA
+    if metadata is None:
+        kept.unlink(missing_ok=True)  # mloci's own file, of the previous pull
+    else:
+        staged = kept.with_name(kept.name + ".tmp")
+        staged.write_bytes(metadata)
+        staged.replace(kept)
     tmp = directory / f"{MARKER}.tmp"
     tmp.write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(directory / MARKER)
 
 
 def _move_into_place(
-    staging: Path, output: Path, created: Sequence[str], marker: dict[str, Any], *, force: bool
+    staging: Path,
+    output: Path,
+    created: Sequence[str],
+    marker: dict[str, Any],
+    *,
+    force: bool,
+    metadata: bytes | None = None,
 ) -> list[str]:
     """Publish the staged files; return the entries mloci had not written that --force replaced."""
     if staging.parent != output:
         # The target did not exist: one atomic rename publishes everything.
-        _write_marker(staging, marker)
+        _write_marker(staging, marker, metadata)
         staging.rename(output)
         return []
     # The target exists (perhaps a mount point that cannot be replaced): move file by file.
@@ -694,7 +720,7 @@ def _move_into_place(
                 parent.unlink()  # a file or link the checks above allowed to go
         (output / path).parent.mkdir(parents=True, exist_ok=True)
         (staging / path).replace(output / path)
-    _write_marker(output, marker)
+    _write_marker(output, marker, metadata)
     return replaced
 
 

@@ -362,7 +362,9 @@ def push_bundle(
     bundle = with_git(load_bundle(path, checksums=False), git_state(path))
     if pack_overrides:
         manifest = tarpack.with_overrides(bundle.manifest, pack_overrides)
-        bundle = Bundle(root=bundle.root, manifest=manifest, files=bundle.files)
+        bundle = Bundle(
+            root=bundle.root, manifest=manifest, files=bundle.files, manifest_bytes=bundle.manifest_bytes
+        )
     ref, target_tags = target_for(bundle.manifest.name, target)
     for tag in extra_tags:
         if not is_valid_tag(tag):

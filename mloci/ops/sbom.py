@@ -18,7 +18,7 @@ The output is deterministic: bom-refs are derived from content, ``serialNumber``
 the model's manifest digest, ``metadata.timestamp`` is the artifact's creation time (see
 docs/format.md, *Determinism*), and keys are sorted. The same bundle gives the same bytes.
 A bundle directory is described as it would be pushed (its digest is the one ``push`` prints);
-a reference is described from its manifest and the small ``manifest.json`` layer only, so no
+a reference is described from its manifest and the small bundle manifest layer only, so no
 weights are downloaded.
 """
 
@@ -56,7 +56,7 @@ from mloci.ops.push import file_digests
 from mloci.ops.refs import parse_reference
 from mloci.store import Session, read_small_blob, scoped
 from mloci.types import annotations as ann
-from mloci.types import file_index, mediatype
+from mloci.types import bundle_metadata, file_index, mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Manifest
@@ -148,6 +148,8 @@ def _from_directory(path: Path, *, concurrency: int = 4) -> _SbomSubject:
         kind = parsed[0] if parsed else "file"
         if index_blob is not None and layer.digest == index_blob.descriptor.digest:
             continue
+        if bundle_metadata.is_metadata_layer(layer):
+            continue  # mloci's metadata about the files, as inspect lists them
         if layer.digest in packed_files:
             files += [_File(f.path, kind, Digest.parse(f.digest), f.size) for f in packed_files[layer.digest]]
             continue

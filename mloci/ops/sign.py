@@ -48,7 +48,7 @@ from mloci.errors import (
 from mloci.ops.attach import attach_blob
 from mloci.ops.referrers import list_referrers
 from mloci.store import Session, Store, read_small_blob, scoped
-from mloci.trust import Rejected
+from mloci.trust import Rejected, legacy_keyless
 from mloci.trust.bundle import (
     BUNDLE_PREFIX,
     BUNDLE_V03,
@@ -82,7 +82,7 @@ from mloci.trust.keys import (
     sign_bytes,
     verifies,
 )
-from mloci.trust.verifier import MAX_BUNDLE, TrustRule, verify_bundle_bytes
+from mloci.trust.verifier import MAX_BUNDLE, TrustRule, keyless_root, verify_bundle_bytes
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -515,6 +515,33 @@ def _check_layer(
     )
 
 
+def _check_keyless_layer(
+    store: Store,
+    repository: str,
+    layer: Descriptor,
+    identity: IdentityRule,
+    root: dict[str, Any],
+    digest: Digest,
+    required: Mapping[str, str],
+    payloads: dict[Digest, bytes],
+) -> VerifiedSignature:
+    """A cosign v2 keyless layer: certificate, chain and Rekor SET annotations (:mod:`mloci.trust.legacy_keyless`)."""
+    if layer.digest not in payloads:
+        payloads[layer.digest] = _fetch_payload(store, repository, layer)
+    payload = payloads[layer.digest]
+    signed = legacy_keyless.verify_layer(payload, layer.annotations or {}, identity, root)
+    checked = check_payload(payload, digest, required)
+    return VerifiedSignature(
+        payload_digest=layer.digest,
+        signature=layer.annotation(SIGNATURE_ANNOTATION) or "",
+        docker_reference=checked.docker_reference,
+        annotations=checked.annotations,
+        signer=signed.identity,
+        issuer=signed.issuer,
+        transparency_log=signed.log.to_json(),
+    )
+
+
 def bundle_referrers(store: Store, repo: Reference, digest: Digest) -> list[Descriptor]:
     """The sigstore bundle referrers of ``digest`` (signatures and attestations alike)."""
     return [
@@ -574,11 +601,7 @@ def _check_bundle(
         format="bundle",
         signer=verified.signer,
         issuer=verified.issuer,
-        transparency_log=(
-            {"logIndex": log.log_index, "integratedTime": log.integrated_time.isoformat(), "log": log.log_url}
-            if log
-            else None
-        ),
+        transparency_log=log.to_json() if log else None,
     )
 
 
@@ -602,6 +625,8 @@ def verify(
     claims. Raises IntegrityError when the artifact is unsigned or no signature counts, with the
     reason of the signature that came closest. ``require_tlog``: a key-based signature counts only
     with a transparency-log entry that verifies against the trusted root (keyless ones always need it).
+    With ``identity``, legacy layers count when they are cosign v2 keyless signatures
+    (:mod:`mloci.trust.legacy_keyless`: certificate, chain and Rekor SET annotations).
     """
     required = dict(required_annotations or {})
     rule = TrustRule.of(public_key_path, identity, trusted_root, require_tlog=require_tlog)
@@ -641,11 +666,29 @@ def verify(
                 raise IntegrityError(f"{sig_ref} is not a cosign signature manifest") from None
             layers = [layer for layer in manifest.layers if layer.media_type == SIMPLE_SIGNING]
         payloads: dict[Digest, bytes] = {}
+        root: dict[str, Any] | None = None
         for layer in layers:
             checked += 1
             try:
-                if rule.key is None:
-                    raise Rejected("mloci verifies legacy .sig signatures with --key only", 0)
+                if rule.identity is not None:
+                    if layer.annotation(legacy_keyless.CERTIFICATE_ANNOTATION) is None:
+                        raise Rejected("a legacy .sig signature made with a key: verify it with --key", 0)
+                    if root is None:
+                        root = keyless_root(rule.trusted_root)
+                    valid.append(
+                        _check_keyless_layer(
+                            store,
+                            reference.repository,
+                            layer,
+                            rule.identity,
+                            root,
+                            digest,
+                            required,
+                            payloads,
+                        )
+                    )
+                    continue
+                assert rule.key is not None  # noqa: S101
                 if rule.require_tlog:
                     raise Rejected(
                         "a legacy .sig signature carries no transparency-log proof mloci checks", 0

@@ -41,12 +41,14 @@ from mloci.ops.push import upload_blobs
 from mloci.python.artifact import Plan, Release, ReleaseFile, merge, with_yank
 from mloci.python.distribution import Distribution, read_distribution
 from mloci.python.filenames import is_project_name, normalize_name, parse_version, version_of_tag, version_tag
+from mloci.python.uploadtime import push_time
 from mloci.store import ListsRepositories, Session, Store, scoped
 from mloci.types import mediatype
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Manifest
 from mloci.types.reference import Reference
+from mloci.types.timestamps import now_rfc3339
 
 # Pauses before each re-read of a release just written (seconds); the writer merges again if needed.
 _VERIFY_PAUSES = (0.05, 0.2)
@@ -255,12 +257,15 @@ def publish(
     git: GitState | None = None,
     concurrency: int = 4,
     listener: TransferListener | None = None,
+    created: str | None = None,
 ) -> ReleasePushResult:
     """Add ``dists`` (files of one project version) to that version's release in ``repository``.
 
     New file names are added; a name already published with the same bytes is a no-op; one
-    published with other bytes is refused (ConflictError) before anything is uploaded.
+    published with other bytes is refused (ConflictError) before anything is uploaded. New files
+    record ``created`` (RFC 3339) as their PEP 700 upload time, by default now.
     """
+    created = created or now_rfc3339()
     if not dists:
         raise UsageError("no distribution files to publish")
     version = dists[0].version
@@ -271,10 +276,14 @@ def publish(
     blobs_uploaded = 0
     bytes_uploaded = 0
 
+    first: list[Release | None] = []  # the release as the first attempt found it
+
     def attempt() -> ReleasePushResult | None:
         nonlocal blobs_uploaded, bytes_uploaded
         current = read_release(store, repository, version)
-        plan = merge(current, dists, git)
+        if not first:
+            first.append(current)
+        plan = merge(current, dists, git, created=created)
         if plan.unchanged and current is not None:
             return _pushed(repository, current, plan, added, blobs_uploaded, bytes_uploaded)
         pending = [b for b in plan.blobs if b.descriptor.digest not in uploaded]
@@ -289,7 +298,12 @@ def publish(
         kept = _kept(store, repository, version, expected)
         return _pushed(repository, kept, plan, added, blobs_uploaded, bytes_uploaded) if kept else None
 
-    return until_kept(attempt, what=f"{tag_ref} (the files were not kept)", hint="push again")
+    result = until_kept(attempt, what=f"{tag_ref} (the files were not kept)", hint="push again")
+    if first and first[0] is not None and first[0].digest != result.digest:
+        from mloci.ops.wheel_attestations import carry_forward  # noqa: PLC0415  (sigstore parsing)
+
+        carry_forward(store, repository, first[0], result.digest)
+    return result
 
 
 def _pushed(
@@ -329,6 +343,7 @@ def push_distributions(
         groups.setdefault((dist.project, parse_version(dist.version)), []).append(dist)
     repositories = {key: project_repository(namespace, key[0]) for key in groups}
     git = git_state(paths[0].resolve().parent)
+    created = push_time(paths[0].resolve().parent, git)
     first = next(iter(repositories.values()))
     with scoped(session) as active:
         store = active.store(first)
@@ -345,6 +360,7 @@ def push_distributions(
                     git=git,
                     concurrency=active.options.concurrency,
                     listener=listener,
+                    created=created,
                 )
                 for key, group in sorted(groups.items())
             ]
@@ -385,10 +401,14 @@ def yank(
         version = parsed.version
         wanted = None if undo else (reason or "")
 
+        before: list[Release] = []
+
         def attempt() -> YankResult | None:
             release = read_release(store, parsed.repository, version)
             if release is None:
                 raise NotFoundError(f"{parsed} has no release")
+            if not before:
+                before.append(release)
             if release.yanked == wanted:
                 return _yanked(parsed, release, unchanged=True)
             tag_ref = parsed.repository.with_tag(version_tag(version))
@@ -397,7 +417,12 @@ def yank(
             after = read_release(store, parsed.repository, version)
             return _yanked(parsed, after, unchanged=False) if after and after.yanked == wanted else None
 
-        return until_kept(attempt, what=str(parsed), hint="yank again")
+        result = until_kept(attempt, what=str(parsed), hint="yank again")
+        if before and not result.unchanged:
+            from mloci.ops.wheel_attestations import carry_forward  # noqa: PLC0415  (sigstore parsing)
+
+            carry_forward(store, parsed.repository, before[0], result.digest)
+        return result
 
 
 def _yanked(spec: ReleaseSpec, release: Release, *, unchanged: bool) -> YankResult:

@@ -20,8 +20,10 @@ import io
 import logging
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, BinaryIO, Final
 from urllib.parse import quote
@@ -44,6 +46,7 @@ from mloci.errors import (
     UnavailableError,
     UsageError,
 )
+from mloci.ops.sign import bundle_referrers, fetch_bundle
 from mloci.ops.wheel import (
     ReleasePushResult,
     list_projects,
@@ -52,7 +55,7 @@ from mloci.ops.wheel import (
     publish,
     read_release,
 )
-from mloci.pyindex import negotiation, pages
+from mloci.pyindex import attestations, negotiation, pages, provenance
 from mloci.pyindex.cache import Spool, UpstreamCache
 from mloci.pyindex.upstream import Upstream, UpstreamError, UpstreamProject, versions_of
 from mloci.python.artifact import Release
@@ -60,6 +63,8 @@ from mloci.python.distribution import hash_stream, read_upload
 from mloci.python.filenames import is_project_name, normalize_name, parse_version
 from mloci.store import RegistryStore, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
+from mloci.trust import Rejected
+from mloci.trust.bundle import PREDICATE_ANNOTATION
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
 
@@ -74,6 +79,8 @@ _MAX_CLIENT_STORES: Final = 64
 _READ_AHEAD: Final = 1
 _MAX_FORM_FIELDS: Final = 1000
 _MAX_FIELD_SIZE: Final = 4 << 20  # long descriptions travel as a form field
+_ATTESTED_SECONDS: Final = 30.0  # a newly attached attestation shows on pages within this
+_MAX_ATTESTED: Final = 4096
 _UPLOAD_DIGESTS: Final = (
     ("sha256_digest", "sha256"),
     ("blake2_256_digest", "blake2_256"),
@@ -96,6 +103,7 @@ class IndexConfig:
     redirect_upstream_files: bool = False  # True: send clients to the upstream's file URLs
     require_auth: bool = False  # refuse requests without credentials (reads too)
     cache_namespace: str | None = None  # keep verified upstream files as releases under this namespace
+    upstream_ca_file: str | None = None  # PEM CAs trusted for upstreams, besides the system's
 
     @property
     def base(self) -> str:
@@ -126,7 +134,8 @@ class IndexConfig:
         if self.upstream_timeout <= 0:
             raise UsageError("the upstream timeout must be positive")
         for url in self.upstreams:
-            Upstream(url).close()  # UsageError for anything but an http(s) URL
+            # UsageError for anything but an http(s) URL, or a CA file that is not PEM.
+            Upstream(url, ca_file=self.upstream_ca_file).close()
 
 
 def registry_store(
@@ -357,8 +366,17 @@ class PackageIndex:
             if config.cache_namespace
             else None
         )
+        # Which files of a release (by digest) some attached bundle attests, for a short while:
+        # a page of many releases would otherwise cost one referrers request per release each time.
+        self._attested: OrderedDict[tuple[str, str], tuple[float, frozenset[str]]] = OrderedDict()
+        self._attested_lock = threading.Lock()
         self.upstreams = [
-            Upstream(url, timeout=config.upstream_timeout, cache_seconds=config.upstream_cache_seconds)
+            Upstream(
+                url,
+                timeout=config.upstream_timeout,
+                cache_seconds=config.upstream_cache_seconds,
+                ca_file=config.upstream_ca_file,
+            )
             for url in config.upstreams
         ]
 
@@ -433,7 +451,8 @@ class PackageIndex:
         chosen = _negotiate(request)
         if chosen is None:
             return _text("406 Not Acceptable: this index serves " + ", ".join(negotiation.OFFERED), 406)
-        releases = self.private_releases(self.store(request), name)
+        store = self.store(request)
+        releases = self.private_releases(store, name)
         if releases is None and self.upstreams:
             try:
                 project = self.upstream_project(name)
@@ -450,10 +469,88 @@ class PackageIndex:
                 # Never upstream: a private or reserved name is served from the registry alone.
                 return _text(f"{name} is a private project in {self.config.base} with no files", 404)
             return _text(f"no project named {name!r} in {self.config.base}", 404)
-        links = pages.links(name, releases)
+        links = self._with_provenance(store, name, releases, pages.links(name, releases))
         if chosen == negotiation.JSON_V1:
             return self._page(pages.project_json(name, releases, links), chosen)
         return self._page(pages.project_html(name, links).encode(), chosen)
+
+    def file_attestations(
+        self, store: RegistryStore, project: str, release: Release
+    ) -> dict[str, list[provenance.FileAttestation]]:
+        """PEP 740 attestations per file name, from the keyless bundles attached to ``release``."""
+        repository = self.config.repository(project)
+        found: dict[str, list[provenance.FileAttestation]] = {}
+        for entry in bundle_referrers(store, repository, release.digest):
+            if (entry.annotations or {}).get(PREDICATE_ANNOTATION) not in (None, *provenance.PREDICATE_TYPES):
+                continue  # e.g. a signature of the release (cosign/sign/v1): no need to fetch it
+            try:
+                data = fetch_bundle(store, repository, release.digest, entry)
+            except Rejected as exc:
+                log.warning("%s %s: %s", project, release.version, exc)
+                continue
+            for file in release.files:
+                made = provenance.attestation_for(data, file.filename, file.sha256) if file.sha256 else None
+                if made is not None:
+                    found.setdefault(file.filename, []).append(made)
+        return found
+
+    def _with_provenance(
+        self, store: RegistryStore, project: str, releases: list[Release], links: list[pages.FileLink]
+    ) -> list[pages.FileLink]:
+        """``links`` with a PEP 740 provenance URL on each file some attached bundle attests."""
+
+        def attested_in(release: Release) -> set[tuple[str, str]]:
+            key = (project, str(release.digest))
+            now = time.monotonic()
+            with self._attested_lock:
+                hit = self._attested.get(key)
+            if hit is not None and hit[0] > now:
+                return {(release.version, name) for name in hit[1]}
+            try:
+                names = frozenset(self.file_attestations(store, project, release))
+            except MlociError as exc:  # provenance is extra: the page still lets clients install
+                log.warning("no provenance for %s %s: %s", project, release.version, exc)
+                return set()
+            with self._attested_lock:
+                self._attested[key] = (now + _ATTESTED_SECONDS, names)
+                self._attested.move_to_end(key)
+                while len(self._attested) > _MAX_ATTESTED:
+                    self._attested.popitem(last=False)
+            return {(release.version, name) for name in names}
+
+        # One referrers request per release, as many at once as list_releases reads releases.
+        if len(releases) <= 1:
+            found = [attested_in(release) for release in releases]
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(releases))) as pool:
+                found = list(pool.map(attested_in, releases))
+        attested: set[tuple[str, str]] = set().union(*found)
+        return [
+            dataclasses.replace(link, provenance=pages.provenance_url(project, link.version, link.filename))
+            if (link.version, link.filename) in attested
+            else link
+            for link in links
+        ]
+
+    def provenance_file(self, request: Request) -> Response:
+        """GET /provenance/<project>/<version>/<file>: the PEP 740 provenance object of a registry file."""
+        project = request.path_params["project"]
+        filename = request.path_params["filename"]
+        if not is_project_name(project) or normalize_name(project) != project:
+            return _text(f"no project named {project!r}", 404)
+        store = self.store(request)
+        try:
+            version = parse_version(request.path_params["version"])
+        except UsageError:
+            return _text(f"no version {request.path_params['version']!r} of {project}", 404)
+        release = read_release(store, self.config.repository(project), version)
+        if release is None or release.file(filename) is None:
+            return _text(f"no file {filename} in {project} {version}", 404)
+        found = self.file_attestations(store, project, release).get(filename, [])
+        if not found:
+            return _text(f"no provenance for {filename}: no keyless attestation of it is attached", 404)
+        headers = {"Cache-Control": "no-cache"}  # more attestations may be attached
+        return Response(provenance.document(found), media_type=provenance.MEDIA_TYPE, headers=headers)
 
     def _cached_page(self, name: str, releases: list[Release], chosen: str) -> Response:
         links = [
@@ -549,17 +646,46 @@ class PackageIndex:
         if self.is_private(store, project):
             return _text(f"{project} is a private project: its files are served only from the registry", 404)
         is_metadata = filename.endswith(".metadata")
-        if self.cache is not None:
-            # The cache is the server's: read (as it was written) with the server's credentials.
-            own = self.stores.get(None)
-            cached = self.cache.file(own, project, filename.removesuffix(".metadata"))
-            descriptor = (cached.metadata if is_metadata else cached.layer) if cached else None
-            if descriptor is not None:
-                return self._registry_file(request, own, self.cache.repository(project), descriptor, filename)
-        found = self.upstream_project(project)
-        file = found.file(filename.removesuffix(".metadata") if is_metadata else filename) if found else None
+        dist_name = filename.removesuffix(".metadata") if is_metadata else filename
+        cache = self.cache
+        # The cache is the server's: read (as it was written) with the server's credentials.
+        own = self.stores.get(None) if cache is not None else store
+        cached = cache.file(own, project, dist_name) if cache is not None else None
+        cached_descriptor = (cached.metadata if is_metadata else cached.layer) if cached else None
+        cache_repository = cache.repository(project) if cache is not None else None
+
+        def from_cache(descriptor: Descriptor, repository: Reference) -> Response:
+            return self._registry_file(request, own, repository, descriptor, filename)
+
+        try:
+            found = self.upstream_project(project)
+        except UpstreamError as exc:
+            if cached_descriptor is None or cache_repository is None:
+                raise
+            # What the cache is for: installs keep working while the upstream is down.
+            log.warning("serving %s of %s from the upstream cache: %s", filename, project, exc)
+            return from_cache(cached_descriptor, cache_repository)
+        file = found.file(dist_name) if found else None
         if found is None or file is None or (is_metadata and file.core_metadata is None):
+            # Also when a cached copy exists: a file the upstream withdrew is no longer served.
             return _text(f"no file {filename} in {project} upstream", 404)
+        # A cached copy is served only while the page lists the same file (a release layer's digest
+        # is its sha256, verified as the registry's bytes stream); else the upstream's is.
+        page_sha256 = file.hashes.get("sha256")
+        stale = cached is not None and page_sha256 is not None and page_sha256 != cached.sha256
+        if cached_descriptor is not None and cache_repository is not None and page_sha256 and not stale:
+            page_metadata = (file.core_metadata or {}).get("sha256")
+            if not is_metadata or page_metadata in (None, cached_descriptor.digest.encoded):
+                return from_cache(cached_descriptor, cache_repository)
+        if stale and cached is not None:
+            log.warning(
+                "%s of %s changed upstream since it was cached (cached sha256 %s, the page now lists %s): "
+                "serving the upstream's file; the cached copy stays as it is",
+                dist_name,
+                project,
+                cached.sha256,
+                page_sha256,
+            )
         url = f"{file.url}.metadata" if is_metadata else file.url
         hashes = (file.core_metadata or {}) if is_metadata else file.hashes
         if self.config.redirect_upstream_files:
@@ -581,7 +707,12 @@ class PackageIndex:
             response.release_conn()
             return Response(None, media_type=media_type, headers=headers)
         body = _aborting(chunks, what)
-        spool = self.cache.spool(project, filename, dict(hashes)) if self.cache and not is_metadata else None
+        # A changed file cannot replace the cached one (a release file never changes): not spooled.
+        spool = (
+            cache.spool(project, filename, dict(hashes), file.upload_time)
+            if cache and not is_metadata and not stale
+            else None
+        )
         return StreamingResponse(
             _teed(body, spool) if spool else body, media_type=media_type, headers=headers
         )
@@ -637,14 +768,15 @@ class PackageIndex:
             )
         if filetype is not None and filetype != dist.kind.value:
             raise UsageError(f"{filename} is a {dist.kind.value}, but the upload says {filetype!r}")
+        attested = _field(form, "attestations")
+        bundles = attestations.parse_upload(attested, dist.filename, dist.digest.encoded) if attested else []
         store = self.stores.get(creds, anonymous=True)
-        return publish(
-            store,
-            self.config.repository(dist.project),
-            [dist],
-            git=None,
-            concurrency=self.config.options.concurrency,
-        )
+        repository = self.config.repository(dist.project)
+        result = publish(store, repository, [dist], git=None, concurrency=self.config.options.concurrency)
+        if bundles:  # PEP 740: kept as referrers (publish carries those of the other files along)
+            release = store.resolve(repository.with_digest(result.digest))
+            attestations.attach_all(store, repository, release, bundles)
+        return result
 
 
 class _EndAborted:
@@ -692,6 +824,7 @@ def create_app(config: IndexConfig) -> Starlette:
         Route("/simple/{project}/", index.project_page, methods=["GET"]),
         Route("/packages/{project}/{version}/{filename}", index.download, methods=["GET"]),
         Route("/upstream/{project}/{filename}", index.upstream_download, methods=["GET"]),
+        Route("/provenance/{project}/{version}/{filename}", index.provenance_file, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

@@ -24,6 +24,7 @@ from mloci.ops.wheel import list_releases, project_repository, publish, read_rel
 from mloci.python.artifact import Release, ReleaseFile
 from mloci.python.distribution import read_distribution
 from mloci.python.filenames import parse_filename
+from mloci.python.uploadtime import parse_time
 from mloci.store import RegistryStore
 from mloci.types.reference import Reference
 
@@ -33,10 +34,13 @@ log = logging.getLogger("mloci.pyindex")
 class Spool:
     """One upstream file being written aside while it streams to a client."""
 
-    def __init__(self, cache: UpstreamCache, project: str, filename: str, sha256: str) -> None:
+    def __init__(
+        self, cache: UpstreamCache, project: str, filename: str, sha256: str, upload_time: str | None = None
+    ) -> None:
         self._cache = cache
         self.project = project
         self.sha256 = sha256
+        self.upload_time = upload_time
         self.directory = Path(tempfile.mkdtemp(prefix="mloci-upstream-"))
         self.path = self.directory / filename
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -81,14 +85,17 @@ class UpstreamCache:
         release = read_release(store, self.repository(project), version)
         return release.file(filename) if release is not None else None
 
-    def spool(self, project: str, filename: str, hashes: dict[str, str]) -> Spool | None:
-        """A spool for a file worth caching (a wheel or sdist with a sha256), else None."""
+    def spool(
+        self, project: str, filename: str, hashes: dict[str, str], upload_time: str | None = None
+    ) -> Spool | None:
+        """A spool for a file worth caching (a wheel or sdist with a sha256), else None; the cached
+        file keeps the upstream's ``upload_time`` (PEP 700) when its page gave one."""
         sha256 = hashes.get("sha256")
         try:
             parse_filename(filename)
         except UsageError:
             return None
-        return Spool(self, project, filename, sha256) if sha256 else None
+        return Spool(self, project, filename, sha256, parse_time(upload_time)) if sha256 else None
 
     def submit(self, spool: Spool) -> None:
         try:
@@ -102,7 +109,13 @@ class UpstreamCache:
             if dist.digest.encoded != spool.sha256:
                 log.error("not caching %s: its sha256 changed on disk", dist.filename)
                 return
-            publish(self._store(), self.repository(spool.project), [dist], concurrency=self._concurrency)
+            publish(
+                self._store(),
+                self.repository(spool.project),
+                [dist],
+                concurrency=self._concurrency,
+                created=spool.upload_time,
+            )
             log.info("cached %s in %s", dist.filename, self.repository(spool.project))
         except MlociError as exc:
             log.warning("could not cache %s: %s", spool.path.name, exc)

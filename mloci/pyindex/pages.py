@@ -31,8 +31,8 @@ class FileLink:
     metadata_sha256: str | None  # the PEP 658 .metadata file's hash; None: no .metadata served
     yanked: str | None  # None: not yanked; "" yanked without a reason
     other_hashes: tuple[tuple[str, str], ...] = ()  # more hashes an upstream published, preserved
-    upload_time: str | None = None  # PEP 700, ISO 8601 (upstream files only: releases record no time)
-    provenance: str | None = None  # PEP 740 provenance URL (an upstream's, passed on as it is)
+    upload_time: str | None = None  # PEP 700, ISO 8601 (a registry file's layer annotation, docs/wheels.md)
+    provenance: str | None = None  # PEP 740 provenance URL (an upstream's as it is, or this server's)
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -42,6 +42,11 @@ class FileLink:
 def file_url(project: str, version: str, filename: str) -> str:
     """Where a file is served, relative to the project page."""
     return f"../../packages/{quote(project, safe='')}/{quote(version, safe='')}/{quote(filename, safe='')}"
+
+
+def provenance_url(project: str, version: str, filename: str) -> str:
+    """Where a registry file's PEP 740 provenance is served, relative to the project page."""
+    return f"../../provenance/{quote(project, safe='')}/{quote(version, safe='')}/{quote(filename, safe='')}"
 
 
 def links(project: str, releases: Sequence[Release]) -> list[FileLink]:
@@ -63,6 +68,7 @@ def links(project: str, releases: Sequence[Release]) -> list[FileLink]:
                     and metadata.digest.algorithm == "sha256"
                     else None,
                     yanked=release.yanked,
+                    upload_time=file.upload_time,
                 )
             )
     return found

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -332,6 +333,25 @@ def _freshness(cache_control: str | None, cap: float) -> float:
     return cap
 
 
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verified TLS: the system's CAs, plus those in ``ca_file`` (a PEM bundle) when given.
+
+    Added, not instead: one server often has a public upstream (pypi.org) and a private one
+    behind the company's CA. UsageError when the file cannot be read as PEM certificates.
+    """
+    context = ssl.create_default_context()
+    if ca_file:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UsageError(
+                f"cannot use {ca_file!r} as the upstream CA file: {reason}",
+                hint="give a PEM file of CA certificates",
+            ) from None
+    return context
+
+
 @dataclass
 class Upstream:
     """One upstream index: its simple URL (credentials in it are sent only to its own host)."""
@@ -371,7 +391,7 @@ class Upstream:
             maxsize=32,
             block=False,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=self.ca_file,
+            ssl_context=tls_context(self.ca_file),
             retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
             headers={"User-Agent": "mloci-index"},
         )
@@ -399,6 +419,8 @@ class Upstream:
         text = str(reason)
         if "timed out" in text.lower() or isinstance(reason, TimeoutError):
             text = f"timed out after {self.timeout:g} s"
+        elif isinstance(reason, ssl.SSLCertVerificationError) or "certificate verify failed" in text:
+            text = "its TLS certificate is not trusted (give its CA with --upstream-ca-file)"
         elif "refused" in text.lower():
             text = "connection refused"
         elif "resolve" in text.lower() or "name or service" in text.lower():

@@ -16,6 +16,7 @@ from mloci.bundle.git import GitState
 from mloci.errors import ConflictError, RegistryError, UsageError
 from mloci.python.distribution import Distribution
 from mloci.python.filenames import DistKind, parse_filename, parse_version
+from mloci.python.uploadtime import parse_time
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -54,6 +55,11 @@ class ReleaseFile:
     @property
     def sha256(self) -> str | None:
         return self.layer.digest.encoded if self.layer.digest.algorithm == "sha256" else None
+
+    @property
+    def upload_time(self) -> str | None:
+        """PEP 700 ``upload-time`` (RFC 3339 UTC) when the file's layer records one (docs/wheels.md)."""
+        return parse_time(self.layer.annotation(ann.CREATED))
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,9 @@ class Release:
         )
 
 
-def _file_layers(dist: Distribution, git: GitState | None) -> tuple[list[Descriptor], list[Blob]]:
+def _file_layers(
+    dist: Distribution, git: GitState | None, created: str | None
+) -> tuple[list[Descriptor], list[Blob]]:
     metadata_blob = Blob.of_bytes(METADATA_LAYER, dist.metadata.raw) if dist.kind is DistKind.WHEEL else None
     notes = {ann.TITLE: dist.filename, FILETYPE: dist.kind.value}
     if dist.metadata.requires_python:
@@ -123,6 +131,8 @@ def _file_layers(dist: Distribution, git: GitState | None) -> tuple[list[Descrip
         notes[CORE_METADATA] = str(metadata_blob.descriptor.digest)
     if git is not None:
         notes[ann.REVISION] = git.sha
+    if created is not None:
+        notes[ann.CREATED] = created  # PEP 700 upload-time
     layer = Descriptor(
         media_type=LAYER_TYPES[dist.kind],
         digest=dist.digest,
@@ -166,8 +176,15 @@ class Plan:
         return not self.added
 
 
-def merge(current: Release | None, dists: Sequence[Distribution], git: GitState | None = None) -> Plan:
-    """The release with ``dists`` added. ConflictError when a file name is published with other content."""
+def merge(
+    current: Release | None,
+    dists: Sequence[Distribution],
+    git: GitState | None = None,
+    *,
+    created: str | None = None,
+) -> Plan:
+    """The release with ``dists`` added (new files stamped ``created``, their PEP 700 upload time).
+    ConflictError when a file name is published with other content."""
     if not dists:
         raise UsageError("no distribution files to publish")
     first = dists[0]
@@ -202,7 +219,7 @@ def merge(current: Release | None, dists: Sequence[Distribution], git: GitState 
                 )
             present.append(filename)
             continue
-        layers, file_blobs = _file_layers(dist, git)
+        layers, file_blobs = _file_layers(dist, git, created)
         groups[filename] = layers
         blobs.extend(file_blobs)
         added.append(filename)

@@ -5,7 +5,8 @@
 - :mod:`mloci.trust.dsse`: DSSE envelopes and their pre-authentication encoding.
 - :mod:`mloci.trust.intoto`: in-toto Statement v1 and SLSA Provenance v1.
 - :mod:`mloci.trust.bundle`: sigstore bundles v0.3 (key-based, written and verified here).
-- :mod:`mloci.trust.rekor`: Rekor v1 evidence (inclusion proof, checkpoint, SET) checked offline.
+- :mod:`mloci.trust.rekor`: Rekor v1 and v2 evidence (inclusion proof, checkpoint, SET) checked offline.
+- :mod:`mloci.trust.timestamp`: RFC 3161 signed timestamps checked against the root's TSAs.
 - :mod:`mloci.trust.keyless`: keyless bundle verification against a trusted root (``sigstore`` extra).
 - :mod:`mloci.trust.verifier`: whose signature counts (key or identity) and offline bundle checks.
 - :mod:`mloci.trust.model_signing`: OpenSSF Model Signing v1.0 statements over a file tree.
@@ -14,6 +15,8 @@ Nothing here opens a store; dependencies point down only (``types``, ``errors``)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from mloci.types.text import escape_controls
 
@@ -35,3 +38,13 @@ def shown(value: object, limit: int = 200) -> str:
     """
     escaped = escape_controls(str(value))
     return escaped if len(escaped) <= limit else escaped[:limit] + "…"
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: outside input navigated without crashing."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []

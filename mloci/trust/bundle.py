@@ -25,14 +25,15 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
-from mloci.trust import Rejected, rekor, shown
-from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, b64decode, sign_envelope, signed_by
+from mloci.trust import Rejected, items, obj, rekor, shown, timestamp
+from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, b64decode, pae, sign_envelope, signed_by
 from mloci.trust.intoto import COSIGN_SIGN_V1, STATEMENT_TYPE, check_statement
 from mloci.trust.keys import PrivateKey, PublicKey, key_hint, spki_der
 from mloci.types import jsontext
@@ -94,7 +95,7 @@ class Bundle:
         material = document.get("verificationMaterial")
         if not isinstance(material, dict):
             raise ValueError("verificationMaterial is missing")
-        hint = (material.get("publicKey") or {}).get("hint")
+        hint = obj(material.get("publicKey")).get("hint")
         certificate: bytes | None = None
         try:
             if isinstance(material.get("certificate"), dict):
@@ -209,7 +210,7 @@ class Verified:
     signer: str  # "key <hint>" or the certificate identity
     issuer: str | None = None
     log: rekor.LogEvidence | None = None
-    timestamps: int = 0
+    timestamps: tuple[datetime, ...] = ()  # genTime of each verified RFC 3161 timestamp
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -218,15 +219,8 @@ class Verified:
             "predicateType": self.predicate_type,
             "signer": self.signer,
             "issuer": self.issuer,
-            "transparencyLog": (
-                {
-                    "logIndex": self.log.log_index,
-                    "integratedTime": self.log.integrated_time.isoformat(),
-                    "log": self.log.log_url,
-                }
-                if self.log
-                else None
-            ),
+            "transparencyLog": self.log.to_json() if self.log else None,
+            "timestamps": [moment.isoformat() for moment in self.timestamps],
         }
 
 
@@ -249,6 +243,13 @@ def _pem_key(data: bytes) -> PublicKey | None:
 
 
 def _same_key(pem_b64: Any, key: PublicKey) -> bool:
+    """Whether a logged verifier is ``key``: base64 PEM (Rekor v1) or ``{publicKey: {rawBytes}}`` (v2)."""
+    if isinstance(pem_b64, dict):
+        raw = obj(pem_b64.get("publicKey")).get("rawBytes")
+        try:
+            return isinstance(raw, str) and base64.b64decode(raw, validate=True) == spki_der(key)
+        except (binascii.Error, ValueError):
+            return False
     if not isinstance(pem_b64, str):
         return False
     try:
@@ -266,28 +267,90 @@ def bind_entry(body: dict[str, Any], bundle: Bundle, verifier_matches: Any) -> N
     kind, spec = body.get("kind"), body.get("spec")
     if not isinstance(spec, dict):
         raise Rejected("transparency log entry: the body has no spec", 6)
+    if body.get("apiVersion") == rekor.V2:
+        _bind_v2(kind, spec, bundle, verifier_matches)
+        return
     signature = base64.b64encode(bundle.signature).decode()
-    if kind == "hashedrekord" and bundle.content == "message-signature":
-        logged_hash = ((spec.get("data") or {}).get("hash") or {}).get("value")
-        if bundle.message_digest is None or logged_hash != bundle.message_digest.hex():
+    if kind == "hashedrekord":
+        logged_hash = obj(obj(spec.get("data")).get("hash")).get("value")
+        expected: str | None
+        if bundle.envelope is not None:
+            # A DSSE bundle logged as hashedrekord (sigstore client spec): the hash of the PAE.
+            expected = hashlib.sha256(pae(bundle.envelope.payload_type, bundle.envelope.payload)).hexdigest()
+        else:
+            expected = bundle.message_digest.hex() if bundle.message_digest is not None else None
+        if expected is None or logged_hash != expected:
             raise Rejected("transparency log entry: it logs another artifact hash", 6)
-        logged = spec.get("signature") or {}
+        logged = obj(spec.get("signature"))
         if logged.get("content") != signature:
             raise Rejected("transparency log entry: it logs another signature", 6)
-        if not verifier_matches((logged.get("publicKey") or {}).get("content")):
+        if not verifier_matches(obj(logged.get("publicKey")).get("content")):
             raise Rejected("transparency log entry: it logs another key or certificate", 6)
         return
     if kind == "dsse" and bundle.envelope is not None:
-        payload_hash = (spec.get("payloadHash") or {}).get("value")
+        payload_hash = obj(spec.get("payloadHash")).get("value")
         if payload_hash != hashlib.sha256(bundle.envelope.payload).hexdigest():
             raise Rejected("transparency log entry: it logs another payload", 6)
-        for item in spec.get("signatures") or []:
+        for item in items(spec.get("signatures")):
             if isinstance(item, dict) and item.get("signature") == signature:
                 if verifier_matches(item.get("verifier")):
                     return
                 raise Rejected("transparency log entry: it logs another key or certificate", 6)
         raise Rejected("transparency log entry: it logs another signature", 6)
     raise Rejected(f"transparency log entry: kind {shown(kind)!r} does not match the bundle's content", 6)
+
+
+def _logged_bytes(value: Any) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _bind_v2(kind: Any, spec: dict[str, Any], bundle: Bundle, verifier_matches: Any) -> None:
+    """Rekor v2 bodies (rekor-tiles ``hashedrekord.proto``/``dsse.proto``, protojson): bytes are base64.
+
+    ``hashedRekordV002``: ``data.digest`` is the artifact's SHA-256 (message signatures) or the
+    SHA-256 of the DSSE PAE (DSSE bundles, as sigstore clients log them on Rekor v2), with
+    ``signature.content`` and ``signature.verifier``. ``dsseV002``: ``payloadHash`` and the
+    signatures with their verifiers.
+    """
+    if kind == "hashedrekord" and isinstance(spec.get("hashedRekordV002"), dict):
+        entry = spec["hashedRekordV002"]
+        data = obj(entry.get("data"))
+        if data.get("algorithm") != "SHA2_256":
+            raise Rejected("transparency log entry: the logged digest is not SHA2_256", 6)
+        if bundle.envelope is not None:
+            expected = hashlib.sha256(pae(bundle.envelope.payload_type, bundle.envelope.payload)).digest()
+        else:
+            expected = bundle.message_digest or b""
+        if _logged_bytes(data.get("digest")) != expected:
+            raise Rejected("transparency log entry: it logs another artifact hash", 6)
+        logged = obj(entry.get("signature"))
+        if _logged_bytes(logged.get("content")) != bundle.signature:
+            raise Rejected("transparency log entry: it logs another signature", 6)
+        if not verifier_matches(obj(logged.get("verifier"))):
+            raise Rejected("transparency log entry: it logs another key or certificate", 6)
+        return
+    if kind == "dsse" and bundle.envelope is not None and isinstance(spec.get("dsseV002"), dict):
+        entry = spec["dsseV002"]
+        payload_hash = obj(entry.get("payloadHash"))
+        if (
+            payload_hash.get("algorithm") != "SHA2_256"
+            or _logged_bytes(payload_hash.get("digest")) != hashlib.sha256(bundle.envelope.payload).digest()
+        ):
+            raise Rejected("transparency log entry: it logs another payload", 6)
+        for item in items(entry.get("signatures")):
+            if isinstance(item, dict) and _logged_bytes(item.get("content")) == bundle.signature:
+                if verifier_matches(obj(item.get("verifier"))):
+                    return
+                raise Rejected("transparency log entry: it logs another key or certificate", 6)
+        raise Rejected("transparency log entry: it logs another signature", 6)
+    raise Rejected(
+        f"transparency log entry: Rekor v2 kind {shown(kind)!r} does not match the bundle's content", 6
+    )
 
 
 def verify_with_key(
@@ -327,12 +390,14 @@ def verify_with_key(
         if predicate_type not in (None, COSIGN_SIGN_V1):
             raise Rejected("a message signature carries no attestation", 4)
     evidence: rekor.LogEvidence | None = None
+    times: list[datetime] = []
     if trusted_root is not None:
         if not bundle.tlog_entries and require_tlog:
             raise Rejected("the bundle has no transparency-log entry", 6)
+        times = timestamp.verify_timestamps(bundle.document, bundle.signature, trusted_root)
         logs = rekor.log_keys(trusted_root)
         for entry in bundle.tlog_entries:
-            evidence = rekor.verify_entry(entry, logs)
+            evidence = rekor.verify_entry(entry, logs, times)
             bind_entry(rekor.entry_body(entry), bundle, lambda value: _same_key(value, key))
     elif require_tlog:
         raise Rejected("transparency-log inclusion was required but no trusted root was given", 6)
@@ -343,4 +408,5 @@ def verify_with_key(
         statement=statement,
         signer=f"key {key_hint(key)}",
         log=evidence,
+        timestamps=tuple(times),
     )

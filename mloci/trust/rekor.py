@@ -1,4 +1,4 @@
-"""Transparency-log evidence in sigstore bundles (Rekor v1), checked offline against a trusted root.
+"""Transparency-log evidence in sigstore bundles (Rekor v1 and v2), checked offline against a trusted root.
 
 For one ``tlogEntries[]`` item this verifies, with ``cryptography`` only:
 
@@ -11,6 +11,10 @@ For one ``tlogEntries[]`` item this verifies, with ``cryptography`` only:
   canonical JSON ``{body, integratedTime, logID, logIndex}``;
 - that the log id names a log of the trusted root, valid at the integrated time.
 
+Rekor v2 entries (rekor-tiles, kind version ``0.0.2``) have no integrated time and no SET: the
+checkpoint's origin must be the log's host name, and the log's key valid at the bundle's verified
+RFC 3161 times (:func:`verify_entry`'s ``times``).
+
 Binding the entry to the signature (same artifact hash, signature and key) is the caller's job:
 :func:`entry_body` returns the logged body. ``envelopeHash`` of a ``dsse`` entry depends on how
 the signer serialized the envelope, so callers bind through payload hash, signature and verifier.
@@ -22,13 +26,14 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from mloci.trust import Rejected
+from mloci.trust import Rejected, items, obj, shown
 from mloci.trust.keys import PublicKey, verifies
 from mloci.types import jsontext
 
@@ -52,6 +57,14 @@ def _int(value: Any, what: str) -> int:
         raise Rejected(f"transparency log entry: {what} is not a number", _RANK) from None
 
 
+def _moment(seconds: int) -> datetime:
+    """The UTC time of a log's integrated time; Rejected when it is no time at all (out of range)."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise Rejected(f"transparency log entry: integrated time {seconds} is out of range", _RANK) from None
+
+
 def _time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -69,13 +82,13 @@ class LogKey:
     base_url: str
 
     def valid_at(self, moment: datetime) -> bool:
-        return (self.start is None or self.start <= moment) and (self.end is None or moment < self.end)
+        return (self.start is None or self.start <= moment) and (self.end is None or moment <= self.end)
 
 
 def log_keys(trusted_root: dict[str, Any], section: str = "tlogs") -> list[LogKey]:
     """The logs of a sigstore ``trusted_root.json`` section (``tlogs`` or ``ctlogs``) with usable keys."""
     found: list[LogKey] = []
-    for item in trusted_root.get(section) or []:
+    for item in items(trusted_root.get(section)):
         try:
             raw = base64.b64decode(item["publicKey"]["rawBytes"])
             log_id = base64.b64decode(item["logId"]["keyId"])
@@ -86,7 +99,7 @@ def log_keys(trusted_root: dict[str, Any], section: str = "tlogs") -> list[LogKe
 
         if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
             continue
-        valid = item["publicKey"].get("validFor") or {}
+        valid = obj(item["publicKey"].get("validFor"))
         found.append(
             LogKey(
                 log_id, key, _time(valid.get("start")), _time(valid.get("end")), str(item.get("baseUrl", ""))
@@ -132,13 +145,17 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: list[bytes], roo
     return sn == 0 and current == root
 
 
-def _check_checkpoint(envelope: Any, log: LogKey, size: int, root: bytes) -> None:
+def _check_checkpoint(envelope: Any, log: LogKey, size: int, root: bytes, origin: str | None = None) -> None:
     if not isinstance(envelope, str) or "\n\n" not in envelope:
         raise Rejected("transparency log entry: the checkpoint is missing or malformed", _RANK)
     body, _, signatures = envelope.partition("\n\n")
     lines = body.split("\n")
     if len(lines) < 3:
         raise Rejected("transparency log entry: the checkpoint is malformed", _RANK)
+    if origin is not None and lines[0] != origin:
+        raise Rejected(
+            f"transparency log entry: the checkpoint is from {shown(lines[0])!r}, not {origin!r}", _RANK
+        )
     if lines[1] != str(size) or lines[2] != base64.b64encode(root).decode():
         raise Rejected("transparency log entry: the checkpoint does not match the inclusion proof", _RANK)
     message = (body + "\n").encode()
@@ -174,50 +191,109 @@ def _check_set(entry: dict[str, Any], log: LogKey, index: int, integrated: int) 
 @dataclass(frozen=True)
 class LogEvidence:
     log_index: int
-    integrated_time: datetime
+    integrated_time: datetime | None  # Rekor v1 only; a Rekor v2 entry has no integrated time
     log_url: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "logIndex": self.log_index,
+            "integratedTime": self.integrated_time.isoformat() if self.integrated_time else None,
+            "log": self.log_url,
+        }
+
+
+V1: Final = "0.0.1"
+V2: Final = "0.0.2"
 
 
 def is_v1(entry: dict[str, Any]) -> bool:
-    """Whether the entry is a Rekor v1 entry (kind version 0.0.1), the form :func:`verify_entry` checks."""
-    return (entry.get("kindVersion") or {}).get("version") == "0.0.1"
+    """Whether the entry is a Rekor v1 entry (kind version 0.0.1)."""
+    return obj(entry.get("kindVersion")).get("version") == V1
 
 
-def verify_entry(entry: dict[str, Any], logs: list[LogKey]) -> LogEvidence:
-    """Check one Rekor v1 ``tlogEntries[]`` item against the trusted logs; Rejected with the reason otherwise.
+def _origin(base_url: str) -> str:
+    """A Rekor v2 log's checkpoint origin: its base URL without the scheme (``log2025-1.rekor.sigstore.dev``)."""
+    return base_url.split("://", 1)[-1].rstrip("/")
 
-    Rekor v2 entries (kind version 0.0.2: no integrated time, another body shape) are refused
-    with that reason; keyless bundles have them checked by sigstore-python instead.
+
+def verify_entry(entry: dict[str, Any], logs: list[LogKey], times: Sequence[datetime] = ()) -> LogEvidence:
+    """Check one ``tlogEntries[]`` item against the trusted logs; Rejected with the reason otherwise.
+
+    Rekor v1 (kind version 0.0.1): the log's key valid at the integrated time, inclusion proof,
+    checkpoint and SET (where present). Rekor v2 (0.0.2, rekor-tiles): no integrated time and no
+    SET; the inclusion proof and the checkpoint, whose origin must be the log's host name, and the
+    log's key valid at each of ``times`` (the bundle's verified RFC 3161 timestamps).
     """
-    if not is_v1(entry):
-        kind = entry.get("kindVersion") or {}
+    kind = obj(entry.get("kindVersion"))
+    version = kind.get("version") if isinstance(kind, dict) else None
+    if version not in (V1, V2):
         raise Rejected(
-            f"transparency log entry: {kind.get('kind')!r} {kind.get('version')!r} entries (Rekor v2) are "
-            "checked for keyless bundles only",
+            f"transparency log entry: kind version {shown(version)!r} is neither Rekor v1 (0.0.1) nor v2 (0.0.2)",
             _RANK,
         )
-    log_id = _b64((entry.get("logId") or {}).get("keyId"), "logId")
+    log_id = _b64(obj(entry.get("logId")).get("keyId"), "logId")
     log = next((candidate for candidate in logs if candidate.log_id == log_id), None)
     if log is None:
         raise Rejected("transparency log entry: its log is not in the trusted root", _RANK)
     body = _b64(entry.get("canonicalizedBody"), "canonicalizedBody")
-    index = _int(entry.get("logIndex"), "logIndex")
-    integrated = _int(entry.get("integratedTime"), "integratedTime")
-    moment = datetime.fromtimestamp(integrated, UTC)
-    if not log.valid_at(moment):
-        raise Rejected("transparency log entry: the log's key was not valid at the integrated time", _RANK)
+    # protojson omits zero values: a Rekor v2 shard's first entry has no "logIndex".
+    index = _int(entry.get("logIndex", "0" if version == V2 else None), "logIndex")
+    moment: datetime | None = None
+    integrated = 0
+    if version == V1:
+        integrated = _int(entry.get("integratedTime"), "integratedTime")
+        moment = _moment(integrated)
+        if not log.valid_at(moment):
+            raise Rejected(
+                "transparency log entry: the log's key was not valid at the integrated time", _RANK
+            )
+    else:
+        if entry.get("inclusionPromise"):
+            raise Rejected("transparency log entry: a Rekor v2 entry cannot carry a SET", _RANK)
+        for when in times:
+            if not log.valid_at(when):
+                raise Rejected(
+                    f"transparency log entry: the log's key was not valid at the signed time {when.isoformat()}",
+                    _RANK,
+                )
     proof = entry.get("inclusionProof")
     if not isinstance(proof, dict):
         raise Rejected("transparency log entry: there is no inclusion proof", _RANK)
     hashes = proof.get("hashes")
+    if hashes is None and version == V2:
+        hashes = []  # protojson omits an empty list (a tree of one entry)
     if not isinstance(hashes, list):
         raise Rejected("transparency log entry: the inclusion proof has no hashes", _RANK)
     size = _int(proof.get("treeSize"), "treeSize")
     root = _b64(proof.get("rootHash"), "rootHash")
     leaf = hashlib.sha256(b"\x00" + body).digest()
     path = [_b64(h, "inclusion proof hash") for h in hashes]
-    if not verify_inclusion(leaf, _int(proof.get("logIndex"), "inclusion proof logIndex"), size, path, root):
+    proof_index = _int(proof.get("logIndex", 0 if version == V2 else None), "inclusion proof logIndex")
+    if version == V2 and proof_index != index:
+        raise Rejected("transparency log entry: the inclusion proof is for another index", _RANK)
+    if not verify_inclusion(leaf, proof_index, size, path, root):
         raise Rejected("transparency log entry: the inclusion proof does not verify", _RANK)
-    _check_checkpoint((proof.get("checkpoint") or {}).get("envelope"), log, size, root)
-    _check_set(entry, log, index, integrated)
+    origin = _origin(log.base_url) if version == V2 else None
+    _check_checkpoint(obj(proof.get("checkpoint")).get("envelope"), log, size, root, origin)
+    if version == V1:
+        _check_set(entry, log, index, integrated)
     return LogEvidence(index, moment, log.base_url)
+
+
+def verify_promise(
+    body: str, integrated: int, log_index: int, log_id: bytes, signed_entry_timestamp: str, logs: list[LogKey]
+) -> LogEvidence:
+    """A Rekor v1 *inclusion promise* alone (cosign v2's ``dev.sigstore.cosign/bundle`` annotation).
+
+    The SET must verify with the key of a log of the trusted root (``log_id``) valid at
+    ``integrated``; ``body`` is the base64 ``canonicalizedBody`` the caller binds to the signature.
+    """
+    log = next((candidate for candidate in logs if candidate.log_id == log_id), None)
+    if log is None:
+        raise Rejected("transparency log entry: its log is not in the trusted root", _RANK)
+    moment = _moment(integrated)
+    if not log.valid_at(moment):
+        raise Rejected("transparency log entry: the log's key was not valid at the integrated time", _RANK)
+    entry = {"canonicalizedBody": body, "inclusionPromise": {"signedEntryTimestamp": signed_entry_timestamp}}
+    _check_set(entry, log, log_index, integrated)
+    return LogEvidence(log_index, moment, log.base_url)

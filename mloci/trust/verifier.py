@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from mloci.errors import IntegrityError, UsageError
-from mloci.trust import Rejected, rekor
+from mloci.trust import Rejected, legacy_keyless, rekor, shown, timestamp
 from mloci.trust.bundle import Bundle, Verified, verify_with_key
 from mloci.trust.dsse import Envelope, signed_by
-from mloci.trust.intoto import check_statement
-from mloci.trust.keyless import IdentityRule, trusted_root_path, verify_keyless
+from mloci.trust.intoto import COSIGN_SIGN_V1, check_statement
+from mloci.trust.keyless import TRUSTED_ROOT_ENV, IdentityRule, trusted_root_path, verify_keyless
 from mloci.trust.keys import PublicKey, key_hint, load_public_key
 from mloci.types import jsontext
 from mloci.types.digest import Digest, hash_file
@@ -74,6 +74,30 @@ def load_root(path: Path | None) -> dict[str, Any] | None:
     return document
 
 
+def keyless_root(path: Path | None) -> dict[str, Any]:
+    """The trusted root for keyless checks mloci does itself: ``--trusted-root``, $MLOCI_TRUSTED_ROOT,
+    else the public-good root in sigstore-python's TUF cache (read offline)."""
+    document = load_root(path)
+    if document is not None:
+        return document
+    hint = f"pass --trusted-root FILE or set {TRUSTED_ROOT_ENV}"
+    try:
+        from sigstore.errors import Error as SigstoreError  # noqa: PLC0415
+        from sigstore.models import ClientTrustConfig  # noqa: PLC0415
+    except ImportError:
+        raise UsageError("no trusted root for keyless verification", hint=hint) from None
+    try:
+        inner = ClientTrustConfig.production(offline=True).trusted_root._inner
+        loaded = jsontext.loads(inner.to_json())
+    except (SigstoreError, OSError, ValueError) as exc:
+        raise UsageError(
+            f"cannot read sigstore's cached trusted root ({shown(exc, 120)})", hint=hint
+        ) from None
+    if not isinstance(loaded, dict):
+        raise UsageError("sigstore's trusted root is not a JSON object", hint="pass --trusted-root FILE")
+    return loaded
+
+
 def verify_bundle_bytes(
     data: bytes, digest: Digest, rule: TrustRule, *, predicate_type: str | None = None
 ) -> Verified:
@@ -86,15 +110,14 @@ def verify_bundle_bytes(
         verified = verify_keyless(
             data, bundle, digest, rule.identity, trusted_root=rule.trusted_root, predicate_type=predicate_type
         )
-        root = load_root(rule.trusted_root)
-        if root is not None and bundle.tlog_entries:
-            # sigstore-python checked the log; this records which entry (and checks it a second time).
+        root = keyless_root(rule.trusted_root)
+        if root:
+            # sigstore-python checked the log and the timestamps; this records which entry and when,
+            # and is stricter: every timestamp the bundle carries must verify (sigstore skips bad ones).
+            times = timestamp.verify_timestamps(bundle.document, bundle.signature, root)
             logs = rekor.log_keys(root)
-            evidence = [
-                rekor.verify_entry(entry, logs) for entry in bundle.tlog_entries if rekor.is_v1(entry)
-            ]
-            if evidence:
-                verified = replace(verified, log=evidence[0])
+            evidence = [rekor.verify_entry(entry, logs, times) for entry in bundle.tlog_entries]
+            verified = replace(verified, log=evidence[0] if evidence else None, timestamps=tuple(times))
         return verified
     assert rule.key is not None  # noqa: S101
     if bundle.certificate is not None:
@@ -156,11 +179,38 @@ def verify_bundle_file(
     try:
         if _is_bare_envelope(data):
             verified = _verify_bare_envelope(data, digest, rule, predicate_type)
+        elif _blob_bundle(data) is not None:
+            verified = _verify_blob_bundle(data, digest, rule, predicate_type)
         else:
             verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
     except Rejected as rejected:
         raise IntegrityError(f"{path.name} does not verify for {digest}: {rejected.reason}") from None
     return BundleVerifyResult(path, verified)
+
+
+def _blob_bundle(data: bytes) -> dict[str, Any] | None:
+    try:
+        document = jsontext.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return document if legacy_keyless.is_blob_bundle(document) else None
+
+
+def _verify_blob_bundle(data: bytes, digest: Digest, rule: TrustRule, predicate_type: str | None) -> Verified:
+    """cosign v1/v2 ``sign-blob --bundle`` files: a signature over the blob, a certificate, a Rekor SET."""
+    document = _blob_bundle(data)
+    assert document is not None  # noqa: S101
+    if digest.algorithm != "sha256":
+        raise Rejected(f"cosign blob signatures are over SHA-256, not {digest.algorithm}", 2)
+    if predicate_type not in (None, COSIGN_SIGN_V1):
+        raise Rejected("a blob signature carries no attestation", 4)
+    root = keyless_root(rule.trusted_root) if rule.identity is not None else load_root(rule.trusted_root)
+    signed = legacy_keyless.verify_blob_bundle(
+        document, bytes.fromhex(digest.encoded), key=rule.key, rule=rule.identity, root=root
+    )
+    if rule.require_tlog and signed.log is None:
+        raise Rejected("the bundle has no transparency-log entry verified against a trusted root", 6)
+    return Verified("message-signature", digest, None, None, signed.signer, signed.issuer, signed.log)
 
 
 def _is_bare_envelope(data: bytes) -> bool:

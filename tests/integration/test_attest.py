@@ -173,7 +173,7 @@ def test_attest_round_trip_verifies_by_hand_and_with_mloci(
     monkeypatch.setenv("GITHUB_RUN_ID", "42")
     monkeypatch.setenv("GITHUB_REPOSITORY", "octo/model")
     monkeypatch.setenv("GITHUB_SHA", "c" * 40)
-    result = run_json(mloci, "attest", f"{repo}:1.0.0", "--key", private)
+    result = run_json(mloci, "attest", f"{repo}:1.0.0", "--key", private, "--format", "dsse")
     assert result["digest"] == digest and result["predicateType"] == SLSA
 
     statement = result["statement"]
@@ -248,7 +248,7 @@ def test_tampered_misbound_or_foreign_key_attestations_fail_with_exit_6(
     private, public = keys
     repo = f"{registry.host}/ml/churn"
     first = push(mloci, bundle, repo)
-    original = run_json(mloci, "attest", f"{repo}:1.0.0", "--key", private)
+    original = run_json(mloci, "attest", f"{repo}:1.0.0", "--key", private, "--format", "dsse")
     raw = envelope_of(registry, "ml/churn", original["attestationDigest"])
     second = push(mloci, bundle, repo, version="1.1.0")
     third = push(mloci, bundle, repo, version="1.2.0")
@@ -401,9 +401,47 @@ def test_policy_require_sbom_and_provenance_passes_only_once_both_are_attached(
     halfway = policy.check(rules, ref)
     assert [r.rule for r in halfway.failures] == ["require: provenance"]
 
-    assert mloci("attest", f"{repo}:1.0.0", "--key", private).exit_code == 0
+    assert mloci("attest", f"{repo}:1.0.0", "--key", private).exit_code == 0  # a sigstore bundle
     after = policy.check(rules, ref)
     assert after.passed, after.to_json()
     details = {r.rule: r.detail for r in after.results}
     assert "application/vnd.cyclonedx+json" in details["require: sbom"]
+    assert f"application/vnd.dev.sigstore.bundle.v0.3+json ({SLSA})" in details["require: provenance"]
+
+
+def test_policy_require_provenance_counts_dsse_and_bundle_attestations_but_not_signatures(
+    mloci: Runner, registry: Registry, bundle: Path, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    private, _ = keys
+    repo = f"{registry.host}/ml/churn"
+    push(mloci, bundle, repo)
+    dsse_only = push(mloci, bundle, repo, version="1.1.0")
+    rules = tmp_path / "policy.yaml"
+    rules.write_text("require: [provenance]\n")
+    # An image signature is a sigstore bundle too, with cosign's sign/v1 predicate: not provenance.
+    assert mloci("sign", f"{repo}:1.0.0", "--key", private).exit_code == 0
+    unsigned = policy.check(rules, Reference.parse(f"{repo}:1.0.0"))
+    assert [r.rule for r in unsigned.failures] == ["require: provenance"]
+    assert mloci("attest", f"{repo}@{dsse_only}", "--key", private, "--format", "dsse").exit_code == 0
+    details = {r.rule: r.detail for r in policy.check(rules, Reference.parse(f"{repo}:1.1.0")).results}
     assert DSSE_ENVELOPE in details["require: provenance"]
+
+    # A bundle attached without cosign's predicateType annotation is read to find its predicate.
+    from mloci.ops.attach import attach_blob
+    from mloci.ops.attest import attest
+    from mloci.types.blob import Blob
+    from mloci.types.manifest import Descriptor
+
+    plain = push(mloci, bundle, repo, version="1.2.0")
+    attested = attest(Reference.parse(f"{repo}@{dsse_only}"), private, None, format="bundle")
+    assert attested.bundle is not None
+    layer = json.loads(http_get(registry, f"/v2/ml/churn/manifests/{attested.bundle.digest}"))["layers"][0]
+    data = http_get(registry, f"/v2/ml/churn/blobs/{layer['digest']}", accept="*/*")
+    # Its statement names 1.1.0, but presence is by predicate type (verify-attestation checks the subject).
+    attach_blob(
+        Reference.parse(f"{repo}@{plain}"),
+        Blob(Descriptor.of_bytes(layer["mediaType"], data), data=data),
+        artifact_type=layer["mediaType"],
+    )
+    found = {r.rule: r for r in policy.check(rules, Reference.parse(f"{repo}:1.2.0")).results}
+    assert found["require: provenance"].passed and SLSA in found["require: provenance"].detail

@@ -207,36 +207,36 @@ def test_first_push_to_an_empty_local_store_counts_every_blob_as_uploaded(
 ) -> None:
     first = run_json(mloci, "push", bundle)
     sizes = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
-    # 7 files (golden inputs and outputs included) and the config
-    assert first["blobsUploaded"] == 8 and first["blobsSkipped"] == 0 and first["blobsMounted"] == 0
+    # 7 files (golden inputs and outputs included), mloci's normalized manifest and the config
+    assert first["blobsUploaded"] == 9 and first["blobsSkipped"] == 0 and first["blobsMounted"] == 0
     assert isinstance(first["bytesUploaded"], int) and first["bytesUploaded"] > sizes
     manifest = bundle / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"1.0.0"', '"1.0.1"'))
     second = run_json(mloci, "push", bundle)
-    assert second["blobsUploaded"] == 2 and second["blobsSkipped"] == 6
+    assert second["blobsUploaded"] == 3 and second["blobsSkipped"] == 6  # manifest.json, its metadata, config
 
 
 def test_copy_and_push_count_the_mounts_the_registry_did(
     mloci: Runner, registry: Registry, bundle: Path
 ) -> None:
     first = run_json(mloci, "push", bundle, f"{registry.host}/ml/a")
-    assert first["blobsUploaded"] == 8 and first["blobsMounted"] == 0
+    assert first["blobsUploaded"] == 9 and first["blobsMounted"] == 0
 
     def mounts(repo: str) -> int:
         return registry.requests_matching(rf'"POST /v2/ml/{repo}/blobs/uploads/\?mount=\S+ HTTP/1.1" 201')
 
     # Pushed again to another repository: the registry links the blobs it has, nothing is re-sent.
     again = run_json(mloci, "push", bundle, f"{registry.host}/ml/b")
-    assert again["blobsMounted"] == mounts("b") == 8 and again["blobsUploaded"] == 0
+    assert again["blobsMounted"] == mounts("b") == 9 and again["blobsUploaded"] == 0
     assert again["bytesUploaded"] == 0
 
     # Copied from the local store: the blob-location cache mounts them too, and copy says so.
     assert mloci("push", bundle).exit_code == 0
     copied = run_json(mloci, "copy", "churn-model:1.0.0", f"{registry.host}/ml/c")
-    assert copied["blobsMounted"] == mounts("c") == 8
+    assert copied["blobsMounted"] == mounts("c") == 9
     assert copied["blobsCopied"] == 0 and copied["bytesCopied"] == 0
     text = mloci("copy", "churn-model:1.0.0", f"{registry.host}/ml/d")
-    assert "mounted 8" in text.stderr
+    assert "mounted 9" in text.stderr
 
 
 # -- 5. a refusal carries the registry's own reason -----------------------------------------------

@@ -78,6 +78,7 @@ def test_oras_sdk_pulls_our_files(mloci: Runner, registry: Registry, bundle: Pat
         files = client.pull(target=f"{repo}:1.0.0", outdir=str(tmp_path / "oras"))
     names = sorted(Path(f).name for f in files)
     assert names == [
+        ".mloci-manifest.json",  # mloci's normalized metadata: to other tools, a hidden doc file
         "golden_inputs.json",
         "golden_outputs.json",
         "manifest.json",
@@ -87,6 +88,7 @@ def test_oras_sdk_pulls_our_files(mloci: Runner, registry: Registry, bundle: Pat
         "train.py",
     ]
     assert (tmp_path / "oras" / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()
+    assert (tmp_path / "oras" / "manifest.json").read_bytes() == (bundle / "manifest.json").read_bytes()
 
 
 def test_mloci_pulls_what_the_oras_sdk_pushed(mloci: Runner, registry: Registry, tmp_path: Path) -> None:

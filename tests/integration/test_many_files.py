@@ -41,7 +41,9 @@ def test_many_files_push_inspect_pull_filter_diff(mloci: Runner, registry: Regis
     repo = f"{registry.host}/ml/tok"
     pushed = run_json(mloci, "push", bundle, repo)
     digest = pushed["digest"]
-    assert pushed["blobsUploaded"] == 5  # config, manifest.json, model.onnx, the tar layer, the index
+    assert (
+        pushed["blobsUploaded"] == 6
+    )  # config, manifest.json, its metadata, model.onnx, the tar layer, the index
 
     info = run_json(mloci, "inspect", f"{repo}@{digest}")
     files = {f["path"]: f for f in info["files"]}  # type: ignore[attr-defined]
@@ -71,7 +73,12 @@ def test_many_files_push_inspect_pull_filter_diff(mloci: Runner, registry: Regis
     pulled = run_json(mloci, "pull", f"{repo}@{digest}", "-o", some, "--filter", "piece-000[12].txt")
     assert pulled["files"][0]["path"] == "vocab"  # type: ignore[index]
     written = sorted(p.relative_to(some).as_posix() for p in some.rglob("*") if p.is_file())
-    assert written == [".mloci/pull.json", "vocab/1/piece-0001.txt", "vocab/2/piece-0002.txt"]
+    assert written == [
+        ".mloci/manifest.json",  # the normalized bundle manifest, beside the marker
+        ".mloci/pull.json",
+        "vocab/1/piece-0001.txt",
+        "vocab/2/piece-0002.txt",
+    ]
 
     # diff sees the one file that changed.
     (bundle / "vocab" / "2" / "piece-0005.txt").write_text("changed\n")
@@ -86,7 +93,7 @@ def test_many_files_push_inspect_pull_filter_diff(mloci: Runner, registry: Regis
 def test_cli_pack_option_keeps_files_raw(mloci: Runner, registry: Registry, tmp_path: Path) -> None:
     bundle = many_files_bundle(tmp_path / "tok", count=100)
     pushed = run_json(mloci, "push", bundle, f"{registry.host}/ml/tok", "--pack", "vocab=raw")
-    assert pushed["blobsUploaded"] == 103  # config, manifest.json, model.onnx and 100 files
+    assert pushed["blobsUploaded"] == 104  # config, manifest.json, its metadata, model.onnx and 100 files
     info = run_json(mloci, "inspect", f"{registry.host}/ml/tok@{pushed['digest']}")
     assert all(f["mediaType"].endswith(".raw") for f in info["files"])  # type: ignore[attr-defined]
     bad = mloci("push", bundle, f"{registry.host}/ml/tok", "--pack", "vocab")

@@ -113,8 +113,8 @@ def test_unchanged_blobs_are_not_uploaded_again(mloci: Runner, registry: Registr
     manifest_path = bundle / "manifest.json"
     manifest_path.write_text(manifest_path.read_text().replace('"1.0.0"', '"1.0.1"'))
     second = push_json(mloci, bundle, repo)
-    # Only the changed manifest.json layer and the config are new.
-    assert second["blobsUploaded"] == 2
+    # Only the changed manifest.json, its normalized metadata layer and the config are new.
+    assert second["blobsUploaded"] == 3
     assert second["blobsSkipped"] == 6  # model, metrics, requirements, train.py, golden inputs/outputs
 
 

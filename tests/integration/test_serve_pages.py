@@ -162,7 +162,8 @@ def test_version_page_verifies_signatures_and_shows_badges(
             ("stranger.pub", False),
         ]
         kinds = {r["kind"] for r in detail["referrers"]}
-        assert {"sbom: CycloneDX", "attestation: DSSE / in-toto", "test results", "promotion record"} <= kinds
+        provenance = "attestation: sigstore bundle (https://slsa.dev/provenance/v1)"  # attest's default
+        assert {"sbom: CycloneDX", provenance, "test results", "promotion record"} <= kinds
         unsigned = http.get("/api/v1/models/churn-model/versions/1.1.0").json()
         assert [s["verified"] for s in unsigned["signatures"]] == [False, False]
         assert "not signed" in unsigned["signatures"][0]["detail"]

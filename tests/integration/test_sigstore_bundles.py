@@ -257,6 +257,18 @@ def test_verify_bundle_cli_exit_codes(mloci: Runner, tmp_path: Path) -> None:
         mloci, "verify-bundle", path, "--artifact", artifact, "--key", public, "--trusted-root", root
     )
     assert ok["transparencyLog"]["logIndex"] == 658931575
+    assert ok["timestamps"] == ["2025-10-31T12:17:32+00:00"]  # the RFC 3161 token, verified
+    human = mloci("verify-bundle", path, "--artifact", artifact, "--key", public, "--trusted-root", root)
+    assert human.exit_code == 0 and "timestamped 2025-10-31T12:17:32+00:00" in human.stderr
+    document = json.loads(path.read_text())
+    token = document["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"][0]
+    raw = bytearray(base64.b64decode(token["signedTimestamp"]))
+    raw[-10] ^= 1  # inside the TSA's signature
+    token["signedTimestamp"] = base64.b64encode(bytes(raw)).decode()
+    tampered = tmp_path / "tampered.sigstore.json"
+    tampered.write_text(json.dumps(document))
+    bad = mloci("verify-bundle", tampered, "--artifact", artifact, "--key", public, "--trusted-root", root)
+    assert bad.exit_code == 6 and "RFC 3161 timestamp" in bad.stderr and "Traceback" not in bad.stderr
     artifact.write_bytes(artifact.read_bytes() + b"x")
     assert mloci("verify-bundle", path, "--artifact", artifact, "--key", public).exit_code == 6
     assert mloci("verify-bundle", path, "--key", public).exit_code == 2  # no --digest/--artifact

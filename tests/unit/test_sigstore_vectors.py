@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 from helpers import SHARED
 
@@ -181,6 +182,7 @@ TAMPERS: dict[str, list[tuple[str, Callable[[dict[str, Any]], None]]]] = {
         ("signature", _dsse_sig),
         ("certificate", _certificate),
         ("inclusion proof hash", _proof_hash),
+        ("inclusion proof root", _proof_root),
         ("checkpoint", _checkpoint),
         ("log entry body", _body),
     ],
@@ -382,11 +384,298 @@ def test_values_from_bundles_reach_the_terminal_without_control_characters() -> 
         )
 
 
-def test_rekor_v2_entries_get_a_clear_reason_for_key_based_bundles(tmp_path: Path) -> None:
+def test_unknown_log_entry_versions_get_a_clear_reason(tmp_path: Path) -> None:
     case = Case(KEYED_BLOB, tmp_path)
     entry = case.document["verificationMaterial"]["tlogEntries"][0]
-    entry["kindVersion"]["version"] = "0.0.2"
-    with pytest.raises(IntegrityError, match="Rekor v2"):
+    entry["kindVersion"]["version"] = "0.0.3"
+    with pytest.raises(IntegrityError, match=r"neither Rekor v1 \(0.0.1\) nor v2"):
+        case.run(raw=json.dumps(case.document))
+
+
+@pytest.mark.parametrize("seconds", [10**20, -(10**20), 2**63])
+def test_an_integrated_time_out_of_range_is_a_rejection_not_a_crash(seconds: int, tmp_path: Path) -> None:
+    case = Case(KEYED_BLOB, tmp_path)
+    case.document["verificationMaterial"]["tlogEntries"][0]["integratedTime"] = str(seconds)
+    with pytest.raises(IntegrityError, match="out of range"):
+        case.run(raw=json.dumps(case.document))
+
+
+# -- RFC 3161 timestamps -------------------------------------------------------------------------
+
+
+def _timestamps(d: dict[str, Any]) -> list[dict[str, str]]:
+    items: list[dict[str, str]] = d["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    return items
+
+
+def test_key_based_bundle_timestamp_is_verified_and_reported(tmp_path: Path) -> None:
+    verified = Case(KEYED_BLOB, tmp_path).run()
+    assert [t.isoformat() for t in verified.timestamps] == ["2025-10-31T12:17:32+00:00"]
+    assert verified.to_json()["timestamps"] == ["2025-10-31T12:17:32+00:00"]
+
+
+@pytest.mark.parametrize("name", [KEYED_BLOB, KEYLESS_IMAGE])
+@pytest.mark.parametrize("offset", [-10, -100, 150, 300, 400])
+def test_one_changed_timestamp_byte_fails(name: str, offset: int, tmp_path: Path) -> None:
+    """Anywhere in the token: TSTInfo (imprint, time), signed attributes, signature, signer id."""
+    case = Case(name, tmp_path)
+
+    def change(d: dict[str, Any]) -> None:
+        item = _timestamps(d)[0]
+        item["signedTimestamp"] = flip_b64(item["signedTimestamp"], offset)
+
+    with pytest.raises(IntegrityError, match=r"timestamp|sigstore"):
+        case.run(raw=case.mutated(change))
+
+
+def test_timestamp_of_another_signature_fails(tmp_path: Path) -> None:
+    case = Case(KEYED_BLOB, tmp_path)
+    other = _timestamps(vector(KEYLESS_IMAGE)["bundle"])[0]["signedTimestamp"]
+
+    def change(d: dict[str, Any]) -> None:
+        _timestamps(d)[0]["signedTimestamp"] = other  # a genuine token from the same TSA
+
+    with pytest.raises(IntegrityError, match="timestamps another signature"):
+        case.run(raw=case.mutated(change))
+
+
+def test_duplicate_timestamps_fail(tmp_path: Path) -> None:
+    case = Case(KEYED_BLOB, tmp_path)
+    with pytest.raises(IntegrityError, match="appears twice"):
+        case.run(raw=case.mutated(lambda d: _timestamps(d).append(dict(_timestamps(d)[0]))))
+
+
+def test_timestamp_needs_an_authority_of_the_trusted_root(tmp_path: Path) -> None:
+    case = Case(KEYED_BLOB, tmp_path)
+    assert case.root is not None
+    case.root["timestampAuthorities"] = []
+    with pytest.raises(IntegrityError, match="lists no timestamp authority"):
+        case.run()
+    case = Case(KEYED_BLOB, tmp_path)
+    assert case.root is not None
+    _, ca = _self_signed("sigstore-tsa-selfsigned")
+    der = base64.b64encode(ca.public_bytes(serialization.Encoding.DER)).decode()
+    case.root["timestampAuthorities"][0]["certChain"]["certificates"][-1] = {"rawBytes": der}
+    with pytest.raises(IntegrityError, match="does not verify with the authority"):
+        case.run()
+
+
+def test_timestamp_outside_the_authority_validity_window_fails(tmp_path: Path) -> None:
+    case = Case(KEYED_BLOB, tmp_path)
+    assert case.root is not None
+    case.root["timestampAuthorities"][0]["validFor"] = {"start": "2025-11-01T00:00:00Z"}
+    with pytest.raises(IntegrityError, match="was not a trusted authority at 2025-10-31"):
+        case.run()
+    case.root["timestampAuthorities"][0]["validFor"] = {
+        "start": "2025-07-04T00:00:00Z",
+        "end": "2025-10-31T12:17:32Z",  # closed interval: the end itself still counts
+    }
+    assert case.run().timestamps
+
+
+def test_timestamps_without_the_rfc3161_package_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from mloci.errors import UnsupportedError
+
+    monkeypatch.setitem(sys.modules, "rfc3161_client", None)
+    with pytest.raises(UnsupportedError) as caught:
+        Case(KEYED_BLOB, tmp_path).run()
+    assert caught.value.exit_code == 10 and "mloci[sigstore]" in (caught.value.hint or "")
+
+
+def test_timestamps_are_not_checked_without_a_trusted_root(tmp_path: Path) -> None:
+    """As transparency-log entries: with only a key, the signature is what is verified."""
+    case = Case(KEYED_BLOB, tmp_path)
+    case.root = None
+
+    def change(d: dict[str, Any]) -> None:
+        item = _timestamps(d)[0]
+        item["signedTimestamp"] = flip_b64(item["signedTimestamp"], -10)
+
+    verified = case.run(raw=case.mutated(change))
+    assert verified.timestamps == () and verified.log is None
+
+
+# -- Rekor v2 entries in key-based bundles --------------------------------------------------------
+
+
+def _leaf(body: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + body).digest()
+
+
+def _tree(leaves: list[bytes]) -> bytes:
+    """RFC 6962 Merkle tree hash of leaf hashes."""
+    if len(leaves) == 1:
+        return leaves[0]
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _tree(leaves[:split]) + _tree(leaves[split:])).digest()
+
+
+def _path(index: int, leaves: list[bytes]) -> list[bytes]:
+    """RFC 6962 audit path for ``index``, leaf to root."""
+    if len(leaves) == 1:
+        return []
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if index < split:
+        return [*_path(index, leaves[:split]), _tree(leaves[split:])]
+    return [*_path(index - split, leaves[split:]), _tree(leaves[:split])]
+
+
+class RekorV2Log:
+    """A Rekor v2 shard for tests: an Ed25519 checkpoint key, C2SP signed-note checkpoints, RFC 6962 proofs."""
+
+    origin = "log-test.rekor.example"
+
+    def __init__(self) -> None:
+        self.key = ed25519.Ed25519PrivateKey.generate()
+        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.log_id = hashlib.sha256(self.origin.encode() + b"\n\x01" + raw).digest()  # signed-note key id
+
+    def trust(self, root: dict[str, Any]) -> None:
+        spki = self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        root["tlogs"].append(
+            {
+                "baseUrl": f"https://{self.origin}",
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {
+                    "rawBytes": base64.b64encode(spki).decode(),
+                    "keyDetails": "PKIX_ED25519",
+                    "validFor": {"start": "2025-09-01T00:00:00Z"},
+                },
+                "logId": {"keyId": base64.b64encode(self.log_id).decode()},
+            }
+        )
+
+    def entry(self, body: dict[str, Any], index: int = 5, size: int = 9) -> dict[str, Any]:
+        canonical = json.dumps(body, separators=(",", ":")).encode()
+        leaves = [hashlib.sha256(bytes([i])).digest() for i in range(size)]
+        leaves[index] = _leaf(canonical)
+        root = base64.b64encode(_tree(leaves)).decode()
+        note = f"{self.origin}\n{size}\n{root}\n"
+        signature = base64.b64encode(self.log_id[:4] + self.key.sign(note.encode())).decode()
+        return {
+            "logIndex": str(index),
+            "logId": {"keyId": base64.b64encode(self.log_id).decode()},
+            "kindVersion": {"kind": body["kind"], "version": "0.0.2"},
+            "inclusionProof": {
+                "logIndex": str(index),
+                "rootHash": root,
+                "treeSize": str(size),
+                "hashes": [base64.b64encode(h).decode() for h in _path(index, leaves)],
+                "checkpoint": {"envelope": f"{note}\n\u2014 {self.origin} {signature}\n"},
+            },
+            "canonicalizedBody": base64.b64encode(canonical).decode(),
+        }
+
+
+def _v2_case(tmp_path: Path, **body_override: Any) -> tuple[Case, RekorV2Log]:
+    """Vector 12 (a real key signature and a real TSA timestamp) logged in a Rekor v2 test shard."""
+    case = Case(KEYED_BLOB, tmp_path)
+    assert case.root is not None
+    log = RekorV2Log()
+    log.trust(case.root)
+    message = case.document["messageSignature"]
+    key = serialization.load_pem_public_key(case.v["public_key_pem"].encode())
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    rekord: dict[str, Any] = {
+        "data": {"algorithm": "SHA2_256", "digest": message["messageDigest"]["digest"]},
+        "signature": {
+            "content": message["signature"],
+            "verifier": {
+                "publicKey": {"rawBytes": base64.b64encode(spki).decode()},
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+            },
+        },
+    }
+    rekord.update(body_override)
+    body = {"apiVersion": "0.0.2", "kind": "hashedrekord", "spec": {"hashedRekordV002": rekord}}
+    case.document["verificationMaterial"]["tlogEntries"] = [log.entry(body)]
+    return case, log
+
+
+def test_key_based_bundle_with_a_rekor_v2_entry_verifies(tmp_path: Path) -> None:
+    case, log = _v2_case(tmp_path)
+    verified = case.run(raw=json.dumps(case.document))
+    assert verified.log is not None and verified.log.log_index == 5
+    assert verified.log.integrated_time is None and verified.log.log_url == f"https://{log.origin}"
+    assert verified.to_json()["transparencyLog"]["integratedTime"] is None
+
+
+REKOR_V2_TAMPERS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
+    ("inclusion proof hash", _proof_hash),
+    ("inclusion proof root", _proof_root),
+    ("checkpoint", _checkpoint),
+    ("log entry body", _body),
+    ("signature", _message_sig),
+    ("message digest", _message_digest),
+    (
+        "checkpoint origin",
+        lambda d: d["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"].update(
+            envelope=d["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"][
+                "envelope"
+            ].replace("log-test.rekor.example\n", "log-evil.rekor.example\n", 1)
+        ),
+    ),
+    (
+        "a SET on a v2 entry",
+        lambda d: d["verificationMaterial"]["tlogEntries"][0].update(
+            inclusionPromise={"signedEntryTimestamp": "MEUCIQ=="}
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "change"), REKOR_V2_TAMPERS, ids=[w for w, _ in REKOR_V2_TAMPERS])
+def test_rekor_v2_entry_fails_when_one_byte_changes(
+    what: str, change: Callable[[dict[str, Any]], None], tmp_path: Path
+) -> None:
+    case, _ = _v2_case(tmp_path)
+    case.document = json.loads(json.dumps(case.document))
+    with pytest.raises(IntegrityError):
+        case.run(raw=case.mutated(change))
+
+
+def test_rekor_v2_entry_must_log_this_signature_and_key(tmp_path: Path) -> None:
+    other_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    spki = other_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    case, _ = _v2_case(
+        tmp_path,
+        signature={
+            "content": Case(KEYED_BLOB, tmp_path).document["messageSignature"]["signature"],
+            "verifier": {"publicKey": {"rawBytes": base64.b64encode(spki).decode()}},
+        },
+    )
+    with pytest.raises(IntegrityError, match="another key"):
+        case.run(raw=json.dumps(case.document))
+    case, _ = _v2_case(
+        tmp_path, data={"algorithm": "SHA2_256", "digest": base64.b64encode(bytes(32)).decode()}
+    )
+    with pytest.raises(IntegrityError, match="another artifact hash"):
+        case.run(raw=json.dumps(case.document))
+
+
+def test_rekor_v2_first_entry_of_a_shard_omits_its_zero_index(tmp_path: Path) -> None:
+    """protojson leaves out zero values: index 0 has no logIndex, a one-entry tree no hashes."""
+    case, log = _v2_case(tmp_path)
+    entry = case.document["verificationMaterial"]["tlogEntries"][0]
+    body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+    first = log.entry(body, index=0, size=1)
+    del first["logIndex"], first["inclusionProof"]["logIndex"], first["inclusionProof"]["hashes"]
+    case.document["verificationMaterial"]["tlogEntries"] = [first]
+    verified = case.run(raw=json.dumps(case.document))
+    assert verified.log is not None and verified.log.log_index == 0
+
+
+def test_rekor_v2_log_key_must_be_valid_at_the_signed_time(tmp_path: Path) -> None:
+    case, _ = _v2_case(tmp_path)
+    assert case.root is not None
+    case.root["tlogs"][-1]["publicKey"]["validFor"] = {"start": "2025-11-01T00:00:00Z"}
+    with pytest.raises(IntegrityError, match="not valid at the signed time 2025-10-31"):
         case.run(raw=json.dumps(case.document))
 
 

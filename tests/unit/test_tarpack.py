@@ -39,6 +39,7 @@ def test_a_directory_of_many_small_files_becomes_one_tar_layer_and_an_index(tmp_
     layers = layer_paths(bundle)
     assert layers == {
         ".mloci-files.json": "application/vnd.cncf.model.doc.v1.raw",
+        ".mloci-manifest.json": "application/vnd.cncf.model.doc.v1.raw",  # manifest.json is not normalized
         "manifest.json": "application/vnd.cncf.model.doc.v1.raw",
         "model.onnx": "application/vnd.cncf.model.weight.v1.raw",
         "vocab": "application/vnd.cncf.model.doc.v1.tar",
@@ -73,7 +74,7 @@ def test_a_directory_of_many_small_files_becomes_one_tar_layer_and_an_index(tmp_
 
 def test_below_the_threshold_files_stay_raw_layers(tmp_path: Path) -> None:
     layers = layer_paths(many_files_bundle(tmp_path / "b", count=99))
-    assert "vocab" not in layers and len(layers) == 101
+    assert "vocab" not in layers and len(layers) == 102  # 99 files, model, manifest and its metadata
 
 
 def test_large_files_stay_raw_beside_the_tar_layer(tmp_path: Path) -> None:
@@ -87,7 +88,13 @@ def test_pack_section_forces_tar_or_raw(tmp_path: Path) -> None:
     raw = many_files_bundle(tmp_path / "raw", manifest={"pack": {"raw": ["vocab"]}})
     assert "vocab" not in layer_paths(raw)
     tar = many_files_bundle(tmp_path / "tar", count=3, manifest={"pack": {"tar": ["vocab"]}})
-    assert set(layer_paths(tar)) == {".mloci-files.json", "manifest.json", "model.onnx", "vocab"}
+    assert set(layer_paths(tar)) == {
+        ".mloci-files.json",
+        ".mloci-manifest.json",
+        "manifest.json",
+        "model.onnx",
+        "vocab",
+    }
     low = many_files_bundle(tmp_path / "low", count=3, manifest={"pack": {"min_files": 3}})
     assert "vocab" in layer_paths(low)
 
