@@ -36,7 +36,6 @@ from mloci._sqlite import open_cache
 from mloci.bundle.files import FileEntry, layer_kind
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
 from mloci.errors import IntegrityError, MlociError, UsageError
-from mloci.ops._writer import BackgroundWriter
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -473,6 +472,36 @@ def build(
     return layer
 
 
+class _Spooler:
+    """Writes chunks to a file descriptor on one background thread, at most ``depth`` chunks behind."""
+
+    def __init__(self, fd: int, depth: int = 8) -> None:
+        self._fd = fd
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mloci-tar-spool")
+        self._pending: deque[Future[None]] = deque()
+
+    def _write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def write(self, chunk: bytes) -> None:
+        self._pending.append(self._pool.submit(self._write, chunk))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()  # raises what the write raised
+
+    def close(self) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None) -> tuple[TarLayer, bool]:
     """The layer, and whether every file's ``fstat`` after reading matched its scan (cacheable)."""
     layer_hash = hashlib.sha256()
@@ -481,7 +510,7 @@ def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None
     unchanged = True
     out = tempfile.NamedTemporaryFile(dir=spool, prefix="tar-", delete=False) if spool else None  # noqa: SIM115
     # The spool is written on its own thread while the next files are packed.
-    writer = BackgroundWriter(out.fileno()) if out is not None else None
+    writer = _Spooler(out.fileno()) if out is not None else None
     batch = bytearray()
     try:
         for entry, read in zip(group.files, _read_ahead(group.files), strict=True):
