@@ -103,12 +103,29 @@ def _read(path: Path, section: tuple[str, ...]) -> ProjectConfig | None:
 
 def load_project(start: Path | None = None) -> ProjectConfig | None:
     """The nearest project configuration at or above ``start`` (default: the working directory)."""
+    found = find_project(start)
+    return found[1] if found else None
+
+
+def find_project(start: Path | None = None) -> tuple[Path, ProjectConfig] | None:
+    """The nearest project configuration at or above ``start`` and the file it was read from."""
     here = (start or Path.cwd()).resolve()
     for directory in (here, *here.parents):
         if (directory / "mloci.toml").is_file():
-            return _read(directory / "mloci.toml", ())
+            return directory / "mloci.toml", _read(directory / "mloci.toml", ()) or ProjectConfig()
         if (directory / "pyproject.toml").is_file():
             found = _read(directory / "pyproject.toml", ("tool", "mloci"))
             if found is not None:
-                return found
+                return directory / "pyproject.toml", found
     return None
+
+
+def load_project_file(path: Path) -> ProjectConfig:
+    """The project configuration in ``path``: a ``mloci.toml``, or a ``pyproject.toml`` (``[tool.mloci]``)."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file", hint="name a mloci.toml or a pyproject.toml")
+    section = ("tool", "mloci") if path.name == "pyproject.toml" else ()
+    found = _read(path, section)
+    if found is None:
+        raise UsageError(f"{path} has no [tool.mloci] table")
+    return found

@@ -248,6 +248,10 @@ def parse_scope(scope: str) -> tuple[str, str, list[str]] | None:
     return kind, name, [a for a in actions.split(",") if a]
 
 
+class _IssuerServer(ThreadingHTTPServer):
+    request_queue_size = 128  # every store of a test may fetch tokens at once (the default is 5)
+
+
 class TokenIssuer:
     """A Docker/distribution token server on 127.0.0.1 in a background thread.
 
@@ -297,7 +301,7 @@ class TokenIssuer:
         self.rootcertbundle.write_bytes(bundle)
         self.key_id = libtrust_key_id(self._signing_key.public_key())
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _IssuerServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         scheme = "http"
         if tls is not None:
@@ -307,6 +311,9 @@ class TokenIssuer:
                 self._server.socket, server_side=True, do_handshake_on_connect=False
             )
             scheme = "https"
+        # serve_forever's accept() must never block: a connection the kernel dropped between select()
+        # and accept() (a burst of clients) would otherwise hang shutdown() at teardown forever.
+        self._server.socket.settimeout(1.0)
         self.port: int = self._server.server_address[1]
         self.realm = f"{scheme}://127.0.0.1:{self.port}/token"
         self._thread = threading.Thread(target=self._server.serve_forever, name="token-issuer", daemon=True)

@@ -1,4 +1,9 @@
-"""Shared fixtures: a real CNCF distribution registry per test, an isolated MLOCI_HOME, the CLI in-process."""
+"""Shared fixtures: a real CNCF distribution registry per test, an isolated MLOCI_HOME, the CLI in-process.
+
+Every test runs with its own HOME, MLOCI_HOME, DOCKER_CONFIG and XDG base directories, so neither
+mloci nor a tool a test launches (pip, uv, git, skopeo, chromium, sigstore…) reads or writes the
+machine's. Only pip's and uv's content-addressed download caches are shared, per session, for speed.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +31,34 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         reg.stop()
 
 
+# The XDG base directories, each where the spec puts it by default under a (fake) HOME.
+XDG_HOMES = {
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_STATE_HOME": ".local/state",
+    "XDG_RUNTIME_DIR": ".run",
+}
+
+
+@pytest.fixture(scope="session")
+def tool_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pip's and uv's caches, shared by the session's tests: warm after the first install, never the machine's."""
+    return tmp_path_factory.mktemp("tool-cache")
+
+
 @pytest.fixture(autouse=True)
-def mloci_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own MLOCI_HOME and no ambient registry or credentials."""
+def mloci_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, tool_cache: Path
+) -> Path:
+    """Every test gets its own MLOCI_HOME, HOME and XDG directories and no ambient registry or credentials."""
+    user = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(user))
+    for name, relative in XDG_HOMES.items():
+        monkeypatch.setenv(name, str(user / relative))
+    (user / XDG_HOMES["XDG_RUNTIME_DIR"]).mkdir(mode=0o700)  # the spec: it exists, private to the user
+    monkeypatch.setenv("PIP_CACHE_DIR", str(tool_cache / "pip"))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tool_cache / "uv"))
     home = tmp_path_factory.mktemp("mloci-home")
     monkeypatch.setenv("MLOCI_HOME", str(home))
     for name in (
@@ -46,7 +76,6 @@ def mloci_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     docker_config = home / "docker-config"
     docker_config.mkdir()
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
     # Mirrors come only from a test's own registries.conf, never the machine's /etc/containers one.
     no_mirrors = home / "registries.conf"
     no_mirrors.write_text("")

@@ -19,6 +19,8 @@ class CuttingProxy:
         self._budget: int | None = None
         self._sockets: list[socket.socket] = []
         self._stopped = False
+        self._stalled = False
+        self._closed = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -28,6 +30,12 @@ class CuttingProxy:
     def cut_after(self, nbytes: int) -> None:
         with self._lock:
             self._budget = nbytes
+
+    def stall(self) -> None:
+        """From now on no response byte passes and no connection closes: a registry that stops
+        answering mid-request (a fault no real registry produces on purpose, hence this proxy)."""
+        with self._lock:
+            self._stalled = True
 
     def _spend(self, n: int) -> int:
         """How many of ``n`` bytes may still pass (-1: all)."""
@@ -57,6 +65,9 @@ class CuttingProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket, response: bool) -> None:
         try:
             while data := source.recv(65536):
+                if response and self._stalled:
+                    self._closed.wait()  # hold the connection open, answering nothing
+                    break
                 if response:
                     allowed = self._spend(len(data))
                     if allowed != -1:
@@ -77,6 +88,7 @@ class CuttingProxy:
 
     def close(self) -> None:
         self._stopped = True
+        self._closed.set()
         self._server.close()
         with self._lock:
             sockets = list(self._sockets)

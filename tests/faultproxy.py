@@ -38,11 +38,19 @@ class Fault:
     cut_response_after: int | None = None  # forward, but close after this many body bytes
     cut_request_after: int | None = None  # forward only this many request body bytes, then close
     delay_per_mib: float = 0.0  # seconds to sleep per MiB of response body
+    hold_request: float = (
+        0.0  # wait this long before reading the request body; forward it only if it all arrives
+    )
+    skip: int = 0  # let this many matching requests through untouched first
     times: int = 1
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
-        return self.hits < self.times and method == self.method and re.search(self.path, path) is not None
+        return (
+            self.hits < self.times + self.skip
+            and method == self.method
+            and re.search(self.path, path) is not None
+        )
 
 
 class FaultProxy:
@@ -50,6 +58,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str]] = []  # (method, path) of every request, as it arrives
+        self.body_bytes: dict[str, int] = {}  # request body bytes forwarded upstream, per method
         self._lock = threading.Lock()
         proxy = self
 
@@ -83,6 +92,8 @@ class FaultProxy:
             for fault in self.faults:
                 if fault.matches(method, path):
                     fault.hits += 1
+                    if fault.hits <= fault.skip:
+                        return None
                     return fault
         return None
 
@@ -105,6 +116,13 @@ class FaultProxy:
             request.end_headers()
             request.wfile.write(body)
             return
+        held: bytes | None = None
+        if fault and fault.hold_request:
+            time.sleep(fault.hold_request)
+            held = request.rfile.read(length)
+            if len(held) < length:  # the client went away meanwhile: the registry never sees it
+                request.close_connection = True
+                return
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
         try:
             upstream.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
@@ -117,11 +135,17 @@ class FaultProxy:
             )
             sent = 0
             while sent < min(to_send, length):
-                block = request.rfile.read(min(1 << 20, min(to_send, length) - sent))
+                block = (
+                    held
+                    if held is not None
+                    else request.rfile.read(min(1 << 20, min(to_send, length) - sent))
+                )
                 if not block:
                     break
                 upstream.send(block)
                 sent += len(block)
+                with self._lock:
+                    self.body_bytes[method] = self.body_bytes.get(method, 0) + len(block)
             if fault and fault.cut_request_after is not None:
                 # Drop both sides mid-body, as a broken network would.
                 upstream.sock.shutdown(socket.SHUT_RDWR) if upstream.sock else None

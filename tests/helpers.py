@@ -1,7 +1,8 @@
-"""Test helpers: the real registry process, CLI results."""
+"""Test helpers: the real registry process, CLI results, git as a test identity."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "churn-model"
@@ -25,6 +27,36 @@ class Result:
 
 
 Runner = Callable[..., Result]
+
+
+def run_json(mloci: Runner, *args: object) -> dict[str, Any]:
+    """``mloci ARGS --json``, which must succeed: the JSON object it printed."""
+    result = mloci(*args, "--json")
+    assert result.exit_code == 0, result.stderr
+    value = json.loads(result.stdout)
+    assert isinstance(value, dict), result.stdout
+    return value
+
+
+def one_line_error(stderr: str) -> str:
+    """The one ``mloci: error: …`` line a failed command printed (no traceback, nothing else)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith("mloci: error: "), stderr
+    return lines[0]
+
+
+def git(cwd: Path, *args: str) -> str:
+    """git in ``cwd`` as a fixed identity (each test's HOME is empty: there is no ~/.gitconfig); its stdout."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def random_bundle(parent: Path, name: str, filename: str, size: int) -> Path:

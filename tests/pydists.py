@@ -219,10 +219,19 @@ class PypiServer:
     def simple(self) -> str:
         return f"{self.url}/simple/"
 
-    def requests(self, fragment: str) -> int:
-        """How many requests pypiserver logged whose line contains ``fragment``."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return sum(1 for line in text.splitlines() if fragment in line)
+    def requests(self, fragment: str, *, at_least: int = 0) -> int:
+        """How many requests pypiserver logged whose line contains ``fragment``.
+
+        pypiserver logs a request after answering it, so a client can be done before its line is
+        written: with ``at_least``, wait (up to 10 s) for that many lines before counting.
+        """
+        deadline = time.monotonic() + 10
+        while True:
+            text = self.log.read_text(errors="replace") if self.log.exists() else ""
+            count = sum(1 for line in text.splitlines() if fragment in line)
+            if count >= at_least or time.monotonic() > deadline:
+                return count
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

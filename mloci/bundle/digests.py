@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from mloci._sqlite import open_cache
+from mloci._sqlite import LazyCache
 from mloci.types.digest import Digest, hash_file
 
 # (file, its path in the bundle) -> (digest, size)
@@ -26,20 +24,11 @@ MIN_CACHED_SIZE = 1 << 20
 
 class DigestCache:
     def __init__(self, path: Path | None) -> None:
-        self._path = path  # None: disabled
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection | None:
-        if self._db is None and self._path is not None:
-            self._db = open_cache(
-                self._path,
-                "CREATE TABLE IF NOT EXISTS digests (path TEXT, dev INT, ino INT, size INT, mtime INT, ctime INT,"
-                " digest TEXT, PRIMARY KEY (path, dev, ino))",
-            )
-            if self._db is None:
-                self._path = None  # unusable: stop trying, just hash
-        return self._db
+        self._cache = LazyCache(
+            path,  # None: disabled
+            "CREATE TABLE IF NOT EXISTS digests (path TEXT, dev INT, ino INT, size INT, mtime INT, ctime INT,"
+            " digest TEXT, PRIMARY KEY (path, dev, ino))",
+        )
 
     @staticmethod
     def _key(path: Path) -> tuple[str, int, int, int, int, int]:
@@ -54,23 +43,17 @@ class DigestCache:
         )
 
     def get(self, key: tuple[str, int, int, int, int, int]) -> tuple[Digest, int] | None:
-        with self._lock, contextlib.suppress(OSError, sqlite3.Error, ValueError):
-            db = self._connect()
-            if db is None:
-                return None
-            row = db.execute(
-                "SELECT digest FROM digests WHERE path=? AND dev=? AND ino=? AND size=? AND mtime=? AND ctime=?",
-                key,
-            ).fetchone()
-            if row:
-                return Digest.parse(row[0]), key[3]
+        rows = self._cache.rows(
+            "SELECT digest FROM digests WHERE path=? AND dev=? AND ino=? AND size=? AND mtime=? AND ctime=?",
+            key,
+        )
+        with contextlib.suppress(ValueError):
+            if rows:
+                return Digest.parse(rows[0][0]), key[3]
         return None
 
     def put(self, key: tuple[str, int, int, int, int, int], digest: Digest) -> None:
-        with self._lock, contextlib.suppress(OSError, sqlite3.Error):
-            db = self._connect()
-            if db is not None:
-                db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, str(digest)))
+        self._cache.write("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", (*key, str(digest)))
 
     def hasher(self, inner: Hasher | None = None) -> Hasher:
         """``inner`` (hash or ingest a file), skipped when the cache already knows the file."""
@@ -97,9 +80,7 @@ class DigestCache:
         return digest_of
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._cache.close()
 
 
 def default_cache(home: Path) -> DigestCache:

@@ -21,7 +21,6 @@ import io
 import itertools
 import json
 import os
-import sqlite3
 import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,7 +31,7 @@ from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
 
-from mloci._sqlite import open_cache
+from mloci._sqlite import LazyCache
 from mloci.bundle.files import FileEntry, layer_kind
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
 from mloci.errors import IntegrityError, MlociError, UsageError
@@ -383,28 +382,20 @@ class TarCache:
     _SCHEMA = "CREATE TABLE IF NOT EXISTS tar_layers (signature TEXT PRIMARY KEY, layer TEXT)"
 
     def __init__(self, path: Path | None) -> None:
-        self._db = open_cache(path, self._SCHEMA)
+        self._cache = LazyCache(path, self._SCHEMA)
 
     def get(self, signature: str) -> dict[str, Any] | None:
-        if self._db is None:
-            return None
-        with contextlib.suppress(sqlite3.Error, ValueError):
-            row = self._db.execute("SELECT layer FROM tar_layers WHERE signature=?", (signature,)).fetchone()
-            value = json.loads(row[0]) if row else None
+        rows = self._cache.rows("SELECT layer FROM tar_layers WHERE signature=?", (signature,))
+        with contextlib.suppress(ValueError):
+            value = json.loads(rows[0][0]) if rows else None
             return value if isinstance(value, dict) else None
         return None
 
     def put(self, signature: str, layer: dict[str, Any]) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute(
-                    "INSERT OR REPLACE INTO tar_layers VALUES (?, ?)", (signature, json.dumps(layer))
-                )
+        self._cache.write("INSERT OR REPLACE INTO tar_layers VALUES (?, ?)", (signature, json.dumps(layer)))
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._cache.close()
 
 
 def _stat_key(entry: FileEntry) -> _StatKey:

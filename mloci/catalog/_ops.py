@@ -8,12 +8,11 @@ index. When the typed Python API (``mloci.Client``) lands, this is the one modul
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mloci.errors import IntegrityError, MlociError, NotFoundError, UnsupportedError, UsageError
+from mloci.errors import IntegrityError, MlociError, UnsupportedError
 from mloci.ops import diff as _diff
 from mloci.ops import inspection as _inspection
 from mloci.ops import promote as _promote
@@ -26,17 +25,18 @@ from mloci.ops.referrers import fallback_tag
 from mloci.python.artifact import ARTIFACT_TYPE as PYTHON_PACKAGE_TYPE
 from mloci.python.artifact import Release
 from mloci.store import ListsRepositories, Session, Store, StoreOptions, read_small_blob
+from mloci.store.registry.auth import Credentials
 from mloci.types import kinds as _kinds
 from mloci.types import mediatype
 from mloci.types.annotations import MODEL_DIGEST
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
-from mloci.types.promotion import PromotionRecord
 from mloci.types.reference import Reference
-from mloci.types.semver import is_version_tag
 
 if TYPE_CHECKING:
     from mloci.ops.policy import PolicyReport
+    from mloci.ops.trustcheck import ReferrerCheck
+    from mloci.trust.verifier import TrustRule
 
 __all__ = [
     "COSIGN_TAGS",
@@ -55,10 +55,10 @@ __all__ = [
     "kind_of",
     "list_referrers",
     "list_releases",
-    "promote_in",
+    "promote",
     "read_record",
     "repositories",
-    "rollback_in",
+    "rollback",
     "small_json",
 ]
 
@@ -91,7 +91,7 @@ def kind_of(artifact_type: str | None, annotations: Mapping[str, str] | None = N
 
 
 def read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None:
-    return _promote._read_record(store, repo, tag)
+    return _promote.read_record(store, repo, tag)
 
 
 def list_referrers(store: Store, repo: Reference, subject: Digest) -> list[Descriptor]:
@@ -118,22 +118,7 @@ def compare(store: Store, left: Reference, right: Reference) -> dict[str, Any]:
     """``mloci diff`` of two pinned artifacts read through ``store``, as its JSON document."""
     a = _inspection.read_artifact(store, left)
     b = _inspection.read_artifact(store, right)
-    result = _diff.Diff(str(a.reference), str(b.reference), a.digest == b.digest)
-    bundle_a = a.bundle.to_document() if a.bundle else {}
-    bundle_b = b.bundle.to_document() if b.bundle else {}
-    keys = (set(bundle_a) | set(bundle_b)) - _diff._NOT_METADATA
-    result.metadata = (
-        dict(_diff._changed(bundle_a, bundle_b, keys))
-        if keys
-        else dict(_diff._changed(a.annotations, b.annotations))
-    )
-    result.metrics = _diff._changed(a.metrics, b.metrics)
-    result.dependencies = _diff._changed(_diff._requirements(a), _diff._requirements(b))
-    files_a = {f.path or str(f.digest): str(f.digest) for f in a.files}
-    files_b = {f.path or str(f.digest): str(f.digest) for f in b.files}
-    result.files = _diff._changed(files_a, files_b)
-    result.unchanged_files = sum(1 for p, d in files_a.items() if files_b.get(p) == d)
-    return result.to_json()
+    return _diff.compare(a, b).to_json()
 
 
 def list_releases(store: Store, repository: Reference) -> list[Release]:
@@ -143,23 +128,61 @@ def list_releases(store: Store, repository: Reference) -> list[Release]:
 Gate = _promote.Gate
 
 
-def verify_signature(reference: Reference, key: Path, options: StoreOptions) -> tuple[bool, str]:
-    """Whether a cosign signature on ``reference`` verifies with the public key ``key``, and why (not)."""
+def verify_signature(
+    reference: Reference,
+    key: Path | None,
+    options: StoreOptions,
+    *,
+    identity: tuple[str, str] | None = None,
+    trusted_root: Path | None = None,
+    credentials: Credentials | None = None,
+) -> tuple[bool, str]:
+    """Whether a cosign signature on ``reference`` verifies with the public key ``key`` (or the keyless
+    ``identity``: certificate identity and issuer), and why (not); read with ``credentials`` (None: the
+    server's)."""
     from mloci.ops import sign as _sign  # noqa: PLC0415  (cryptography loads only when keys are given)
+    from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
 
     try:
-        with Session(options) as session:
-            result = _sign.verify(reference, key, session=session)
+        with Session(options, credentials=credentials) as session:
+            result = _sign.verify(
+                reference,
+                key,
+                identity=IdentityRule(*identity) if identity else None,
+                trusted_root=trusted_root,
+                session=session,
+            )
     except MlociError as exc:
         return False, str(exc)
     return True, f"{len(result.signatures)} of {result.checked} signatures verify"
 
 
-def local_actor() -> str:
-    """Who writes to the local store: the user running the server ($MLOCI_ACTOR, CI user, user@host)."""
-    from mloci.buildenv import actor  # noqa: PLC0415
+def trust_rules(
+    keys: tuple[Path, ...], identity: str | None, issuer: str | None, trusted_root: Path | None
+) -> list[TrustRule]:
+    """The server's trust rules: one per ``--verify-key``, and the keyless identity when given."""
+    from mloci.trust.keyless import IdentityRule  # noqa: PLC0415
+    from mloci.trust.verifier import TrustRule  # noqa: PLC0415
 
-    return actor()
+    rules = [TrustRule.of(key, trusted_root=trusted_root) for key in keys]
+    if identity is not None or issuer is not None:
+        rules.append(TrustRule.of(identity=IdentityRule(identity, issuer), trusted_root=trusted_root))
+    return rules
+
+
+def check_referrer(
+    store: Store, repo: Reference, subject: Digest, entry: Descriptor, rules: list[TrustRule]
+) -> ReferrerCheck:
+    """One signature or attestation referrer checked against the server's trust rules."""
+    from mloci.ops import trustcheck  # noqa: PLC0415  (cryptography loads only when rules are given)
+
+    return trustcheck.check_referrer(store, repo, subject, entry, rules)
+
+
+def checkable(entry: Descriptor) -> bool:
+    from mloci.ops import trustcheck  # noqa: PLC0415
+
+    return trustcheck.checkable(entry)
 
 
 __all__ += [
@@ -167,110 +190,20 @@ __all__ += [
     "Gate",
     "MlociError",
     "Reference",
-    "local_actor",
     "verify_signature",
 ]
 
 
-# -- writes: promotions with a store that holds the caller's credentials ----------------------
+# -- writes: the promotions of ``mloci promote``/``rollback``, in a session with the caller's credentials
 
 
-def check_policy(path: Path, reference: Reference, options: StoreOptions) -> PolicyReport:
-    """Every rule of the policy file at ``path`` evaluated against the artifact ``reference`` pins."""
+promote = _promote.promote
+rollback = _promote.rollback
+
+
+def check_policy(path: Path, reference: Reference, session: Session) -> PolicyReport:
+    """Every rule of the policy file at ``path`` evaluated against the artifact ``reference`` pins,
+    reading through ``session`` (the caller's)."""
     from mloci.ops import policy as _policy  # noqa: PLC0415  (jsonschema loads only for promotions)
 
-    with Session(options) as session:
-        return _policy.check(path, reference, session=session)
-
-
-def promote_in(
-    store: Store,
-    reference: Reference,
-    environment: str,
-    *,
-    actor: str,
-    reason: str | None,
-    rollback_of: Digest | None = None,
-    gate: Callable[[Reference, Descriptor], None] | None = None,
-) -> PromotionResult:
-    """``mloci promote`` within one repository, through ``store`` (and so with its credentials).
-
-    As :func:`mloci.ops.promote.promote`: the record is written before the alias moves.
-    """
-    repository = reference.with_tag(None).with_digest(None)
-    target = _promote.environment_target(environment, project=None, default_repository=repository)
-    if is_version_tag(target.alias):
-        raise UsageError(f"{environment!r} looks like a version; version tags are immutable and never move")
-    try:
-        descriptor = store.resolve(reference)
-    except NotFoundError:
-        raise NotFoundError(f"{reference} does not exist; nothing to promote") from None
-    pinned = reference.pinned(descriptor.digest)
-    if gate is not None:
-        gate(pinned, descriptor)
-    alias_ref = repository.with_tag(target.alias)
-    try:
-        previous: Digest | None = store.resolve(alias_ref).digest
-    except NotFoundError:
-        previous = None
-    result_ref = alias_ref.pinned(descriptor.digest)
-    if previous == descriptor.digest and rollback_of is None:
-        return PromotionResult(result_ref, descriptor.digest, environment, previous, None, False)
-    record = PromotionRecord(
-        environment=environment,
-        repository=repository.name,
-        alias=target.alias,
-        digest=descriptor.digest,
-        previous=previous,
-        source=str(pinned),
-        actor=actor,
-        timestamp=datetime.now(UTC),
-        reason=reason,
-        rollback_of=rollback_of,
-    )
-    record_digest = _promote._write_record(store, repository, descriptor, record)
-    _, data = store.fetch_manifest(repository.with_digest(descriptor.digest))
-    store.push_manifest(alias_ref, data, descriptor.media_type)
-    return PromotionResult(result_ref, descriptor.digest, environment, previous, record_digest, False)
-
-
-def rollback_in(
-    store: Store, repository: Reference, environment: str, *, actor: str, reason: str | None
-) -> PromotionResult:
-    """``mloci rollback`` within one repository, through ``store``."""
-    repository = repository.with_tag(None).with_digest(None)
-    target = _promote.environment_target(environment, project=None, default_repository=repository)
-    try:
-        current = store.resolve(repository.with_tag(target.alias)).digest
-    except NotFoundError:
-        raise NotFoundError(
-            f"{repository.name}:{target.alias} does not exist; nothing to roll back"
-        ) from None
-    prefix = f"{RECORD_TAG_PREFIX}{environment}-"
-    entries = [
-        e
-        for e in (
-            read_record(store, repository, t)
-            for t in store.list_tags(repository.repository)
-            if t.startswith(prefix)
-        )
-        if e is not None and e.record.environment == environment
-    ]
-    entries.sort(key=lambda e: e.record.timestamp, reverse=True)
-    latest = next((e.record for e in entries if e.record.digest == current), None)
-    if latest is None:
-        raise MlociError(
-            f"no promotion record explains {target.alias} = {current}; cannot tell what came before"
-        )
-    if latest.previous is None:
-        raise MlociError(
-            f"{current} was the first promotion to {environment}; there is nothing to roll back to"
-        )
-    return promote_in(
-        store,
-        repository.with_digest(latest.previous),
-        environment,
-        actor=actor,
-        reason=reason or f"rollback of {current}",
-        rollback_of=current,
-    )
+    return _policy.check(path, reference, session=session)

@@ -74,9 +74,23 @@ class ModelSummary(_Value):
     latest: VersionSummary | None = None
     versions: int = 0
     environments: dict[str, str | None] = Field(
-        default_factory=dict, description="environment alias → version (or digest) it names"
+        default_factory=dict,
+        description="environment → version (or digest) it names; configured environments in "
+        "promotion order (null: not promoted there yet), else every alias found",
     )
     last_promotion: Promotion | None = None
+
+
+class EnvironmentTarget(_Value):
+    """What one environment points at for a model: configured (``mloci.toml``) or an alias found."""
+
+    name: str
+    alias: str = Field(description="the moving tag")
+    repository: str = Field(description="where the alias lives")
+    version: str | None = None
+    digest: str | None = Field(default=None, description="None: not promoted there yet")
+    configured: bool = Field(default=False, description="from the server's project configuration")
+    policy: str | None = Field(default=None, description="name of the policy file promotions must pass")
 
 
 class ModelCard(_Value):
@@ -106,6 +120,9 @@ class ModelDetail(_Value):
     card: ModelCard
     versions: list[VersionSummary]
     history: list[Promotion]
+    environments: list[EnvironmentTarget] = Field(
+        default_factory=list, description="in promotion order when configured, else by alias name"
+    )
 
 
 class FileEntry(_Value):
@@ -114,6 +131,17 @@ class FileEntry(_Value):
     media_type: str
     digest: str
     size: int
+
+
+class Verification(_Value):
+    """A signature or attestation referrer checked against the server's trust rules
+    (``--verify-key``, ``--verify-identity``/``--verify-issuer``)."""
+
+    verified: bool
+    detail: str = Field(description="what verified it, or why it does not verify")
+    rule: str | None = Field(default=None, description="the key file or identity that verified it")
+    signer: str | None = Field(default=None, description="'key …' or the certificate identity")
+    predicate_type: str | None = Field(default=None, description="an attestation's in-toto predicate type")
 
 
 class Referrer(_Value):
@@ -126,6 +154,9 @@ class Referrer(_Value):
     size: int
     created: str | None = None
     annotations: dict[str, str] = Field(default_factory=dict)
+    verification: Verification | None = Field(
+        default=None, description="for signatures and attestations, when the server has trust rules"
+    )
     referrers: list[Referrer] = Field(default_factory=list)
 
 
@@ -141,13 +172,16 @@ class Lineage(_Value):
     datasets: list[dict[str, Any]] = Field(default_factory=list)
     training_run: str | None = None
     parent_model: str | None = None
+    parent_name: str | None = Field(default=None, description="the parent's model name, when in this catalog")
+    parent_version: str | None = Field(default=None, description="the parent's version or digest, ditto")
     images: list[Image] = Field(default_factory=list)
 
 
 class SignatureCheck(_Value):
-    """A cosign signature checked against one of the server's ``--verify-key`` public keys."""
+    """The version's signatures checked (as ``mloci verify``) against one of the server's trust rules:
+    a ``--verify-key`` public key, or the ``--verify-identity``/``--verify-issuer`` keyless signer."""
 
-    key: str = Field(description="the key file's name")
+    key: str = Field(description="the key file's name, or the keyless identity and issuer")
     verified: bool
     detail: str
 
@@ -220,3 +254,6 @@ class ModelPage(_Value):
     page: int
     limit: int
     query: str = ""
+    environments: list[str] = Field(
+        default_factory=list, description="environments to filter by (?env=): configured, else aliases found"
+    )

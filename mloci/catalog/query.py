@@ -74,7 +74,7 @@ class Query:
         metrics = model.latest.metrics if model.latest else {}
         if not all(f.matches(metrics) for f in self.metrics):
             return False
-        if not all(e in model.environments for e in self.environments):
+        if not all(model.environments.get(e) is not None for e in self.environments):
             return False
         haystack = " ".join(
             [

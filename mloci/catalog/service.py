@@ -8,16 +8,18 @@ out over a thread pool: one request per new tag, none for what the cache already
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mloci import settings
 from mloci.catalog import _ops
@@ -26,6 +28,7 @@ from mloci.catalog.models import (
     Badges,
     Change,
     Comparison,
+    EnvironmentTarget,
     FileEntry,
     Image,
     Lineage,
@@ -39,12 +42,22 @@ from mloci.catalog.models import (
     Promotion,
     Referrer,
     SignatureCheck,
+    Verification,
     VersionDetail,
     VersionSummary,
 )
 from mloci.catalog.query import Query
-from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
-from mloci.store import LayoutStore, Store, StoreOptions, open_registry
+from mloci.errors import (
+    AuthError,
+    IntegrityError,
+    MlociError,
+    NotFoundError,
+    RegistryError,
+    UnsupportedError,
+    UsageError,
+)
+from mloci.project import Environment
+from mloci.store import LayoutStore, Session, Store, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
 from mloci.types import annotations as ann
 from mloci.types import mediatype
@@ -53,12 +66,16 @@ from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
 from mloci.types.semver import is_version_tag, sort_key
 
+if TYPE_CHECKING:
+    from mloci.trust.verifier import TrustRule
+
 log = logging.getLogger("mloci.catalog")
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 _MAX_REFERRER_DEPTH = 4
+_MAX_VIEWS = 64  # callers' views kept open (one registry connection pool each)
 
 # Which repositories a caller may read (None: all of them).
 Visible = Callable[[str], bool] | None
@@ -77,6 +94,13 @@ class CatalogConfig:
     # Model names to show even when the registry does not list its catalog (many refuse /v2/_catalog).
     models: tuple[str, ...] = ()
     verify_keys: tuple[Path, ...] = ()  # public keys signatures are verified against on version pages
+    # A keyless signer (certificate identity and OIDC issuer) whose bundles verify, and the
+    # sigstore trusted root (None: $MLOCI_TRUSTED_ROOT, else sigstore's own).
+    verify_identity: str | None = None
+    verify_issuer: str | None = None
+    trusted_root: Path | None = None
+    # The project's environments (mloci.toml), in promotion order; none: every alias found is one.
+    environments: tuple[Environment, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -172,29 +196,55 @@ def _version_of(info: _Info, tags: Sequence[str]) -> str | None:
 
 
 class Catalog:
-    """Read access to one registry namespace (or the local store), with a shared cache."""
+    """Read access to one registry namespace (or the local store), with a shared cache.
 
-    def __init__(self, config: CatalogConfig, *, credentials: Credentials | None = None) -> None:
+    :meth:`as_caller` gives the catalog as one caller's credentials see it: a view with its own
+    registry connection and its own tag snapshots (what a caller may list is what the registry
+    lets *them* list), sharing only what a digest names — and a digest is only ever looked up
+    after the view's own authorised read of a tag or of that digest in that repository.
+    """
+
+    def __init__(
+        self,
+        config: CatalogConfig,
+        *,
+        credentials: Credentials | None = None,
+        _parent: Catalog | None = None,
+    ) -> None:
         self.config = config
-        cache_dir = config.cache_dir or (settings.home() / "cache")
-        self.cache = ContentCache(cache_dir / "catalog.sqlite")
-        self.store: Store = CachingStore(self._open(credentials), self.cache, config.registry or "local")
-        self._pool = ThreadPoolExecutor(max_workers=max(config.workers, 1), thread_name_prefix="catalog")
-        # Repositories fan out on a pool of their own: their tag reads use self._pool, never waiting on it.
-        self._repo_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-repo")
+        self.credentials = credentials
+        if _parent is None:
+            cache_dir = config.cache_dir or (settings.home() / "cache")
+            self.cache = ContentCache(cache_dir / "catalog.sqlite")
+            self._pool = ThreadPoolExecutor(max_workers=max(config.workers, 1), thread_name_prefix="catalog")
+            # Repositories fan out on a pool of their own: their tag reads use self._pool, never waiting on it.
+            self._repo_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="catalog-repo")
+            self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
+            self._infos: dict[Digest, _Info] = {}
+            self._bundles: dict[Digest, dict[str, Any] | None] = {}
+        else:
+            self.cache = _parent.cache
+            self._pool, self._repo_pool = _parent._pool, _parent._repo_pool
+            self._background = _parent._background
+            self._infos, self._bundles = _parent._infos, _parent._bundles  # keyed by digest
+        self._parent = _parent
+        self._views: OrderedDict[str, Catalog] = OrderedDict()
+        self._direct = self._open(credentials)
+        self.store: Store = CachingStore(self._direct, self.cache, config.registry or "local")
+        self._held: set[tuple[str, Digest]] = set()  # untagged digests the registry showed in a repository
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._repos: dict[str, _Repo] = {}
+        self._aside: dict[str, _Repo] = {}  # environment repositories outside the namespace
         self._listed: tuple[float, tuple[str, ...]] = (0.0, ())
-        self._infos: dict[Digest, _Info] = {}
-        self._bundles: dict[Digest, dict[str, Any] | None] = {}
         self._referrers: dict[Digest, tuple[float, tuple[Referrer, ...]]] = {}
         self._refreshing = False
         self._rows: dict[str, tuple[_Repo, ModelSummary | None]] = {}
         self._history: dict[str, tuple[_Repo, bool, tuple[Promotion, ...]]] = {}
         self._details: dict[str, tuple[_Repo, ModelDetail]] = {}
         self._verified: dict[Digest, tuple[tuple[Digest, bool, float], list[SignatureCheck]]] = {}
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-refresh")
+        self._checks: dict[tuple[Digest, Digest], Verification] = {}  # (subject, referrer): immutable
+        self._rules: list[TrustRule] | None = None
 
     def _open(self, creds: Credentials | None) -> Store:
         if self.config.registry is None:
@@ -207,24 +257,46 @@ class Catalog:
             remember_locations=False,
         )
 
+    def as_caller(self, creds: Credentials) -> Catalog:
+        """The catalog as ``creds`` see it (kept for the next request with the same credentials).
+
+        The local store has no credentials: every caller sees it as the server does.
+        """
+        if self.config.registry is None:
+            return self
+        if self._parent is not None:
+            return self._parent.as_caller(creds)
+        key = credentials_key(creds)
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+                return view
+            view = self._views[key] = Catalog(self.config, credentials=creds, _parent=self)
+            evicted = self._views.popitem(last=False)[1] if len(self._views) > _MAX_VIEWS else None
+        if evicted is not None:
+            evicted.close()
+        return view
+
     def invalidate(self, repository: str) -> None:
-        """Forget the snapshot of ``repository``: the next read lists its tags again."""
+        """Forget the snapshot of ``repository`` (in every caller's view): the next read lists its tags again."""
         with self._lock:
             self._repos.pop(repository, None)
+            views = list(self._views.values())
+        for view in views:
+            view.invalidate(repository)
 
-    def writer(self, creds: Credentials | None) -> Store:
-        """A store for writes: with the caller's credentials, never the server's.
+    def session(self, creds: Credentials | None) -> Session:
+        """A session for a write: with the caller's credentials, never the server's.
 
         AuthError for a registry when the caller sent none. The local store has no credentials:
         it belongs to the user running the server.
         """
-        if self.config.registry is None:
-            return LayoutStore(settings.home())
-        if creds is None:
+        if self.config.registry is not None and creds is None:
             raise AuthError(
                 "a write needs your registry credentials (HTTP Basic or Bearer); the server's are never used"
             )
-        return self._open(creds)
+        return Session(self.config.options, credentials=creds)
 
     def promote(
         self,
@@ -233,41 +305,84 @@ class Catalog:
         environment: str,
         *,
         creds: Credentials | None,
-        actor: str,
+        actor: str | None,
         reason: str | None = None,
-        gate: Callable[[Reference, Descriptor], None] | None = None,
+        gate: Callable[[Session], _ops.Gate] | None = None,
     ) -> _ops.PromotionResult:
-        """Point ``environment``'s alias at version or digest ``ref`` of ``name``, as the caller."""
+        """Point ``environment``'s alias at version or digest ``ref`` of ``name``, as the caller
+        (``gate`` is called with the caller's session, to check a policy with their reads)."""
         repository = self.config.repository(name)
+        self._check_environment(environment, repository)
         target = (
             repository.with_digest(Digest.parse(ref))
             if ref.startswith(("sha256:", "sha512:"))
             else repository.with_tag(ref)
         )
-        store = self.writer(creds)
+        session = self.session(creds)
         try:
-            return _ops.promote_in(store, target, environment, actor=actor, reason=reason, gate=gate)
+            return _ops.promote(
+                target,
+                environment,
+                reason=reason,
+                session=session,
+                gate=gate(session) if gate is not None else None,
+                actor=actor,
+            )
         finally:
-            store.close()
+            session.close()
             self.invalidate(repository.repository)
 
     def rollback(
-        self, name: str, environment: str, *, creds: Credentials | None, actor: str, reason: str | None = None
+        self,
+        name: str,
+        environment: str,
+        *,
+        creds: Credentials | None,
+        actor: str | None,
+        reason: str | None = None,
     ) -> _ops.PromotionResult:
         repository = self.config.repository(name)
-        store = self.writer(creds)
+        self._check_environment(environment, repository)
+        session = self.session(creds)
         try:
-            return _ops.rollback_in(store, repository, environment, actor=actor, reason=reason)
+            return _ops.rollback(repository, environment, reason=reason, session=session, actor=actor)
         finally:
-            store.close()
+            session.close()
             self.invalidate(repository.repository)
 
+    def _check_environment(self, environment: str, repository: Reference) -> None:
+        """With configured environments: UsageError for another name; UnsupportedError for one whose
+        alias or repository differs from an in-place promotion (``mloci promote`` handles those)."""
+        if not self.config.environments:
+            return
+        env = next((e for e in self.config.environments if e.name == environment), None)
+        if env is None:
+            known = ", ".join(e.name for e in self.config.environments)
+            raise UsageError(
+                f"unknown environment {environment!r}", hint=f"the configuration defines: {known}"
+            )
+        placed = {e.reference.repository for e in self.config.environments if self._ours(e)}
+        elsewhere = repository.repository in placed and (
+            not self._ours(env) or env.reference.repository != repository.repository
+        )
+        if env.tag != env.name or elsewhere:
+            raise UnsupportedError(
+                f"environment {environment!r} lives in {env.repository} as tag {env.tag!r}; "
+                "promote to it with `mloci promote` from the project"
+            )
+
     def close(self) -> None:
-        self._background.shutdown(wait=False, cancel_futures=True)
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._repo_pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            views = list(self._views.values())
+            self._views.clear()
+        for view in views:
+            view.close()
         self.store.close()
-        self.cache.close()
+        if self._parent is None:
+            self._background.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._repo_pool.shutdown(wait=False, cancel_futures=True)
+            self.cache.close()
 
     # -- fan-out ---------------------------------------------------------------------------------
 
@@ -343,6 +458,10 @@ class Catalog:
             all_tags = self.store.list_tags(repository)
         except NotFoundError:
             return None
+        except AuthError:
+            if self._parent is None:  # the server's own reads: a refusal is an error
+                raise
+            return None  # a caller's view: a repository these credentials may not read is not shown
         visible = [t for t in all_tags if not _ops.is_internal_tag(t)]
         records = sorted(
             (t for t in all_tags if t.startswith(_ops.RECORD_TAG_PREFIX)), key=_record_time, reverse=True
@@ -590,7 +709,99 @@ class Catalog:
         result.sort(key=lambda v: (sort_key(v.version or ""), v.created or ""), reverse=True)
         return result
 
-    def _model_summary(self, repo: _Repo, versions: list[VersionSummary]) -> ModelSummary:
+    def _environments(self, repo: _Repo, versions: list[VersionSummary]) -> list[EnvironmentTarget]:
+        """What each environment points at: the configured ones in order, else every alias found."""
+        version_of = {v.digest: v.version for v in versions}
+        here = str(self._ref(repo.repository))
+        if not self.config.environments:
+            return [
+                EnvironmentTarget(
+                    name=tag, alias=tag, repository=here, version=version_of.get(str(d)), digest=str(d)
+                )
+                for tag, d in sorted(repo.tags.items())
+                if not is_version_tag(tag)
+            ]
+        targets = []
+        for env in self.config.environments:
+            where = self._home(env, repo)
+            found = repo if where == repo.repository else (self._aside_repo(where) if where else None)
+            digest = found.tags.get(env.tag) if found else None
+            version = None
+            if digest is not None and found is not None:
+                version = version_of.get(str(digest))
+                info = self._infos.get(digest)
+                if version is None and info is not None:
+                    version = _version_of(info, [t for t, d in found.tags.items() if d == digest])
+            targets.append(
+                EnvironmentTarget(
+                    name=env.name,
+                    alias=env.tag,
+                    repository=str(self._ref(where)) if where else env.repository,
+                    version=version,
+                    digest=str(digest) if digest else None,
+                    configured=True,
+                    policy=Path(env.policy).name if env.policy else None,
+                )
+            )
+        return targets
+
+    def _home(self, env: Environment, repo: _Repo) -> str | None:
+        """The repository ``env``'s alias for the model in ``repo`` lives in (None: another registry).
+
+        The model the configuration describes keeps each environment in that environment's own
+        repository; any other model is promoted in place (its aliases in its own repository)."""
+        placed = {e.reference.repository for e in self.config.environments if self._ours(e)}
+        if repo.repository not in placed:
+            return repo.repository
+        return env.reference.repository if self._ours(env) else None
+
+    def _all_records(self, repo: _Repo) -> list[Promotion]:
+        """The model's promotion records, with those of its environments in other repositories."""
+        if not self.config.environments:
+            return list(self._records(repo))
+        records = {p.record: p for p in [*self._records(repo), *self._history_elsewhere(repo)]}
+        return sorted(records.values(), key=lambda p: p.timestamp, reverse=True)
+
+    def _history_elsewhere(self, repo: _Repo) -> list[Promotion]:
+        """Promotion records of configured environments whose repository is not the model's own."""
+        found: list[Promotion] = []
+        for env in self.config.environments:
+            where = self._home(env, repo)
+            aside = self._aside_repo(where) if where and where != repo.repository else None
+            if aside is not None:
+                found += [
+                    p
+                    for p in self._records(aside)
+                    if p.environment in (env.name, env.tag) or p.alias == env.tag
+                ]
+        return found
+
+    def _ours(self, env: Environment) -> bool:
+        """Whether ``env``'s repository is in the registry this catalog reads."""
+        return env.reference.registry == self.config.registry
+
+    def _aside_repo(self, repository: str) -> _Repo | None:
+        """A snapshot of another repository an environment lives in (None: absent or unreadable)."""
+        found = self._repos.get(repository) or self._aside.get(repository)
+        if found is not None and time.monotonic() - found.checked < max(self.config.refresh, 0.5):
+            return found
+        try:
+            fresh = self._refresh_repo(repository)
+        except AuthError:
+            fresh = None
+        with self._lock:
+            if fresh is None:
+                self._aside.pop(repository, None)
+            else:
+                self._aside[repository] = fresh
+        return fresh
+
+    def _model_summary(
+        self,
+        repo: _Repo,
+        versions: list[VersionSummary],
+        targets: list[EnvironmentTarget] | None = None,
+    ) -> ModelSummary:
         latest = next((v for v in versions if v.tags), versions[0] if versions else None)
         if latest is not None and latest.badges == Badges():
             badge, attachments = self._badges(repo, Digest.parse(latest.digest))
@@ -598,11 +809,18 @@ class Catalog:
         info = self._infos.get(Digest.parse(latest.digest)) if latest else None
         bundle = self._bundle(info, repo.repository) if info else None
         bundle = bundle or {}
-        version_of = {v.digest: v.version for v in versions}
-        environments: dict[str, str | None] = {}
-        for tag, digest in sorted(repo.tags.items()):
-            if not is_version_tag(tag):
-                environments[tag] = version_of.get(str(digest)) or str(digest)
+        environments: dict[str, str | None]
+        if targets is None and not self.config.environments:
+            # The models list's path (every row, every refresh): no EnvironmentTarget objects.
+            version_of = {v.digest: v.version for v in versions}
+            environments = {
+                tag: version_of.get(str(d)) or str(d)
+                for tag, d in sorted(repo.tags.items())
+                if not is_version_tag(tag)
+            }
+        else:
+            targets = self._environments(repo, versions) if targets is None else targets
+            environments = {t.name: t.version or t.digest for t in targets}
         owners = (bundle.get("governance") or {}).get("owners") or []
         return ModelSummary(
             name=self.config.name_of(repo.repository),
@@ -631,10 +849,13 @@ class Catalog:
         query = query or Query()
         snapshots = self._snapshots(self.repositories())
         summaries = []
+        found: set[str] = set()
         for repo in snapshots.values():
             summary = self._listed_summary(repo)
-            if summary is not None and query.matches(summary):
-                summaries.append((repo.repository, summary))
+            if summary is not None:
+                found.update(summary.environments)
+                if query.matches(summary):
+                    summaries.append((repo.repository, summary))
         if visible is not None:
             allowed = self._map(lambda item: visible(item[0]), summaries)
             summaries = [item for item, ok in zip(summaries, allowed, strict=True) if ok]
@@ -645,6 +866,7 @@ class Catalog:
             page=page,
             limit=limit,
             query=query.text,
+            environments=[e.name for e in self.config.environments] or sorted(found),
         )
 
     def _repo(self, name: str, visible: Visible = None) -> _Repo:
@@ -683,7 +905,8 @@ class Catalog:
 
     def _model_detail(self, repo: _Repo) -> ModelDetail:
         versions = self._summaries(repo, badges=True)
-        summary = self._model_summary(repo, versions)
+        targets = self._environments(repo, versions)
+        summary = self._model_summary(repo, versions, targets)
         info = self._infos.get(Digest.parse(summary.latest.digest)) if summary.latest else None
         bundle = (self._bundle(info, repo.repository) if info else None) or {}
         notes = info.annotations if info else {}
@@ -705,27 +928,53 @@ class Catalog:
             framework=bundle.get("framework") or summary.framework,
             source=notes.get(ann.SOURCE),
         )
-        return ModelDetail(model=summary, card=card, versions=versions, history=list(self._records(repo)))
+        return ModelDetail(
+            model=summary,
+            card=card,
+            versions=versions,
+            history=self._all_records(repo),
+            environments=targets,
+        )
 
     def history(
         self, name: str, environment: str | None = None, *, visible: Visible = None
     ) -> list[Promotion]:
         repo = self._repo(name, visible)
-        return [r for r in self._records(repo) if environment is None or r.environment == environment]
+        records = self._all_records(repo)
+        if environment is None:
+            return records
+        # A configured environment's records may carry its alias's name (promoted as `--to prod`).
+        aliases = {e.tag for e in self.config.environments if e.name == environment}
+        return [r for r in records if r.environment == environment or r.alias in aliases]
 
     def _find(self, repo: _Repo, ref: str) -> Digest:
         if ref.startswith(("sha256:", "sha512:")):
             digest = Digest.parse(ref)
-            if digest in repo.tags.values():
+            if digest in repo.tags.values() or self.holds(repo.repository, digest):
                 return digest
-            try:
-                return self.info(digest, repo.repository).digest
-            except NotFoundError:
-                raise NotFoundError(f"no version {ref} of {self.config.name_of(repo.repository)}") from None
+            raise NotFoundError(f"no version {ref} of {self.config.name_of(repo.repository)}")
         found = repo.tags.get(ref) or repo.tags.get(ref.replace("+", "_"))
         if found is None:
             raise NotFoundError(f"no version {ref!r} of {self.config.name_of(repo.repository)}")
         return found
+
+    def holds(self, repository: str, digest: Digest) -> bool:
+        """Whether the registry (asked with this catalog's credentials, never the shared cache)
+        has the manifest ``digest`` in ``repository``: the cache holds content by digest from every
+        repository and every caller, so a digest named in a request is checked before it is shown."""
+        if (repository, digest) in self._held:
+            return True
+        try:
+            self._direct.resolve(self._ref(repository).with_digest(digest))
+        except NotFoundError:
+            return False
+        except AuthError:
+            if self._parent is None:  # the server's own reads: a refusal is an error
+                raise
+            return False
+        with self._lock:
+            self._held.add((repository, digest))
+        return True
 
     def version(self, name: str, ref: str, *, visible: Visible = None) -> VersionDetail:
         repo = self._repo(name, visible)
@@ -759,20 +1008,27 @@ class Catalog:
             annotations=info.annotations,
             bundle=bundle,
             files=[FileEntry.model_validate(_ops.describe_layer(layer)) for layer in info.layers],
-            referrers=list(self._referrer_tree(repo, digest)),
+            referrers=self._verify_tree(repo, digest, self._referrer_tree(repo, digest)),
             cosign=self._cosign(repo, digest),
             signatures=self._signatures(repo, digest),
             lineage=Lineage(
                 datasets=[d for d in lineage.get("datasets") or [] if isinstance(d, dict)],
                 training_run=lineage.get("training_run"),
                 parent_model=lineage.get("parent_model"),
+                **self._parent_model(lineage.get("parent_model")),
                 images=self._images(digest),
             ),
             pull=f"mloci pull {pinned}",
         )
 
     def _signatures(self, repo: _Repo, digest: Digest) -> list[SignatureCheck]:
-        if not self.config.verify_keys:
+        config = self.config
+        identity = (
+            (config.verify_identity, config.verify_issuer)
+            if config.verify_identity and config.verify_issuer
+            else None
+        )
+        if not config.verify_keys and identity is None:
             return []
         tag = f"{digest.algorithm}-{digest.encoded}.sig"
         key = (digest, tag in repo.all_tags, repo.checked)
@@ -781,18 +1037,122 @@ class Catalog:
             return cached[1]
         reference = self._ref(repo.repository).with_digest(digest)
         checks = []
-        for path in self.config.verify_keys:
-            ok, detail = _ops.verify_signature(reference, path, self.config.options)
+        for path in config.verify_keys:
+            ok, detail = _ops.verify_signature(
+                reference,
+                path,
+                config.options,
+                trusted_root=config.trusted_root,
+                credentials=self.credentials,
+            )
             checks.append(SignatureCheck(key=path.name, verified=ok, detail=detail))
+        if identity is not None:
+            ok, detail = _ops.verify_signature(
+                reference,
+                None,
+                config.options,
+                identity=identity,
+                trusted_root=config.trusted_root,
+                credentials=self.credentials,
+            )
+            checks.append(
+                SignatureCheck(key=f"{identity[0]} (issuer {identity[1]})", verified=ok, detail=detail)
+            )
         with self._lock:
             self._verified[digest] = (key, checks)
         return checks
 
+    def _trust_rules(self) -> list[TrustRule]:
+        if self._rules is None:
+            config = self.config
+            self._rules = _ops.trust_rules(
+                config.verify_keys, config.verify_identity, config.verify_issuer, config.trusted_root
+            )
+        return self._rules
+
+    def _verify_tree(self, repo: _Repo, subject: Digest, tree: Sequence[Referrer]) -> list[Referrer]:
+        """``tree`` with each signature and attestation checked against the trust rules (none: as is).
+
+        A referrer's bytes never change, so each outcome is kept for the life of the server."""
+        if not (self.config.verify_keys or self.config.verify_identity or self.config.verify_issuer):
+            return list(tree)
+        rules = self._trust_rules()
+        todo: list[tuple[Digest, Referrer]] = []
+
+        def walk(parent: Digest, nodes: Sequence[Referrer]) -> None:
+            for node in nodes:
+                todo.append((parent, node))
+                walk(Digest.parse(node.digest), node.referrers)
+
+        walk(subject, tree)
+        ref = self._ref(repo.repository)
+
+        def check(item: tuple[Digest, Referrer]) -> tuple[tuple[Digest, Digest], Verification | None]:
+            parent, node = item
+            key = (parent, Digest.parse(node.digest))
+            known = self._checks.get(key)
+            if known is not None:
+                return key, known
+            entry = Descriptor(
+                media_type=node.media_type,
+                digest=key[1],
+                size=node.size,
+                artifact_type=node.artifact_type,
+                annotations=node.annotations or None,
+            )
+            if not _ops.checkable(entry):
+                return key, None
+            try:
+                result = _ops.check_referrer(self.store, ref, parent, entry, rules)
+            except (UsageError, UnsupportedError, IntegrityError) as exc:
+                # The server's own trust setup (a trusted root, the sigstore extra): shown, not kept.
+                return key, Verification(verified=False, detail=str(exc))
+            outcome = Verification(
+                verified=result.verified,
+                detail=result.detail,
+                rule=result.rule,
+                signer=result.signer,
+                predicate_type=result.predicate_type,
+            )
+            with self._lock:
+                self._checks[key] = outcome
+            return key, outcome
+
+        outcomes = dict(self._map(check, todo))
+
+        def rebuild(parent: Digest, nodes: Sequence[Referrer]) -> list[Referrer]:
+            return [
+                node.model_copy(
+                    update={
+                        "verification": outcomes.get((parent, Digest.parse(node.digest))),
+                        "referrers": rebuild(Digest.parse(node.digest), node.referrers),
+                    }
+                )
+                for node in nodes
+            ]
+
+        return rebuild(subject, tree)
+
+    def _parent_model(self, text: object) -> dict[str, str]:
+        """The parent model's name and version in this catalog, when ``text`` names one there."""
+        if not isinstance(text, str):
+            return {}
+        try:
+            ref = Reference.parse(text.strip())
+        except (ValueError, MlociError):
+            return {}
+        version = str(ref.digest) if ref.digest else ref.tag
+        if ref.registry != self.config.registry or not version:
+            return {}
+        if not ref.repository.startswith(self.config.prefix):
+            return {}
+        return {"parent_name": self.config.name_of(ref.repository), "parent_version": version}
+
     def _images(self, model: Digest) -> list[Image]:
-        """Inference images built from ``model``, among the repositories seen so far."""
+        """Inference images built from ``model``, among the repositories of the namespace."""
         wanted = str(model)
         found = []
-        for repo in list(self._repos.values()):
+        for repo in self._snapshots(self.repositories()).values():
             by_digest: dict[Digest, list[str]] = {}
             for tag, digest in repo.tags.items():
                 info = self._infos.get(digest)
@@ -860,6 +1220,12 @@ class Catalog:
 
 
 _RECORD_TIME = re.compile(r"-(\d{8}T\d{6,12}Z)-[0-9a-f]+$")
+
+
+def credentials_key(creds: Credentials) -> str:
+    """A key for ``creds`` that holds no secret (a hash of all of their parts)."""
+    text = f"{creds.username}\0{creds.password}\0{creds.identity_token}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _record_time(tag: str) -> str:

@@ -101,6 +101,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "serve": (
         "mloci serve                                    # the local store -> http://127.0.0.1:8080/",
         "mloci serve --registry registry.example.com --namespace ml --port 0",
+        "mloci serve --registry registry.example.com --namespace ml --config mloci.toml --verify-key cosign.pub",
         "mloci serve --registry registry.example.com --namespace ml --require-auth --policy prod=prod.yaml",
         "curl 'http://127.0.0.1:8080/api/v1/models?q=auc>0.9'",
     ),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 import click
 
@@ -10,6 +11,69 @@ from mloci.cli._output import emit_json
 from mloci.cli.options import json_option, registry_options, session_from, store_options
 from mloci.errors import UsageError
 from mloci.ops.reserve import reserve
+from mloci.pyindex.settings import UpstreamSettings
+
+_UPSTREAM_OPTIONS: Final = (
+    click.option(
+        "--upstream",
+        "upstreams",
+        multiple=True,
+        metavar="URL",
+        help="Simple index serving projects the namespace does not hold, e.g. https://pypi.org/simple/ "
+        "(repeatable: asked in order).",
+    ),
+    click.option(
+        "--upstream-timeout",
+        type=click.FloatRange(min=0.1),
+        default=30.0,
+        show_default=True,
+        help="Seconds before an unresponsive upstream gets a 502.",
+    ),
+    click.option(
+        "--upstream-cache",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        help="Seconds an upstream page is kept at most (less when its Cache-Control says so; 0: never).",
+    ),
+    click.option(
+        "--redirect-upstream-files",
+        is_flag=True,
+        help="Send clients to the upstream's file URLs instead of streaming files through.",
+    ),
+    click.option(
+        "--cache-upstream",
+        "cache_namespace",
+        metavar="NAMESPACE",
+        help="Keep verified upstream files as releases under this namespace of the registry (apart from "
+        "--namespace), so installs keep working when the upstream is down.",
+    ),
+    click.option(
+        "--upstream-ca-file",
+        type=click.Path(exists=True, dir_okay=False),
+        help="PEM bundle of CAs trusted for HTTPS upstreams, besides the system's (--ca-file and "
+        "--insecure are the registry's only).",
+    ),
+)
+
+
+def upstream_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The upstream pass-through options, shared by `mloci index serve` and `mloci serve`."""
+    for option in reversed(_UPSTREAM_OPTIONS):
+        command = option(command)
+    return command
+
+
+def upstream_settings(kw: dict[str, Any]) -> UpstreamSettings:
+    """Take the upstream options out of a command's keyword arguments, as IndexConfig fields."""
+    return UpstreamSettings(
+        upstreams=kw.pop("upstreams"),
+        upstream_timeout=kw.pop("upstream_timeout"),
+        upstream_cache_seconds=kw.pop("upstream_cache"),
+        redirect_upstream_files=kw.pop("redirect_upstream_files"),
+        cache_namespace=kw.pop("cache_namespace"),
+        upstream_ca_file=kw.pop("upstream_ca_file"),
+    )
 
 
 @click.group("index")
@@ -25,46 +89,7 @@ def index_group() -> None:
     "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on."
 )
 @click.option("--read-only", is_flag=True, help="Refuse uploads.")
-@click.option(
-    "--upstream",
-    "upstreams",
-    multiple=True,
-    metavar="URL",
-    help="Simple index serving projects the namespace does not hold, e.g. https://pypi.org/simple/ "
-    "(repeatable: asked in order).",
-)
-@click.option(
-    "--upstream-timeout",
-    type=click.FloatRange(min=0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds before an unresponsive upstream gets a 502.",
-)
-@click.option(
-    "--upstream-cache",
-    type=click.FloatRange(min=0),
-    default=60.0,
-    show_default=True,
-    help="Seconds an upstream page is kept at most (less when its Cache-Control says so; 0: never).",
-)
-@click.option(
-    "--redirect-upstream-files",
-    is_flag=True,
-    help="Send clients to the upstream's file URLs instead of streaming files through.",
-)
-@click.option(
-    "--cache-upstream",
-    "cache_namespace",
-    metavar="NAMESPACE",
-    help="Keep verified upstream files as releases under this namespace of the registry (apart from "
-    "--namespace), so installs keep working when the upstream is down.",
-)
-@click.option(
-    "--upstream-ca-file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="PEM bundle of CAs trusted for HTTPS upstreams, besides the system's (--ca-file and "
-    "--insecure are the registry's only).",
-)
+@upstream_options
 @click.option("--require-auth", is_flag=True, help="Refuse requests without credentials, reads too.")
 @click.option(
     "--log-level",
@@ -79,12 +104,6 @@ def serve_command(
     host: str,
     port: int,
     read_only: bool,
-    upstreams: tuple[str, ...],
-    upstream_timeout: float,
-    upstream_cache: float,
-    redirect_upstream_files: bool,
-    cache_namespace: str | None,
-    upstream_ca_file: str | None,
     require_auth: bool,
     log_level: str,
     **kw: Any,
@@ -113,18 +132,14 @@ def serve_command(
         raise UsageError(
             f"the index server needs {exc.name or 'starlette and uvicorn'}", hint="pip install 'mloci[index]'"
         ) from None
+    upstream = upstream_settings(kw)
     config = IndexConfig(
         registry=registry,
         namespace=namespace,
         options=store_options(kw),
         read_only=read_only,
-        upstreams=upstreams,
-        upstream_timeout=upstream_timeout,
-        upstream_cache_seconds=upstream_cache,
-        redirect_upstream_files=redirect_upstream_files,
         require_auth=require_auth,
-        cache_namespace=cache_namespace,
-        upstream_ca_file=upstream_ca_file,
+        **upstream,
     )
     config.check()
     serve(config, host=host, port=port, log_level=log_level)

@@ -47,11 +47,19 @@ def ranged_download(
     connections: int,
     progress: Callable[[int], None],
     token: CancelToken,
+    *,
+    missing: list[tuple[int, int]] | None = None,
+    written: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Fill ``fd`` with the blob, ``connections`` ranges at a time, then verify its digest."""
+    """Fill ``fd`` with the blob, ``connections`` ranges at a time, then verify its digest.
+
+    ``missing``: only these byte spans are fetched (a resumed partial download holds the rest);
+    ``written(offset, count)`` is told of every block once it is in the file.
+    """
     size = descriptor.size
-    part = -(-size // connections)
-    ranges = [(start, min(start + part, size)) for start in range(0, size, part)]
+    spans = [(0, size)] if missing is None else missing
+    part = max(1, -(-sum(end - start for start, end in spans) // connections))
+    ranges = [(at, min(at + part, end)) for start, end in spans for at in range(start, end, part)]
     path = f"/v2/{repository}/blobs/{descriptor.digest}"
     scope = scope_for(repository, "pull")
 
@@ -76,6 +84,8 @@ def ranged_download(
                     token.check()
                     inner.check()
                     os.pwrite(fd, chunk, offset)
+                    if written is not None:
+                        written(offset, len(chunk))
                     offset += len(chunk)
                     progress(len(chunk))
             except (HTTPError, OSError) as exc:

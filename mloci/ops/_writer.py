@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 _STOP = b""
@@ -19,8 +20,9 @@ _STOP = b""
 class BackgroundWriter:
     """``write`` queues a chunk for ``fd``; ``close`` waits until everything is written (and raises what failed)."""
 
-    def __init__(self, fd: int, depth: int = 8) -> None:
+    def __init__(self, fd: int, depth: int = 8, *, on_written: Callable[[int], None] | None = None) -> None:
         self._fd = fd
+        self._on_written = on_written  # told each chunk's length once it is in the file
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._abandon = threading.Event()
@@ -35,6 +37,8 @@ class BackgroundWriter:
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(self._fd, view) :]
+                if self._on_written is not None:
+                    self._on_written(len(chunk))
         except BaseException as exc:  # handed to the producer
             self._error = exc
             self._abandon.set()

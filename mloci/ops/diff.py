@@ -79,8 +79,11 @@ def _requirements(info: Artifact) -> dict[str, str]:
 
 def diff(left: Reference, right: Reference, *, session: Session | None = None) -> Diff:
     """What changed between two artifacts: metadata, metrics, dependencies and files (by digest)."""
-    a = inspect(left, session=session)
-    b = inspect(right, session=session)
+    return compare(inspect(left, session=session), inspect(right, session=session))
+
+
+def compare(a: Artifact, b: Artifact) -> Diff:
+    """What changed between two artifacts already read (by :func:`~mloci.ops.inspection.inspect`)."""
     result = Diff(str(a.reference), str(b.reference), a.digest == b.digest)
     bundle_a = a.bundle.to_document() if a.bundle else {}
     bundle_b = b.bundle.to_document() if b.bundle else {}

@@ -20,7 +20,7 @@ from mloci import settings
 from mloci.bundle.git import git_state
 from mloci.bundle.load import load_bundle
 from mloci.bundle.pack import pack, source_date, version_tag, with_git
-from mloci.errors import MlociError, UsageError
+from mloci.errors import IntegrityError, MlociError, UsageError
 from mloci.image.layer import Entry, ImageLayer, build_layer, iter_entries
 from mloci.ops.pull import pull
 from mloci.ops.refs import parse_reference
@@ -33,6 +33,7 @@ from mloci.types.bundle_metadata import PULLED_METADATA
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor, Index, Manifest, canonical_json
 from mloci.types.reference import Reference
+from mloci.types.text import escape_controls
 from mloci.types.timestamps import rfc3339
 
 
@@ -91,18 +92,50 @@ def _model_from_bundle(path: Path) -> _ImageModel:
 def _model_from_reference(ref: Reference, workdir: Path, session: Session) -> _ImageModel:
     result = pull(ref, workdir / "model", session=session)
     # The normalized manifest, where pull keeps it apart from the user's manifest.json (docs/format.md).
-    manifest_file = result.output / PULLED_METADATA
-    if not manifest_file.is_file():
-        manifest_file = result.output / "manifest.json"
-    document = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    document = _pulled_manifest(result.output)
     name = str(document.get("name") or ref.repository.rsplit("/", 1)[-1])
     version = str(document.get("version") or ref.tag or "0.0.0")
-    created = (
-        datetime.fromisoformat(str(document["train_time"]).replace("Z", "+00:00"))
-        if document.get("train_time")
-        else datetime(1970, 1, 1, tzinfo=UTC)
+    created = datetime(1970, 1, 1, tzinfo=UTC)
+    if train_time := str(document.get("train_time") or ""):
+        try:
+            created = datetime.fromisoformat(train_time.replace("Z", "+00:00"))
+        except ValueError:
+            raise IntegrityError(
+                f"{ref}: the bundle manifest's train_time {escape_controls(train_time)!r} "
+                "is not an ISO 8601 time; fix it in the bundle and push it again"
+            ) from None
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+    git_sha = document.get("git_sha")
+    return _ImageModel(
+        name, version, git_sha if isinstance(git_sha, str) else None, result.digest, result.output, created
     )
-    return _ImageModel(name, version, document.get("git_sha"), result.digest, result.output, created)
+
+
+def _pulled_manifest(directory: Path) -> dict[str, Any]:
+    """The bundle manifest of a pulled model, or {} for a model another tool pushed.
+
+    The normalized manifest is where pull keeps it apart from the user's manifest.json
+    (docs/format.md); earlier artifacts carry it as manifest.json itself. An artifact may hold
+    anything, so the shape is checked: mloci's own copy must be a JSON object, while a
+    manifest.json of another tool's making is simply not ours.
+    """
+    kept = directory / PULLED_METADATA
+    path = kept if kept.is_file() else directory / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        value = None
+    if isinstance(value, dict):
+        return value
+    if path == kept:
+        raise IntegrityError(
+            f"the model's bundle manifest ({PULLED_METADATA}) is not a JSON object; "
+            "the artifact is damaged: push the bundle again"
+        )
+    return {}
 
 
 def _platform_manifests(

@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mloci.buildenv import actor, ci_run_url
+from mloci.buildenv import actor as local_actor
+from mloci.buildenv import ci_run_url
 from mloci.errors import IntegrityError, MlociError, NotFoundError, RegistryError, UsageError
 from mloci.ops.referrers import attach
 from mloci.ops.transfer import Copier
@@ -139,11 +140,15 @@ def promote(
     policy: Path | None = None,
     rollback_of: Digest | None = None,
     ci_url: str | None = None,
+    actor: str | None = None,
 ) -> PromotionResult:
     """Point ``environment``'s alias at the manifest ``reference`` names, recording who, when and why.
 
     ``policy`` (else the environment's own policy in ``project``) must pass first; ``gate`` is
-    any other check to run instead.
+    any other check to run instead. ``actor`` is who the record names (default: the user running
+    this process, as :func:`mloci.buildenv.actor` finds them); a server acting for a caller passes
+    the caller, and a ``session`` holding the caller's credentials — then no CI run of the server's
+    own environment is recorded either.
     """
     target = environment_target(environment, project=project, default_repository=reference)
     if gate is None:
@@ -186,10 +191,10 @@ def promote(
             digest=descriptor.digest,
             previous=previous,
             source=str(pinned),
-            actor=actor(),
+            actor=actor or local_actor(),
             timestamp=datetime.now(UTC),
             reason=reason,
-            ci_run_url=ci_url or ci_run_url(),
+            ci_run_url=ci_url or (None if actor else ci_run_url()),
             rollback_of=rollback_of,
         )
         # The record goes first: an alias never moves without its audit entry.
@@ -223,7 +228,8 @@ class HistoryEntry:
         return {**document, "record": str(self.manifest)}
 
 
-def _read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None:
+def read_record(store: Store, repo: Reference, tag: str) -> HistoryEntry | None:
+    """The promotion record tagged ``tag`` in ``repo``; None for anything that is not a valid one."""
     try:
         descriptor, data = store.fetch_manifest(repo.with_tag(tag))
         manifest = Manifest.from_json(data)
@@ -287,7 +293,7 @@ def _entries(repository: Reference, environment: str | None, session: Session | 
         prefix = RECORD_TAG_PREFIX + (f"{environment}-" if environment else "")
         wanted = [t for t in tags if t.startswith(prefix)]
         with ThreadPoolExecutor(max_workers=max(active.options.concurrency, 1)) as pool:
-            entries = [e for e in pool.map(lambda t: _read_record(store, repo, t), wanted) if e is not None]
+            entries = [e for e in pool.map(lambda t: read_record(store, repo, t), wanted) if e is not None]
     if environment:
         entries = [e for e in entries if e.record.environment == environment]
     return sorted(entries, key=lambda e: e.record.timestamp, reverse=True)
@@ -300,8 +306,10 @@ def rollback(
     project: ProjectConfig | None = None,
     reason: str | None = None,
     session: Session | None = None,
+    actor: str | None = None,
 ) -> PromotionResult:
-    """Point the alias back at what it named before its current digest was promoted."""
+    """Point the alias back at what it named before its current digest was promoted (``actor`` and
+    ``session`` as for :func:`promote`)."""
     target = environment_target(environment, project=project, default_repository=repository)
     with scoped(session) as active:
         store = active.store(target.repository)
@@ -328,4 +336,5 @@ def rollback(
             reason=reason or f"rollback of {current}",
             session=active,
             rollback_of=current,
+            actor=actor,
         )

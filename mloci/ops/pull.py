@@ -4,7 +4,8 @@ Every blob is hashed while it streams into a staging directory on the target's
 filesystem; only when all of them verified are they renamed into place, and the
 marker ``.mloci/pull.json`` is written last. A failed or interrupted pull leaves the
 target as it was. Pulling the digest a directory already holds is a no-op, so init
-containers can restart freely.
+containers can restart freely. Bytes received from a registry survive even SIGKILL in a partial
+file beside the target, from which the next pull resumes (:mod:`mloci.ops._partial`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tarfile
 import tempfile
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,11 +32,13 @@ from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.interrupts import deferred
 from mloci.ops._parallel import CancelToken, run_all
+from mloci.ops._partial import Partial, clean_partials, partial_dir, ranged_chunks, worth_keeping
 from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
 from mloci.ops._tarextract import extract_indexed
 from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
+from mloci.store._prefetch import prefetch
 from mloci.types import annotations as ann
 from mloci.types import bundle_metadata, file_index, jsontext, mediatype
 from mloci.types.digest import Digest
@@ -75,6 +78,8 @@ class PullResult:
     bytes_downloaded: int
     unchanged: bool
     replaced: tuple[str, ...] = ()
+    bytes_resumed: int = 0
+    """Of ``bytes_downloaded``, those an earlier, interrupted pull had already received (not fetched again)."""
     """Entries a previous pull had not written that ``force`` replaced (files and links, never directories)."""
     verification: VerifyResult | None = None
     """The signature check that preceded the pull, when a key was required."""
@@ -94,6 +99,7 @@ class PullResult:
                 for f in self.files
             ],
             "bytesDownloaded": self.bytes_downloaded,
+            "bytesResumed": self.bytes_resumed,
             "unchanged": self.unchanged,
             "replaced": list(self.replaced),
             **({"verification": self.verification.to_json()} if self.verification else {}),
@@ -246,8 +252,14 @@ def _write_blob(
     listener: TransferListener,
     token: CancelToken,
     connections: int = 1,
+    partials: Path | None = None,
+    resumed: list[int] | None = None,
 ) -> list[str]:
-    """Stream one layer into ``staging``; return the paths it created (relative)."""
+    """Stream one layer into ``staging``; return the paths it created (relative).
+
+    With ``partials`` (a registry source) the blob downloads through a partial file kept there
+    across process restarts (:mod:`mloci.ops._partial`); bytes reused from it go to ``resumed``.
+    """
     descriptor = layer.descriptor
     key = str(descriptor.digest)
     listener.started(key, layer.path, descriptor.size)
@@ -261,6 +273,130 @@ def _write_blob(
         return created
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     target.parent.mkdir(parents=True, exist_ok=True)
+    partial = (
+        Partial.open(partials, descriptor)
+        if partials is not None and descriptor.size > 0 and isinstance(store, ServesRanges)
+        else None
+    )
+    if partial is not None and isinstance(store, ServesRanges):
+        try:
+            reused = _download_partial(
+                store, store, repository, partial, lambda n: listener.advance(key, n), token, connections
+            )
+            partial.complete(target)
+        except BaseException as exc:
+            partial.close(keep=worth_keeping(exc))
+            raise
+        partial.close()
+        if resumed is not None:
+            resumed.append(reused)
+    else:
+        _download(store, repository, descriptor, target, listener, token, connections)
+    listener.finished(key, skipped=False)
+    if layer.packing == "raw":
+        return [layer.path]
+    try:
+        return _untar(target, staging)
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def _download_partial(
+    store: Store,
+    http: ServesRanges,
+    repository: str,
+    partial: Partial,
+    advance: Callable[[int], None],
+    token: CancelToken,
+    connections: int,
+) -> int:
+    """Complete ``partial`` from the registry and verify it; return how many bytes were reused.
+
+    What an earlier run left is re-hashed and the rest fetched with ``Range``. When the digest
+    then does not match (the partial was damaged on disk), it is discarded and the blob fetched
+    once more from the start.
+    """
+    descriptor = partial.descriptor
+    _preallocate(partial.fd, descriptor.size)
+    for attempt in (1, 2):
+        if connections > 1 and descriptor.size >= MIN_RANGED_SIZE:
+            missing = partial.missing()
+            reused = descriptor.size - sum(end - start for start, end in missing)
+            try:
+                ranged_download(
+                    http,
+                    repository,
+                    descriptor,
+                    partial.fd,
+                    connections,
+                    advance,
+                    token,
+                    missing=missing,
+                    written=partial.written,
+                )
+                advance(reused)
+                return reused
+            except RangesUnsupported:
+                pass  # one stream, below
+            except IntegrityError:
+                partial.discard()
+                if reused == 0 or attempt == 2:
+                    raise
+                continue
+        reused = partial.prefix()
+        hasher = partial.hash_prefix(reused, token.check)
+        received = reused
+        os.lseek(partial.fd, reused, os.SEEK_SET)
+
+        def on_written(count: int) -> None:
+            nonlocal received
+            partial.written(received, count)
+            received += count
+
+        if reused == 0:
+            # From the start: the store's own stream (verified, resuming a dropped connection in-process).
+            try:
+                with (
+                    store.open_blob(repository, descriptor) as chunks,
+                    BackgroundWriter(partial.fd, on_written=on_written) as writer,
+                ):
+                    for chunk in chunks:
+                        token.check()
+                        writer.write(chunk)
+                        advance(len(chunk))
+            except IntegrityError:
+                partial.discard()
+                raise
+            return 0
+        chunks = prefetch(ranged_chunks(http.transport, http.registry, repository, descriptor, reused))
+        advance(reused)
+        # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
+        try:
+            with BackgroundWriter(partial.fd, on_written=on_written) as writer:
+                for chunk in chunks:
+                    token.check()
+                    hasher.update(chunk)
+                    writer.write(chunk)
+                    advance(len(chunk))
+        except IntegrityError:
+            pass  # the registry's blob is shorter than its descriptor: try once more from the start
+        if received == descriptor.size and hasher.hexdigest() == descriptor.digest.encoded:
+            return reused
+        partial.discard()  # damaged on disk (or by a power cut): fetch it all again
+    raise AssertionError("unreachable: the second attempt starts from byte 0")
+
+
+def _download(
+    store: Store,
+    repository: str,
+    descriptor: Descriptor,
+    target: Path,
+    listener: TransferListener,
+    token: CancelToken,
+    connections: int,
+) -> None:
+    """Stream a blob into ``target`` (a new file), verified."""
+    key = str(descriptor.digest)
     # O_EXCL|O_NOFOLLOW: never write through something that appeared in the staging dir.
     fd = os.open(
         target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
@@ -291,13 +427,6 @@ def _write_blob(
                     token.check()
                     writer.write(chunk)
                     listener.advance(key, len(chunk))
-    listener.finished(key, skipped=False)
-    if layer.packing == "raw":
-        return [layer.path]
-    try:
-        return _untar(target, staging)
-    finally:
-        target.unlink(missing_ok=True)
 
 
 def _preallocate(fd: int, size: int) -> None:
@@ -462,12 +591,19 @@ def _only_owned(output: Path, directory: str, owned: set[str]) -> bool:
     return True
 
 
+def _only_partials(entry: Path) -> bool:
+    """Whether ``entry`` is a marker directory holding nothing but a killed pull's partial downloads."""
+    if entry.name != MARKER_DIR or entry.is_symlink() or not entry.is_dir():
+        return False
+    return {p.name for p in entry.iterdir()} <= {"partial"}
+
+
 def _check_target(output: Path, incoming: set[str], *, force: bool) -> list[str]:
     """Refuse, before anything is downloaded, to write over what mloci did not write; return what --force replaces.
 
     ``incoming`` are the file paths the pull will create. Nothing outside them is ever touched.
     """
-    present = [p for p in output.iterdir() if not p.name.startswith(STAGING_PREFIX)]
+    present = [p for p in output.iterdir() if not p.name.startswith(STAGING_PREFIX) and not _only_partials(p)]
     if not present:
         return []
     marker = _read_marker(output)
@@ -624,31 +760,49 @@ def _pull(
             else None
         )
 
+        partials = partial_dir(output)  # kept across restarts; removed once the pull is published
+        resumed: list[int] = []
         try:
-            with _staging(output) as staging:
-                listener.begin(sum(layer.descriptor.size for layer in layers), len(layers))
-                try:
-                    created_per_layer = run_all(
-                        lambda layer, token: _write_blob(
-                            store, reference.repository, layer, staging, listener, token, connections
-                        ),
-                        layers,
-                        session.options.concurrency,
-                    )
-                finally:
-                    listener.end()
-                created = _distinct([p for paths in created_per_layer for p in paths])
-                marker = {
-                    "reference": str(pinned),
-                    "digest": str(descriptor.digest),
-                    "layers": sorted(str(layer.descriptor.digest) for layer in layers),
-                    "files": created,
-                }
-                # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
-                with deferred():
-                    replaced = _move_into_place(
-                        staging, output, created, marker, force=force, metadata=metadata
-                    )
+            try:
+                with _staging(output) as staging:
+                    listener.begin(sum(layer.descriptor.size for layer in layers), len(layers))
+                    try:
+                        created_per_layer = run_all(
+                            lambda layer, token: _write_blob(
+                                store,
+                                reference.repository,
+                                layer,
+                                staging,
+                                listener,
+                                token,
+                                connections,
+                                partials,
+                                resumed,
+                            ),
+                            layers,
+                            session.options.concurrency,
+                        )
+                    finally:
+                        listener.end()
+                    created = _distinct([p for paths in created_per_layer for p in paths])
+                    marker = {
+                        "reference": str(pinned),
+                        "digest": str(descriptor.digest),
+                        "layers": sorted(str(layer.descriptor.digest) for layer in layers),
+                        "files": created,
+                    }
+                    # SIGINT/SIGTERM wait for the renames: the target ends with the old files or the new.
+                    with deferred():
+                        replaced = _move_into_place(
+                            staging, output, created, marker, force=force, metadata=metadata
+                        )
+                clean_partials(partials)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    partials.rmdir()  # only when empty: a failed pull keeps nothing but resumable bytes
+                    if partials.parent.name == MARKER_DIR:
+                        partials.parent.rmdir()  # made for it (an existing target that had no marker)
+                raise
         except OSError as exc:
             # Disk full, permissions, read-only mounts: say so plainly; staging is already removed.
             reason = exc.strerror or type(exc).__name__
@@ -663,6 +817,7 @@ def _pull(
             sum(layer.descriptor.size for layer in layers),
             False,
             tuple(replaced),
+            sum(resumed),
         )
     except OSError as exc:
         # An unreadable or unwritable target, found before anything was written.

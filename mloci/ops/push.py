@@ -23,6 +23,7 @@ from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import IngestsFiles, RepairsBlobs, Session, Store, StreamsUploads, scoped
 from mloci.store.base import BlobOutcome
+from mloci.store.registry.sessions import file_subject
 from mloci.types import annotations as ann
 from mloci.types import mediatype
 from mloci.types.blob import Blob
@@ -161,7 +162,9 @@ class EagerUploader:
 
     def __call__(self, path: Path, label: str) -> tuple[Digest, int]:
         size = path.stat().st_size
-        upload = self.streams.begin_stream(self.repository) if size >= self.MIN_SIZE else None
+        upload = (
+            self.streams.begin_stream(self.repository, file_subject(path)) if size >= self.MIN_SIZE else None
+        )
         if upload is None:
             return hash_file(path, self.token.check)
         key = f"eager:{path}"

@@ -45,6 +45,7 @@ from mloci.errors import (
     UnsupportedError,
     UsageError,
 )
+from mloci.ops._retry import until_kept
 from mloci.ops.attach import attach_blob
 from mloci.ops.referrers import list_referrers
 from mloci.store import Session, Store, read_small_blob, scoped
@@ -239,8 +240,10 @@ def _sign_legacy(
     layer = payload_blob.descriptor.model_copy(update={"annotations": {SIGNATURE_ANNOTATION: signature}})
     if not store.has_blob(reference.repository, payload_blob.descriptor.digest):
         store.push_blob(reference.repository, payload_blob)
-    for round_ in range(_MAX_WRITE_ROUNDS + 1):
-        current, current_digest = _current_signatures(store, sig_ref)
+    written = False
+
+    def ours(current: Manifest | None, current_digest: Digest | None) -> SignResult | None:
+        """The result when ``current`` holds our signature (or an equivalent one this key made before)."""
         layers = list(current.layers) if current else []
         mine = next(
             (
@@ -250,25 +253,31 @@ def _sign_legacy(
             ),
             None,
         )
-        if mine is not None and current_digest is not None:
-            # Ours (written in an earlier round), or an equivalent one this key made before.
-            return SignResult(
-                reference=reference.pinned(digest),
-                digest=digest,
-                signature_reference=sig_ref.with_digest(current_digest),
-                payload_digest=payload_blob.descriptor.digest,
-                signature=mine.annotation(SIGNATURE_ANNOTATION) or signature,
-                signatures=len(layers),
-                unchanged=round_ == 0,
-            )
-        if round_ == _MAX_WRITE_ROUNDS:
-            break
-        # Re-read after writing: another signer may have replaced the manifest without our layer.
-        _push_signatures(store, sig_ref, current, [*layers, layer])
-    raise ConflictError(
-        f"{sig_ref} kept being rewritten by other signers; the signature was not kept",
-        hint="sign again",
-        temporary=True,
+        if mine is None or current_digest is None:
+            return None
+        return SignResult(
+            reference=reference.pinned(digest),
+            digest=digest,
+            signature_reference=sig_ref.with_digest(current_digest),
+            payload_digest=payload_blob.descriptor.digest,
+            signature=mine.annotation(SIGNATURE_ANNOTATION) or signature,
+            signatures=len(layers),
+            unchanged=not written,
+        )
+
+    def attempt() -> SignResult | None:
+        nonlocal written
+        current, current_digest = _current_signatures(store, sig_ref)
+        found = ours(current, current_digest)
+        if found is None:
+            _push_signatures(store, sig_ref, current, [*(current.layers if current else []), layer])
+            written = True
+            # Re-read after writing: another signer may have replaced the manifest without our layer.
+            found = ours(*_current_signatures(store, sig_ref))
+        return found
+
+    return until_kept(
+        attempt, what=f"{sig_ref} (the signature was not kept)", hint="sign again", rounds=_MAX_WRITE_ROUNDS
     )
 
 

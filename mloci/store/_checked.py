@@ -10,31 +10,20 @@ everything regardless. Like the digest cache, any problem here just means "hash 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
-import threading
 from pathlib import Path
 
-from mloci._sqlite import open_cache
+from mloci._sqlite import LazyCache
 
 _Key = tuple[str, int, int, int, int, int]
 
 
 class CheckedBlobs:
     def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection | None:
-        if self._db is None and self._path is not None:
-            self._db = open_cache(
-                self._path,
-                "CREATE TABLE IF NOT EXISTS checked (name TEXT PRIMARY KEY, dev INT, ino INT, size INT,"
-                " mtime INT, ctime INT)",
-            )
-            if self._db is None:
-                self._path = None
-        return self._db
+        self._cache = LazyCache(
+            path,
+            "CREATE TABLE IF NOT EXISTS checked (name TEXT PRIMARY KEY, dev INT, ino INT, size INT,"
+            " mtime INT, ctime INT)",
+        )
 
     @staticmethod
     def _key(blob: Path) -> _Key:
@@ -43,27 +32,21 @@ class CheckedBlobs:
 
     def known_good(self, blob: Path) -> bool:
         """Whether ``blob`` was verified and has not changed since."""
-        with self._lock, contextlib.suppress(OSError, sqlite3.Error):
-            db = self._connect()
-            if db is None:
-                return False
+        try:
             key = self._key(blob)
-            row = db.execute(
+        except OSError:
+            return False
+        return bool(
+            self._cache.rows(
                 "SELECT 1 FROM checked WHERE name=? AND dev=? AND ino=? AND size=? AND mtime=? AND ctime=?",
                 key,
-            ).fetchone()
-            return row is not None
-        return False
+            )
+        )
 
     def record(self, blob: Path) -> None:
         """``blob`` was just verified (or written from verified bytes)."""
-        with self._lock, contextlib.suppress(OSError, sqlite3.Error):
-            db = self._connect()
-            if db is not None:
-                db.execute("INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?, ?)", self._key(blob))
+        with contextlib.suppress(OSError):
+            self._cache.write("INSERT OR REPLACE INTO checked VALUES (?, ?, ?, ?, ?, ?)", self._key(blob))
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self._cache.close()

@@ -178,8 +178,11 @@ class Upload(Protocol):
 
 @runtime_checkable
 class StreamsUploads(Protocol):
-    def begin_stream(self, repository: str) -> Upload | None:
-        """Start an upload whose digest is given at the end; None when the store needs it up front."""
+    def begin_stream(self, repository: str, subject: str | None = None) -> Upload | None:
+        """Start an upload whose digest is given at the end; None when the store needs it up front.
+
+        ``subject`` names the content (e.g. a file's identity): an upload of that subject a
+        killed process left behind may be continued instead of started over."""
         ...
 
 

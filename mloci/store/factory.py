@@ -14,6 +14,7 @@ from mloci.store.layout import LayoutStore
 from mloci.store.registry import RegistryStore, credentials
 from mloci.store.registry.auth import Credentials
 from mloci.store.registry.locations import BlobLocations
+from mloci.store.registry.sessions import UploadSessions
 from mloci.types.reference import Reference
 
 
@@ -26,6 +27,10 @@ class StoreOptions:
     ca_file: str | None = None
     concurrency: int = 4
     chunk_size: int | None = None  # None: one streamed PATCH per blob
+    # Seconds to wait for a registry's answer (each read of it) before the attempt fails; None: 60.
+    timeout: float | None = None
+    # Further attempts after a temporary failure (timeouts, resets, 5xx); None: 4.
+    retries: int | None = None
 
 
 def open_registry(
@@ -48,9 +53,12 @@ def open_registry(
         else (lambda: credentials.lookup(registry)),
         concurrency=max(options.concurrency, pool_size or 0),
         chunk_size=options.chunk_size,
+        timeout=options.timeout,
+        retries=options.retries,
         locations=BlobLocations(
             settings.home() / "cache" / "blob-locations.sqlite" if remember_locations else None
         ),
+        sessions=UploadSessions(settings.home() / "uploads"),
     )
 
 
@@ -68,10 +76,15 @@ class Session:
     cache per registry, shared by every operation (and thread) that uses the session.
 
     Operations take ``session=``; without one they open a session of their own for the call.
+    With ``credentials``, every registry the session opens uses them instead of the usual sources
+    (a server acting for a caller builds one from the caller's credentials).
     """
 
-    def __init__(self, options: StoreOptions | None = None) -> None:
+    def __init__(
+        self, options: StoreOptions | None = None, *, credentials: Credentials | None = None
+    ) -> None:
         self.options = options or StoreOptions()
+        self._credentials = credentials
         self._lock = threading.Lock()
         self._registries: dict[str, RegistryStore] = {}
         self._layouts: dict[Path, LayoutStore] = {}
@@ -95,7 +108,12 @@ class Session:
                 raise RuntimeError("this mloci session is closed")
             store = self._registries.get(host)
             if store is None:
-                store = self._registries[host] = open_registry(host, self.options)
+                store = self._registries[host] = open_registry(
+                    host,
+                    self.options,
+                    credentials_override=self._credentials,
+                    remember_locations=self._credentials is None,
+                )
             return store
 
     def close(self) -> None:

@@ -46,6 +46,7 @@ from mloci.types.blob import Blob
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 from mloci.types.reference import Reference
+from mloci.types.text import escape_controls
 
 SYSTEM_CONF = Path("/etc/containers/registries.conf")
 T = TypeVar("T")
@@ -203,8 +204,7 @@ def match(entries: list[RegistryEntry], ref: Reference) -> tuple[RegistryEntry, 
 
 
 def warn(message: str) -> None:
-    printable = "".join(c if c.isprintable() else "?" for c in message)
-    sys.stderr.write(f"mloci: warning: {printable}\n")
+    sys.stderr.write(f"mloci: warning: {escape_controls(message)}\n")
     sys.stderr.flush()
 
 

@@ -41,11 +41,16 @@ def _json(
 ) -> Response:
     body = json.dumps(document, ensure_ascii=False, sort_keys=False).encode()
     etag = etag_for(body)
-    cache = "public, max-age=31536000, immutable" if immutable else "no-cache"
+    cache = f"{_audience(request)}, max-age=31536000, immutable" if immutable else "no-cache"
     all_headers = {"ETag": etag, "Cache-Control": cache, "Vary": "Authorization", **(headers or {})}
     if not_modified(request, etag):
         return Response(status_code=304, headers=all_headers)
     return Response(body, media_type="application/json", headers=all_headers)
+
+
+def _audience(request: Request) -> str:
+    """``private`` for an answer to credentials (no shared cache may give it to anyone else)."""
+    return "private" if request.headers.get("authorization") else "public"
 
 
 def _int(request: Request, name: str, default: int) -> int:
@@ -63,9 +68,25 @@ def _link(request: Request, page: int, limit: int) -> str:
     return f"<{request.url.path}?{urlencode([*params, ('page', str(page)), ('limit', str(limit))])}>"
 
 
+def _paged(request: Request, key: str, items: list[Any], default: int = 100) -> Response:
+    """``items`` one page at a time (``?page=``, ``?limit=`` 1 to 500), with ``Link`` rel=next/prev."""
+    page = _int(request, "page", 1)
+    limit = _int(request, "limit", default)
+    if page < 1 or not 1 <= limit <= 500:
+        raise UsageError("page must be ≥ 1 and limit between 1 and 500")
+    start = (page - 1) * limit
+    links = []
+    if page * limit < len(items):
+        links.append(_link(request, page + 1, limit) + '; rel="next"')
+    if page > 1:
+        links.append(_link(request, page - 1, limit) + '; rel="prev"')
+    document = {key: items[start : start + limit], "total": len(items), "page": page, "limit": limit}
+    return _json(request, document, headers={"Link": ", ".join(links)} if links else None)
+
+
 def models(request: Request) -> Response:
     state = state_of(request)
-    visible = state.reader(request)
+    catalog = state.catalog_for(request)
     query = Query.parse(
         request.query_params.get("q"),
         metric_filters=tuple(request.query_params.getlist("metric")),
@@ -73,7 +94,7 @@ def models(request: Request) -> Response:
     )
     page = _int(request, "page", 1)
     limit = _int(request, "limit", 50)
-    result: ModelPage = state.catalog.models(query, page=page, limit=limit, visible=visible)
+    result: ModelPage = catalog.models(query, page=page, limit=limit)
     links = []
     if page * limit < result.total:
         links.append(_link(request, page + 1, limit) + '; rel="next"')
@@ -84,33 +105,33 @@ def models(request: Request) -> Response:
 
 def model(request: Request) -> Response:
     state = state_of(request)
-    visible = state.reader(request)
-    detail: ModelDetail = state.catalog.model(request.path_params["name"], visible=visible)
+    catalog = state.catalog_for(request)
+    detail: ModelDetail = catalog.model(request.path_params["name"])
     return _json(request, detail.to_json())
 
 
 def version(request: Request) -> Response:
     state = state_of(request)
-    visible = state.reader(request)
-    detail: VersionDetail = state.catalog.version(
-        request.path_params["name"], request.path_params["ref"], visible=visible
-    )
+    catalog = state.catalog_for(request)
+    detail: VersionDetail = catalog.version(request.path_params["name"], request.path_params["ref"])
     return _json(request, detail.to_json())
 
 
 def manifest(request: Request) -> Response:
     """The manifest's exact bytes: named by digest, so cacheable forever."""
     state = state_of(request)
-    visible = state.reader(request)
+    catalog = state.catalog_for(request)
     digest = Digest.parse(request.path_params["digest"])
-    repository = state.catalog.config.repository(request.path_params["name"])
-    if visible is not None and not visible(repository.repository):
-        raise NotFoundError(f"no model named {request.path_params['name']!r}")
-    descriptor, data = state.catalog.store.fetch_manifest(repository.with_digest(digest))
+    repository = catalog.config.repository(request.path_params["name"])
+    # Content by digest is cached for everyone: the registry must show it in this repository first.
+    if not catalog.holds(repository.repository, digest):
+        raise NotFoundError(f"no manifest {digest} in {request.path_params['name']!r}")
+    descriptor, data = catalog.store.fetch_manifest(repository.with_digest(digest))
     etag = f'"{descriptor.digest}"'
     headers = {
         "ETag": etag,
-        "Cache-Control": "public, max-age=31536000, immutable",
+        "Cache-Control": f"{_audience(request)}, max-age=31536000, immutable",
+        "Vary": "Authorization",
         "Docker-Content-Digest": str(descriptor.digest),
     }
     if not_modified(request, etag):
@@ -120,28 +141,28 @@ def manifest(request: Request) -> Response:
 
 def history(request: Request) -> Response:
     state = state_of(request)
-    visible = state.reader(request)
-    entries: list[Promotion] = state.catalog.history(
-        request.path_params["name"], request.query_params.get("environment"), visible=visible
+    catalog = state.catalog_for(request)
+    entries: list[Promotion] = catalog.history(
+        request.path_params["name"], request.query_params.get("environment")
     )
-    return _json(request, {"history": [e.to_json() for e in entries]})
+    return _paged(request, "history", [e.to_json() for e in entries])
 
 
 def diff(request: Request) -> Response:
     state = state_of(request)
-    visible = state.reader(request)
+    catalog = state.catalog_for(request)
     a, b = request.query_params.get("a"), request.query_params.get("b")
     if not a or not b:
         raise UsageError("give two versions: ?a=NAME:VERSION&b=NAME:VERSION (or NAME@sha256:…)")
-    result: Comparison = state.catalog.compare(a, b, visible=visible)
+    result: Comparison = catalog.compare(a, b)
     return _json(request, result.to_json())
 
 
 def packages(request: Request) -> Response:
     state = state_of(request)
-    visible = state.reader(request)
-    found: list[Package] = state.catalog.packages(visible=visible)
-    return _json(request, {"packages": [p.to_json() for p in found]})
+    catalog = state.catalog_for(request)
+    found: list[Package] = catalog.packages()
+    return _paged(request, "packages", [p.to_json() for p in found])
 
 
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -250,8 +271,13 @@ def openapi() -> dict[str, Any]:
             f"{PREFIX}/models/{{name}}/history": {
                 "get": {
                     "summary": "Promotion records, newest first",
-                    "parameters": [name, query("environment", "one environment")],
-                    "responses": {"200": {"description": "{history: [Promotion]}"}},
+                    "parameters": [
+                        name,
+                        query("environment", "one environment"),
+                        query("page", "page number, from 1"),
+                        query("limit", "records per page, 1–500 (default 100)"),
+                    ],
+                    "responses": {"200": {"description": "{history: [Promotion], total, page, limit}"}},
                 }
             },
             f"{PREFIX}/diff": {
@@ -289,8 +315,12 @@ def openapi() -> dict[str, Any]:
             },
             f"{PREFIX}/packages": {
                 "get": {
-                    "summary": "Python projects, releases and files",
-                    "responses": {"200": {"description": "{packages: [Package]}"}},
+                    "summary": "Python projects, releases and files (Link: rel=next/prev)",
+                    "parameters": [
+                        query("page", "page number, from 1"),
+                        query("limit", "projects per page, 1–500 (default 100)"),
+                    ],
+                    "responses": {"200": {"description": "{packages: [Package], total, page, limit}"}},
                 }
             },
         },
@@ -312,6 +342,10 @@ def docs(request: Request) -> Response:
     """The API's paths as a readable page (served by the app: no CDN, no script)."""
     pages = request.app.state.pages
     page: Response = pages.render(request, "api.html", document=openapi(), title="REST API")
+    etag = etag_for(bytes(page.body))
+    page.headers["ETag"] = etag
+    if not_modified(request, etag):
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
     return page
 
 

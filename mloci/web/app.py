@@ -25,7 +25,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mloci.catalog import Catalog, CatalogConfig
 from mloci.errors import AuthError, MlociError
-from mloci.web import api, writes
+from mloci.pyindex.settings import UpstreamSettings
+from mloci.web import api, forms, writes
 from mloci.web.common import Problem, State, caller_credentials, problem
 from mloci.web.ui import Pages
 
@@ -73,6 +74,7 @@ class ServeConfig:
     require_auth: bool = False
     package_index: bool = True  # mount the PEP 503 index at /simple/ (needs a registry)
     policies: Mapping[str, Path] = field(default_factory=dict)  # environment → policy file
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # for /simple/
 
 
 def _stylesheet(request: Request) -> Response:
@@ -94,14 +96,16 @@ def _index_app(config: ServeConfig) -> ASGIApp | None:
             namespace=config.catalog.namespace,
             options=config.catalog.options,
             read_only=config.read_only,
+            **config.upstream,
         )
     )
 
 
 class GuardedIndex:
     """The package index behind this server's rules: uploads need the caller's own credentials (the
-    index alone would use the server's for an anonymous upload), and ``--require-auth`` covers
-    downloads and pages too."""
+    index alone would use the server's for an anonymous upload), credentials a caller sends are
+    checked with the registry, and ``--require-auth`` covers downloads and pages too. Reads with
+    the caller's credentials are the index's own (it reads with a client's Basic credentials)."""
 
     def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
@@ -113,7 +117,8 @@ class GuardedIndex:
             return
         request = Request(scope, receive)
         writing = request.method not in ("GET", "HEAD")
-        if writing or self.state.require_auth:
+        # Credentials the caller sent must be ones the registry accepts (401 otherwise, as on the pages).
+        if writing or self.state.require_auth or "authorization" in request.headers:
             try:
                 if writing and caller_credentials(request) is None:
                     raise AuthError("uploads need your registry credentials; the server's are never used")
@@ -162,6 +167,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
         Route("/static/style.css", _stylesheet, methods=["GET"]),
         *api.routes(),
         *writes.routes(),
+        *forms.routes(),
         *pages.routes(),
     ]
     index = _index_app(config)

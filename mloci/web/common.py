@@ -7,7 +7,6 @@ import binascii
 import hashlib
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -15,6 +14,7 @@ from typing import Any, Final
 from starlette.requests import Request
 
 from mloci.catalog import Catalog
+from mloci.catalog.service import credentials_key
 from mloci.errors import (
     AuthError,
     ConflictError,
@@ -26,11 +26,11 @@ from mloci.errors import (
     UnsupportedError,
     UsageError,
 )
-from mloci.store import Store, open_registry
+from mloci.store import open_registry
 from mloci.store.registry.auth import Credentials
 
 _AUTH_MEMO_SECONDS: Final = 60.0
-_MAX_CALLER_STORES: Final = 64
+_MAX_ACCEPTED: Final = 4096
 
 
 @dataclass(frozen=True)
@@ -113,18 +113,19 @@ class State:
     require_auth: bool = False
     policies: dict[str, Path] = field(default_factory=dict)  # environment → policy file
     _accepted: dict[str, float] = field(default_factory=dict)
-    _readable: dict[tuple[str, str], tuple[float, bool]] = field(default_factory=dict)
-    _stores: dict[str, Store] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_caller(self, request: Request) -> Credentials | None:
-        """The caller's credentials; with ``require_auth``, AuthError unless the registry accepts them."""
+        """The caller's credentials, once the registry accepted them (asked again after a minute);
+        AuthError for credentials it refuses, or for none at all with ``require_auth``."""
         creds = caller_credentials(request)
-        if not self.require_auth:
-            return creds
         if creds is None:
-            raise AuthError("this server requires credentials the registry accepts (HTTP Basic or Bearer)")
-        key = _key(creds)
+            if self.require_auth:
+                raise AuthError(
+                    "this server requires credentials the registry accepts (HTTP Basic or Bearer)"
+                )
+            return None
+        key = credentials_key(creds)
         now = time.monotonic()
         with self._lock:
             if now - self._accepted.get(key, -_AUTH_MEMO_SECONDS) < _AUTH_MEMO_SECONDS:
@@ -132,68 +133,21 @@ class State:
         self.verify(creds)
         with self._lock:
             self._accepted[key] = now
+            if len(self._accepted) > _MAX_ACCEPTED:
+                self._accepted = {k: t for k, t in self._accepted.items() if now - t < _AUTH_MEMO_SECONDS}
         return creds
 
-    def reader(self, request: Request) -> Callable[[str], bool] | None:
-        """With ``require_auth``: which repositories the caller's credentials may read (asked of the
-        registry, remembered for a minute); None when everything shown is readable."""
+    def catalog_for(self, request: Request) -> Catalog:
+        """The catalog as the caller sees it: read with their credentials when they sent some, else
+        with the server's (AuthError as :meth:`check_caller`)."""
         creds = self.check_caller(request)
-        if creds is None or not self.require_auth or self.catalog.config.registry is None:
-            return None
-        key = _key(creds)
-
-        def can_read(repository: str) -> bool:
-            now = time.monotonic()
-            with self._lock:
-                known = self._readable.get((key, repository))
-            if known is not None and now - known[0] < _AUTH_MEMO_SECONDS:
-                return known[1]
-            store = self._store_for(key, creds)
-            try:
-                store.list_tags(repository)
-                allowed = True
-            except (AuthError, NotFoundError):
-                allowed = False
-            with self._lock:
-                self._readable[(key, repository)] = (now, allowed)
-            return allowed
-
-        return can_read
-
-    def ensure_readable(self, request: Request, *names: str) -> None:
-        """NotFoundError (never a hint that it exists) when the caller may not read a model."""
-        can_read = self.reader(request)
-        if can_read is None:
-            return
-        for name in names:
-            if not can_read(self.catalog.config.repository(name).repository):
-                raise NotFoundError(f"no model named {name!r}")
-
-    def _store_for(self, key: str, creds: Credentials) -> Store:
-        with self._lock:
-            store = self._stores.get(key)
-            if store is None:
-                registry = self.catalog.config.registry or ""
-                store = self._stores[key] = open_registry(
-                    registry,
-                    self.catalog.config.options,
-                    credentials_override=creds,
-                    remember_locations=False,
-                )
-                if len(self._stores) > _MAX_CALLER_STORES:
-                    oldest = next(iter(self._stores))
-                    self._stores.pop(oldest).close()
-            return store
+        return self.catalog if creds is None else self.catalog.as_caller(creds)
 
     def close(self) -> None:
-        with self._lock:
-            stores = list(self._stores.values())
-            self._stores.clear()
-        for store in stores:
-            store.close()
+        """Nothing to release: callers' views belong to the catalog."""
 
     def verify(self, creds: Credentials) -> None:
-        """AuthError unless the registry accepts ``creds`` for reading the catalog's namespace."""
+        """AuthError unless the registry accepts ``creds`` (``GET /v2/``, answering its challenge)."""
         config = self.catalog.config
         if config.registry is None:
             return  # the local store has no credentials to check
@@ -202,15 +156,8 @@ class State:
         )
         try:
             store.ping()
-            names = self.catalog.repositories()
-            if names:
-                store.list_tags(names[0])
         finally:
             store.close()
-
-
-def _key(creds: Credentials) -> str:
-    return hashlib.sha256(f"{creds.username}\0{creds.password}\0{creds.identity_token}".encode()).hexdigest()
 
 
 def state_of(request: Request) -> State:

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from mloci.catalog import Query
 from mloci.catalog.models import Promotion
-from mloci.web import chart
+from mloci.web import chart, forms
 from mloci.web.common import Problem, state_of
 
 
@@ -99,55 +99,65 @@ class Pages:
 
     def models(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
+        catalog = state.catalog_for(request)
         q = request.query_params.get("q", "")
         try:
             page = max(int(request.query_params.get("page", "1")), 1)
         except ValueError:
             page = 1
-        result = state.catalog.models(Query.parse(q), page=page, limit=50, visible=visible)
-        return self.render(request, "models.html", result=result, q=q, title="Models")
+        env = request.query_params.get("env", "")
+        result = catalog.models(Query.parse(q, env=env or None), page=page, limit=50)
+        return self.render(request, "models.html", result=result, q=q, env=env, title="Models")
 
     def model(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
+        catalog = state.catalog_for(request)
         name = request.path_params["name"]
-        detail = state.catalog.model(name, visible=visible)
+        detail = catalog.model(name)
         timeline: OrderedDict[str, list[Promotion]] = OrderedDict()
+        configured = [env for env in detail.environments if env.configured]
+        by_alias = {env.alias: env.name for env in configured}
+        for env in configured:
+            timeline[env.name] = []  # configured environments in promotion order
         for record in detail.history:
-            timeline.setdefault(record.environment, []).append(record)
-        return self.render(
+            group = record.environment
+            if group not in timeline:
+                group = by_alias.get(record.alias, group)  # promoted under the alias's name
+            timeline.setdefault(group, []).append(record)
+        for empty in [group for group, records in timeline.items() if not records]:
+            del timeline[empty]
+        token = forms.csrf_token(request)
+        response = self.render(
             request,
             "model.html",
             detail=detail,
             charts=chart.charts(detail.versions),
             timeline=timeline,
             title=detail.model.name,
+            forms=forms.forms_for(request, detail, token),
         )
+        forms.set_cookie(response, request, token)
+        return response
 
     def version(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
-        detail = state.catalog.version(
-            request.path_params["name"], request.path_params["ref"], visible=visible
-        )
+        catalog = state.catalog_for(request)
+        detail = catalog.version(request.path_params["name"], request.path_params["ref"])
         return self.render(
             request, "version.html", detail=detail, title=f"{detail.name} {detail.summary.version or ''}"
         )
 
     def compare(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
+        catalog = state.catalog_for(request)
         a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
-        result = state.catalog.compare(a, b, visible=visible) if a and b else None
+        result = catalog.compare(a, b) if a and b else None
         return self.render(request, "compare.html", result=result, a=a, b=b, title="Compare")
 
     def packages(self, request: Request) -> Response:
         state = state_of(request)
-        visible = state.reader(request)
-        return self.render(
-            request, "packages.html", packages=state.catalog.packages(visible=visible), title="Packages"
-        )
+        catalog = state.catalog_for(request)
+        return self.render(request, "packages.html", packages=catalog.packages(), title="Packages")
 
     def redirect_model(self, request: Request) -> Response:
         return RedirectResponse(request.url.path.rstrip("/"), status_code=308)

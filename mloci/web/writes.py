@@ -11,6 +11,7 @@ remembers.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -20,9 +21,10 @@ from starlette.routing import BaseRoute, Route
 
 from mloci.catalog import _ops
 from mloci.errors import UsageError
+from mloci.store import Session
 from mloci.store.registry.auth import Credentials
 from mloci.web.api import PREFIX
-from mloci.web.common import Forbidden, PolicyRefused, State, caller_credentials, state_of
+from mloci.web.common import Forbidden, PolicyRefused, State, state_of
 
 _MAX_BODY = 64 << 10
 
@@ -66,26 +68,32 @@ def _text(document: dict[str, Any], key: str, *, required: bool = False) -> str 
     return value.strip()
 
 
-def _actor(creds: Credentials | None) -> str:
-    if creds is None:
-        return _ops.local_actor()
+def _actor(state: State, creds: Credentials | None) -> str | None:
+    """Who the promotion record names: the caller the registry authenticated (None: the user
+    running the server — always for the local store, which checks no credentials, so a name
+    a caller merely claims is never recorded)."""
+    if creds is None or state.catalog.config.registry is None:
+        return None
     return creds.username or "identity-token holder"
 
 
-def _gate(state: State, environment: str) -> _ops.Gate | None:
+def _gate(state: State, environment: str) -> Callable[[Session], _ops.Gate] | None:
+    """The environment's policy as a gate reading with the caller's session; it names every failed rule."""
     path = state.policies.get(environment)
     if path is None:
         return None
-    options = state.catalog.config.options
 
-    def gate(reference: _ops.Reference, descriptor: _ops.Descriptor) -> None:
-        report = _ops.check_policy(path, reference.pinned(descriptor.digest), options)
-        if not report.passed:
-            failures = [{"rule": r.rule, "detail": r.detail} for r in report.failures]
-            names = "; ".join(f"{f['rule']} ({f['detail']})" for f in failures)
-            raise PolicyRefused(f"the {environment} policy refused {reference}: {names}", failures)
+    def bind(session: Session) -> _ops.Gate:
+        def gate(reference: _ops.Reference, descriptor: _ops.Descriptor) -> None:
+            report = _ops.check_policy(path, reference.pinned(descriptor.digest), session)
+            if not report.passed:
+                failures = [{"rule": r.rule, "detail": r.detail} for r in report.failures]
+                names = "; ".join(f"{f['rule']} ({f['detail']})" for f in failures)
+                raise PolicyRefused(f"the {environment} policy refused {reference}: {names}", failures)
 
-    return gate
+        return gate
+
+    return bind
 
 
 async def _prepare(request: Request) -> tuple[State, Credentials | None, dict[str, Any]]:
@@ -93,7 +101,8 @@ async def _prepare(request: Request) -> tuple[State, Credentials | None, dict[st
     if state.read_only:
         raise Forbidden("this server is read-only", "READ_ONLY")
     check_same_origin(request)
-    creds = caller_credentials(request)
+    # With --require-auth even the local store (which takes no credentials) needs accepted ones.
+    creds = await run_in_threadpool(state.check_caller, request)
     return state, creds, await _body(request)
 
 
@@ -117,7 +126,7 @@ async def promote(request: Request) -> Response:
             ref,
             environment,
             creds=creds,
-            actor=_actor(creds),
+            actor=_actor(state, creds),
             reason=_text(body, "reason"),
             gate=_gate(state, environment),
         )
@@ -131,7 +140,7 @@ async def rollback(request: Request) -> Response:
     name = request.path_params["name"]
     result = await run_in_threadpool(
         lambda: state.catalog.rollback(
-            name, environment, creds=creds, actor=_actor(creds), reason=_text(body, "reason")
+            name, environment, creds=creds, actor=_actor(state, creds), reason=_text(body, "reason")
         )
     )
     return _answer(result)

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import Registry, Runner
+from helpers import Registry, Runner, run_json
 
 SKOPEO = shutil.which("skopeo")
 needs_skopeo = pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed (apt-get install skopeo)")
@@ -22,14 +22,6 @@ def skopeo(*args: str) -> bytes:
     done = subprocess.run([SKOPEO, *args], capture_output=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout
-
-
-def run_json(mloci: Runner, *args: object) -> dict[str, object]:
-    result = mloci(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    value = json.loads(result.stdout)
-    assert isinstance(value, dict)
-    return value
 
 
 @pytest.fixture

@@ -12,14 +12,13 @@ import base64
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import urllib3
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from helpers import Registry, Runner
+from helpers import Registry, Runner, one_line_error, run_json
 
 from mloci import __version__
 from mloci.errors import IntegrityError
@@ -71,13 +70,6 @@ def keys(tmp_path: Path) -> tuple[Path, Path]:
     return generate_keypair(tmp_path / "mloci", b"", allow_unencrypted=True)
 
 
-def run_json(mloci: Runner, *args: object) -> dict[str, Any]:
-    result = mloci(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    value: dict[str, Any] = json.loads(result.stdout)
-    return value
-
-
 def push(mloci: Runner, bundle: Path, repo: str, version: str | None = None) -> str:
     if version:
         path = bundle / "manifest.json"
@@ -98,12 +90,6 @@ def envelope_of(registry: Registry, repo: str, attestation: str) -> bytes:
     [layer] = manifest["layers"]
     assert layer["mediaType"] == DSSE_ENVELOPE
     return http_get(registry, f"/v2/{repo}/blobs/{layer['digest']}", accept="*/*")
-
-
-def one_line_error(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
 
 
 # -- DSSE ----------------------------------------------------------------------------------------

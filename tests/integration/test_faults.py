@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,7 +152,13 @@ def test_ctrl_c_mid_download_leaves_nothing(
     _, err = child.communicate(timeout=30)
     assert child.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert list(parent.iterdir()) == []
+    # Nothing at the target; only the bytes received, kept for the next pull to resume (then removed).
+    assert [p.name for p in parent.iterdir()] in ([], [".mloci-partial-out"])
+    for kept in (parent / ".mloci-partial-out").glob("*"):
+        assert re.fullmatch(r"sha256-[0-9a-f]{64}(\.json)?", kept.name), kept
+    again = mloci("pull", f"{proxy.host}/ml/big@{digest}", "-o", parent / "out")
+    assert again.exit_code == 0, again.stderr
+    assert [p.name for p in parent.iterdir()] == ["out"]
 
 
 def test_ctrl_c_mid_upload_cancels_the_session(

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
+
+from helpers import git
 
 from mloci.bundle import load_bundle, pack
 from mloci.bundle.git import git_state
 from mloci.bundle.pack import with_git
 from mloci.types import annotations as ann
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def test_git_head_and_dirtiness_are_recorded_when_the_manifest_has_no_sha(bundle: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Registry, Runner
+from helpers import Registry, Runner, run_json
 
 from mloci.ops.promote import promote
 from mloci.types import Reference
@@ -27,13 +27,6 @@ def push(mloci: Runner, bundle: Path, repo: str, version: str | None = None, **m
     result = mloci("push", bundle, repo, "--json")
     assert result.exit_code == 0, result.stderr
     return str(json.loads(result.stdout)["digest"])
-
-
-def run_json(mloci: Runner, *args: object) -> dict[str, object]:
-    result = mloci(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    value: dict[str, object] = json.loads(result.stdout)
-    return value
 
 
 @pytest.fixture

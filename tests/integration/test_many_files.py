@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import Registry, Runner
+from helpers import Registry, Runner, run_json
 
 from mloci.bundle import load_bundle, pack, tarpack
 from mloci.bundle.files import FileEntry
@@ -26,14 +26,6 @@ def many_files_bundle(root: Path, count: int = 150, version: str = "1.0.0") -> P
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"token {i}\n".encode() * 5)
     return root
-
-
-def run_json(mloci: Runner, *args: object) -> dict[str, object]:
-    result = mloci(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    value = json.loads(result.stdout)
-    assert isinstance(value, dict)
-    return value
 
 
 def test_many_files_push_inspect_pull_filter_diff(mloci: Runner, registry: Registry, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 import urllib3
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from helpers import Registry, Runner
+from helpers import Registry, Runner, run_json
 
 from mloci.ops.attach import attach_file, discover
 from mloci.types import Reference
@@ -36,13 +36,6 @@ def isolated_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(work)
     for name in ("GITHUB_REPOSITORY", "GITHUB_ACTIONS", "GITLAB_CI", "CI_PROJECT_URL", "MLOCI_BUILDER_ID"):
         monkeypatch.delenv(name, raising=False)
-
-
-def run_json(mloci: Runner, *args: object) -> dict[str, Any]:
-    result = mloci(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    value: dict[str, Any] = json.loads(result.stdout)
-    return value
 
 
 def push(mloci: Runner, bundle: Path, repo: str | None = None, version: str | None = None) -> str:

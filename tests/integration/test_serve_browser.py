@@ -77,7 +77,9 @@ def test_browse_search_open_compare(
     shots.mkdir()
     populate(mloci, tmp_path, f"{registry.host}/ml/")
     attach_trust(mloci, tmp_path, f"{registry.host}/ml/churn-model:1.2.0", monkeypatch)
-    with running_catalog(CatalogConfig(registry=registry.host, namespace="ml", refresh=0)) as server:
+    keys = (tmp_path / "signing.pub",)
+    config = CatalogConfig(registry=registry.host, namespace="ml", refresh=0, verify_keys=keys)
+    with running_catalog(config) as server:
         driver.get(server.url + "/")  # type: ignore[attr-defined]
         cards = driver.find_elements(By.CSS_SELECTOR, "#models .card h2 a")  # type: ignore[attr-defined]
         assert [c.text for c in cards] == ["churn-model", "team/fraud-detector"]
@@ -94,6 +96,13 @@ def test_browse_search_open_compare(
         assert [c.text for c in cards] == ["churn-model"]
         _full_page(driver, shots / "search.png")
 
+        driver.get(server.url + "/")  # type: ignore[attr-defined]
+        Select(driver.find_element(By.ID, "env")).select_by_visible_text("prod")  # type: ignore[attr-defined]
+        driver.find_element(By.CSS_SELECTOR, "form.search button").click()  # type: ignore[attr-defined]
+        _arrived(driver, "env=prod")
+        cards = driver.find_elements(By.CSS_SELECTOR, "#models .card h2 a")  # type: ignore[attr-defined]
+        assert [c.text for c in cards] == ["churn-model"]
+
         cards[0].click()
         _arrived(driver, "/models/churn-model", at_end=True)
         charts = driver.find_elements(By.CSS_SELECTOR, "#metrics svg")  # type: ignore[attr-defined]
@@ -104,11 +113,15 @@ def test_browse_search_open_compare(
         assert len(timeline) == 3 and "better auc" in driver.find_element(By.ID, "timeline").text  # type: ignore[attr-defined]
         _full_page(driver, shots / "model.png")
 
-        driver.find_element(By.LINK_TEXT, "1.2.0").click()  # type: ignore[attr-defined]
+        versions = driver.find_element(By.ID, "versions")  # type: ignore[attr-defined]
+        versions.find_element(By.LINK_TEXT, "1.2.0").click()
         _arrived(driver, "/versions/1.2.0")
         assert "mloci pull" in driver.find_element(By.ID, "pull").text  # type: ignore[attr-defined]
         attached = driver.find_element(By.ID, "referrers").text  # type: ignore[attr-defined]
         assert "sbom: CycloneDX" in attached and "test results" in attached and "signature" in attached
+        verified = driver.find_elements(By.CSS_SELECTOR, "#referrers .tree .badge.ok")  # type: ignore[attr-defined]
+        assert len(verified) == 2, attached  # the signature bundle and the DSSE provenance
+        assert "https://slsa.dev/provenance/v1" in attached
         _full_page(driver, shots / "version.png")
 
         driver.back()  # type: ignore[attr-defined]
@@ -126,6 +139,19 @@ def test_browse_search_open_compare(
         width = driver.execute_script("return document.documentElement.scrollWidth")  # type: ignore[attr-defined]
         assert width <= 390, "the model page scrolls sideways on a phone"
         driver.save_screenshot(str(shots / "model-phone.png"))  # type: ignore[attr-defined]
+        for path in (
+            "/",
+            "/models/churn-model/versions/1.2.0",
+            "/compare?a=churn-model:1.0.0&b=churn-model:1.2.0",
+        ):
+            driver.get(server.url + path)  # type: ignore[attr-defined]
+            width = driver.execute_script("return document.documentElement.scrollWidth")  # type: ignore[attr-defined]
+            wide = driver.execute_script(  # type: ignore[attr-defined]
+                "return [...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll'))"
+                ".filter(e => e.getBoundingClientRect().right > 391)"
+                ".slice(0, 5).map(e => e.tagName + '.' + e.className + ': ' + e.textContent.slice(0, 60))"
+            )
+            assert width <= 390, f"{path} scrolls sideways on a phone: {wide}"
     assert sorted(p.name for p in shots.iterdir()) == [
         "compare.png",
         "model-phone.png",
@@ -134,3 +160,35 @@ def test_browse_search_open_compare(
         "search.png",
         "version.png",
     ]
+
+
+def test_promote_from_the_model_page(
+    browser: object, registry: Registry, mloci: Runner, tmp_path: Path
+) -> None:
+    """The form in a real browser: its SameSite cookie, Origin and Sec-Fetch-Site headers pass the
+    CSRF checks, and the caller's Basic credentials (sent by the browser) make the write."""
+    import base64
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    populate(mloci, tmp_path, f"{registry.host}/ml/")
+    basic = "Basic " + base64.b64encode(b"carol:carol-token").decode()
+    with running_catalog(CatalogConfig(registry=registry.host, namespace="ml", refresh=0)) as server:
+        driver.execute_cdp_cmd("Network.enable", {})  # type: ignore[attr-defined]
+        driver.execute_cdp_cmd(  # type: ignore[attr-defined]
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": basic}}
+        )
+        driver.get(server.url + "/models/churn-model")  # type: ignore[attr-defined]
+        form = driver.find_element(By.XPATH, "//form[input[@name='to' and @value='staging']]")  # type: ignore[attr-defined]
+        Select(form.find_element(By.NAME, "reference")).select_by_visible_text("1.0.0")
+        form.find_element(By.NAME, "reason").send_keys("from the browser")
+        form.find_element(By.TAG_NAME, "button").click()
+        _arrived(driver, "/models/churn-model/promote", at_end=True)
+        assert "now points at" in driver.find_element(By.TAG_NAME, "main").text  # type: ignore[attr-defined]
+        _full_page(driver, tmp_path / "promoted.png")
+        driver.find_element(By.LINK_TEXT, "Back to churn-model").click()  # type: ignore[attr-defined]
+        _arrived(driver, "/models/churn-model", at_end=True)
+        timeline = driver.find_element(By.ID, "timeline").text  # type: ignore[attr-defined]
+        assert "from the browser" in timeline and "carol" in timeline

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import Registry, Runner
+from helpers import Registry, Runner, git
 from pydists import write_wheel
-from test_git_state import git
 
 from mloci.ops.wheel import read_release
 from mloci.store import RegistryStore

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Registry, Runner
+from helpers import Registry, Runner, git, one_line_error, run_json
 from pydists import core_metadata, sha256_of, write_sdist, write_wheel
 
 from mloci.errors import ConflictError, UsageError
@@ -34,13 +31,6 @@ from mloci.types import Manifest, Reference, mediatype
 from mloci.types import annotations as ann
 
 
-def run_json(mloci: Runner, *args: object) -> dict[str, Any]:
-    result = mloci(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    value: dict[str, Any] = json.loads(result.stdout)
-    return value
-
-
 def push_one(mloci: Runner, *args: object) -> dict[str, Any]:
     releases: list[dict[str, Any]] = run_json(mloci, "wheel", "push", *args)["releases"]
     assert len(releases) == 1
@@ -58,25 +48,6 @@ def manifest_of(registry: Registry, repository: str, tag: str) -> tuple[str, Man
 
 def blob_bytes(registry: Registry, digest: str) -> bytes:
     return registry.blob_data_path(digest).read_bytes()
-
-
-def one_line_error(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("mloci: error: "), stderr
-    return lines[0]
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 # -- names and versions --------------------------------------------------------------------------

@@ -136,3 +136,34 @@ def test_model_names() -> None:
         with pytest.raises(UsageError):
             config.repository(bad)
     assert CatalogConfig().repository("churn").registry is None
+
+
+def test_an_environment_not_promoted_yet_does_not_match_its_filter() -> None:
+    model = summary("churn-model").model_copy(update={"environments": {"dev": None, "prod": "1.0.0"}})
+    assert Query.parse("env:prod").matches(model)
+    assert not Query.parse("env:dev").matches(model)
+    assert not Query.parse(None, env="dev").matches(model)
+
+
+def test_configured_environments_resolve_policies_next_to_their_file(tmp_path: Path) -> None:
+    from mloci.cli.serve import configured_environments
+
+    project = tmp_path / "project"
+    (project / "policies").mkdir(parents=True)
+    (project / "policies" / "prod.yaml").write_text("{}\n")
+    (project / "cli.yaml").write_text("{}\n")
+    (project / "pyproject.toml").write_text(
+        "[tool.mloci]\nenvironments = [\n"
+        '  {name = "staging", repository = "r.example.com/ml/m", policy = "gone.yaml"},\n'
+        '  {name = "prod", repository = "r.example.com/ml/m", alias = "live", policy = "policies/prod.yaml"},\n'
+        "]\n"
+    )
+    given = {"staging": project / "cli.yaml"}  # --policy wins over the file's
+    environments = configured_environments(project / "pyproject.toml", given)
+    assert [(e.name, e.tag, e.policy) for e in environments] == [
+        ("staging", "staging", str(project / "cli.yaml")),
+        ("prod", "live", str(project / "policies" / "prod.yaml")),
+    ]
+    assert given["prod"] == project / "policies" / "prod.yaml"
+    with pytest.raises(UsageError, match=r"gone\.yaml: no such file"):
+        configured_environments(project / "pyproject.toml", {})

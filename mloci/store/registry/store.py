@@ -25,6 +25,7 @@ from mloci.store._prefetch import prefetch
 from mloci.store.base import MAX_MANIFEST_SIZE, BlobOutcome, Progress, verified, verify_bytes
 from mloci.store.registry.auth import Credentials, scope_for
 from mloci.store.registry.locations import BlobLocations
+from mloci.store.registry.sessions import UploadSessions
 from mloci.store.registry.transport import Transport
 from mloci.types import jsontext, mediatype
 from mloci.types.blob import Blob
@@ -76,20 +77,42 @@ def _with_query(url: str, **params: str) -> str:
 class StreamUpload:
     """An upload whose digest is supplied only at the end: send the bytes, then finish or abort."""
 
-    def __init__(self, store: RegistryStore, session: str, scope: str, repository: str) -> None:
+    def __init__(
+        self,
+        store: RegistryStore,
+        session: str,
+        scope: str,
+        repository: str,
+        *,
+        subject: str | None = None,
+        offset: int = 0,
+    ) -> None:
         self._store = store
         self._session = session
         self._scope = scope
         self._repository = repository
+        self._subject = subject
+        self._offset = offset  # bytes the registry already holds (a resumed session)
+        self._record(session)
+
+    def _record(self, location: str) -> None:
+        if self._subject is not None:
+            self._store.record_session(self._repository, self._subject, location)
 
     def send(self, path: Path, size: int, progress: Progress | None) -> None:
+        if progress and self._offset:
+            progress(self._offset)
         with path.open("rb") as handle:
-            self._session = self._store._patch(self._session, self._scope, handle, size, 0, progress)
+            self._session = self._store._patch(
+                self._session, self._scope, handle, size, self._offset, progress, self._record
+            )
 
     def finish(self, digest: Digest) -> None:
         """Commit under ``digest``; the registry verifies it (IntegrityError when the bytes differ)."""
         done = self._store._finish(self._session, self._scope, digest)
         done.release_conn()
+        if self._subject is not None:
+            self._store.forget_session(self._repository, self._subject)
         header = done.headers.get("Docker-Content-Digest")
         if header and header != str(digest):
             raise IntegrityError(f"registry stored blob as {header}, expected {digest}")
@@ -97,6 +120,8 @@ class StreamUpload:
 
     def abort(self) -> None:
         self._store._cancel_upload(self._session, self._scope)
+        if self._subject is not None:
+            self._store.forget_session(self._repository, self._subject)
 
 
 class RegistryStore:
@@ -115,9 +140,13 @@ class RegistryStore:
         concurrency: int = 4,
         chunk_size: int | None = None,
         locations: BlobLocations | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        sessions: UploadSessions | None = None,
     ) -> None:
         self.registry = registry
         self.locations = locations or BlobLocations(None)
+        self.sessions = sessions  # upload sessions kept across restarts (None: not kept)
         self.chunk_size = chunk_size
         self._chunk_min = 0
         self._monolithic = False
@@ -129,6 +158,8 @@ class RegistryStore:
             ca_file=ca_file,
             credentials=credentials,
             concurrency=concurrency,
+            timeout=60.0 if timeout is None else timeout,
+            max_retries=4 if retries is None else retries,
         )
 
     @property
@@ -245,20 +276,43 @@ class RegistryStore:
                 self.locations.forget(self.registry, source, descriptor.digest)
         also = [f"repository:{mount_from}:pull"] if mount_from else []
         scope = scope_for(repository, "pull,push", *also)
-        session = self._start_upload(repository, scope, descriptor.digest, mount_from)
-        if session is None:
-            self.locations.note(self.registry, repository, descriptor.digest)
-            return "mounted"
+        subject = str(descriptor.digest)
+        # A session an earlier, killed push of this file left (mloci.store.registry.sessions):
+        # continue it. Streams (a copy between registries) cannot seek to the offset, so never do.
+        keep = mount_from is None and blob.path is not None
+        resumed = self.resume_recorded(repository, scope, subject) if keep else None
+        if resumed is not None:
+            session, offset = resumed
+        else:
+            started = self._start_upload(repository, scope, descriptor.digest, mount_from)
+            if started is None:
+                self.locations.note(self.registry, repository, descriptor.digest)
+                return "mounted"
+            session, offset = started, 0
+
+        def record(location: str) -> None:
+            if keep:
+                self.record_session(repository, subject, location)
+
+        record(session)
         failures = 0
-        offset = 0
         with blob.open() as handle:
+            if progress and offset:
+                progress(offset)  # already with the registry
             try:
                 while True:
                     # Decided per attempt: a concurrent upload may switch the store to monolithic.
                     patching = not self._monolithic
                     try:
                         done = self._send(
-                            session, scope, handle, descriptor, offset, progress, monolithic=not patching
+                            session,
+                            scope,
+                            handle,
+                            descriptor,
+                            offset,
+                            progress,
+                            monolithic=not patching,
+                            on_chunk=record,
                         )
                         break
                     except RegistryError as exc:
@@ -267,6 +321,7 @@ class RegistryStore:
                             failures += 1
                             self.transport.pause(failures, None)
                             session, offset = self._resume_point(repository, scope, session, descriptor)
+                            record(session)
                             continue
                         if not patching or exc.status not in _CHUNKS_REFUSED:
                             raise
@@ -274,6 +329,7 @@ class RegistryStore:
                         self._monolithic = True
                         self._cancel_upload(session, scope)
                         session = self._start_upload(repository, scope, descriptor.digest, None) or session
+                        record(session)
                         offset = 0
                     except MlociError as exc:
                         if not exc.temporary or failures >= self.transport.max_retries:
@@ -281,10 +337,17 @@ class RegistryStore:
                         failures += 1
                         self.transport.pause(failures, None)
                         session, offset = self._resume_point(repository, scope, session, descriptor)
-            except BaseException:
+                        record(session)
+            except BaseException as exc:
                 # Interrupted or failed: tell the registry to drop the half-written upload.
                 self._cancel_upload(session, scope)
-                raise
+                self.forget_session(repository, subject)
+                if resumed is None or not isinstance(exc, IntegrityError | RegistryError | NotFoundError):
+                    raise
+                # The resumed session held bytes that were not this blob's, or vanished meanwhile (another
+                # push resumed it too, and the registry dropped it): once more, from the start.
+                return self.push_blob(repository, blob, progress, mount_from=mount_from)
+        self.forget_session(repository, subject)
         header = done.headers.get("Docker-Content-Digest")
         if header and header != str(descriptor.digest):
             raise IntegrityError(f"registry stored blob as {header}, expected {descriptor.digest}")
@@ -320,6 +383,7 @@ class RegistryStore:
         progress: Progress | None,
         *,
         monolithic: bool = False,
+        on_chunk: Callable[[str], None] | None = None,
     ) -> urllib3.BaseHTTPResponse:
         size = descriptor.size
         digest_url = _with_query(session, digest=str(descriptor.digest))
@@ -333,11 +397,18 @@ class RegistryStore:
                 expect=(201, 204),
                 retry=False,
             )
-        session = self._patch(session, scope, handle, size, offset, progress)
+        session = self._patch(session, scope, handle, size, offset, progress, on_chunk)
         return self._finish(session, scope, descriptor.digest)
 
     def _patch(
-        self, session: str, scope: str, handle: BinaryIO, size: int, offset: int, progress: Progress | None
+        self,
+        session: str,
+        scope: str,
+        handle: BinaryIO,
+        size: int,
+        offset: int,
+        progress: Progress | None,
+        on_chunk: Callable[[str], None] | None = None,
     ) -> str:
         """Send bytes ``offset..size`` of ``handle`` with PATCH (one request, or ``chunk_size`` ones)."""
         chunk = size - offset
@@ -362,7 +433,49 @@ class RegistryStore:
             patched.release_conn()
             session = self.transport.url(patched.headers.get("Location") or session)
             offset += length
+            if on_chunk is not None:
+                on_chunk(session)  # where to continue should this process die now
         return session
+
+    # -- upload sessions kept across process restarts (mloci.store.registry.sessions) ------------
+
+    def record_session(self, repository: str, subject: str, location: str) -> None:
+        """Remember ``location`` as the upload of ``subject`` (only URLs on this registry's host)."""
+        base = urlsplit(self.transport.url("/"))
+        parts = urlsplit(location)
+        if self.sessions is not None and (parts.scheme, parts.netloc) == (base.scheme, base.netloc):
+            self.sessions.save(self.registry, repository, subject, location)
+
+    def forget_session(self, repository: str, subject: str) -> None:
+        if self.sessions is not None:
+            self.sessions.forget(self.registry, repository, subject)
+
+    def resume_recorded(self, repository: str, scope: str, subject: str) -> tuple[str, int] | None:
+        """The recorded session for ``subject`` and the offset the registry holds; None to start over."""
+        if self.sessions is None or self._monolithic:
+            return None
+        location = self.sessions.load(self.registry, repository, subject)
+        if location is None:
+            return None
+        base = urlsplit(self.transport.url("/"))
+        if (urlsplit(location).scheme, urlsplit(location).netloc) != (base.scheme, base.netloc):
+            self.sessions.forget(self.registry, repository, subject)
+            return None
+        try:
+            status = self.transport.request("GET", location, scope=scope, expect=(204, 200))
+        except (NotFoundError, RegistryError, UsageError):
+            # Forgotten, expired, or (distribution) refused because it received bytes past the
+            # recorded offset before the kill: start over.
+            self.sessions.forget(self.registry, repository, subject)
+            return None
+        status.release_conn()
+        session = self.transport.url(status.headers.get("Location") or location)
+        _, _, end = status.headers.get("Range", "").partition("-")
+        if not end.isdigit() or int(end) == 0:  # "0-0": nothing (or one byte) received
+            self._cancel_upload(session, scope)
+            self.sessions.forget(self.registry, repository, subject)
+            return None
+        return session, int(end) + 1
 
     def _finish(self, session: str, scope: str, digest: Digest) -> urllib3.BaseHTTPResponse:
         return self.transport.request(
@@ -375,11 +488,16 @@ class RegistryStore:
 
     # -- uploads whose digest is not known yet (hashing and sending overlap) ----------------------
 
-    def begin_stream(self, repository: str) -> StreamUpload | None:
-        """Start an upload before the blob's digest is known; None when this registry needs it up front."""
+    def begin_stream(self, repository: str, subject: str | None = None) -> StreamUpload | None:
+        """Start an upload before the blob's digest is known; None when this registry needs it up front.
+
+        With ``subject``, a session recorded for it by a killed push is continued when the registry still has it."""
         if self._monolithic:
             return None
         scope = scope_for(repository, "pull,push")
+        resumed = self.resume_recorded(repository, scope, subject) if subject else None
+        if resumed is not None:
+            return StreamUpload(self, resumed[0], scope, repository, subject=subject, offset=resumed[1])
         response = self.transport.request(
             "POST", f"/v2/{repository}/blobs/uploads/", scope=scope, expect=(202,)
         )
@@ -387,7 +505,7 @@ class RegistryStore:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(f"registry {self.registry} started an upload without a Location header")
-        return StreamUpload(self, self.transport.url(location), scope, repository)
+        return StreamUpload(self, self.transport.url(location), scope, repository, subject=subject)
 
     def _resume_point(
         self, repository: str, scope: str, session: str, descriptor: Descriptor

@@ -33,6 +33,7 @@ from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, R
 from mloci.store.registry.auth import Authenticator, Credentials
 from mloci.types import jsontext
 from mloci.types.reference import check_registry_host
+from mloci.types.text import escape_controls
 
 USER_AGENT = f"mloci/{__version__}"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -74,8 +75,9 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _printable(text: str, limit: int = 300) -> str:
-    """Text from a registry made safe for one terminal line: no control characters, bounded length."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    """Text from a registry made safe for one terminal line: whitespace runs (newlines too) become one
+    space, other control characters are escaped (:func:`escape_controls`), the length is bounded."""
+    flat = escape_controls(" ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
