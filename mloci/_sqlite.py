@@ -18,6 +18,8 @@ def open_cache(path: Path | None, schema: str) -> sqlite3.Connection | None:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, timeout=5, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
+        # A cache needs consistency, not durability: no fsync on every commit (WAL stays consistent).
+        db.execute("PRAGMA synchronous=NORMAL")
         db.execute(schema)
     except (OSError, sqlite3.Error):
         return None

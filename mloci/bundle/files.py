@@ -7,7 +7,7 @@ import os
 import posixpath
 import stat
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mloci.bundle.manifest import MANIFEST_FILENAME, METRICS_FILENAME
@@ -126,6 +126,8 @@ class FileEntry:
     path: str  # POSIX path relative to the bundle root
     source: Path
     size: int
+    # (mtime_ns, ctime_ns, inode, device) when scanned: what the tar-layer cache compares.
+    stat_key: tuple[int, int, int, int] | None = field(default=None, compare=False, repr=False)
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -164,40 +166,59 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
         problems.append(Problem(IGNORE_FILENAME, reason))
         patterns = []
     real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        base = Path(dirpath)
-        rel_dir = base.relative_to(root).as_posix()
-        keep = []
-        for name in sorted(dirnames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+    # os.scandir, not os.walk + Path.stat: one lstat per plain file and the directory entry's
+    # type for the rest. Bundles can hold 100,000 files. Same order and checks as a top-down walk.
+    pending: list[tuple[Path, str]] = [(root, "")]
+    while pending:
+        base, rel_dir = pending.pop()
+        try:
+            with os.scandir(base) as listing:
+                found = list(listing)
+        except OSError:
+            continue  # like os.walk: an unreadable directory is skipped
+        dirs: list[os.DirEntry[str]] = []
+        files: list[os.DirEntry[str]] = []
+        for item in found:
+            try:
+                is_dir = item.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(item)
+        keep: list[tuple[Path, str]] = []
+        for item in sorted(dirs, key=lambda d: d.name):
+            name = item.name
+            rel = f"{rel_dir}{name}"
             if name.startswith(".") or name == "__pycache__" or _ignored(rel, patterns):
                 continue
             if (bad := _bad_name(rel)) is not None:
                 problems.append(Problem(_shown(rel), bad))
                 continue
-            if (base / name).is_symlink():
+            if item.is_symlink():
                 problems.append(
                     Problem(rel, "symlinked directories are not packed; copy the directory in instead")
                 )
                 continue
-            keep.append(name)
-        dirnames[:] = keep
-        for name in filenames:
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            keep.append((base / name, rel + "/"))
+        pending.extend(reversed(keep))
+        for item in files:
+            name = item.name
+            rel = f"{rel_dir}{name}"
             if name.startswith(".") or _ignored(rel, patterns):
                 continue
             if (bad := _bad_name(rel)) is not None:
                 problems.append(Problem(_shown(rel), bad))
                 continue
             source = base / name
-            if source.is_symlink():
-                target, why = _link_target(source, real_root, patterns)
-                if target is None:
-                    problems.append(Problem(rel, why))
-                    continue
-                source = target
             try:
-                info = source.stat()
+                if item.is_symlink():
+                    target, why = _link_target(source, real_root, patterns)
+                    if target is None:
+                        problems.append(Problem(rel, why))
+                        continue
+                    source = target
+                    info = source.stat()
+                else:
+                    info = item.stat(follow_symlinks=False)
             except OSError as exc:
                 problems.append(Problem(rel, f"cannot read: {exc.strerror or exc}"))
                 continue
@@ -209,7 +230,14 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
             if "\\" in rel:
                 problems.append(Problem(rel, "file names with backslashes are not portable"))
                 continue
-            entries.append(FileEntry(path=rel, source=source, size=info.st_size))
+            entries.append(
+                FileEntry(
+                    path=rel,
+                    source=source,
+                    size=info.st_size,
+                    stat_key=(info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev),
+                )
+            )
     entries.sort(key=lambda e: e.path.encode())
     problems.extend(_normalization_clashes(entries))
     return entries, problems

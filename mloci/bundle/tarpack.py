@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import os
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -214,21 +216,71 @@ def entry_header(path: str, size: int) -> bytes:
 END = b"\0" * (2 * BLOCK)
 
 
+_StatKey = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, inode, device), as FileEntry.stat_key
+
+
 def _read_small(entry: FileEntry) -> bytes:
     """A small file's bytes in one read; IntegrityError when its size changed since the bundle was scanned."""
+    return _read_small_stat(entry)[0]
+
+
+def _read_small_stat(entry: FileEntry) -> tuple[bytes, _StatKey]:
+    """Like :func:`_read_small`, with what ``fstat`` says about the file once it was read."""
     try:
         fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = os.read(fd, entry.size + 1)
             while len(data) < entry.size and (more := os.read(fd, entry.size + 1 - len(data))):
                 data += more
+            info = os.fstat(fd)
         finally:
             os.close(fd)
     except OSError as exc:
         raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
     if len(data) != entry.size:
         raise IntegrityError(f"{entry.path} changed while it was being packed; push again")
-    return data
+    return data, (info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+
+
+# Threads reading and hashing small files ahead of the packer (syscalls and hashlib release the GIL).
+_READERS = 3
+_READ_BATCH = 64  # files per read-ahead task
+
+
+_Read = tuple[bytes, _StatKey, str]  # a small file's bytes, stat key and digest
+
+
+def _read_hashed(entry: FileEntry) -> _Read | None:
+    if entry.size > _READ:
+        return None
+    data, key = _read_small_stat(entry)
+    return data, key, f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _read_ahead(files: Sequence[FileEntry]) -> Iterator[_Read | None]:
+    """Each small file's bytes, stat key and digest, in order, read and hashed by a few threads ahead
+    of the caller; None for a file larger than one read (the caller streams it)."""
+
+    def batch(start: int) -> list[_Read | None]:
+        return [_read_hashed(e) for e in files[start : start + _READ_BATCH]]
+
+    if not _READERS:
+        for start in range(0, len(files), _READ_BATCH):
+            yield from batch(start)
+        return
+    pool = ThreadPoolExecutor(_READERS, thread_name_prefix="mloci-tar-read")
+    try:
+        starts = iter(range(0, len(files), _READ_BATCH))
+        pending: deque[Future[list[_Read | None]]] = deque()
+        for start in itertools.islice(starts, 2 * _READERS):
+            pending.append(pool.submit(batch, start))
+        while pending:
+            done = pending.popleft().result()
+            for start in itertools.islice(starts, 1):
+                pending.append(pool.submit(batch, start))
+            yield from done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _contents(entry: FileEntry) -> Iterator[bytes]:
@@ -346,16 +398,25 @@ class TarCache:
         self._cache.close()
 
 
+def _stat_key(entry: FileEntry) -> _StatKey:
+    if entry.stat_key is not None:
+        return entry.stat_key
+    info = entry.source.stat()
+    return (info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+
+
 def _signature(group: TarGroup) -> str | None:
-    """What ``stat`` says about every file of the group, hashed; None when a file cannot be stat'ed."""
+    """What ``stat`` said about every file of the group when the bundle was scanned, hashed; None
+    when a file cannot be stat'ed."""
     hasher = hashlib.sha256(b"mloci tar layer v1\n")
+    lines = []
     try:
         for entry in group.files:
-            info = entry.source.stat()
-            line = f"{entry.path}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ctime_ns}\0{info.st_ino}\0{info.st_dev}\n"
-            hasher.update(line.encode())
+            mtime, ctime, ino, dev = _stat_key(entry)
+            lines.append(f"{entry.path}\0{entry.size}\0{mtime}\0{ctime}\0{ino}\0{dev}\n")
     except OSError:
         return None
+    hasher.update("".join(lines).encode())
     return hasher.hexdigest()
 
 
@@ -386,8 +447,9 @@ def build(
                 entries = group.files
                 blob = Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries))))
                 return TarLayer(blob, list(hit["files"]))
-    layer = _build(group, spool, check)
-    if cache is not None and signature is not None and _signature(group) == signature:
+    layer, unchanged = _build(group, spool, check)
+    # Cached only when every file, as read, still matched what the scan saw.
+    if cache is not None and signature is not None and unchanged:
         descriptor = layer.blob.descriptor
         cache.put(
             signature,
@@ -401,44 +463,84 @@ def build(
     return layer
 
 
-def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None) -> TarLayer:
+class _Spooler:
+    """Writes chunks to a file descriptor on one background thread, at most ``depth`` chunks behind."""
+
+    def __init__(self, fd: int, depth: int = 8) -> None:
+        self._fd = fd
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mloci-tar-spool")
+        self._pending: deque[Future[None]] = deque()
+
+    def _write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def write(self, chunk: bytes) -> None:
+        self._pending.append(self._pool.submit(self._write, chunk))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()  # raises what the write raised
+
+    def close(self) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None) -> tuple[TarLayer, bool]:
+    """The layer, and whether every file's ``fstat`` after reading matched its scan (cacheable)."""
     layer_hash = hashlib.sha256()
     size = 0
     files: list[dict[str, Any]] = []
+    unchanged = True
     out = tempfile.NamedTemporaryFile(dir=spool, prefix="tar-", delete=False) if spool else None  # noqa: SIM115
+    # The spool is written on its own thread while the next files are packed.
+    writer = _Spooler(out.fileno()) if out is not None else None
     batch = bytearray()
     try:
-        for entry in group.files:
+        for entry, read in zip(group.files, _read_ahead(group.files), strict=True):
             if check is not None:
                 check()
-            header = entry_header(entry.path, entry.size)
-            batch += header
-            if entry.size <= _READ:
-                data = _read_small(entry)
-                file_hash = hashlib.sha256(data)
+            batch += entry_header(entry.path, entry.size)
+            if read is not None:
+                data, key, digest = read
                 batch += data
             else:
                 file_hash = hashlib.sha256()
                 for chunk in _read_exact(entry):
                     file_hash.update(chunk)
                     batch += chunk
+                digest = f"sha256:{file_hash.hexdigest()}"
+                try:
+                    key = _stat_key(replace(entry, stat_key=None))
+                except OSError:
+                    unchanged = False
+            if unchanged and key != entry.stat_key:
+                unchanged = False
             batch += _pad(entry.size)
             if len(batch) >= _BATCH:
                 layer_hash.update(batch)
                 size += len(batch)
-                if out is not None:
-                    out.write(batch)
+                if writer is not None:
+                    writer.write(bytes(batch))
                 batch.clear()
-            files.append(
-                {"path": entry.path, "size": entry.size, "digest": f"sha256:{file_hash.hexdigest()}"}
-            )
+            files.append({"path": entry.path, "size": entry.size, "digest": digest})
         batch += END
         layer_hash.update(batch)
         size += len(batch)
-        if out is not None:
-            out.write(batch)
+        if writer is not None and out is not None:
+            writer.write(bytes(batch))
+            writer.close()
             out.close()
     except BaseException:
+        if writer is not None:
+            writer.abort()
         if out is not None:
             out.close()
             Path(out.name).unlink(missing_ok=True)
@@ -450,9 +552,12 @@ def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None
         annotations={ann.MODEL_FILEPATH: group.path, ann.TITLE: group.path},
     )
     if out is not None:
-        return TarLayer(Blob(descriptor, path=Path(out.name)), files)
+        return TarLayer(Blob(descriptor, path=Path(out.name)), files), unchanged
     entries = group.files
-    return TarLayer(Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries)))), files)
+    return (
+        TarLayer(Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries)))), files),
+        unchanged,
+    )
 
 
 def index_blob(layers: Sequence[TarLayer]) -> Blob:

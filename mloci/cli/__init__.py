@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import traceback
 from collections.abc import Sequence
@@ -77,7 +78,11 @@ def _run(args: list[str]) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    # The process ends here: skip the interpreter's final garbage collections, which walk every
+    # object still alive (a push of 100,000 files leaves a few hundred thousand) for nothing.
+    gc.freeze()
+    sys.exit(code)
 
 
 __all__ = ["cli", "entry", "main"]

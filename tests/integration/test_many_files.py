@@ -186,13 +186,13 @@ def test_an_unchanged_directory_is_not_read_again_on_the_next_push(
 ) -> None:
     bundle = many_files_bundle(tmp_path / "tok")
     reads: list[str] = []
-    original = tarpack._read_small
+    original = tarpack._read_small_stat
 
-    def counting(entry: FileEntry) -> bytes:
+    def counting(entry: FileEntry) -> tuple[bytes, tuple[int, int, int, int]]:
         reads.append(entry.path)
         return original(entry)
 
-    monkeypatch.setattr(tarpack, "_read_small", counting)
+    monkeypatch.setattr(tarpack, "_read_small_stat", counting)
     first = run_json(mloci, "push", bundle, f"{registry.host}/ml/tok")["digest"]
     assert len(reads) == 150
     reads.clear()

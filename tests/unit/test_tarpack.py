@@ -143,3 +143,30 @@ def test_a_file_that_changes_while_packing_is_refused(tmp_path: Path) -> None:
     (tmp_path / "b" / "vocab" / "piece-0000.txt").write_text("longer than before, surely")
     with pytest.raises(Exception, match="changed while it was being packed"):
         pack(bundle)
+
+
+def test_a_file_rewritten_after_the_scan_is_packed_as_read_and_not_cached(tmp_path: Path) -> None:
+    """The tar-layer cache is keyed by what the scan's ``stat`` saw; a file rewritten (same size)
+    between the scan and its read must not leave a cache entry under that key."""
+    root = many_files_bundle(tmp_path / "b")
+    bundle = load_bundle(root)
+    piece = root / "vocab" / "piece-0007.txt"
+    piece.write_bytes(b"X" * piece.stat().st_size)  # same size; its ctime (and mtime) change
+    cache = tarpack.TarCache(tmp_path / "cache.sqlite")
+    try:
+        (group,) = tarpack.plan(bundle.files, None).groups
+        signature = tarpack._signature(group)
+        assert signature is not None
+        layer = tarpack.build(group, cache=cache)
+        assert cache.get(signature) is None
+        digests = {f["path"]: f["digest"] for f in layer.files}
+        assert digests["vocab/piece-0007.txt"] == "sha256:" + hashlib.sha256(piece.read_bytes()).hexdigest()
+        # Scanned again, the same files are cached, and the next build is a hit with the same digest.
+        rescanned = load_bundle(root)
+        (group,) = tarpack.plan(rescanned.files, None).groups
+        again = tarpack.build(group, cache=cache)
+        assert cache.get(tarpack._signature(group) or "") is not None
+        assert tarpack.build(group, cache=cache).blob.descriptor == again.blob.descriptor
+        assert again.blob.descriptor.digest == layer.blob.descriptor.digest
+    finally:
+        cache.close()
