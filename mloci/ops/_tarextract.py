@@ -13,7 +13,10 @@ IntegrityError after extraction, and the caller discards the staging directory.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -70,17 +73,26 @@ class _Reader:
 
 
 _REGULAR = frozenset((b"0", b"\0", b"7"))
+_KINDS = {
+    b"1": "hard link",
+    b"2": "symbolic link",
+    b"3": "device",
+    b"4": "device",
+    b"5": "directory",
+    b"6": "FIFO",
+}
 _BLOCK = 512
+_MAX_EXTENDED = 1 << 20  # a PAX header or GNU long name larger than this is refused, not buffered
+_OCTAL = re.compile(rb"[0-7]*")
 
 
 def _octal(field: bytes) -> int:
-    if field[:1] and field[0] & 0x80:  # GNU base-256, positive
+    if field[:1] == b"\x80":  # GNU base-256, positive (0xff starts a negative number)
         return int.from_bytes(field[1:], "big")
-    text = field.split(b"\0", 1)[0].strip()
-    try:
-        return int(text or b"0", 8)
-    except ValueError:
-        raise IntegrityError(f"corrupt tar layer: bad number {text[:20]!r} in a header") from None
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if not _OCTAL.fullmatch(text):  # int() would also take '-1', '0o7', '1_0'
+        raise IntegrityError(f"corrupt tar layer: bad number {text[:20]!r} in a header")
+    return int(text or b"0", 8)
 
 
 def _pax(data: bytes) -> dict[str, str]:
@@ -92,6 +104,8 @@ def _pax(data: bytes) -> dict[str, str]:
         if not length_text.isdigit() or int(length_text) <= len(length_text) + 1:
             raise IntegrityError("corrupt tar layer: bad PAX record")
         length = int(length_text)
+        if position + length > len(data):
+            raise IntegrityError("corrupt tar layer: bad PAX record (longer than its header)")
         record = data[position + len(length_text) + 1 : position + length]
         key, sep, value = record.partition(b"=")
         if not sep or not record.endswith(b"\n"):
@@ -129,16 +143,18 @@ def extract_indexed(
         if header == _ZERO_BLOCK:
             break
         check()
-        stored = _octal(header[148:156])
-        if stored not in (sum(header[:148]) + 256 + sum(header[156:]), _signed_sum(header)):
-            raise IntegrityError("corrupt tar layer: bad header checksum")
-        typeflag = header[156:157]
-        size = _octal(header[124:136])
         name_field = header[0:100].split(b"\0", 1)[0]
         if header[257:263] == b"ustar\0" and header[345] != 0:
             name_field = header[345:500].split(b"\0", 1)[0] + b"/" + name_field
+        stored = _octal(header[148:156])
+        if stored not in (sum(header[:148]) + 256 + sum(header[156:]), _signed_sum(header)):
+            raise IntegrityError(f"corrupt tar layer: bad header checksum at entry {name_field[:200]!r}")
+        typeflag = header[156:157]
+        size = _octal(header[124:136])
         padded = size + (-size % _BLOCK)
         if typeflag in (b"x", b"g", b"L", b"K"):  # extended headers: they describe the next entry
+            if size > _MAX_EXTENDED:
+                raise IntegrityError(f"corrupt tar layer: extended header of {size} bytes is too large")
             data = reader.read(padded)
             if len(data) < padded:
                 raise IntegrityError("corrupt tar layer: unexpected end of data")
@@ -151,21 +167,39 @@ def extract_indexed(
         name = pending.pop("path", None) or name_field.decode("utf-8", "surrogateescape")
         if "size" in pending:
             text = pending.pop("size")
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise IntegrityError("corrupt tar layer: bad PAX size")
             size = int(text)
             padded = size + (-size % _BLOCK)
+        sparse = typeflag == b"S" or any(key.startswith("GNU.sparse.") for key in pending)
         pending.clear()
         name = name.removeprefix("./")
-        if typeflag not in _REGULAR or name not in names or name in written:
+        if sparse:  # GNU 'S' entries are followed by blocks their size does not count
+            raise IntegrityError(f"refusing tar layer entry {name!r}: sparse files are not supported")
+        if name in written:
+            raise IntegrityError(f"the tar layer holds {name!r} twice")
+        if name in names and typeflag not in _REGULAR:
+            kind = _KINDS.get(typeflag, f"type {typeflag.decode('latin-1')!r}")
+            raise IntegrityError(f"refusing tar layer entry {name!r}: a {kind}, not a regular file")
+        if name not in names:
             if not reader.copy(padded, None):
                 raise IntegrityError("corrupt tar layer: unexpected end of data")
             continue
-        parent = name.rpartition("/")[0]
-        if parent and parent not in directories:
-            (staging / parent).mkdir(parents=True, exist_ok=True)
-            directories.add(parent)
-        fd = os.open(f"{root}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            parent = name.rpartition("/")[0]
+            if parent and parent not in directories:
+                (staging / parent).mkdir(parents=True, exist_ok=True)
+                _no_links(root, parent, name)
+                directories.add(parent)
+            fd = os.open(f"{root}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            raise IntegrityError(
+                f"tar layer entry {name!r} clashes with another file of the artifact"
+            ) from exc
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise  # the disk, not the layer
+            raise IntegrityError(f"tar layer entry {name!r} would be written through a link") from exc
         try:
             complete = reader.copy(size, fd)
         finally:
@@ -190,3 +224,12 @@ def _signed_sum(header: bytes) -> int:
         + 256
         + sum(b - 256 if b > 127 else b for b in header[156:])
     )
+
+
+def _no_links(root: str, parent: str, name: str) -> None:
+    """IntegrityError when a directory on the way to ``parent`` is a link (another layer's entry)."""
+    path = root
+    for part in parent.split("/"):
+        path = f"{path}/{part}"
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise IntegrityError(f"tar layer entry {name!r} would be written through a link")
