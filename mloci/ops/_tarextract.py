@@ -134,6 +134,7 @@ def extract_indexed(
     reader = _Reader(chunks, consumed)
     root = os.fspath(staging)
     pending: dict[str, str] = {}  # from a PAX or GNU long-name header, for the next entry
+    extended = 0  # bytes of those headers
     while True:
         header = reader.read(_BLOCK)
         if len(header) < _BLOCK:
@@ -153,8 +154,9 @@ def extract_indexed(
         size = _octal(header[124:136])
         padded = size + (-size % _BLOCK)
         if typeflag in (b"x", b"g", b"L", b"K"):  # extended headers: they describe the next entry
-            if size > _MAX_EXTENDED:
-                raise IntegrityError(f"corrupt tar layer: extended header of {size} bytes is too large")
+            extended += size  # several in a row are held together: bound their sum
+            if extended > _MAX_EXTENDED:
+                raise IntegrityError(f"corrupt tar layer: extended headers of {extended} bytes are too large")
             data = reader.read(padded)
             if len(data) < padded:
                 raise IntegrityError("corrupt tar layer: unexpected end of data")
@@ -173,6 +175,7 @@ def extract_indexed(
             padded = size + (-size % _BLOCK)
         sparse = typeflag == b"S" or any(key.startswith("GNU.sparse.") for key in pending)
         pending.clear()
+        extended = 0
         name = name.removeprefix("./")
         if sparse:  # GNU 'S' entries are followed by blocks their size does not count
             raise IntegrityError(f"refusing tar layer entry {name!r}: sparse files are not supported")

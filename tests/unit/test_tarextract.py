@@ -158,6 +158,16 @@ def test_an_extended_header_claiming_gigabytes_is_not_read_into_memory(
         extract(data, tmp_path / "out", ["m/a"])
 
 
+def test_many_extended_headers_in_a_row_are_bounded_together(tmp_path: Path) -> None:
+    one = pax(b"".join(record(f"k{i}", "v" * 900) for i in range(900)))  # about 0.8 MiB each
+    data = one * 3 + member(b"m/a", b"a") + END
+    with pytest.raises(IntegrityError, match="too large"):
+        extract(data, tmp_path / "out", ["m/a"])
+    assert extract(
+        one + member(b"m/a", b"a") + one + member(b"m/b", b"b") + END, tmp_path / "ok", ["m/a", "m/b"]
+    )
+
+
 def test_pax_path_and_size_override_the_header_for_the_next_entry_only(tmp_path: Path) -> None:
     records = record("path", "m/real") + record("size", "3")
     data = pax(records) + header(b"m/decoy", 700) + b"abc" + bytes(509) + member(b"m/next", b"n") + END
