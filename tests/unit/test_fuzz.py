@@ -32,6 +32,7 @@ from mloci.bundle.jsondoc import JsonProblem, parse_json
 from mloci.bundle.load import inspect_bundle
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import AuthError, IntegrityError, MlociError, UsageError
+from mloci.ops._tarextract import extract_indexed
 from mloci.ops.policy import load_policy
 from mloci.ops.pull import _check_target, _owned_files, _untar, layers_of, safe_path
 from mloci.python.filenames import parse_filename, version_of_tag
@@ -244,6 +245,54 @@ def test_tar_layers_stay_inside_their_target(
         if isinstance(created, list):
             for name in created:
                 assert Path(os.path.realpath(staging / name)).is_relative_to(os.path.realpath(staging))
+
+
+@FUZZ
+@given(
+    members=tar_members,
+    flips=st.lists(st.tuples(st.integers(0, 4096), st.sampled_from(b"\0 -+_0179x\x80\xff=\n/.")), max_size=6),
+    cut=st.integers(0, 1 << 16),
+    chunk=st.integers(1, 2000),
+    resum=st.booleans(),
+)
+def test_the_streaming_tar_extractor_writes_only_listed_files_inside_the_target(
+    members: list[tuple[str, bytes, str, int]],
+    flips: list[tuple[int, int]],
+    cut: int,
+    chunk: int,
+    resum: bool,
+) -> None:
+    try:
+        data = bytearray(tar_of(members))
+    except (ValueError, UnicodeError):
+        return
+    for position, value in flips:  # damaged headers, sizes, PAX records
+        if position < len(data):
+            data[position] = value
+    for start in range(0, len(data) - 511, 512) if resum else ():  # damage the checksum cannot catch
+        if data[start + 257 : start + 262] == b"ustar":
+            data[start + 148 : start + 156] = b"%06o\0 " % (
+                sum(data[start : start + 148]) + 256 + sum(data[start + 156 : start + 512])
+            )
+    data = data[: len(data) - cut % (len(data) + 1)] if cut % 3 == 0 else data
+    wanted = [n for n, *_ in members if n and not n.startswith("/") and ".." not in n.split("/")]
+    wanted = [
+        n for n in wanted if not isinstance(result_or_mloci_error(lambda n=n: safe_path(n)), MlociError)
+    ]
+    with scratch() as root:
+        staging = root / "target" / "staging"
+        staging.mkdir(parents=True)
+        before = outside(root, staging)
+        chunks = iter([bytes(data[i : i + chunk]) for i in range(0, len(data), chunk)])
+        created = result_or_mloci_error(
+            lambda: extract_indexed(chunks, staging, wanted, lambda n: None, lambda: None)
+        )
+        assert outside(root, staging) == before, "nothing may appear outside the target"
+        assert not any(p.is_symlink() for p in staging.rglob("*"))
+        files = {str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()}
+        assert files <= set(wanted)
+        if isinstance(created, list):
+            assert set(created) == set(wanted) == files
 
 
 # --- registry authentication ----------------------------------------------------------------------------
