@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from helpers import EXAMPLE, Runner
 from pydists import IndexServer, running_index
@@ -77,3 +83,35 @@ def running_catalog(config: CatalogConfig, **serve: Any) -> Iterator[IndexServer
     catalog = Catalog(config)
     with running_index(create_app(ServeConfig(catalog=config, **serve), catalog=catalog)) as server:
         yield server
+
+
+@contextmanager
+def serving_process(*args: str) -> Iterator[str]:
+    """`mloci serve ARGS --port 0` as a user runs it: a real process; yields its base URL once it answers.
+
+    On exit it is stopped with Ctrl-C, and must not have printed a traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mloci", "serve", *args, "--port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("mloci serve: http://127.0.0.1:"), line
+        url = line.split(": ", 1)[1].strip().rstrip("/")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url + "/api/v1/openapi.json", timeout=SLOW)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not answer"
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert "Traceback" not in err

@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from mloci.errors import MlociError, PolicyError, UsageError
@@ -110,6 +109,8 @@ def load_policy(path: Path) -> tuple[Policy, Path]:
             f"policy {path} holds more than {_MAX_POLICY_VALUES} values (after expanding aliases)"
         )
     document = document or {}
+    import jsonschema  # noqa: PLC0415  (its import builds an RFC 3987 grammar: ~1.7 s, so only when a policy is read)
+
     validator = jsonschema.Draft202012Validator(policy_schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:

@@ -9,8 +9,6 @@ anything reaches the registry.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
 import errno
@@ -205,19 +203,9 @@ class StorePool:
 
 
 def client_credentials(request: Request) -> Credentials | None:
-    """The Basic credentials pip or twine sent, or None; UsageError for a malformed header."""
+    """The credentials pip, uv or twine sent (Basic, or Bearer with a registry identity token), or None."""
     header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        raise UsageError("only Basic credentials are accepted")
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise UsageError("malformed Basic credentials") from None
-    username, _, password = decoded.partition(":")
-    return Credentials(username=username, password=password) if username else None
+    return Credentials.from_authorization(header) if header else None
 
 
 def _text(message: str, status: int, headers: dict[str, str] | None = None) -> Response:

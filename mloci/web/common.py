@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import threading
 import time
@@ -87,21 +85,7 @@ def problem(exc: MlociError) -> Problem:
 def caller_credentials(request: Request) -> Credentials | None:
     """Basic or Bearer credentials the caller sent (for the registry), or None."""
     header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return Credentials(identity_token=value.strip())
-    if scheme.lower() != "basic":
-        raise AuthError("only Basic or Bearer credentials are accepted")
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise AuthError("malformed Basic credentials") from None
-    username, _, password = decoded.partition(":")
-    if not username:
-        raise AuthError("Basic credentials without a user name")
-    return Credentials(username=username, password=password)
+    return Credentials.from_authorization(header) if header else None
 
 
 @dataclass

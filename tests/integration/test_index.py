@@ -50,15 +50,6 @@ def index(registry: Registry) -> Iterator[IndexServer]:
         yield server
 
 
-@pytest.fixture
-def http() -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(retries=False, timeout=30.0)
-    try:
-        yield pool
-    finally:
-        pool.clear()
-
-
 def tool_env(tmp_path: Path) -> dict[str, str]:
     """The environment for pip, uv and twine: no config, cache, proxy or find-links of this machine."""
     env = {

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Registry
-from pydists import IndexServer, PypiServer, running_index, running_pypiserver, write_wheel
+from pydists import IndexServer, PypiServer, running_index, write_wheel
 from test_index import run, tool_env
 
 from mloci.ops.wheel import push_distributions
@@ -36,12 +36,6 @@ def poetry() -> Path:
             capture_output=True,
         )
     return binary
-
-
-@pytest.fixture
-def pypi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PypiServer]:
-    with running_pypiserver(tmp_path_factory.mktemp("pypiserver")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -30,15 +29,6 @@ from mloci.trust.bundle import BUNDLE_V03, PREDICATE_ANNOTATION
 from mloci.types import Reference
 from mloci.types.blob import Blob
 from mloci.types.manifest import Descriptor
-
-
-@pytest.fixture
-def http() -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(retries=False, timeout=30.0)
-    try:
-        yield pool
-    finally:
-        pool.clear()
 
 
 def attach_bundle(registry: Registry, release: str, data: bytes) -> None:

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,6 @@ from pydists import running_index, running_pypiserver, write_wheel
 from test_index import CLI, free_port, fresh_venv, imported, run, tool_env, twine, upload_fields
 
 from mloci.pyindex.app import IndexConfig, create_app
-
-
-@pytest.fixture
-def http() -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(retries=False, timeout=30.0)
-    try:
-        yield pool
-    finally:
-        pool.clear()
-
 
 # -- listening ---------------------------------------------------------------------------------------
 

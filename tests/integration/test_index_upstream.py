@@ -49,25 +49,10 @@ from mloci.types import Reference
 
 
 @pytest.fixture
-def pypi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PypiServer]:
-    with running_pypiserver(tmp_path_factory.mktemp("pypiserver")) as server:
-        yield server
-
-
-@pytest.fixture
 def proxy(registry: Registry, pypi: PypiServer) -> Iterator[IndexServer]:
     config = IndexConfig(registry=registry.host, namespace="py", upstreams=(pypi.simple,), upstream_timeout=5)
     with running_index(create_app(config)) as server:
         yield server
-
-
-@pytest.fixture
-def http() -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(retries=False, timeout=30.0)
-    try:
-        yield pool
-    finally:
-        pool.clear()
 
 
 def read_release_of(registry: Registry, repository: str, version: str) -> Release:

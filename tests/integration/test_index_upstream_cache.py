@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ from mloci.ops.wheel import read_release
 from mloci.pyindex.app import IndexConfig, create_app
 from mloci.store import RegistryStore
 from mloci.types import Reference
-
-
-@pytest.fixture
-def http() -> Iterator[urllib3.PoolManager]:
-    pool = urllib3.PoolManager(retries=False, timeout=30.0)
-    try:
-        yield pool
-    finally:
-        pool.clear()
 
 
 def cached_sha256(registry: Registry, project: str, version: str) -> str | None:

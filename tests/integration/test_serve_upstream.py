@@ -6,68 +6,32 @@ the client.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from catalog_helpers import SLOW
+from catalog_helpers import serving_process
 from helpers import Registry, Runner
-from pydists import PypiServer, running_pypiserver, write_wheel
+from pydists import PypiServer, write_wheel
 from test_index import fresh_venv, imported, run, tool_env
 from test_index_upstream import pip_install, publish
 
 
 @pytest.fixture
-def pypi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PypiServer]:
-    with running_pypiserver(tmp_path_factory.mktemp("pypiserver")) as server:
-        yield server
-
-
-@pytest.fixture
 def served(registry: Registry, pypi: PypiServer) -> Iterator[str]:
     """The URL of `mloci serve --registry R --namespace py --upstream PYPI` running as a process."""
-    command = [sys.executable, "-m", "mloci", "serve", "--registry", registry.host, "--namespace", "py"]
-    process = subprocess.Popen(
-        [
-            *command,
-            "--upstream",
-            pypi.simple,
-            "--upstream-timeout",
-            "5",
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
+    args = (
+        "--registry",
+        registry.host,
+        "--namespace",
+        "py",
+        "--upstream",
+        pypi.simple,
+        "--upstream-timeout",
+        "5",
     )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("mloci serve: http://127.0.0.1:"), line
-        url = line.split(": ", 1)[1].strip().rstrip("/")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "/simple/", timeout=SLOW)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not answer"
-                time.sleep(0.1)
+    with serving_process(*args) as url:
         yield url
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=20)
-    assert "Traceback" not in err
 
 
 def test_serve_passes_public_projects_through_and_keeps_private_names_private(

@@ -30,6 +30,25 @@ class Credentials:
     def __bool__(self) -> bool:
         return bool(self.username or self.identity_token)
 
+    @classmethod
+    def from_authorization(cls, header: str) -> Credentials:
+        """The registry credentials an HTTP client sent to a server of ours (``Authorization:
+        Basic …``, or ``Bearer …`` with a registry identity token) to pass through; AuthError
+        when they cannot be read."""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return cls(identity_token=value.strip())
+        if scheme.lower() != "basic":
+            raise AuthError("only Basic or Bearer credentials are accepted")
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise AuthError("malformed Basic credentials") from None
+        username, _, password = decoded.partition(":")
+        if not username:
+            raise AuthError("Basic credentials without a user name")
+        return cls(username=username, password=password)
+
 
 @dataclass(frozen=True)
 class Challenge:
