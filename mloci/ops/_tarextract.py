@@ -191,9 +191,7 @@ def extract_indexed(
         try:
             parent = name.rpartition("/")[0]
             if parent and parent not in directories:
-                (staging / parent).mkdir(parents=True, exist_ok=True)
-                _no_links(root, parent, name)
-                directories.add(parent)
+                _make_directories(root, parent, name, directories)
             fd = os.open(f"{root}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
             raise IntegrityError(
@@ -229,10 +227,19 @@ def _signed_sum(header: bytes) -> int:
     )
 
 
-def _no_links(root: str, parent: str, name: str) -> None:
-    """IntegrityError when a directory on the way to ``parent`` is a link (another layer's entry)."""
-    path = root
-    for part in parent.split("/"):
-        path = f"{path}/{part}"
-        if not stat.S_ISDIR(os.lstat(path).st_mode):
-            raise IntegrityError(f"tar layer entry {name!r} would be written through a link")
+def _make_directories(root: str, parent: str, name: str, made: set[str]) -> None:
+    """Create ``parent`` one component at a time (adding each to ``made``); IntegrityError when one is a link."""
+    parts = parent.split("/")
+    for depth in range(1, len(parts) + 1):
+        relative = "/".join(parts[:depth])
+        if relative in made:
+            continue
+        path = Path(f"{root}/{relative}")
+        try:
+            path.mkdir()  # does not follow a link in its last component; the ones before were checked
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):  # another layer's link or file
+                raise IntegrityError(
+                    f"tar layer entry {name!r} would be written through a link or under a file"
+                ) from None
+        made.add(relative)

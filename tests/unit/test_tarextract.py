@@ -264,7 +264,7 @@ def test_no_writing_through_a_symlink_already_in_the_staging_directory(tmp_path:
     root.mkdir()
     (root / "m").symlink_to(outside)  # as another layer's extraction could leave
     (root / "f").symlink_to(outside / "f")
-    for name in ("m/a", "f"):
+    for name in ("m/a", "m/sub/a", "f"):
         chunks = iter([member(name.encode(), b"x") + END])
         with pytest.raises(IntegrityError, match=repr(name)):
             extract_indexed(chunks, root, [name], lambda n: None, lambda: None)
