@@ -190,6 +190,14 @@ def _with_file_index(store: Store, repository: str, manifest: Manifest) -> list[
                 f"the file index puts {outside!r} in the tar layer of {layer.path!r}, outside it"
             )
         result.append(dataclasses.replace(layer, files=paths))
+    raw = [layer.path for layer in layers if layer.packing == "raw"]
+    for layer in result:  # a raw layer at a file or directory of a tar layer: decided here, not by timing
+        for inside in (r for r in raw if layer.files and r.startswith(layer.path + "/")):
+            hit = next((p for p in layer.files or () if p == inside or p.startswith(inside + "/")), None)
+            if hit is not None:
+                raise IntegrityError(
+                    f"the artifact holds {inside!r} both as a layer and in a tar layer ({hit!r})"
+                )
     return result
 
 

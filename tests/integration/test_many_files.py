@@ -205,3 +205,31 @@ def test_an_unchanged_directory_is_not_read_again_on_the_next_push(
     (bundle / "vocab" / "0" / "piece-0003.txt").write_text("changed")
     assert run_json(mloci, "push", bundle, f"{registry.host}/ml/fourth")["digest"] != first
     assert len(reads) == 150
+
+
+@pytest.mark.parametrize("raw_path", ["vocab/0", "vocab/0/piece-0000.txt"])
+def test_a_raw_layer_clashing_with_a_file_of_a_tar_layer_is_refused(
+    mloci: Runner, registry: Registry, tmp_path: Path, raw_path: str
+) -> None:
+    """A raw layer at a directory or file of an indexed tar layer: exit 6 whichever layer lands first."""
+    packed = pack(load_bundle(many_files_bundle(tmp_path / "tok")))
+    onnx = next(b for b in packed.layers if b.descriptor.annotation(ann.MODEL_FILEPATH) == "model.onnx")
+    annotations = {**(onnx.descriptor.annotations or {}), ann.MODEL_FILEPATH: raw_path, ann.TITLE: raw_path}
+    clash = Blob(
+        onnx.descriptor.model_copy(update={"annotations": annotations}),
+        data=onnx.data,
+        path=onnx.path,
+        opener=onnx.opener,
+    )
+    layers = [*packed.layers, clash]
+    manifest = packed.manifest.model_copy(update={"layers": [b.descriptor for b in layers]})
+    ref = Reference.parse(f"{registry.host}/ml/forged:3")
+    store = RegistryStore(registry.host)
+    try:
+        for blob in (packed.config, *layers):
+            store.push_blob(ref.repository, blob)
+        store.push_manifest(ref, manifest.to_json(), mediatype.OCI_MANIFEST)
+    finally:
+        store.close()
+    result = mloci("pull", str(ref), "-o", tmp_path / "out")
+    assert result.exit_code == 6 and raw_path in result.stderr and not (tmp_path / "out").exists()
