@@ -56,7 +56,7 @@ from mloci.errors import (
     UnsupportedError,
     UsageError,
 )
-from mloci.project import Environment
+from mloci.project import Environment, ProjectConfig
 from mloci.store import LayoutStore, Session, Store, StoreOptions, open_registry
 from mloci.store.registry.auth import Credentials
 from mloci.types import annotations as ann
@@ -282,6 +282,7 @@ class Catalog:
         """Forget the snapshot of ``repository`` (in every caller's view): the next read lists its tags again."""
         with self._lock:
             self._repos.pop(repository, None)
+            self._aside.pop(repository, None)
             views = list(self._views.values())
         for view in views:
             view.invalidate(repository)
@@ -312,7 +313,7 @@ class Catalog:
         """Point ``environment``'s alias at version or digest ``ref`` of ``name``, as the caller
         (``gate`` is called with the caller's session, to check a policy with their reads)."""
         repository = self.config.repository(name)
-        self._check_environment(environment, repository)
+        project = self._project_for(environment, repository)
         target = (
             repository.with_digest(Digest.parse(ref))
             if ref.startswith(("sha256:", "sha512:"))
@@ -323,6 +324,7 @@ class Catalog:
             return _ops.promote(
                 target,
                 environment,
+                project=project,
                 reason=reason,
                 session=session,
                 gate=gate(session) if gate is not None else None,
@@ -331,6 +333,8 @@ class Catalog:
         finally:
             session.close()
             self.invalidate(repository.repository)
+            if project is not None:
+                self.invalidate(project.environments[0].reference.repository)
 
     def rollback(
         self,
@@ -342,19 +346,30 @@ class Catalog:
         reason: str | None = None,
     ) -> _ops.PromotionResult:
         repository = self.config.repository(name)
-        self._check_environment(environment, repository)
+        project = self._project_for(environment, repository)
         session = self.session(creds)
         try:
-            return _ops.rollback(repository, environment, reason=reason, session=session, actor=actor)
+            return _ops.rollback(
+                repository, environment, project=project, reason=reason, session=session, actor=actor
+            )
         finally:
             session.close()
             self.invalidate(repository.repository)
+            if project is not None:
+                self.invalidate(project.environments[0].reference.repository)
 
-    def _check_environment(self, environment: str, repository: Reference) -> None:
-        """With configured environments: UsageError for another name; UnsupportedError for one whose
-        alias or repository differs from an in-place promotion (``mloci promote`` handles those)."""
+    def _project_for(self, environment: str, repository: Reference) -> ProjectConfig | None:
+        """The configuration a promotion of ``repository`` into ``environment`` runs with (None: none
+        configured, an ad-hoc environment named like its alias, as `mloci promote` without a project).
+
+        The model the configured environments live in is promoted across them as `mloci promote`
+        does (copied into an environment's own repository, under its alias); any other model reads
+        the environments in place, so its promotions move the alias in its own repository. UsageError
+        for an unconfigured name; UnsupportedError for an environment in another registry (the
+        caller's credentials are for this one).
+        """
         if not self.config.environments:
-            return
+            return None
         env = next((e for e in self.config.environments if e.name == environment), None)
         if env is None:
             known = ", ".join(e.name for e in self.config.environments)
@@ -362,14 +377,14 @@ class Catalog:
                 f"unknown environment {environment!r}", hint=f"the configuration defines: {known}"
             )
         placed = {e.reference.repository for e in self.config.environments if self._ours(e)}
-        elsewhere = repository.repository in placed and (
-            not self._ours(env) or env.reference.repository != repository.repository
-        )
-        if env.tag != env.name or elsewhere:
+        if repository.repository not in placed:
+            env = env.model_copy(update={"repository": str(repository.with_tag(None).with_digest(None))})
+        elif not self._ours(env):
             raise UnsupportedError(
-                f"environment {environment!r} lives in {env.repository} as tag {env.tag!r}; "
+                f"environment {environment!r} lives in another registry ({env.repository}); "
                 "promote to it with `mloci promote` from the project"
             )
+        return ProjectConfig(environments=[env])
 
     def close(self) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ SLSA = "https://slsa.dev/provenance/v1"
 def write_config(tmp_path: Path, host: str) -> Path:
     """dev lives in its own repository, staging in place, production as tag ``prod`` behind a policy."""
     (tmp_path / "policies").mkdir()
-    (tmp_path / "policies" / "prod.yaml").write_text("require:\n  signed: false\n")
+    (tmp_path / "policies" / "prod.yaml").write_text("metrics: ['auc >= 0.85']\n")
     config = tmp_path / "mloci.toml"
     config.write_text(
         f"""
@@ -111,13 +111,36 @@ def test_configured_environments_in_order_with_aliases_and_filters(
         )
         assert refused.status_code == 400, refused.text
         assert "unknown environment 'qa'" in refused.json()["errors"][0]["message"]
-        elsewhere = http.post(
-            "/api/v1/models/churn-model/promote",
-            json={"reference": "1.2.0", "to": "production"},
+        # An environment under another tag, and one in its own repository, as `mloci promote` does them.
+        for environment in ("production", "dev"):
+            promoted = http.post(
+                "/api/v1/models/churn-model/promote",
+                json={"reference": "1.2.0", "to": environment, "reason": "from the catalog"},
+                headers={"Authorization": "Basic dXNlcjpwYXNz"},
+            )
+            assert promoted.status_code == 200, promoted.text
+        tagged = {
+            f"ml/churn-model:{digests['1.2.0']}": "prod",
+            f"ml-dev/churn-model:{digests['1.2.0']}": "dev",
+        }
+        for place, tag in tagged.items():
+            repository, digest = place.split(":", 1)
+            inspected = mloci("inspect", f"{registry.host}/{repository}:{tag}", "--json")
+            assert json.loads(inspected.stdout)["digest"] == digest, place
+        detail = http.get("/api/v1/models/churn-model").json()
+        assert [(e["name"], e["version"]) for e in detail["environments"]] == [
+            ("dev", "1.2.0"),
+            ("staging", "1.2.0"),
+            ("production", "1.2.0"),
+        ]
+        back = http.post(
+            "/api/v1/models/churn-model/rollback",
+            json={"environment": "production"},
             headers={"Authorization": "Basic dXNlcjpwYXNz"},
         )
-        assert elsewhere.status_code == 501, elsewhere.text
-        assert "mloci promote" in elsewhere.json()["errors"][0]["message"]
+        assert back.status_code == 200, back.text
+        inspected = mloci("inspect", f"{registry.host}/ml/churn-model:prod", "--json")
+        assert json.loads(inspected.stdout)["digest"] == digests["1.1.0"]
 
 
 def test_without_configuration_every_alias_is_an_environment(
