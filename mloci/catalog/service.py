@@ -195,6 +195,23 @@ def _version_of(info: _Info, tags: Sequence[str]) -> str | None:
     return info.annotations.get(ann.VERSION) or next((t for t in tags if is_version_tag(t)), None)
 
 
+def _summary(info: _Info, tags: Sequence[str], badges: Badges, attachments: int) -> VersionSummary:
+    """One version as the lists show it; ``tags`` are the (sorted) tags naming its digest."""
+    return VersionSummary(
+        digest=str(info.digest),
+        version=_version_of(info, tags),
+        tags=[t for t in tags if is_version_tag(t)],
+        aliases=[t for t in tags if not is_version_tag(t)],
+        revision=info.annotations.get(ann.REVISION),
+        created=info.annotations.get(ann.CREATED),
+        size=info.size,
+        framework=info.annotations.get(ann.FRAMEWORK),
+        metrics=info.metrics,
+        badges=badges,
+        attachments=attachments,
+    )
+
+
 class Catalog:
     """Read access to one registry namespace (or the local store), with a shared cache.
 
@@ -705,22 +722,7 @@ class Catalog:
         for digest in digests:
             info = self._infos[digest]
             tags = sorted(by_digest[digest])
-            badge, attachments = marks.get(digest, (Badges(), 0))
-            result.append(
-                VersionSummary(
-                    digest=str(digest),
-                    version=_version_of(info, tags),
-                    tags=[t for t in tags if is_version_tag(t)],
-                    aliases=[t for t in tags if not is_version_tag(t)],
-                    revision=info.annotations.get(ann.REVISION),
-                    created=info.annotations.get(ann.CREATED),
-                    size=info.size,
-                    framework=info.annotations.get(ann.FRAMEWORK),
-                    metrics=info.metrics,
-                    badges=badge,
-                    attachments=attachments,
-                )
-            )
+            result.append(_summary(info, tags, *marks.get(digest, (Badges(), 0))))
         result.sort(key=lambda v: (sort_key(v.version or ""), v.created or ""), reverse=True)
         return result
 
@@ -996,20 +998,7 @@ class Catalog:
         digest = self._find(repo, ref)
         info = self.info(digest, repo.repository)
         tags = sorted(t for t, d in repo.tags.items() if d == digest)
-        badge, attachments = self._badges(repo, digest)
-        summary = VersionSummary(
-            digest=str(digest),
-            version=_version_of(info, tags),
-            tags=[t for t in tags if is_version_tag(t)],
-            aliases=[t for t in tags if not is_version_tag(t)],
-            revision=info.annotations.get(ann.REVISION),
-            created=info.annotations.get(ann.CREATED),
-            size=info.size,
-            framework=info.annotations.get(ann.FRAMEWORK),
-            metrics=info.metrics,
-            badges=badge,
-            attachments=attachments,
-        )
+        summary = _summary(info, tags, *self._badges(repo, digest))
         bundle = self._bundle(info, repo.repository)
         lineage = (bundle or {}).get("lineage") or {}
         pinned = self._ref(repo.repository).with_digest(digest)

@@ -28,7 +28,7 @@ from mloci.catalog.models import ModelDetail
 from mloci.errors import UsageError
 from mloci.store.registry.auth import Credentials
 from mloci.web.common import Forbidden, State, state_of
-from mloci.web.writes import _actor, _gate
+from mloci.web.writes import promote_as_caller, rollback_as_caller
 
 COOKIE: Final = "mloci_csrf"
 FIELD: Final = "csrf"
@@ -147,16 +147,8 @@ async def promote(request: Request) -> Response:
     name = request.path_params["name"]
     ref = _field(fields, "reference") or ""
     environment = _field(fields, "to") or ""
-    result = await run_in_threadpool(
-        lambda: state.catalog.promote(
-            name,
-            ref,
-            environment,
-            creds=creds,
-            actor=_actor(state, creds),
-            reason=_field(fields, "reason", required=False),
-            gate=_gate(state, environment),
-        )
+    result = await promote_as_caller(
+        state, creds, name, ref, environment, _field(fields, "reason", required=False)
     )
     pages = request.app.state.pages
     response: Response = pages.render(request, "promoted.html", result=result, name=name, title="Promoted")
@@ -167,14 +159,8 @@ async def rollback(request: Request) -> Response:
     state, creds, fields = await _form(request)
     name = request.path_params["name"]
     environment = _field(fields, "environment") or ""
-    result = await run_in_threadpool(
-        lambda: state.catalog.rollback(
-            name,
-            environment,
-            creds=creds,
-            actor=_actor(state, creds),
-            reason=_field(fields, "reason", required=False),
-        )
+    result = await rollback_as_caller(
+        state, creds, name, environment, _field(fields, "reason", required=False)
     )
     pages = request.app.state.pages
     response: Response = pages.render(request, "promoted.html", result=result, name=name, title="Rolled back")

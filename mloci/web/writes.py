@@ -113,6 +113,33 @@ def _answer(result: _ops.PromotionResult) -> Response:
     )
 
 
+async def promote_as_caller(
+    state: State, creds: Credentials | None, name: str, ref: str, environment: str, reason: str | None
+) -> _ops.PromotionResult:
+    """A promotion for the API and the forms alike: the caller's credentials, the environment's gate."""
+    return await run_in_threadpool(
+        lambda: state.catalog.promote(
+            name,
+            ref,
+            environment,
+            creds=creds,
+            actor=_actor(state, creds),
+            reason=reason,
+            gate=_gate(state, environment),
+        )
+    )
+
+
+async def rollback_as_caller(
+    state: State, creds: Credentials | None, name: str, environment: str, reason: str | None
+) -> _ops.PromotionResult:
+    return await run_in_threadpool(
+        lambda: state.catalog.rollback(
+            name, environment, creds=creds, actor=_actor(state, creds), reason=reason
+        )
+    )
+
+
 async def promote(request: Request) -> Response:
     state, creds, body = await _prepare(request)
     ref = _text(body, "digest") or _text(body, "reference")
@@ -120,17 +147,7 @@ async def promote(request: Request) -> Response:
         raise UsageError("the request body needs 'reference' (a version) or 'digest'")
     environment = _text(body, "to", required=True) or ""
     name = request.path_params["name"]
-    result = await run_in_threadpool(
-        lambda: state.catalog.promote(
-            name,
-            ref,
-            environment,
-            creds=creds,
-            actor=_actor(state, creds),
-            reason=_text(body, "reason"),
-            gate=_gate(state, environment),
-        )
-    )
+    result = await promote_as_caller(state, creds, name, ref, environment, _text(body, "reason"))
     return _answer(result)
 
 
@@ -138,11 +155,7 @@ async def rollback(request: Request) -> Response:
     state, creds, body = await _prepare(request)
     environment = _text(body, "environment", required=True) or _text(body, "to") or ""
     name = request.path_params["name"]
-    result = await run_in_threadpool(
-        lambda: state.catalog.rollback(
-            name, environment, creds=creds, actor=_actor(state, creds), reason=_text(body, "reason")
-        )
-    )
+    result = await rollback_as_caller(state, creds, name, environment, _text(body, "reason"))
     return _answer(result)
 
 
