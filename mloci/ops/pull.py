@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import stat
-import tarfile
 import tempfile
 import time
 import unicodedata
@@ -34,7 +33,7 @@ from mloci.interrupts import deferred
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops._partial import Partial, clean_partials, partial_dir, ranged_chunks, worth_keeping
 from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
-from mloci.ops._tarextract import extract_indexed
+from mloci.ops._tarextract import extract_all, extract_indexed, make_parents
 from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
 from mloci.store import Session, Store, mirrors, open_registry, read_small_blob, scoped
@@ -280,7 +279,8 @@ def _write_blob(
         listener.finished(key, skipped=False)
         return created
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    # Its directories are opened without following links: a tar layer may have made some.
+    make_parents(staging, layer.path if layer.packing == "raw" else target.name)
     partial = (
         Partial.open(partials, descriptor)
         if partials is not None and descriptor.size > 0 and isinstance(store, ServesRanges)
@@ -304,7 +304,7 @@ def _write_blob(
     if layer.packing == "raw":
         return [layer.path]
     try:
-        return _untar(target, staging)
+        return _untar(target, staging, token.check)
     finally:
         target.unlink(missing_ok=True)
 
@@ -450,33 +450,16 @@ def _preallocate(fd: int, size: int) -> None:
         raise
 
 
-def _untar(archive: Path, staging: Path) -> list[str]:
-    """Extract a verified tar layer with the 'data' filter: no absolute paths, '..', device files or outside links."""
-    created: list[str] = []
-    try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            for member in tar.getmembers():
-                name = member.name.removeprefix("./")
-                if "\0" in member.linkname:
-                    raise IntegrityError(
-                        f"refusing tar layer entry {name!r}: its link target holds a NUL byte"
-                    )
-                if not member.isdir():
-                    created.append(safe_path(name))  # also refuses '' and '.': a file cannot be the target
-                elif name.rstrip("/") not in ("", "."):
-                    safe_path(name.rstrip("/"))  # directories too: no control characters, NUL or '.mloci'
-            _distinct(created)  # an entry twice: the later would replace (or loop through) the earlier
-            tar.extractall(staging, filter="data")
-    except tarfile.FilterError as exc:
-        raise IntegrityError(f"refusing unsafe tar layer entry: {exc}") from None
-    except (tarfile.TarError, KeyError, ValueError) as exc:  # "linkname … not found", "embedded null byte"
-        raise IntegrityError(f"corrupt tar layer: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        if exc.errno not in (errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ELOOP):
-            raise  # the disk, not the layer: pull reports it as such
-        # Entries that clash (a file and a directory of one name, links in a loop): the layer is malformed.
-        raise IntegrityError(f"tar layer entries clash at {Path(exc.filename or '').name!r}") from None
-    return created
+def _untar(archive: Path, staging: Path, check: Callable[[], None] = lambda: None) -> list[str]:
+    """Extract a verified tar layer that no file index describes (a ModelPack or ORAS tar, gzip or not).
+
+    mloci's own extractor (:func:`mloci.ops._tarextract.extract_all`), with the rules of indexed
+    layers: validated names, nothing written through a link (one this layer or another made),
+    links kept only to a regular file of the same layer.
+    """
+    with archive.open("rb") as handle:
+        chunks = iter(lambda: handle.read(1 << 20), b"")
+        return extract_all(chunks, staging, safe_path, check)
 
 
 def _sibling_prefix(output: Path) -> str:

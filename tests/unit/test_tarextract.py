@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mloci.errors import IntegrityError
-from mloci.ops._tarextract import extract_indexed
+from mloci.ops._tarextract import extract_all, extract_indexed, make_parents
+from mloci.ops.pull import _untar, safe_path
 
 FILES = {
     "a/short.txt": b"hello\n",
@@ -39,6 +40,12 @@ def tar_bytes(fmt: int) -> bytes:
 
 def chunked(data: bytes, size: int = 777) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def extract_layer(data: bytes, root: Path, check: object = None) -> list[str]:
+    """A whole (unindexed) tar layer into ``root``, made if missing."""
+    root.mkdir(exist_ok=True)
+    return extract_all(iter(chunked(data)), root, safe_path, check if callable(check) else lambda: None)
 
 
 def extract(data: bytes, root: Path, wanted: list[str]) -> list[str]:
@@ -195,11 +202,46 @@ def test_malformed_pax_records_are_refused(tmp_path: Path, records: bytes) -> No
         extract(pax(records) + member(b"m/a", b"a") + END, tmp_path / "out", ["m/a"])
 
 
-@pytest.mark.parametrize("value", ["١٢", "²", "-1", "+3", " 3", ""])
+@pytest.mark.parametrize("value", ["١٢", "²", "-1", "+3", " 3", "3 ", "0x3"])
 def test_odd_pax_sizes_are_refused(tmp_path: Path, value: str) -> None:
     data = pax(record("size", value)) + member(b"m/a", b"abc") + END
     with pytest.raises(IntegrityError, match="PAX size"):
         extract(data, tmp_path / "out", ["m/a"])
+
+
+def test_an_empty_pax_value_deletes_the_record_so_the_ustar_field_applies(tmp_path: Path) -> None:
+    """POSIX pax: a record whose value is empty deletes that field; the ustar header's own field counts."""
+    data = pax(record("size", "") + record("path", "")) + member(b"m/a", b"abc") + member(b"m/b", b"b") + END
+    assert extract(data, tmp_path / "out", ["m/a", "m/b"]) == ["m/a", "m/b"]
+    assert (tmp_path / "out" / "m/a").read_bytes() == b"abc"
+
+
+def test_an_empty_pax_value_deletes_an_earlier_record_of_the_same_header(tmp_path: Path) -> None:
+    records = record("path", "m/renamed") + record("size", "1") + record("path", "") + record("size", "")
+    data = pax(records) + member(b"m/a", b"abc") + END
+    assert extract(data, tmp_path / "out", ["m/a"]) == ["m/a"]
+    assert (tmp_path / "out" / "m/a").read_bytes() == b"abc"
+
+
+def test_an_empty_pax_linkpath_falls_back_to_the_header_link_name(tmp_path: Path) -> None:
+    link = bytearray(header(b"m/l", 0, b"2"))
+    link[157:160] = b"a.t"
+    link[148:156] = b" " * 8
+    link[148:156] = b"%06o\0 " % sum(link)
+    data = member(b"m/a.t", b"abc") + pax(record("linkpath", "")) + bytes(link) + END
+    assert extract_layer(data, tmp_path / "out") == ["m/a.t", "m/l"]
+    assert (tmp_path / "out" / "m" / "l").readlink() == Path("a.t")
+
+
+@pytest.mark.parametrize("records", [b"8 =abc\n", b"7 size=", b"6 size\n"])
+def test_pax_records_without_a_keyword_or_newline_stay_refused(tmp_path: Path, records: bytes) -> None:
+    with pytest.raises(IntegrityError, match="PAX"):
+        extract(pax(records) + member(b"m/a", b"a") + END, tmp_path / "out", ["m/a"])
+
+
+def test_an_empty_gnu_sparse_record_is_deleted_not_sparse(tmp_path: Path) -> None:
+    data = pax(record("GNU.sparse.major", "")) + member(b"m/a", b"abc") + END
+    assert extract(data, tmp_path / "out", ["m/a"]) == ["m/a"]
 
 
 def test_a_pax_path_with_a_nul_names_no_listed_file(tmp_path: Path) -> None:
@@ -292,3 +334,194 @@ def test_control_characters_in_tar_names_never_match(tmp_path: Path) -> None:
     data = member(b"m/a\n", b"abc") + END
     with pytest.raises(IntegrityError, match="lacks"):
         extract(data, tmp_path / "out", ["m/a"])
+
+
+# --- whole tar layers (no file index): links, hard links, races ------------------------------------------
+
+
+def link_entry(name: bytes, target: bytes, typeflag: bytes = b"2") -> bytes:
+    block = bytearray(header(name, 0, typeflag))
+    block[157 : 157 + len(target)] = target
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def directory(name: bytes) -> bytes:
+    return header(name, 0, b"5")
+
+
+def test_a_whole_layer_keeps_directories_files_and_the_executable_bit(tmp_path: Path) -> None:
+    run = bytearray(header(b"w/run.sh", 2))
+    run[100:108] = b"0000755\0"
+    run[148:156] = b" " * 8
+    run[148:156] = b"%06o\0 " % sum(run)
+    data = directory(b"./w/") + directory(b"w/empty/") + member(b"./w/a", b"abc") + bytes(run) + b"ok"
+    data += bytes(510) + END
+    assert extract_layer(data, tmp_path / "out") == ["w/a", "w/run.sh"]
+    assert (tmp_path / "out" / "w" / "empty").is_dir()
+    assert (tmp_path / "out" / "w" / "run.sh").stat().st_mode & 0o100
+    assert not (tmp_path / "out" / "w" / "a").stat().st_mode & 0o111
+
+
+def test_a_symlink_to_a_file_of_the_same_layer_is_kept(tmp_path: Path) -> None:
+    data = link_entry(b"w/current", b"v2/model.bin") + member(b"w/v2/model.bin", b"weights")
+    data += link_entry(b"w/v2/up", b"../top.txt") + member(b"w/top.txt", b"t") + END
+    assert extract_layer(data, tmp_path / "out") == ["w/current", "w/top.txt", "w/v2/model.bin", "w/v2/up"]
+    assert (tmp_path / "out" / "w" / "current").readlink() == Path("v2/model.bin")
+    assert (tmp_path / "out" / "w" / "current").read_bytes() == b"weights"
+    assert (tmp_path / "out" / "w" / "v2" / "up").read_text() == "t"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"tokenizer", b"/etc/passwd", b"../../outside", b"missing", b"./a", b"sub/../a", b"a/", b""],
+    ids=["directory", "absolute", "outside", "dangling", "dot", "dotdot-inside", "slash", "empty"],
+)
+def test_other_symlinks_are_refused_naming_the_entry(tmp_path: Path, target: bytes) -> None:
+    data = directory(b"tokenizer/") + member(b"tokenizer/v", b"v") + member(b"a", b"a")
+    data += directory(b"sub/") + link_entry(b"weights", target) + END
+    with pytest.raises(IntegrityError, match=r"refusing tar layer entry 'weights': a symbolic link"):
+        extract_layer(data, tmp_path / "out")
+
+
+def test_no_entry_is_written_through_a_link_of_the_same_layer(tmp_path: Path) -> None:
+    """Regression: tarfile's data filter let 'weights -> tokenizer' then 'weights/x' write tokenizer/x."""
+    data = directory(b"tokenizer/") + link_entry(b"weights", b"tokenizer") + member(b"weights/x", b"x") + END
+    with pytest.raises(IntegrityError, match="'weights'"):
+        extract_layer(data, tmp_path / "out")
+    assert not (tmp_path / "out" / "tokenizer" / "x").exists()
+
+
+def test_no_layer_writes_through_a_link_another_layer_made(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = member(b"config.json", b"{}") + link_entry(b"weights", b"config.json") + END
+    assert extract_layer(first, out) == ["config.json", "weights"]
+    with pytest.raises(IntegrityError, match="'weights/x' would be written through a link"):
+        extract_layer(member(b"weights/x", b"x") + END, out)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (out / "tokenizer").symlink_to(outside)  # as an older mloci (or another process) could leave
+    with pytest.raises(IntegrityError, match="'tokenizer/deep/x' would be written through a link"):
+        extract_layer(member(b"tokenizer/deep/x", b"x") + END, out)
+    with pytest.raises(IntegrityError, match="'tokenizer/x' would be written through a link"):
+        make_parents(out, "tokenizer/x")  # a raw layer's directories
+    assert list(outside.iterdir()) == []
+
+
+def test_a_hard_link_to_a_regular_file_earlier_in_the_layer_is_kept(tmp_path: Path) -> None:
+    data = member(b"w/a", b"abc") + link_entry(b"w/b", b"./w/a", b"1") + END
+    assert extract_layer(data, tmp_path / "out") == ["w/a", "w/b"]
+    assert (tmp_path / "out" / "w" / "b").read_bytes() == b"abc"
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        link_entry(b"h", b"later", b"1") + member(b"later", b"x"),  # not earlier in the layer
+        link_entry(b"h", b"other.bin", b"1"),  # another layer's file
+        link_entry(b"s", b"f", b"2") + member(b"f", b"x") + link_entry(b"h", b"s", b"1"),  # a link
+        directory(b"d/") + link_entry(b"h", b"d", b"1"),  # a directory
+        link_entry(b"h", b"/etc/passwd", b"1"),
+        link_entry(b"h", b"../other.bin", b"1"),
+    ],
+    ids=["later", "other-layer", "symlink", "directory", "absolute", "outside"],
+)
+def test_other_hard_links_are_refused(tmp_path: Path, entries: bytes) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "other.bin").write_bytes(b"from another layer")
+    with pytest.raises(IntegrityError, match=r"refusing tar layer entry 'h': a hard link to"):
+        extract_layer(entries + END, out)
+    assert (out / "other.bin").stat().st_nlink == 1
+
+
+@pytest.mark.parametrize(
+    ("entry", "kind"),
+    [
+        (member(b"dev", typeflag=b"3"), "device"),
+        (member(b"fifo", typeflag=b"6"), "FIFO"),
+        (member(b"vol", b"x", typeflag=b"V"), "type 'V'"),
+        (member(b"../up", b"x"), "unsafe file path"),
+        (member(b".mloci/pull.json", b"x"), "unsafe file path"),
+        (member(b"a", b"1") + member(b"./a", b"2"), "'a' twice"),
+        (member(b"a", b"1") + member(b"a/b", b"2"), "'a/b' would be written through a link or under a file"),
+        (member(b"a", b"1") + directory(b"a/"), "'a/' would be written"),
+    ],
+)
+def test_whole_layers_refuse_what_cannot_be_written_safely(tmp_path: Path, entry: bytes, kind: str) -> None:
+    with pytest.raises(IntegrityError, match=kind):
+        extract_layer(entry + END, tmp_path / "out")
+
+
+def swap_for_link(directory: Path, outside: Path) -> object:
+    """A check() that, once ``directory`` exists, moves it away and puts a link to ``outside`` there."""
+
+    def check() -> None:
+        if directory.is_dir() and not directory.is_symlink():
+            directory.rename(directory.with_name("moved"))
+            directory.symlink_to(outside)
+
+    return check
+
+
+@pytest.mark.parametrize("indexed", [True, False])
+def test_a_directory_swapped_for_a_link_mid_layer_does_not_redirect_writes(
+    tmp_path: Path, indexed: bool
+) -> None:
+    """The race the path-based check had: the parent was checked, then the file opened by path."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    data = member(b"m/a", b"a") + member(b"m/b", b"b") + member(b"m/c", b"c") + END
+    check = swap_for_link(out / "m", outside)
+    assert callable(check)
+    if indexed:
+        names = ["m/a", "m/b", "m/c"]
+        assert extract_indexed(iter([data]), out, names, lambda n: None, check) == names
+    else:
+        assert extract_layer(data, out, check) == ["m/a", "m/b", "m/c"]
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in (out / "moved").iterdir()) == ["a", "b", "c"]
+
+
+def test_deep_paths_do_not_keep_a_descriptor_per_directory(tmp_path: Path) -> None:
+    deep = "/".join(["d"] * 150)
+    data = member(f"{deep}/a".encode()[:99], b"a")
+    data = pax(record("path", f"{deep}/a")) + header(b"x", 1) + b"a" + bytes(511)
+    data += pax(record("path", f"{deep[:-2]}/b")) + header(b"y", 1) + b"b" + bytes(511)
+    data += member(b"top", b"t") + END
+    assert extract_layer(data, tmp_path / "out") == [f"{deep[:-2]}/b", f"{deep}/a", "top"]
+    assert (tmp_path / "out" / deep / "a").read_bytes() == b"a"
+
+
+@pytest.mark.parametrize("codec", ["gzip", "bz2", "xz", "gzip-two-members"])
+def test_compressed_layers_are_detected_and_inflated(tmp_path: Path, codec: str) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    data = member(b"w/a", b"abc" * 1000) + member(b"w/b", b"b") + END
+    packed = {
+        "gzip": lambda: gzip.compress(data),
+        "bz2": lambda: bz2.compress(data),
+        "xz": lambda: lzma.compress(data),
+        "gzip-two-members": lambda: gzip.compress(data[:1024]) + gzip.compress(data[1024:]),
+    }[codec]()
+    (tmp_path / "layer").write_bytes(packed)
+    (tmp_path / "out").mkdir()
+    assert _untar(tmp_path / "layer", tmp_path / "out") == ["w/a", "w/b"]
+    assert (tmp_path / "out" / "w" / "a").read_bytes() == b"abc" * 1000
+
+
+@pytest.mark.parametrize("damage", [lambda d: d[:-20], lambda d: d[:30] + b"\xff" * 8 + d[38:]])
+def test_damaged_compressed_layers_are_integrity_errors(tmp_path: Path, damage: object) -> None:
+    import gzip
+
+    assert callable(damage)
+    data = gzip.compress(member(b"w/a", bytes(range(256)) * 40) + END)
+    (tmp_path / "layer").write_bytes(damage(data))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IntegrityError, match="corrupt tar layer"):
+        _untar(tmp_path / "layer", tmp_path / "out")
