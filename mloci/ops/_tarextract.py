@@ -1,14 +1,16 @@
-"""Extract mloci's own tar layers (those a file index describes) while they stream in.
+"""Extract tar layers while they stream in: mloci's own (a file index describes them) and whole ones.
 
 Python's ``tarfile.extractall`` with the ``data`` filter costs several system calls per member
-(path resolution, chmod, utime) and needs the whole layer on disk first, and ``tarfile``'s stream
-mode costs about 150 µs of interpreter time per member; for a layer of 100,000 small files that
-dominates a pull. Here the layer is read as a stream, its headers parsed here, and only the regular files
-the index lists are written — each with ``O_EXCL|O_NOFOLLOW`` at a path ``safe_path`` already
-validated, under directories this function creates — so nothing else a tar can hold (links,
-devices, absolute or ``..`` paths, unlisted entries) is ever created. The stream is the store's
-verified iterator, drained to its end: a layer whose digest does not match raises
-IntegrityError after extraction, and the caller discards the staging directory.
+(path resolution, chmod, utime), needs the whole layer on disk first, and lets a later entry (or a
+later layer) write through an in-tree link an earlier one made; ``tarfile``'s stream mode costs
+about 150 µs of interpreter time per member. Here the headers are parsed as the layer streams, and
+every file is created ``O_EXCL|O_NOFOLLOW`` relative to the descriptor of its directory, which was
+opened component by component with ``O_NOFOLLOW|O_DIRECTORY`` (:class:`_Tree`): no link — one in
+the tar, one another layer made, or one swapped in by another process — is ever followed.
+:func:`extract_indexed` writes only the regular files the index lists; :func:`extract_all` unpacks
+a whole layer by the rules ``docs/format.md`` states. The stream is the store's verified iterator,
+drained to its end: a layer whose digest does not match raises IntegrityError after extraction, and
+the caller discards the staging directory.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class _Reader:
 
 _REGULAR = frozenset((b"0", b"\0", b"7"))
 _EXTENDED = frozenset((b"x", b"g", b"L", b"K"))
+_LINKS = frozenset((b"1", b"2"))
 _KINDS = {
     b"1": "hard link",
     b"2": "symbolic link",
@@ -172,9 +175,11 @@ def _entries(reader: _Reader, check: Callable[[], None]) -> Iterator[tuple[str, 
             continue
         # An empty PAX value deletes that field (POSIX pax): the ustar header's field applies.
         name = pending.get("path") or name_field.decode("utf-8", "surrogateescape")
-        linkname = pending.get("linkpath") or header[157:257].split(b"\0", 1)[0].decode(
-            "utf-8", "surrogateescape"
-        )
+        linkname = ""
+        if typeflag in _LINKS:
+            linkname = pending.get("linkpath") or header[157:257].split(b"\0", 1)[0].decode(
+                "utf-8", "surrogateescape"
+            )
         text = pending.get("size")
         if text:
             if not (text.isascii() and text.isdigit()):
