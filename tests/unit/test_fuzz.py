@@ -247,6 +247,47 @@ def test_tar_layers_stay_inside_their_target(
                 assert Path(os.path.realpath(staging / name)).is_relative_to(os.path.realpath(staging))
 
 
+_LINK_NAMES = st.lists(st.sampled_from(["a", "b", "d", "..", "."]), min_size=1, max_size=3).map("/".join)
+layer_members = st.lists(
+    st.tuples(
+        _LINK_NAMES,
+        st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE]),
+        _LINK_NAMES,
+        st.just(0o644),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@FUZZ
+@given(layers=st.lists(layer_members, min_size=1, max_size=3))
+def test_tar_layers_in_one_staging_never_pass_through_a_link(
+    layers: list[list[tuple[str, bytes, str, int]]],
+) -> None:
+    """Layers unpacked one after another into one directory: every file they report sits under real
+    directories, and every link they leave points to a regular file inside it."""
+    with scratch() as root:
+        staging = root / "staging"
+        staging.mkdir()
+        created: list[str] = []
+        for index, members in enumerate(layers):
+            (root / f"{index}.tar").write_bytes(tar_of(members))
+            result = result_or_mloci_error(lambda i=index: _untar(root / f"{i}.tar", staging))
+            if isinstance(result, list):
+                created += result
+        assert outside(root, staging) == {f"{i}.tar" for i in range(len(layers))}
+        for name in created:
+            parent = staging
+            for part in name.split("/")[:-1]:
+                parent = parent / part
+                assert parent.is_dir() and not parent.is_symlink(), f"{name} passes through {parent}"
+        for path in staging.rglob("*"):
+            if path.is_symlink():
+                assert path.resolve().is_file(), f"{path} is kept but does not point to a file"
+                assert path.resolve().is_relative_to(staging.resolve())
+
+
 @FUZZ
 @given(
     members=tar_members,
