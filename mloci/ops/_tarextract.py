@@ -502,9 +502,9 @@ _INFLATE_STEP = 1 << 20
 def _inflate(chunks: Iterator[bytes], start: Callable[[], Any]) -> Iterator[bytes]:
     """Decompress one or more concatenated members, at most 1 MiB of output at a time (flat memory)."""
     decompressor = start()
-    try:
-        for chunk in chunks:
-            data = chunk
+    for chunk in chunks:  # a read error here is the disk's, not the layer's
+        data = chunk
+        try:
             while data:
                 if decompressor.eof:
                     if not data.strip(b"\0"):
@@ -518,10 +518,10 @@ def _inflate(chunks: Iterator[bytes], start: Callable[[], Any]) -> Iterator[byte
                 while not decompressor.eof and not decompressor.needs_input:
                     yield decompressor.decompress(b"", _INFLATE_STEP)
                 data = decompressor.unused_data if decompressor.eof else b""
-        if not decompressor.eof:
-            raise IntegrityError("corrupt tar layer: the compressed data ends early")
-    except (zlib.error, lzma.LZMAError, OSError, EOFError) as exc:
-        raise IntegrityError(f"corrupt tar layer: bad compressed data ({exc})") from None
+        except (zlib.error, lzma.LZMAError, OSError, EOFError) as exc:
+            raise IntegrityError(f"corrupt tar layer: bad compressed data ({exc})") from None
+    if not decompressor.eof:
+        raise IntegrityError("corrupt tar layer: the compressed data ends early")
 
 
 def _signed_sum(header: bytes) -> int:

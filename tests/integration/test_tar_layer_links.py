@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def tar_of(*entries: tuple[str, bytes, str]) -> bytes:
     return buffer.getvalue()
 
 
-def push(registry: Registry, layers: list[tuple[str, str, bytes]]) -> str:
+def push(registry: Registry, layers: list[tuple[str, str, bytes]], *, unpack: bool = False) -> str:
     """An artifact of (media type, org.cncf.model.filepath, bytes) layers; its pinned reference."""
     store = RegistryStore(registry.host)
     repo = Reference(registry.host, "crafted/links")
@@ -43,7 +44,16 @@ def push(registry: Registry, layers: list[tuple[str, str, bytes]]) -> str:
         blob = Blob.of_bytes(media_type, data)
         store.push_blob(repo.repository, blob)
         descriptors.append(
-            blob.descriptor.model_copy(update={"annotations": {"org.cncf.model.filepath": path}})
+            blob.descriptor.model_copy(
+                update={
+                    "annotations": {
+                        "org.opencontainers.image.title": path,
+                        "io.deis.oras.content.unpack": "true",
+                    }
+                }
+                if unpack
+                else {"annotations": {"org.cncf.model.filepath": path}}
+            )
         )
     manifest = Manifest(artifact_type=mediatype.MODEL_ARTIFACT, config=config.descriptor, layers=descriptors)
     pushed = store.push_manifest(repo.with_tag("t"), manifest.to_json(), mediatype.OCI_MANIFEST)
@@ -102,3 +112,28 @@ def test_links_to_files_of_the_same_layer_are_kept(mloci: Runner, registry: Regi
     (out / "manifest.json").write_text(json.dumps({"name": "relinked", "version": "1.0.0"}))
     again = mloci("push", out, f"{registry.host}/crafted/repushed:1", "--json")
     assert again.exit_code == 0, again.stderr  # a link push accepts: pull and push agree
+
+
+@pytest.mark.parametrize("oras", [False, True], ids=["modelpack-tar+gzip", "oras-unpack"])
+def test_a_directory_gnu_tar_packed_is_unpacked_with_its_file_link(
+    mloci: Runner, registry: Registry, tmp_path: Path, oras: bool
+) -> None:
+    """GNU tar's own output (gzip, GNU format, ./-less names, a link, an executable), as modctl or oras would push it."""
+    source = tmp_path / "src"
+    (source / "tokenizer" / "sub").mkdir(parents=True)
+    (source / "tokenizer" / "sub" / "vocab.txt").write_text("a b c")
+    (source / "tokenizer" / "run.sh").write_text("#!/bin/sh\n")
+    (source / "tokenizer" / "run.sh").chmod(0o755)
+    (source / "tokenizer" / "vocab.txt").symlink_to("sub/vocab.txt")
+    archive = tmp_path / "layer.tgz"
+    subprocess.run(["tar", "czf", str(archive), "-C", str(source), "tokenizer"], check=True)
+    media_type = (
+        "application/vnd.oci.image.layer.v1.tar+gzip" if oras else mediatype.model_layer("weight", "tar+gzip")
+    )
+    ref = push(registry, [(media_type, "tokenizer", archive.read_bytes())], unpack=oras)
+    out = tmp_path / "out"
+    result = mloci("pull", ref, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert (out / "tokenizer" / "sub" / "vocab.txt").read_text() == "a b c"
+    assert (out / "tokenizer" / "vocab.txt").readlink() == Path("sub/vocab.txt")
+    assert (out / "tokenizer" / "run.sh").stat().st_mode & 0o100
