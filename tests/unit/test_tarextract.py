@@ -491,9 +491,12 @@ def test_deep_paths_do_not_keep_a_descriptor_per_directory(tmp_path: Path) -> No
     data = member(f"{deep}/a".encode()[:99], b"a")
     data = pax(record("path", f"{deep}/a")) + header(b"x", 1) + b"a" + bytes(511)
     data += pax(record("path", f"{deep[:-2]}/b")) + header(b"y", 1) + b"b" + bytes(511)
-    data += member(b"top", b"t") + END
-    assert extract_layer(data, tmp_path / "out") == [f"{deep[:-2]}/b", f"{deep}/a", "top"]
+    data += member(b"d/d/x", b"x") + member(b"top", b"t") + END  # d/d's descriptor was closed: walked again
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    assert extract_layer(data, tmp_path / "out") == sorted(["d/d/x", f"{deep[:-2]}/b", f"{deep}/a", "top"])
+    assert len(list(Path("/proc/self/fd").iterdir())) == before  # every descriptor closed
     assert (tmp_path / "out" / deep / "a").read_bytes() == b"a"
+    assert (tmp_path / "out" / "d" / "d" / "x").read_bytes() == b"x"
 
 
 @pytest.mark.parametrize("codec", ["gzip", "bz2", "xz", "gzip-two-members"])
