@@ -39,12 +39,11 @@ from mloci.trust.intoto import (
     COSIGN_SIGN_V1,
     SLSA_PROVENANCE_V1,
     STATEMENT_TYPE,
-    check_statement,
     slsa_provenance,
 )
 from mloci.trust.keyless import IdentityRule
 from mloci.trust.keys import PublicKey, key_id, load_private_key
-from mloci.trust.verifier import TrustRule, verify_bundle_bytes
+from mloci.trust.verifier import TrustRule, verify_bundle_bytes, verify_envelope
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -336,7 +335,8 @@ class AttestationVerifyResult:
         }
 
 
-def _fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
+def fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
+    """The DSSE envelope bytes of referrer ``entry``; Rejected unless it is one envelope attached to ``subject``."""
     try:
         _, data = store.fetch_manifest(repo.with_tag(None).with_digest(entry.digest))
         manifest = Manifest.from_json(data)
@@ -357,19 +357,6 @@ def _fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descr
         raise Rejected(f"envelope {layers[0].digest.short} does not match its digest (tampered)", 1) from None
     except NotFoundError:
         raise Rejected(f"envelope {layers[0].digest.short} is missing", 0) from None
-
-
-def _check_statement(
-    data: bytes, key: PublicKey, digest: Digest, predicate_type: str | None, *, legacy: bool = False
-) -> tuple[str, dict[str, Any]]:
-    try:
-        envelope = Envelope.from_json(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"not a DSSE envelope ({exc})", 1) from None
-    if not signed_by(envelope, key):
-        raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
-    # Only bytes vouched for by the key are parsed from here on.
-    return check_statement(envelope.payload_type, envelope.payload, digest, predicate_type, legacy=legacy)
 
 
 def _legacy_envelopes(store: Store, repo: Reference, digest: Digest) -> list[Descriptor]:
@@ -421,8 +408,8 @@ def verify_attestation(
             checked += 1
             try:
                 assert rule.key is not None  # noqa: S101
-                data = _fetch_envelope(store, repo, digest, entry)
-                kind, statement = _check_statement(data, rule.key, digest, predicate_type)
+                data = fetch_envelope(store, repo, digest, entry)
+                kind, statement = verify_envelope(data, rule.key, digest, predicate_type)
             except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
@@ -441,7 +428,7 @@ def verify_attestation(
                 except NotFoundError:
                     raise Rejected(f"envelope {layer.digest.short} is missing", 0) from None
                 # cosign's .att layers: in-toto v0.1 statements, early cosign's payloadType quirk.
-                kind, statement = _check_statement(data, rule.key, digest, predicate_type, legacy=True)
+                kind, statement = verify_envelope(data, rule.key, digest, predicate_type, legacy=True)
             except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
