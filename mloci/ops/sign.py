@@ -547,7 +547,7 @@ def _check_keyless_layer(
         annotations=checked.annotations,
         signer=signed.identity,
         issuer=signed.issuer,
-        transparency_log=signed.log.to_json(),
+        transparency_log=signed.log.to_json() if signed.log else None,
     )
 
 

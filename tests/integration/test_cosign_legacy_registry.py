@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from helpers import SHARED, Registry, Runner
@@ -185,7 +186,13 @@ def test_a_key_still_verifies_the_key_layer_and_not_the_keyless_one(
 # -- cosign v1/v2 legacy .att attestations ----------------------------------------------------------
 
 
-def push_attestations(registry: Registry, repo: str, subject: str, envelopes: list[bytes]) -> None:
+def push_attestations(
+    registry: Registry,
+    repo: str,
+    subject: str,
+    envelopes: list[bytes],
+    annotations: dict[str, str] | None = None,
+) -> None:
     """cosign's ``sha256-<hex>.att`` image: one DSSE envelope layer per attestation."""
     ref = Reference.parse(f"{registry.host}/{repo}")
     store = open_store(ref)
@@ -194,7 +201,7 @@ def push_attestations(registry: Registry, repo: str, subject: str, envelopes: li
         for data in envelopes:
             blob = Blob.of_bytes("application/vnd.dsse.envelope.v1+json", data)
             store.push_blob(ref.repository, blob)
-            descriptors.append(blob.descriptor)
+            descriptors.append(blob.descriptor.model_copy(update={"annotations": annotations}))
         config = Blob.of_bytes(OCI_CONFIG, config_blob(descriptors))
         store.push_blob(ref.repository, config)
         manifest = Manifest(media_type=OCI_MANIFEST, config=config.descriptor, layers=descriptors)
@@ -250,6 +257,57 @@ def test_real_cosign_legacy_att_envelopes_verify_in_the_registry(
     )
     foreign = mloci("verify-attestation", ref, "--key", tmp_path / "stranger.pub", "--type", "any")
     assert foreign.exit_code == 6
+
+
+def test_keyless_cosign_att_layer_verifies_by_identity(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    """A keyless ``.att`` layer (certificate and Rekor bundle annotations) verifies by identity.
+
+    Assembled from the genuine parts of shared vector 04 (no cosign-written keyless ``.att`` is
+    available; tests/unit/test_legacy_keyless_att.py says how): before, mloci verified ``.att``
+    layers with a key only and reported this one as no attestation.
+    """
+    v = json.loads(
+        (SHARED / "interop/sigstore/04-cosign-v3-image-sign-keyless-dsse-kubewarden.json").read_text()
+    )
+    material = v["bundle"]["verificationMaterial"]
+    entry = material["tlogEntries"][0]
+    promise = {
+        "body": entry["canonicalizedBody"],
+        "integratedTime": int(entry["integratedTime"]),
+        "logIndex": int(entry["logIndex"]),
+        "logID": base64.b64decode(entry["logId"]["keyId"]).hex(),
+    }
+    certificate = x509.load_der_x509_certificate(base64.b64decode(material["certificate"]["rawBytes"]))
+    annotations = {
+        "dev.sigstore.cosign/certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        "dev.sigstore.cosign/bundle": json.dumps(
+            {"SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"], "Payload": promise}
+        ),
+    }
+    subject = "sha256:" + v["subject"]["sha256"]
+    envelope = json.dumps(v["bundle"]["dsseEnvelope"]).encode()
+    push_attestations(registry, "kubewarden/controller", subject, [envelope], annotations)
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(v["trusted_root"]))
+    ref = f"{registry.host}/kubewarden/controller@{subject}"
+    who = ("--certificate-oidc-issuer", v["expected_issuer"], "--trusted-root", root)
+    kind = ("--type", "https://sigstore.dev/cosign/sign/v1")
+
+    ok = mloci(
+        "verify-attestation", ref, "--certificate-identity", v["expected_identity"], *who, *kind, "--json"
+    )
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["attestations"][0]["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
+    wrong = mloci("verify-attestation", ref, "--certificate-identity", "someone@example.com", *who, *kind)
+    assert wrong.exit_code == 6 and "someone@example.com" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1 and "Traceback" not in wrong.stderr
+    moved = "sha256:" + "6" * 64
+    push_attestations(registry, "kubewarden/moved", moved, [envelope], annotations)
+    elsewhere = mloci("verify-attestation", f"{registry.host}/kubewarden/moved@{moved}",
+                      "--certificate-identity", v["expected_identity"], *who, *kind)  # fmt: skip
+    assert elsewhere.exit_code == 6 and "subject" in elsewhere.stderr
 
 
 # -- cosign legacy key-based .sig vectors ---------------------------------------------------------
