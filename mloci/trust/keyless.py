@@ -191,7 +191,11 @@ def verify_keyless(
     from sigstore.verify import Verifier  # noqa: PLC0415
     from sigstore_models.common.v1 import HashAlgorithm  # noqa: PLC0415
 
-    identity, issuer = rule.check(x509.load_der_x509_certificate(bundle.certificate))
+    try:
+        certificate = x509.load_der_x509_certificate(bundle.certificate)
+    except ValueError:
+        raise Rejected("the bundle's signing certificate is not a DER X.509 certificate", 1) from None
+    identity, issuer = rule.check(certificate)
 
     class _Policy:
         def verify(self, cert: x509.Certificate) -> None:
