@@ -163,6 +163,22 @@ def _sigstore() -> Any:
     return sigstore
 
 
+def _first_problem(exc: Exception) -> str:
+    """One line for a loader's error (pydantic lists every field on lines of their own)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            found = errors()
+            first = found[0]
+            where = ".".join(str(part) for part in first["loc"])
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            return shown(f"{where + ': ' if where else ''}{first['msg']}{more}", 200)
+        except (TypeError, KeyError, IndexError):
+            pass
+    text = str(exc).splitlines()
+    return shown(text[0] if text else type(exc).__name__, 200)
+
+
 def trusted_root_path(given: Path | None) -> Path | None:
     """``--trusted-root``, else $MLOCI_TRUSTED_ROOT; None means sigstore's offline TUF cache."""
     if given is not None:
@@ -214,8 +230,8 @@ def verify_keyless(
         raise
     except (SigstoreError, ValueError, OSError) as exc:
         raise UsageError(
-            f"cannot load the trusted root{f' {path}' if path else ''}: {exc}",
-            hint=f"pass --trusted-root FILE or set {TRUSTED_ROOT_ENV}",
+            f"cannot load the trusted root{f' {path}' if path else ''}: {_first_problem(exc)}",
+            hint=f"pass a sigstore trusted_root.json with --trusted-root FILE or set {TRUSTED_ROOT_ENV}",
         ) from None
     try:
         parsed = SigstoreBundle.from_json(data)

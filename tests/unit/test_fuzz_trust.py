@@ -251,3 +251,15 @@ def test_keyless_att_layers_reject_or_verify(name: str, value: str, blob: bytes 
         verify_attestation_layer(envelope, annotations, rule, KEYLESS["trusted_root"])
     except Rejected as rejected:
         assert "\n" not in rejected.reason
+
+
+@pytest.mark.parametrize("text", ["{}", "nope", '{"mediaType": 5, "tlogs": "x"}'])
+def test_an_unusable_trusted_root_is_one_line(text: str, tmp_path: Path) -> None:
+    """sigstore's loader lists every missing field on lines of its own; the error names the first."""
+    bundle, rule, digest = _keyless_case(KEYLESS["bundle"], tmp_path)
+    assert rule.trusted_root is not None
+    rule.trusted_root.write_text(text)
+    with pytest.raises(MlociError) as caught:
+        verify_bundle_file(bundle, rule, digest=digest)
+    assert caught.value.exit_code == 2 and "cannot load the trusted root" in caught.value.message
+    assert "\n" not in caught.value.message and "\\x0a" not in caught.value.message
