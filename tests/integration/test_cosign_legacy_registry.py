@@ -336,3 +336,186 @@ def test_real_cosign_key_signatures_verify_in_the_registry(
     push_signatures(registry, "cosign/moved", other, [(payload, annotations)])
     moved = mloci("verify", f"{registry.host}/cosign/moved@{other}", "--key", public)
     assert moved.exit_code == 6 and "not this artifact" in moved.stderr
+
+
+# -- a throwaway Fulcio CA and TSA: RFC 3161 timestamps on .att layers, username identities ---------
+
+
+def _name(common_name: str) -> x509.Name:
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _ca(common_name: str, now: Any) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _issued(
+    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], now: Any, usage: Any, *extensions: Any
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]) if extensions else _name("throwaway tsa"))
+        .issuer_name(ca[1].subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(minutes=10))
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=not extensions)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca[0].public_key()), critical=False)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return key, builder.sign(ca[0], hashes.SHA256())
+
+
+def _der_b64(cert: x509.Certificate) -> str:
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+
+
+def _openssl_timestamp(
+    tmp_path: Path, data: bytes, tsa: tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
+) -> str:
+    """An RFC 3161 response over ``data`` from the throwaway TSA, made by ``openssl ts -reply``."""
+    import subprocess
+
+    work = tmp_path / "tsa"
+    work.mkdir(exist_ok=True)
+    (work / "data").write_bytes(data)
+    (work / "tsa.pem").write_bytes(tsa[1].public_bytes(serialization.Encoding.PEM))
+    (work / "tsa.key").write_bytes(
+        tsa[0].private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    (work / "serial").write_text("01\n")
+    (work / "ts.cnf").write_text(
+        "[tsa]\ndefault_tsa = tsa_config\n[tsa_config]\nserial = ./serial\nsigner_digest = sha256\n"
+        "default_policy = 1.2.3.4.1\ndigests = sha256\ness_cert_id_alg = sha256\n"
+    )
+    for command in (
+        ["openssl", "ts", "-query", "-data", "data", "-sha256", "-cert", "-out", "req.tsq"],
+        ["openssl", "ts", "-reply", "-queryfile", "req.tsq", "-signer", "tsa.pem", "-inkey", "tsa.key",
+         "-config", "ts.cnf", "-out", "resp.tsr"],
+    ):  # fmt: skip
+        subprocess.run(command, cwd=work, check=True, capture_output=True)
+    return base64.b64encode((work / "resp.tsr").read_bytes()).decode()
+
+
+def test_keyless_att_layer_with_only_a_timestamp_and_a_username_identity(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    """A keyless ``.att`` layer placed in time by an RFC 3161 timestamp only, signed by a Fulcio
+    username identity (SAN otherName 1.3.6.1.4.1.57264.1.7).
+
+    All material is generated here (no genuine layer of this kind is available): a throwaway
+    Fulcio CA and a throwaway TSA whose timestamp ``openssl ts`` signs; the trusted root lists no
+    CT log, so no SCT is required. cosign timestamps an ``.att`` layer's bytes.
+    """
+    import datetime
+
+    from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+
+    from mloci.trust.dsse import sign_envelope
+
+    now = datetime.datetime.now(datetime.UTC)
+    fulcio, tsa_root = _ca("throwaway fulcio", now), _ca("throwaway tsa root", now)
+    tsa = _issued(tsa_root, now, ExtendedKeyUsageOID.TIME_STAMPING)
+    username = x509.OtherName(ObjectIdentifier("1.3.6.1.4.1.57264.1.7"), b"\x0c\x11alice!example.com")
+    issuer_ext = x509.UnrecognizedExtension(
+        ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), b"\x0c\x18https://oidc.example.com"
+    )
+    signer = _issued(
+        fulcio,
+        now,
+        ExtendedKeyUsageOID.CODE_SIGNING,
+        (x509.SubjectAlternativeName([username]), True),
+        (issuer_ext, False),
+    )
+    subject = "sha256:" + "7" * 64
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "model", "digest": {"sha256": "7" * 64}}],
+        "predicateType": "https://example.com/review/v1",
+        "predicate": {"ok": True},
+    }
+    blob = sign_envelope(json.dumps(statement).encode(), signer[0]).to_json()
+    annotations = {
+        "dev.sigstore.cosign/certificate": signer[1].public_bytes(serialization.Encoding.PEM).decode(),
+        "dev.sigstore.cosign/rfc3161timestamp": json.dumps(
+            {"SignedRFC3161Timestamp": _openssl_timestamp(tmp_path, blob, tsa)}
+        ),
+    }
+    root = tmp_path / "trusted_root.json"
+    root.write_text(
+        json.dumps(
+            {
+                "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+                "tlogs": [],
+                "ctlogs": [],
+                "certificateAuthorities": [
+                    {"certChain": {"certificates": [{"rawBytes": _der_b64(fulcio[1])}]}}
+                ],
+                "timestampAuthorities": [
+                    {
+                        "subject": {"commonName": "throwaway tsa"},
+                        "certChain": {
+                            "certificates": [{"rawBytes": _der_b64(c)} for c in (tsa[1], tsa_root[1])]
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    push_attestations(registry, "throwaway/model", subject, [blob], annotations)
+    ref = f"{registry.host}/throwaway/model@{subject}"
+    common = ("--certificate-oidc-issuer", "https://oidc.example.com", "--trusted-root", root,
+              "--type", "https://example.com/review/v1")  # fmt: skip
+
+    exact = mloci("verify-attestation", ref, "--certificate-identity", "alice!example.com", *common, "--json")
+    assert exact.exit_code == 0, exact.stderr
+    assert json.loads(exact.stdout)["attestations"][0]["statement"]["predicate"] == {"ok": True}
+    regexp = mloci("verify-attestation", ref, "--certificate-identity-regexp", r"alice!.*\.com", *common)
+    assert regexp.exit_code == 0, regexp.stderr
+    bob = mloci("verify-attestation", ref, "--certificate-identity", "bob!example.com", *common)
+    assert (
+        bob.exit_code == 6
+        and "alice!example.com does not match the required identity bob!example.com" in bob.stderr
+    )
+
+    # The same timestamp on another envelope (one payload byte changed, re-signed) does not count.
+    other = sign_envelope(json.dumps({**statement, "predicate": {"ok": False}}).encode(), signer[0]).to_json()
+    push_attestations(registry, "throwaway/other", subject, [other], annotations)
+    moved = mloci("verify-attestation", f"{registry.host}/throwaway/other@{subject}",
+                  "--certificate-identity", "alice!example.com", *common)  # fmt: skip
+    assert moved.exit_code == 6 and "RFC 3161" in moved.stderr, moved.stderr
+    assert len(moved.stderr.strip().splitlines()) == 1
