@@ -341,67 +341,6 @@ def test_real_cosign_key_signatures_verify_in_the_registry(
 # -- a throwaway Fulcio CA and TSA: RFC 3161 timestamps on .att layers, username identities ---------
 
 
-def _name(common_name: str) -> x509.Name:
-    from cryptography.x509.oid import NameOID
-
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _ca(common_name: str, now: Any) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    import datetime
-
-    from cryptography.hazmat.primitives import hashes
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _issued(
-    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], now: Any, usage: Any, *extensions: Any
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    import datetime
-
-    from cryptography.hazmat.primitives import hashes
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]) if extensions else _name("throwaway tsa"))
-        .issuer_name(ca[1].subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(minutes=10))
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-        )
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=not extensions)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca[0].public_key()), critical=False)
-    )
-    for extension, critical in extensions:
-        builder = builder.add_extension(extension, critical=critical)
-    return key, builder.sign(ca[0], hashes.SHA256())
-
-
-def _der_b64(cert: x509.Certificate) -> str:
-    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
-
-
 def _openssl_timestamp(
     tmp_path: Path, data: bytes, tsa: tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
 ) -> str:
@@ -443,24 +382,16 @@ def test_keyless_att_layer_with_only_a_timestamp_and_a_username_identity(
     """
     import datetime
 
-    from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from throwaway_pki import USERNAME_SAN, ca, der_b64, fulcio_leaf, fulcio_root, issued, utf8_string
 
     from mloci.trust.dsse import sign_envelope
 
     now = datetime.datetime.now(datetime.UTC)
-    fulcio, tsa_root = _ca("throwaway fulcio", now), _ca("throwaway tsa root", now)
-    tsa = _issued(tsa_root, now, ExtendedKeyUsageOID.TIME_STAMPING)
-    username = x509.OtherName(ObjectIdentifier("1.3.6.1.4.1.57264.1.7"), b"\x0c\x11alice!example.com")
-    issuer_ext = x509.UnrecognizedExtension(
-        ObjectIdentifier("1.3.6.1.4.1.57264.1.8"), b"\x0c\x18https://oidc.example.com"
-    )
-    signer = _issued(
-        fulcio,
-        now,
-        ExtendedKeyUsageOID.CODE_SIGNING,
-        (x509.SubjectAlternativeName([username]), True),
-        (issuer_ext, False),
-    )
+    fulcio, tsa_root = ca("throwaway fulcio", now), ca("throwaway tsa root", now)
+    tsa = issued(tsa_root, now, ExtendedKeyUsageOID.TIME_STAMPING)
+    username = x509.OtherName(USERNAME_SAN, utf8_string("alice!example.com"))
+    signer = fulcio_leaf(fulcio, now, username, "https://oidc.example.com")
     subject = "sha256:" + "7" * 64
     statement = {
         "_type": "https://in-toto.io/Statement/v1",
@@ -476,26 +407,12 @@ def test_keyless_att_layer_with_only_a_timestamp_and_a_username_identity(
         ),
     }
     root = tmp_path / "trusted_root.json"
-    root.write_text(
-        json.dumps(
-            {
-                "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-                "tlogs": [],
-                "ctlogs": [],
-                "certificateAuthorities": [
-                    {"certChain": {"certificates": [{"rawBytes": _der_b64(fulcio[1])}]}}
-                ],
-                "timestampAuthorities": [
-                    {
-                        "subject": {"commonName": "throwaway tsa"},
-                        "certChain": {
-                            "certificates": [{"rawBytes": _der_b64(c)} for c in (tsa[1], tsa_root[1])]
-                        },
-                    }
-                ],
-            }
-        )
-    )
+    tsa_chain = [{"rawBytes": der_b64(c)} for c in (tsa[1], tsa_root[1])]
+    trusted = fulcio_root(fulcio)
+    trusted["timestampAuthorities"] = [
+        {"subject": {"commonName": "throwaway tsa"}, "certChain": {"certificates": tsa_chain}}
+    ]
+    root.write_text(json.dumps(trusted))
     push_attestations(registry, "throwaway/model", subject, [blob], annotations)
     ref = f"{registry.host}/throwaway/model@{subject}"
     common = ("--certificate-oidc-issuer", "https://oidc.example.com", "--trusted-root", root,

@@ -8,81 +8,40 @@ SCT: the trusted root built here lists no CT log).
 
 from __future__ import annotations
 
-import base64
 import datetime
 from typing import Any
 
 import pytest
+import throwaway_pki
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from mloci.trust import Rejected
 from mloci.trust.keyless import IdentityRule, certificate_identities
 from mloci.trust.legacy_keyless import verify_chain
 
-USERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
-ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 NOW = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
 ISSUER = "https://oidc.example.com"
 
 
-def _utf8(text: str) -> bytes:
-    data = text.encode()
-    assert len(data) < 0x80
-    return bytes([0x0C, len(data)]) + data
-
-
 class CA:
     def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "throwaway fulcio")])
-        self.name = name
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - datetime.timedelta(days=1))
-            .not_valid_after(NOW + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
+        self.pair = throwaway_pki.ca("throwaway fulcio", NOW)
 
     def root(self) -> dict[str, Any]:
-        der = base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()
-        return {
-            "certificateAuthorities": [{"certChain": {"certificates": [{"rawBytes": der}]}}],
-            "ctlogs": [],
-        }
+        return throwaway_pki.fulcio_root(self.pair)
 
     def leaf(self, *names: x509.GeneralName) -> x509.Certificate:
-        key = ec.generate_private_key(ec.SECP256R1())
-        return (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([]))
-            .issuer_name(self.name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(NOW)
-            .not_valid_after(NOW + datetime.timedelta(minutes=10))
-            .add_extension(x509.SubjectAlternativeName(list(names)), critical=True)
-            .add_extension(
-                x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
-            )
-            .add_extension(x509.UnrecognizedExtension(ISSUER_V2, _utf8(ISSUER)), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
+        return throwaway_pki.issued(
+            self.pair,
+            NOW + datetime.timedelta(minutes=1),
+            ExtendedKeyUsageOID.CODE_SIGNING,
+            (x509.SubjectAlternativeName(list(names)), True),
+            (
+                x509.UnrecognizedExtension(throwaway_pki.OIDC_ISSUER_V2, throwaway_pki.utf8_string(ISSUER)),
+                False,
+            ),
+        )[1]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +50,7 @@ def ca() -> CA:
 
 
 def test_username_identity_matches_exactly_and_by_regexp(ca: CA) -> None:
-    leaf = ca.leaf(x509.OtherName(USERNAME, _utf8("alice!example.com")))
+    leaf = ca.leaf(x509.OtherName(throwaway_pki.USERNAME_SAN, throwaway_pki.utf8_string("alice!example.com")))
     assert certificate_identities(leaf) == ["alice!example.com"]
     assert IdentityRule(identity="alice!example.com", issuer=ISSUER).check(leaf) == (
         "alice!example.com",
@@ -104,7 +63,7 @@ def test_username_identity_matches_exactly_and_by_regexp(ca: CA) -> None:
 
 
 def test_username_identity_mismatch_says_both_names(ca: CA) -> None:
-    leaf = ca.leaf(x509.OtherName(USERNAME, _utf8("alice!example.com")))
+    leaf = ca.leaf(x509.OtherName(throwaway_pki.USERNAME_SAN, throwaway_pki.utf8_string("alice!example.com")))
     with pytest.raises(Rejected) as caught:
         IdentityRule(identity="bob!example.com", issuer=ISSUER).check(leaf)
     assert caught.value.reason == (
@@ -118,10 +77,10 @@ def test_username_identity_mismatch_says_both_names(ca: CA) -> None:
     "other",
     [
         x509.OtherName(
-            ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), _utf8("alice!example.com")
+            ObjectIdentifier("1.3.6.1.4.1.311.20.2.3"), throwaway_pki.utf8_string("alice!example.com")
         ),  # Microsoft UPN
-        x509.OtherName(USERNAME, b"\x16\x11alice!example.com"),  # IA5String, not UTF8String
-        x509.OtherName(USERNAME, b"\x0c\x03\xff\xfe\xfd"),  # not UTF-8
+        x509.OtherName(throwaway_pki.USERNAME_SAN, b"\x16\x11alice!example.com"),  # IA5String, not UTF8String
+        x509.OtherName(throwaway_pki.USERNAME_SAN, b"\x0c\x03\xff\xfe\xfd"),  # not UTF-8
     ],
     ids=["unknown-type", "ia5string", "not-utf8"],
 )
