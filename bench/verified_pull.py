@@ -9,7 +9,7 @@ It pushes one incompressible blob of ``--size`` bytes to its own ``docker-regist
 (see ``bench/transfer.py``), then runs ``--pairs`` interleaved pairs, alternating which goes first:
 ``mloci pull REF@DIGEST -o DIR`` (streams, hashes and writes the file, verified) and
 ``curl -o FILE`` of the same blob (writes it, no hashing). Each pull writes a fresh file. Printed:
-the median and range of each, and the median and range of the per-pair ratio mloci / curl.
+the median and range of each, of the per-pair ratio mloci / curl, and of each tool's CPU time.
 """
 
 from __future__ import annotations
@@ -30,12 +30,18 @@ from transfer import LocalRegistry, cpu_model, curl_base, first_line, parse_size
 VENV_BIN = Path(sys.executable).parent
 
 
-def run(argv: list[str], env: dict[str, str]) -> float:
+def run(argv: list[str], env: dict[str, str], cpu: list[float]) -> float:
+    """Wall seconds of one run; its CPU seconds (user + system, from the kernel) go to ``cpu``."""
     start = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, check=False)
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')[-500:]}")
+    if child.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {err.decode(errors='replace')[-500:]}")
+    cpu.append(usage.ru_utime + usage.ru_stime)
     return wall
 
 
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         registry.start()
         mloci_s: list[float] = []
         curl_s: list[float] = []
+        mloci_cpu: list[float] = []
+        curl_cpu: list[float] = []
         try:
             pushed = subprocess.run(
                 [mloci, "push", str(bundle), f"{registry.host}/bench/vpull", "--json"],
@@ -96,11 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 curl_cmd = [*curl_base(), "-o", str(work / f"c{pair}.bin"), url]
                 if pair % 2:
-                    curl_s.append(run(curl_cmd, env))
-                    mloci_s.append(run(mloci_cmd, env))
+                    curl_s.append(run(curl_cmd, env, curl_cpu))
+                    mloci_s.append(run(mloci_cmd, env, mloci_cpu))
                 else:
-                    mloci_s.append(run(mloci_cmd, env))
-                    curl_s.append(run(curl_cmd, env))
+                    mloci_s.append(run(mloci_cmd, env, mloci_cpu))
+                    curl_s.append(run(curl_cmd, env, curl_cpu))
                 (work / f"c{pair}.bin").unlink()
                 (work / f"m{pair}" / "model.bin").unlink()
                 print(f"pair {pair + 1}: mloci {mloci_s[-1]:.2f} s, curl {curl_s[-1]:.2f} s", flush=True)
@@ -125,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| mloci pull (verified) | {spread(mloci_s, ' s')} |",
         f"| curl -o FILE | {spread(curl_s, ' s')} |",
         f"| mloci / curl, per pair | {spread(ratios, 'x')} |",
+        f"| CPU (user + system): mloci pull | {spread(mloci_cpu, ' s')} |",
+        f"| CPU (user + system): curl -o FILE | {spread(curl_cpu, ' s')} |",
     ]
     report = "\n".join(lines)
     print(report)
