@@ -81,7 +81,10 @@ def receive(
     try:
         _Receiver(store, repository, descriptor, mapping, hasher, progress, token, written).run(start)
     finally:
-        mapping.close()
+        try:
+            mapping.close()
+        except BufferError:
+            pass  # a view is still held by the traceback of the error in flight; unmapped with it
     if hasher.hexdigest() != descriptor.digest.encoded:
         raise IntegrityError(f"blob {descriptor.digest}: content does not match the digest")
 
