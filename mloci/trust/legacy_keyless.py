@@ -261,6 +261,8 @@ def _check_certificate(
     leaf: x509.Certificate, hints: list[x509.Certificate], root: dict[str, Any], moments: list[datetime]
 ) -> None:
     """The certificate path is valid at every signing time; its SCT verifies when the root lists CT logs."""
+    if not moments:
+        raise Rejected("nothing places the short-lived certificate in time", _RANK)
     chain: list[x509.Certificate] = []
     for moment in moments:
         chain = verify_chain(leaf, hints, root, moment)
