@@ -436,3 +436,51 @@ def test_keyless_att_layer_with_only_a_timestamp_and_a_username_identity(
                   "--certificate-identity", "alice!example.com", *common)  # fmt: skip
     assert moved.exit_code == 6 and "RFC 3161" in moved.stderr, moved.stderr
     assert len(moved.stderr.strip().splitlines()) == 1
+
+
+def test_keyless_sig_layer_with_only_a_timestamp_verifies(
+    mloci: Runner, registry: Registry, tmp_path: Path
+) -> None:
+    """cosign ``sign --timestamp-server-url`` without a Rekor upload: the ``.sig`` layer's
+    ``dev.sigstore.cosign/rfc3161timestamp`` (over the raw signature bytes) places the certificate
+    in time. Throwaway Fulcio CA and TSA (``openssl ts``), as the ``.att`` test above."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from throwaway_pki import ca, der_b64, fulcio_leaf, fulcio_root, issued
+
+    from mloci.trust.cosign import simple_signing_payload
+    from mloci.types.digest import Digest
+
+    now = datetime.datetime.now(datetime.UTC)
+    fulcio, tsa_root = ca("throwaway fulcio", now), ca("throwaway tsa root", now)
+    tsa = issued(tsa_root, now, ExtendedKeyUsageOID.TIME_STAMPING)
+    signer = fulcio_leaf(fulcio, now, x509.RFC822Name("carol@example.com"), "https://oidc.example.com")
+    subject = "sha256:" + "8" * 64
+    payload = simple_signing_payload(f"{registry.host}/throwaway/image", Digest.parse(subject), {})
+    signature = signer[0].sign(payload, ec.ECDSA(hashes.SHA256()))
+    annotations = {
+        "dev.cosignproject.cosign/signature": base64.b64encode(signature).decode(),
+        "dev.sigstore.cosign/certificate": signer[1].public_bytes(serialization.Encoding.PEM).decode(),
+        "dev.sigstore.cosign/rfc3161timestamp": json.dumps(
+            {"SignedRFC3161Timestamp": _openssl_timestamp(tmp_path, signature, tsa)}
+        ),
+    }
+    trusted = fulcio_root(fulcio)
+    tsa_chain = [{"rawBytes": der_b64(c)} for c in (tsa[1], tsa_root[1])]
+    trusted["timestampAuthorities"] = [{"certChain": {"certificates": tsa_chain}}]
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(trusted))
+    push_signatures(registry, "throwaway/image", subject, [(payload, annotations)])
+    ref = f"{registry.host}/throwaway/image@{subject}"
+    who = ("--certificate-oidc-issuer", "https://oidc.example.com", "--trusted-root", root)
+
+    ok = mloci("verify", ref, "--certificate-identity", "carol@example.com", *who, "--json")
+    assert ok.exit_code == 0, ok.stderr
+    [verified] = json.loads(ok.stdout)["signatures"]
+    assert verified["signer"] == "carol@example.com" and verified["transparencyLog"] is None
+    del trusted["timestampAuthorities"]
+    root.write_text(json.dumps(trusted))
+    no_tsa = mloci("verify", ref, "--certificate-identity", "carol@example.com", *who)
+    assert no_tsa.exit_code == 6 and "lists no timestamp authority" in no_tsa.stderr, no_tsa.stderr
