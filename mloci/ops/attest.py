@@ -474,7 +474,10 @@ def verify_attestation(
                 raise IntegrityError(f"{reference.name}@{digest} has no attestation")
             reason = closest.reason if closest else "no usable attestation"
             many = f" ({checked} checked)" if checked > 1 else ""
-            raise IntegrityError(f"no attestation for {digest} verifies: {reason}{many}")
+            raise IntegrityError(
+                f"no attestation for {digest} verifies: {reason}{many}",
+                hint=closest.advice if closest else None,
+            )
         return AttestationVerifyResult(reference.pinned(digest), digest, tuple(valid), checked)
 
 

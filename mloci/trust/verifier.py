@@ -184,7 +184,9 @@ def verify_bundle_file(
         else:
             verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
     except Rejected as rejected:
-        raise IntegrityError(f"{path.name} does not verify for {digest}: {rejected.reason}") from None
+        raise IntegrityError(
+            f"{path.name} does not verify for {digest}: {rejected.reason}", hint=rejected.advice
+        ) from None
     return BundleVerifyResult(path, verified)
 
 

@@ -302,6 +302,7 @@ def test_keyless_cosign_att_layer_verifies_by_identity(
     assert json.loads(ok.stdout)["attestations"][0]["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
     wrong = mloci("verify-attestation", ref, "--certificate-identity", "someone@example.com", *who, *kind)
     assert wrong.exit_code == 6 and "someone@example.com" in wrong.stderr
+    assert "verify with the identity and issuer its certificate names" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1 and "Traceback" not in wrong.stderr
     moved = "sha256:" + "6" * 64
     push_attestations(registry, "kubewarden/moved", moved, [envelope], annotations)

@@ -263,3 +263,39 @@ def test_an_unusable_trusted_root_is_one_line(text: str, tmp_path: Path) -> None
         verify_bundle_file(bundle, rule, digest=digest)
     assert caught.value.exit_code == 2 and "cannot load the trusted root" in caught.value.message
     assert "\n" not in caught.value.message and "\\x0a" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("change", "advice"),
+    [
+        ({"identity": "someone@example.com"}, "verify with the identity and issuer its certificate names"),
+        ({"digest": "sha256:" + "1" * 64}, "the signature is for another artifact"),
+        ({"root": "ctlogs"}, "is the sigstore trusted root the signer used"),
+    ],
+)
+def test_verification_failures_say_what_to_do(change: dict[str, str], advice: str, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    bundle, rule, digest = _keyless_case(KEYLESS["bundle"], tmp_path)
+    if "identity" in change:
+        rule = TrustRule.of(
+            None,
+            IdentityRule(identity=change["identity"], issuer=KEYLESS["expected_issuer"]),
+            rule.trusted_root,
+        )
+    if "digest" in change:
+        digest = Digest.parse(change["digest"])
+    if "root" in change:
+        assert rule.trusted_root is not None
+        other = copy.deepcopy(KEYLESS["trusted_root"])
+        stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+        spki = stranger.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        for log in other["ctlogs"]:
+            log["publicKey"]["rawBytes"] = base64.b64encode(spki).decode()
+        rule.trusted_root.write_text(json.dumps(other))
+    with pytest.raises(MlociError) as caught:
+        verify_bundle_file(bundle, rule, digest=digest)
+    assert caught.value.exit_code == 6 and caught.value.hint is not None and advice in caught.value.hint
