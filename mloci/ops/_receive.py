@@ -9,7 +9,8 @@ resident memory stays flat whatever the blob size.
 
 Only used where it is safe: Linux (``MADV_POPULATE_WRITE`` reports a failure as an error instead of
 a ``SIGBUS``), a file whose blocks ``posix_fallocate`` reserved (a full disk fails before any byte
-is fetched), a blob large enough to be worth it. Everything else uses the chunked path.
+is fetched) on a filesystem that writes pages back in place, a blob large enough to be worth it.
+Everything else uses the chunked path.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import mmap
+import os
 import queue
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -35,15 +38,42 @@ from mloci.types.manifest import Descriptor
 
 MIN_MAPPED_SIZE = 8 << 20  # below this the chunked path costs no more
 _BLOCK = 4 << 20  # populated, received, then hashed and dropped from the mapping, as one unit
-_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14; Python names it from 3.13?
+_READ = 1 << 20  # at most this much per read, so cancellation is noticed between reads
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14; named by Python 3.13?
 _END = -1
 
+# Filesystems where a page populated over preallocated blocks is written back in place, so the
+# write cannot fail later. Copy-on-write ones (btrfs, zfs) need new blocks at writeback, and on
+# network or FUSE filesystems (where glibc emulates posix_fallocate) a fault can fail: a mapped
+# write would end the process with SIGBUS instead of an error, so they take the chunked path.
+_MAPPABLE_FILESYSTEMS = frozenset({"ext4", "xfs", "tmpfs"})
 
-def can_map(size: int, preallocated: bool) -> bool:
-    """Whether a blob of ``size`` bytes written to a file (``preallocated`` or not) takes this path."""
+
+def can_map(fd: int, size: int, preallocated: bool) -> bool:
+    """Whether a blob of ``size`` bytes written to ``fd`` (``preallocated`` or not) takes this path."""
     return (
-        preallocated and size >= MIN_MAPPED_SIZE and sys.platform.startswith("linux") and sys.maxsize > 2**32
+        preallocated
+        and size >= MIN_MAPPED_SIZE
+        and sys.platform.startswith("linux")
+        and sys.maxsize > 2**32
+        and filesystem_type(fd) in _MAPPABLE_FILESYSTEMS
     )
+
+
+def filesystem_type(fd: int) -> str | None:
+    """The type of the filesystem holding ``fd`` (``ext4``, ``nfs``…), from /proc/self/mountinfo."""
+    info = os.fstat(fd)
+    device = f"{os.major(info.st_dev)}:{os.minor(info.st_dev)}"
+    try:
+        with Path("/proc/self/mountinfo").open(encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields = line.split()
+                # ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - TYPE SOURCE SUPER-OPTIONS
+                if len(fields) > 2 and fields[2] == device and "-" in fields[6:]:
+                    return fields[fields.index("-", 6) + 1]
+    except (OSError, IndexError):
+        return None
+    return None
 
 
 def map_file(fd: int, size: int, start: int) -> mmap.mmap | None:
@@ -55,7 +85,8 @@ def map_file(fd: int, size: int, start: int) -> mmap.mmap | None:
         return None
     first = start - start % mmap.PAGESIZE
     try:
-        mapping.madvise(_MADV_POPULATE_WRITE, first, min(size, start + _BLOCK) - first)
+        if start < size:  # a partial may already hold every byte: then only the digest is left
+            mapping.madvise(_MADV_POPULATE_WRITE, first, min(size, start + _BLOCK) - first)
     except OSError:
         mapping.close()
         return None  # an older kernel: a failed write fault could only be reported as SIGBUS
@@ -176,8 +207,11 @@ class _Receiver:
                             self.token.check()
                             if self.error is not None:
                                 raise self.error
-                            with whole[offset:end] as view:
-                                count = read_into(view)
+                            with whole[offset : min(offset + _READ, end)] as view:
+                                try:
+                                    count = read_into(view)
+                                except OSError as exc:  # writing into the mapping raises none:
+                                    raise ConnectionError(str(exc)) from exc  # TLS, reset, unreachable
                             if not count:
                                 if _ended_whole(response):  # a whole response, but short of the blob
                                     raise IntegrityError(
@@ -186,6 +220,7 @@ class _Receiver:
                                     )
                                 raise ConnectionError("the registry ended the download early")
                             offset += count
+                            failures = 0  # bytes arrived: a later break starts a new count
                             self.progress(count)
                         self._hand_over(offset)
                     reusable = _finished(response)
