@@ -28,7 +28,7 @@ PREFIX = "/api/v1"
 
 def error_response(item: Problem, headers: dict[str, str] | None = None) -> Response:
     body = {"errors": [{"code": item.code, "message": item.message, "detail": item.detail}]}
-    extra = dict(headers or {})
+    extra = {**item.headers, **(headers or {})}
     if item.status == 401:
         extra["WWW-Authenticate"] = 'Basic realm="mloci", charset="UTF-8"'
     return Response(

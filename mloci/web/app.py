@@ -75,6 +75,8 @@ class ServeConfig:
     package_index: bool = True  # mount the PEP 503 index at /simple/ (needs a registry)
     policies: Mapping[str, Path] = field(default_factory=dict)  # environment → policy file
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # for /simple/
+    secret: bytes | None = field(default=None, repr=False)  # signs form tokens; None: one of this process
+    init_image: str | None = None  # the image with mloci the version page's init-container snippet names
 
 
 def _stylesheet(request: Request) -> Response:
@@ -127,7 +129,7 @@ class GuardedIndex:
                 item = problem(exc)
                 headers = (
                     {"WWW-Authenticate": 'Basic realm="mloci", charset="UTF-8"'} if item.status == 401 else {}
-                )
+                ) | item.headers
                 response = PlainTextResponse(item.message + "\n", status_code=item.status, headers=headers)
                 await response(scope, receive, send)
                 return
@@ -142,7 +144,10 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
         read_only=config.read_only,
         require_auth=config.require_auth,
         policies=dict(config.policies),
+        init_image=config.init_image,
     )
+    if config.secret is not None:
+        state.secret = config.secret
     pages = Pages()
 
     def is_api(request: Request) -> bool:
@@ -194,6 +199,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
 
 
 def _with_auth(response: Response, item: Problem) -> Response:
+    response.headers.update(item.headers)
     if item.status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="mloci", charset="UTF-8"'
     return response
