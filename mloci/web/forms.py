@@ -40,20 +40,21 @@ def _sign(secret: bytes, nonce: str) -> str:
     return hmac.new(secret, nonce.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _valid(request: Request, token: str | None) -> bool:
+def _valid(secret: bytes, token: str | None) -> bool:
     if not token or "." not in token or len(token) > 200:
         return False
     nonce, _, signature = token.partition(".")
-    return hmac.compare_digest(signature, _sign(state_of(request).secret, nonce))
+    return hmac.compare_digest(signature, _sign(secret, nonce))
 
 
 def csrf_token(request: Request) -> str:
     """The caller's token: the one in their cookie when it is ours, else a new one."""
+    secret = state_of(request).secret
     current = request.cookies.get(COOKIE)
-    if _valid(request, current):
+    if _valid(secret, current):
         return str(current)
     nonce = secrets.token_urlsafe(24)
-    return f"{nonce}.{_sign(state_of(request).secret, nonce)}"
+    return f"{nonce}.{_sign(secret, nonce)}"
 
 
 def set_cookie(response: Response, request: Request, token: str) -> None:
@@ -98,7 +99,11 @@ def forms_for(request: Request, detail: ModelDetail, token: str) -> PromoteForms
 def check_form_origin(request: Request, token: str | None) -> None:
     """Forbidden unless the form's token matches the caller's cookie and the browser says it came from here."""
     cookie = request.cookies.get(COOKIE)
-    if not _valid(request, token) or cookie is None or not hmac.compare_digest(str(token), cookie):
+    if (
+        not _valid(state_of(request).secret, token)
+        or cookie is None
+        or not hmac.compare_digest(str(token), cookie)
+    ):
         raise Forbidden(
             "the form's security token is missing or stale; reload the page and try again", "CSRF"
         )
