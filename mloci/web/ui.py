@@ -172,5 +172,6 @@ class Pages:
             Route("/compare", self.compare, methods=["GET"]),
             Route("/packages/", self.packages, methods=["GET"]),
             Route("/models/{name:path}/versions/{ref}", self.version, methods=["GET"]),
+            Route("/models/{name:path}/", self.redirect_model, methods=["GET"]),  # one URL per page
             Route("/models/{name:path}", self.model, methods=["GET"]),
         ]
