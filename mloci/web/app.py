@@ -184,8 +184,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
         try:
             yield
         finally:
-            state.close()
-            catalog.close()
+            catalog.close()  # callers' views belong to the catalog and close with it
 
     app = Starlette(
         routes=routes,

@@ -141,9 +141,6 @@ class State:
         creds = self.check_caller(request)
         return self.catalog if creds is None else self.catalog.as_caller(creds)
 
-    def close(self) -> None:
-        """Nothing to release: callers' views belong to the catalog."""
-
     def verify(self, creds: Credentials) -> None:
         """AuthError unless the registry accepts ``creds`` (``GET /v2/``, answering its challenge)."""
         config = self.catalog.config
