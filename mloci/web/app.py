@@ -24,10 +24,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mloci.catalog import Catalog, CatalogConfig
-from mloci.errors import AuthError, MlociError
+from mloci.errors import AuthError, MlociError, UsageError
 from mloci.pyindex.settings import UpstreamSettings
 from mloci.web import api, forms, writes
 from mloci.web.common import Problem, State, caller_credentials, problem
+from mloci.web.secret import MIN_BYTES
 from mloci.web.ui import Pages
 
 log = logging.getLogger("mloci.web")
@@ -138,6 +139,8 @@ class GuardedIndex:
 
 def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starlette:
     """The application; the catalog (and its registry connections) close when it shuts down."""
+    if config.secret is not None and len(config.secret) < MIN_BYTES:
+        raise UsageError(f"the form secret needs at least {MIN_BYTES} bytes, not {len(config.secret)}")
     catalog = catalog or Catalog(config.catalog)
     state = State(
         catalog=catalog,
@@ -224,8 +227,6 @@ def serve(
         sock.listen(2048)  # connections made once the URL is printed wait for the server, never fail
     except OSError as exc:
         sock.close()
-        from mloci.errors import UsageError  # noqa: PLC0415
-
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     chosen = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host

@@ -35,7 +35,7 @@ def read_secret(path: Path) -> bytes:
         if mode & stat.S_IROTH:
             raise UsageError(
                 f"--secret-file {path}: readable by every user",
-                hint=f"chmod o-rwx {path}",
+                hint=f"chmod o-rwx {path}; a Kubernetes secret volume: defaultMode 0440",
             )
         with path.open("rb") as handle:
             data = handle.read(_MAX_BYTES + 1)

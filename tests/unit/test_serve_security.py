@@ -62,3 +62,11 @@ def test_a_session_with_credentials_opens_every_registry_with_them() -> None:
         assert store.transport.max_retries == 0
     with Session() as session:
         assert session.registry("127.0.0.1:9").transport.auth._credentials is None  # looked up lazily
+
+
+def test_a_short_secret_from_python_is_refused() -> None:
+    from mloci.catalog import CatalogConfig
+    from mloci.web import ServeConfig, create_app
+
+    with pytest.raises(UsageError, match="at least 32 bytes"):
+        create_app(ServeConfig(catalog=CatalogConfig(), secret=b"short"))
