@@ -174,12 +174,15 @@ def test_a_registry_that_never_answers_is_504_and_one_that_is_down_503(
         ) as url,
     ):
         stalled = _get_all(url)
+        described = httpx.get(url + "/api/v1/openapi.json", timeout=SLOW).json()
     for path, response in stalled.items():
         assert response.status_code == 504, (path, response.text)
         assert response.headers["Retry-After"] == "5", path
         assert "timed out" in response.text and "Traceback" not in response.text
     assert stalled["/api/v1/models"].json()["errors"][0]["code"] == "REGISTRY_TIMEOUT"
     assert "Registry timed out" in stalled["/models/churn-model"].text
+    answers = described["paths"]["/api/v1/models"]["get"]["responses"]
+    assert "REGISTRY_TIMEOUT" in answers["504"]["description"] and "Retry-After" in answers["503"]["headers"]
 
     assert mloci("push", bundle, f"{registry.host}/ml/churn-model", "-q").exit_code == 0
     with serving_process("--registry", registry.host, "--namespace", "ml", "--refresh", "0") as url:
