@@ -28,7 +28,7 @@ from mloci.errors import AuthError, MlociError, UsageError
 from mloci.pyindex.settings import UpstreamSettings
 from mloci.web import api, forms, writes
 from mloci.web.common import Problem, State, caller_credentials, problem
-from mloci.web.secret import MIN_BYTES
+from mloci.web.secret import MIN_BYTES, random_secret
 from mloci.web.ui import Pages
 
 log = logging.getLogger("mloci.web")
@@ -148,9 +148,8 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
         require_auth=config.require_auth,
         policies=dict(config.policies),
         init_image=config.init_image,
+        secret=config.secret if config.secret is not None else random_secret(),
     )
-    if config.secret is not None:
-        state.secret = config.secret
     pages = Pages()
 
     def is_api(request: Request) -> bool:
