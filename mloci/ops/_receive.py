@@ -1,0 +1,256 @@
+"""Receive a blob straight into its file's pages, hashing behind the receiver.
+
+``curl -o`` copies every byte twice: from the socket into its buffer, from the buffer into the page
+cache. Here the preallocated output file is mapped and the socket reads land in the mapping — one
+copy, and no fresh user memory per chunk (on a VM, touching new memory is what costs). A second
+thread hashes each block once it has arrived (hashlib releases the GIL), then drops it from the
+mapping, so a pull uses about the CPU of ``curl`` plus the hash, on two cores at once, and its
+resident memory stays flat whatever the blob size.
+
+Only used where it is safe: Linux (``MADV_POPULATE_WRITE`` reports a failure as an error instead of
+a ``SIGBUS``), a file whose blocks ``posix_fallocate`` reserved (a full disk fails before any byte
+is fetched), a blob large enough to be worth it. Everything else uses the chunked path.
+"""
+
+from __future__ import annotations
+
+import http.client
+import mmap
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import urllib3
+from urllib3.exceptions import HTTPError
+
+from mloci.errors import IntegrityError, UnavailableError
+from mloci.ops._parallel import CancelToken
+from mloci.ops._ranged import ServesRanges
+from mloci.store.registry.auth import scope_for
+from mloci.types.manifest import Descriptor
+
+MIN_MAPPED_SIZE = 8 << 20  # below this the chunked path costs no more
+_BLOCK = 4 << 20  # populated, received, then hashed and dropped from the mapping, as one unit
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14; Python names it from 3.13?
+_END = -1
+
+
+def can_map(size: int, preallocated: bool) -> bool:
+    """Whether a blob of ``size`` bytes written to a file (``preallocated`` or not) takes this path."""
+    return (
+        preallocated and size >= MIN_MAPPED_SIZE and sys.platform.startswith("linux") and sys.maxsize > 2**32
+    )
+
+
+def map_file(fd: int, size: int, start: int) -> mmap.mmap | None:
+    """The file ``fd`` (``size`` bytes, preallocated) mapped for :func:`receive` from ``start``;
+    None when it cannot be here — the caller then takes the chunked path, nothing fetched yet."""
+    try:
+        mapping = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError, OverflowError):
+        return None
+    first = start - start % mmap.PAGESIZE
+    try:
+        mapping.madvise(_MADV_POPULATE_WRITE, first, min(size, start + _BLOCK) - first)
+    except OSError:
+        mapping.close()
+        return None  # an older kernel: a failed write fault could only be reported as SIGBUS
+    return mapping
+
+
+def receive(
+    store: ServesRanges,
+    repository: str,
+    descriptor: Descriptor,
+    mapping: mmap.mmap,
+    start: int,
+    hasher: Any,
+    progress: Callable[[int], None],
+    token: CancelToken,
+    *,
+    written: Callable[[int, int], None] | None = None,
+) -> None:
+    """Fill bytes ``start…`` of the mapped file with the blob and verify it; the mapping is closed.
+
+    ``hasher`` already holds the first ``start`` bytes. ``progress(n)`` and ``written(offset, n)``
+    are told of the bytes once they are in the file. IntegrityError when the bytes do not match the
+    digest; UnavailableError when the connection keeps breaking.
+    """
+    try:
+        _Receiver(store, repository, descriptor, mapping, hasher, progress, token, written).run(start)
+    finally:
+        try:
+            mapping.close()
+        except BufferError:
+            pass  # a view is still held by the traceback of the error in flight; unmapped with it
+    if hasher.hexdigest() != descriptor.digest.encoded:
+        raise IntegrityError(f"blob {descriptor.digest}: content does not match the digest")
+
+
+class _Receiver:
+    """The calling thread receives (it takes signals and cancellation); a helper thread hashes."""
+
+    def __init__(
+        self,
+        store: ServesRanges,
+        repository: str,
+        descriptor: Descriptor,
+        mapping: mmap.mmap,
+        hasher: Any,
+        progress: Callable[[int], None],
+        token: CancelToken,
+        written: Callable[[int, int], None] | None,
+    ) -> None:
+        self.store = store
+        self.repository = repository
+        self.descriptor = descriptor
+        self.mapping = mapping
+        self.hasher = hasher
+        self.progress = progress
+        self.token = token
+        self.written = written
+        # Bounded: received pages stay mapped until hashed, so the lag is what memory grows with.
+        self.blocks: queue.Queue[tuple[int, int]] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.queued = 0  # bytes handed to the hashing thread (always a prefix of the blob)
+
+    def run(self, start: int) -> None:
+        self.queued = start
+        hashing = threading.Thread(target=self._hash, name="mloci-hash", daemon=True)
+        hashing.start()
+        try:
+            self._receive(start)
+        finally:
+            self.blocks.put((_END, _END))
+            hashing.join()
+        if self.error is not None:
+            raise self.error
+
+    def _hash(self) -> None:
+        try:
+            while (block := self.blocks.get())[0] != _END:
+                begin, end = block
+                with memoryview(self.mapping) as whole, whole[begin:end] as view:
+                    self.hasher.update(view)
+                # Hashed: drop the pages from this process (they stay in the page cache, dirty,
+                # and are written back as usual), so resident memory does not grow with the blob.
+                # Whole pages only: the receiver may still be filling the page ``end`` falls in.
+                first = begin - begin % mmap.PAGESIZE
+                last = end if end == len(self.mapping) else end - end % mmap.PAGESIZE
+                if last > first:
+                    self.mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+        except BaseException as exc:  # handed to the receiver
+            self.error = exc
+            while self.blocks.get()[0] != _END:
+                pass
+
+    def _receive(self, offset: int) -> None:
+        size = self.descriptor.size
+        transport = self.store.transport
+        path = f"/v2/{self.repository}/blobs/{self.descriptor.digest}"
+        scope = scope_for(self.repository, "pull")
+        failures = 0
+        with memoryview(self.mapping) as whole:
+            while offset < size:
+                response = transport.request(
+                    "GET",
+                    path,
+                    scope=scope,
+                    stream=True,
+                    headers={"Range": f"bytes={offset}-"} if offset else {},
+                    expect=(206, 200) if offset else (200,),
+                )
+                reusable = False
+                try:
+                    if offset and response.status == 200:
+                        _skip(response, offset)  # the server ignored the range
+                    read_into = _reader(response)
+                    while offset < size:
+                        end = min(offset + _BLOCK, size)
+                        if end < size or offset % mmap.PAGESIZE == 0:
+                            aligned = offset - offset % mmap.PAGESIZE
+                            self.mapping.madvise(_MADV_POPULATE_WRITE, aligned, end - aligned)
+                        while offset < end:
+                            self.token.check()
+                            if self.error is not None:
+                                raise self.error
+                            with whole[offset:end] as view:
+                                count = read_into(view)
+                            if not count:
+                                if _ended_whole(response):  # a whole response, but short of the blob
+                                    raise IntegrityError(
+                                        f"blob {self.descriptor.digest}: {offset} bytes instead of "
+                                        f"the expected {size}"
+                                    )
+                                raise _Short
+                            offset += count
+                            self.progress(count)
+                        self._hand_over(offset)
+                    reusable = _finished(response)
+                except (HTTPError, OSError, http.client.HTTPException, _Short) as exc:
+                    self._hand_over(offset)  # what arrived before the break is in the file
+                    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
+                        raise  # the disk, not the network: no retry helps
+                    failures += 1
+                    if failures > transport.max_retries:
+                        raise UnavailableError(
+                            f"download of {self.descriptor.digest} from {self.store.registry} "
+                            f"kept breaking at byte {offset}"
+                        ) from None
+                    transport.pause(failures, None)
+                finally:
+                    if reusable:
+                        response.release_conn()
+                    else:
+                        response.close()
+
+    def _hand_over(self, offset: int) -> None:
+        """Record bytes ``queued…offset`` as in the file and queue them for hashing."""
+        if offset > self.queued:
+            if self.written is not None:
+                self.written(self.queued, offset - self.queued)
+            self.blocks.put((self.queued, offset))
+            self.queued = offset
+
+
+class _Short(Exception):
+    """The response ended before the blob did."""
+
+
+def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[memoryview], int]:
+    """``readinto`` of the response's undecoded body, straight from the socket when possible."""
+    raw = getattr(response, "_fp", None)  # urllib3's own readinto reads into a bytes object and copies
+    if isinstance(raw, http.client.HTTPResponse):
+        return raw.readinto
+
+    def copying(view: memoryview) -> int:
+        data = response.read(len(view), decode_content=False)
+        view[: len(data)] = data
+        return len(data)
+
+    return copying
+
+
+def _finished(response: urllib3.BaseHTTPResponse) -> bool:
+    """Whether the body was read to its end, so the connection can serve the next request."""
+    raw = getattr(response, "_fp", None)
+    return isinstance(raw, http.client.HTTPResponse) and raw.isclosed()
+
+
+def _ended_whole(response: urllib3.BaseHTTPResponse) -> bool:
+    """Whether a body that stopped arriving had reached its ``Content-Length`` (or, without one, its
+    end): the server holds fewer bytes than the descriptor names. Otherwise the connection broke."""
+    raw = getattr(response, "_fp", None)
+    if not isinstance(raw, http.client.HTTPResponse):
+        return True  # urllib3's own reads raise on a cut body
+    return raw.length is None or raw.length == 0
+
+
+def _skip(response: urllib3.BaseHTTPResponse, count: int) -> None:
+    while count > 0:
+        data = response.read(min(count, 1 << 20), decode_content=False)
+        if not data:
+            raise _Short
+        count -= len(data)
