@@ -14,6 +14,7 @@ is fetched), a blob large enough to be worth it. Everything else uses the chunke
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import mmap
 import queue
@@ -25,8 +26,9 @@ from typing import Any
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from mloci.errors import IntegrityError, UnavailableError
+from mloci.errors import IntegrityError
 from mloci.ops._parallel import CancelToken
+from mloci.ops._partial import pause_or_give_up, skip_body
 from mloci.ops._ranged import ServesRanges
 from mloci.store.registry.auth import scope_for
 from mloci.types.manifest import Descriptor
@@ -81,10 +83,9 @@ def receive(
     try:
         _Receiver(store, repository, descriptor, mapping, hasher, progress, token, written).run(start)
     finally:
-        try:
+        # A view may still be held by the traceback of an error in flight: unmapped with it then.
+        with contextlib.suppress(BufferError):
             mapping.close()
-        except BufferError:
-            pass  # a view is still held by the traceback of the error in flight; unmapped with it
     if hasher.hexdigest() != descriptor.digest.encoded:
         raise IntegrityError(f"blob {descriptor.digest}: content does not match the digest")
 
@@ -165,13 +166,12 @@ class _Receiver:
                 reusable = False
                 try:
                     if offset and response.status == 200:
-                        _skip(response, offset)  # the server ignored the range
+                        skip_body(response, offset)  # the server ignored the range
                     read_into = _reader(response)
                     while offset < size:
                         end = min(offset + _BLOCK, size)
-                        if end < size or offset % mmap.PAGESIZE == 0:
-                            aligned = offset - offset % mmap.PAGESIZE
-                            self.mapping.madvise(_MADV_POPULATE_WRITE, aligned, end - aligned)
+                        aligned = offset - offset % mmap.PAGESIZE
+                        self.mapping.madvise(_MADV_POPULATE_WRITE, aligned, end - aligned)
                         while offset < end:
                             self.token.check()
                             if self.error is not None:
@@ -184,22 +184,17 @@ class _Receiver:
                                         f"blob {self.descriptor.digest}: {offset} bytes instead of "
                                         f"the expected {size}"
                                     )
-                                raise _Short
+                                raise ConnectionError("the registry ended the download early")
                             offset += count
                             self.progress(count)
                         self._hand_over(offset)
                     reusable = _finished(response)
-                except (HTTPError, OSError, http.client.HTTPException, _Short) as exc:
+                except (HTTPError, OSError, http.client.HTTPException) as exc:
                     self._hand_over(offset)  # what arrived before the break is in the file
                     if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
                         raise  # the disk, not the network: no retry helps
                     failures += 1
-                    if failures > transport.max_retries:
-                        raise UnavailableError(
-                            f"download of {self.descriptor.digest} from {self.store.registry} "
-                            f"kept breaking at byte {offset}"
-                        ) from None
-                    transport.pause(failures, None)
+                    pause_or_give_up(transport, failures, self.descriptor, self.store.registry, offset)
                 finally:
                     if reusable:
                         response.release_conn()
@@ -213,10 +208,6 @@ class _Receiver:
                 self.written(self.queued, offset - self.queued)
             self.blocks.put((self.queued, offset))
             self.queued = offset
-
-
-class _Short(Exception):
-    """The response ended before the blob did."""
 
 
 def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[memoryview], int]:
@@ -246,11 +237,3 @@ def _ended_whole(response: urllib3.BaseHTTPResponse) -> bool:
     if not isinstance(raw, http.client.HTTPResponse):
         return True  # urllib3's own reads raise on a cut body
     return raw.length is None or raw.length == 0
-
-
-def _skip(response: urllib3.BaseHTTPResponse, count: int) -> None:
-    while count > 0:
-        data = response.read(min(count, 1 << 20), decode_content=False)
-        if not data:
-            raise _Short
-        count -= len(data)
