@@ -9,39 +9,71 @@ resident memory stays flat whatever the blob size.
 
 Only used where it is safe: Linux (``MADV_POPULATE_WRITE`` reports a failure as an error instead of
 a ``SIGBUS``), a file whose blocks ``posix_fallocate`` reserved (a full disk fails before any byte
-is fetched), a blob large enough to be worth it. Everything else uses the chunked path.
+is fetched) on a filesystem that writes pages back in place, a blob large enough to be worth it.
+Everything else uses the chunked path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import mmap
+import os
 import queue
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from mloci.errors import IntegrityError, UnavailableError
+from mloci.errors import IntegrityError
 from mloci.ops._parallel import CancelToken
+from mloci.ops._partial import pause_or_give_up, skip_body
 from mloci.ops._ranged import ServesRanges
 from mloci.store.registry.auth import scope_for
 from mloci.types.manifest import Descriptor
 
 MIN_MAPPED_SIZE = 8 << 20  # below this the chunked path costs no more
 _BLOCK = 4 << 20  # populated, received, then hashed and dropped from the mapping, as one unit
-_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14; Python names it from 3.13?
+_READ = 1 << 20  # at most this much per read, so cancellation is noticed between reads
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)  # Linux 5.14; named by Python 3.13?
 _END = -1
 
+# Filesystems where a page populated over preallocated blocks is written back in place, so the
+# write cannot fail later. Copy-on-write ones (btrfs, zfs) need new blocks at writeback, and on
+# network or FUSE filesystems (where glibc emulates posix_fallocate) a fault can fail: a mapped
+# write would end the process with SIGBUS instead of an error, so they take the chunked path.
+_MAPPABLE_FILESYSTEMS = frozenset({"ext4", "xfs", "tmpfs"})
 
-def can_map(size: int, preallocated: bool) -> bool:
-    """Whether a blob of ``size`` bytes written to a file (``preallocated`` or not) takes this path."""
+
+def can_map(fd: int, size: int, preallocated: bool) -> bool:
+    """Whether a blob of ``size`` bytes written to ``fd`` (``preallocated`` or not) takes this path."""
     return (
-        preallocated and size >= MIN_MAPPED_SIZE and sys.platform.startswith("linux") and sys.maxsize > 2**32
+        preallocated
+        and size >= MIN_MAPPED_SIZE
+        and sys.platform.startswith("linux")
+        and sys.maxsize > 2**32
+        and filesystem_type(fd) in _MAPPABLE_FILESYSTEMS
     )
+
+
+def filesystem_type(fd: int) -> str | None:
+    """The type of the filesystem holding ``fd`` (``ext4``, ``nfs``…), from /proc/self/mountinfo."""
+    info = os.fstat(fd)
+    device = f"{os.major(info.st_dev)}:{os.minor(info.st_dev)}"
+    try:
+        with Path("/proc/self/mountinfo").open(encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields = line.split()
+                # ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - TYPE SOURCE SUPER-OPTIONS
+                if len(fields) > 2 and fields[2] == device and "-" in fields[6:]:
+                    return fields[fields.index("-", 6) + 1]
+    except (OSError, IndexError):
+        return None
+    return None
 
 
 def map_file(fd: int, size: int, start: int) -> mmap.mmap | None:
@@ -53,7 +85,8 @@ def map_file(fd: int, size: int, start: int) -> mmap.mmap | None:
         return None
     first = start - start % mmap.PAGESIZE
     try:
-        mapping.madvise(_MADV_POPULATE_WRITE, first, min(size, start + _BLOCK) - first)
+        if start < size:  # a partial may already hold every byte: then only the digest is left
+            mapping.madvise(_MADV_POPULATE_WRITE, first, min(size, start + _BLOCK) - first)
     except OSError:
         mapping.close()
         return None  # an older kernel: a failed write fault could only be reported as SIGBUS
@@ -81,10 +114,9 @@ def receive(
     try:
         _Receiver(store, repository, descriptor, mapping, hasher, progress, token, written).run(start)
     finally:
-        try:
+        # A view may still be held by the traceback of an error in flight: unmapped with it then.
+        with contextlib.suppress(BufferError):
             mapping.close()
-        except BufferError:
-            pass  # a view is still held by the traceback of the error in flight; unmapped with it
     if hasher.hexdigest() != descriptor.digest.encoded:
         raise IntegrityError(f"blob {descriptor.digest}: content does not match the digest")
 
@@ -165,41 +197,39 @@ class _Receiver:
                 reusable = False
                 try:
                     if offset and response.status == 200:
-                        _skip(response, offset)  # the server ignored the range
+                        skip_body(response, offset)  # the server ignored the range
                     read_into = _reader(response)
                     while offset < size:
                         end = min(offset + _BLOCK, size)
-                        if end < size or offset % mmap.PAGESIZE == 0:
-                            aligned = offset - offset % mmap.PAGESIZE
-                            self.mapping.madvise(_MADV_POPULATE_WRITE, aligned, end - aligned)
+                        aligned = offset - offset % mmap.PAGESIZE
+                        self.mapping.madvise(_MADV_POPULATE_WRITE, aligned, end - aligned)
                         while offset < end:
                             self.token.check()
                             if self.error is not None:
                                 raise self.error
-                            with whole[offset:end] as view:
-                                count = read_into(view)
+                            with whole[offset : min(offset + _READ, end)] as view:
+                                try:
+                                    count = read_into(view)
+                                except OSError as exc:  # writing into the mapping raises none:
+                                    raise ConnectionError(str(exc)) from exc  # TLS, reset, unreachable
                             if not count:
                                 if _ended_whole(response):  # a whole response, but short of the blob
                                     raise IntegrityError(
                                         f"blob {self.descriptor.digest}: {offset} bytes instead of "
                                         f"the expected {size}"
                                     )
-                                raise _Short
+                                raise ConnectionError("the registry ended the download early")
                             offset += count
+                            failures = 0  # bytes arrived: a later break starts a new count
                             self.progress(count)
                         self._hand_over(offset)
                     reusable = _finished(response)
-                except (HTTPError, OSError, http.client.HTTPException, _Short) as exc:
+                except (HTTPError, OSError, http.client.HTTPException) as exc:
                     self._hand_over(offset)  # what arrived before the break is in the file
                     if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
                         raise  # the disk, not the network: no retry helps
                     failures += 1
-                    if failures > transport.max_retries:
-                        raise UnavailableError(
-                            f"download of {self.descriptor.digest} from {self.store.registry} "
-                            f"kept breaking at byte {offset}"
-                        ) from None
-                    transport.pause(failures, None)
+                    pause_or_give_up(transport, failures, self.descriptor, self.store.registry, offset)
                 finally:
                     if reusable:
                         response.release_conn()
@@ -213,10 +243,6 @@ class _Receiver:
                 self.written(self.queued, offset - self.queued)
             self.blocks.put((self.queued, offset))
             self.queued = offset
-
-
-class _Short(Exception):
-    """The response ended before the blob did."""
 
 
 def _reader(response: urllib3.BaseHTTPResponse) -> Callable[[memoryview], int]:
@@ -246,11 +272,3 @@ def _ended_whole(response: urllib3.BaseHTTPResponse) -> bool:
     if not isinstance(raw, http.client.HTTPResponse):
         return True  # urllib3's own reads raise on a cut body
     return raw.length is None or raw.length == 0
-
-
-def _skip(response: urllib3.BaseHTTPResponse, count: int) -> None:
-    while count > 0:
-        data = response.read(min(count, 1 << 20), decode_content=False)
-        if not data:
-            raise _Short
-        count -= len(data)

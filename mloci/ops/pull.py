@@ -328,7 +328,7 @@ def _download_partial(
     once more from the start.
     """
     descriptor = partial.descriptor
-    mappable = can_map(descriptor.size, _preallocate(partial.fd, descriptor.size))
+    mappable = can_map(partial.fd, descriptor.size, _preallocate(partial.fd, descriptor.size))
     for attempt in (1, 2):
         if connections > 1 and descriptor.size >= MIN_RANGED_SIZE:
             missing = partial.missing()
@@ -375,6 +375,8 @@ def _download_partial(
                 partial.discard()  # wrong bytes, or damaged on disk: once more from the start
                 if reused == 0 or attempt == 2:
                     raise
+                # Populating pages over written blocks reads them from disk first; write() does not.
+                mappable = False
                 continue
             return reused
         received = reused
@@ -451,7 +453,9 @@ def _download(
                 ranged = False
         mapping = (
             map_file(handle.fileno(), descriptor.size, 0)
-            if not ranged and isinstance(store, ServesRanges) and can_map(descriptor.size, preallocated)
+            if not ranged
+            and isinstance(store, ServesRanges)
+            and can_map(handle.fileno(), descriptor.size, preallocated)
             else None
         )
         if mapping is not None and isinstance(store, ServesRanges):  # straight into the file's pages

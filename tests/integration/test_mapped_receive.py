@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from faultproxy import Fault, FaultProxy
 from helpers import Registry, Runner, random_bundle
 
 SIZE = (24 << 20) + 4321  # not a whole number of pages or blocks
-
-
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    fp = FaultProxy(registry.port or 0)
-    yield fp
-    fp.close()
 
 
 @pytest.fixture
