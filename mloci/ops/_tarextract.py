@@ -155,7 +155,8 @@ def _entries(reader: _Reader, check: Callable[[], None]) -> Iterator[tuple[str, 
         if header[257:263] == b"ustar\0" and header[345] != 0:
             name_field = header[345:500].split(b"\0", 1)[0] + b"/" + name_field
         stored = _octal(header[148:156])
-        if stored not in (sum(header[:148]) + 256 + sum(header[156:]), _signed_sum(header)):
+        # The signed sum (some old tars) only when the usual one does not match: it is slow to compute.
+        if stored != sum(header) - sum(header[148:156]) + 256 and stored != _signed_sum(header):
             raise IntegrityError(f"corrupt tar layer: bad header checksum at entry {name_field[:200]!r}")
         typeflag = header[156:157]
         size = _octal(header[124:136])

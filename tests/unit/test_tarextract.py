@@ -528,3 +528,16 @@ def test_damaged_compressed_layers_are_integrity_errors(tmp_path: Path, damage: 
     (tmp_path / "out").mkdir()
     with pytest.raises(IntegrityError, match="corrupt tar layer"):
         _untar(tmp_path / "layer", tmp_path / "out")
+
+
+def test_a_header_checksummed_as_signed_bytes_by_an_old_tar_is_accepted(tmp_path: Path) -> None:
+    block = bytearray(header(b"m/a", 3))
+    block[265:270] = "rené".encode("latin-1") + b"\xff"  # user name bytes over 127
+    block[148:156] = b" " * 8
+    signed = sum(b - 256 if b > 127 else b for b in block)
+    block[148:156] = b"%06o\0 " % signed
+    data = bytes(block) + b"abc" + bytes(509) + END
+    assert extract(data, tmp_path / "out", ["m/a"]) == ["m/a"]
+    block[148:156] = b"%06o\0 " % (signed + 1)
+    with pytest.raises(IntegrityError, match="checksum"):
+        extract(bytes(block) + b"abc" + bytes(509) + END, tmp_path / "out2", ["m/a"])
