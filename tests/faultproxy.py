@@ -42,6 +42,7 @@ class Fault:
         0.0  # wait this long before reading the request body; forward it only if it all arrives
     )
     skip: int = 0  # let this many matching requests through untouched first
+    drop_request_headers: tuple[str, ...] = ()  # forward without these (lower case), e.g. ("range",)
     times: int = 1
     hits: int = 0
 
@@ -127,7 +128,9 @@ class FaultProxy:
         try:
             upstream.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
             for key, value in request.headers.items():
-                if key.lower() not in _HOP_BY_HOP:
+                if key.lower() not in _HOP_BY_HOP and not (
+                    fault and key.lower() in fault.drop_request_headers
+                ):
                     upstream.putheader(key, value)
             upstream.endheaders()
             to_send = (
