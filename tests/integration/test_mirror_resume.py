@@ -110,3 +110,39 @@ def test_a_pull_through_a_mirror_killed_midway_resumes(
     print(
         f"killed at {kept / SIZE:.0%} through the mirror; resumed {'past a 200' if ignores_range else 'with Range'}"
     )
+
+
+def test_a_mirror_that_breaks_off_mid_blob_hands_the_partial_to_the_origin(
+    mloci: Runner,
+    upstream: Registry,
+    cache: Registry,
+    mirror: FaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bundle = random_bundle(tmp_path, "big", "model.bin", SIZE)
+    blob = "sha256:" + hashlib.sha256((bundle / "model.bin").read_bytes()).hexdigest()
+    conf = tmp_path / "registries.conf"
+    conf.write_text(
+        f'[[registry]]\nlocation = "{upstream.host}"\n'
+        f'[[registry.mirror]]\nlocation = "{mirror.host}"\ninsecure = true\n'
+    )
+    monkeypatch.setenv("MLOCI_REGISTRIES_CONF", str(conf))
+    result = mloci("push", bundle, f"{upstream.host}/ml/big", "--json")
+    assert result.exit_code == 0, result.stderr
+    ref = f"{upstream.host}/ml/big@{json.loads(result.stdout)['digest']}"
+    # The mirror sends 24 MiB of the model, drops the connection, then no longer has the blob.
+    mirror.add(Fault("GET", rf"/blobs/{blob}", cut_response_after=24 << 20))
+    mirror.add(Fault("GET", rf"/blobs/{blob}", status=404, times=50))
+
+    result = mloci("pull", ref, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert f"mirror {mirror.host} skipped" in result.stderr
+    assert json.loads(result.stdout)["bytesResumed"] == 0  # none came from an earlier run
+    # The origin sent only the rest: one ranged GET from mloci (the cache's own GETs are whole).
+    ranged = [
+        int(sent)
+        for sent in re.findall(rf'"GET /v2/ml/big/blobs/{blob} HTTP/1.1" 206 (\d+)', upstream.log.read_text())
+    ]
+    assert len(ranged) == 1 and ranged[0] <= SIZE - (16 << 20)
+    assert (tmp_path / "out" / "model.bin").read_bytes() == (bundle / "model.bin").read_bytes()
