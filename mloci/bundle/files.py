@@ -124,10 +124,15 @@ class FileEntry:
     """A regular file found in a bundle directory."""
 
     path: str  # POSIX path relative to the bundle root
-    source: Path
+    location: str  # where it is read from (``source`` as a string: a Path per file costs ~200 bytes)
     size: int
     # (mtime_ns, ctime_ns, inode, device) when scanned: what the tar-layer cache compares.
     stat_key: tuple[int, int, int, int] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def source(self) -> Path:
+        """Where the file is read from."""
+        return Path(self.location)
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -208,15 +213,15 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
             if (bad := _bad_name(rel)) is not None:
                 problems.append(Problem(_shown(rel), bad))
                 continue
-            source = base / name
+            location = item.path  # os.path.join(base, name), as a string
             try:
                 if item.is_symlink():
-                    target, why = _link_target(source, real_root, patterns)
+                    target, why = _link_target(Path(location), real_root, patterns)
                     if target is None:
                         problems.append(Problem(rel, why))
                         continue
-                    source = target
-                    info = source.stat()
+                    location = str(target)
+                    info = target.stat()
                 else:
                     info = item.stat(follow_symlinks=False)
             except OSError as exc:
@@ -233,7 +238,7 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
             entries.append(
                 FileEntry(
                     path=rel,
-                    source=source,
+                    location=location,
                     size=info.st_size,
                     stat_key=(info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev),
                 )

@@ -227,7 +227,7 @@ def _read_small(entry: FileEntry) -> bytes:
 def _read_small_stat(entry: FileEntry) -> tuple[bytes, _StatKey]:
     """Like :func:`_read_small`, with what ``fstat`` says about the file once it was read."""
     try:
-        fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(entry.location, os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = os.read(fd, entry.size + 1)
             while len(data) < entry.size and (more := os.read(fd, entry.size + 1 - len(data))):
@@ -294,7 +294,7 @@ def _read_exact(entry: FileEntry) -> Iterator[bytes]:
     """The file's bytes (small files in one read), refusing a file whose size changed since the bundle was scanned."""
     remaining = entry.size
     try:
-        fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(entry.location, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
     try:
