@@ -6,6 +6,7 @@ import fnmatch
 import os
 import posixpath
 import stat
+import struct
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,13 +127,27 @@ class FileEntry:
     path: str  # POSIX path relative to the bundle root
     location: str  # where it is read from (``source`` as a string: a Path per file costs ~200 bytes)
     size: int
-    # (mtime_ns, ctime_ns, inode, device) when scanned: what the tar-layer cache compares.
-    stat_key: tuple[int, int, int, int] | None = field(default=None, compare=False, repr=False)
+    # (mtime_ns, ctime_ns, inode, device) when scanned, packed by stat_key(): what the tar-layer
+    # cache compares (32 bytes instead of a tuple of four ints: ~150 bytes less per file).
+    stat_key: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def source(self) -> Path:
         """Where the file is read from."""
         return Path(self.location)
+
+
+_STAT_KEY = struct.Struct("<qqQQ")
+
+
+def stat_key(info: os.stat_result) -> bytes:
+    """(mtime_ns, ctime_ns, inode, device) of ``info``, packed (see FileEntry.stat_key)."""
+    return _STAT_KEY.pack(info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+
+
+def unpack_stat_key(key: bytes) -> tuple[int, int, int, int]:
+    mtime, ctime, ino, dev = _STAT_KEY.unpack(key)
+    return mtime, ctime, ino, dev
 
 
 def _ignore_patterns(root: Path) -> list[str]:
@@ -240,7 +255,7 @@ def scan(root: Path) -> tuple[list[FileEntry], list[Problem]]:
                     path=rel,
                     location=location,
                     size=info.st_size,
-                    stat_key=(info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev),
+                    stat_key=stat_key(info),
                 )
             )
     entries.sort(key=lambda e: e.path.encode())

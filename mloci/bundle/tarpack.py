@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, cast
 from pydantic import ValidationError
 
 from mloci._sqlite import LazyCache
-from mloci.bundle.files import FileEntry, layer_kind
+from mloci.bundle.files import FileEntry, layer_kind, stat_key, unpack_stat_key
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
 from mloci.errors import IntegrityError, MlociError, UsageError
 from mloci.types import annotations as ann
@@ -216,7 +216,7 @@ def entry_header(path: str, size: int) -> bytes:
 END = b"\0" * (2 * BLOCK)
 
 
-_StatKey = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, inode, device), as FileEntry.stat_key
+_StatKey = bytes  # (mtime_ns, ctime_ns, inode, device), as FileEntry.stat_key
 
 
 def _read_small(entry: FileEntry) -> bytes:
@@ -239,7 +239,7 @@ def _read_small_stat(entry: FileEntry) -> tuple[bytes, _StatKey]:
         raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
     if len(data) != entry.size:
         raise IntegrityError(f"{entry.path} changed while it was being packed; push again")
-    return data, (info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+    return data, stat_key(info)
 
 
 # Threads reading and hashing small files ahead of the packer (syscalls and hashlib release the GIL).
@@ -424,7 +424,7 @@ def _stat_key(entry: FileEntry) -> _StatKey:
     if entry.stat_key is not None:
         return entry.stat_key
     info = entry.source.stat()
-    return (info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+    return stat_key(info)
 
 
 def _signature(group: TarGroup) -> str | None:
@@ -434,7 +434,7 @@ def _signature(group: TarGroup) -> str | None:
     lines = []
     try:
         for entry in group.files:
-            mtime, ctime, ino, dev = _stat_key(entry)
+            mtime, ctime, ino, dev = unpack_stat_key(_stat_key(entry))
             lines.append(f"{entry.path}\0{entry.size}\0{mtime}\0{ctime}\0{ino}\0{dev}\n")
     except OSError:
         return None
