@@ -216,6 +216,20 @@ def entry_header(path: str, size: int) -> bytes:
 END = b"\0" * (2 * BLOCK)
 
 
+def entry_offsets(files: Iterable[tuple[str, int]]) -> Iterator[tuple[int, int]]:
+    """Where each entry of a layer with these (path, size) files, in this order, starts in the tar:
+    (offset of its first header block — the PAX header when it has one —, offset of its data).
+
+    The layout depends only on the paths and sizes the file index records, so a reader can find any
+    file's bytes (e.g. to fetch from there with ``Range``) without the index storing offsets.
+    """
+    offset = 0
+    for path, size in files:
+        header = len(entry_header(path, size))
+        yield offset, offset + header
+        offset += header + size + (-size % BLOCK)
+
+
 _StatKey = bytes  # (mtime_ns, ctime_ns, inode, device), as FileEntry.stat_key
 
 

@@ -206,3 +206,21 @@ def test_the_index_is_the_canonical_json_of_its_document_and_survives_the_cache(
         assert tarpack.index_blob(hits).data == index.data
     finally:
         cache.close()
+
+
+def test_entry_offsets_follow_from_the_index_alone(tmp_path: Path) -> None:
+    """Each entry's header and data offsets, computed from paths and sizes, are where tarfile finds them."""
+    root = many_files_bundle(tmp_path / "b", count=5, manifest={"pack": {"tar": ["vocab"]}})
+    (root / "vocab" / ("long-" * 30 + ".txt")).write_bytes(b"z" * 1000)
+    (root / "vocab" / "é.txt").write_bytes(b"")
+    (root / "vocab" / "block.bin").write_bytes(b"b" * 512)
+    bundle = load_bundle(root)
+    (group,) = tarpack.plan(bundle.files, bundle.manifest.pack).groups
+    layer = tarpack.build(group)
+    data = b"".join(tarpack.tar_chunks(group.files))
+    assert hashlib.sha256(data).hexdigest() == layer.blob.descriptor.digest.encoded
+    offsets = list(tarpack.entry_offsets((f["path"], f["size"]) for f in layer.files))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == [f["path"] for f in layer.files]
+    assert offsets == [(m.offset, m.offset_data) for m in members]
