@@ -8,8 +8,10 @@ Run from the repository root with the venv that holds mloci::
 It pushes one incompressible blob of ``--size`` bytes to its own ``docker-registry`` on 127.0.0.1
 (see ``bench/transfer.py``), then runs ``--pairs`` interleaved pairs, alternating which goes first:
 ``mloci pull REF@DIGEST -o DIR`` (streams, hashes and writes the file, verified) and
-``curl -o FILE`` of the same blob (writes it, no hashing). Each pull writes a fresh file. Printed:
-the median and range of each, and the median and range of the per-pair ratio mloci / curl.
+``curl -o FILE`` of the same blob (writes it, no hashing), and with ``--baseline SRC`` the same pull by
+another source tree (``git worktree add /tmp/base main``: did a change make pulls slower?). Each pull
+writes a fresh file. Printed:
+the median and range of each, of the per-pair ratio mloci / curl, and of each tool's CPU time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,14 +31,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transfer import LocalRegistry, cpu_model, curl_base, first_line, parse_size
 
 VENV_BIN = Path(sys.executable).parent
+CURL = "curl -o FILE"
+MLOCI = "mloci pull (verified)"
+BASELINE = "mloci pull, --baseline tree"
 
 
-def run(argv: list[str], env: dict[str, str]) -> float:
+def contenders(baseline: Path | None) -> list[str]:
+    return [MLOCI, CURL, *([BASELINE] if baseline else [])]
+
+
+def run(argv: list[str], env: dict[str, str], cpu: list[float]) -> float:
+    """Wall seconds of one run; its CPU seconds (user + system, from the kernel) go to ``cpu``."""
     start = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, check=False)
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert child.stderr is not None
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')[-500:]}")
+    if child.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {err.decode(errors='replace')[-500:]}")
+    cpu.append(usage.ru_utime + usage.ru_stime)
     return wall
 
 
@@ -46,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=parse_size("1G"))
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another mloci source tree (e.g. a worktree of main) pulled as a third contender",
+    )
     args = parser.parse_args(argv)
     mloci = str(VENV_BIN / "mloci")
     with tempfile.TemporaryDirectory(prefix="mloci-vpull-", dir=os.environ.get("BENCH_DIR")) as tmp:
@@ -65,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         registry = LocalRegistry(work)
         registry.start()
-        mloci_s: list[float] = []
-        curl_s: list[float] = []
+        walls: dict[str, list[float]] = {name: [] for name in contenders(args.baseline)}
+        cpus: dict[str, list[float]] = {name: [] for name in walls}
         try:
             pushed = subprocess.run(
                 [mloci, "push", str(bundle), f"{registry.host}/bench/vpull", "--json"],
@@ -86,46 +107,55 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(
                 [*curl_base(), "-o", "/dev/null", url], env=env, check=True
             )  # warm the registry side
+            names = list(walls)
             for pair in range(args.pairs):
-                mloci_cmd = [
-                    mloci,
-                    "pull",
-                    f"{registry.host}/bench/vpull@{digest}",
-                    "-o",
-                    str(work / f"m{pair}"),
-                ]
-                curl_cmd = [*curl_base(), "-o", str(work / f"c{pair}.bin"), url]
-                if pair % 2:
-                    curl_s.append(run(curl_cmd, env))
-                    mloci_s.append(run(mloci_cmd, env))
-                else:
-                    mloci_s.append(run(mloci_cmd, env))
-                    curl_s.append(run(curl_cmd, env))
-                (work / f"c{pair}.bin").unlink()
-                (work / f"m{pair}" / "model.bin").unlink()
-                print(f"pair {pair + 1}: mloci {mloci_s[-1]:.2f} s, curl {curl_s[-1]:.2f} s", flush=True)
+                ref = f"{registry.host}/bench/vpull@{digest}"
+                commands = {
+                    CURL: ([*curl_base(), "-o", str(work / f"c{pair}.bin"), url], env),
+                    MLOCI: ([mloci, "pull", ref, "-o", str(work / f"m{pair}")], env),
+                }
+                if args.baseline:
+                    commands[BASELINE] = (
+                        [sys.executable, "-m", "mloci", "pull", ref, "-o", str(work / f"b{pair}")],
+                        {**env, "PYTHONPATH": str(args.baseline.resolve())},
+                    )
+                order = names[pair % len(names) :] + names[: pair % len(names)]  # who goes first rotates
+                for name in order:
+                    argv, environment = commands[name]
+                    walls[name].append(run(argv, environment, cpus[name]))
+                for leftover in (work / f"c{pair}.bin", work / f"m{pair}", work / f"b{pair}"):
+                    if leftover.is_dir():
+                        shutil.rmtree(leftover)
+                    leftover.unlink(missing_ok=True)
+                print(
+                    f"round {pair + 1}: " + ", ".join(f"{n} {walls[n][-1]:.2f} s" for n in names), flush=True
+                )
         finally:
             registry.stop()
-    ratios = [m / c for m, c in zip(mloci_s, curl_s, strict=True)]
 
     def spread(values: list[float], unit: str) -> str:
         return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}–{max(values):.2f})"
+
+    def ratio(a: str, b: str) -> list[float]:
+        return [x / y for x, y in zip(walls[a], walls[b], strict=True)]
 
     lines = [
         "| fact | value |",
         "|---|---|",
         f"| date | {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} |",
-        f"| blob | {args.size / 2**20:.0f} MiB, {args.pairs} interleaved pairs (median, range) |",
+        f"| blob | {args.size / 2**20:.0f} MiB, {args.pairs} interleaved rounds (median, range) |",
         f"| CPUs | {os.cpu_count()} x {cpu_model()} |",
         f"| load average at the end | {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
         f"| curl | {first_line(['curl', '--version']).split(' (')[0]} |",
         "",
-        "| measurement | value |",
-        "|---|---|",
-        f"| mloci pull (verified) | {spread(mloci_s, ' s')} |",
-        f"| curl -o FILE | {spread(curl_s, ' s')} |",
-        f"| mloci / curl, per pair | {spread(ratios, 'x')} |",
+        "| measurement | wall time | CPU (user + system) |",
+        "|---|---|---|",
+        *(f"| {name} | {spread(walls[name], ' s')} | {spread(cpus[name], ' s')} |" for name in walls),
+        f"| {MLOCI} / {CURL}, per round | {spread(ratio(MLOCI, CURL), 'x')} | |",
     ]
+    if args.baseline:
+        lines.append(f"| {BASELINE} / {CURL}, per round | {spread(ratio(BASELINE, CURL), 'x')} | |")
+        lines.append(f"| {MLOCI} / {BASELINE}, per round | {spread(ratio(MLOCI, BASELINE), 'x')} | |")
     report = "\n".join(lines)
     print(report)
     if args.markdown:

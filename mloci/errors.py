@@ -10,6 +10,7 @@ The tree, with the process exit code the CLI maps each branch to::
     ├── IntegrityError              6  digest or size mismatch, unsafe content
     ├── ConflictError               7  immutability: the tag already names other content
     ├── UnavailableError            8  registry unreachable, DNS, refused, timed out
+    │   └── TimedOutError           8  connected, but no answer in time (HTTP servers: 504)
     ├── RegistryError               9  the registry answered, but not as the spec says
     ├── UnsupportedError           10  the registry cannot do this (deletes disabled, …)
     ├── PolicyError                11  a policy gate refused (promotion, pull with verification)
@@ -91,6 +92,10 @@ class ConflictError(MlociError):
 
 class UnavailableError(MlociError):
     exit_code = 8
+
+
+class TimedOutError(UnavailableError):
+    """The registry did not answer within the timeout (a gateway reports 504, not 503)."""
 
 
 class RegistryError(MlociError):

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(docker-registry skopeo git python3-venv umoci runc busybox-static docker.io chromium chromium-driver)
+debian_packages=(docker-registry skopeo git python3-venv umoci runc busybox-static docker.io chromium chromium-driver openssl)
 missing=()
 for pkg in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

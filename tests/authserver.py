@@ -3,7 +3,10 @@
 The token server follows the distribution token authentication spec (``docs/spec/auth/token.md`` and
 ``jwt.md``): ``GET /token?service=..&scope=..&account=..`` with optional HTTP Basic credentials answers
 ``{"token", "access_token", "expires_in", "issued_at"}``, the token being an RS256 JWT whose claims carry
-``iss``/``sub``/``aud``/``exp``/``nbf``/``iat``/``jti`` and the granted ``access`` list.
+``iss``/``sub``/``aud``/``exp``/``nbf``/``iat``/``jti`` and the granted ``access`` list. ``POST /token``
+with a form body is the OAuth2 flow of ``docs/spec/auth/oauth.md``: ``grant_type=password`` (with
+``access_type=offline`` it also answers a ``refresh_token`` — docker's identity token) and
+``grant_type=refresh_token``.
 
 How distribution 2.8 (``registry/auth/token``) verifies such a token, and what follows here:
 
@@ -50,6 +53,8 @@ Rules = Mapping[str, Mapping[str, Sequence[str]]]
 """``{account: {repository glob: [actions]}}``; ``"*"`` as an action grants every requested action."""
 
 KeyHeader = Literal["x5c", "kid"]
+
+_FORM = "application/x-www-form-urlencoded"
 
 
 # --------------------------------------------------------------------------------------------- PKI
@@ -229,6 +234,7 @@ class TokenRequest:
     username: str | None
     status: int
     granted: list[dict[str, object]] = field(default_factory=list)
+    grant_type: str | None = None  # an OAuth2 POST's grant_type ("password", "refresh_token"); None for GET
 
     @property
     def scopes(self) -> list[str]:
@@ -289,6 +295,7 @@ class TokenIssuer:
         self.key_header: KeyHeader = key_header
         self.compensate_leeway = compensate_leeway
         self.requests: list[TokenRequest] = []
+        self.refresh_tokens: dict[str, str] = {}  # OAuth2 refresh token (docker's identity token) → account
         self._lock = threading.Lock()
 
         directory.mkdir(parents=True, exist_ok=True)
@@ -382,6 +389,17 @@ class TokenIssuer:
                         actions.append(action)
         return [{"type": kind, "name": name, "actions": actions} for (kind, name), actions in merged.items()]
 
+    def new_refresh_token(self, account: str) -> str:
+        """A long-lived OAuth2 refresh token for ``account`` (what ``docker login`` keeps as ``identitytoken``)."""
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self.refresh_tokens[token] = account
+        return token
+
+    def account_of(self, refresh_token: str) -> str | None:
+        with self._lock:
+            return self.refresh_tokens.get(refresh_token)
+
     def issue(self, account: str | None, service: str, access: list[dict[str, object]]) -> dict[str, object]:
         now = int(time.time())
         expiry = now + self.token_lifetime - (REGISTRY_LEEWAY if self.compensate_leeway else 0)
@@ -463,6 +481,11 @@ def _handler_for(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
                     )
                 )
 
+            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if self.command == "POST" and url.path == "/token" and content_type == _FORM:
+                self._oauth2()
+                return
+
             if self.command != "GET" or url.path != "/token":
                 record(404 if self.command == "GET" else 405)
                 self._reply(404 if self.command == "GET" else 405, {"error": "not found"})
@@ -483,6 +506,72 @@ def _handler_for(issuer: TokenIssuer) -> type[BaseHTTPRequestHandler]:
             access = issuer.grant(account, query.get("scope", []))
             record(200, access)
             self._reply(200, issuer.issue(account, service, access))
+
+        def _oauth2(self) -> None:
+            """``POST /token`` as distribution's ``docs/spec/auth/oauth.md`` describes: grant_type
+            ``password`` (``username``/``password``; ``access_type=offline`` adds a ``refresh_token``)
+            or ``refresh_token``; ``service`` and ``client_id`` are required. Errors follow RFC 6749 §5.2."""
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode(), keep_blank_values=True)
+
+            def one(name: str) -> str:
+                return (form.get(name) or [""])[0]
+
+            grant_type = one("grant_type")
+            recorded = {k: v for k, v in form.items() if k not in ("password", "refresh_token")}
+
+            def record(
+                status: int, account: str | None, granted: list[dict[str, object]] | None = None
+            ) -> None:
+                issuer._record(
+                    TokenRequest(
+                        method="POST",
+                        path="/token",
+                        query=recorded,
+                        basic_auth=False,
+                        username=account,
+                        status=status,
+                        granted=granted or [],
+                        grant_type=grant_type,
+                    )
+                )
+
+            def refuse(status: int, error: str, account: str | None = None) -> None:
+                record(status, account)
+                self._reply(status, {"error": error})
+
+            if not one("service") or not one("client_id"):
+                refuse(400, "invalid_request")
+                return
+            refresh_token: str | None = None
+            if grant_type == "password":
+                account: str | None = one("username")
+                if not account or not issuer.authenticate(account, one("password")):
+                    refuse(401, "invalid_client", account or None)
+                    return
+                if one("access_type") == "offline":
+                    refresh_token = issuer.new_refresh_token(account)
+            elif grant_type == "refresh_token":
+                account = issuer.account_of(one("refresh_token"))
+                if account is None:
+                    refuse(400, "invalid_grant")
+                    return
+            else:
+                refuse(400, "unsupported_grant_type")
+                return
+            scopes = form.get("scope", [])
+            access = issuer.grant(account, scopes)
+            record(200, account, access)
+            issued = issuer.issue(account, one("service"), access)
+            body: dict[str, object] = {
+                "access_token": issued["access_token"],
+                "scope": " ".join(scopes),
+                "expires_in": issued["expires_in"],
+                "issued_at": issued["issued_at"],
+            }
+            if refresh_token is not None:
+                body["refresh_token"] = refresh_token
+            self._reply(200, body)
 
         do_GET = _handle
         do_POST = _handle

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import urllib3
+from faultproxy import FaultProxy
 from helpers import EXAMPLE, REGISTRY_BIN, Registry, Result, Runner
 from pydists import PypiServer, running_pypiserver
 
@@ -41,6 +42,14 @@ XDG_HOMES = {
     "XDG_STATE_HOME": ".local/state",
     "XDG_RUNTIME_DIR": ".run",
 }
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    """A proxy in front of ``registry`` that injects the faults a test adds (drops, errors, delays)."""
+    fp = FaultProxy(registry.port or 0)
+    yield fp
+    fp.close()
 
 
 @pytest.fixture(scope="session")

@@ -41,8 +41,8 @@ class Fault:
     hold_request: float = (
         0.0  # wait this long before reading the request body; forward it only if it all arrives
     )
+    drop_range: bool = False  # forward without the Range header, as a server ignoring it would
     skip: int = 0  # let this many matching requests through untouched first
-    drop_request_headers: tuple[str, ...] = ()  # forward without these (lower case), e.g. ("range",)
     times: int = 1
     hits: int = 0
 
@@ -129,7 +129,7 @@ class FaultProxy:
             upstream.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
             for key, value in request.headers.items():
                 if key.lower() not in _HOP_BY_HOP and not (
-                    fault and key.lower() in fault.drop_request_headers
+                    fault and fault.drop_range and key.lower() == "range"
                 ):
                     upstream.putheader(key, value)
             upstream.endheaders()

@@ -77,9 +77,6 @@ R = TypeVar("R")
 _MAX_REFERRER_DEPTH = 4
 _MAX_VIEWS = 64  # callers' views kept open (one registry connection pool each)
 
-# Which repositories a caller may read (None: all of them).
-Visible = Callable[[str], bool] | None
-
 
 @dataclass(frozen=True)
 class CatalogConfig:
@@ -516,14 +513,12 @@ class Catalog:
         ]
         if newest_only and not entries and len(repo.record_tags) > 1:
             return self._records(repo)  # the newest tag held no valid record: read them all
-        promotions = self._promotions(entries, repo.tags, repo.repository)
+        promotions = self._promotions(entries, repo.tags)
         with self._lock:
             self._history[repo.repository] = (repo, not newest_only, promotions)
         return promotions
 
-    def _promotions(
-        self, entries: list[_ops.HistoryEntry], tags: dict[str, Digest], repository: str
-    ) -> tuple[Promotion, ...]:
+    def _promotions(self, entries: list[_ops.HistoryEntry], tags: dict[str, Digest]) -> tuple[Promotion, ...]:
         by_digest: dict[Digest, list[str]] = {}
         for tag, digest in tags.items():
             by_digest.setdefault(digest, []).append(tag)
@@ -856,11 +851,9 @@ class Catalog:
 
     # -- public reads --------------------------------------------------------------------------------
 
-    def models(
-        self, query: Query | None = None, *, page: int = 1, limit: int = 50, visible: Visible = None
-    ) -> ModelPage:
-        """The models, filtered by ``query`` (and ``visible``: which repositories the caller may read),
-        one page of them."""
+    def models(self, query: Query | None = None, *, page: int = 1, limit: int = 50) -> ModelPage:
+        """The models, filtered by ``query``, one page of them (a caller's view lists only what the
+        registry lets the caller read: see :meth:`as_caller`)."""
         if page < 1 or not 1 <= limit <= 500:
             raise UsageError("page must be ≥ 1 and limit between 1 and 500")
         query = query or Query()
@@ -873,9 +866,6 @@ class Catalog:
                 found.update(summary.environments)
                 if query.matches(summary):
                     summaries.append((repo.repository, summary))
-        if visible is not None:
-            allowed = self._map(lambda item: visible(item[0]), summaries)
-            summaries = [item for item, ok in zip(summaries, allowed, strict=True) if ok]
         start = (page - 1) * limit
         return ModelPage(
             models=[summary for _, summary in summaries[start : start + limit]],
@@ -886,10 +876,8 @@ class Catalog:
             environments=[e.name for e in self.config.environments] or sorted(found),
         )
 
-    def _repo(self, name: str, visible: Visible = None) -> _Repo:
+    def _repo(self, name: str) -> _Repo:
         repository = self.config.repository(name).repository
-        if visible is not None and not visible(repository):
-            raise NotFoundError(f"no model named {name!r}")  # never a hint that it exists
         found = self._snapshots([repository]).get(repository)
         if found is None or self._kind_of_repo(found) != "model":
             raise NotFoundError(f"no model named {name!r}")
@@ -910,8 +898,8 @@ class Catalog:
             return None
         return self._model_summary(repo, self._summaries(repo, badges=False))
 
-    def model(self, name: str, *, visible: Visible = None) -> ModelDetail:
-        repo = self._repo(name, visible)
+    def model(self, name: str) -> ModelDetail:
+        repo = self._repo(name)
         memo = self._details.get(repo.repository)
         if memo is not None and memo[0] is repo:
             return memo[1]
@@ -953,10 +941,8 @@ class Catalog:
             environments=targets,
         )
 
-    def history(
-        self, name: str, environment: str | None = None, *, visible: Visible = None
-    ) -> list[Promotion]:
-        repo = self._repo(name, visible)
+    def history(self, name: str, environment: str | None = None) -> list[Promotion]:
+        repo = self._repo(name)
         records = self._all_records(repo)
         if environment is None:
             return records
@@ -993,8 +979,8 @@ class Catalog:
             self._held.add((repository, digest))
         return True
 
-    def version(self, name: str, ref: str, *, visible: Visible = None) -> VersionDetail:
-        repo = self._repo(name, visible)
+    def version(self, name: str, ref: str) -> VersionDetail:
+        repo = self._repo(name)
         digest = self._find(repo, ref)
         info = self.info(digest, repo.repository)
         tags = sorted(t for t, d in repo.tags.items() if d == digest)
@@ -1170,14 +1156,14 @@ class Catalog:
             ]
         return found
 
-    def _pinned(self, text: str, visible: Visible = None) -> Reference:
+    def _pinned(self, text: str) -> Reference:
         name, digest_or_tag = _split_ref(text)
-        repo = self._repo(name, visible)
+        repo = self._repo(name)
         return self._ref(repo.repository).with_digest(self._find(repo, digest_or_tag))
 
-    def compare(self, left: str, right: str, *, visible: Visible = None) -> Comparison:
+    def compare(self, left: str, right: str) -> Comparison:
         """Two versions side by side (``name:version`` or ``name@sha256:…`` each)."""
-        a, b = self._map(lambda text: self._pinned(text, visible), [left, right])
+        a, b = self._map(self._pinned, [left, right])
         document = _ops.compare(self.store, a, b)
         return Comparison(
             left=document["left"],
@@ -1190,15 +1176,9 @@ class Catalog:
             unchanged_files=document["unchangedFiles"],
         )
 
-    def packages(self, *, visible: Visible = None) -> list[Package]:
+    def packages(self) -> list[Package]:
         snapshots = self._snapshots(self.repositories())
         repos = [r for r in snapshots.values() if self._kind_of_repo(r) == "package"]
-        if visible is not None:
-            repos = [
-                r
-                for r, ok in zip(repos, self._map(lambda r: visible(r.repository), repos), strict=True)
-                if ok
-            ]
 
         def package(repo: _Repo) -> Package:
             try:

@@ -177,8 +177,9 @@ def verify_attestation_command(
 ) -> None:
     """Exit 0 only when an attestation signed by KEY (or the identity) binds exactly REFERENCE's digest.
 
-    Reads DSSE envelope referrers and sigstore bundles (cosign attest v3, mloci attest --format
-    bundle); keyless bundles with --certificate-identity/--certificate-oidc-issuer. Else exit 6.
+    Reads DSSE envelope referrers, sigstore bundles (cosign attest v3, mloci attest --format
+    bundle) and cosign v1/v2's sha256-<hex>.att layers; keyless ones (certificate, Rekor SET or
+    RFC 3161 timestamp) with --certificate-identity/--certificate-oidc-issuer. Else exit 6.
     """
     from mloci.ops.attest import verify_attestation  # noqa: PLC0415
 

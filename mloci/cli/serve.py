@@ -103,6 +103,23 @@ from mloci.project import Environment, find_project, load_project_file
     help="Seconds to wait for the registry to answer before a page gives up (503), tried twice.",
 )
 @click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="MLOCI_SERVE_SECRET_FILE",
+    default=None,
+    help="File holding the secret (32+ bytes, not world-readable) the forms' CSRF tokens are signed "
+    "with; give replicas behind one load balancer the same file. Default: a secret of this process "
+    "(a restart makes open pages reload). Env: MLOCI_SERVE_SECRET_FILE.",
+)
+@click.option(
+    "--init-image",
+    envvar="MLOCI_INIT_IMAGE",
+    default=None,
+    metavar="REF",
+    help="Image with mloci installed that the version page's Kubernetes init-container snippet runs. "
+    "Env: MLOCI_INIT_IMAGE.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
@@ -127,6 +144,8 @@ def serve_command(
     trusted_root: Path | None,
     config_path: Path | None,
     registry_timeout: float,
+    secret_file: Path | None,
+    init_image: str | None,
     log_level: str,
     **kw: Any,
 ) -> None:
@@ -148,10 +167,13 @@ def serve_command(
       mloci serve                                            # the local store
       mloci serve --registry registry.example.com --namespace ml --require-auth
       mloci serve --registry registry.example.com --namespace py --upstream https://pypi.org/simple/
+      mloci serve --registry registry.example.com --namespace ml --secret-file /run/secrets/mloci \\
+        --init-image registry.example.com/tools/mloci:1.4   # one of several replicas
     """
     try:
         from mloci.catalog import CatalogConfig  # noqa: PLC0415
         from mloci.web.app import ServeConfig, serve  # noqa: PLC0415  (optional dependencies)
+        from mloci.web.secret import read_secret  # noqa: PLC0415
     except ImportError as exc:
         raise UsageError(
             f"mloci serve needs {exc.name or 'starlette, uvicorn and jinja2'}",
@@ -174,6 +196,14 @@ def serve_command(
     environments = configured_environments(config_path, policy_files)
     if (verify_identity is None) != (verify_issuer is None):
         raise UsageError("give --verify-identity and --verify-issuer together")
+    if init_image is not None and (
+        not init_image
+        or len(init_image) > 512
+        or not init_image.isprintable()
+        or any(c.isspace() for c in init_image)
+    ):
+        raise UsageError(f"--init-image {init_image!r}: not an image reference (one word, printable)")
+    secret = read_secret(secret_file) if secret_file is not None else None
     catalog = CatalogConfig(
         registry=registry,
         namespace=namespace,
@@ -200,6 +230,8 @@ def serve_command(
             require_auth=require_auth,
             policies=policy_files,
             upstream=upstream,
+            secret=secret,
+            init_image=init_image,
         ),
         host=host,
         port=port,

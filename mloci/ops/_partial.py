@@ -270,7 +270,7 @@ def ranged_chunks(
                 expect=(206, 200),
             )
             if response.status == 200:
-                _skip(response, offset)  # the server ignored the range
+                skip_body(response, offset)  # the server ignored the range
             while chunk := response.read(min(_CHUNK, descriptor.size - offset), decode_content=False):
                 offset += len(chunk)
                 yield chunk
@@ -284,17 +284,25 @@ def ranged_chunks(
                 )
         except (HTTPError, OSError):
             failures += 1
-            if failures > transport.max_retries:
-                raise UnavailableError(
-                    f"download of {descriptor.digest} from {registry} kept breaking at byte {offset}"
-                ) from None
-            transport.pause(failures, None)
+            pause_or_give_up(transport, failures, descriptor, registry, offset)
         finally:
             if response is not None:
                 response.close()
 
 
-def _skip(response: urllib3.BaseHTTPResponse, count: int) -> None:
+def pause_or_give_up(
+    transport: Transport, failures: int, descriptor: Descriptor, registry: str, offset: int
+) -> None:
+    """Wait before reconnecting after the ``failures``-th break, or raise once retries are spent."""
+    if failures > transport.max_retries:
+        raise UnavailableError(
+            f"download of {descriptor.digest} from {registry} kept breaking at byte {offset}"
+        ) from None
+    transport.pause(failures, None)
+
+
+def skip_body(response: urllib3.BaseHTTPResponse, count: int) -> None:
+    """Read past the first ``count`` bytes (a server that ignored ``Range`` sent the whole blob)."""
     while count > 0:
         data = response.read(min(count, _CHUNK), decode_content=False)
         if not data:

@@ -32,7 +32,7 @@ from mloci.ops.inspection import Artifact, inspect
 from mloci.ops.referrers import list_referrers
 from mloci.ops.sign import bundle_referrers, fetch_bundle
 from mloci.store import Session, Store, read_small_blob, scoped
-from mloci.trust import Rejected
+from mloci.trust import Rejected, legacy_keyless
 from mloci.trust.bundle import BUNDLE_V03, CONTENT_ANNOTATION, PREDICATE_ANNOTATION, dsse_bundle_of
 from mloci.trust.dsse import IN_TOTO_PAYLOAD, Envelope, Signature, b64decode, pae, sign_envelope, signed_by
 from mloci.trust.intoto import (
@@ -44,7 +44,7 @@ from mloci.trust.intoto import (
 )
 from mloci.trust.keyless import IdentityRule
 from mloci.trust.keys import PublicKey, key_id, load_private_key
-from mloci.trust.verifier import TrustRule, verify_bundle_bytes
+from mloci.trust.verifier import TrustRule, keyless_root, verify_bundle_bytes, verify_envelope
 from mloci.types import annotations as ann
 from mloci.types.blob import Blob
 from mloci.types.digest import Digest
@@ -336,7 +336,8 @@ class AttestationVerifyResult:
         }
 
 
-def _fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
+def fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descriptor) -> bytes:
+    """The DSSE envelope bytes of referrer ``entry``; Rejected unless it is one envelope attached to ``subject``."""
     try:
         _, data = store.fetch_manifest(repo.with_tag(None).with_digest(entry.digest))
         manifest = Manifest.from_json(data)
@@ -359,19 +360,6 @@ def _fetch_envelope(store: Store, repo: Reference, subject: Digest, entry: Descr
         raise Rejected(f"envelope {layers[0].digest.short} is missing", 0) from None
 
 
-def _check_statement(
-    data: bytes, key: PublicKey, digest: Digest, predicate_type: str | None, *, legacy: bool = False
-) -> tuple[str, dict[str, Any]]:
-    try:
-        envelope = Envelope.from_json(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"not a DSSE envelope ({exc})", 1) from None
-    if not signed_by(envelope, key):
-        raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
-    # Only bytes vouched for by the key are parsed from here on.
-    return check_statement(envelope.payload_type, envelope.payload, digest, predicate_type, legacy=legacy)
-
-
 def _legacy_envelopes(store: Store, repo: Reference, digest: Digest) -> list[Descriptor]:
     """The DSSE layers of cosign's legacy ``sha256-<hex>.att`` image (``cosign attest`` v1/v2), if any."""
     try:
@@ -380,6 +368,21 @@ def _legacy_envelopes(store: Store, repo: Reference, digest: Digest) -> list[Des
     except (NotFoundError, RegistryError):
         return []
     return [layer for layer in manifest.layers if layer.media_type == DSSE_ENVELOPE]
+
+
+def _verify_keyless_layer(
+    data: bytes, layer: Descriptor, rule: TrustRule, digest: Digest, predicate_type: str | None
+) -> tuple[str, dict[str, Any]]:
+    """A cosign v1/v2 keyless ``.att`` layer (:func:`mloci.trust.legacy_keyless.verify_attestation_layer`)."""
+    assert rule.identity is not None  # noqa: S101
+    annotations = layer.annotations or {}
+    if legacy_keyless.CERTIFICATE_ANNOTATION not in annotations:
+        raise Rejected("a legacy .att attestation made with a key: verify it with --key", 0)
+    checked = legacy_keyless.verify_attestation_layer(
+        data, annotations, rule.identity, keyless_root(rule.trusted_root)
+    )
+    envelope = checked.envelope
+    return check_statement(envelope.payload_type, envelope.payload, digest, predicate_type, legacy=True)
 
 
 def verify_attestation(
@@ -395,8 +398,9 @@ def verify_attestation(
 
     These count: DSSE envelope referrers (mloci ``attest --format dsse``), sigstore bundle
     referrers holding a DSSE in-toto statement (``cosign attest`` v3, mloci ``attest``; keyless
-    ones with ``identity``) and, with a key, the DSSE layers of cosign v1/v2's ``sha256-<hex>.att``
-    image (in-toto v0.1 statements accepted there). One counts when a signature verifies over the PAE of
+    ones with ``identity``) and the DSSE layers of cosign v1/v2's ``sha256-<hex>.att`` image (in-toto
+    v0.1 statements accepted there): with a key, or with ``identity`` when the layer carries cosign's
+    certificate annotations and a Rekor bundle or RFC 3161 timestamp (:mod:`mloci.trust.legacy_keyless`). One counts when a signature verifies over the PAE of
     its payload, the payload is an in-toto Statement v1 of ``predicate_type`` (None: any but
     cosign's image-signature type), and the statement's subject names this artifact's digest.
     IntegrityError when none counts, with the reason of the one that came closest.
@@ -411,7 +415,7 @@ def verify_attestation(
         repo = reference.with_tag(None).with_digest(None)
         envelopes = list_referrers(store, repo, digest, DSSE_ENVELOPE) if rule.key is not None else []
         bundles = bundle_referrers(store, repo, digest)
-        legacy = _legacy_envelopes(store, repo, digest) if rule.key is not None else []
+        legacy = _legacy_envelopes(store, repo, digest)
         if not envelopes and not bundles and not legacy:
             raise IntegrityError(f"{reference.name}@{digest} has no attestation")
         valid: list[VerifiedAttestation] = []
@@ -421,8 +425,8 @@ def verify_attestation(
             checked += 1
             try:
                 assert rule.key is not None  # noqa: S101
-                data = _fetch_envelope(store, repo, digest, entry)
-                kind, statement = _check_statement(data, rule.key, digest, predicate_type)
+                data = fetch_envelope(store, repo, digest, entry)
+                kind, statement = verify_envelope(data, rule.key, digest, predicate_type)
             except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
@@ -431,7 +435,6 @@ def verify_attestation(
         for layer in legacy:
             checked += 1
             try:
-                assert rule.key is not None  # noqa: S101
                 if layer.size > _MAX_ENVELOPE:
                     raise Rejected(f"envelope {layer.digest.short} is larger than {_MAX_ENVELOPE} bytes", 0)
                 try:
@@ -441,7 +444,11 @@ def verify_attestation(
                 except NotFoundError:
                     raise Rejected(f"envelope {layer.digest.short} is missing", 0) from None
                 # cosign's .att layers: in-toto v0.1 statements, early cosign's payloadType quirk.
-                kind, statement = _check_statement(data, rule.key, digest, predicate_type, legacy=True)
+                if rule.identity is not None:
+                    kind, statement = _verify_keyless_layer(data, layer, rule, digest, predicate_type)
+                else:
+                    assert rule.key is not None  # noqa: S101
+                    kind, statement = verify_envelope(data, rule.key, digest, predicate_type, legacy=True)
             except Rejected as rejected:
                 if closest is None or rejected.rank > closest.rank:
                     closest = rejected
@@ -467,7 +474,10 @@ def verify_attestation(
                 raise IntegrityError(f"{reference.name}@{digest} has no attestation")
             reason = closest.reason if closest else "no usable attestation"
             many = f" ({checked} checked)" if checked > 1 else ""
-            raise IntegrityError(f"no attestation for {digest} verifies: {reason}{many}")
+            raise IntegrityError(
+                f"no attestation for {digest} verifies: {reason}{many}",
+                hint=closest.advice if closest else None,
+            )
         return AttestationVerifyResult(reference.pinned(digest), digest, tuple(valid), checked)
 
 

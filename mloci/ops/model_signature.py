@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from mloci.atomic import write_atomic
 from mloci.errors import IntegrityError, UnsupportedError, UsageError
 from mloci.ops.attach import attach_blob
 from mloci.ops.sign import SignResult, VerifiedSignature, VerifyResult, bundle_referrers, fetch_bundle
@@ -71,20 +70,6 @@ def _inside(path: Path, root: Path) -> str | None:
         return None
 
 
-def _write_replacing(path: Path, data: bytes) -> None:
-    """Write ``path`` through a temporary file beside it and rename (no half-written signature)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def sign_model_directory(
     root: Path,
     key_path: Path,
@@ -107,7 +92,7 @@ def sign_model_directory(
     ignore = sorted({*model_signing.DEFAULT_IGNORE, ".mloci", *ignore_paths, *([inner] if inner else [])})
     data = model_signing.sign_tree(root, key, ignore)
     try:
-        _write_replacing(target, data)
+        write_atomic(target, data)
     except OSError as exc:
         raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
     bundle = Bundle.from_json(data)

@@ -547,7 +547,7 @@ def _check_keyless_layer(
         annotations=checked.annotations,
         signer=signed.identity,
         issuer=signed.issuer,
-        transparency_log=signed.log.to_json(),
+        transparency_log=signed.log.to_json() if signed.log else None,
     )
 
 
@@ -715,7 +715,10 @@ def verify(
         if not valid:
             reason = closest.reason if closest else "no usable signature"
             many = f" ({checked} checked)" if checked > 1 else ""
-            raise IntegrityError(f"no signature for {digest} verifies with {rule.describe()}: {reason}{many}")
+            raise IntegrityError(
+                f"no signature for {digest} verifies with {rule.describe()}: {reason}{many}",
+                hint=closest.advice if closest else None,
+            )
         return VerifyResult(
             reference=reference.pinned(digest),
             digest=digest,

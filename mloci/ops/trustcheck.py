@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mloci.ops.attest import _check_statement, _fetch_envelope
+from mloci.ops.attest import fetch_envelope
 from mloci.ops.sign import fetch_bundle
 from mloci.store import Store
 from mloci.trust import Rejected, shown
 from mloci.trust.intoto import COSIGN_SIGN_V1
-from mloci.trust.verifier import TrustRule, verify_bundle_bytes
+from mloci.trust.verifier import TrustRule, verify_bundle_bytes, verify_envelope
 from mloci.types.digest import Digest
 from mloci.types.manifest import Descriptor
 from mloci.types.mediatype import DSSE_ENVELOPE, SIGSTORE_BUNDLE_PREFIX
@@ -58,7 +58,7 @@ def check_referrer(
                 data = (
                     fetch_bundle(store, repo, subject, entry)
                     if bundle
-                    else _fetch_envelope(store, repo, subject, entry)
+                    else fetch_envelope(store, repo, subject, entry)
                 )
             if bundle:
                 verified = verify_bundle_bytes(data, subject, rule, predicate_type=None)
@@ -67,7 +67,7 @@ def check_referrer(
             else:
                 if rule.key is None:
                     raise Rejected("a bare DSSE envelope carries no certificate: only a key verifies it", 1)
-                predicate, _ = _check_statement(data, rule.key, subject, None)
+                predicate, _ = verify_envelope(data, rule.key, subject, None)
                 signer = rule.describe()
         except Rejected as rejected:
             if rejected.rank == 0 and data is None:

@@ -41,6 +41,7 @@ from mloci.errors import (
     IntegrityError,
     MlociError,
     NotFoundError,
+    TimedOutError,
     UnavailableError,
     UsageError,
 )
@@ -228,7 +229,8 @@ def error_response(exc: MlociError, *, upload: bool = False) -> Response:
         return _text(message, 502)
     if isinstance(exc, UnavailableError):
         log.warning("registry unavailable: %s", message)
-        return _text(message, 503)
+        # A registry that took too long is a gateway timeout; one that cannot be reached, unavailable.
+        return _text(message, 504 if isinstance(exc, TimedOutError) else 503, {"Retry-After": "5"})
     log.warning("registry error: %s", message)
     return _text(message, 502)
 

@@ -20,6 +20,15 @@ from typing import Any
 
 from mloci.types.text import escape_controls
 
+# What to do about a rejection, by how far the check got (the ranks Rejected's raisers use):
+# 5 the subject, 6 the log, chain or timestamps, 7 the identity or issuer. (Signature mismatches,
+# rank 2, say "altered or signed by another key" in their reason already.)
+_ADVICE = {
+    5: "the signature is for another artifact: check the digest or file you verify",
+    6: "check that --trusted-root (or $MLOCI_TRUSTED_ROOT) is the sigstore trusted root the signer used",
+    7: "if that signer is one you trust, verify with the identity and issuer its certificate names",
+}
+
 
 class Rejected(Exception):
     """One signature or attestation that does not count; ``rank`` orders reasons by how far the check got."""
@@ -28,6 +37,11 @@ class Rejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.rank = rank
+
+    @property
+    def advice(self) -> str | None:
+        """What a user can do about it (the hint of the error that reports it), when there is one thing."""
+        return _ADVICE.get(self.rank)
 
 
 def shown(value: object, limit: int = 200) -> str:

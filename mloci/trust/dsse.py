@@ -33,6 +33,13 @@ def b64decode(text: str) -> bytes:
     return base64.b64decode(padded.encode("ascii"), validate=True)
 
 
+def _field(text: str, what: str) -> bytes:
+    try:
+        return b64decode(text)
+    except ValueError:  # binascii.Error and UnicodeEncodeError are ValueErrors
+        raise ValueError(f"{what} is not base64 (truncated or changed?)") from None
+
+
 @dataclass(frozen=True)
 class Signature:
     keyid: str
@@ -84,8 +91,10 @@ class Envelope:
             if not isinstance(item, dict) or not isinstance(item.get("sig"), str):
                 raise ValueError("every signature needs a 'sig'")
             keyid = item.get("keyid") or ""
-            parsed.append(Signature(keyid=str(keyid), sig=b64decode(item["sig"])))
-        return cls(payload_type=payload_type, payload=b64decode(payload), signatures=tuple(parsed))
+            parsed.append(Signature(keyid=str(keyid), sig=_field(item["sig"], "a signature's 'sig'")))
+        return cls(
+            payload_type=payload_type, payload=_field(payload, "the payload"), signatures=tuple(parsed)
+        )
 
     @classmethod
     def from_json(cls, data: bytes) -> Envelope:

@@ -67,20 +67,23 @@ class IdentityRule:
         """The matching SAN and the issuer; Rejected when the certificate is someone else's."""
         issuer = certificate_issuer(certificate)
         if issuer is None:
-            raise Rejected("the certificate names no OIDC issuer", 7)
+            raise Rejected("the certificate names no OIDC issuer (it is not a Fulcio certificate)", 7)
         if not (issuer == self.issuer if self.issuer is not None else _full(self.issuer_regexp, issuer)):
+            wanted = (
+                shown(self.issuer) if self.issuer is not None else f"regexp /{shown(self.issuer_regexp)}/"
+            )
             raise Rejected(
-                f"the certificate's OIDC issuer is {shown(issuer)}, not {self.issuer or self.issuer_regexp}",
-                7,
+                f"certificate OIDC issuer {shown(issuer)} does not match the required issuer {wanted}", 7
             )
         names = certificate_identities(certificate)
         for name in names:
             if name == self.identity if self.identity is not None else _full(self.identity_regexp, name):
                 return name, issuer
-        listed = ", ".join(shown(n) for n in names) or "nothing"
-        raise Rejected(
-            f"the certificate's identity is {listed}, not {self.identity or self.identity_regexp}", 7
+        listed = ", ".join(shown(n) for n in names) or "(none: no e-mail, URI or Fulcio username SAN)"
+        wanted = (
+            shown(self.identity) if self.identity is not None else f"regexp /{shown(self.identity_regexp)}/"
         )
+        raise Rejected(f"certificate identity {listed} does not match the required identity {wanted}", 7)
 
 
 def _full(pattern: str | None, value: str) -> bool:
@@ -98,9 +101,32 @@ def certificate_identities(certificate: x509.Certificate) -> list[str]:
         *san.get_values_for_type(x509.UniformResourceIdentifier),
     ]
     for other in san.get_values_for_type(x509.OtherName):
-        if other.type_id == _SAN_OTHERNAME:
-            names.append(_der_utf8(other.value))
+        # Fulcio's username identity (docs/oid-info.md): a DER UTF8String. Any other otherName
+        # type, or a value that is not exactly one well-formed UTF8String, is never an identity.
+        text = _strict_utf8_string(other.value) if other.type_id == _SAN_OTHERNAME else None
+        if text is not None:
+            names.append(text)
     return names
+
+
+def _strict_utf8_string(value: bytes) -> str | None:
+    """The text of ``value`` when it is exactly one DER UTF8String (tag 0x0c, minimal length), else None."""
+    if len(value) < 2 or value[0] != 0x0C:
+        return None
+    length, start = value[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or len(value) < 2 + count or value[2] == 0:
+            return None
+        length, start = int.from_bytes(value[2 : 2 + count], "big"), 2 + count
+        if length < 0x80:
+            return None
+    if len(value) != start + length:
+        return None
+    try:
+        return value[start:].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _der_utf8(value: bytes) -> str:
@@ -137,6 +163,22 @@ def _sigstore() -> Any:
     return sigstore
 
 
+def _first_problem(exc: Exception) -> str:
+    """One line for a loader's error (pydantic lists every field on lines of their own)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            found = errors()
+            first = found[0]
+            where = ".".join(str(part) for part in first["loc"])
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            return shown(f"{where + ': ' if where else ''}{first['msg']}{more}", 200)
+        except (TypeError, KeyError, IndexError):
+            pass
+    text = str(exc).splitlines()
+    return shown(text[0] if text else type(exc).__name__, 200)
+
+
 def trusted_root_path(given: Path | None) -> Path | None:
     """``--trusted-root``, else $MLOCI_TRUSTED_ROOT; None means sigstore's offline TUF cache."""
     if given is not None:
@@ -165,7 +207,11 @@ def verify_keyless(
     from sigstore.verify import Verifier  # noqa: PLC0415
     from sigstore_models.common.v1 import HashAlgorithm  # noqa: PLC0415
 
-    identity, issuer = rule.check(x509.load_der_x509_certificate(bundle.certificate))
+    try:
+        certificate = x509.load_der_x509_certificate(bundle.certificate)
+    except ValueError:
+        raise Rejected("the bundle's signing certificate is not a DER X.509 certificate", 1) from None
+    identity, issuer = rule.check(certificate)
 
     class _Policy:
         def verify(self, cert: x509.Certificate) -> None:
@@ -184,8 +230,8 @@ def verify_keyless(
         raise
     except (SigstoreError, ValueError, OSError) as exc:
         raise UsageError(
-            f"cannot load the trusted root{f' {path}' if path else ''}: {exc}",
-            hint=f"pass --trusted-root FILE or set {TRUSTED_ROOT_ENV}",
+            f"cannot load the trusted root{f' {path}' if path else ''}: {_first_problem(exc)}",
+            hint=f"pass a sigstore trusted_root.json with --trusted-root FILE or set {TRUSTED_ROOT_ENV}",
         ) from None
     try:
         parsed = SigstoreBundle.from_json(data)

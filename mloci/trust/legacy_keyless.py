@@ -7,15 +7,27 @@ besides the signature annotation (``dev.cosignproject.cosign/signature``):
 - ``dev.sigstore.cosign/chain``: the intermediate and root (PEM) — a hint only: the chain is
   built from the trusted root's ``certificateAuthorities``, never anchored on this annotation;
 - ``dev.sigstore.cosign/bundle``: the Rekor v1 inclusion promise,
-  ``{"SignedEntryTimestamp": b64, "Payload": {"body": b64, "integratedTime", "logIndex", "logID": hex}}``.
+  ``{"SignedEntryTimestamp": b64, "Payload": {"body": b64, "integratedTime", "logIndex", "logID": hex}}``;
+- ``dev.sigstore.cosign/rfc3161timestamp`` (``cosign sign --timestamp-server-url``):
+  ``{"SignedRFC3161Timestamp": b64}``, a DER RFC 3161 response over the raw signature bytes.
 
-Verified offline against a ``trusted_root.json`` with ``cryptography`` only (no ``sigstore``
-package): the SET by a Rekor key of the root valid at the integrated time; the logged
-``hashedrekord`` is this payload's SHA-256, this signature and this certificate; the certificate
-chains to a Fulcio CA of the root valid at the integrated time (every certificate of the path
-valid then; the leaf for code signing); an embedded SCT (RFC 6962) verifies with a CT log of the
-root; the signature verifies over the payload's exact bytes with the certificate's key; and the
-certificate's SAN and OIDC issuer match the identity rule.
+``cosign attest`` (v1/v2) writes the same certificate, chain, bundle and timestamp annotations on
+each layer of ``sha256-<hex>.att``, whose blob is a DSSE envelope (no signature annotation): the
+Rekor entry is an ``intoto`` (0.0.1, 0.0.2) or ``dsse`` (0.0.1) body, and the timestamp covers the
+layer's bytes (cosign ``pkg/cosign/verify.go``, ``VerifyRFC3161Timestamp``).
+
+Either time source places the short-lived certificate in time: the certificate path must be valid
+at the Rekor integrated time and at every RFC 3161 time (each one must verify: one bad byte is an
+error, not a weaker proof). The SCT is required when the trusted root lists CT logs (the public-good
+root does; a private deployment without a CT log lists none), as cosign requires it unless told not to.
+
+Verified offline against a ``trusted_root.json`` with ``cryptography`` (and ``rfc3161-client`` for
+timestamps; no ``sigstore`` package): the SET by a Rekor key of the root valid at the integrated
+time; the logged ``hashedrekord`` is this payload's SHA-256, this signature and this certificate;
+the certificate chains to a Fulcio CA of the root valid at the signing time (every certificate of
+the path valid then; the leaf for code signing); an embedded SCT (RFC 6962) verifies with a CT log
+of the root; the signature verifies over the payload's exact bytes with the certificate's key; and
+the certificate's SAN and OIDC issuer match the identity rule.
 """
 
 from __future__ import annotations
@@ -43,13 +55,15 @@ from cryptography.x509.verification import (
 )
 
 from mloci.errors import UsageError
-from mloci.trust import Rejected, items, obj, rekor, shown
+from mloci.trust import Rejected, items, obj, rekor, shown, timestamp
+from mloci.trust.dsse import Envelope, signed_by
 from mloci.trust.keyless import IdentityRule
 from mloci.trust.keys import PublicKey, key_hint, public_key_from_pem, spki_der, verifies
 
 CERTIFICATE_ANNOTATION: Final = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION: Final = "dev.sigstore.cosign/chain"
 BUNDLE_ANNOTATION: Final = "dev.sigstore.cosign/bundle"
+TIMESTAMP_ANNOTATION: Final = "dev.sigstore.cosign/rfc3161timestamp"
 _RANK = 6
 
 
@@ -59,20 +73,21 @@ class KeylessSignature:
 
     identity: str
     issuer: str
-    log: rekor.LogEvidence
+    log: rekor.LogEvidence | None  # None: placed in time by RFC 3161 timestamps only
+    timestamps: tuple[datetime, ...] = ()
 
 
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else None
 
 
-def _pem_certificates(text: str | None) -> list[x509.Certificate]:
+def _pem_certificates(text: str | None, what: str = "the certificate annotation") -> list[x509.Certificate]:
     if not text:
         return []
     try:
         return x509.load_pem_x509_certificates(text.encode())
     except ValueError:
-        raise Rejected("the certificate annotation is not PEM", 1) from None
+        raise Rejected(f"{what} is not a PEM X.509 certificate", 1) from None
 
 
 def _authorities(
@@ -243,11 +258,75 @@ def _promise(document: Any, root: dict[str, Any], what: str) -> _Promise:
 
 
 def _check_certificate(
-    leaf: x509.Certificate, hints: list[x509.Certificate], root: dict[str, Any], moment: datetime | None
+    leaf: x509.Certificate, hints: list[x509.Certificate], root: dict[str, Any], moments: list[datetime]
 ) -> None:
-    assert moment is not None  # noqa: S101  (a Rekor v1 SET always has its integrated time)
-    chain = verify_chain(leaf, hints, root, moment)
-    verify_sct(leaf, chain[0], root)
+    """The certificate path is valid at every signing time; its SCT verifies when the root lists CT logs."""
+    if not moments:
+        raise Rejected("nothing places the short-lived certificate in time", _RANK)
+    chain: list[x509.Certificate] = []
+    for moment in moments:
+        chain = verify_chain(leaf, hints, root, moment)
+    if items(root.get("ctlogs")):
+        verify_sct(leaf, chain[0], root)
+
+
+def _integrated(evidence: rekor.LogEvidence) -> datetime:
+    assert evidence.integrated_time is not None  # noqa: S101  (a Rekor v1 SET always has one)
+    return evidence.integrated_time
+
+
+def _json_annotation(raw: str, name: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise Rejected(f"the {name} annotation is not JSON", _RANK) from None
+
+
+def _signing_times(
+    annotations: Mapping[str, str],
+    root: dict[str, Any],
+    *,
+    timestamped: bytes,
+    bind: Callable[[dict[str, Any]], None],
+) -> tuple[rekor.LogEvidence | None, list[datetime]]:
+    """When the layer was signed: the Rekor SET's integrated time and the RFC 3161 times over ``timestamped``.
+
+    ``bind`` checks that the logged body is this signature. Rejected when neither is there or one fails.
+    """
+    raw_bundle = annotations.get(BUNDLE_ANNOTATION)
+    raw_timestamp = annotations.get(TIMESTAMP_ANNOTATION)
+    if not raw_bundle and not raw_timestamp:
+        raise Rejected(
+            f"the layer has neither {BUNDLE_ANNOTATION} (Rekor SET) nor {TIMESTAMP_ANNOTATION}: "
+            "nothing places the short-lived certificate in time",
+            _RANK,
+        )
+    evidence: rekor.LogEvidence | None = None
+    times: list[datetime] = []
+    if raw_bundle:
+        document = _json_annotation(raw_bundle, BUNDLE_ANNOTATION)
+        promise = _promise(document, root, f"the {BUNDLE_ANNOTATION} annotation")
+        bind(promise.body)
+        evidence = promise.evidence
+        times.append(_integrated(evidence))
+    if raw_timestamp:
+        encoded = obj(_json_annotation(raw_timestamp, TIMESTAMP_ANNOTATION)).get("SignedRFC3161Timestamp")
+        try:
+            response = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else b""
+        except (binascii.Error, ValueError):
+            response = b""
+        if not response:
+            raise Rejected(
+                f"the {TIMESTAMP_ANNOTATION} annotation has no base64 SignedRFC3161Timestamp", _RANK
+            )
+        authorities = timestamp.authorities(root)
+        if not authorities:
+            raise Rejected(
+                "RFC 3161 timestamp: the layer carries one but the trusted root lists no timestamp authority",
+                _RANK,
+            )
+        times.append(timestamp.verify_timestamp(response, timestamped, authorities))
+    return evidence, times
 
 
 def verify_layer(
@@ -274,21 +353,122 @@ def verify_layer(
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not verifies(key, signature, payload):
         raise Rejected("signature does not match the certificate's key", 2)
-    raw = annotations.get(BUNDLE_ANNOTATION)
-    if not raw:
+    evidence, times = _signing_times(
+        annotations,
+        root,
+        timestamped=signature,
+        bind=lambda body: _bind(
+            body, hashlib.sha256(payload).hexdigest(), signature, _same_certificate(leaf)
+        ),
+    )
+    hints = _pem_certificates(annotations.get(CHAIN_ANNOTATION), "the chain annotation")
+    _check_certificate(leaf, hints, root, times)
+    return KeylessSignature(shown(identity), shown(issuer), evidence, tuple(times))
+
+
+@dataclass(frozen=True)
+class KeylessAttestation:
+    """A keyless legacy ``.att`` layer whose envelope signature, certificate and time verified."""
+
+    signed: KeylessSignature
+    envelope: Envelope
+
+
+def verify_attestation_layer(
+    blob: bytes, annotations: Mapping[str, str], rule: IdentityRule, root: dict[str, Any]
+) -> KeylessAttestation:
+    """Verify one keyless layer of cosign v1/v2's ``sha256-<hex>.att`` (a DSSE envelope ``blob``).
+
+    As :func:`verify_layer`, with the envelope's signature over the PAE, the Rekor ``intoto`` or
+    ``dsse`` entry bound to this envelope and certificate, and the RFC 3161 timestamp over ``blob``.
+    The statement (subject, predicate type) is the caller's (:func:`mloci.trust.intoto.check_statement`).
+    """
+    certificates = _pem_certificates(annotations.get(CERTIFICATE_ANNOTATION))
+    if not certificates:
         raise Rejected(
-            f"the layer has no {BUNDLE_ANNOTATION} (Rekor SET): nothing places the short-lived certificate in time",
+            f"the layer has no {CERTIFICATE_ANNOTATION} annotation: it is not a keyless attestation", 0
+        )
+    leaf = certificates[0]
+    try:
+        envelope = Envelope.from_json(blob)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected(f"the layer is not a DSSE envelope ({shown(exc, 120)})", 1) from None
+    identity, issuer = rule.check(leaf)
+    key = leaf.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not signed_by(envelope, key):
+        raise Rejected("the envelope's signature does not match the certificate's key", 2)
+    evidence, times = _signing_times(
+        annotations,
+        root,
+        timestamped=blob,
+        bind=lambda body: _bind_envelope(body, blob, envelope, _same_certificate(leaf)),
+    )
+    hints = _pem_certificates(annotations.get(CHAIN_ANNOTATION), "the chain annotation")
+    _check_certificate(leaf, hints, root, times)
+    return KeylessAttestation(
+        KeylessSignature(shown(identity), shown(issuer), evidence, tuple(times)), envelope
+    )
+
+
+def _b64_text(value: Any) -> bytes:
+    """The bytes of a base64 JSON string, or b"" (the caller's comparison then fails)."""
+    if not isinstance(value, str):
+        return b""
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _bind_envelope(
+    body: dict[str, Any], blob: bytes, envelope: Envelope, signer_matches: Callable[[bytes], bool]
+) -> None:
+    """Rejected unless the logged ``intoto``/``dsse`` entry is this envelope, signed by this certificate.
+
+    intoto 0.0.1 logs the SHA-256 of the envelope as uploaded (the layer's bytes, as cosign checks)
+    and the signer; intoto 0.0.2 and dsse 0.0.1 log the payload hash, the signatures and their
+    signers (their envelope hash depends on how the envelope was re-serialized, so it is not used).
+    """
+    kind, version, spec = body.get("kind"), body.get("apiVersion"), obj(body.get("spec"))
+    payload_hash = hashlib.sha256(envelope.payload).hexdigest()
+    ours = {base64.b64encode(s.sig).decode() for s in envelope.signatures}
+    signers: list[bytes]
+    if kind == "intoto" and version == "0.0.1":
+        content = obj(spec.get("content"))
+        if obj(content.get("hash")).get("value") != hashlib.sha256(blob).hexdigest():
+            raise Rejected("transparency log entry: it logs another envelope", _RANK)
+        logged_payload = obj(content.get("payloadHash")).get("value")
+        if logged_payload is not None and logged_payload != payload_hash:
+            raise Rejected("transparency log entry: it logs another payload", _RANK)
+        signers = [_b64_text(spec.get("publicKey"))]
+    elif kind == "intoto" and version == "0.0.2":
+        content = obj(spec.get("content"))
+        if obj(content.get("payloadHash")).get("value") != payload_hash:
+            raise Rejected("transparency log entry: it logs another payload", _RANK)
+        # Rekor's intoto 0.0.2 base64-encodes the envelope's (already base64) signature once more.
+        logged = items(obj(content.get("envelope")).get("signatures"))
+        signers = [
+            _b64_text(item.get("publicKey"))
+            for item in logged
+            if isinstance(item, dict) and _b64_text(item.get("sig")).decode("ascii", "replace") in ours
+        ]
+    elif kind == "dsse" and version == "0.0.1":
+        if obj(spec.get("payloadHash")).get("value") != payload_hash:
+            raise Rejected("transparency log entry: it logs another payload", _RANK)
+        signers = [
+            _b64_text(item.get("verifier"))
+            for item in items(spec.get("signatures"))
+            if isinstance(item, dict) and item.get("signature") in ours
+        ]
+    else:
+        raise Rejected(
+            f"transparency log entry: kind {shown(kind)} {shown(version)} is not an intoto or dsse entry",
             _RANK,
         )
-    try:
-        document = json.loads(raw)
-    except ValueError:
-        raise Rejected(f"the {BUNDLE_ANNOTATION} annotation is not JSON", _RANK) from None
-    promise = _promise(document, root, f"the {BUNDLE_ANNOTATION} annotation")
-    _bind(promise.body, hashlib.sha256(payload).hexdigest(), signature, _same_certificate(leaf))
-    hints = _pem_certificates(annotations.get(CHAIN_ANNOTATION))
-    _check_certificate(leaf, hints, root, promise.evidence.integrated_time)
-    return KeylessSignature(shown(identity), shown(issuer), promise.evidence)
+    if not signers:
+        raise Rejected("transparency log entry: it logs another signature", _RANK)
+    if not any(signer_matches(pem) for pem in signers):
+        raise Rejected("transparency log entry: it logs another certificate or key", _RANK)
 
 
 def is_blob_bundle(document: Any) -> bool:
@@ -342,7 +522,7 @@ def verify_blob_bundle(
             raise Rejected("the bundle has no rekorBundle: nothing places the certificate in time", _RANK)
         promise = _promise(rekor_bundle, root, "rekorBundle")
         _bind(promise.body, digest.hex(), signature, _same_certificate(leaf))
-        _check_certificate(leaf, certificates[1:], root, promise.evidence.integrated_time)
+        _check_certificate(leaf, certificates[1:], root, [_integrated(promise.evidence)])
         return BlobSignature(shown(identity), shown(issuer), promise.evidence)
     assert key is not None  # noqa: S101
     if document.get("cert"):

@@ -184,7 +184,9 @@ def verify_bundle_file(
         else:
             verified = verify_bundle_bytes(data, digest, rule, predicate_type=predicate_type)
     except Rejected as rejected:
-        raise IntegrityError(f"{path.name} does not verify for {digest}: {rejected.reason}") from None
+        raise IntegrityError(
+            f"{path.name} does not verify for {digest}: {rejected.reason}", hint=rejected.advice
+        ) from None
     return BundleVerifyResult(path, verified)
 
 
@@ -221,18 +223,29 @@ def _is_bare_envelope(data: bytes) -> bool:
     return isinstance(document, dict) and "payloadType" in document and "mediaType" not in document
 
 
+def verify_envelope(
+    data: bytes, key: PublicKey, digest: Digest, predicate_type: str | None, *, legacy: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """The predicate type and statement of the DSSE envelope ``data`` signed by ``key`` about ``digest``.
+
+    Rejected unless a signature by ``key`` verifies over the PAE and the payload is an in-toto
+    statement of ``predicate_type`` (None: any) whose subject is ``digest`` (in-toto v0.1 and early
+    cosign's payloadType too with ``legacy``: cosign v1/v2 ``.att`` layers).
+    """
+    try:
+        envelope = Envelope.from_json(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected(f"not a DSSE envelope ({shown(exc, 120)})", 1) from None
+    if not signed_by(envelope, key):
+        raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
+    # Only bytes vouched for by the key are parsed from here on.
+    return check_statement(envelope.payload_type, envelope.payload, digest, predicate_type, legacy=legacy)
+
+
 def _verify_bare_envelope(
     data: bytes, digest: Digest, rule: TrustRule, predicate_type: str | None
 ) -> Verified:
     if rule.key is None:
         raise Rejected("a bare DSSE envelope carries no certificate: verify it with --key", 1)
-    try:
-        envelope = Envelope.from_json(data)
-    except ValueError as exc:
-        raise Rejected(f"not a DSSE envelope ({exc})", 1) from None
-    if not signed_by(envelope, rule.key):
-        raise Rejected("signature does not match (the envelope was altered or signed by another key)", 2)
-    kind, statement = check_statement(
-        envelope.payload_type, envelope.payload, digest, predicate_type, legacy=True
-    )
+    kind, statement = verify_envelope(data, rule.key, digest, predicate_type, legacy=True)
     return Verified("dsse-envelope", digest, kind, statement, f"key {key_hint(rule.key)}")

@@ -28,7 +28,7 @@ PREFIX = "/api/v1"
 
 def error_response(item: Problem, headers: dict[str, str] | None = None) -> Response:
     body = {"errors": [{"code": item.code, "message": item.message, "detail": item.detail}]}
-    extra = dict(headers or {})
+    extra = {**item.headers, **(headers or {})}
     if item.status == 401:
         extra["WWW-Authenticate"] = 'Basic realm="mloci", charset="UTF-8"'
     return Response(
@@ -194,6 +194,13 @@ def openapi() -> dict[str, Any]:
         },
     }
 
+    def registry_failed(text: str) -> dict[str, Any]:
+        return {
+            "description": text,
+            "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}},
+        }
+
     def ok(name: str) -> dict[str, Any]:
         return {
             "200": {
@@ -201,6 +208,12 @@ def openapi() -> dict[str, Any]:
                 "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
             },
             "304": {"description": "Not modified (If-None-Match matched the ETag)"},
+            "503": registry_failed(
+                "REGISTRY_UNAVAILABLE: the registry cannot be reached (refused, DNS, TLS)"
+            ),
+            "504": registry_failed(
+                "REGISTRY_TIMEOUT: the registry accepted the connection but did not answer"
+            ),
             "default": {
                 "description": "Error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}},

@@ -24,10 +24,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mloci.catalog import Catalog, CatalogConfig
-from mloci.errors import AuthError, MlociError
+from mloci.errors import AuthError, MlociError, UsageError
 from mloci.pyindex.settings import UpstreamSettings
 from mloci.web import api, forms, writes
 from mloci.web.common import Problem, State, caller_credentials, problem
+from mloci.web.secret import MIN_BYTES, random_secret
 from mloci.web.ui import Pages
 
 log = logging.getLogger("mloci.web")
@@ -75,6 +76,8 @@ class ServeConfig:
     package_index: bool = True  # mount the PEP 503 index at /simple/ (needs a registry)
     policies: Mapping[str, Path] = field(default_factory=dict)  # environment → policy file
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)  # for /simple/
+    secret: bytes | None = field(default=None, repr=False)  # signs form tokens; None: one of this process
+    init_image: str | None = None  # the image with mloci the version page's init-container snippet names
 
 
 def _stylesheet(request: Request) -> Response:
@@ -127,7 +130,7 @@ class GuardedIndex:
                 item = problem(exc)
                 headers = (
                     {"WWW-Authenticate": 'Basic realm="mloci", charset="UTF-8"'} if item.status == 401 else {}
-                )
+                ) | item.headers
                 response = PlainTextResponse(item.message + "\n", status_code=item.status, headers=headers)
                 await response(scope, receive, send)
                 return
@@ -136,12 +139,16 @@ class GuardedIndex:
 
 def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starlette:
     """The application; the catalog (and its registry connections) close when it shuts down."""
+    if config.secret is not None and len(config.secret) < MIN_BYTES:
+        raise UsageError(f"the form secret needs at least {MIN_BYTES} bytes, not {len(config.secret)}")
     catalog = catalog or Catalog(config.catalog)
     state = State(
         catalog=catalog,
         read_only=config.read_only,
         require_auth=config.require_auth,
         policies=dict(config.policies),
+        init_image=config.init_image,
+        secret=config.secret if config.secret is not None else random_secret(),
     )
     pages = Pages()
 
@@ -179,8 +186,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
         try:
             yield
         finally:
-            state.close()
-            catalog.close()
+            catalog.close()  # callers' views belong to the catalog and close with it
 
     app = Starlette(
         routes=routes,
@@ -194,6 +200,7 @@ def create_app(config: ServeConfig, *, catalog: Catalog | None = None) -> Starle
 
 
 def _with_auth(response: Response, item: Problem) -> Response:
+    response.headers.update(item.headers)
     if item.status == 401:
         response.headers["WWW-Authenticate"] = 'Basic realm="mloci", charset="UTF-8"'
     return response
@@ -219,8 +226,6 @@ def serve(
         sock.listen(2048)  # connections made once the URL is printed wait for the server, never fail
     except OSError as exc:
         sock.close()
-        from mloci.errors import UsageError  # noqa: PLC0415
-
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     chosen = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host

@@ -20,15 +20,18 @@ from mloci.errors import (
     MlociError,
     NotFoundError,
     PolicyError,
+    TimedOutError,
     UnavailableError,
     UnsupportedError,
     UsageError,
 )
 from mloci.store import open_registry
 from mloci.store.registry.auth import Credentials
+from mloci.web.secret import random_secret
 
 _AUTH_MEMO_SECONDS: Final = 60.0
 _MAX_ACCEPTED: Final = 4096
+RETRY_AFTER: Final = 5  # seconds a client should wait before asking again when the registry failed
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,11 @@ class Problem:
     code: str
     message: str
     detail: Any = None
+    retry_after: int | None = None  # seconds, for a Retry-After header (503, 504)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
 class PolicyRefused(PolicyError):
@@ -73,8 +81,12 @@ def problem(exc: MlociError) -> Problem:
         return Problem(409, "CONFLICT", message)
     if isinstance(exc, UsageError):
         return Problem(400, "BAD_REQUEST", message)
+    if isinstance(exc, TimedOutError):
+        detail = "the registry accepted the connection but did not answer in time; try again shortly"
+        return Problem(504, "REGISTRY_TIMEOUT", message, detail, RETRY_AFTER)
     if isinstance(exc, UnavailableError):
-        return Problem(503, "REGISTRY_UNAVAILABLE", message, "the registry did not answer; try again shortly")
+        detail = "the registry could not be reached; try again shortly"
+        return Problem(503, "REGISTRY_UNAVAILABLE", message, detail, RETRY_AFTER)
     if isinstance(exc, UnsupportedError):
         return Problem(501, "UNSUPPORTED", message)
     if isinstance(exc, IntegrityError):
@@ -96,6 +108,8 @@ class State:
     read_only: bool = False
     require_auth: bool = False
     policies: dict[str, Path] = field(default_factory=dict)  # environment → policy file
+    secret: bytes = field(default_factory=random_secret, repr=False)  # signs the forms' CSRF tokens
+    init_image: str | None = None  # for the version page's init-container snippet
     _accepted: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -126,9 +140,6 @@ class State:
         with the server's (AuthError as :meth:`check_caller`)."""
         creds = self.check_caller(request)
         return self.catalog if creds is None else self.catalog.as_caller(creds)
-
-    def close(self) -> None:
-        """Nothing to release: callers' views belong to the catalog."""
 
     def verify(self, creds: Credentials) -> None:
         """AuthError unless the registry accepts ``creds`` (``GET /v2/``, answering its challenge)."""

@@ -2,9 +2,10 @@
 
 The forms post ``application/x-www-form-urlencoded`` — which any site can send — so each carries a
 token that must match the ``mloci_csrf`` cookie (double submit): the cookie is ``SameSite=Strict``
-and ``HttpOnly``, so another site can neither send it nor read it, and the token is signed with a
-secret of this server process, so a cookie planted by a sibling host does not pass either. A
-browser's ``Origin``/``Sec-Fetch-Site`` must name this server too.
+and ``HttpOnly``, so another site can neither send it nor read it, and the token is signed with the
+server's secret (``--secret-file``, shared by replicas; else one of this process), so a cookie
+planted by a sibling host does not pass either. A browser's ``Origin``/``Sec-Fetch-Site`` must name
+this server too.
 
 Credentials are the caller's, exactly as for the API: a form posted without any is answered
 ``401`` with a Basic challenge, the browser asks for a user name and password and posts again with
@@ -32,28 +33,28 @@ from mloci.web.writes import promote_as_caller, rollback_as_caller
 
 COOKIE: Final = "mloci_csrf"
 FIELD: Final = "csrf"
-_SECRET: Final = secrets.token_bytes(32)  # per process: a token outlives no restart (reload the page)
 _MAX_FORM: Final = 16 << 10
 
 
-def _sign(nonce: str) -> str:
-    return hmac.new(_SECRET, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+def _sign(secret: bytes, nonce: str) -> str:
+    return hmac.new(secret, nonce.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _valid(token: str | None) -> bool:
+def _valid(secret: bytes, token: str | None) -> bool:
     if not token or "." not in token or len(token) > 200:
         return False
     nonce, _, signature = token.partition(".")
-    return hmac.compare_digest(signature, _sign(nonce))
+    return hmac.compare_digest(signature, _sign(secret, nonce))
 
 
 def csrf_token(request: Request) -> str:
     """The caller's token: the one in their cookie when it is ours, else a new one."""
+    secret = state_of(request).secret
     current = request.cookies.get(COOKIE)
-    if _valid(current):
+    if _valid(secret, current):
         return str(current)
     nonce = secrets.token_urlsafe(24)
-    return f"{nonce}.{_sign(nonce)}"
+    return f"{nonce}.{_sign(secret, nonce)}"
 
 
 def set_cookie(response: Response, request: Request, token: str) -> None:
@@ -98,7 +99,11 @@ def forms_for(request: Request, detail: ModelDetail, token: str) -> PromoteForms
 def check_form_origin(request: Request, token: str | None) -> None:
     """Forbidden unless the form's token matches the caller's cookie and the browser says it came from here."""
     cookie = request.cookies.get(COOKIE)
-    if not _valid(token) or cookie is None or not hmac.compare_digest(str(token), cookie):
+    if (
+        not _valid(state_of(request).secret, token)
+        or cookie is None
+        or not hmac.compare_digest(str(token), cookie)
+    ):
         raise Forbidden(
             "the form's security token is missing or stale; reload the page and try again", "CSRF"
         )

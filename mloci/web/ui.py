@@ -144,7 +144,11 @@ class Pages:
         catalog = state.catalog_for(request)
         detail = catalog.version(request.path_params["name"], request.path_params["ref"])
         return self.render(
-            request, "version.html", detail=detail, title=f"{detail.name} {detail.summary.version or ''}"
+            request,
+            "version.html",
+            detail=detail,
+            init_image=state.init_image,
+            title=f"{detail.name} {detail.summary.version or ''}",
         )
 
     def compare(self, request: Request) -> Response:
@@ -168,5 +172,6 @@ class Pages:
             Route("/compare", self.compare, methods=["GET"]),
             Route("/packages/", self.packages, methods=["GET"]),
             Route("/models/{name:path}/versions/{ref}", self.version, methods=["GET"]),
+            Route("/models/{name:path}/", self.redirect_model, methods=["GET"]),  # one URL per page
             Route("/models/{name:path}", self.model, methods=["GET"]),
         ]

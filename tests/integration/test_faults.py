@@ -9,19 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from faultproxy import Fault, FaultProxy
 from helpers import Registry, Runner, random_bundle
-
-
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    fp = FaultProxy(registry.port or 0)
-    yield fp
-    fp.close()
 
 
 @pytest.fixture

@@ -12,20 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from faultproxy import Fault, FaultProxy
 from helpers import Registry, Runner, random_bundle
 from pydists import write_wheel
-
-
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    fp = FaultProxy(registry.port or 0)
-    yield fp
-    fp.close()
 
 
 @pytest.fixture

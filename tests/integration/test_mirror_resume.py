@@ -97,7 +97,7 @@ def test_a_pull_through_a_mirror_killed_midway_resumes(
     time.sleep(0.5)
     mirror.faults.clear()
     if ignores_range:
-        mirror.add(Fault("GET", r"/blobs/sha256:", drop_request_headers=("range",), times=10))
+        mirror.add(Fault("GET", r"/blobs/sha256:", drop_range=True, times=10))
     before = len(cache_gets(cache, blob))
 
     result = mloci("pull", ref, "-o", tmp_path / "out", "--json")

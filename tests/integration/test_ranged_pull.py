@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from faultproxy import Fault, FaultProxy
 from helpers import Registry, Runner, random_bundle
 
 SIZE = 40 << 20
-
-
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    fp = FaultProxy(registry.port or 0)
-    yield fp
-    fp.close()
 
 
 def pushed(mloci: Runner, registry: Registry, tmp_path: Path) -> tuple[Path, str]:

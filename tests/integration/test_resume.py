@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,13 +29,6 @@ from helpers import Registry, Runner, random_bundle
 SIZE = 96 << 20
 MODEL_DIGEST = ""
 CHUNK = 8 << 20
-
-
-@pytest.fixture
-def proxy(registry: Registry) -> Iterator[FaultProxy]:
-    fp = FaultProxy(registry.port or 0)
-    yield fp
-    fp.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from catalog_helpers import attach_trust, populate, running_catalog
+from balancer import split_balancer
+from catalog_helpers import attach_trust, populate, running_catalog, serving_process
 from helpers import Registry, Runner
 
 from mloci.catalog import CatalogConfig
@@ -192,3 +193,48 @@ def test_promote_from_the_model_page(
         _arrived(driver, "/models/churn-model", at_end=True)
         timeline = driver.find_element(By.ID, "timeline").text  # type: ignore[attr-defined]
         assert "from the browser" in timeline and "carol" in timeline
+
+
+def test_a_form_rendered_by_one_replica_posts_to_another(
+    browser: object, registry: Registry, mloci: Runner, tmp_path: Path
+) -> None:
+    """Behind a load balancer without session affinity: the page comes from one ``mloci serve``
+    process, the post goes to another. With one --secret-file they agree; with two they do not,
+    and the browser shows the documented 403 page."""
+    import base64
+    import os
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    populate(mloci, tmp_path, f"{registry.host}/ml/")
+    secrets = []
+    for name in ("shared", "other"):
+        path = tmp_path / f"{name}.secret"
+        path.write_bytes(base64.b64encode(os.urandom(48)))
+        path.chmod(0o600)
+        secrets.append(str(path))
+    basic = "Basic " + base64.b64encode(b"carol:carol-token").decode()
+    driver.execute_cdp_cmd("Network.enable", {})  # type: ignore[attr-defined]
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": basic}})  # type: ignore[attr-defined]
+    common = ("--registry", registry.host, "--namespace", "ml", "--refresh", "0")
+
+    def promote(url: str, version: str) -> str:
+        driver.get(url + "/models/churn-model")  # type: ignore[attr-defined]
+        form = driver.find_element(By.XPATH, "//form[input[@name='to' and @value='staging']]")  # type: ignore[attr-defined]
+        Select(form.find_element(By.NAME, "reference")).select_by_visible_text(version)
+        form.find_element(By.TAG_NAME, "button").click()
+        _arrived(driver, "/models/churn-model/promote", at_end=True)
+        return str(driver.find_element(By.TAG_NAME, "main").text)  # type: ignore[attr-defined]
+
+    with (
+        serving_process(*common, "--secret-file", secrets[0]) as a,
+        serving_process(*common, "--secret-file", secrets[0]) as b,
+        serving_process(*common, "--secret-file", secrets[1]) as c,
+    ):
+        with split_balancer(reads=a, writes=b) as balanced:
+            assert "now points at" in promote(balanced, "1.0.0")
+        with split_balancer(reads=a, writes=c) as mismatched:
+            refused = promote(mismatched, "1.1.0")
+            assert "403" in refused and "security token is missing or stale" in refused

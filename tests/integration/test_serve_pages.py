@@ -110,10 +110,10 @@ def test_registry_going_away_is_a_clear_error_page(registry: Registry, mloci: Ru
         registry.stop()
         page = httpx.get(f"{server.url}/models/churn-model", timeout=SLOW)
         api = httpx.get(f"{server.url}/api/v1/models", timeout=SLOW)
-    assert page.status_code == 503
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
     assert "Registry unavailable" in page.text and registry.host in page.text
     assert "Traceback" not in page.text
-    assert api.status_code == 503
+    assert api.status_code == 503 and api.headers["Retry-After"] == "5"
     assert api.json()["errors"][0]["code"] == "REGISTRY_UNAVAILABLE"
 
 

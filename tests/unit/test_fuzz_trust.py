@@ -164,3 +164,138 @@ def test_key_based_bundles_with_log_entries_reject_or_verify(
         )
     except MlociError as error:
         assert "\n" not in error.message
+
+
+# -- keyless: sigstore bundles and cosign v1/v2 .att layers -----------------------------------------
+
+KEYLESS = json.loads(
+    (SHARED / "interop/sigstore/04-cosign-v3-image-sign-keyless-dsse-kubewarden.json").read_text()
+)
+
+
+def _keyless_case(document: Any, tmp_path: Path) -> tuple[Path, TrustRule, Digest]:
+    bundle = tmp_path / "image.sigstore.json"
+    bundle.write_text(json.dumps(document))
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(KEYLESS["trusted_root"]))
+    identity = IdentityRule(identity=KEYLESS["expected_identity"], issuer=KEYLESS["expected_issuer"])
+    return bundle, TrustRule.of(None, identity, root), Digest.parse("sha256:" + KEYLESS["subject"]["sha256"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("certificate", base64.b64encode(b"not x509").decode(), "not a DER X.509 certificate"),
+        ("certificate", "MAMCAQE=", "not a DER X.509 certificate"),  # DER, but not a certificate
+        (
+            "certificate",
+            KEYLESS["bundle"]["verificationMaterial"]["certificate"]["rawBytes"][:-7],
+            "not base64",
+        ),
+        ("payload", KEYLESS["bundle"]["dsseEnvelope"]["payload"][:-3], "the payload is not base64"),
+        ("sig", 5, "needs a 'sig'"),
+    ],
+)
+def test_malformed_keyless_bundles_are_one_line_errors(
+    field: str, value: Any, reason: str, tmp_path: Path
+) -> None:
+    """Truncated base64, wrong JSON types, a certificate that is not X.509: exit 6 in one line, no traceback."""
+    document = copy.deepcopy(KEYLESS["bundle"])
+    if field == "certificate":
+        document["verificationMaterial"]["certificate"]["rawBytes"] = value
+    elif field == "payload":
+        document["dsseEnvelope"]["payload"] = value
+    else:
+        document["dsseEnvelope"]["signatures"][0]["sig"] = value
+    bundle, rule, digest = _keyless_case(document, tmp_path)
+    with pytest.raises(MlociError) as caught:
+        verify_bundle_file(bundle, rule, digest=digest)
+    assert caught.value.exit_code == 6 and reason in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+@FUZZ
+@given(path=st.lists(st.integers(0, 50), min_size=1, max_size=6), value=json_values)
+def test_keyless_bundles_reject_or_verify(path: list[int], value: Any, tmp_path: Path) -> None:
+    bundle, rule, digest = _keyless_case(_replace(KEYLESS["bundle"], path, value), tmp_path)
+    try:
+        verify_bundle_file(bundle, rule, digest=digest)
+    except MlociError as error:
+        assert "\n" not in error.message
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(
+        ["dev.sigstore.cosign/certificate", "dev.sigstore.cosign/chain", "dev.sigstore.cosign/bundle",
+         "dev.sigstore.cosign/rfc3161timestamp"]
+    ),
+    value=st.text(max_size=300) | json_values.map(json.dumps),
+    blob=st.none() | st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
+)  # fmt: skip
+def test_keyless_att_layers_reject_or_verify(name: str, value: str, blob: bytes | None) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from mloci.trust.legacy_keyless import verify_attestation_layer
+
+    material = KEYLESS["bundle"]["verificationMaterial"]
+    certificate = x509.load_der_x509_certificate(base64.b64decode(material["certificate"]["rawBytes"]))
+    annotations = {
+        "dev.sigstore.cosign/certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()
+    }
+    annotations[name] = value
+    envelope = blob if blob is not None else json.dumps(KEYLESS["bundle"]["dsseEnvelope"]).encode()
+    rule = IdentityRule(identity=KEYLESS["expected_identity"], issuer=KEYLESS["expected_issuer"])
+    try:
+        verify_attestation_layer(envelope, annotations, rule, KEYLESS["trusted_root"])
+    except Rejected as rejected:
+        assert "\n" not in rejected.reason
+
+
+@pytest.mark.parametrize("text", ["{}", "nope", '{"mediaType": 5, "tlogs": "x"}'])
+def test_an_unusable_trusted_root_is_one_line(text: str, tmp_path: Path) -> None:
+    """sigstore's loader lists every missing field on lines of its own; the error names the first."""
+    bundle, rule, digest = _keyless_case(KEYLESS["bundle"], tmp_path)
+    assert rule.trusted_root is not None
+    rule.trusted_root.write_text(text)
+    with pytest.raises(MlociError) as caught:
+        verify_bundle_file(bundle, rule, digest=digest)
+    assert caught.value.exit_code == 2 and "cannot load the trusted root" in caught.value.message
+    assert "\n" not in caught.value.message and "\\x0a" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("change", "advice"),
+    [
+        ({"identity": "someone@example.com"}, "verify with the identity and issuer its certificate names"),
+        ({"digest": "sha256:" + "1" * 64}, "the signature is for another artifact"),
+        ({"root": "ctlogs"}, "is the sigstore trusted root the signer used"),
+    ],
+)
+def test_verification_failures_say_what_to_do(change: dict[str, str], advice: str, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    bundle, rule, digest = _keyless_case(KEYLESS["bundle"], tmp_path)
+    if "identity" in change:
+        rule = TrustRule.of(
+            None,
+            IdentityRule(identity=change["identity"], issuer=KEYLESS["expected_issuer"]),
+            rule.trusted_root,
+        )
+    if "digest" in change:
+        digest = Digest.parse(change["digest"])
+    if "root" in change:
+        assert rule.trusted_root is not None
+        other = copy.deepcopy(KEYLESS["trusted_root"])
+        stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+        spki = stranger.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        for log in other["ctlogs"]:
+            log["publicKey"]["rawBytes"] = base64.b64encode(spki).decode()
+        rule.trusted_root.write_text(json.dumps(other))
+    with pytest.raises(MlociError) as caught:
+        verify_bundle_file(bundle, rule, digest=digest)
+    assert caught.value.exit_code == 6 and caught.value.hint is not None and advice in caught.value.hint

@@ -156,7 +156,8 @@ class Authenticator:
                 query.append(("account", creds.username))
             url = realm + ("&" if "?" in realm else "?") + urlencode(query + scopes)
             status, body = fetch(url, headers, None)
-        if status in (401, 403):
+        # An unknown or revoked refresh token is OAuth2's 400 invalid_grant (RFC 6749 §5.2).
+        if status in (401, 403) or (status == 400 and creds and creds.identity_token):
             raise AuthError(
                 "the token service rejected the credentials" if creds else "the registry requires a login",
                 hint="check them with 'mloci login'"

@@ -7,6 +7,7 @@ registry's OCI error codes.
 
 from __future__ import annotations
 
+import builtins
 import email.utils
 import ipaddress
 import random
@@ -29,7 +30,15 @@ from urllib3.exceptions import (
 )
 
 from mloci import __version__
-from mloci.errors import AuthError, IntegrityError, MlociError, NotFoundError, RegistryError, UnavailableError
+from mloci.errors import (
+    AuthError,
+    IntegrityError,
+    MlociError,
+    NotFoundError,
+    RegistryError,
+    TimedOutError,
+    UnavailableError,
+)
 from mloci.store.registry.auth import Authenticator, Credentials
 from mloci.types import jsontext
 from mloci.types.reference import check_registry_host
@@ -205,8 +214,8 @@ class Transport:
             )
         if isinstance(exc, NewConnectionError | ConnectionRefusedError):
             return UnavailableError(f"cannot connect to registry {self.host} ({where}): connection refused")
-        if isinstance(exc, TimeoutError):
-            return UnavailableError(f"registry {self.host} timed out ({where})", temporary=True)
+        if isinstance(exc, TimeoutError | builtins.TimeoutError):
+            return TimedOutError(f"registry {self.host} timed out ({where})", temporary=True)
         # Resets and drops mid-request: the next attempt may well succeed.
         return UnavailableError(
             f"connection to registry {self.host} broke ({where}): {type(exc).__name__}", temporary=True
