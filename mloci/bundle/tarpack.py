@@ -25,14 +25,14 @@ import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from pydantic import ValidationError
 
 from mloci._sqlite import LazyCache
-from mloci.bundle.files import FileEntry, layer_kind
+from mloci.bundle.files import FileEntry, layer_kind, stat_key, unpack_stat_key
 from mloci.bundle.manifest import MANIFEST_FILENAME, BundleManifest, Pack
 from mloci.errors import IntegrityError, MlociError, UsageError
 from mloci.types import annotations as ann
@@ -216,7 +216,21 @@ def entry_header(path: str, size: int) -> bytes:
 END = b"\0" * (2 * BLOCK)
 
 
-_StatKey = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, inode, device), as FileEntry.stat_key
+def entry_offsets(files: Iterable[tuple[str, int]]) -> Iterator[tuple[int, int]]:
+    """Where each entry of a layer with these (path, size) files, in this order, starts in the tar:
+    (offset of its first header block — the PAX header when it has one —, offset of its data).
+
+    The layout depends only on the paths and sizes the file index records, so a reader can find any
+    file's bytes (e.g. to fetch from there with ``Range``) without the index storing offsets.
+    """
+    offset = 0
+    for path, size in files:
+        header = len(entry_header(path, size))
+        yield offset, offset + header
+        offset += header + size + (-size % BLOCK)
+
+
+_StatKey = bytes  # (mtime_ns, ctime_ns, inode, device), as FileEntry.stat_key
 
 
 def _read_small(entry: FileEntry) -> bytes:
@@ -227,7 +241,7 @@ def _read_small(entry: FileEntry) -> bytes:
 def _read_small_stat(entry: FileEntry) -> tuple[bytes, _StatKey]:
     """Like :func:`_read_small`, with what ``fstat`` says about the file once it was read."""
     try:
-        fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(entry.location, os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = os.read(fd, entry.size + 1)
             while len(data) < entry.size and (more := os.read(fd, entry.size + 1 - len(data))):
@@ -239,7 +253,7 @@ def _read_small_stat(entry: FileEntry) -> tuple[bytes, _StatKey]:
         raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
     if len(data) != entry.size:
         raise IntegrityError(f"{entry.path} changed while it was being packed; push again")
-    return data, (info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+    return data, stat_key(info)
 
 
 # Threads reading and hashing small files ahead of the packer (syscalls and hashlib release the GIL).
@@ -294,7 +308,7 @@ def _read_exact(entry: FileEntry) -> Iterator[bytes]:
     """The file's bytes (small files in one read), refusing a file whose size changed since the bundle was scanned."""
     remaining = entry.size
     try:
-        fd = os.open(entry.source, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(entry.location, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise MlociError(f"cannot read {entry.path}: {exc.strerror or exc}") from exc
     try:
@@ -371,7 +385,26 @@ class TarLayer:
     """A packed group: the layer blob (its bytes are re-generated from the files when read) and its file list."""
 
     blob: Blob
-    files: list[dict[str, Any]] = field(default_factory=list)
+    files_json: bytes = b"[]"
+    """The file list as the index holds it: canonical JSON ``[{"digest":…,"path":…,"size":…},…]``.
+
+    Kept serialized, not as one dict per file: for 100,000 files that is about 11 MB instead of
+    about 40 MB of Python objects, and the index and the tar cache are written from it as is."""
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        """Each file's path, size and digest (parsed on every call)."""
+        files: list[dict[str, Any]] = json.loads(self.files_json)
+        return files
+
+
+def file_record(path: str, size: int, digest: str) -> bytes:
+    """``canonical_json({"digest": digest, "path": path, "size": size})``, without the dict."""
+    return b'{"digest":%s,"path":%s,"size":%d}' % (_json_str(digest), _json_str(path), size)
+
+
+def _json_str(text: str) -> bytes:
+    return json.dumps(text, ensure_ascii=False).encode()
 
 
 class TarCache:
@@ -391,8 +424,11 @@ class TarCache:
             return value if isinstance(value, dict) else None
         return None
 
-    def put(self, signature: str, layer: dict[str, Any]) -> None:
-        self._cache.write("INSERT OR REPLACE INTO tar_layers VALUES (?, ?)", (signature, json.dumps(layer)))
+    def put(self, signature: str, layer: dict[str, Any], files_json: bytes) -> None:
+        """Record ``layer`` (mediaType, digest, size) with its ``files`` given as JSON text, as is."""
+        head = json.dumps(layer, sort_keys=True)
+        text = head[:-1] + ', "files": ' + files_json.decode() + "}"
+        self._cache.write("INSERT OR REPLACE INTO tar_layers VALUES (?, ?)", (signature, text))
 
     def close(self) -> None:
         self._cache.close()
@@ -402,7 +438,7 @@ def _stat_key(entry: FileEntry) -> _StatKey:
     if entry.stat_key is not None:
         return entry.stat_key
     info = entry.source.stat()
-    return (info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+    return stat_key(info)
 
 
 def _signature(group: TarGroup) -> str | None:
@@ -412,7 +448,7 @@ def _signature(group: TarGroup) -> str | None:
     lines = []
     try:
         for entry in group.files:
-            mtime, ctime, ino, dev = _stat_key(entry)
+            mtime, ctime, ino, dev = unpack_stat_key(_stat_key(entry))
             lines.append(f"{entry.path}\0{entry.size}\0{mtime}\0{ctime}\0{ino}\0{dev}\n")
     except OSError:
         return None
@@ -446,19 +482,18 @@ def build(
                 )
                 entries = group.files
                 blob = Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries))))
-                return TarLayer(blob, list(hit["files"]))
+                records = hit.pop("files")
+                if not isinstance(records, list):
+                    raise TypeError("files")
+                return TarLayer(blob, canonical_json(records))
     layer, unchanged = _build(group, spool, check)
     # Cached only when every file, as read, still matched what the scan saw.
     if cache is not None and signature is not None and unchanged:
         descriptor = layer.blob.descriptor
         cache.put(
             signature,
-            {
-                "mediaType": descriptor.media_type,
-                "digest": str(descriptor.digest),
-                "size": descriptor.size,
-                "files": layer.files,
-            },
+            {"mediaType": descriptor.media_type, "digest": str(descriptor.digest), "size": descriptor.size},
+            layer.files_json,
         )
     return layer
 
@@ -497,7 +532,7 @@ def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None
     """The layer, and whether every file's ``fstat`` after reading matched its scan (cacheable)."""
     layer_hash = hashlib.sha256()
     size = 0
-    files: list[dict[str, Any]] = []
+    files = bytearray(b"[")
     unchanged = True
     out = tempfile.NamedTemporaryFile(dir=spool, prefix="tar-", delete=False) if spool else None  # noqa: SIM115
     # The spool is written on its own thread while the next files are packed.
@@ -530,7 +565,10 @@ def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None
                 if writer is not None:
                     writer.write(bytes(batch))
                 batch.clear()
-            files.append({"path": entry.path, "size": entry.size, "digest": digest})
+            if len(files) > 1:
+                files += b","
+            files += file_record(entry.path, entry.size, digest)
+        files += b"]"
         batch += END
         layer_hash.update(batch)
         size += len(batch)
@@ -552,28 +590,30 @@ def _build(group: TarGroup, spool: Path | None, check: Callable[[], None] | None
         annotations={ann.MODEL_FILEPATH: group.path, ann.TITLE: group.path},
     )
     if out is not None:
-        return TarLayer(Blob(descriptor, path=Path(out.name)), files), unchanged
+        return TarLayer(Blob(descriptor, path=Path(out.name)), bytes(files)), unchanged
     entries = group.files
     return (
-        TarLayer(Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries)))), files),
+        TarLayer(
+            Blob(descriptor, opener=lambda: cast(BinaryIO, _IterReader(tar_chunks(entries)))), bytes(files)
+        ),
         unchanged,
     )
 
 
 def index_blob(layers: Sequence[TarLayer]) -> Blob:
     """The file index layer: which files each tar layer holds, with their sizes and digests."""
-    document = {
-        "version": INDEX_VERSION,
-        "layers": [
-            {
-                "digest": str(layer.blob.descriptor.digest),
-                "path": layer.blob.descriptor.annotation(ann.MODEL_FILEPATH),
-                "files": layer.files,
-            }
-            for layer in layers
-        ],
-    }
-    data = canonical_json(document)
+    # canonical_json of {"version": …, "layers": [{"digest", "path", "files"}, …]}, assembled from
+    # the layers' serialized file lists (keys in sorted order) instead of re-encoding every file.
+    entries = [
+        b'{"digest":%s,"files":%s,"path":%s}'
+        % (
+            _json_str(str(layer.blob.descriptor.digest)),
+            layer.files_json,
+            canonical_json(layer.blob.descriptor.annotation(ann.MODEL_FILEPATH)),
+        )
+        for layer in layers
+    ]
+    data = b'{"layers":[%s],"version":%d}' % (b",".join(entries), INDEX_VERSION)
     descriptor = Descriptor.of_bytes(
         mediatype.model_layer("doc"),
         data,

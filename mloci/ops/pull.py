@@ -32,6 +32,7 @@ from mloci import leftovers
 from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.interrupts import deferred
+from mloci.ops import _mirror_resume
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops._partial import Partial, clean_partials, partial_dir, ranged_chunks, worth_keeping
 from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
@@ -284,16 +285,31 @@ def _write_blob(
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     # Its directories are opened without following links: a tar layer may have made some.
     make_parents(staging, layer.path if layer.packing == "raw" else target.name)
+    mirrored = _mirror_resume.resumable(store)  # through registry mirrors: resumable as well
+    ranged = isinstance(store, ServesRanges) or mirrored is not None
     partial = (
         Partial.open(partials, descriptor)
-        if partials is not None and descriptor.size > 0 and isinstance(store, ServesRanges)
+        if partials is not None and descriptor.size > 0 and ranged
         else None
     )
-    if partial is not None and isinstance(store, ServesRanges):
+    if partial is not None and ranged:
         try:
-            reused = _download_partial(
-                store, store, repository, partial, lambda n: listener.advance(key, n), token, connections
-            )
+            if isinstance(store, ServesRanges):
+                reused = _download_partial(
+                    store, store, repository, partial, lambda n: listener.advance(key, n), token, connections
+                )
+            elif mirrored is not None:  # the mirrors in order, then the origin (mloci.ops._mirror_resume)
+                reused = _mirror_resume.download_partial(
+                    mirrored,
+                    repository,
+                    partial,
+                    lambda n: listener.advance(key, n),
+                    token,
+                    connections,
+                    _download_partial,
+                )
+            else:
+                raise AssertionError("unreachable: ranged")
             partial.complete(target)
         except BaseException as exc:
             partial.close(keep=worth_keeping(exc))

@@ -277,6 +277,23 @@ class MirroredStore:
                 chunks = stack.enter_context(self.origin.open_blob(repository, descriptor))
             yield chunks
 
+    def sources(self, repository: str, descriptor: Descriptor) -> Iterator[tuple[str | None, Store, str]]:
+        """Where ``descriptor``'s blob may be read, in order: (mirror location, its store, the
+        repository as it names it) for each mirror not skipped yet, then (None, the origin, ``repository``).
+
+        For readers that fetch the blob themselves (a resumed partial download asks for byte ranges).
+        """
+        for location, store, mapping in self._mirrors_for(
+            Reference(None, repository, digest=descriptor.digest)
+        ):
+            yield location, store, self._repo(mapping, repository)
+        yield None, self.origin, repository
+
+    def skip(self, location: str, error: MlociError) -> None:
+        """Stop asking the mirror at ``location`` during this pull, with a warning saying why."""
+        self._skipped.add(location)
+        warn(f"mirror {location} skipped: {error}; using {self.origin.location}")
+
     def list_tags(self, repository: str) -> list[str]:
         return self.origin.list_tags(repository)
 

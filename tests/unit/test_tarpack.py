@@ -15,6 +15,7 @@ from mloci.bundle import load_bundle, pack, tarpack
 from mloci.bundle.manifest import BundleManifest
 from mloci.errors import UsageError
 from mloci.types import annotations as ann
+from mloci.types.manifest import canonical_json
 
 
 def many_files_bundle(root: Path, count: int = 120, manifest: dict[str, object] | None = None) -> Path:
@@ -170,3 +171,56 @@ def test_a_file_rewritten_after_the_scan_is_packed_as_read_and_not_cached(tmp_pa
         assert again.blob.descriptor.digest == layer.blob.descriptor.digest
     finally:
         cache.close()
+
+
+def test_the_index_is_the_canonical_json_of_its_document_and_survives_the_cache(tmp_path: Path) -> None:
+    """The index is assembled from each layer's serialized file list (no dict per file): its bytes
+    must be exactly ``canonical_json`` of the document, names that JSON escapes included, and a
+    cache hit must give the same bytes as the build."""
+
+    root = many_files_bundle(tmp_path / "b", manifest={"pack": {"tar": ["vocab", "données"]}})
+    (root / "vocab" / 'quote"back\u00e9.txt').write_bytes(b"x")
+    (root / "données" / "日本").mkdir(parents=True)
+    (root / "données" / "日本" / ("n" * 120 + ".txt")).write_bytes(b"y" * 3000)
+    bundle = load_bundle(root)
+    cache = tarpack.TarCache(tmp_path / "cache.sqlite")
+    try:
+        groups = tarpack.plan(bundle.files, bundle.manifest.pack).groups
+        layers = [tarpack.build(group, cache=cache) for group in groups]
+        assert len(layers) == 2
+        document = {
+            "version": 1,
+            "layers": [
+                {
+                    "digest": str(layer.blob.descriptor.digest),
+                    "path": layer.blob.descriptor.annotation(ann.MODEL_FILEPATH),
+                    "files": json.loads(layer.files_json),
+                }
+                for layer in layers
+            ],
+        }
+        index = tarpack.index_blob(layers)
+        assert index.data == canonical_json(document)
+        hits = [tarpack.build(group, cache=cache) for group in groups]
+        assert [hit.files_json for hit in hits] == [layer.files_json for layer in layers]
+        assert tarpack.index_blob(hits).data == index.data
+    finally:
+        cache.close()
+
+
+def test_entry_offsets_follow_from_the_index_alone(tmp_path: Path) -> None:
+    """Each entry's header and data offsets, computed from paths and sizes, are where tarfile finds them."""
+    root = many_files_bundle(tmp_path / "b", count=5, manifest={"pack": {"tar": ["vocab"]}})
+    (root / "vocab" / ("long-" * 30 + ".txt")).write_bytes(b"z" * 1000)
+    (root / "vocab" / "é.txt").write_bytes(b"")
+    (root / "vocab" / "block.bin").write_bytes(b"b" * 512)
+    bundle = load_bundle(root)
+    (group,) = tarpack.plan(bundle.files, bundle.manifest.pack).groups
+    layer = tarpack.build(group)
+    data = b"".join(tarpack.tar_chunks(group.files))
+    assert hashlib.sha256(data).hexdigest() == layer.blob.descriptor.digest.encoded
+    offsets = list(tarpack.entry_offsets((f["path"], f["size"]) for f in layer.files))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == [f["path"] for f in layer.files]
+    assert offsets == [(m.offset, m.offset_data) for m in members]
