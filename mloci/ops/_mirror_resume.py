@@ -41,7 +41,7 @@ class PartialDownload(Protocol):
     ) -> int: ...
 
 
-def resumable(store: Store) -> MirroredStore | None:
+def resumable_mirrors(store: Store) -> MirroredStore | None:
     """``store`` when it reads through mirrors that, like its origin, all take ``Range``; else None."""
     if not isinstance(store, MirroredStore) or not isinstance(store.origin, ServesRanges):
         return None
@@ -50,7 +50,7 @@ def resumable(store: Store) -> MirroredStore | None:
     return store
 
 
-def download_partial(
+def download_partial_via_mirrors(
     store: MirroredStore,
     repository: str,
     partial: Partial,
@@ -76,7 +76,7 @@ def download_partial(
                 shown = seen
 
         if not isinstance(source, ServesRanges):
-            continue  # not when resumable() chose this store
+            continue  # not when resumable_mirrors() chose this store
         if location is None:
             return min(initial, download(source, source, name, partial, once, token, connections))
         try:

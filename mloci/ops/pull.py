@@ -32,7 +32,7 @@ from mloci import leftovers
 from mloci.atomic import write_atomic
 from mloci.errors import ConflictError, IntegrityError, MlociError, UsageError
 from mloci.interrupts import deferred
-from mloci.ops import _mirror_resume
+from mloci.ops._mirror_resume import download_partial_via_mirrors, resumable_mirrors
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops._partial import Partial, clean_partials, partial_dir, ranged_chunks, worth_keeping
 from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
@@ -81,9 +81,9 @@ class PullResult:
     bytes_downloaded: int
     unchanged: bool
     replaced: tuple[str, ...] = ()
+    """Entries a previous pull had not written that ``force`` replaced (files and links, never directories)."""
     bytes_resumed: int = 0
     """Of ``bytes_downloaded``, those an earlier, interrupted pull had already received (not fetched again)."""
-    """Entries a previous pull had not written that ``force`` replaced (files and links, never directories)."""
     verification: VerifyResult | None = None
     """The signature check that preceded the pull, when a key was required."""
 
@@ -285,7 +285,7 @@ def _write_blob(
     target = staging / (layer.path if layer.packing == "raw" else f".blob-{descriptor.digest.encoded}")
     # Its directories are opened without following links: a tar layer may have made some.
     make_parents(staging, layer.path if layer.packing == "raw" else target.name)
-    mirrored = _mirror_resume.resumable(store)  # through registry mirrors: resumable as well
+    mirrored = resumable_mirrors(store)  # through registry mirrors: resumable as well
     ranged = isinstance(store, ServesRanges) or mirrored is not None
     partial = (
         Partial.open(partials, descriptor)
@@ -299,7 +299,7 @@ def _write_blob(
                     store, store, repository, partial, lambda n: listener.advance(key, n), token, connections
                 )
             elif mirrored is not None:  # the mirrors in order, then the origin (mloci.ops._mirror_resume)
-                reused = _mirror_resume.download_partial(
+                reused = download_partial_via_mirrors(
                     mirrored,
                     repository,
                     partial,
