@@ -14,8 +14,6 @@ import contextlib
 import dataclasses
 import errno
 import fnmatch
-import functools
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +34,6 @@ from mloci.ops._mirror_resume import download_partial_via_mirrors, resumable_mir
 from mloci.ops._parallel import CancelToken, run_all
 from mloci.ops._partial import Partial, clean_partials, partial_dir, ranged_chunks, worth_keeping
 from mloci.ops._ranged import MIN_RANGED_SIZE, RangesUnsupported, ServesRanges, ranged_download
-from mloci.ops._receive import can_map, map_file, receive
 from mloci.ops._tarextract import extract_all, extract_indexed, make_parents
 from mloci.ops._writer import BackgroundWriter
 from mloci.ops.progress import Silent, TransferListener
@@ -344,7 +341,7 @@ def _download_partial(
     once more from the start.
     """
     descriptor = partial.descriptor
-    mappable = can_map(partial.fd, descriptor.size, _preallocate(partial.fd, descriptor.size))
+    _preallocate(partial.fd, descriptor.size)
     for attempt in (1, 2):
         if connections > 1 and descriptor.size >= MIN_RANGED_SIZE:
             missing = partial.missing()
@@ -372,29 +369,6 @@ def _download_partial(
                 continue
         reused = partial.prefix()
         hasher = partial.hash_prefix(reused, token.check)
-        mapping = map_file(partial.fd, descriptor.size, reused) if mappable else None
-        if mapping is not None:  # straight into the file's pages (mloci.ops._receive), from ``reused``
-            advance(reused)
-            try:
-                receive(
-                    http,
-                    repository,
-                    descriptor,
-                    mapping,
-                    reused,
-                    hasher,
-                    advance,
-                    token,
-                    written=partial.written,
-                )
-            except IntegrityError:
-                partial.discard()  # wrong bytes, or damaged on disk: once more from the start
-                if reused == 0 or attempt == 2:
-                    raise
-                # Populating pages over written blocks reads them from disk first; write() does not.
-                mappable = False
-                continue
-            return reused
         received = reused
         os.lseek(partial.fd, reused, os.SEEK_SET)
 
@@ -451,7 +425,7 @@ def _download(
     fd = os.open(
         target, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
     )  # read back by ranged pulls
-    preallocated = _preallocate(fd, descriptor.size)
+    _preallocate(fd, descriptor.size)
     with os.fdopen(fd, "wb") as handle:
         ranged = connections > 1 and descriptor.size >= MIN_RANGED_SIZE and isinstance(store, ServesRanges)
         if ranged and isinstance(store, ServesRanges):
@@ -467,18 +441,7 @@ def _download(
                 )
             except RangesUnsupported:
                 ranged = False
-        mapping = (
-            map_file(handle.fileno(), descriptor.size, 0)
-            if not ranged
-            and isinstance(store, ServesRanges)
-            and can_map(handle.fileno(), descriptor.size, preallocated)
-            else None
-        )
-        if mapping is not None and isinstance(store, ServesRanges):  # straight into the file's pages
-            hasher = hashlib.new(descriptor.digest.algorithm)
-            advance = functools.partial(listener.advance, key)
-            receive(store, repository, descriptor, mapping, 0, hasher, advance, token)
-        elif not ranged:
+        if not ranged:
             # Written on a background thread while this one hashes the next chunk (mloci.ops._writer).
             with (
                 store.open_blob(repository, descriptor) as chunks,
@@ -490,19 +453,17 @@ def _download(
                     listener.advance(key, len(chunk))
 
 
-def _preallocate(fd: int, size: int) -> bool:
+def _preallocate(fd: int, size: int) -> None:
     """Reserve the blob's space up front: a full disk fails before any byte is fetched, and
-    the filesystem allocates one extent instead of growing the file a block at a time.
-    False when the filesystem cannot (writing still works, but not through a mapping)."""
+    the filesystem allocates one extent instead of growing the file a block at a time."""
     if size <= 0:
-        return False
+        return
     try:
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            return False
+            return  # the filesystem cannot preallocate; writing still works
         raise
-    return True
 
 
 def _untar(archive: Path, staging: Path, check: Callable[[], None] = lambda: None) -> list[str]:

@@ -1,4 +1,4 @@
-"""Review findings on the mapped receive path (mloci.ops._receive), each a failing scenario."""
+"""Large-blob pulls at their edges: a partial that already holds every byte, a TLS record damaged mid-blob."""
 
 from __future__ import annotations
 
@@ -13,15 +13,14 @@ import pytest
 from auth_fixtures import TLSRegistry
 from helpers import Registry, Runner, random_bundle
 
-SIZE = 8 << 20  # the smallest mapped blob, and a whole number of pages
+SIZE = 8 << 20  # a whole number of pages and of partial-record saves
 
 
 def test_a_partial_holding_every_byte_is_resumed_not_crashed_on(
     mloci: Runner, registry: Registry, tmp_path: Path
 ) -> None:
-    """kill -9 after the last sidecar save (every 16 MiB, so at the end of a 16n MiB blob) but before
-    the hashing thread caught up: the sidecar says the whole blob is there. The next pull must reuse it;
-    map_file(fd, size, start=size) calls madvise(start=size), which Python refuses with ValueError."""
+    """kill -9 after the last record save but before the blob was published: the record says the whole
+    blob is there. The next pull must verify and reuse it, fetching nothing."""
     bundle = random_bundle(tmp_path, "big", "model.bin", SIZE)
     result = mloci("push", bundle, f"{registry.host}/ml/big", "--json")
     assert result.exit_code == 0, result.stderr
@@ -96,10 +95,8 @@ class CorruptingRelay:
 def test_a_tls_error_mid_blob_is_a_network_break_resumed_not_a_disk_failure(
     mloci: Runner, tls_registry: TLSRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """http.client's readinto raises ssl.SSLError (an OSError, not a ConnectionError) on a damaged
-    TLS record; urllib3's own reads wrap it as an HTTPError, which the chunked path retries. The
-    mapped path re-raises it as 'the disk': the pull fails with 'cannot write into …' and the partial
-    is deleted (worth_keeping is False for such an OSError) instead of resuming with Range."""
+    """A damaged TLS record raises ssl.SSLError (an OSError, not a ConnectionError): it is a network
+    break to resume with Range, not a disk failure ('cannot write into …') that deletes the partial."""
     monkeypatch.setenv("MLOCI_CA_FILE", str(tls_registry.ca_file))
     monkeypatch.setenv("MLOCI_USERNAME", "alice")
     monkeypatch.setenv("MLOCI_PASSWORD", "wonderland-secret")

@@ -1,7 +1,7 @@
-"""Blobs received straight into the output file's pages (mloci.ops._receive), against faults.
+"""Large blobs pulled through faults: breaks mid-chunk, a server ignoring Range, damaged bytes, Ctrl-C.
 
-Blobs of 8 MiB and more take this path; each test checks the pulled bytes against the pushed
-ones, so a byte lost or hashed twice when the connection breaks mid-block would show.
+Each test checks the pulled bytes against the pushed ones, so a byte lost or hashed twice when the
+connection breaks mid-chunk would show.
 """
 
 from __future__ import annotations
