@@ -6,7 +6,7 @@ Run from the repository root with the venv that holds mloci::
     .venv/bin/python bench/verified_pull.py --size 256M --pairs 3
 
 It pushes one incompressible blob of ``--size`` bytes to its own ``docker-registry`` on 127.0.0.1
-(see ``bench/transfer.py``), then runs ``--pairs`` interleaved pairs, alternating which goes first:
+(see ``bench/transfer.py``), then runs ``--pairs`` interleaved rounds, taking every order of the contenders in turn:
 ``mloci pull REF@DIGEST -o DIR`` (streams, hashes and writes the file, verified) and
 ``curl -o FILE`` of the same blob (writes it, no hashing), and with ``--baseline SRC`` the same pull by
 another source tree (``git worktree add /tmp/base main``: did a change make pulls slower?). Each pull
@@ -17,6 +17,7 @@ the median and range of each, of the per-pair ratio mloci / curl, and of each to
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 [*curl_base(), "-o", "/dev/null", url], env=env, check=True
             )  # warm the registry side
             names = list(walls)
+            orders = list(itertools.permutations(names))
             for pair in range(args.pairs):
                 ref = f"{registry.host}/bench/vpull@{digest}"
                 commands = {
@@ -119,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                         [sys.executable, "-m", "mloci", "pull", ref, "-o", str(work / f"b{pair}")],
                         {**env, "PYTHONPATH": str(args.baseline.resolve())},
                     )
-                order = names[pair % len(names) :] + names[: pair % len(names)]  # who goes first rotates
+                # Every order in turn, so each contender follows each other one equally often (what
+                # ran just before — its writeback, the pages it freed — shows in the next one's time).
+                order = orders[pair % len(orders)]
                 for name in order:
                     argv, environment = commands[name]
                     walls[name].append(run(argv, environment, cpus[name]))
