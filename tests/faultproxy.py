@@ -42,6 +42,7 @@ class Fault:
         0.0  # wait this long before reading the request body; forward it only if it all arrives
     )
     drop_range: bool = False  # forward without the Range header, as a server ignoring it would
+    cap_range: int | None = None  # forward Range asking for at most this many bytes (a server sending pieces)
     skip: int = 0  # let this many matching requests through untouched first
     times: int = 1
     hits: int = 0
@@ -131,7 +132,8 @@ class FaultProxy:
                 if key.lower() not in _HOP_BY_HOP and not (
                     fault and fault.drop_range and key.lower() == "range"
                 ):
-                    upstream.putheader(key, value)
+                    capped = fault and fault.cap_range and key.lower() == "range"
+                    upstream.putheader(key, _capped(value, fault.cap_range) if fault and capped else value)
             upstream.endheaders()
             to_send = (
                 length if not (fault and fault.cut_request_after is not None) else fault.cut_request_after
@@ -187,3 +189,10 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def _capped(value: str, cap: int) -> str:
+    """``bytes=FIRST-[LAST]`` narrowed to at most ``cap`` bytes."""
+    first, _, last = value.removeprefix("bytes=").partition("-")
+    end = int(first) + cap - 1
+    return f"bytes={first}-{min(end, int(last)) if last else end}"

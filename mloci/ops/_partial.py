@@ -269,14 +269,25 @@ def ranged_chunks(
                 headers={"Range": f"bytes={offset}-"} if offset else {},
                 expect=(206, 200),
             )
+            last: int | None = None  # the last byte a 206 says it holds
             if response.status == 200:
                 skip_body(response, offset)  # the server ignored the range
+            else:
+                first, last = _content_range(response.headers.get("Content-Range"), offset)
+                if first != offset:
+                    raise IntegrityError(
+                        f"blob {descriptor.digest}: the registry answered from byte {first} "
+                        f"a request from byte {offset}"
+                    )
             while chunk := response.read(min(_CHUNK, descriptor.size - offset), decode_content=False):
                 offset += len(chunk)
+                failures = 0  # bytes arrived: a later break starts a new count
                 yield chunk
                 if offset >= descriptor.size:
                     break
             else:
+                if last is not None and offset == last + 1 < descriptor.size:
+                    continue  # a server that sends a long range in pieces: ask for the next one
                 # The response ended where its Content-Length said (urllib3 raises on a cut one):
                 # the registry holds fewer bytes than the descriptor names.
                 raise IntegrityError(
@@ -288,6 +299,17 @@ def ranged_chunks(
         finally:
             if response is not None:
                 response.close()
+
+
+def _content_range(header: str | None, asked: int) -> tuple[int, int | None]:
+    """First and last byte of a 206's ``Content-Range: bytes FIRST-LAST/SIZE`` (RFC 9110 §14.4);
+    without a readable one, the range asked for and an unknown end."""
+    unit, _, spec = (header or "").partition(" ")
+    first, _, rest = spec.partition("-")
+    last = rest.partition("/")[0]
+    if unit != "bytes" or not first.isdigit() or not last.isdigit():
+        return asked, None
+    return int(first), int(last)
 
 
 def pause_or_give_up(

@@ -128,6 +128,31 @@ def test_a_pull_killed_midway_resumes_from_what_arrived(
     print(f"killed at {kept / SIZE:.0%}; the next run fetched {sent / SIZE:.0%} of {SIZE >> 20} MiB")
 
 
+def test_a_registry_sending_the_rest_in_pieces_is_asked_for_each_piece(
+    mloci: Runner, registry: Registry, proxy: FaultProxy, big: Path, tmp_path: Path, mloci_home: Path
+) -> None:
+    """A server may answer ``Range: bytes=N-`` with less than the rest (a 206 whose Content-Range
+    ends early): the resumed pull asks for the next piece instead of calling the blob short."""
+    digest = pushed(mloci, big, f"{registry.host}/ml/big")
+    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.04, times=10))
+    parent = tmp_path / "pulls"
+    parent.mkdir()
+    partials = parent / ".mloci-partial-out"
+    child = spawn(["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(parent / "out")], mloci_home)
+    kill_when(child, lambda: received(partials) >= SIZE // 3)
+    kept = received(partials)
+    pieces = FaultProxy(registry.port or 0)
+    try:
+        pieces.add(Fault("GET", MODEL_DIGEST, cap_range=16 << 20, times=100))
+        result = mloci("pull", f"{pieces.host}/ml/big@{digest}", "-o", parent / "out", "--json")
+    finally:
+        pieces.close()
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["bytesResumed"] >= kept
+    assert pieces.count("GET", MODEL_DIGEST) >= (SIZE - kept) // (16 << 20)
+    assert (parent / "out" / "model.bin").read_bytes() == (big / "model.bin").read_bytes()
+
+
 def test_a_damaged_partial_is_detected_and_the_blob_fetched_again(
     mloci: Runner, registry: Registry, proxy: FaultProxy, big: Path, tmp_path: Path, mloci_home: Path
 ) -> None:

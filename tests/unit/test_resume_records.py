@@ -137,3 +137,13 @@ def test_a_changed_file_is_a_new_upload_subject(tmp_path: Path) -> None:
     first = file_subject(path)
     path.write_bytes(b"two!")
     assert file_subject(path) != first
+
+
+def test_content_range_is_read_or_falls_back_to_what_was_asked() -> None:
+    from mloci.ops._partial import _content_range
+
+    assert _content_range("bytes 100-199/1000", 100) == (100, 199)
+    assert _content_range("bytes 100-199/*", 100) == (100, 199)
+    assert _content_range("bytes 5-9/10", 7) == (5, 9)  # the caller refuses a wrong start
+    for unreadable in (None, "", "bytes */1000", "items 1-2/3", "bytes a-b/c"):
+        assert _content_range(unreadable, 42) == (42, None)
