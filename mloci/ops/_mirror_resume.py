@@ -16,29 +16,17 @@ is repeated from the origin, exactly as without partials.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 from mloci.errors import IntegrityError, MlociError
-from mloci.ops._parallel import Cancelled, CancelToken
+from mloci.ops._parallel import Cancelled
 from mloci.ops._partial import Partial
 from mloci.ops._ranged import ServesRanges
 from mloci.store.base import Store
 from mloci.store.mirrors import MirroredStore, MirrorFailure
 
-
-class PartialDownload(Protocol):
-    """``mloci.ops.pull._download_partial``: complete a partial from one registry; bytes reused."""
-
-    def __call__(
-        self,
-        store: Store,
-        http: ServesRanges,
-        repository: str,
-        partial: Partial,
-        advance: Callable[[int], None],
-        token: CancelToken,
-        connections: int,
-    ) -> int: ...
+# Completes the partial from one source (``mloci.ops.pull._download_partial`` bound to the partial):
+# (source, repository there, progress) -> bytes an earlier run had left that were used.
+CompleteFrom = Callable[[Store, str, Callable[[int], None]], int]
 
 
 def resumable_mirrors(store: Store) -> MirroredStore | None:
@@ -55,9 +43,7 @@ def download_partial_via_mirrors(
     repository: str,
     partial: Partial,
     advance: Callable[[int], None],
-    token: CancelToken,
-    connections: int,
-    download: PartialDownload,
+    complete_from: CompleteFrom,
 ) -> int:
     """Complete ``partial`` from the first source that serves it: the mirrors in order, then the
     origin. Returns how many bytes an earlier run had left that were used (not those a mirror that
@@ -75,12 +61,10 @@ def download_partial_via_mirrors(
                 advance(seen - shown)
                 shown = seen
 
-        if not isinstance(source, ServesRanges):
-            continue  # not when resumable_mirrors() chose this store
         if location is None:
-            return min(initial, download(source, source, name, partial, once, token, connections))
+            return min(initial, complete_from(source, name, once))
         try:
-            return min(initial, download(source, source, name, partial, once, token, connections))
+            return min(initial, complete_from(source, name, once))
         except Cancelled:
             raise
         except IntegrityError as exc:

@@ -282,6 +282,17 @@ def _create(tree: _Tree, name: str, mode: int = 0o644) -> int:
         raise IntegrityError(f"tar layer entry {name!r} would be written through a link") from exc
 
 
+def _write_file(reader: _Reader, tree: _Tree, name: str, size: int, mode: int) -> None:
+    """Create ``name`` and copy the entry's ``size`` bytes into it, then skip the block padding."""
+    fd = _create(tree, name, mode)
+    try:
+        complete = reader.copy(size, fd)
+    finally:
+        os.close(fd)
+    if not complete or not reader.copy(-size % _BLOCK, None):
+        raise IntegrityError("corrupt tar layer: unexpected end of data")
+
+
 def make_parents(root: Path, name: str) -> None:
     """Create the directories above ``root/name`` without following a link; IntegrityError when one is a link or a file.
 
@@ -318,13 +329,7 @@ def extract_indexed(
                 if not reader.copy(padded, None):
                     raise IntegrityError("corrupt tar layer: unexpected end of data")
                 continue
-            fd = _create(tree, name)
-            try:
-                complete = reader.copy(size, fd)
-            finally:
-                os.close(fd)
-            if not complete or not reader.copy(padded - size, None):
-                raise IntegrityError("corrupt tar layer: unexpected end of data")
+            _write_file(reader, tree, name, size, 0o644)
             written.add(name)
     finally:
         tree.close()
@@ -380,13 +385,7 @@ def extract_all(
                     seen.add(name)
             if typeflag in _REGULAR:
                 executable = _octal(mode_field) & 0o100
-                fd = _create(tree, name, 0o755 if executable else 0o644)
-                try:
-                    complete = reader.copy(size, fd)
-                finally:
-                    os.close(fd)
-                if not complete or not reader.copy(padded - size, None):
-                    raise IntegrityError("corrupt tar layer: unexpected end of data")
+                _write_file(reader, tree, name, size, 0o755 if executable else 0o644)
                 regular.add(name)
                 created.append(name)
                 continue

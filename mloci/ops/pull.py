@@ -296,14 +296,15 @@ def _write_blob(
                     store, store, repository, partial, lambda n: listener.advance(key, n), token, connections
                 )
             elif mirrored is not None:  # the mirrors in order, then the origin (mloci.ops._mirror_resume)
+                opened = partial
+
+                def complete_from(source: Store, name: str, progress: Callable[[int], None]) -> int:
+                    if not isinstance(source, ServesRanges):  # resumable_mirrors() let none through
+                        raise AssertionError("a mirror that takes no Range")
+                    return _download_partial(source, source, name, opened, progress, token, connections)
+
                 reused = download_partial_via_mirrors(
-                    mirrored,
-                    repository,
-                    partial,
-                    lambda n: listener.advance(key, n),
-                    token,
-                    connections,
-                    _download_partial,
+                    mirrored, repository, partial, lambda n: listener.advance(key, n), complete_from
                 )
             else:
                 raise AssertionError("unreachable: ranged")

@@ -72,6 +72,16 @@ def received(partials: Path) -> int:
     return 0
 
 
+def killed_pull(proxy: FaultProxy, digest: str, out: Path, home: Path, share: float, *extra: str) -> Path:
+    """Pull the model into ``out`` through ``proxy`` (slowed), SIGKILL it once ``share`` of the blob
+    arrived (any byte for 0), and return the partial directory it left."""
+    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.1 if extra else 0.04, times=20))
+    partials = out.parent / f".mloci-partial-{out.name}"
+    args = ["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(out), *extra]
+    kill_when(spawn(args, home), lambda: received(partials) >= max(1, share * SIZE))
+    return partials
+
+
 def pushed(mloci: Runner, bundle: Path, repo: str) -> str:
     result = mloci("push", bundle, repo, "--json")
     assert result.exit_code == 0, result.stderr
@@ -105,12 +115,9 @@ def test_a_pull_killed_midway_resumes_from_what_arrived(
     share: float,
 ) -> None:
     digest = pushed(mloci, big, f"{registry.host}/ml/big")
-    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.04, times=10))
     parent = tmp_path / "pulls"
     parent.mkdir()
-    partials = parent / ".mloci-partial-out"
-    child = spawn(["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(parent / "out")], mloci_home)
-    kill_when(child, lambda: received(partials) >= share * SIZE)
+    partials = killed_pull(proxy, digest, parent / "out", mloci_home, share)
     kept = received(partials)
     assert kept >= share * SIZE
     assert not (parent / "out").exists()
@@ -134,13 +141,9 @@ def test_a_registry_sending_the_rest_in_pieces_is_asked_for_each_piece(
     """A server may answer ``Range: bytes=N-`` with less than the rest (a 206 whose Content-Range
     ends early): the resumed pull asks for the next piece instead of calling the blob short."""
     digest = pushed(mloci, big, f"{registry.host}/ml/big")
-    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.04, times=10))
     parent = tmp_path / "pulls"
     parent.mkdir()
-    partials = parent / ".mloci-partial-out"
-    child = spawn(["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(parent / "out")], mloci_home)
-    kill_when(child, lambda: received(partials) >= SIZE // 3)
-    kept = received(partials)
+    kept = received(killed_pull(proxy, digest, parent / "out", mloci_home, 1 / 3))
     pieces = FaultProxy(registry.port or 0)
     try:
         pieces.add(Fault("GET", MODEL_DIGEST, cap_range=16 << 20, times=100))
@@ -157,10 +160,7 @@ def test_a_damaged_partial_is_detected_and_the_blob_fetched_again(
     mloci: Runner, registry: Registry, proxy: FaultProxy, big: Path, tmp_path: Path, mloci_home: Path
 ) -> None:
     digest = pushed(mloci, big, f"{registry.host}/ml/big")
-    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.04, times=10))
-    partials = tmp_path / ".mloci-partial-out"
-    child = spawn(["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(tmp_path / "out")], mloci_home)
-    kill_when(child, lambda: received(partials) >= SIZE // 2)
+    partials = killed_pull(proxy, digest, tmp_path / "out", mloci_home, 1 / 2)
     (data,) = (p for p in partials.iterdir() if not p.name.endswith(".json"))
     with data.open("r+b") as handle:  # a byte flipped on disk
         handle.seek(12345)
@@ -182,10 +182,7 @@ def test_a_ranged_pull_killed_midway_resumes_only_the_missing_ranges(
     mloci: Runner, registry: Registry, proxy: FaultProxy, big: Path, tmp_path: Path, mloci_home: Path
 ) -> None:
     digest = pushed(mloci, big, f"{registry.host}/ml/big")
-    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.1, times=20))
-    partials = tmp_path / ".mloci-partial-out"
-    args = ["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(tmp_path / "out"), "--connections", "4"]
-    kill_when(spawn(args, mloci_home), lambda: received(partials) >= SIZE // 2)
+    partials = killed_pull(proxy, digest, tmp_path / "out", mloci_home, 1 / 2, "--connections", "4")
     kept = received(partials)
     before = settled(registry, 4)
 
@@ -203,10 +200,7 @@ def test_cleanup_after_a_pull_leaves_what_mloci_did_not_write(
     mloci: Runner, registry: Registry, proxy: FaultProxy, big: Path, tmp_path: Path, mloci_home: Path
 ) -> None:
     digest = pushed(mloci, big, f"{registry.host}/ml/big")
-    proxy.add(Fault("GET", r"/blobs/sha256:", delay_per_mib=0.04, times=10))
-    partials = tmp_path / ".mloci-partial-out"
-    child = spawn(["pull", f"{proxy.host}/ml/big@{digest}", "-o", str(tmp_path / "out")], mloci_home)
-    kill_when(child, lambda: received(partials) > 0)
+    partials = killed_pull(proxy, digest, tmp_path / "out", mloci_home, 0)
     (partials / "notes.txt").write_text("mine")
     result = mloci("pull", f"{registry.host}/ml/big@{digest}", "-o", tmp_path / "out")
     assert result.exit_code == 0, result.stderr
